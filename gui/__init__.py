@@ -1,0 +1,1 @@
+"""pyqtgraph + Qt (PySide6): live dashboard and session review. The only layer that imports Qt."""

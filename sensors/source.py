@@ -1,0 +1,123 @@
+"""The one ``Source`` interface: where samples come from.
+
+BLE sensors, emulated sensors, the simulator, CSV import and session replay all implement ``Source``.
+Everything downstream takes a ``Source`` and never builds one (sources are built from a spec string in
+``pelvimon.sensors.open_source`` or by the CLI).
+
+A ``Source`` is an async context manager and an async iterator of events::
+
+    async with source:
+        async for event in source:
+            match event:
+                case ImuBatch(): ...          # decoded samples on session time
+                case RawNotification(): ...   # the bytes as received (BLE, emulated, replay only)
+                case SourceStatus(): ...      # connected, disconnected, gap, calibration prompt...
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from pelvimon.firmware_protocols.batch import ImuBatch
+
+
+@dataclass(frozen=True)
+class RawNotification:
+    """One BLE notification as received.
+
+    Attributes
+    ----------
+    t_host_s : float
+        Host receive time, seconds since the session started (monotonic clock).
+    char_uuid : str
+        The characteristic it came from (lower-case UUID string).
+    data : bytes
+        The notification payload, unchanged.
+    """
+
+    t_host_s: float
+    char_uuid: str
+    data: bytes
+
+
+StatusKind = Literal["connecting", "connected", "disconnected", "reconnecting", "gap", "stopped", "info"]
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """Something that happened to the stream, with its session time and a human-readable message."""
+
+    kind: StatusKind
+    t_s: float
+    message: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+SourceEvent = ImuBatch | RawNotification | SourceStatus
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a source says about itself once opened.
+
+    Attributes
+    ----------
+    name : str
+        Human-readable name (device name, file name, "simulator").
+    protocol : str
+        Wire protocol name (``movesense``, ``polar_pmd``, ...) or ``simulator`` / ``csv``.
+    rate_hz : float
+        Nominal sample rate.
+    has_gyro : bool
+        Whether batches carry ``gyr_rads``.
+    address : str
+        BLE address or path, where there is one.
+    metadata : dict
+        Anything else worth recording (firmware version, ranges, serial number, battery).
+    """
+
+    name: str
+    protocol: str
+    rate_hz: float
+    has_gyro: bool = True
+    address: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Source(abc.ABC):
+    """Base class of every sample source (see module docstring)."""
+
+    info: SourceInfo
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect or open files; fill ``self.info``."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop streaming and release everything; safe to call twice."""
+
+    @abc.abstractmethod
+    def events(self) -> AsyncIterator[SourceEvent]:
+        """Yield events until the source ends or is closed."""
+
+    def __aiter__(self) -> AsyncIterator[SourceEvent]:
+        return self.events()
+
+
+class SourceError(RuntimeError):
+    """A source could not be opened or broke in a way the user must act on; the message says how."""

@@ -1,0 +1,183 @@
+"""What every protocol module provides, and the errors decoders raise.
+
+A protocol module (``movesense``, ``polar_pmd``, ``metawear``, ``witmotion``, ``movella_dot``,
+``pelvimon_ref``) defines one subclass of :class:`Protocol` and registers it in ``registry.py``. The
+pieces:
+
+- :class:`ProtocolSpec`: UUIDs, advertising hints, rates, what the sensor offers.
+- :meth:`Protocol.start_sequence` / :meth:`Protocol.stop_sequence`: the GATT writes a client makes,
+  byte-exact, in order (subscribe to the notify characteristics first, then write).
+- :class:`Decoder`: client side, stateful per connection, notification payloads -> ``ImuBatch``\\ es in SI
+  units on the device clock (reassembly of multi-part payloads, clock unwrap, loss detection).
+- :class:`PeripheralModel`: device side, for emulated sensors: parses the client's writes, answers them
+  as the real firmware does, and encodes samples into the real notification bytes.
+
+Decoders never return empty data silently for bad input: they raise :class:`MalformedFrameError` or
+:class:`UnsupportedFrameError`. Waiting for the second part of a split payload is not an error; the
+decoder returns ``[]`` and keeps the part.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .batch import ImuBatch
+
+
+class ProtocolError(ValueError):
+    """Bytes that a protocol cannot accept. The message names the protocol, the frame and what was expected."""
+
+    def __init__(self, protocol: str, frame: str, problem: str) -> None:
+        self.protocol = protocol
+        self.frame = frame
+        self.problem = problem
+        super().__init__(f"{protocol}: {frame}: {problem}")
+
+
+class MalformedFrameError(ProtocolError):
+    """The bytes do not follow the protocol (wrong length, bad magic, truncated block...)."""
+
+
+class UnsupportedFrameError(ProtocolError):
+    """The bytes are a valid frame of a kind pelvimon does not decode (another measurement type...)."""
+
+
+@dataclass(frozen=True)
+class GattWrite:
+    """One write to a characteristic."""
+
+    char_uuid: str
+    data: bytes
+    response: bool = True
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """What the client asks the sensor to stream.
+
+    Attributes
+    ----------
+    rate_hz : float
+        Requested sample rate; protocols pick the nearest supported rate and say so in their spec.
+    acc_range_g : float or None
+        Accelerometer full scale, ±g (None: the protocol's default).
+    gyro_range_dps : float or None
+        Gyroscope full scale, ±deg/s (None: the protocol's default).
+    mag : bool
+        Also stream the magnetometer where the sensor has one.
+    """
+
+    rate_hz: float
+    acc_range_g: float | None = None
+    gyro_range_dps: float | None = None
+    mag: bool = False
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """Static facts about a protocol (see docs/sensors.md for the table built from these).
+
+    UUIDs are lower-case strings. ``name_patterns`` are regular expressions matched against the
+    advertised local name; ``service_uuids`` are matched against advertised service UUIDs.
+    """
+
+    name: str
+    title: str
+    service_uuids: tuple[str, ...]
+    notify_uuids: tuple[str, ...]
+    write_uuid: str | None
+    name_patterns: tuple[str, ...]
+    rates_hz: tuple[float, ...]
+    default_rate_hz: float
+    has_gyro: bool
+    has_mag: bool
+    device_clock: bool
+    loss_detection: str
+    context_keys: tuple[str, ...] = ()
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Decoder(abc.ABC):
+    """Client-side decoder for one connection (stateful: partial payloads, previous timestamps, wraps)."""
+
+    protocol: ClassVar[str]
+
+    @abc.abstractmethod
+    def feed(self, char_uuid: str, payload: bytes, t_host_s: float | None = None) -> list[ImuBatch]:
+        """Decode one notification.
+
+        Parameters
+        ----------
+        char_uuid : str
+            Characteristic the notification came from (lower-case UUID).
+        payload : bytes
+            The notification value.
+        t_host_s : float, optional
+            Host receive time in s; protocols without a device clock time their samples from it
+            (``time_base="host"``).
+
+        Returns
+        -------
+        list of ImuBatch
+            Zero or more batches, one per stream present (acc, gyro... may come separately; see
+            ``merge.ImuMerger``). ``[]`` only when the payload is a valid part of something not complete
+            yet, or a control message that carries no samples.
+
+        Raises
+        ------
+        MalformedFrameError, UnsupportedFrameError
+        """
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Forget partial payloads and previous timestamps (after a reconnect or a stop)."""
+
+
+class PeripheralModel(abc.ABC):
+    """Device side of a protocol, for emulated sensors: command handling and the data path encoder."""
+
+    @property
+    @abc.abstractmethod
+    def streaming(self) -> bool:
+        """Whether the client has started a stream that is still running."""
+
+    @property
+    @abc.abstractmethod
+    def config(self) -> StreamConfig | None:
+        """The stream configuration the client asked for (None before a start command)."""
+
+    @abc.abstractmethod
+    def handle_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
+        """Apply one client write; return the notifications the device sends in answer (char, bytes)."""
+
+    @abc.abstractmethod
+    def encode(self, batch: ImuBatch) -> list[tuple[str, bytes]]:
+        """Samples (device clock, SI units) -> notifications (char, bytes) exactly as the device sends them.
+
+        The peripheral keeps its own counters and partial notifications: samples that do not fill a
+        notification yet are kept for the next call.
+        """
+
+
+class Protocol(abc.ABC):
+    """One sensor firmware's protocol: spec, client command sequences, decoder and peripheral model."""
+
+    spec: ClassVar[ProtocolSpec]
+
+    @abc.abstractmethod
+    def start_sequence(self, config: StreamConfig) -> list[GattWrite]:
+        """Writes that start streaming (after subscribing to ``spec.notify_uuids``)."""
+
+    @abc.abstractmethod
+    def stop_sequence(self) -> list[GattWrite]:
+        """Writes that stop streaming cleanly."""
+
+    @abc.abstractmethod
+    def decoder(self, **context: Any) -> Decoder:
+        """A new decoder; ``context`` holds what is not in the bytes (see ``spec.context_keys``)."""
+
+    @abc.abstractmethod
+    def peripheral(self, **options: Any) -> PeripheralModel:
+        """A new device-side model for emulation."""

@@ -32,7 +32,9 @@ class RawNotification:
     Attributes
     ----------
     t_host_s : float
-        Host receive time, seconds since the session started (monotonic clock).
+        Host receive time, seconds since the session started (monotonic clock). It is kept on a whole
+        number of nanoseconds (rounded on construction), so that a session file, which stores integer
+        nanoseconds, gives back the very same float at replay and decoders see identical inputs.
     char_uuid : str
         The characteristic it came from (lower-case UUID string).
     data : bytes
@@ -42,6 +44,16 @@ class RawNotification:
     t_host_s: float
     char_uuid: str
     data: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "t_host_s", round(float(self.t_host_s) * 1e9) / 1e9)
+        object.__setattr__(self, "char_uuid", self.char_uuid.lower())
+        object.__setattr__(self, "data", bytes(self.data))
+
+    @property
+    def t_host_ns(self) -> int:
+        """Host receive time in integer nanoseconds since the session started."""
+        return round(self.t_host_s * 1e9)
 
 
 StatusKind = Literal["connecting", "connected", "disconnected", "reconnecting", "gap", "stopped", "info"]

@@ -1,0 +1,270 @@
+"""Device clock -> session time.
+
+A BLE notification reaches the host some time after its last sample was measured: a delay that is never
+negative (connection-event wait, radio retries, the operating system) and varies from a fraction of a
+millisecond to tens of milliseconds. Host receive times are therefore a jittered, one-sided view of the
+device clock. pelvimon maps device time to session time with a causal fit of the lower envelope of
+``host - device``:
+
+``t_session = offset + (1 + drift) * (t_device - anchor)``
+
+- Observations ``(t_device, t_host)`` pair the device time of a notification's last sample with the host
+  receive time (seconds since the session started).
+- The residual ``r = t_host - (t_device - anchor)`` is binned in ``bin_s`` seconds of device time; each bin
+  keeps its minimum (the notification that waited least). The last ``window_bins`` bins are kept (bounded
+  memory).
+- Drift: slope of the lower convex hull of the bin minima at their mean device time, once they span
+  ``min_fit_span_s`` (the line below all points that is closest to them on average); clamped to
+  ``±max_drift`` (crystals are within ±100 ppm; the clamp guards against a bad start).
+- Offset: the lowest bin minimum after removing the drift: the line touches the envelope from below, so
+  session time is the device time seen through the fastest delivery.
+- A residual further than ``reanchor_s`` from the model (device rebooted, a wrap the decoder could not see,
+  or a stretch of lost data on a host-timed sensor) re-anchors the fit at that point, keeping the drift.
+- Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
+  slew towards it, each batch moving back at most half the device time since the previous batch, so
+  consecutive batches never overlap.
+
+Protocols without a device clock (MetaWear without accounter, WitMotion) are de-jittered by
+:class:`SampleClock`: sample ``k`` gets the synthetic device time ``k / rate_hz`` and goes through the same
+fit, whose drift then absorbs the sensor's rate error.
+
+Everything here is deterministic given the same inputs, so replay reproduces live session times exactly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from pelvimon.firmware_protocols.batch import ImuBatch
+
+
+class ClockMap:
+    """Causal offset + drift fit of the lower envelope of ``host - device`` (see the module docstring).
+
+    Parameters
+    ----------
+    bin_s : float
+        Width of a residual bin, s of device time.
+    window_bins : int
+        Number of bins kept (the fit looks back ``bin_s * window_bins`` seconds).
+    min_fit_span_s : float
+        Device-time span the bins must cover before the drift is fitted (before: drift 0).
+    max_drift : float
+        Largest drift accepted, as a fraction (1e-3 = 1000 ppm).
+    reanchor_s : float
+        A residual this far (s) from the model re-anchors the fit.
+    late_s : float or None
+        If set, a whole bin whose fastest delivery is still this late (s) against the model re-anchors the
+        fit at that bin (host-timed streams that lost samples without a counter). None: never.
+
+    Attributes
+    ----------
+    offset_s_ : float or None
+        Host time (s since session start) of the anchor device time, through the fastest delivery.
+    drift_ : float
+        Fitted rate error of the device clock relative to the host clock (session s per device s, minus 1).
+    anchor_device_s_ : float or None
+        Device time the fit is anchored at.
+    n_reanchors_ : int
+        How many times the fit was re-anchored.
+    """
+
+    def __init__(
+        self,
+        bin_s: float = 1.0,
+        window_bins: int = 120,
+        min_fit_span_s: float = 20.0,
+        max_drift: float = 5e-4,
+        reanchor_s: float = 1.0,
+        late_s: float | None = None,
+    ) -> None:
+        self.bin_s = bin_s
+        self.late_s = late_s
+        self.window_bins = window_bins
+        self.min_fit_span_s = min_fit_span_s
+        self.max_drift = max_drift
+        self.reanchor_s = reanchor_s
+        self.offset_s_: float | None = None
+        self.drift_ = 0.0
+        self.anchor_device_s_: float | None = None
+        self.n_reanchors_ = 0
+        self._bins: deque[tuple[int, float, float]] = deque(maxlen=window_bins)  # (bin, x, r_min)
+        self._last_out: float | None = None
+        self._last_dev: float | None = None
+
+    # -- model --------------------------------------------------------------------------------------
+    def predict(self, t_device_s: np.ndarray | float) -> np.ndarray:
+        """Model session time of device times, without the no-backwards guard (s)."""
+        if self.offset_s_ is None or self.anchor_device_s_ is None:
+            raise ValueError("ClockMap.predict: no observation yet")
+        x = np.asarray(t_device_s, dtype=np.float64) - self.anchor_device_s_
+        return self.offset_s_ + (1.0 + self.drift_) * x
+
+    def _anchor(self, t_device_s: float, t_host_s: float) -> None:
+        self.anchor_device_s_ = t_device_s
+        self._bins.clear()
+        self._bins.append((0, 0.0, t_host_s))
+        self.offset_s_ = t_host_s
+
+    def observe(self, t_device_s: float, t_host_s: float) -> bool:
+        """Add one observation: device time of a notification's last sample, its host receive time (s).
+
+        Returns
+        -------
+        bool
+            True if this observation re-anchored the fit.
+        """
+        d = float(t_device_s)
+        h = float(t_host_s)
+        if self.anchor_device_s_ is None:
+            self._anchor(d, h)
+            return False
+        if abs(h - float(self.predict(d))) > self.reanchor_s:
+            self._anchor(d, h)
+            self.n_reanchors_ += 1
+            return True
+        x = d - self.anchor_device_s_
+        r = h - x
+        k = int(np.floor(x / self.bin_s))
+        if self._bins and self._bins[-1][0] == k:
+            if r < self._bins[-1][2]:
+                self._bins[-1] = (k, x, r)
+                self._refit()
+        elif self._bins and k < self._bins[-1][0]:
+            return False  # device time went back a little (reordered part); nothing to learn
+        else:
+            if self.late_s is not None and len(self._bins) >= 2:
+                kb, xb, rb = self._bins[-1]
+                if rb - float(self.predict(xb + self.anchor_device_s_)) > self.late_s:
+                    self._anchor(xb + self.anchor_device_s_, rb + xb)
+                    self.n_reanchors_ += 1
+                    return self.observe(d, h) or True
+            self._bins.append((k, x, r))
+            self._refit()
+        return False
+
+    def _refit(self) -> None:
+        b = np.array(self._bins, dtype=np.float64)
+        x, r = b[:, 1], b[:, 2]
+        drift = self.drift_
+        if len(b) >= 3 and x[-1] - x[0] >= self.min_fit_span_s:
+            drift = _hull_slope(x, r)
+            drift = float(np.clip(drift, -self.max_drift, self.max_drift))
+        self.drift_ = drift
+        self.offset_s_ = float(np.min(r - drift * x))
+
+    # -- mapping ------------------------------------------------------------------------------------
+    def map(self, t_device_s: np.ndarray) -> np.ndarray:
+        """Session times (s) of one batch of device times (s), never before the previous batch's."""
+        d = np.asarray(t_device_s, dtype=np.float64)
+        t = self.predict(d)
+        if len(t) == 0:
+            return t
+        if self._last_out is not None and self._last_dev is not None:
+            if d[0] > self._last_dev:
+                floor = self._last_out + 0.5 * (d[0] - self._last_dev) * (1.0 + self.drift_)
+            else:
+                floor = self._last_out + 1e-6
+            if t[0] < floor:
+                t = t + (floor - t[0])
+        self._last_out = float(t[-1])
+        self._last_dev = float(d[-1])
+        return t
+
+
+def _hull_slope(x: np.ndarray, r: np.ndarray) -> float:
+    """Slope of the lower convex hull edge of the points ``(x, r)`` above the mean of ``x``.
+
+    Of all lines below every point, this one is closest to the points on average (the linear programme
+    behind convex-hull clock-skew estimation): it rests on the fastest deliveries, not on the average
+    delay, so a few milliseconds of jitter barely move it.
+    """
+    hull: list[tuple[float, float]] = []
+    for p in zip(x.tolist(), r.tolist(), strict=True):
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) <= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    xm = float(x.mean())
+    for (x1, y1), (x2, y2) in zip(hull[:-1], hull[1:], strict=True):
+        if x1 <= xm <= x2 and x2 > x1:
+            return (y2 - y1) / (x2 - x1)
+    return 0.0
+
+
+class SampleClock:
+    """De-jittered session times for protocols without a device clock (host receive times only).
+
+    Sample ``k`` of the stream gets the synthetic device time ``k / rate_hz``; :class:`ClockMap` fits the
+    lower envelope of host receive times against it, so the sensor's true rate shows up as drift.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sample rate.
+    reanchor_s : float
+        Late arrivals by more than this (s) re-anchor the fit (samples were lost without a counter).
+    """
+
+    def __init__(self, rate_hz: float, reanchor_s: float = 0.25) -> None:
+        if rate_hz <= 0:
+            raise ValueError(f"SampleClock: rate_hz must be > 0, got {rate_hz}")
+        self.rate_hz = rate_hz
+        self.map_ = ClockMap(reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03))
+        self.n_samples_ = 0
+
+    def stamp(self, n: int, t_host_s: float, n_lost: int = 0) -> np.ndarray:
+        """Session times (s) of the ``n`` samples of a notification received at ``t_host_s``."""
+        self.n_samples_ += int(n_lost)
+        k = self.n_samples_ + np.arange(n, dtype=np.float64)
+        self.n_samples_ += n
+        d = k / self.rate_hz
+        if n:
+            self.map_.observe(float(d[-1]), t_host_s)
+        return self.map_.map(d)
+
+
+class SessionClock:
+    """Puts decoded batches on session time: :class:`ClockMap` for device-clock batches, :class:`SampleClock`
+    for host-timed ones.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sample rate (used for host-timed batches).
+    reanchor_s : float
+        See :class:`ClockMap`.
+    """
+
+    def __init__(self, rate_hz: float, reanchor_s: float = 1.0) -> None:
+        self.rate_hz = rate_hz
+        self.device = ClockMap(reanchor_s=reanchor_s)
+        self.host = SampleClock(rate_hz)
+
+    def to_session(self, batch: ImuBatch, t_host_s: float, *, gap_before: bool = False) -> ImuBatch:
+        """The batch on session time (``time_base="session"``); ``gap_before`` is or-ed into the batch's."""
+        if batch.time_base == "session":
+            t = batch.t_s
+        elif batch.time_base == "device":
+            if len(batch):
+                self.device.observe(float(batch.t_s[-1]), t_host_s)
+            t = self.device.map(batch.t_s) if len(batch) else batch.t_s
+        else:
+            t = self.host.stamp(len(batch), t_host_s, batch.n_lost)
+        return ImuBatch(
+            t_s=t,
+            acc_mps2=batch.acc_mps2,
+            gyr_rads=batch.gyr_rads,
+            mag_uT=batch.mag_uT,
+            quat_wxyz=batch.quat_wxyz,
+            seq=batch.seq,
+            gap_before=batch.gap_before or gap_before,
+            n_lost=batch.n_lost,
+            time_base="session",
+            native=batch.native,
+        )

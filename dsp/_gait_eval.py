@@ -1,0 +1,79 @@
+"""Scoring of detected steps against a reference (simulator truth, force plate, foot sensors).
+
+Used by the tests and by ``benchmarks/validate.py`` so that every accuracy figure is computed one way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Match:
+    """One-to-one matching of detected to reference event times.
+
+    ``pairs`` (K, 2) holds (detected index, reference index); ``err_s`` the detected minus reference times.
+    """
+
+    pairs: np.ndarray
+    err_s: np.ndarray
+    n_det: int
+    n_ref: int
+
+    @property
+    def tp(self) -> int:
+        return int(self.pairs.shape[0])
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.n_ref if self.n_ref else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.tp / self.n_det if self.n_det else float("nan")
+
+    @property
+    def f1(self) -> float:
+        d = self.n_det + self.n_ref
+        return 2.0 * self.tp / d if d else float("nan")
+
+
+def match_times(det_s: np.ndarray, ref_s: np.ndarray, tol_s: float) -> Match:
+    """Match each reference time to the nearest unused detected time within ``tol_s`` (greedy by error).
+
+    Parameters
+    ----------
+    det_s, ref_s : ndarray, shape (N,), (M,)
+        Detected and reference event times, s.
+    tol_s : float
+        Largest accepted |error|, s.
+    """
+    det = np.asarray(det_s, dtype=np.float64).reshape(-1)
+    ref = np.asarray(ref_s, dtype=np.float64).reshape(-1)
+    if det.size == 0 or ref.size == 0:
+        return Match(np.zeros((0, 2), dtype=int), np.zeros(0), det.size, ref.size)
+    d = np.abs(det[:, None] - ref[None, :])
+    cand = np.argwhere(d <= tol_s)
+    order = np.argsort(d[cand[:, 0], cand[:, 1]], kind="stable")
+    used_d: set[int] = set()
+    used_r: set[int] = set()
+    pairs = []
+    for k in order:
+        i, j = int(cand[k, 0]), int(cand[k, 1])
+        if i in used_d or j in used_r:
+            continue
+        used_d.add(i)
+        used_r.add(j)
+        pairs.append((i, j))
+    pairs.sort()
+    p = np.array(pairs, dtype=int).reshape(-1, 2)
+    err = det[p[:, 0]] - ref[p[:, 1]] if p.size else np.zeros(0)
+    return Match(p, err, det.size, ref.size)
+
+
+def rmse(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(np.sqrt(np.mean(x * x))) if x.size else float("nan")

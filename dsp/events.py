@@ -1,0 +1,456 @@
+"""Gait events from a sacral accelerometer: initial contact (IC), final contact (FC, toe-off), gait state.
+
+Everything here works on the vertical specific force ``a_v`` (m/s², gravity included, up positive), which
+needs no mounting calibration and no gyroscope: the accelerometer is projected on its own slowly low-passed
+direction (the gravity direction; the mean of the specific force over whole steps is gravity). A pelvis
+tilting by a few degrees changes ``a_v`` by well under 1 %.
+
+Method (see docs/dsp_gait.md for the reasoning and the literature):
+
+* ``a_v`` is low-passed causally (Butterworth, ``lowpass_hz``); its group delay at low frequency is
+  subtracted from every event time.
+* **Initial contact**: the foot strike is the steepest rise of ``a_v`` of the step (the end of the flight
+  phase in running, the heel-strike loading in walking). A rise is triggered when ``a_v`` crosses
+  ``(1 + trigger_g) g`` upwards, outside a refractory time after the last IC that scales with the step
+  period; the steepest slope near the trigger is found, and its tangent is extrapolated down to the
+  lowest ``a_v`` just before it (the flight floor in running, the pre-contact trough in walking). The
+  crossing of tangent and floor is the IC (the classic "tangent onset" construction).
+* **Running or walking** per step: running if ``a_v`` falls below ``flight_g`` g between the step's IC and
+  the next one (flight = free fall = 0 g).
+* **Final contact, running**: the fall of ``a_v`` at the end of stance, from its half level (between the
+  stance peak and the flight floor) extrapolated along its tangent down to the flight floor.
+* **Final contact, walking** (no flight): toe-off of the trailing foot follows the other foot's loading
+  peak; it is the first trough of ``a_v`` after the loading peak of the next step.
+
+Streaming: every decision reads a window of fixed size around an event and the state left by earlier
+events only, and waits until that window has arrived, so feeding samples whole or in chunks of any size
+gives identical events. The look-ahead after a trigger is ``confirm_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import signal
+
+from ..firmware_protocols.batch import G_MPS2
+from ._gait_ring import SampleRing
+
+__all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
+
+GaitState = Literal["standing", "walking", "running"]
+
+BLOCK_S = 10.0
+"""Longer chunks are processed in blocks of this length (s) so that the ring buffers never overflow."""
+
+# ring channels
+_T, _AV, _AF = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class EventParams:
+    """Parameters of :class:`GaitEventDetector` (frozen).
+
+    Attributes
+    ----------
+    lowpass_hz : float
+        Cut-off of the causal 2nd-order Butterworth low-pass on ``a_v``, Hz (clipped to 0.4 x rate).
+    gravity_hz : float
+        Cut-off of the low-pass that tracks the gravity direction in the sensor frame, Hz.
+    trigger_g : float
+        A rise is triggered when ``a_v`` exceeds ``(1 + trigger_g)`` g.
+    confirm_s : float
+        Look-ahead after a trigger within which the steepest rise is searched, s.
+    onset_window_s : float
+        Window before the steepest rise in which the pre-contact floor is searched, s.
+    flight_g : float
+        A step with ``a_v`` below this (in g) between its IC and the next is a running step.
+    min_step_s, max_step_s : float
+        Plausible step times (220+ and 50 steps/min); longer intervals end a bout.
+    refractory_frac : float
+        No new IC within this fraction of the current step period after an IC.
+    standing_after_s : float
+        Gait state becomes standing when no IC came for ``max(standing_after_s, 2.5 step periods)``.
+    """
+
+    lowpass_hz: float = 20.0
+    gravity_hz: float = 0.3
+    trigger_g: float = 0.15
+    confirm_s: float = 0.05
+    onset_window_s: float = 0.15
+    flight_g: float = 0.4
+    min_step_s: float = 0.25
+    max_step_s: float = 1.2
+    refractory_frac: float = 0.6
+    standing_after_s: float = 2.0
+
+    def validate(self, rate_hz: float) -> None:
+        """Raise ``ValueError`` with a one-line reason if the parameters do not fit ``rate_hz``."""
+        if not (np.isfinite(rate_hz) and rate_hz >= 20):
+            raise ValueError(f"rate_hz must be a number >= 20 Hz for gait events, got {rate_hz}")
+        if not (0 < self.gravity_hz < 2 and 2 <= self.lowpass_hz):
+            raise ValueError("gravity_hz must be in (0, 2) Hz and lowpass_hz >= 2 Hz")
+        if not (0 < self.min_step_s < self.max_step_s <= 3):
+            raise ValueError("need 0 < min_step_s < max_step_s <= 3 s")
+        if self.confirm_s <= 0 or self.onset_window_s <= 0 or self.trigger_g <= 0:
+            raise ValueError("confirm_s, onset_window_s and trigger_g must be > 0")
+
+
+@dataclass(frozen=True)
+class StepEvents:
+    """The events of one step (stance foot unknown here), from its IC to the next IC.
+
+    Indices are absolute sample indices since the last reset; ``*_t_s`` are times (s) with sub-sample
+    resolution. ``i_end`` is the last sample index whose data the step's metrics may use.
+    """
+
+    i_ic: int
+    i_next_ic: int
+    i_fc: int
+    i_end: int
+    t_ic_s: float
+    t_next_ic_s: float
+    t_fc_s: float
+    running: bool
+    bout_start: bool
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """The gait state changed at ``t_s`` (session time, s)."""
+
+    t_s: float
+    state: GaitState
+
+
+class GaitEventDetector:
+    """Streaming IC / FC detection and gait state from the accelerometer alone.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Sample rate, Hz.
+    params : EventParams, optional
+        Defaults if ``None``.
+
+    Attributes
+    ----------
+    steps_ : list of StepEvents
+        Steps completed by the last :meth:`update` (replaced on every call).
+    states_ : list of StateChange
+        Gait-state changes found by the last :meth:`update`.
+    state_ : {"standing", "walking", "running"}
+        Current gait state.
+    step_period_s_ : float
+        Current step-period estimate (median of the last five steps), s; NaN before two ICs.
+    n_samples_ : int
+        Samples since the last reset.
+    """
+
+    def __init__(self, rate_hz: float, params: EventParams | None = None) -> None:
+        self.rate_hz = rate_hz
+        self.params = params
+        p = params if params is not None else EventParams()
+        p.validate(float(rate_hz))
+        self._p = p
+        fs = float(rate_hz)
+        self._fs = fs
+        fc = min(p.lowpass_hz, 0.4 * fs)
+        self._sos = signal.butter(2, fc, fs=fs, output="sos")
+        self._sos_g = signal.butter(2, p.gravity_hz, fs=fs, output="sos")
+        # low-frequency group delay of the 2nd-order Butterworth: sqrt(2) / (2 pi fc), in samples
+        self._delay = np.sqrt(2.0) / (2 * np.pi * fc) * fs
+        self.block_n = int(round(BLOCK_S * fs))
+        cap = int(np.ceil(3.0 * p.max_step_s * fs)) + self.block_n + 16
+        self._ring = SampleRing(cap, 3)
+        self._n_conf = max(2, int(round(p.confirm_s * fs)))
+        self._n_onset = max(2, int(round(p.onset_window_s * fs)))
+        self._n_back = max(2, int(round(0.04 * fs)))
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget everything (after a gap or a reconnect)."""
+        self._ring.reset()
+        self._zi: np.ndarray | None = None
+        self._zi_g: np.ndarray | None = None
+        self._scan = 1
+        self._last_ic: tuple[int, float, int] | None = None  # (index, frac index, steepest index)
+        self._intervals: list[float] = []
+        self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
+        self._bout_start = True
+        self.state_: GaitState = "standing"
+        self.step_period_s_ = float("nan")
+        self.steps_: list[StepEvents] = []
+        self.states_: list[StateChange] = []
+        self.n_samples_ = 0
+
+    # ------------------------------------------------------------------ input
+    def vertical(self, acc_mps2: np.ndarray) -> np.ndarray:
+        """Project a chunk of specific force (sensor frame, (N, 3), m/s²) on the tracked gravity direction.
+
+        Advances the gravity low-pass state; called by :meth:`update`.
+        """
+        if self._zi_g is None:
+            self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[0][None, None, :]
+        g_lp, self._zi_g = signal.sosfilt(self._sos_g, acc_mps2, axis=0, zi=self._zi_g)
+        norm = np.linalg.norm(g_lp, axis=1)
+        norm[norm < 1e-9] = 1e-9
+        return np.einsum("ij,ij->i", acc_mps2, g_lp) / norm
+
+    def update(self, t_s: Any, acc_mps2: Any = None, *, acc_v_mps2: Any = None) -> GaitEventDetector:
+        """Process one chunk.
+
+        Parameters
+        ----------
+        t_s : array_like, shape (N,)
+            Sample times, s (uniformly sampled at ``rate_hz``).
+        acc_mps2 : array_like, shape (N, 3), optional
+            Specific force in any sensor frame, m/s².
+        acc_v_mps2 : array_like, shape (N,), optional
+            Vertical specific force (gravity included, up positive), m/s², instead of ``acc_mps2``.
+
+        Returns
+        -------
+        self
+        """
+        t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+        n = t.shape[0]
+        if acc_v_mps2 is not None:
+            av = np.asarray(acc_v_mps2, dtype=np.float64).reshape(-1)
+        elif acc_mps2 is not None:
+            a = np.asarray(acc_mps2, dtype=np.float64)
+            if a.shape != (n, 3):
+                raise ValueError(f"acc_mps2 must have shape ({n}, 3), got {a.shape}")
+            av = self.vertical(a) if n else np.zeros(0)
+        else:
+            raise ValueError("GaitEventDetector.update needs acc_mps2 or acc_v_mps2")
+        if av.shape != (n,):
+            raise ValueError(f"acc_v_mps2 must have shape ({n},), got {av.shape}")
+        if not np.all(np.isfinite(av)):
+            raise ValueError("acceleration contains NaN or inf; drop or repair those samples first")
+        self.steps_ = []
+        self.states_ = []
+        if n == 0:
+            return self
+        if self._zi is None:
+            self._zi = signal.sosfilt_zi(self._sos) * av[0]
+        af, self._zi = signal.sosfilt(self._sos, av, zi=self._zi)
+        rows = np.column_stack([t, av, af])
+        for b0 in range(0, n, self.block_n):
+            self._ring.append(rows[b0 : b0 + self.block_n])
+            self._process()
+        self.n_samples_ = self._ring.n_total
+        return self
+
+    def flush(self) -> GaitEventDetector:
+        """End of data: emit the walking steps still waiting for their final contact (FC left NaN)."""
+        self.steps_ = []
+        self.states_ = []
+        for i_ic, f_ic, i_next, f_next, _m_next, bout in self._pending:
+            self.steps_.append(self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next))
+        self._pending = []
+        return self
+
+    def window(self, i0: int, i1: int) -> np.ndarray:
+        """Held samples ``i0 .. i1-1`` (absolute indices) as columns ``t_s, a_v, a_v low-passed``, (M, 3)."""
+        return self._ring.get(i0, i1)
+
+    # ------------------------------------------------------------------ core
+    def _time(self, frac_index: float) -> float:
+        """Session time of a fractional absolute sample index (nominal rate between samples)."""
+        i = int(np.floor(frac_index))
+        i = min(max(i, self._ring.first), self._ring.n_total - 1)
+        t_i = float(self._ring.get(i, i + 1)[0, _T])
+        return t_i + (frac_index - i) / self._fs
+
+    def _refractory(self) -> int:
+        p = self._p
+        per = self.step_period_s_ if np.isfinite(self.step_period_s_) else 0.0
+        r = min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7)
+        return int(round(r * self._fs))
+
+    def _process(self) -> None:
+        p = self._p
+        n_avail = self._ring.n_total
+        lvl = (1.0 + p.trigger_g) * G_MPS2
+        while True:
+            self._resolve_pending(n_avail)
+            start = self._scan
+            if self._last_ic is not None:
+                start = max(start, self._last_ic[0] + self._refractory())
+            start = max(start, self._ring.first + 1)
+            if start >= n_avail:
+                self._check_standing(n_avail)
+                return
+            seg = self._ring.get(start - 1, n_avail)[:, _AF]
+            up = np.flatnonzero((seg[:-1] < lvl) & (seg[1:] >= lvl))
+            if up.size == 0:
+                self._scan = n_avail
+                self._check_standing(n_avail)
+                return
+            i_trig = start + int(up[0])
+            # a bout ends (standing) if no rise came for long enough before this one
+            self._check_standing(i_trig)
+            if i_trig + self._n_conf >= n_avail:
+                self._scan = i_trig
+                return
+            self._scan = i_trig + 1
+            self._on_trigger(i_trig)
+
+    def _on_trigger(self, i_trig: int) -> None:
+        """Locate the IC of the rise that crossed the trigger level at ``i_trig``."""
+        w0 = i_trig - self._n_back
+        w = self._ring.get(w0 - 1, i_trig + self._n_conf + 1)[:, _AF]
+        w0 = i_trig + self._n_conf + 1 - w.shape[0] + 1  # index of w[1]
+        slope = np.diff(w)  # slope[k] = af[w0 + k] - af[w0 + k - 1]
+        k = int(np.argmax(slope))
+        m = w0 + k
+        s_m = float(slope[k])
+        a_m = float(w[k + 1])
+        fl = self._ring.get(m - self._n_onset, m + 1)[:, _AF]
+        j_b = int(np.argmin(fl))
+        floor = float(fl[j_b])
+        i_floor = m - (fl.shape[0] - 1) + j_b
+        if s_m <= 0:
+            return
+        f_ic = m - (a_m - floor) / s_m
+        f_ic = max(f_ic, float(i_floor)) - self._delay
+        i_ic = int(round(f_ic))
+        prev = self._last_ic
+        if prev is not None:
+            interval = (f_ic - prev[1]) / self._fs
+            if interval < 0.5 * self._p.min_step_s:
+                return  # a second rise inside the same contact
+            if interval <= self._p.max_step_s:
+                self._close_step(prev, (i_ic, f_ic, m))
+                self._intervals.append(interval)
+                self._intervals = self._intervals[-5:]
+                self.step_period_s_ = float(np.median(self._intervals))
+            else:
+                self._end_bout()
+        self._last_ic = (i_ic, f_ic, m)
+
+    def _end_bout(self) -> None:
+        self._intervals = []
+        self.step_period_s_ = float("nan")
+        self._bout_start = True
+
+    def _close_step(self, prev: tuple[int, float, int], nxt: tuple[int, float, int]) -> None:
+        """The step from ``prev`` IC to ``nxt`` IC is complete: find its gait and FC."""
+        p = self._p
+        i_ic, f_ic, _ = prev
+        i_next, f_next, m_next = nxt
+        lo = i_ic + max(1, int(round(0.04 * self._fs)))
+        seg = self._ring.get(lo, max(lo + 1, i_next + 1))[:, _AF]
+        running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
+        bout = self._bout_start
+        self._bout_start = False
+        if running:
+            f_fc = self._running_fc(i_ic, i_next)
+            self._emit(self._make_step(i_ic, f_ic, i_next, f_next, f_fc, True, bout, i_next))
+            self._set_state("running", f_next)
+        else:
+            self._pending.append((i_ic, f_ic, i_next, f_next, m_next, bout))
+            self._set_state("walking", f_next)
+
+    def _running_fc(self, i_ic: int, i_next: int) -> float | None:
+        seg = self._ring.get(i_ic, i_next + 1)[:, _AF]
+        if seg.shape[0] < 4:
+            return None
+        k_pk = int(np.argmax(seg))
+        k_fl = k_pk + int(np.argmin(seg[k_pk:]))
+        floor = float(seg[k_fl])
+        if k_fl - k_pk < 2:
+            return None
+        # the last descent through 1 g (the body's weight) before the flight floor, followed along its
+        # tangent down to the floor level
+        above = np.flatnonzero(seg[k_pk:k_fl] >= G_MPS2)
+        if above.size == 0:
+            return None
+        d = k_pk + int(above[-1])
+        lo, hi = max(k_pk, d - 2), min(k_fl, d + 3)
+        slope = (float(seg[hi]) - float(seg[lo])) / max(hi - lo, 1)
+        if slope >= 0:
+            return None
+        a0, a1 = float(seg[d]), float(seg[d + 1])
+        x_c = d + (a0 - G_MPS2) / (a0 - a1) if a0 != a1 else float(d)
+        x_fc = min(x_c + (G_MPS2 - floor) / (-slope), float(k_fl))
+        return i_ic + x_fc - self._delay
+
+    def _resolve_pending(self, n_avail: int) -> None:
+        """Walking steps: FC = first trough after the loading peak of the next step."""
+        if not self._pending:
+            return
+        keep = []
+        limit_n = int(round(0.45 * self._fs))
+        for item in self._pending:
+            i_ic, f_ic, i_next, f_next, m_next, bout = item
+            hi = m_next + limit_n
+            seg = self._ring.get(m_next, min(hi, n_avail))[:, _AF]
+            d = np.diff(seg)
+            # first local maximum after the steepest rise, then the first local minimum after it
+            k_pk = np.flatnonzero((d[:-1] > 0) & (d[1:] <= 0))
+            k_fc = None
+            if k_pk.size:
+                k0 = int(k_pk[0]) + 1
+                mins = np.flatnonzero((d[k0:-1] < 0) & (d[k0 + 1 :] >= 0))
+                if mins.size:
+                    k_fc = k0 + int(mins[0]) + 1
+            if k_fc is not None:
+                f_fc = m_next + k_fc - self._delay
+                self._emit(self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1))
+            elif n_avail >= hi:
+                self._emit(self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next))
+            else:
+                keep.append(item)
+        self._pending = keep
+
+    def _make_step(
+        self,
+        i_ic: int,
+        f_ic: float,
+        i_next: int,
+        f_next: float,
+        f_fc: float | None,
+        running: bool,
+        bout: bool,
+        i_end: int,
+    ) -> StepEvents:
+        t_fc = float("nan") if f_fc is None else self._time(f_fc)
+        i_fc = i_next if f_fc is None else int(round(f_fc))
+        return StepEvents(
+            i_ic=i_ic,
+            i_next_ic=i_next,
+            i_fc=i_fc,
+            i_end=max(i_end, i_next),
+            t_ic_s=self._time(f_ic),
+            t_next_ic_s=self._time(f_next),
+            t_fc_s=t_fc,
+            running=running,
+            bout_start=bout,
+        )
+
+    def _emit(self, step: StepEvents) -> None:
+        self.steps_.append(step)
+
+    def _set_state(self, state: GaitState, f_index: float) -> None:
+        if state != self.state_:
+            self.state_ = state
+            self.states_.append(StateChange(self._time(f_index), state))
+
+    def _check_standing(self, horizon: int) -> None:
+        """Declare standing if no IC came within the timeout before sample ``horizon`` (exclusive)."""
+        if self._last_ic is None or self._pending:
+            return
+        per = self.step_period_s_ if np.isfinite(self.step_period_s_) else self._p.max_step_s
+        timeout = int(round(max(self._p.standing_after_s, 2.5 * per) * self._fs))
+        i_stop = self._last_ic[0] + timeout
+        if horizon > i_stop:
+            if self.state_ != "standing":
+                self.state_ = "standing"
+                self.states_.append(StateChange(self._time(float(i_stop)), "standing"))
+            self._last_ic = None
+            self._end_bout()

@@ -1,0 +1,350 @@
+"""The one streaming gait pipeline: calibration -> orientation -> events -> laterality -> steps.
+
+Live sessions, replay and offline analysis all run this code; :func:`analyze_offline` is the same
+pipeline fed one big chunk. Per chunk (an :class:`~pelvimon.firmware_protocols.batch.ImuBatch` on session
+time):
+
+1. ``gap_before`` (loss or reconnect): the step open at the gap is emitted flagged ``gap=True`` with NaN
+   metrics, and every stage restarts (the mount calibration is kept: the sensor did not move on the body).
+2. :class:`~pelvimon.dsp.calibration.MountCalibration` until the sensor -> pelvis rotation is known; from
+   the sample after it completes, :class:`~pelvimon.dsp.orientation.PelvisOrientation` gives the pelvis
+   angles (NaN before, and while the filter settles).
+3. :class:`~pelvimon.dsp.events.GaitEventDetector` finds IC and FC from the accelerometer alone.
+4. :class:`~pelvimon.dsp.laterality.LateralityTracker` names the stance side; :func:`step_metrics` fills
+   the :class:`~pelvimon.dsp.records.Step`.
+
+Latency: a running step is emitted ``EventParams.confirm_s`` (50 ms) after the sample that closes it (the
+next IC); a walking step, whose stance foot leaves the ground only after the other foot's IC, a few samples
+after its final contact. Memory is bounded: every stage keeps a few seconds in ring buffers; only the list
+of steps grows (drain it with :meth:`GaitPipeline.drain_steps`).
+
+Streaming equals batch: every stage carries its state across chunks and events are decided on windows of
+fixed size, so whole, notification-sized and random chunks give identical steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..firmware_protocols.batch import ImuBatch
+from ._gait_ring import SampleRing
+from .calibration import CalibrationParams, MountCalibration
+from .events import EventParams, GaitEventDetector, GaitState, StateChange, StepEvents
+from .laterality import LateralityParams, LateralityTracker
+from .orientation import OrientationParams, PelvisMotion, PelvisOrientation
+from .records import Step
+from .steps import step_metrics
+
+__all__ = [
+    "CalibrationChange",
+    "GapEvent",
+    "GaitPipeline",
+    "PipelineOutput",
+    "PipelineParams",
+    "PipelineResult",
+    "analyze_offline",
+]
+
+# motion ring channels
+_TILT, _OBL, _ROT, _GX, _AY = 0, 1, 2, 3, 4
+_N_CH = 5
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """Parameters of every stage (frozen); ``None`` means the stage's defaults."""
+
+    events: EventParams | None = None
+    calibration: CalibrationParams | None = None
+    orientation: OrientationParams | None = None
+    laterality: LateralityParams | None = None
+    early_stance_s: float = 0.1
+    """Window after IC over which the obliquity velocity is averaged for laterality, s."""
+
+
+@dataclass(frozen=True)
+class CalibrationChange:
+    """The mount calibration changed state at ``t_s`` (``state`` as in ``MountCalibration.state_``)."""
+
+    t_s: float
+    state: str
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    """Data were lost (or the sensor reconnected) before ``t_s``; all stages restarted."""
+
+    t_s: float
+    n_lost: int
+
+
+PipelineEvent = StateChange | CalibrationChange | GapEvent
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineOutput:
+    """What one :meth:`GaitPipeline.update` produced.
+
+    Attributes
+    ----------
+    steps : list of Step
+        Steps completed in this chunk.
+    motion : PelvisMotion or None
+        Per-sample pelvis angles of this chunk (``None`` before the calibration completes).
+    events : list
+        Gait-state changes (:class:`~pelvimon.dsp.events.StateChange`), calibration changes
+        (:class:`CalibrationChange`) and gaps (:class:`GapEvent`), in time order of detection.
+    """
+
+    steps: list[Step]
+    motion: PelvisMotion | None
+    events: list[PipelineEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineResult:
+    """Result of :func:`analyze_offline`: all steps, events, the calibration and the final gait state."""
+
+    steps: list[Step]
+    events: list[PipelineEvent]
+    calibration: MountCalibration
+    state: GaitState
+    n_samples: int
+
+
+class GaitPipeline:
+    """Streaming gait analysis of one sacral IMU.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sample rate, Hz.
+    params : PipelineParams, optional
+        Defaults if ``None``.
+
+    Attributes
+    ----------
+    steps_ : list of Step
+        All steps so far (minus those taken by :meth:`drain_steps`).
+    calibration_ : MountCalibration
+        The mount calibration stage.
+    state_ : {"standing", "walking", "running"}
+        Current gait state.
+    n_samples_ : int
+        Samples processed.
+    """
+
+    def __init__(self, rate_hz: float, params: PipelineParams | None = None) -> None:
+        self.rate_hz = rate_hz
+        self.params = params
+        p = params if params is not None else PipelineParams()
+        self._p = p
+        self._fs = float(rate_hz)
+        self._detector = GaitEventDetector(self._fs, p.events)
+        ep = p.events if p.events is not None else EventParams()
+        cap = int(np.ceil(3.0 * ep.max_step_s * self._fs)) + self._detector.block_n + 16
+        self._ring = SampleRing(cap, _N_CH)
+        self._lat = LateralityTracker(p.laterality)
+        self._orient: PelvisOrientation | None = None
+        self.calibration_ = MountCalibration(p.calibration)
+        self._cal_state = self.calibration_.state_
+        self._last_step_period = float("nan")
+        self._open_ic_t: float | None = None
+        self.steps_: list[Step] = []
+        self.n_samples_ = 0
+
+    @property
+    def state_(self) -> GaitState:
+        return self._detector.state_
+
+    def drain_steps(self) -> list[Step]:
+        """Return and forget the steps collected in ``steps_``."""
+        out, self.steps_ = self.steps_, []
+        return out
+
+    # ------------------------------------------------------------------ gaps
+    def _restart(self, t_s: float, n_lost: int, events: list[PipelineEvent], steps: list[Step]) -> None:
+        if self._detector._last_ic is not None:
+            t_ic = self._detector._time(self._detector._last_ic[1])
+            steps.append(_gap_step(t_ic, self._lat))
+        for item in self._detector._pending:
+            t_ic = self._detector._time(item[1])
+            steps.append(_gap_step(t_ic, self._lat))
+        self._detector.reset()
+        self._ring.reset()
+        self._lat.reset()
+        if self._orient is not None:
+            self._orient.reset()
+        events.append(GapEvent(t_s, n_lost))
+
+    # ------------------------------------------------------------------ main entry
+    def update(self, batch: ImuBatch) -> PipelineOutput:
+        """Process one chunk of samples (session time).
+
+        Parameters
+        ----------
+        batch : ImuBatch
+            Samples with ``acc_mps2`` (required) and ``gyr_rads`` (optional) in the sensor frame.
+
+        Returns
+        -------
+        PipelineOutput
+        """
+        if batch.acc_mps2 is None:
+            raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
+        steps: list[Step] = []
+        events: list[PipelineEvent] = []
+        n = len(batch)
+        if n == 0:
+            return PipelineOutput([], None, [])
+        t = batch.t_s
+        acc = batch.acc_mps2
+        gyr = batch.gyr_rads
+        if batch.gap_before and self.n_samples_ > 0:
+            self._restart(float(t[0]), int(batch.n_lost), events, steps)
+
+        # 1. calibration, 2. orientation
+        motion = self._orientation(t, acc, gyr, events)
+        rows = np.full((n, _N_CH), np.nan)
+        if motion is not None:
+            k0 = n - len(motion)
+            ok = motion.valid
+            rows[k0:, _TILT] = np.where(ok, motion.tilt_deg, np.nan)
+            rows[k0:, _OBL] = np.where(ok, motion.obliquity_deg, np.nan)
+            rows[k0:, _ROT] = np.where(ok, motion.rotation_deg, np.nan)
+            if motion.gyr_pelvis_rads is not None:
+                rows[k0:, _GX] = motion.gyr_pelvis_rads[:, 0]
+            rows[k0:, _AY] = motion.acc_level_mps2[:, 1]
+        # 3. events, block by block so that the ring buffers hold every open step
+        bn = self._detector.block_n
+        for b0 in range(0, n, bn):
+            b1 = min(n, b0 + bn)
+            self._ring.append(rows[b0:b1])
+            det = self._detector.update(t[b0:b1], acc[b0:b1])
+            events.extend(det.states_)
+            for ev in det.steps_:
+                steps.append(self._make_step(ev))
+        self.n_samples_ += n
+        self.steps_.extend(steps)
+        return PipelineOutput(steps, motion, events)
+
+    def finish(self) -> PipelineOutput:
+        """End of data: emit walking steps still waiting for their final contact."""
+        det = self._detector.flush()
+        steps = [self._make_step(ev) for ev in det.steps_]
+        self.steps_.extend(steps)
+        return PipelineOutput(steps, None, [])
+
+    # ------------------------------------------------------------------ stages
+    def _orientation(
+        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent]
+    ) -> PelvisMotion | None:
+        cal = self.calibration_
+        k0 = 0
+        if self._orient is None:
+            cal.update(t, acc, gyr)
+            if cal.state_ != self._cal_state:
+                self._cal_state = cal.state_
+                t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[-1])
+                events.append(CalibrationChange(float(t_ev), str(cal.state_)))
+            if cal.state_ != "calibrated" or cal.mount_quat_wxyz_ is None:
+                return None
+            self._orient = PelvisOrientation(self._fs, cal.mount_quat_wxyz_, self._p.orientation)
+            t_cal = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[-1])
+            k0 = int(np.searchsorted(t, t_cal, side="right"))
+        if k0 >= t.shape[0]:
+            return None
+        return self._orient.update(t[k0:], acc[k0:], None if gyr is None else gyr[k0:])
+
+    def _make_step(self, ev: StepEvents) -> Step:
+        rows = self._ring.get(ev.i_ic, ev.i_end + 1)
+        sig = self._detector.window(ev.i_ic, ev.i_end + 1)
+        n_need = ev.i_end + 1 - ev.i_ic
+        if rows.shape[0] < n_need or sig.shape[0] < n_need:
+            # the window is no longer held (should not happen with the ring sizes used)
+            return _gap_step(ev.t_ic_s, self._lat)
+        # laterality evidence, positive for left stance
+        n_early = max(2, int(round(self._p.early_stance_s * self._fs)))
+        contact = ev.t_fc_s - ev.t_ic_s
+        n_st = int(round(contact * self._fs)) if np.isfinite(contact) else ev.i_next_ic - ev.i_ic
+        n_st = min(max(n_st, 2), rows.shape[0])
+        n_early = min(n_early, n_st)
+        gx = rows[:n_early, _GX]
+        ay = rows[:n_st, _AY]
+        f_gyr = float(np.mean(gx)) if np.all(np.isfinite(gx)) else np.nan
+        f_ml = -float(np.mean(ay)) if np.all(np.isfinite(ay)) else np.nan
+        step_time = ev.t_next_ic_s - ev.t_ic_s
+        per = self._last_step_period
+        regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
+        if ev.bout_start:
+            self._lat.reset()
+        self._lat.update(np.array([f_gyr, f_ml]), regular=regular)
+        self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
+        side = self._lat.side_ or "L"
+        return step_metrics(
+            ev,
+            side,
+            self._lat.confidence_,
+            rows[:, :3],
+            sig[:, 1],
+            self._fs,
+        )
+
+
+def _gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:
+    """The step left open by a gap: flagged, its metrics NaN, its side the alternation's guess."""
+    nan = float("nan")
+    side = "R" if lat.side_ == "L" else "L"
+    return Step(
+        side=side,
+        t_ic_s=t_ic_s,
+        t_fc_s=nan,
+        step_time_s=nan,
+        contact_time_s=nan,
+        flight_time_s=nan,
+        cadence_spm=nan,
+        cpd_deg=nan,
+        obliquity_range_deg=nan,
+        tilt_range_deg=nan,
+        rotation_range_deg=nan,
+        vertical_oscillation_cm=nan,
+        impact_g=nan,
+        gap=True,
+        laterality_confidence=0.5 if lat.side_ is None else lat.confidence_,
+    )
+
+
+def analyze_offline(batch: ImuBatch, params: PipelineParams | None = None, rate_hz: float | None = None) -> PipelineResult:
+    """Analyse a whole recording: the streaming pipeline fed one chunk, then :meth:`GaitPipeline.finish`.
+
+    Parameters
+    ----------
+    batch : ImuBatch
+        The recording (session time, sensor frame).
+    params : PipelineParams, optional
+        Defaults if ``None``.
+    rate_hz : float, optional
+        Sample rate, Hz; by default the median sample interval of ``batch``.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    if rate_hz is None:
+        dt = np.diff(batch.t_s)
+        dt = dt[dt > 0]
+        if dt.size == 0:
+            raise ValueError("cannot infer the sample rate: t_s needs at least two increasing times")
+        rate_hz = 1.0 / float(np.median(dt))
+    pipe = GaitPipeline(rate_hz, params)
+    out = pipe.update(batch)
+    fin = pipe.finish()
+    return PipelineResult(
+        steps=list(pipe.steps_),
+        events=list(out.events) + list(fin.events),
+        calibration=pipe.calibration_,
+        state=pipe.state_,
+        n_samples=pipe.n_samples_,
+    )

@@ -318,12 +318,12 @@ def decode_values(
         return kind, {"mag_uT": raw / MAG_LSB_PER_UT}
     if mod == MOD_FUSION and reg in FUSION_OUTPUTS:
         kind = FUSION_OUTPUTS[reg]
-        want = {"quaternion": 16, "euler": 16, "gravity": 12, "linear_acc": 12}.get(kind, 13)
-        if n_data != want:
+        nbytes = {"quaternion": 16, "euler": 16, "gravity": 12, "linear_acc": 12}.get(kind, 13)
+        if n_data != nbytes:
             raise MalformedFrameError(
-                NAME, f"sensor fusion {kind} ({frame})", f"{n_data} data bytes; expected {want}"
+                NAME, f"sensor fusion {kind} ({frame})", f"{n_data} data bytes; expected {nbytes}"
             )
-        nf = 4 if want == 16 else 3
+        nf = 4 if nbytes == 16 else 3
         f = np.frombuffer(payload, dtype="<f4", count=nf, offset=2).astype(np.float64)[None, :]
         if kind == "corrected_acc":
             vals = {"acc_g": f / 1000.0}
@@ -337,7 +337,7 @@ def decode_values(
             vals = {"euler_deg": f}
         else:
             vals = {f"{kind}_g": f / G_MPS2}
-        if want == 13:
+        if nbytes == 13:
             vals["accuracy"] = np.array([payload[14]], dtype=np.int64)
         return kind, vals
     raise UnsupportedFrameError(NAME, frame, "not a sensor data notification pelvimon decodes")
@@ -518,6 +518,7 @@ class MetaWearDecoder(Decoder):
         rows = np.frombuffer(payload, dtype=np.uint8, offset=3).reshape(k, 10)
         raw32 = rows[:, :4].copy().view("<u4").ravel().astype(np.int64)
         xyz = rows[:, 4:].copy().view("<i2").reshape(k, 3).astype(np.float64)
+        vals: dict[str, np.ndarray]
         if src == "acc":
             vals = {"acc_g": xyz / ACC_LSB_PER_G[self.acc_range_g]}
         elif src == "gyro":

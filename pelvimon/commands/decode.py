@@ -1,0 +1,233 @@
+"""``pelvimon decode``: the bytes of one notification -> the values it holds, for a named protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from pelvimon.errors import PelvimonError, UsageError
+
+NAME = "decode"
+ORDER = 90
+HELP = "decode the bytes of one BLE notification for a named sensor protocol"
+DESCRIPTION = (
+    "Decode ONE notification (hex bytes) with the decoder of a sensor protocol and print the samples it holds "
+    "in SI units (acc m/s², gyro rad/s, mag µT, quaternion w,x,y,z, time s) and in the vendor's own units. "
+    "For payloads split across notifications, repeat --hex for each part in order. Context that is not in the "
+    "bytes (a scale factor, the payload mode, a previous timestamp) is given with --set KEY=VALUE; see "
+    "docs/protocols/<protocol>.md. Protocols timed by the host are shown on a host clock starting at 0 s."
+)
+
+_HEX_JUNK = re.compile(r"[\s:,_-]|0x", re.IGNORECASE)
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--protocol",
+        required=True,
+        metavar="NAME",
+        help="movesense, polar_pmd, metawear, witmotion, movella_dot or pelvimon",
+    )
+    parser.add_argument(
+        "--hex",
+        required=True,
+        action="append",
+        metavar="HEX",
+        help="notification bytes as hex (spaces and colons allowed); repeat for the parts of one payload",
+    )
+    parser.add_argument(
+        "--char",
+        metavar="UUID",
+        help="characteristic the notification came from (default: the protocol's data characteristic)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="decoder context that is not in the bytes, e.g. --set factor=0.01 (repeatable)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def parse_hex(text: str) -> bytes:
+    """Hex text (spaces, colons, dashes, commas and ``0x`` prefixes allowed) -> bytes; ``UsageError`` if not hex."""
+    cleaned = _HEX_JUNK.sub("", text)
+    if not cleaned:
+        raise UsageError(f"--hex {text!r} holds no bytes")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        bad = next((c for c in cleaned if c not in "0123456789abcdefABCDEF"), None)
+        why = f"{bad!r} is not a hex digit" if bad else f"odd number of hex digits ({len(cleaned)})"
+        raise UsageError(f"--hex {text!r} is not hex bytes: {why}") from None
+
+
+def parse_value(text: str) -> Any:
+    """``"12"`` -> 12, ``"0.5"`` -> 0.5, ``"true"``/``"false"`` -> bool, anything else stays a string."""
+    t = text.strip()
+    if _INT.match(t):
+        return int(t)
+    if re.match(r"^0x[0-9a-f]+$", t, re.IGNORECASE):
+        return int(t, 16)
+    if _FLOAT.match(t):
+        return float(t)
+    if t.lower() in ("true", "false"):
+        return t.lower() == "true"
+    return t
+
+
+def parse_context(items: list[str], known: tuple[str, ...], protocol: str) -> dict[str, Any]:
+    """``["k=v", ...]`` -> context dict, refusing keys the protocol does not take."""
+    context: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} must look like KEY=VALUE")
+        if key not in known:
+            names = ", ".join(known) if known else "none"
+            raise UsageError(f"unknown --set key {key!r} for protocol {protocol}; it takes: {names}")
+        context[key] = parse_value(value)
+    return context
+
+
+def _rows(a: Any) -> list:
+    import numpy as np
+
+    return np.asarray(a).tolist()
+
+
+def _channels(batch: Any) -> tuple[str, ...]:
+    return tuple(k for k in ("acc_mps2", "gyr_rads", "mag_uT", "quat_wxyz") if getattr(batch, k) is not None)
+
+
+def batches_to_json(batches: list) -> dict[str, Any]:
+    """The JSON object printed by ``--json``: ``t_s`` and the channels present, as lists of rows, + ``native``."""
+    if not batches:
+        return {}
+    same = all(_channels(b) == _channels(batches[0]) for b in batches)
+    groups = [batches] if same else [[b] for b in batches]
+
+    def one(group: list) -> dict[str, Any]:
+        import numpy as np
+
+        out: dict[str, Any] = {"t_s": _rows(np.concatenate([b.t_s for b in group]))}
+        for key in _channels(group[0]):
+            out[key] = _rows(np.concatenate([getattr(b, key) for b in group]))
+        natives = [{k: _rows(v) for k, v in (b.native or {}).items()} for b in group]
+        if any(natives):
+            out["native"] = natives[0] if len(natives) == 1 else natives
+        return out
+
+    obj = one(groups[0])
+    if len(groups) > 1:
+        obj["batches"] = [one(g) for g in groups]
+    return obj
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def print_table(protocol: str, char: str, batches: list, out: Any = None) -> None:
+    """A readable table of the decoded samples and the native values (to ``out``, default stdout)."""
+    import numpy as np
+
+    out = sys.stdout if out is None else out
+
+    if not batches:
+        print(
+            f"{protocol} on {char}: no samples (a control message, or a part of a payload that needs the "
+            "next part: repeat --hex for each part)",
+            file=out,
+        )
+        return
+    for i, b in enumerate(batches):
+        flags = f"time base {b.time_base}"
+        if b.gap_before:
+            flags += f", gap before ({b.n_lost} samples lost)"
+        title = f"{protocol} on {char}: {len(b)} sample{'s' if len(b) != 1 else ''}, {flags}"
+        print(title if len(batches) == 1 else f"[{i + 1}/{len(batches)}] {title}", file=out)
+        cols: list[tuple[str, np.ndarray]] = [("t_s", b.t_s[:, None])]
+        heads = {"acc_mps2": "acc m/s² x y z", "gyr_rads": "gyr rad/s x y z", "mag_uT": "mag µT x y z",
+                 "quat_wxyz": "quat w x y z"}  # fmt: skip
+        for key in _channels(b):
+            cols.append((heads[key], getattr(b, key)))
+        cells = [[" ".join(_fmt(v) for v in arr[r]) for _, arr in cols] for r in range(len(b))]
+        widths = [max(len(h), *(len(row[c]) for row in cells)) for c, (h, _) in enumerate(cols)]
+        print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)), file=out)
+        for row in cells:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)), file=out)
+        for key, value in (b.native or {}).items():
+            arr = np.asarray(value)
+            text = " ".join(_fmt(v) if isinstance(v, float) else str(v) for v in arr.reshape(-1).tolist())
+            shape = "" if arr.ndim <= 1 and arr.size <= 1 else f" {tuple(arr.shape)}"
+            print(f"native {key}{shape}: {text}", file=out)
+
+
+def decode(
+    protocol: str, parts: list[bytes], char: str | None = None, context: dict[str, Any] | None = None
+) -> tuple[str, list]:
+    """Decode the parts of one notification; returns the characteristic used and the batches.
+
+    Raises
+    ------
+    UsageError
+        Unknown protocol or context the decoder refuses.
+    PelvimonError
+        The bytes are not a frame the protocol accepts (the message is the decoder's).
+    """
+    from pelvimon.firmware_protocols import registry
+    from pelvimon.firmware_protocols.base import ProtocolError
+
+    try:
+        proto = registry.get(protocol)
+    except KeyError:
+        raise UsageError(
+            f"unknown protocol {protocol!r}; available: {', '.join(registry.available())}"
+        ) from None
+    except ModuleNotFoundError:
+        raise PelvimonError(f"protocol {protocol!r} is not available in this installation") from None
+    spec = proto.spec
+    use_char = (char or spec.notify_uuids[0]).strip().lower()
+    try:
+        dec = proto.decoder(**(context or {}))
+    except ProtocolError as exc:
+        raise UsageError(f"bad --set value: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad --set for {protocol}: {exc}") from None
+    batches: list = []
+    for k, data in enumerate(parts):
+        try:
+            batches.extend(dec.feed(use_char, data, t_host_s=0.0))
+        except ProtocolError as exc:
+            where = f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""
+            raise PelvimonError(f"cannot decode{where}: {exc}") from None
+    return use_char, batches
+
+
+def run(args: argparse.Namespace) -> int:
+    from pelvimon.firmware_protocols import registry
+
+    parts = [parse_hex(h) for h in args.hex]
+    try:
+        proto = registry.get(args.protocol)
+    except KeyError:
+        raise UsageError(
+            f"unknown protocol {args.protocol!r}; available: {', '.join(registry.available())}"
+        ) from None
+    except ModuleNotFoundError:
+        raise PelvimonError(f"protocol {args.protocol!r} is not available in this installation") from None
+    context = parse_context(args.set, proto.spec.context_keys, args.protocol)
+    char, batches = decode(args.protocol, parts, args.char, context)
+    if args.json:
+        print(json.dumps(batches_to_json(batches)))
+    else:
+        print_table(args.protocol, char, batches)
+    return 0

@@ -1,0 +1,291 @@
+"""``pelvimon decode`` end to end: JSON keys and values, the table, one-line errors and exit codes.
+
+Protocols other than movella_dot and pelvimon are exercised through the registry with their vendor vectors;
+those tests skip while a protocol module is not in the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pelvimon.cli import main
+from pelvimon.commands import decode as dc
+from pelvimon.firmware_protocols import registry
+from pelvimon.firmware_protocols.batch import G_MPS2
+
+DOT_MEDIUM = "15172003-4947-11e9-8646-d663bd873d93"
+DOT_SHORT = "15172004-4947-11E9-8646-D663BD873D93"  # upper case on purpose: UUIDs are normalised
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["decode", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv: str) -> dict:
+    code, out, err = run_cli(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def assert_one_line_error(code: int, err: str, expected_code: int, *words: str) -> None:
+    assert code == expected_code
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def needs(name: str) -> None:
+    if name not in registry.available():
+        pytest.skip(f"protocol module {name} is not in the tree yet")
+
+
+@pytest.fixture(scope="module")
+def ref_vectors(repo_dir) -> dict[str, dict]:
+    doc = (repo_dir / "docs" / "protocols" / "pelvimon_reference_protocol.md").read_text()
+    m = re.search(r"<!-- vectors:begin -->\s*```json\n(.*?)```", doc, re.S)
+    assert m, "vectors appendix missing from pelvimon_reference_protocol.md"
+    return {v["id"]: v for v in json.loads(m.group(1))["vectors"]}
+
+
+@pytest.fixture(scope="module")
+def vendor(shared_dir):
+    def load(name: str) -> dict[str, dict]:
+        data = json.loads((shared_dir / "protocols" / "vectors" / name).read_text())
+        return {v["id"]: v for v in data["vectors"]}
+
+    return load
+
+
+# ------------------------------------------------------------------------------------------------ Movella DOT
+
+
+def test_dot_rate_quantities_json(capsys) -> None:
+    raw = struct.pack("<I3f3f", 2_000_000, 0.25, -0.5, 9.75, 90.0, 0.0, -180.0) + bytes(12)
+    obj = run_json(capsys, "--protocol", "movella_dot", "--hex", raw.hex())
+    assert set(obj) == {"t_s", "acc_mps2", "gyr_rads", "native"}
+    assert obj["t_s"] == [2.0]
+    assert obj["acc_mps2"] == [[0.25, -0.5, 9.75]]
+    np.testing.assert_allclose(obj["gyr_rads"], [[np.pi / 2, 0.0, -np.pi]])
+    assert obj["native"]["gyr_dps"] == [[90.0, 0.0, -180.0]]
+    assert obj["native"]["timestamp_us"] == [2_000_000]
+
+
+def test_dot_quaternion_mode_with_char_and_set(capsys) -> None:
+    raw = struct.pack("<I4f", 7, 0.5, 0.5, -0.5, 0.5)
+    obj = run_json(
+        capsys,
+        "--protocol",
+        "movella_dot",
+        "--char",
+        DOT_SHORT,
+        "--set",
+        "payload_mode=5",
+        "--hex",
+        raw.hex(),
+    )
+    assert set(obj) == {"t_s", "quat_wxyz", "native"}
+    assert obj["quat_wxyz"] == [[0.5, 0.5, -0.5, 0.5]]
+
+
+def test_dot_table(capsys) -> None:
+    raw = struct.pack("<I3f3f", 16_667, 1.5, 0, 0, 0, 0, 0) + bytes(12)
+    code, out, err = run_cli(capsys, "--protocol", "movella_dot", "--hex", " ".join(f"{b:02x}" for b in raw))
+    assert code == 0 and err == ""
+    assert f"movella_dot on {DOT_MEDIUM}: 1 sample, time base device" in out
+    assert "acc m/s² x y z" in out and "1.5 0 0" in out and "0.016667" in out
+    assert "native timestamp_us: 16667" in out
+
+
+def test_dot_free_acceleration_vector_is_refused_in_one_line(capsys, vendor) -> None:
+    v = vendor("movella_dot.json")["dot_free_acceleration_1"]
+    code, _, err = run_cli(
+        capsys,
+        "--protocol",
+        "movella_dot",
+        "--char",
+        DOT_SHORT,
+        "--set",
+        "payload_mode=6",
+        "--hex",
+        v["payload_hex"],
+    )
+    assert_one_line_error(code, err, 1, "payload mode 6", "mode 21")
+
+
+def test_dot_wrong_characteristic_and_length(capsys) -> None:
+    code, _, err = run_cli(capsys, "--protocol", "movella_dot", "--char", DOT_SHORT, "--hex", "00" * 20)
+    assert_one_line_error(code, err, 1, "payload_mode", DOT_MEDIUM)
+    code, _, err = run_cli(capsys, "--protocol", "movella_dot", "--hex", "00" * 10)
+    assert_one_line_error(code, err, 1, "expected 28 to 40 bytes")
+
+
+# ------------------------------------------------------------------------------------------- pelvimon ref
+
+
+def test_pelvimon_info_then_data_as_parts(capsys, ref_vectors) -> None:
+    info, data = ref_vectors["info_after_start"], ref_vectors["data_imu6_two_samples"]
+    obj = run_json(capsys, "--protocol", "pelvimon", "--hex", info["hex"], "--hex", data["hex"])
+    e = data["expected"]
+    assert set(obj) == {"t_s", "acc_mps2", "gyr_rads", "native"}
+    np.testing.assert_allclose(obj["t_s"], np.array(e["t_us"]) * 1e-6)
+    np.testing.assert_allclose(obj["acc_mps2"], np.array(e["acc_g"]) * G_MPS2)
+    np.testing.assert_allclose(obj["native"]["gyr_dps"], e["gyr_dps_approx"], atol=1e-4)
+    assert obj["native"]["counts"] == e["counts"]
+
+
+def test_pelvimon_data_without_scales_is_refused(capsys, ref_vectors) -> None:
+    code, _, err = run_cli(
+        capsys, "--protocol", "pelvimon", "--hex", ref_vectors["data_imu6_two_samples"]["hex"]
+    )
+    assert_one_line_error(code, err, 1, "scales unknown", "GET_INFO", "acc_lsb_per_g")
+
+
+def test_pelvimon_data_with_scales_from_set(capsys, ref_vectors) -> None:
+    v = ref_vectors["data_imu9_one_sample"]
+    obj = run_json(
+        capsys, "--protocol", "pelvimon", "--hex", v["hex"],
+        "--set", "acc_lsb_per_g=4096", "--set", "gyro_lsb_per_dps=16.384", "--set", "mag_lsb_per_uT=16",
+    )  # fmt: skip
+    assert set(obj) == {"t_s", "acc_mps2", "gyr_rads", "mag_uT", "native"}
+    assert obj["mag_uT"] == v["expected"]["mag_uT"]
+    np.testing.assert_allclose(obj["acc_mps2"], [[0, 0, G_MPS2]])
+
+
+def test_pelvimon_control_frame_alone_has_no_samples(capsys, ref_vectors) -> None:
+    hx = ref_vectors["reply_start_ok"]["hex"]
+    assert run_json(capsys, "--protocol", "pelvimon", "--hex", hx) == {}
+    code, out, _ = run_cli(capsys, "--protocol", "pelvimon", "--hex", hx)
+    assert code == 0 and "no samples" in out
+
+
+def test_malformed_part_is_named(capsys, ref_vectors) -> None:
+    info = ref_vectors["info_after_start"]["hex"]
+    code, _, err = run_cli(capsys, "--protocol", "pelvimon", "--hex", info, "--hex", "5a01010000")
+    assert_one_line_error(code, err, 1, "part 2 of 2", "magic")
+
+
+# ------------------------------------------------------------------------------------------ usage errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--protocol", "nope", "--hex", "00"], ["unknown protocol 'nope'", "movella_dot"]),
+        (["--protocol", "movella_dot", "--hex", "0g"], ["not hex", "'g'"]),
+        (["--protocol", "movella_dot", "--hex", "abc"], ["odd number"]),
+        (["--protocol", "movella_dot", "--hex", " : "], ["no bytes"]),
+        (
+            ["--protocol", "movella_dot", "--hex", "00", "--set", "foo=1"],
+            ["unknown --set key 'foo'", "payload_mode"],
+        ),
+        (["--protocol", "movella_dot", "--hex", "00", "--set", "payload_mode"], ["KEY=VALUE"]),
+        (["--protocol", "movella_dot", "--hex", "00", "--set", "payload_mode=99"], ["payload mode 99"]),
+        (["--protocol", "pelvimon", "--hex", "00", "--set", "acc_lsb_per_g=2048"], ["both"]),
+        (["--protocol", "movella_dot"], ["--hex"]),
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(capsys, argv, words) -> None:
+    try:
+        code, _, err = run_cli(capsys, *argv)
+    except SystemExit as e:  # argparse's own errors (missing required option)
+        code, err = int(e.code), capsys.readouterr().err
+    assert_one_line_error(code, err, 2, *words)
+
+
+def test_real_process_prints_one_line_and_no_traceback() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "pelvimon.cli", "decode", "--protocol", "movella_dot", "--hex", "0011"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 1 and r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("pelvimon decode: error:")
+
+
+def test_help_lists_decode() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "pelvimon.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0 and "decode" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("12", 12), ("-3", -3), ("0x1a", 26), ("0.5", 0.5), ("1e-3", 1e-3), ("true", True), ("GYRO", "GYRO"),
+     ("123456789012345678901", 123456789012345678901)],
+)  # fmt: skip
+def test_parse_value(text: str, value) -> None:
+    got = dc.parse_value(text)
+    assert got == value and type(got) is type(value)
+
+
+def test_parse_hex_accepts_common_spellings() -> None:
+    assert dc.parse_hex("0x01 0x02:03-04,05") == bytes([1, 2, 3, 4, 5])
+
+
+# --------------------------------------------------------------------------------- every registered protocol
+
+
+@pytest.mark.parametrize("name", registry.available())
+def test_any_protocol_gives_samples_or_one_line_error(capsys, name: str) -> None:
+    for hx in ("00", "ff" * 20, "a501"):
+        code, out, err = run_cli(capsys, "--protocol", name, "--hex", hx, "--json")
+        if code == 0:
+            assert isinstance(json.loads(out), dict)
+        else:
+            assert_one_line_error(code, err, code)
+            assert code in (1, 2) and "internal error" not in err
+
+
+def test_polar_vector_through_the_cli(capsys, vendor) -> None:
+    needs("polar_pmd")
+    v = vendor("polar_pmd.json")["pmd_acc_compressed_type1"]
+    data_char = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
+    obj = run_json(
+        capsys, "--protocol", "polar_pmd", "--char", data_char, "--hex", v["payload_hex"],
+        "--set", f"previous_timestamp_ns={v['context']['previous_frame_timestamp_ns']}",
+        "--set", f"factor={v['context']['factor']}",
+    )  # fmt: skip
+    assert {"t_s", "acc_mps2"} <= set(obj)
+    np.testing.assert_allclose(
+        obj["acc_mps2"], np.array(v["expected"]["samples_xyz_mG"]) * G_MPS2 / 1000, rtol=1e-9
+    )
+
+
+def test_metawear_vector_through_the_cli(capsys, vendor) -> None:
+    needs("metawear")
+    v = vendor("metawear.json")["mw_acc_bosch_single_4g"]
+    obj = run_json(
+        capsys,
+        "--protocol",
+        "metawear",
+        "--hex",
+        v["payload_hex"],
+        "--set",
+        f"acc_range_g={v['context']['range_g']}",
+    )
+    assert {"t_s", "acc_mps2"} <= set(obj)
+    np.testing.assert_allclose(
+        obj["acc_mps2"][0], np.array(v["expected"]["acc_g"]) * G_MPS2, rtol=1e-3, atol=1e-2
+    )
+
+
+def test_witmotion_vector_through_the_cli(capsys, vendor) -> None:
+    needs("witmotion")
+    v = vendor("witmotion.json")["wit_0x61_real_capture"]
+    obj = run_json(capsys, "--protocol", "witmotion", "--hex", v["payload_hex"])
+    assert {"t_s", "acc_mps2", "gyr_rads"} <= set(obj)
+    d = v["derived_values"]
+    np.testing.assert_allclose(obj["acc_mps2"][0], np.array(d["acc_g"]) * G_MPS2, atol=1e-3)
+    np.testing.assert_allclose(obj["gyr_rads"][0], np.deg2rad(d["gyro_dps"]), atol=1e-4)

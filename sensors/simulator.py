@@ -58,10 +58,10 @@ _ML_ACC = {"run": 1.5, "walk": 0.8}
 _IMPACT_FRAC = 0.12
 _IMPACT_WEIGHT = 0.5
 # Walking: per-foot vertical force shape sin(pi u) + w3 sin(3 pi u) (the double-humped "M").
-_WALK_W3 = 0.25
-# Obliquity peak (the CPD knot) as a fraction of the contact; obliquity carried into the next IC.
+_WALK_W3 = 0.35
+# Obliquity peak (the CPD knot) as a fraction of the contact; obliquity at IC as a fraction of the drop.
 _OBL_PEAK_FRAC = 0.4
-_OBL_CARRY = 0.25
+_OBL_IC_FRAC = 0.25
 # Tilt maximum as a fraction of the step time (minimum at initial contact).
 _TILT_PEAK_FRAC = 0.5
 
@@ -492,23 +492,36 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
     s, _ = _smootherstep(ramp_u)
     ic = p.stand_s + lead + np.r_[0.0, np.cumsum(step_t)]
     return _Schedule(
-        gait=p.gait, ic=ic, T=step_t, c=contact, side=side, s=s, cpd=cpd, tilt_r=tilt_r, rot_r=rot_r,
-        t0=p.stand_s, tilt0=p.tilt_offset_deg,
+        gait=p.gait,
+        ic=ic,
+        T=step_t,
+        c=contact,
+        side=side,
+        s=s,
+        cpd=cpd,
+        tilt_r=tilt_r,
+        rot_r=rot_r,
+        t0=p.stand_s,
+        tilt0=p.tilt_offset_deg,
     )
 
 
 def _angle_knots(sc: _Schedule) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Knots (times, values in deg) of the three pelvis angles."""
     k = sc.K
-    # obliquity: IC value carried over from the previous peak, peak = IC value +/- CPD (scaled by the ramp)
+    # obliquity: at IC the pelvis sits a little towards the coming drop's opposite side (a fraction
+    # _OBL_IC_FRAC of this step's drop), then rises (left stance) or falls (right stance) by the CPD to the
+    # peak knot. The IC value is clamped so that the curve never keeps moving the drop's way between the
+    # peak and the next IC: the peak knot is then the largest drop between IC and toe-off, exactly.
+    drop = sc.cpd * sc.s  # (K,) >= 0
     peak = np.empty(k)
     at_ic = np.empty(k)
-    prev = 0.0
-    drop = sc.side * sc.cpd * sc.s
+    prev_peak_on_side = 0.0  # sigma_{k-1} * P_{k-1} (>= 0)
     for i in range(k):  # K is the number of steps (about 3 per second), not samples
-        at_ic[i] = _OBL_CARRY * prev
-        peak[i] = at_ic[i] + drop[i]
-        prev = peak[i]
+        back = min(_OBL_IC_FRAC * drop[i], prev_peak_on_side)
+        at_ic[i] = -sc.side[i] * back
+        peak[i] = at_ic[i] + sc.side[i] * drop[i]
+        prev_peak_on_side = sc.side[i] * peak[i]
     t_obl = np.empty(2 * k + 1)
     y_obl = np.empty(2 * k + 1)
     t_obl[0], y_obl[0] = sc.t0, 0.0
@@ -555,6 +568,8 @@ class _Dynamics:
         self.w_end = sc.ic.copy()
         self.w_len = self.w_end - self.w_start
         self.w_bump = np.r_[self.w_len[0], sc.c if sc.gait == "run" else sc.T]
+        self.ramp_t = np.r_[sc.t0, sc.ic[:-1]]
+        self.ramp_y = np.r_[0.0, sc.s]
         self.gamma = np.zeros((k + 1, 3))
         self.delta = np.zeros((k + 1, 3))
         if corrected:
@@ -579,8 +594,9 @@ class _Dynamics:
             out[on, 2] += amp * G_MPS2 * sc.T[jo] / sc.c[jo] * _vertical_shape(sc.gait, uo)
             out[on, 0] += -amp * self.ap * np.sin(2.0 * math.pi * uo)
             out[on, 1] += -sc.side[jo] * amp * self.ml * np.sin(math.pi * uo)
-        inwin = (win >= 0) & (win < k)
-        out[inwin, 2] -= G_MPS2 * sc.s[win[inwin]]
+        # body weight, faded in with the ramp along a C2 curve so that the acceleration stays continuous
+        ramp, _ = _knot_curve(self.ramp_t, self.ramp_y, t)
+        out[:, 2] -= G_MPS2 * ramp
         return out
 
     def correction(self, t: np.ndarray) -> np.ndarray:
@@ -654,8 +670,17 @@ def _nominal_ic_states(sc: _Schedule) -> tuple[np.ndarray, np.ndarray]:
     side = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
     T = np.where(side > 0, t_l, t_r)
     syn = _Schedule(
-        gait=sc.gait, ic=np.r_[0.0, np.cumsum(T)], T=T, c=np.full(5, c), side=side, s=np.ones(5),
-        cpd=np.zeros(5), tilt_r=np.zeros(5), rot_r=np.zeros(5), t0=-T[0], tilt0=0.0,
+        gait=sc.gait,
+        ic=np.r_[0.0, np.cumsum(T)],
+        T=T,
+        c=np.full(5, c),
+        side=side,
+        s=np.ones(5),
+        cpd=np.zeros(5),
+        tilt_r=np.zeros(5),
+        rot_r=np.zeros(5),
+        t0=-T[0],
+        tilt0=0.0,
     )
     dyn = _Dynamics(syn, corrected=False)
     i0, i1, i2 = dyn.window_moments(dyn.uncorrected, order=2)
@@ -695,7 +720,9 @@ def pelvis_matrices(tilt_deg: np.ndarray, obliquity_deg: np.ndarray, rotation_de
     return r
 
 
-def _body_rate(tilt: np.ndarray, obl: np.ndarray, dtilt: np.ndarray, dobl: np.ndarray, drot: np.ndarray) -> np.ndarray:
+def _body_rate(
+    tilt: np.ndarray, obl: np.ndarray, dtilt: np.ndarray, dobl: np.ndarray, drot: np.ndarray
+) -> np.ndarray:
     """Pelvis-frame angular velocity (N,3) rad/s from the angles (rad) and their rates (rad/s)."""
     ct, st, cf, sf = np.cos(tilt), np.sin(tilt), np.cos(obl), np.sin(obl)
     w = np.empty((len(tilt), 3))
@@ -744,7 +771,9 @@ def simulate(params: SimParams) -> Simulation:
         acc = acc * (1.0 + p.acc_scale_error * rng.standard_normal(3))
         acc = acc + p.acc_bias_mps2 * rng.standard_normal(3) + p.acc_noise_mps2 * rng.standard_normal((n, 3))
         bias0 = np.radians(p.gyr_bias_dps) * rng.standard_normal(3)
-        walk = np.radians(p.gyr_bias_walk_dps) * math.sqrt(dt) * np.cumsum(rng.standard_normal((n, 3)), axis=0)
+        walk = (
+            np.radians(p.gyr_bias_walk_dps) * math.sqrt(dt) * np.cumsum(rng.standard_normal((n, 3)), axis=0)
+        )
         gyr_bias = bias0 + walk
         gyr = gyr * (1.0 + p.gyr_scale_error * rng.standard_normal(3))
         gyr = gyr + gyr_bias + p.gyr_noise_rads * rng.standard_normal((n, 3))
@@ -772,7 +801,11 @@ def simulate(params: SimParams) -> Simulation:
 
 
 def _truth_steps(
-    sc: _Schedule, dyn: _Dynamics, knots: dict[str, tuple[np.ndarray, np.ndarray]], t: np.ndarray, t_end: float
+    sc: _Schedule,
+    dyn: _Dynamics,
+    knots: dict[str, tuple[np.ndarray, np.ndarray]],
+    t: np.ndarray,
+    t_end: float,
 ) -> tuple[np.ndarray, list[TruthStep]]:
     """Vertical displacement at the samples and the per-step truth."""
     # dense grid per window, integrated from the exact boundary state (Simpson)

@@ -234,7 +234,18 @@ class WitMotionDecoder(Decoder):
             raise UnsupportedFrameError(
                 NAME, f"notification on {char_uuid}", f"WitMotion notifies on {NOTIFY_UUID}"
             )
-        buf = self._buf + bytes(payload)
+        payload = bytes(payload)
+        k = len(payload) // FRAME_BYTES
+        if (
+            not self._buf
+            and k
+            and len(payload) == k * FRAME_BYTES
+            and payload[0::FRAME_BYTES] == b"\x55" * k
+            and payload[1::FRAME_BYTES] == b"\x61" * k
+        ):
+            # the common case: whole, aligned data frames only
+            return [self._batch(np.frombuffer(payload, dtype=np.uint8).reshape(k, FRAME_BYTES), t_host_s)]
+        buf = self._buf + payload
         b = np.frombuffer(buf, dtype=np.uint8)
         size = b.size
         pos = 0

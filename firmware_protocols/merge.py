@@ -9,9 +9,12 @@ Rules
 - Never extrapolate: an accelerometer sample is held until every expected stream has data on both sides of
   it (or exactly at it). Samples before a stream's first sample can never be covered and are output without
   that stream.
-- Bounded: a held sample is given up on (output with the streams that do cover it, possibly acc alone) once
-  the accelerometer data reaches ``max_hold_s`` beyond it or more than ``max_hold_samples`` are held, so an
-  accelerometer-only device never stalls. The other streams keep at most ``max_buffer_samples`` samples.
+- Bounded: a held sample is given up on (output with the streams that do cover it, possibly acc alone) when
+  a later accelerometer batch reaches ``max_hold_s`` beyond it or more than ``max_hold_samples`` are held,
+  so an accelerometer-only device never stalls (once a stream was given up on before its first sample, it
+  is no longer waited for). Samples of the batch being fed never time out in that same call, so a whole
+  recording fed as one batch per stream, in any order, is merged completely. The other streams keep at
+  most ``max_buffer_samples`` samples.
 - Gap flags: an accelerometer batch's ``gap_before`` / ``n_lost`` stay on its first sample; a gap in another
   stream flags the first accelerometer sample after the last sample before that gap (the first one whose
   interpolated value spans the gap). Every flagged sample starts a new output batch.
@@ -108,6 +111,7 @@ class ImuMerger:
         if len(batch) == 0:
             return out
         t = batch.t_s
+        n_old = self._t.shape[0]  # only samples held before this call can time out
         for name in self._others:
             values = getattr(batch, _CHANNEL_ATTR[name])
             if values is not None:
@@ -117,6 +121,7 @@ class ImuMerger:
             if t[0] <= self._last_acc_t:
                 # the clock stepped back: give up on what is held and start over from this batch
                 out += self._emit(force=True)
+                n_old = 0
                 self._last_acc_t = -np.inf
                 for name in self._others:
                     st = self._streams[name]
@@ -135,7 +140,7 @@ class ImuMerger:
             self._gap = np.concatenate([self._gap, g])
             self._lost = np.concatenate([self._lost, nl])
             self._last_acc_t = float(t[-1])
-        out += self._emit(force=False)
+        out += self._emit(force=False, n_old=n_old)
         return out
 
     def flush(self) -> list[ImuBatch]:
@@ -158,7 +163,7 @@ class ImuMerger:
         if len(st.gaps) > 64:
             st.gaps = st.gaps[-64:]
 
-    def _emit(self, force: bool) -> list[ImuBatch]:
+    def _emit(self, force: bool, n_old: int = 0) -> list[ImuBatch]:
         n = self._t.shape[0]
         if n == 0:
             return []
@@ -176,9 +181,10 @@ class ImuMerger:
                     decided &= False
             covered[name] = cov
         if not force:
-            timed_out = (ta[-1] - ta) > self.max_hold_s
+            old = np.arange(n) < n_old
+            timed_out = old & ((ta[-1] - ta) > self.max_hold_s)
             if n > self.max_hold_samples:
-                timed_out[: n - self.max_hold_samples] = True
+                timed_out[: min(n - self.max_hold_samples, n_old)] = True
             decided |= timed_out
         m = n if force or decided.all() else int(np.argmin(decided))
         if m == 0:

@@ -893,6 +893,11 @@ def _as_float(v: Any) -> float:
     return f
 
 
+def _as_factor(v: Any) -> float:
+    """A FACTOR as the device sends it: float32."""
+    return float(np.float32(_as_float(v)))
+
+
 def _as_ns(v: Any) -> int:
     if isinstance(v, str):
         v = v.strip()
@@ -946,7 +951,7 @@ class PmdDecoder(Decoder):
         rates: _Rates | None = None,
     ) -> None:
         self._factor: dict[str, float] = {"acc": 1.0, "gyr": 1.0, "mag": 1.0}
-        self._factor.update(_per_stream("factor", factor, _as_float))
+        self._factor.update(_per_stream("factor", factor, _as_factor))
         self._rate: dict[str, float] = {}
         if config is not None:
             r = (rates or VERITY_RATE_RULES).choose(config)
@@ -1421,8 +1426,8 @@ class VeritySensePeripheral(PeripheralModel):
         acc_factor: float = 1.0,
         gyro_factor: float | None = None,
     ) -> None:
-        if mtu < 23 + 3:
-            raise ValueError(f"polar_pmd peripheral: mtu {mtu} too small; frames need at least 26 bytes")
+        if mtu < 19:
+            raise ValueError(f"polar_pmd peripheral: mtu {mtu} too small; a frame of one sample needs 16 + 3")
         self.mtu = int(mtu)
         self.max_samples_per_frame = max_samples_per_frame
         self.acc_factor = float(np.float32(acc_factor))

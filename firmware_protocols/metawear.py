@@ -733,7 +733,7 @@ class MetaWearPeripheral(PeripheralModel):
 
     @staticmethod
     def _decimate(s: _Sensor, t: np.ndarray, rate: float) -> np.ndarray:
-        keys = np.floor(t * rate)
+        keys = np.floor(t * rate + 1e-6)  # tolerate rounding of times on the grid
         prev = np.concatenate(([s.last_key if s.last_key is not None else -np.inf], keys[:-1]))
         if keys.size:
             s.last_key = float(keys[-1])

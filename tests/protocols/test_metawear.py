@@ -338,3 +338,30 @@ def test_fuzz_decoder(chunks):
             assert data[1] & 0x80 or data[:2] == b"\x09\x02"
         for b in res:
             assert isinstance(b, ImuBatch) and len(b) > 0
+
+
+def test_round_trip_mag_and_fusion_quaternion():
+    proto = mw.PROTOCOL
+    dev = proto.peripheral()
+    dec = proto.decoder()
+    writes = [w.data for w in proto.start_sequence(StreamConfig(rate_hz=100.0, mag=True))]
+    start, _ = mw.fusion_sequences("ndof", ("quaternion",))
+    writes += [mw.fusion_config_command("ndof"), mw.subscribe(mw.MOD_FUSION, 0x07)] + start
+    for d in writes:
+        dev.handle_write(C, d)
+        dec.observe_write(C, d)
+    assert dev.config.mag and dev.fusion.running and dec.mag_rate_hz == 25.0
+    n = 200
+    t = np.arange(n) / 100.0
+    ang = np.linspace(0, 2, n)
+    quat = np.column_stack([np.cos(ang / 2), np.zeros(n), np.zeros(n), np.sin(ang / 2)])
+    mag = np.column_stack([30 * np.cos(ang), -30 * np.sin(ang), np.full(n, -40.0)])
+    msgs = dev.encode(
+        ImuBatch(t_s=t, acc_mps2=np.zeros((n, 3)), gyr_rads=np.zeros((n, 3)), mag_uT=mag, quat_wxyz=quat)
+    )
+    out = [b for i, (c, m) in enumerate(msgs) for b in dec.feed(c, m, t_host_s=i * 0.001)]
+    q = ImuBatch.concat([b for b in out if b.quat_wxyz is not None])
+    np.testing.assert_allclose(q.quat_wxyz, quat, atol=1e-6)  # fusion runs at 100 Hz: every sample
+    m = ImuBatch.concat([b for b in out if b.mag_uT is not None])
+    assert len(m) == 48  # 25 Hz out of 2 s at 100 Hz, in whole packets of 3
+    np.testing.assert_allclose(m.mag_uT, mag[::4][:48], atol=1 / 32)

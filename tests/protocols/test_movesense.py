@@ -292,3 +292,21 @@ def test_fuzz_data_frames(data):
     except ProtocolError:
         return
     assert len(res) == 1 and len(res[0]) == (len(data) - 6) // 24
+
+
+def test_two_subscriptions_decode_independently():
+    dev = ms.PROTOCOL.peripheral()
+    dec = ms.PROTOCOL.decoder()
+    for cmd in (ms.subscribe_command("/Meas/IMU9/104", 99), ms.subscribe_command("/Meas/Acc/104", 5)):
+        dev.handle_write(C, cmd)
+        dec.observe_write(C, cmd)
+    b = _batch(16, 104.0, seed=9)
+    msgs = dev.encode(b)
+    out = {99: [], 5: []}
+    for c, m in msgs:
+        for x in dec.feed(c, m):
+            out[m[1]].append(x)
+    imu9, acc = ImuBatch.concat(out[99]), ImuBatch.concat(out[5])
+    assert len(imu9) == 16 and imu9.mag_uT is not None and len(acc) == 16 and acc.gyr_rads is None
+    np.testing.assert_allclose(acc.acc_mps2, imu9.acc_mps2)
+    assert not any(x.gap_before for x in out[99] + out[5])

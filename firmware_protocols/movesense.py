@@ -340,9 +340,12 @@ class MovesenseDecoder(Decoder):
         if expected is not None:
             late_ms = t0_ms - expected
             missing = int(round(late_ms / period_ms))
-            if missing >= 1 and late_ms > max(1.5, 0.5 * period_ms):
+            tolerance_ms = max(1.5, 0.5 * period_ms)
+            if missing >= 1 and late_ms > tolerance_ms:
                 gap = True
                 n_lost = missing
+            elif late_ms < -tolerance_ms:
+                gap = True  # the clock went backwards (sensor restarted): a discontinuity, count unknown
         self._next_ms[ref] = t0_ms + n * period_ms
         t_s = (t0_ms + np.arange(n) * period_ms) / 1000.0
         acc = arrays.get("acc")

@@ -310,3 +310,11 @@ def test_two_subscriptions_decode_independently():
     assert len(imu9) == 16 and imu9.mag_uT is not None and len(acc) == 16 and acc.gyr_rads is None
     np.testing.assert_allclose(acc.acc_mps2, imu9.acc_mps2)
     assert not any(x.gap_before for x in out[99] + out[5])
+
+
+def test_clock_going_backwards_is_a_gap():
+    dec = ms.PROTOCOL.decoder(path="/Meas/Acc/52")
+    body = np.ones((4, 3), "<f4").tobytes()
+    a = dec.feed(D, b"\x02\x63" + (100000).to_bytes(4, "little") + body)[0]
+    b = dec.feed(D, b"\x02\x63" + (50).to_bytes(4, "little") + body)[0]
+    assert not a.gap_before and b.gap_before and b.n_lost == 0 and b.t_s[0] == pytest.approx(0.05)

@@ -1,0 +1,357 @@
+"""Left/right asymmetry alerts with hysteresis and a minimum duration.
+
+An alert starts when a metric's left/right difference is both **credible** (its confidence interval excludes
+zero) and **clinically meaningful** (past the rule's threshold), continuously for ``min_duration_s``. It ends
+when the difference has been below the lower *release* threshold, or no longer credible, continuously for
+``release_hold_s``. The two thresholds and the two hold times keep an alert from flickering when the
+difference hovers around a threshold.
+
+Rules (defaults in ``pelvimon/default_config.toml``):
+
+* ``"diff"``: ``|L - R| >= enter`` in the metric's unit (contralateral pelvic drop: 2 deg, release 1.5 deg);
+* ``"si"``: ``|symmetry index| >= enter`` in % (10 %, release 7.5 %);
+* ``"balance"``: left share of contact time ``100 L / (L + R)`` outside ``[low, high]`` (49.3-50.7 %,
+  Garmin-style); released once back inside the band narrowed by ``release_margin`` on each side.
+
+``Alert.side`` is the side the alert points at: for CPD the stance side during which the other hip drops
+more (its hip abductors); for the other metrics the side with the larger value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .asymmetry import contact_time_balance_pct
+from .records import Alert, Asymmetry, Side
+
+RuleKind = Literal["diff", "si", "balance"]
+EventKind = Literal["started", "updated", "ended"]
+
+SIDE_WORD = {"L": "left", "R": "right"}
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """When one metric raises an alert.
+
+    Attributes
+    ----------
+    metric : str
+        ``Step`` field (as in ``Asymmetry.metric``).
+    kind : {"diff", "si", "balance"}
+        What is compared with the thresholds (see the module docstring).
+    enter : float
+        Start threshold: ``|L - R|`` (metric unit) for "diff", ``|SI|`` in % for "si"; unused for "balance".
+    release : float
+        Lower release threshold (hysteresis), ``0 <= release <= enter``; unused for "balance".
+    low, high : float
+        Normal band of the contact-time balance in %, "balance" only.
+    release_margin : float
+        The balance must come back inside ``[low + margin, high - margin]`` to release, "balance" only.
+    enabled : bool
+        False switches the rule off.
+    """
+
+    metric: str
+    kind: RuleKind = "si"
+    enter: float = 10.0
+    release: float = 7.5
+    low: float = 49.3
+    high: float = 50.7
+    release_margin: float = 0.2
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("diff", "si", "balance"):
+            raise ValueError(
+                f"alert rule for {self.metric}: kind must be diff, si or balance, got {self.kind!r}"
+            )
+        if self.kind == "balance":
+            if not self.low < self.high:
+                raise ValueError(
+                    f"alert rule for {self.metric}: low ({self.low}) must be below high ({self.high})"
+                )
+            if not 0 <= self.release_margin < (self.high - self.low) / 2:
+                raise ValueError(
+                    f"alert rule for {self.metric}: release_margin must be >= 0 and less than half the band"
+                )
+        elif not (self.enter > 0 and 0 <= self.release <= self.enter):
+            raise ValueError(
+                f"alert rule for {self.metric}: need enter > 0 and 0 <= release <= enter, "
+                f"got enter={self.enter}, release={self.release}"
+            )
+
+    @property
+    def threshold_kind(self) -> str:
+        """The ``Alert.threshold_kind`` text: "abs_diff", "si_pct" or "balance_pct"."""
+        return {"diff": "abs_diff", "si": "si_pct", "balance": "balance_pct"}[self.kind]
+
+
+def default_rules() -> dict[str, AlertRule]:
+    """The built-in rules: CPD by absolute difference, contact time by balance, the rest by SI."""
+    rules = {
+        "cpd_deg": AlertRule("cpd_deg", kind="diff", enter=2.0, release=1.5),
+        "contact_time_s": AlertRule("contact_time_s", kind="balance"),
+    }
+    for m in (
+        "step_time_s",
+        "flight_time_s",
+        "obliquity_range_deg",
+        "tilt_range_deg",
+        "rotation_range_deg",
+        "vertical_oscillation_cm",
+        "impact_g",
+    ):
+        rules[m] = AlertRule(m, kind="si", enter=10.0, release=7.5)
+    return rules
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    """Timing of the alerts and the rules per metric.
+
+    Attributes
+    ----------
+    min_duration_s : float
+        The start condition must hold this long (s) before an alert starts.
+    release_hold_s : float
+        The release condition must hold this long (s) before an alert ends.
+    stale_s : float
+        An active alert whose metric has had no asymmetry (a gap, a stop) for this long ends at the last
+        time it was seen.
+    rules : mapping of str to AlertRule
+        Per metric; metrics without a rule never alert.
+    """
+
+    min_duration_s: float = 10.0
+    release_hold_s: float = 5.0
+    stale_s: float = 30.0
+    rules: Mapping[str, AlertRule] = field(default_factory=default_rules)
+
+    def __post_init__(self) -> None:
+        for name in ("min_duration_s", "release_hold_s", "stale_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"alerts.{name} must be a number >= 0, got {v}")
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """What happened to an alert in one ``AlertMonitor.update``: started, updated (new values) or ended."""
+
+    kind: EventKind
+    alert: Alert
+
+
+def _credible(a: Asymmetry) -> bool:
+    lo, hi = a.diff_ci_low, a.diff_ci_high
+    return math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0)
+
+
+def _value(rule: AlertRule, a: Asymmetry) -> float:
+    """The number compared with the thresholds."""
+    if rule.kind == "diff":
+        return abs(a.diff)
+    if rule.kind == "si":
+        return abs(a.symmetry_index_pct)
+    return contact_time_balance_pct(a)[0]
+
+
+def start_condition(rule: AlertRule, a: Asymmetry) -> bool:
+    """Credible and meaningful: the CI excludes zero and the value is past the start threshold."""
+    v = _value(rule, a)
+    if not (math.isfinite(v) and _credible(a)):
+        return False
+    if rule.kind == "balance":
+        return v < rule.low or v > rule.high
+    return v >= rule.enter
+
+
+def release_condition(rule: AlertRule, a: Asymmetry) -> bool:
+    """No longer credible, or back below the release threshold (inside the narrowed band)."""
+    v = _value(rule, a)
+    if not (math.isfinite(v) and _credible(a)):
+        return True
+    if rule.kind == "balance":
+        return rule.low + rule.release_margin <= v <= rule.high - rule.release_margin
+    return v < rule.release
+
+
+def worse_side(rule: AlertRule, a: Asymmetry) -> Side:
+    """The side an alert points at: the larger mean (the larger CPD, the longer contact time, ...)."""
+    return "L" if a.left_mean >= a.right_mean else "R"
+
+
+_LABELS = {
+    "cpd_deg": ("pelvic drop", "°", 1),
+    "contact_time_s": ("ground contact time", " ms", 0),
+    "step_time_s": ("step time", " ms", 0),
+    "flight_time_s": ("flight time", " ms", 0),
+    "obliquity_range_deg": ("obliquity range", "°", 1),
+    "tilt_range_deg": ("tilt range", "°", 1),
+    "rotation_range_deg": ("rotation range", "°", 1),
+    "vertical_oscillation_cm": ("vertical oscillation", " cm", 1),
+    "impact_g": ("impact", " g", 2),
+}
+
+
+def metric_label(metric: str) -> str:
+    """Plain-words name of a metric ("pelvic drop", "ground contact time", ...)."""
+    return _LABELS.get(metric, (metric.replace("_", " "), "", 2))[0]
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric's value in display units (seconds shown as ms), e.g. ``"8.2°"``, ``"262 ms"``."""
+    _, unit, digits = _LABELS.get(metric, ("", "", 2))
+    if not math.isfinite(value):
+        return "n/a"
+    if metric.endswith("_s"):
+        value = value * 1000.0
+    return f"{value:.{digits}f}{unit}"
+
+
+def alert_message(rule: AlertRule, a: Asymmetry, side: Side) -> str:
+    """A plain-words sentence for an alert on ``a`` pointing at ``side``."""
+    m = a.metric
+    other = "R" if side == "L" else "L"
+    worse, better = (a.left_mean, a.right_mean) if side == "L" else (a.right_mean, a.left_mean)
+    if m == "cpd_deg":
+        return (
+            f"{SIDE_WORD[side].capitalize()} stance: the {SIDE_WORD[other]} hip drops "
+            f"{abs(a.diff):.1f}° more than in {SIDE_WORD[other]} stance ({worse:.1f}° vs {better:.1f}°) "
+            f"— points at the {SIDE_WORD[side].upper()} hip abductors"
+        )
+    if rule.kind == "balance":
+        bal = contact_time_balance_pct(a)[0]
+        return (
+            f"Ground contact balance {bal:.1f} % left / {100 - bal:.1f} % right (normal "
+            f"{rule.low:g}-{rule.high:g} %): the {SIDE_WORD[side]} foot stays longer on the ground "
+            f"({format_value(m, worse)} vs {format_value(m, better)})"
+        )
+    return (
+        f"{metric_label(m).capitalize()}: {SIDE_WORD[side]} {format_value(m, worse)} vs "
+        f"{SIDE_WORD[other]} {format_value(m, better)} (symmetry index {a.symmetry_index_pct:+.0f} %, "
+        f"threshold {rule.enter:g} %)"
+    )
+
+
+def _threshold(rule: AlertRule, a: Asymmetry) -> float:
+    if rule.kind != "balance":
+        return rule.enter
+    return rule.low if contact_time_balance_pct(a)[0] < rule.low else rule.high
+
+
+@dataclass
+class _State:
+    onset_s: float = math.nan  # start condition holding since (s)
+    release_s: float = math.nan  # release condition holding since (s)
+    last_seen_s: float = math.nan
+    active: Alert | None = None
+
+
+class AlertMonitor:
+    """Streaming alerts from the current asymmetries.
+
+    Parameters
+    ----------
+    params : AlertParams, optional
+        Timing and rules.
+
+    Attributes
+    ----------
+    active_ : dict of str to Alert
+        Active alerts by metric (``t_end_s`` None).
+    history_ : list of Alert
+        Ended alerts, in the order they ended.
+    """
+
+    def __init__(self, params: AlertParams | None = None) -> None:
+        self.params = params if params is not None else AlertParams()
+        self._state: dict[str, _State] = {}
+        self.active_: dict[str, Alert] = {}
+        self.history_: list[Alert] = []
+
+    def _build(self, rule: AlertRule, a: Asymmetry, t_start_s: float) -> Alert:
+        side = worse_side(rule, a)
+        return Alert(
+            metric=a.metric,
+            side=side,
+            left_value=a.left_mean,
+            right_value=a.right_mean,
+            threshold=_threshold(rule, a),
+            threshold_kind=rule.threshold_kind,
+            t_start_s=t_start_s,
+            t_end_s=None,
+            message=alert_message(rule, a, side),
+        )
+
+    def _end(self, metric: str, st: _State, t_end_s: float) -> AlertEvent:
+        active = st.active if st.active is not None else self.active_[metric]
+        ended = Alert(**{**active.to_dict(), "t_end_s": float(t_end_s)})
+        self.history_.append(ended)
+        self.active_.pop(metric, None)
+        st.active = None
+        st.onset_s = st.release_s = math.nan
+        return AlertEvent("ended", ended)
+
+    def update(self, asymmetries: Iterable[Asymmetry], t_s: float) -> list[AlertEvent]:
+        """Take the current asymmetries at time ``t_s`` (s) and return what started, changed or ended.
+
+        Metrics missing from ``asymmetries`` (not enough steps, windows reset at a gap) give no evidence:
+        a pending start is cancelled, an active alert is held and ends after ``stale_s`` without data.
+        """
+        p = self.params
+        t_s = float(t_s)
+        events: list[AlertEvent] = []
+        seen = set()
+        for a in asymmetries:
+            rule = p.rules.get(a.metric)
+            if rule is None or not rule.enabled:
+                continue
+            seen.add(a.metric)
+            st = self._state.setdefault(a.metric, _State())
+            st.last_seen_s = t_s
+            if st.active is None:
+                if start_condition(rule, a):
+                    if math.isnan(st.onset_s):
+                        st.onset_s = t_s
+                    if t_s - st.onset_s >= p.min_duration_s:
+                        st.active = self._build(rule, a, st.onset_s)
+                        st.release_s = math.nan
+                        self.active_[a.metric] = st.active
+                        events.append(AlertEvent("started", st.active))
+                else:
+                    st.onset_s = math.nan
+                continue
+            # active alert
+            side_flipped = worse_side(rule, a) != st.active.side
+            if release_condition(rule, a) or side_flipped:
+                if math.isnan(st.release_s):
+                    st.release_s = t_s
+                if t_s - st.release_s >= p.release_hold_s or side_flipped:
+                    events.append(self._end(a.metric, st, st.release_s))
+                continue
+            st.release_s = math.nan
+            new = self._build(rule, a, st.active.t_start_s)
+            if (new.left_value, new.right_value) != (st.active.left_value, st.active.right_value):
+                st.active = new
+                self.active_[a.metric] = new
+                events.append(AlertEvent("updated", new))
+        for metric, st in self._state.items():
+            if metric in seen:
+                continue
+            st.onset_s = math.nan
+            if st.active is not None and t_s - st.last_seen_s >= p.stale_s:
+                events.append(self._end(metric, st, st.last_seen_s))
+        return events
+
+    def finish(self, t_s: float) -> list[AlertEvent]:
+        """End every active alert at ``t_s`` (the end of the session)."""
+        return [self._end(m, st, float(t_s)) for m, st in self._state.items() if st.active is not None]
+
+    def all_alerts(self) -> list[Alert]:
+        """Ended alerts followed by the still active ones, by start time."""
+        return sorted([*self.history_, *self.active_.values()], key=lambda al: (al.t_start_s, al.metric))

@@ -1,0 +1,523 @@
+"""Left/right asymmetry of per-step gait metrics over rolling windows of steps.
+
+For every metric (``cpd_deg``, ``contact_time_s``, ...) the steps of each stance side are kept in a
+rolling window (by default the last 20 valid steps per side). From the two windows come the left and right
+means and standard deviations, the difference ``L - R`` with a Welch t confidence interval, and the
+symmetry index ``100 (L - R) / (0.5 (L + R))``. See docs/asymmetry_and_alerts.md for the statistics.
+
+Rules that keep the comparison honest (the "masked endpoints" idea):
+
+* steps flagged ``gap`` (data loss, reconnect) are never used, and they reset the windows;
+* a bout boundary (no step for longer than ``max_step_interval_s``: the runner stopped) resets the windows;
+* steps whose ``laterality_confidence`` is below ``min_laterality_confidence`` are skipped (not a reset);
+* a metric is reported only once both sides hold ``min_steps_per_side`` finite values.
+
+Successive steps are autocorrelated (speed drifts, fatigue, long-range correlations of stride intervals),
+so ``n`` steps carry less information than ``n`` independent values. By default the standard error of each
+side's mean uses an effective sample size from a pooled lag-1 autocorrelation ``rho`` (AR(1) model:
+``n_eff = n (1 - rho) / (1 + rho)``), with ``rho`` clipped to ``[0, max_autocorrelation]`` so that the
+interval is never narrower than the independent-samples one.
+
+Everything here is numpy/scipy only and computes once per ``update`` call, not per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import special
+
+from .records import Asymmetry, Step
+
+METRICS: tuple[str, ...] = (
+    "cpd_deg",
+    "contact_time_s",
+    "step_time_s",
+    "flight_time_s",
+    "obliquity_range_deg",
+    "tilt_range_deg",
+    "rotation_range_deg",
+    "vertical_oscillation_cm",
+    "impact_g",
+)
+"""The ``Step`` fields compared between sides, in display order."""
+
+Autocorrelation = Literal["ar1", "iid"]
+
+
+@dataclass(frozen=True)
+class AsymmetryParams:
+    """Parameters of the asymmetry windows and statistics.
+
+    Attributes
+    ----------
+    window_steps : int
+        Valid steps kept per side (the rolling window), >= 2.
+    window_s : float or None
+        Optional time limit: steps whose initial contact is older than this many seconds before the newest
+        step leave the window. None = count-based window only.
+    min_steps_per_side : int
+        A metric is reported once both sides hold at least this many finite values, >= 2.
+    level : float
+        Confidence level of the difference interval (0 < level < 1).
+    min_laterality_confidence : float
+        Steps with a lower ``laterality_confidence`` are skipped.
+    max_step_interval_s : float
+        A longer time between successive initial contacts is a bout boundary: the windows restart.
+    autocorrelation : {"ar1", "iid"}
+        "ar1": effective sample size from the pooled lag-1 autocorrelation; "iid": steps as independent.
+    max_autocorrelation : float
+        Upper clip of the estimated lag-1 autocorrelation (0 <= value < 1).
+    metrics : tuple of str
+        ``Step`` fields to compare.
+    """
+
+    window_steps: int = 20
+    window_s: float | None = None
+    min_steps_per_side: int = 8
+    level: float = 0.95
+    min_laterality_confidence: float = 0.8
+    max_step_interval_s: float = 2.0
+    autocorrelation: Autocorrelation = "ar1"
+    max_autocorrelation: float = 0.6
+    metrics: tuple[str, ...] = METRICS
+
+    def __post_init__(self) -> None:
+        if self.window_steps < 2:
+            raise ValueError(f"window_steps must be >= 2, got {self.window_steps}")
+        if self.window_s is not None and not self.window_s > 0:
+            raise ValueError(f"window_s must be > 0 or None, got {self.window_s}")
+        if not 2 <= self.min_steps_per_side <= self.window_steps:
+            raise ValueError(
+                f"min_steps_per_side must be between 2 and window_steps ({self.window_steps}), "
+                f"got {self.min_steps_per_side}"
+            )
+        if not 0 < self.level < 1:
+            raise ValueError(f"level must be between 0 and 1, got {self.level}")
+        if not 0 <= self.min_laterality_confidence <= 1:
+            raise ValueError(
+                f"min_laterality_confidence must be in [0, 1], got {self.min_laterality_confidence}"
+            )
+        if not self.max_step_interval_s > 0:
+            raise ValueError(f"max_step_interval_s must be > 0, got {self.max_step_interval_s}")
+        if self.autocorrelation not in ("ar1", "iid"):
+            raise ValueError(f"autocorrelation must be 'ar1' or 'iid', got {self.autocorrelation!r}")
+        if not 0 <= self.max_autocorrelation < 1:
+            raise ValueError(f"max_autocorrelation must be in [0, 1), got {self.max_autocorrelation}")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise ValueError(f"metrics must be a non-empty subset of {METRICS}, got unknown {unknown}")
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """Summary of one side's values of one metric.
+
+    ``n`` finite values, their ``mean`` and sample SD (``ddof=1``), the lag-1 autocorrelation ``rho`` used
+    and the effective sample size ``n_eff`` that the standard error ``sd / sqrt(n_eff)`` of the mean uses.
+    """
+
+    n: int
+    mean: float
+    sd: float
+    rho: float
+    n_eff: float
+
+    @property
+    def sem(self) -> float:
+        """Standard error of the mean (same unit as the metric)."""
+        return self.sd / math.sqrt(self.n_eff) if self.n_eff > 0 else math.nan
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"n": self.n, "mean": self.mean, "sd": self.sd, "rho": self.rho, "n_eff": self.n_eff}
+
+
+def _column_sums(x: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per column of ``x`` (n, M): count, mean, sum of squares and lag-1 cross sum of finite values.
+
+    Lag-1 pairs count only when both values are finite and in the same segment.
+    """
+    ok = np.isfinite(x)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+    d = np.where(ok, x - mean, 0.0)
+    ss = np.sum(d * d, axis=0)
+    same = (seg[1:] == seg[:-1]).astype(np.float64)[:, None]
+    lag = np.sum(d[:-1] * d[1:] * same, axis=0) if x.shape[0] > 1 else np.zeros(x.shape[1])
+    return n, mean, ss, lag
+
+
+def side_stats_columns(
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    left_segments: np.ndarray | None = None,
+    right_segments: np.ndarray | None = None,
+    autocorrelation: Autocorrelation = "ar1",
+    max_autocorrelation: float = 0.6,
+) -> list[tuple[SideStats, SideStats]]:
+    """Per-side statistics of several metrics at once, with a pooled lag-1 autocorrelation per metric.
+
+    Parameters
+    ----------
+    left, right : ndarray, shape (n_left, M), (n_right, M)
+        Metric values of left- and right-stance steps in time order, one column per metric (NaN = missing).
+    left_segments, right_segments : ndarray of int, shape (n_left,), (n_right,), optional
+        Bout number of each step; autocorrelation pairs never cross bouts.
+    autocorrelation, max_autocorrelation
+        See ``AsymmetryParams``.
+
+    Returns
+    -------
+    list of (SideStats, SideStats)
+        One (left, right) pair per column.
+    """
+    sums = []
+    for x, seg in ((left, left_segments), (right, right_segments)):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[:, None]
+        seg = np.zeros(x.shape[0], dtype=np.int64) if seg is None else np.asarray(seg)
+        sums.append(_column_sums(x, seg))
+    (nl, ml, ssl, lagl), (nr, mr, ssr, lagr) = sums
+    den = ssl + ssr
+    if autocorrelation == "ar1":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(den > 0, (lagl + lagr) / np.where(den > 0, den, 1.0), 0.0)
+            # small-sample bias of the lag-1 estimate with an estimated mean: E[r] ~ rho - (1 + 4 rho) / n
+            n_side = np.maximum(0.5 * (nl + nr), 1.0)
+            rho = rho + (1.0 + 4.0 * rho) / n_side
+        rho = np.clip(rho, 0.0, max_autocorrelation)
+    else:
+        rho = np.zeros_like(den)
+    out = []
+    for j in range(den.shape[0]):
+        pair = []
+        for n, m, ss in ((nl[j], ml[j], ssl[j]), (nr[j], mr[j], ssr[j])):
+            n = int(n)
+            sd = float(np.sqrt(ss / (n - 1))) if n > 1 else math.nan
+            n_eff = max(n * (1.0 - rho[j]) / (1.0 + rho[j]), min(n, 2.0)) if n else 0.0
+            pair.append(SideStats(n=n, mean=float(m), sd=sd, rho=float(rho[j]), n_eff=float(n_eff)))
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def compare_sides(
+    left: np.ndarray,
+    right: np.ndarray,
+    *,
+    left_segments: np.ndarray | None = None,
+    right_segments: np.ndarray | None = None,
+    autocorrelation: Autocorrelation = "ar1",
+    max_autocorrelation: float = 0.6,
+) -> tuple[SideStats, SideStats]:
+    """Per-side statistics of one metric (``left``, ``right``: shape (n,), time order, NaN = missing).
+
+    See ``side_stats_columns``.
+    """
+    return side_stats_columns(
+        np.asarray(left, dtype=np.float64).reshape(-1, 1),
+        np.asarray(right, dtype=np.float64).reshape(-1, 1),
+        left_segments=left_segments,
+        right_segments=right_segments,
+        autocorrelation=autocorrelation,
+        max_autocorrelation=max_autocorrelation,
+    )[0]
+
+
+def _welch_arrays(
+    lm: np.ndarray,
+    lsd: np.ndarray,
+    ln: np.ndarray,
+    lneff: np.ndarray,
+    rm: np.ndarray,
+    rsd: np.ndarray,
+    rn: np.ndarray,
+    rneff: np.ndarray,
+    level: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    diff = lm - rm
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vl = lsd**2 / lneff
+        vr = rsd**2 / rneff
+        se2 = vl + vr
+        df = se2**2 / (vl**2 / np.maximum(lneff - 1, 1e-9) + vr**2 / np.maximum(rneff - 1, 1e-9))
+    valid = (ln >= 2) & (rn >= 2) & np.isfinite(diff)
+    pos = valid & (se2 > 0)
+    half = np.zeros_like(diff)
+    if np.any(pos):
+        half[pos] = special.stdtrit(df[pos], 0.5 + level / 2) * np.sqrt(se2[pos])
+    lo = np.where(valid, diff - half, np.nan)
+    hi = np.where(valid, diff + half, np.nan)
+    return diff, lo, hi
+
+
+def welch_interval(left: SideStats, right: SideStats, level: float = 0.95) -> tuple[float, float, float]:
+    """Difference of means ``L - R`` and its Welch t confidence interval.
+
+    Uses each side's effective sample size for the standard errors and the Welch-Satterthwaite degrees of
+    freedom. Returns ``(diff, low, high)``; with zero spread on both sides the interval is the point; NaN
+    bounds when a side has fewer than 2 values.
+    """
+    d, lo, hi = _welch_arrays(
+        *(np.array([v]) for v in (left.mean, left.sd, left.n, left.n_eff)),
+        *(np.array([v]) for v in (right.mean, right.sd, right.n, right.n_eff)),
+        level=level,
+    )
+    return float(d[0]), float(lo[0]), float(hi[0])
+
+
+def symmetry_index_pct(left_mean: float, right_mean: float) -> float:
+    """``100 (L - R) / (0.5 (L + R))`` in %; NaN when the mean of both sides is (near) zero."""
+    mid = 0.5 * (left_mean + right_mean)
+    if not math.isfinite(mid) or abs(mid) < 1e-12:
+        return math.nan
+    return 100.0 * (left_mean - right_mean) / mid
+
+
+def make_asymmetries(
+    metrics: Sequence[str],
+    t_start_s: float,
+    t_end_s: float,
+    sides: Sequence[tuple[SideStats, SideStats]],
+    level: float,
+    min_n: int = 2,
+) -> dict[str, Asymmetry]:
+    """``Asymmetry`` records of several metrics from their (left, right) statistics.
+
+    Metrics with fewer than ``min_n`` values on a side are left out.
+    """
+    if not sides:
+        return {}
+    cols = [
+        np.array([getattr(s[k], f) for s in sides], dtype=np.float64)
+        for k in (0, 1)
+        for f in ("mean", "sd", "n", "n_eff")
+    ]
+    diff, lo, hi = _welch_arrays(*cols, level=level)
+    out: dict[str, Asymmetry] = {}
+    for j, (metric, (left, right)) in enumerate(zip(metrics, sides, strict=True)):
+        if left.n < min_n or right.n < min_n:
+            continue
+        out[metric] = Asymmetry(
+            metric=metric,
+            t_start_s=float(t_start_s),
+            t_end_s=float(t_end_s),
+            n_left=left.n,
+            n_right=right.n,
+            left_mean=left.mean,
+            right_mean=right.mean,
+            left_sd=left.sd,
+            right_sd=right.sd,
+            diff=float(diff[j]),
+            diff_ci_low=float(lo[j]),
+            diff_ci_high=float(hi[j]),
+            symmetry_index_pct=symmetry_index_pct(left.mean, right.mean),
+            level=level,
+        )
+    return out
+
+
+def contact_time_balance_pct(a: Asymmetry) -> tuple[float, float, float]:
+    """Left share of ground contact time, ``100 L / (L + R)`` in %, with an approximate interval.
+
+    ``a`` is the ``contact_time_s`` asymmetry. The balance is ``50 + 50 (L - R) / (L + R)``; its interval
+    maps the difference interval through the same formula with ``L + R`` taken as known (its error is of
+    second order). Garmin-style "normal" is 49.3-50.7 %. Returns ``(balance, low, high)``.
+    """
+    total = a.left_mean + a.right_mean
+    if not math.isfinite(total) or total <= 0:
+        return math.nan, math.nan, math.nan
+    return (
+        100.0 * a.left_mean / total,
+        50.0 + 50.0 * a.diff_ci_low / total,
+        50.0 + 50.0 * a.diff_ci_high / total,
+    )
+
+
+def step_is_usable(step: Step, params: AsymmetryParams) -> bool:
+    """A step enters the asymmetry windows: no gap, known side, laterality confident enough."""
+    return (
+        not step.gap
+        and step.side in ("L", "R")
+        and math.isfinite(step.t_ic_s)
+        and step.laterality_confidence >= params.min_laterality_confidence
+    )
+
+
+def _step_end_s(step: Step) -> float:
+    end = step.t_ic_s + step.step_time_s
+    return end if math.isfinite(end) else step.t_ic_s
+
+
+class AsymmetryMonitor:
+    """Streaming left/right asymmetry over rolling per-side windows of steps.
+
+    Parameters
+    ----------
+    params : AsymmetryParams, optional
+        Windows and statistics (defaults documented there).
+
+    Attributes
+    ----------
+    latest_ : dict of str to Asymmetry
+        The current asymmetry per metric (only metrics with enough steps on both sides). Emptied when the
+        windows reset at a gap or bout boundary.
+    n_resets_ : int
+        How often the windows restarted (gaps and bout boundaries).
+
+    Examples
+    --------
+    >>> mon = AsymmetryMonitor()
+    >>> for chunk in step_chunks:            # doctest: +SKIP
+    ...     current = mon.update(chunk)      # list of Asymmetry, computed once per call
+    """
+
+    def __init__(self, params: AsymmetryParams | None = None) -> None:
+        self.params = params if params is not None else AsymmetryParams()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all steps (a new bout or session)."""
+        n = self.params.window_steps
+        self._win: dict[str, deque[tuple[float, float, np.ndarray]]] = {
+            "L": deque(maxlen=n),
+            "R": deque(maxlen=n),
+        }
+        self._last_ic_s = math.nan
+        self.latest_: dict[str, Asymmetry] = {}
+        self.n_resets_ = 0
+
+    def _restart(self) -> None:
+        self._win["L"].clear()
+        self._win["R"].clear()
+        self.latest_ = {}
+        self.n_resets_ += 1
+
+    def _push(self, step: Step) -> bool:
+        """Add one step to the windows; returns True if the windows changed."""
+        p = self.params
+        if step.gap:
+            if self._win["L"] or self._win["R"]:
+                self._restart()
+            self._last_ic_s = math.nan
+            return True
+        if math.isfinite(self._last_ic_s) and math.isfinite(step.t_ic_s):
+            if step.t_ic_s - self._last_ic_s > p.max_step_interval_s or step.t_ic_s < self._last_ic_s:
+                self._restart()
+        if math.isfinite(step.t_ic_s):
+            self._last_ic_s = step.t_ic_s
+        if not step_is_usable(step, p):
+            return False
+        vals = np.array([float(getattr(step, m)) for m in p.metrics], dtype=np.float64)
+        self._win[step.side].append((step.t_ic_s, _step_end_s(step), vals))
+        if p.window_s is not None:
+            t_min = step.t_ic_s - p.window_s
+            for side in ("L", "R"):
+                w = self._win[side]
+                while w and w[0][0] < t_min:
+                    w.popleft()
+        return True
+
+    def _compute(self) -> dict[str, Asymmetry]:
+        p = self.params
+        wl, wr = self._win["L"], self._win["R"]
+        if len(wl) < p.min_steps_per_side or len(wr) < p.min_steps_per_side:
+            return {}
+        vl = np.array([v for _, _, v in wl])
+        vr = np.array([v for _, _, v in wr])
+        t0 = min(wl[0][0], wr[0][0])
+        t1 = max(wl[-1][1], wr[-1][1])
+        sides = side_stats_columns(
+            vl, vr, autocorrelation=p.autocorrelation, max_autocorrelation=p.max_autocorrelation
+        )
+        return make_asymmetries(p.metrics, t0, t1, sides, p.level, p.min_steps_per_side)
+
+    def update(self, steps: Iterable[Step]) -> list[Asymmetry]:
+        """Take new steps (time order) and return the current asymmetries, one per metric with enough data.
+
+        The statistics are computed once per call, after all steps of the call are in. An empty list means
+        not enough valid steps since the last reset.
+        """
+        changed = False
+        for step in steps:
+            changed |= self._push(step)
+        if changed:
+            self.latest_ = self._compute()
+        return list(self.latest_.values())
+
+
+def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[list[Asymmetry]]:
+    """The streaming monitor fed one step at a time: ``out[i]`` is the asymmetry after ``steps[i]``."""
+    mon = AsymmetryMonitor(params)
+    return [mon.update([s]) for s in steps]
+
+
+def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[int]:
+    """Bout/segment number of each step: a new segment starts after a gap step or a bout boundary.
+
+    Gap steps get -1 (never used).
+    """
+    p = params if params is not None else AsymmetryParams()
+    seg = 0
+    last = math.nan
+    out = []
+    for s in steps:
+        if s.gap:
+            seg += 1
+            last = math.nan
+            out.append(-1)
+            continue
+        if math.isfinite(last) and (s.t_ic_s - last > p.max_step_interval_s or s.t_ic_s < last):
+            seg += 1
+        if math.isfinite(s.t_ic_s):
+            last = s.t_ic_s
+        out.append(seg)
+    return out
+
+
+def session_side_stats(
+    steps: Sequence[Step], params: AsymmetryParams | None = None
+) -> dict[str, tuple[SideStats, SideStats]]:
+    """Per metric, the left and right statistics over all usable steps of a session.
+
+    Autocorrelation pairs stay within one bout (segment); gap and low-laterality steps are left out.
+    """
+    p = params if params is not None else AsymmetryParams()
+    segs = np.asarray(segment_steps(steps, p), dtype=np.int64)
+    use = np.array([step_is_usable(s, p) for s in steps], dtype=bool)
+    side = np.array([s.side for s in steps], dtype=object)
+    ml = use & (side == "L")
+    mr = use & (side == "R")
+    vals = np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps], dtype=np.float64)
+    vals = vals.reshape(len(steps), len(p.metrics))
+    sides = side_stats_columns(
+        vals[ml],
+        vals[mr],
+        left_segments=segs[ml],
+        right_segments=segs[mr],
+        autocorrelation=p.autocorrelation,
+        max_autocorrelation=p.max_autocorrelation,
+    )
+    return dict(zip(p.metrics, sides, strict=True))
+
+
+def session_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> dict[str, Asymmetry]:
+    """Whole-session asymmetry per metric (same statistics as the rolling windows, all usable steps).
+
+    Metrics with fewer than ``min_steps_per_side`` finite values on a side are left out.
+    """
+    p = params if params is not None else AsymmetryParams()
+    usable = [s for s in steps if step_is_usable(s, p)]
+    if not usable:
+        return {}
+    t0 = min(s.t_ic_s for s in usable)
+    t1 = max(_step_end_s(s) for s in usable)
+    st = session_side_stats(steps, p)
+    return make_asymmetries(list(st), t0, t1, list(st.values()), p.level, p.min_steps_per_side)

@@ -1,0 +1,224 @@
+"""Asymmetry alerts: credible and meaningful, on the right side, after the minimum duration, no flicker."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from pelvimon.dsp.alerts import AlertMonitor, AlertParams, AlertRule, default_rules
+from pelvimon.dsp.asymmetry import AsymmetryMonitor, AsymmetryParams
+from pelvimon.dsp.records import Alert, Asymmetry, Step
+from pelvimon.sensors.simulator import SimParams, simulate
+
+
+def truth_steps(sim_params: SimParams) -> list[Step]:
+    """The simulator's truth steps as ``Step`` records (full-gait steps only)."""
+    out = []
+    for s in simulate(sim_params).truth.steps:
+        if s.ramp < 1:
+            continue
+        out.append(
+            Step(
+                side=s.side,
+                t_ic_s=s.t_ic_s,
+                t_fc_s=s.t_fc_s,
+                step_time_s=s.step_time_s,
+                contact_time_s=s.contact_time_s,
+                flight_time_s=s.flight_time_s,
+                cadence_spm=s.cadence_spm,
+                cpd_deg=s.cpd_deg,
+                obliquity_range_deg=s.obliquity_range_deg,
+                tilt_range_deg=s.tilt_range_deg,
+                rotation_range_deg=s.rotation_range_deg,
+                vertical_oscillation_cm=s.vertical_oscillation_cm,
+                impact_g=s.impact_g,
+            )
+        )
+    return out
+
+
+def run_alerts(
+    steps: Sequence[Step], ap: AsymmetryParams | None = None, alp: AlertParams | None = None
+) -> tuple[list[Alert], list]:
+    """Feed steps one at a time (time of each update: the step's end) and close alerts at the end."""
+    mon, alerts = AsymmetryMonitor(ap), AlertMonitor(alp)
+    events = []
+    for s in steps:
+        events += alerts.update(mon.update([s]), s.t_ic_s + s.step_time_s)
+    events += alerts.finish(steps[-1].t_ic_s + steps[-1].step_time_s)
+    return alerts.all_alerts(), events
+
+
+def ar1_cpd_steps(n: int, rho: float, seed: int, sd_deg: float = 1.0) -> list[Step]:
+    """Alternating steps, CPD 6 deg on both sides plus per-side AR(1) noise; other metrics constant."""
+    rng = np.random.default_rng(seed)
+    state = rng.standard_normal(2)
+    out = []
+    for i in range(n):
+        k = i % 2
+        state[k] = rho * state[k] + math.sqrt(1 - rho**2) * rng.standard_normal()
+        out.append(Step("LR"[k], 0.35 * i, 0.35 * i + 0.25, 0.35, 0.25, 0.1, 171.4, 6.0 + sd_deg * state[k],
+                        8.0, 5.0, 12.0, 7.0, 2.0))  # fmt: skip
+    return out
+
+
+def asym(metric: str, t: float, left: float, right: float, half: float = 0.3) -> Asymmetry:
+    d = left - right
+    return Asymmetry(metric, t - 10, t, 20, 20, left, right, 1.0, 1.0, d, d - half, d + half,
+                     100 * d / (0.5 * (left + right)))  # fmt: skip
+
+
+def test_simulated_left_cpd_8_vs_4_alerts_on_the_left_after_the_minimum_duration() -> None:
+    steps = truth_steps(SimParams(seconds=90, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=1))
+    alerts, events = run_alerts(steps)
+    cpd = [a for a in alerts if a.metric == "cpd_deg"]
+    assert len(cpd) == 1, alerts
+    a = cpd[0]
+    assert a.side == "L" and a.threshold == 2.0 and a.threshold_kind == "abs_diff"
+    assert a.left_value == pytest.approx(8.0, abs=0.6) and a.right_value == pytest.approx(4.0, abs=0.6)
+    assert "LEFT hip abductors" in a.message and "Left stance: the right hip drops" in a.message
+    started = next(e for e in events if e.kind == "started" and e.alert.metric == "cpd_deg")
+    # the started event came no earlier than min_duration_s after the condition began
+    first_step_end = steps[0].t_ic_s + steps[0].step_time_s
+    t_started = next(
+        s.t_ic_s + s.step_time_s for s in steps if s.t_ic_s + s.step_time_s - a.t_start_s >= 10.0 - 1e-9
+    )
+    assert a.t_start_s >= first_step_end and started.alert.t_start_s == a.t_start_s
+    assert t_started - a.t_start_s >= 10.0
+    assert [e.kind for e in events if e.alert.metric == "cpd_deg"][-1] == "ended"
+    # the other metrics are symmetric in the simulation, except the obliquity range, which in the
+    # simulator's model is the CPD itself (8 vs 4 deg: SI 67 %)
+    assert {x.metric for x in alerts} == {"cpd_deg", "obliquity_range_deg"}
+
+
+def test_right_side_and_message_are_mirrored() -> None:
+    steps = truth_steps(SimParams(seconds=60, cpd_left_deg=5.0, cpd_right_deg=9.0, seed=2))
+    alerts, _ = run_alerts(steps)
+    (a,) = [x for x in alerts if x.metric == "cpd_deg"]
+    assert a.side == "R" and "RIGHT hip abductors" in a.message and "Right stance: the left hip" in a.message
+
+
+def test_small_cpd_difference_does_not_alert_even_when_credible() -> None:
+    """1 deg of difference is credible with 20 steps per side but below the 2 deg meaningful threshold.
+
+    (The obliquity range, equal to the CPD in the simulator's model, may raise its own SI alert.)
+    """
+    steps = truth_steps(SimParams(seconds=90, cpd_left_deg=7.0, cpd_right_deg=6.0, seed=3))
+    mon = AsymmetryMonitor()
+    a = {x.metric: x for x in mon.update(steps)}["cpd_deg"]
+    assert a.diff_ci_low > 0  # credible ...
+    alerts, _ = run_alerts(steps)
+    assert [x for x in alerts if x.metric == "cpd_deg"] == []  # ... but not meaningful
+
+
+def test_equal_sides_have_a_low_false_alarm_rate_over_many_seeds() -> None:
+    """Symmetric runner, CPD SD 1.5 deg, AR(1)-correlated steps (rho 0.4): 20 sessions of 10 minutes."""
+    ap = AsymmetryParams(metrics=("cpd_deg",))
+    n_alerts = 0
+    for seed in range(20):
+        alerts, _ = run_alerts(ar1_cpd_steps(1700, rho=0.4, seed=100 + seed, sd_deg=1.5), ap)
+        n_alerts += len(alerts)
+    assert n_alerts <= 1
+
+
+def test_equal_sides_all_metrics_no_alerts_in_simulated_sessions() -> None:
+    for seed in range(3):
+        alerts, _ = run_alerts(truth_steps(SimParams(seconds=120, seed=seed)))
+        assert alerts == [], alerts
+
+
+def test_hysteresis_no_flicker_when_the_difference_hovers_at_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    mon = AlertMonitor(AlertParams(min_duration_s=5.0, release_hold_s=5.0))
+    events = []
+    t = 0.0
+    for k in range(600):  # 3.5 minutes of updates every 0.35 s, diff hovering in 1.7 .. 2.3 deg
+        d = 2.0 + 0.3 * math.sin(k / 7.0) + 0.05 * rng.standard_normal()
+        events += mon.update([asym("cpd_deg", t, 6.0 + d, 6.0)], t)
+        t += 0.35
+    kinds = [e.kind for e in events]
+    assert kinds.count("started") == 1 and kinds.count("ended") == 0
+    # without hysteresis (release == enter, no hold) the same input flickers
+    flick = AlertMonitor(
+        AlertParams(
+            min_duration_s=0.0, release_hold_s=0.0, rules={"cpd_deg": AlertRule("cpd_deg", "diff", 2.0, 2.0)}
+        )
+    )
+    events = []
+    t = 0.0
+    rng = np.random.default_rng(0)
+    for k in range(600):
+        d = 2.0 + 0.3 * math.sin(k / 7.0) + 0.05 * rng.standard_normal()
+        events += flick.update([asym("cpd_deg", t, 6.0 + d, 6.0)], t)
+        t += 0.35
+    assert [e.kind for e in events].count("started") > 5
+
+
+def test_release_after_hold_and_start_needs_credibility() -> None:
+    mon = AlertMonitor(AlertParams(min_duration_s=10.0, release_hold_s=5.0))
+    # large but not credible (CI includes 0): never starts
+    for t in np.arange(0, 30, 0.5):
+        assert mon.update([asym("cpd_deg", t, 10.0, 6.0, half=5.0)], t) == []
+    ev = []
+    for t in np.arange(30, 60, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 10.0, 6.0)], t)
+    assert [e.kind for e in ev][0] == "started" and ev[0].alert.t_start_s == 30.0
+    assert mon.active_["cpd_deg"].side == "L"
+    # back to 1 deg (below release): ends 5 s later, end time = when the release condition began
+    ev = []
+    for t in np.arange(60, 70, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 7.0, 6.0)], t)
+    ended = [e for e in ev if e.kind == "ended"]
+    assert len(ended) == 1 and ended[0].alert.t_end_s == 60.0
+    assert mon.active_ == {} and mon.history_[0].t_end_s == 60.0
+
+
+def test_missing_data_cancels_onset_and_stale_alert_ends() -> None:
+    mon = AlertMonitor(AlertParams(min_duration_s=10.0, stale_s=20.0))
+    for t in np.arange(0, 8, 0.5):
+        mon.update([asym("cpd_deg", t, 10.0, 6.0)], t)
+    mon.update([], 8.0)  # a gap: the onset starts over
+    ev = []
+    for t in np.arange(9, 18.5, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 10.0, 6.0)], t)
+    assert ev == []
+    for t in np.arange(18.5, 25, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 10.0, 6.0)], t)
+    assert [e.kind for e in ev] == ["started"] + ["updated"] * 0 and ev[0].alert.t_start_s == 9.0
+    assert mon.update([], 30.0) == []  # held while data are missing ...
+    (end,) = mon.update([], 45.0)  # ... and ended 20 s after they were last seen
+    assert end.kind == "ended" and end.alert.t_end_s == 24.5
+
+
+def test_contact_time_balance_and_si_rules() -> None:
+    mon = AlertMonitor(AlertParams(min_duration_s=0.0))
+    # 0.262 vs 0.238 s: balance 52.4 % left, SI 9.6 % -> balance alert (not an SI one)
+    (ev,) = mon.update([asym("contact_time_s", 0.0, 0.262, 0.238, half=0.005)], 0.0)
+    a = ev.alert
+    assert a.threshold_kind == "balance_pct" and a.side == "L" and a.threshold == 50.7
+    assert "52.4 % left" in a.message and "262 ms vs 238 ms" in a.message
+    # balance inside the band: nothing
+    mon2 = AlertMonitor(AlertParams(min_duration_s=0.0))
+    assert mon2.update([asym("contact_time_s", 0.0, 0.2502, 0.2498, half=0.0001)], 0.0) == []
+    # impact SI +/-: right larger by 20 % -> right side
+    (ev,) = mon2.update([asym("impact_g", 1.0, 2.0, 2.44, half=0.1)], 1.0)
+    assert (
+        ev.alert.side == "R" and ev.alert.threshold_kind == "si_pct" and "impact" in ev.alert.message.lower()
+    )
+    # SI below 10 %: no alert
+    assert mon2.update([asym("tilt_range_deg", 1.0, 5.2, 4.8, half=0.1)], 1.0) == []
+
+
+def test_rules_validate() -> None:
+    with pytest.raises(ValueError, match="enter"):
+        AlertRule("cpd_deg", "diff", enter=2.0, release=3.0)
+    with pytest.raises(ValueError, match="kind"):
+        AlertRule("cpd_deg", "ratio")
+    with pytest.raises(ValueError, match="low"):
+        AlertRule("contact_time_s", "balance", low=51.0, high=50.0)
+    with pytest.raises(ValueError, match="min_duration_s"):
+        AlertParams(min_duration_s=-1.0)
+    assert set(default_rules()) >= {"cpd_deg", "contact_time_s", "impact_g"}

@@ -1,0 +1,235 @@
+"""Left/right asymmetry: statistics against hand-computable cases and scipy, windows, gaps and bouts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from pelvimon.dsp.asymmetry import (
+    METRICS,
+    AsymmetryMonitor,
+    AsymmetryParams,
+    compare_sides,
+    contact_time_balance_pct,
+    rolling_asymmetry,
+    session_asymmetry,
+    session_side_stats,
+    symmetry_index_pct,
+    welch_interval,
+)
+from pelvimon.dsp.records import Step
+
+BASE = {
+    "cpd_deg": 6.0,
+    "contact_time_s": 0.25,
+    "step_time_s": 0.35,
+    "flight_time_s": 0.10,
+    "obliquity_range_deg": 10.0,
+    "tilt_range_deg": 5.0,
+    "rotation_range_deg": 12.0,
+    "vertical_oscillation_cm": 8.0,
+    "impact_g": 2.5,
+}
+SD = {
+    "cpd_deg": 1.0,
+    "contact_time_s": 0.0075,
+    "step_time_s": 0.007,
+    "flight_time_s": 0.01,
+    "obliquity_range_deg": 0.8,
+    "tilt_range_deg": 0.5,
+    "rotation_range_deg": 1.0,
+    "vertical_oscillation_cm": 0.4,
+    "impact_g": 0.2,
+}
+
+
+def make_steps(
+    n_steps: int,
+    left: dict[str, float] | None = None,
+    right: dict[str, float] | None = None,
+    *,
+    rho: float = 0.0,
+    seed: int = 0,
+    t0: float = 0.0,
+    first: str = "L",
+) -> list[Step]:
+    """Alternating steps whose metrics are per-side means plus AR(1) noise (lag-1 correlation ``rho``)."""
+    rng = np.random.default_rng(seed)
+    means = {"L": {**BASE, **(left or {})}, "R": {**BASE, **(right or {})}}
+    state = {s: rng.standard_normal(len(METRICS)) for s in "LR"}
+    out = []
+    t = t0
+    for i in range(n_steps):
+        side = first if i % 2 == 0 else ("R" if first == "L" else "L")
+        state[side] = rho * state[side] + math.sqrt(1 - rho**2) * rng.standard_normal(len(METRICS))
+        vals = {m: means[side][m] + SD[m] * state[side][j] for j, m in enumerate(METRICS)}
+        out.append(
+            Step(
+                side=side,
+                t_ic_s=t,
+                t_fc_s=t + vals["contact_time_s"],
+                cadence_spm=60 / vals["step_time_s"],
+                **vals,
+            )
+        )
+        t += vals["step_time_s"]
+    return out
+
+
+def hand_steps(left: list[float], right: list[float], metric: str = "cpd_deg") -> list[Step]:
+    """Steps alternating L, R with the given values of ``metric`` (others from BASE)."""
+    out = []
+    t = 0.0
+    for lv, rv in zip(left, right, strict=True):
+        for side, v in (("L", lv), ("R", rv)):
+            vals = {**BASE, metric: v}
+            out.append(Step(side=side, t_ic_s=t, t_fc_s=t + 0.25, cadence_spm=60 / 0.35, **vals))
+            t += 0.35
+    return out
+
+
+def test_welch_iid_matches_scipy_oracle() -> None:
+    rng = np.random.default_rng(3)
+    for n_l, n_r, sl, sr in ((10, 14, 1.0, 2.0), (20, 20, 0.5, 0.5), (8, 30, 3.0, 1.0)):
+        a = rng.normal(5.0, sl, n_l)
+        b = rng.normal(4.0, sr, n_r)
+        left, right = compare_sides(a, b, autocorrelation="iid")
+        diff, lo, hi = welch_interval(left, right, 0.9)
+        ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
+        assert diff == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+        assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-9)
+        assert left.sd == pytest.approx(a.std(ddof=1)) and right.n == n_r and left.n_eff == n_l
+
+
+def test_hand_computable_means_si_and_balance() -> None:
+    steps = hand_steps([1, 2, 3, 4, 5, 6, 7, 8], [11, 12, 13, 14, 15, 16, 17, 18])
+    a = session_asymmetry(steps, AsymmetryParams(autocorrelation="iid"))["cpd_deg"]
+    assert (a.left_mean, a.right_mean, a.diff) == pytest.approx((4.5, 14.5, -10.0))
+    assert a.left_sd == pytest.approx(math.sqrt(6.0)) and a.n_left == 8 and a.n_right == 8
+    # equal variances and sizes: df = 14, se = sqrt(6/8 * 2)
+    half = stats.t.ppf(0.975, 14) * math.sqrt(1.5)
+    assert (a.diff_ci_low, a.diff_ci_high) == pytest.approx((-10 - half, -10 + half))
+    assert a.symmetry_index_pct == pytest.approx(100 * -10 / 9.5)
+    assert symmetry_index_pct(110.0, 90.0) == pytest.approx(20.0)
+    assert math.isnan(symmetry_index_pct(0.0, 0.0))
+    ct = hand_steps([0.26] * 8, [0.24] * 8, metric="contact_time_s")
+    b = session_asymmetry(ct)["contact_time_s"]
+    bal, lo, hi = contact_time_balance_pct(b)
+    assert bal == pytest.approx(52.0) and lo == pytest.approx(52.0) and hi == pytest.approx(52.0)
+
+
+def test_autocorrelation_widens_the_interval_and_keeps_coverage() -> None:
+    """AR(1) steps with rho = 0.5, no true difference: the iid interval misses far more than 5 %."""
+    rng = np.random.default_rng(11)
+    rho = 0.5
+    n_trials, n = 600, 20
+    miss = {"iid": 0, "ar1": 0}
+    for _ in range(n_trials):
+        e = rng.standard_normal((2, n + 30))
+        x = np.zeros_like(e)
+        for i in range(1, e.shape[1]):
+            x[:, i] = rho * x[:, i - 1] + math.sqrt(1 - rho**2) * e[:, i]
+        a, b = x[0, 30:], x[1, 30:]
+        for mode in miss:
+            left, right = compare_sides(a, b, autocorrelation=mode)
+            _, lo, hi = welch_interval(left, right)
+            miss[mode] += lo > 0 or hi < 0
+    assert miss["iid"] / n_trials > 0.15
+    assert miss["ar1"] / n_trials < 0.09
+
+
+def test_rolling_window_uses_the_last_steps_per_side() -> None:
+    p = AsymmetryParams(window_steps=10, min_steps_per_side=5, autocorrelation="iid")
+    steps = make_steps(101, seed=2)
+    out = rolling_asymmetry(steps, p)
+    assert out[8] == [] and out[9] != []  # 5 steps on each side after 10 steps
+    last = {a.metric: a for a in out[-1]}
+    lv = np.array([s.cpd_deg for s in steps if s.side == "L"][-10:])
+    rv = np.array([s.cpd_deg for s in steps if s.side == "R"][-10:])
+    assert last["cpd_deg"].left_mean == pytest.approx(lv.mean())
+    assert last["cpd_deg"].right_sd == pytest.approx(rv.std(ddof=1))
+    assert last["cpd_deg"].n_left == 10 and last["cpd_deg"].n_right == 10
+    assert set(last) == set(METRICS)
+
+
+def test_time_window_drops_old_steps() -> None:
+    p = AsymmetryParams(window_steps=50, window_s=5.0, min_steps_per_side=3)
+    steps = make_steps(200, seed=4)
+    mon = AsymmetryMonitor(p)
+    a = {x.metric: x for x in mon.update(steps)}["cpd_deg"]
+    t_last = steps[-1].t_ic_s
+    n_in = sum(1 for s in steps if s.side == "L" and s.t_ic_s >= t_last - 5.0)
+    assert a.n_left == n_in < 50
+    assert a.t_start_s >= t_last - 5.0
+
+
+def test_streaming_in_chunks_equals_step_by_step() -> None:
+    steps = make_steps(300, {"cpd_deg": 8.0}, seed=5)
+    series = rolling_asymmetry(steps)
+    rng = np.random.default_rng(0)
+    mon = AsymmetryMonitor()
+    i = 0
+    while i < len(steps):
+        k = int(rng.integers(1, 12))
+        got = mon.update(steps[i : i + k])
+        i = min(i + k, len(steps))
+        assert got == series[i - 1]
+
+
+def test_gap_resets_the_windows_and_is_never_used() -> None:
+    p = AsymmetryParams(min_steps_per_side=4, window_steps=10)
+    before = make_steps(40, {"cpd_deg": 20.0}, seed=6)
+    gap = Step("L", before[-1].t_ic_s + 0.35, *([math.nan] * 11), gap=True)
+    after = make_steps(40, seed=7, t0=gap.t_ic_s + 0.35)
+    mon = AsymmetryMonitor(p)
+    assert mon.update(before)
+    assert mon.update([gap]) == [] and mon.n_resets_ == 1
+    assert mon.update(after[:7]) == []  # 4 L + 3 R: not enough right steps yet
+    a = {x.metric: x for x in mon.update(after[7:])}["cpd_deg"]
+    assert a.t_start_s >= after[0].t_ic_s  # nothing from before the gap
+    assert a.left_mean < 10  # the 20 deg steps before the gap are gone
+    whole = session_asymmetry([*before, gap, *after], p)["cpd_deg"]
+    assert whole.n_left + whole.n_right == 80  # the gap step is excluded
+
+
+def test_bout_boundary_resets_but_low_laterality_is_only_skipped() -> None:
+    p = AsymmetryParams(min_steps_per_side=4, window_steps=10, max_step_interval_s=2.0)
+    bout1 = make_steps(30, seed=8)
+    bout2 = make_steps(30, seed=9, t0=bout1[-1].t_ic_s + 10.0)
+    mon = AsymmetryMonitor(p)
+    mon.update(bout1)
+    assert mon.update(bout2[:1]) == [] and mon.n_resets_ == 1
+    # a step with an unsure side and a wild value changes nothing and does not reset
+    mon2 = AsymmetryMonitor(p)
+    ref = mon2.update(bout1)
+    odd = Step("L", bout1[-1].t_ic_s + 0.35, math.nan, 0.35, 0.25, 0.1, 171.0, 50.0, *([1.0] * 5),
+               laterality_confidence=0.55)  # fmt: skip
+    assert mon2.update([odd]) == ref and mon2.n_resets_ == 0
+
+
+def test_session_stats_pool_autocorrelation_within_bouts_only() -> None:
+    steps = make_steps(400, rho=0.6, seed=10)
+    st = session_side_stats(steps)["cpd_deg"]
+    assert 0.4 < st[0].rho < 0.75 and st[0].n_eff < st[0].n / 2
+    iid = session_side_stats(make_steps(400, seed=10))["cpd_deg"][0]
+    assert iid.rho < 0.15
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"window_steps": 1},
+        {"min_steps_per_side": 30},
+        {"level": 1.0},
+        {"window_s": -1.0},
+        {"autocorrelation": "arma"},
+        {"max_autocorrelation": 1.0},
+        {"metrics": ("cadence",)},
+    ],
+)
+def test_params_reject_bad_values(kw: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kw)).split("_")[0]):
+        AsymmetryParams(**kw)

@@ -1,0 +1,604 @@
+"""Mount calibration: the rotation from the sensor frame to the pelvis frame, for a sensor worn in any
+orientation.
+
+Method
+------
+1. **Up (pelvis z)** from standing still: the specific force of a still sensor points up. Stillness is
+   detected automatically: a run of samples whose gyroscope norm and whose accelerometer norm deviation
+   from 1 g stay under thresholds for at least ``still_s``, with small accelerometer spread. The pelvis
+   frame is *defined* so that this standing posture has tilt 0 and obliquity 0 (the anatomical standing
+   tilt cannot be seen by an IMU; angles are relative to standing). Until calibration completes, a later
+   still period replaces the gravity estimate.
+2. **Forward (pelvis x)** from the first strides of gait, accelerometer only. In every stance the trunk
+   first brakes (anterior-posterior specific force backwards) while the vertical force rises, and then
+   propels (forwards) while it falls. Hence the forward direction ``f`` makes the covariance of the
+   horizontal specific force along ``f`` with the time derivative of the vertical specific force
+   *negative*. The medio-lateral force alternates sign between left and right stance and averages out over
+   whole strides; the static part of the pelvis lean does not bias the estimate (the covariance of a
+   periodic signal with its own derivative is zero); causal low-pass phase cancels in a covariance of two
+   equally filtered signals. The estimate is the sum over strides of ``-(I - u uᵀ) M u`` with
+   ``M = Σ a a'ᵀ`` the per-stride moment of the low-passed specific force ``a`` and its increment ``a'``
+   (sensor frame, ``u`` = up). The resultant length of the per-stride directions is the confidence.
+3. **Left (pelvis y)** = z × x (right-handed).
+
+After calibration, strides keep being checked: if the recent forward direction drifts from the
+calibrated one by more than ``recheck_deg`` the estimator flags it (``forward_moved_``) without changing
+the frame mid-session.
+
+Quaternions are scalar first ``[w, x, y, z]``; ``mount_quat_wxyz_`` rotates sensor-frame vectors into
+the pelvis frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy import signal
+
+from ..firmware_protocols.batch import G_MPS2
+from ._orient_quat import matrix_to_quat
+
+__all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
+
+CalibrationState = Literal["waiting_for_stillness", "gravity_known", "calibrated"]
+_STATE_VERSION = 1
+_RATE_PROBE_N = 16
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """Parameters of :class:`MountCalibration` (frozen).
+
+    Attributes
+    ----------
+    still_s : float
+        Minimum duration of a still period used for gravity, s.
+    still_gyr_rads : float
+        Gyroscope norm below which a sample counts as still, rad/s (generous: uncalibrated bias allowed).
+    still_acc_dev_mps2 : float
+        Largest deviation of the accelerometer norm from 1 g for a still sample, m/s².
+    still_acc_std_mps2 : float
+        Largest per-axis standard deviation of the specific force over a still period, m/s².
+    forward_strides : int
+        Strides of gait needed before the forward direction is decided.
+    min_confidence : float
+        Resultant length (0..1) of the per-stride forward directions needed to decide.
+    lowpass_hz : float
+        Cut-off of the causal low-pass applied to the specific force before the forward estimate, Hz.
+    step_high_g, step_low_g : float
+        Hysteresis thresholds on the low-passed vertical specific force (in g) that count steps: a step is
+        a rise above ``step_high_g`` after a dip below ``step_low_g``.
+    block_s : float
+        Gait is cut into blocks of this duration; each block gives one forward vector, s.
+    skip_steps : int
+        Steps at the start of a gait bout left out (gait initiation is not steady gait).
+    min_block_steps : int
+        Fewest steps in a block for it to be used.
+    min_swing_g : float
+        Smallest peak-to-peak of the low-passed vertical specific force in a used block, g.
+    recheck_blocks : int
+        Number of recent blocks whose forward direction is compared with the calibrated one.
+    recheck_deg : float
+        Angle between recent and calibrated forward directions above which ``forward_moved_`` is set, deg.
+    max_step_s : float
+        A rise later than this after the previous one starts a new stride count (gait stopped), s.
+    flight_g : float
+        A stride whose low-passed vertical specific force drops below this (in g) has a flight phase and
+        counts as running; otherwise walking (the forward rule flips its phase), g.
+    """
+
+    still_s: float = 2.0
+    still_gyr_rads: float = 0.15
+    still_acc_dev_mps2: float = 0.5
+    still_acc_std_mps2: float = 0.25
+    forward_strides: int = 6
+    min_confidence: float = 0.5
+    lowpass_hz: float = 6.0
+    step_high_g: float = 1.1
+    step_low_g: float = 0.9
+    block_s: float = 2.0
+    skip_steps: int = 4
+    min_block_steps: int = 3
+    min_swing_g: float = 0.25
+    recheck_blocks: int = 10
+    recheck_deg: float = 20.0
+    max_step_s: float = 2.0
+    flight_g: float = 0.4
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a one-line reason for inconsistent parameters."""
+        if self.still_s <= 0 or self.still_gyr_rads <= 0 or self.still_acc_dev_mps2 <= 0:
+            raise ValueError("still_s, still_gyr_rads and still_acc_dev_mps2 must be positive")
+        if self.forward_strides < 1 or self.recheck_blocks < 1 or self.block_s <= 0:
+            raise ValueError("forward_strides and recheck_blocks must be >= 1 and block_s > 0")
+        if not self.step_low_g < 1.0 < self.step_high_g:
+            raise ValueError("need step_low_g < 1 < step_high_g")
+        if self.lowpass_hz <= 0:
+            raise ValueError("lowpass_hz must be positive")
+
+
+@dataclass(frozen=True, eq=False)
+class MountResult:
+    """Result of :func:`calibrate_offline`.
+
+    Attributes
+    ----------
+    state : {"waiting_for_stillness", "gravity_known", "calibrated"}
+    gravity_sensor : ndarray, shape (3,), or None
+        Unit vector up in the sensor frame.
+    forward_sensor : ndarray, shape (3,), or None
+        Unit vector anterior (running direction, horizontal) in the sensor frame.
+    mount_quat_wxyz : ndarray, shape (4,), or None
+        Sensor -> pelvis rotation, scalar first.
+    forward_confidence : float
+        Resultant length (0..1) of the per-stride forward directions.
+    n_strides : int
+        Strides used for the forward direction.
+    still_intervals : list of (float, float)
+        Detected still periods (start, end), s.
+    t_calibrated_s : float or None
+        Time at which the streaming calibration would have completed, s.
+    """
+
+    state: CalibrationState
+    gravity_sensor: np.ndarray | None
+    forward_sensor: np.ndarray | None
+    mount_quat_wxyz: np.ndarray | None
+    forward_confidence: float
+    n_strides: int
+    still_intervals: list[tuple[float, float]] = field(default_factory=list)
+    t_calibrated_s: float | None = None
+
+
+def _check(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+    a = np.asarray(acc, dtype=np.float64)
+    n = t.shape[0]
+    if a.shape != (n, 3):
+        raise ValueError(f"acc_mps2 must have shape ({n}, 3) to match t_s, got {a.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(t))):
+        raise ValueError("t_s/acc_mps2 contain NaN or inf; drop or repair those samples first")
+    g = None
+    if gyr is not None:
+        g = np.asarray(gyr, dtype=np.float64)
+        if g.shape != (n, 3):
+            raise ValueError(f"gyr_rads must have shape ({n}, 3) to match t_s, got {g.shape}")
+        if not np.all(np.isfinite(g)):
+            raise ValueError("gyr_rads contains NaN or inf; drop or repair those samples first")
+    return t, a, g
+
+
+def _seq_sum(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``carry + rows[0] + rows[1] + ...`` added strictly in order, so that the result is bit-identical
+    however the rows were split into chunks (``np.sum`` sums pairwise, ``np.cumsum`` in order)."""
+    if rows.shape[0] == 0:
+        return carry
+    return np.cumsum(np.concatenate([carry[None], rows]), axis=0)[-1]
+
+
+def _forward_from_moment(m: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """Unnormalised forward vector ``-(I - u uᵀ) M u`` from a moment ``M = Σ a a'ᵀ`` (sensor frame)."""
+    v = m @ up
+    return -(v - up * float(up @ v))
+
+
+def _mount_from(up: np.ndarray, fwd: np.ndarray) -> np.ndarray:
+    z = up / np.linalg.norm(up)
+    x = fwd - z * float(z @ fwd)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    r_pelvis_sensor = np.stack([x, y, z])  # rows: pelvis axes in sensor coordinates
+    return matrix_to_quat(r_pelvis_sensor)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    c = float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b)) + 1e-300)
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+class MountCalibration:
+    """Streaming sensor -> pelvis calibration (gravity from stillness, forward from the first strides).
+
+    Parameters
+    ----------
+    params : CalibrationParams, optional
+        Defaults if ``None``.
+
+    Attributes
+    ----------
+    state_ : {"waiting_for_stillness", "gravity_known", "calibrated"}
+    gravity_sensor_ : ndarray, shape (3,), or None
+        Unit vector up in the sensor frame (from the latest still period before calibration).
+    forward_sensor_ : ndarray, shape (3,), or None
+        Unit vector anterior in the sensor frame, once calibrated.
+    mount_quat_wxyz_ : ndarray, shape (4,), or None
+        Sensor -> pelvis rotation, scalar first, once calibrated.
+    t_calibrated_s_ : float or None
+        Time of the sample that completed the calibration, s.
+    forward_confidence_ : float
+        Resultant length (0..1) of the per-stride forward directions so far (before calibration) or at
+        calibration.
+    n_strides_ : int
+        Strides counted since gravity became known.
+    still_intervals_ : list of (float, float)
+        Still periods found so far (start, end), s.
+    forward_recent_deg_ : float
+        Angle between the forward direction of the last ``recheck_blocks`` gait blocks and the calibrated
+        one, deg (NaN until calibrated and enough blocks).
+    forward_moved_ : bool
+        ``forward_recent_deg_`` exceeded ``recheck_deg`` at some point after calibration.
+    rate_hz_ : float or None
+        Sample rate estimated from the first samples, Hz.
+    running_fraction_ : float
+        Fraction of the strides so far that had a flight phase (running rather than walking).
+    """
+
+    def __init__(self, params: CalibrationParams | None = None) -> None:
+        self.params = params
+        p = params if params is not None else CalibrationParams()
+        p.validate()
+        self._p = p
+        self._sos: np.ndarray | None = None
+        self._probe_t: list[float] = []
+        self._probe_a: list[np.ndarray] = []
+        self._probe_g: list[np.ndarray | None] = []
+        # still run accumulator
+        self._run_n = 0
+        self._run_t0 = 0.0
+        self._run_t1 = 0.0
+        self._run_sum = np.zeros(3)
+        self._run_sumsq = np.zeros(3)
+        # gait accumulators
+        self._block_n = 1
+        self._zi: np.ndarray | None = None
+        self._last_lp: np.ndarray | None = None
+        self._hyst = 0  # -1 low, +1 high, 0 unknown
+        self._t_last_rise = -np.inf
+        self._bout_steps = 0
+        self._n_rises = 0
+        self._blk_pos = 0
+        self._reset_block(ok=False)
+        self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
+        self._block_rises: list[int] = []
+        self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
+        self._all_m = np.zeros((3, 3))  # sum of every used block's signed moment (offline estimate)
+        self._all_rises = 0
+        self._n_blocks = 0
+        self._n_run_blocks = 0
+        # results
+        self.state_: CalibrationState = "waiting_for_stillness"
+        self.gravity_sensor_: np.ndarray | None = None
+        self.forward_sensor_: np.ndarray | None = None
+        self.mount_quat_wxyz_: np.ndarray | None = None
+        self.t_calibrated_s_: float | None = None
+        self.forward_confidence_ = 0.0
+        self.n_strides_ = 0
+        self.still_intervals_: list[tuple[float, float]] = []
+        self.forward_recent_deg_ = float("nan")
+        self.forward_moved_ = False
+        self.rate_hz_: float | None = None
+        self.running_fraction_ = 0.0
+
+    # ------------------------------------------------------------------ streaming entry point
+    def update(self, t_s: Any, acc_mps2: Any, gyr_rads: Any | None = None) -> MountCalibration:
+        """Feed one chunk of samples.
+
+        Parameters
+        ----------
+        t_s : array_like, shape (N,)
+            Sample times, s.
+        acc_mps2 : array_like, shape (N, 3)
+            Specific force, sensor frame, m/s².
+        gyr_rads : array_like, shape (N, 3), or None
+            Angular rate, sensor frame, rad/s; ``None`` for accelerometer-only streams.
+
+        Returns
+        -------
+        MountCalibration
+            ``self``; results in the attributes ending in ``_``.
+        """
+        t, a, g = _check(t_s, acc_mps2, gyr_rads)
+        if t.shape[0] == 0:
+            return self
+        if self._sos is None:
+            # Buffer the first samples to estimate the sample rate (the same whatever the chunking).
+            self._probe_t.extend(t.tolist())
+            self._probe_a.append(a)
+            self._probe_g.append(g)
+            if len(self._probe_t) < _RATE_PROBE_N:
+                return self
+            tt = np.asarray(self._probe_t)
+            dt = np.diff(tt[:_RATE_PROBE_N])
+            dt = dt[dt > 0]
+            if dt.size == 0:
+                raise ValueError("t_s must increase: cannot estimate the sample rate")
+            rate = 1.0 / float(np.median(dt))
+            self.rate_hz_ = rate
+            cut = min(self._p.lowpass_hz, 0.45 * rate)
+            self._sos = signal.butter(2, cut, btype="lowpass", fs=rate, output="sos")
+            self._block_n = max(2, int(round(self._p.block_s * rate)))
+            aa = np.concatenate(self._probe_a)
+            gg = None if any(x is None for x in self._probe_g) else np.concatenate(self._probe_g)  # type: ignore[arg-type]
+            self._probe_t, self._probe_a, self._probe_g = [], [], []
+            self._process(tt, aa, gg)
+            return self
+        self._process(t, a, g)
+        return self
+
+    # ------------------------------------------------------------------ internals
+    def _process(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
+        self._still(t, a, g)
+        self._gait(t, a)
+
+    def _still(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
+        p = self._p
+        if self.state_ == "calibrated" and len(self.still_intervals_) > 1000:
+            return
+        quiet = np.abs(np.linalg.norm(a, axis=1) - G_MPS2) < p.still_acc_dev_mps2
+        if g is not None:
+            quiet &= np.linalg.norm(g, axis=1) < p.still_gyr_rads
+        # Segment boundaries: runs of quiet samples; the first run continues the carried one.
+        edges = np.flatnonzero(np.diff(quiet.astype(np.int8))) + 1
+        bounds = np.concatenate([[0], edges, [quiet.size]])
+        for i0, i1 in zip(bounds[:-1], bounds[1:], strict=True):
+            if not quiet[i0]:
+                self._close_run()
+                continue
+            if self._run_n == 0:
+                self._run_t0 = float(t[i0])
+            self._run_n += int(i1 - i0)
+            self._run_sum = _seq_sum(self._run_sum, a[i0:i1])
+            self._run_sumsq = _seq_sum(self._run_sumsq, a[i0:i1] * a[i0:i1])
+            self._run_t1 = float(t[i1 - 1])
+            if i1 < quiet.size:
+                self._close_run()
+        # A run still open at the chunk end is evaluated when it closes, or now if long enough already
+        # (so the GUI's "stand still" prompt completes without waiting for movement).
+        if self._run_n and self.gravity_sensor_ is None:
+            self._evaluate_run(final=False)
+
+    def _evaluate_run(self, final: bool) -> None:
+        p = self._p
+        if self._run_n < 2 or self._run_t1 - self._run_t0 < p.still_s:
+            return
+        mean = self._run_sum / self._run_n
+        var = np.maximum(self._run_sumsq / self._run_n - mean * mean, 0.0)
+        if np.sqrt(var.max()) > p.still_acc_std_mps2:
+            return
+        if self.state_ != "calibrated":
+            self.gravity_sensor_ = mean / np.linalg.norm(mean)
+            if self.state_ == "waiting_for_stillness":
+                self.state_ = "gravity_known"
+        if final:
+            self.still_intervals_.append((self._run_t0, self._run_t1))
+
+    def _close_run(self) -> None:
+        if self._run_n:
+            self._evaluate_run(final=True)
+        self._run_n = 0
+        self._run_sum = np.zeros(3)
+        self._run_sumsq = np.zeros(3)
+
+    def _gait(self, t: np.ndarray, a: np.ndarray) -> None:
+        p = self._p
+        if self._sos is None:
+            raise RuntimeError("internal: gait processing before the sample rate is known")
+        if self._zi is None:
+            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * a[0][None, None, :]
+            self._last_lp = a[0].copy()
+        lp, self._zi = signal.sosfilt(self._sos, a, axis=0, zi=self._zi)
+        prev = np.concatenate([self._last_lp[None, :], lp[:-1]])  # type: ignore[index]
+        self._last_lp = lp[-1].copy()
+        d = lp - prev
+        n = t.shape[0]
+        up = self.gravity_sensor_
+        block_n = self._block_n
+        # Block ends (before sample b) on the global sample grid, independent of chunking.
+        first_end = block_n - self._blk_pos
+        ends = np.arange(first_end, n + 1, block_n) if first_end <= n else np.zeros(0, dtype=int)
+        if up is None:
+            self._blk_pos = (self._blk_pos + n) % block_n
+            if ends.size:
+                self._reset_block(ok=False)
+            return
+        av = lp[:, 0] * up[0] + lp[:, 1] * up[1] + lp[:, 2] * up[2]
+        hi = av > p.step_high_g * G_MPS2
+        lo = av < p.step_low_g * G_MPS2
+        # Hysteresis without a Python loop: forward-fill the last decided level.
+        level = np.where(hi, 1, np.where(lo, -1, 0)).astype(np.int8)
+        idx = np.maximum.accumulate(np.where(level != 0, np.arange(n), -1))
+        filled = np.where(idx >= 0, level[np.maximum(idx, 0)], self._hyst)
+        before = np.concatenate([[self._hyst], filled[:-1]])
+        rises = np.flatnonzero((filled == 1) & (before == -1))
+        self._hyst = int(filled[-1])
+        # Per-sample moment contributions a a'ᵀ; events (block ends first at equal index) in time order.
+        ccs = lp[:, :, None] * d[:, None, :]
+        events = sorted([(int(b), 0) for b in ends] + [(int(r), 1) for r in rises])
+        cursor = 0
+        for k, kind in events:
+            if kind == 0:
+                self._add_segment(ccs, av, cursor, k)
+                cursor = k
+                self._finish_block(float(t[k - 1]) if k > 0 else float(t[0]), up)
+            else:
+                tr = float(t[k])
+                if tr - self._t_last_rise > p.max_step_s:
+                    self._bout_steps = 0  # (re)start of gait: the first steps are not steady yet
+                    self._blk_ok = False
+                self._t_last_rise = tr
+                self._bout_steps += 1
+                self._blk_rises += 1
+                self._n_rises += 1
+                self.n_strides_ = self._n_rises // 2
+        self._add_segment(ccs, av, cursor, n)
+        self._blk_pos = (self._blk_pos + n) % block_n
+
+    def _add_segment(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> None:
+        if i1 <= i0:
+            return
+        self._blk_m = _seq_sum(self._blk_m, ccs[i0:i1])
+        self._blk_vmin = min(self._blk_vmin, float(av[i0:i1].min()))
+        self._blk_vmax = max(self._blk_vmax, float(av[i0:i1].max()))
+
+    def _reset_block(self, ok: bool) -> None:
+        self._blk_m = np.zeros((3, 3))
+        self._blk_vmin = np.inf
+        self._blk_vmax = -np.inf
+        self._blk_rises = 0
+        self._blk_ok = ok
+
+    def _finish_block(self, t_end: float, up: np.ndarray) -> None:
+        p = self._p
+        used = (
+            self._blk_ok
+            and self._blk_rises >= p.min_block_steps
+            and self._blk_vmax - self._blk_vmin > p.min_swing_g * G_MPS2
+        )
+        if used:
+            running = self._blk_vmin < p.flight_g * G_MPS2
+            # Running (a flight phase: the vertical specific force nearly vanishes): braking while the
+            # vertical force rises. Walking (pendular): the opposite phase, so the moment flips sign.
+            m = self._blk_m if running else -self._blk_m
+            self._use_block(m, t_end, running, self._blk_rises, up)
+        self._reset_block(ok=self._bout_steps >= p.skip_steps)
+
+    def _use_block(self, m: np.ndarray, t_end: float, running: bool, rises: int, up: np.ndarray) -> None:
+        p = self._p
+        self._n_blocks += 1
+        self._n_run_blocks += int(running)
+        self.running_fraction_ = self._n_run_blocks / self._n_blocks
+        self._all_m = self._all_m + m
+        self._all_rises += rises
+        if self.state_ != "calibrated":
+            self._blocks.append(m.copy())
+            self._block_rises.append(rises)
+            vs = [_forward_from_moment(x, up) for x in self._blocks]
+            norms = [float(np.linalg.norm(v)) for v in vs]
+            if min(norms) <= 0:
+                return
+            unit_sum = sum(v / nv for v, nv in zip(vs, norms, strict=True))
+            self.forward_confidence_ = float(np.linalg.norm(unit_sum)) / len(vs)
+            strides = sum(self._block_rises) / 2.0
+            if len(vs) >= 2 and strides >= p.forward_strides and self.forward_confidence_ >= p.min_confidence:
+                total = sum(vs)
+                self.forward_sensor_ = total / np.linalg.norm(total)
+                self.mount_quat_wxyz_ = _mount_from(up, self.forward_sensor_)
+                self.t_calibrated_s_ = t_end
+                self.state_ = "calibrated"
+                self._recent.extend(self._blocks)
+        else:
+            self._recent.append(m.copy())
+            if len(self._recent) >= min(p.recheck_blocks, 3):
+                recent = _forward_from_moment(sum(self._recent), up)
+                if self.forward_sensor_ is None:
+                    raise RuntimeError("internal: calibrated without a forward direction")
+                self.forward_recent_deg_ = _angle_deg(recent, self.forward_sensor_)
+                if self.forward_recent_deg_ > p.recheck_deg:
+                    self.forward_moved_ = True
+
+    # ------------------------------------------------------------------ state
+    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
+    _SCALARS = (
+        "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_pos", "_blk_rises", "_blk_ok", "_all_rises",
+        "_n_blocks", "_n_run_blocks", "_run_n", "_run_t0", "_run_t1", "state_", "t_calibrated_s_",
+        "forward_confidence_", "n_strides_", "forward_moved_", "rate_hz_", "running_fraction_",
+    )
+    _FLOATS_INF = ("_t_last_rise", "_blk_vmin", "_blk_vmax", "forward_recent_deg_")
+
+    def save_state(self) -> dict[str, Any]:
+        """Everything needed to continue, as plain data (floats, ints, bools, strings, lists, None)."""
+        d: dict[str, Any] = {"version": _STATE_VERSION}
+        for k in self._ARRAYS:
+            v = getattr(self, k)
+            d[k] = None if v is None else np.asarray(v).tolist()
+        for k in self._SCALARS:
+            v = getattr(self, k)
+            d[k] = v.item() if isinstance(v, np.generic) else v
+        for k in self._FLOATS_INF:
+            v = float(getattr(self, k))
+            d[k] = None if not np.isfinite(v) else v
+        d["_run_sum"] = self._run_sum.tolist()
+        d["_run_sumsq"] = self._run_sumsq.tolist()
+        d["_probe_t"] = list(self._probe_t)
+        d["_probe_a"] = np.concatenate(self._probe_a).tolist() if self._probe_a else None
+        has_g = bool(self._probe_g) and all(x is not None for x in self._probe_g)
+        d["_probe_g"] = np.concatenate(self._probe_g).tolist() if has_g else None  # type: ignore[arg-type]
+        d["_blocks"] = [m.tolist() for m in self._blocks]
+        d["_block_rises"] = list(self._block_rises)
+        d["_recent"] = [m.tolist() for m in self._recent]
+        d["still_intervals_"] = [list(x) for x in self.still_intervals_]
+        return d
+
+    def restore_state(self, d: dict[str, Any]) -> MountCalibration:
+        """Continue from :meth:`save_state` output (of an estimator with the same parameters)."""
+        if not isinstance(d, dict) or d.get("version") != _STATE_VERSION:
+            raise ValueError("not a MountCalibration state (missing or unknown 'version')")
+        try:
+            for k in self._ARRAYS:
+                setattr(self, k, None if d[k] is None else np.asarray(d[k], dtype=np.float64))
+            for k in self._SCALARS:
+                setattr(self, k, d[k])
+            for k in self._FLOATS_INF:
+                default = -np.inf if k in ("_t_last_rise", "_blk_vmax") else np.inf
+                if k == "forward_recent_deg_":
+                    default = float("nan")
+                setattr(self, k, default if d[k] is None else float(d[k]))
+            self._run_sum = np.asarray(d["_run_sum"], dtype=np.float64)
+            self._run_sumsq = np.asarray(d["_run_sumsq"], dtype=np.float64)
+            self._probe_t = list(d["_probe_t"])
+            pa = d["_probe_a"]
+            self._probe_a = [] if pa is None else [np.asarray(pa, dtype=np.float64).reshape(-1, 3)]
+            pg = d["_probe_g"]
+            self._probe_g = [] if pa is None else [None if pg is None else np.asarray(pg, dtype=np.float64).reshape(-1, 3)]
+            self._blocks = [np.asarray(m, dtype=np.float64) for m in d["_blocks"]]
+            self._block_rises = [int(x) for x in d["_block_rises"]]
+            self._recent = deque((np.asarray(m, dtype=np.float64) for m in d["_recent"]), maxlen=self._p.recheck_blocks)
+            self.still_intervals_ = [(float(a), float(b)) for a, b in d["still_intervals_"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"MountCalibration state is incomplete or malformed ({e})") from None
+        return self
+
+
+def calibrate_offline(
+    t_s: Any, acc_mps2: Any, gyr_rads: Any | None = None, params: CalibrationParams | None = None
+) -> MountResult:
+    """Calibrate from a whole recording: gravity as in streaming, forward from every usable gait block of
+    the recording (not only the first strides).
+
+    Parameters
+    ----------
+    t_s : array_like, shape (N,)
+        Sample times, s.
+    acc_mps2 : array_like, shape (N, 3)
+        Specific force, sensor frame, m/s².
+    gyr_rads : array_like, shape (N, 3), or None
+        Angular rate, sensor frame, rad/s.
+    params : CalibrationParams, optional
+
+    Returns
+    -------
+    MountResult
+    """
+    cal = MountCalibration(params).update(t_s, acc_mps2, gyr_rads)
+    fwd = cal.forward_sensor_
+    mount = cal.mount_quat_wxyz_
+    n_str = cal.n_strides_
+    if cal.state_ == "calibrated" and cal.gravity_sensor_ is not None:
+        v = _forward_from_moment(cal._all_m, cal.gravity_sensor_)
+        if np.linalg.norm(v) > 0:
+            fwd = v / np.linalg.norm(v)
+            mount = _mount_from(cal.gravity_sensor_, fwd)
+            n_str = cal._all_rises // 2
+    return MountResult(
+        state=cal.state_,
+        gravity_sensor=cal.gravity_sensor_,
+        forward_sensor=fwd,
+        mount_quat_wxyz=mount,
+        forward_confidence=cal.forward_confidence_,
+        n_strides=n_str,
+        still_intervals=list(cal.still_intervals_),
+        t_calibrated_s=cal.t_calibrated_s_,
+    )

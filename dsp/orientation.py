@@ -1,0 +1,412 @@
+"""Pelvis orientation: tilt, obliquity and rotation per sample from a calibrated sacral IMU.
+
+The sensor samples are rotated into the pelvis frame with the mount quaternion from
+:mod:`pelvimon.dsp.calibration`, fused with the 6D VQF filter (gyroscope + accelerometer, no magnetometer:
+treadmill motors disturb it), and the world-to-pelvis rotation is split in the design's Baker (2001) order
+
+    R_world_pelvis = Rz(rotation) · Rx(obliquity) · Ry(tilt)
+
+with world z up and world x the running direction. A 6D filter has no absolute heading and its heading
+drifts slowly, so the running direction is tracked causally as a low-pass of the pelvis heading (far
+below the stride frequency): pelvic rotation is the heading minus that running direction and oscillates
+around 0. Tilt and obliquity do not depend on heading.
+
+Frames: pelvis x anterior, y left, z superior; the pelvis frame is defined by the calibration so that the
+standing posture has tilt 0 and obliquity 0. Quaternions are scalar first ``[w, x, y, z]``; ``q_a_b``
+rotates b-frame vectors into frame a.
+
+Entry points (as in vqf): :class:`PelvisOrientation` (streaming, causal, per chunk),
+:func:`offline_pelvis_orientation` (whole recording, acausal) and :func:`pelvis_angles_from_quat`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import vqf
+from scipy import signal
+
+from ._orient_quat import check_unit_quat, quat_to_matrix
+
+__all__ = [
+    "OrientationParams",
+    "PelvisMotion",
+    "PelvisOrientation",
+    "offline_pelvis_orientation",
+    "pelvis_angles_from_quat",
+]
+
+_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class OrientationParams:
+    """Parameters of :class:`PelvisOrientation` (frozen).
+
+    Attributes
+    ----------
+    heading_cutoff_hz : float
+        Cut-off of the low-pass that tracks the running direction from the pelvis heading, Hz. Must sit
+        well below the stride frequency (0.7-1.6 Hz): at 0.15 Hz, 4th order, a 0.8 Hz stride oscillation
+        leaks 0.1 % into the running direction.
+    heading_order : int
+        Butterworth order of that low-pass (even numbers only).
+    warmup_s : float
+        Samples in the first ``warmup_s`` after start or :meth:`PelvisOrientation.reset` are flagged
+        invalid while the filter settles, s.
+    tau_acc_s : float
+        VQF accelerometer time constant ``tauAcc``, s.
+    motion_bias_estimation : bool
+        VQF gyroscope bias estimation during motion.
+    rest_bias_estimation : bool
+        VQF gyroscope bias estimation at rest.
+    """
+
+    heading_cutoff_hz: float = 0.15
+    heading_order: int = 4
+    warmup_s: float = 0.5
+    tau_acc_s: float = 3.0
+    motion_bias_estimation: bool = True
+    rest_bias_estimation: bool = True
+
+    def validate(self, rate_hz: float) -> None:
+        """Raise ``ValueError`` with a one-line reason if the parameters do not fit ``rate_hz``."""
+        if not (np.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a positive number, got {rate_hz}")
+        if not 0 < self.heading_cutoff_hz < 0.5 * rate_hz:
+            raise ValueError(f"heading_cutoff_hz must be in (0, {0.5 * rate_hz}) Hz, got {self.heading_cutoff_hz}")
+        if self.heading_order < 2 or self.heading_order % 2:
+            raise ValueError(f"heading_order must be an even number >= 2, got {self.heading_order}")
+        if self.warmup_s < 0 or self.tau_acc_s <= 0:
+            raise ValueError("warmup_s must be >= 0 and tau_acc_s > 0")
+
+
+@dataclass(frozen=True, eq=False)
+class PelvisMotion:
+    """One chunk of per-sample pelvis orientation results.
+
+    Attributes
+    ----------
+    t_s : ndarray, shape (N,)
+        Sample times, s (as given).
+    tilt_deg, obliquity_deg, rotation_deg : ndarray, shape (N,)
+        Pelvis angles in the Baker order, deg. Tilt > 0 anterior; obliquity > 0 lifts the left side;
+        rotation > 0 turns the pelvis to the left of the running direction. NaN where not available
+        (no gyroscope).
+    acc_pelvis_mps2 : ndarray, shape (N, 3)
+        Specific force in the pelvis frame (x anterior, y left, z superior), m/s².
+    acc_level_mps2 : ndarray, shape (N, 3)
+        Specific force in a heading-free level frame, m/s²: x the current running direction (horizontal),
+        y left (horizontal), z up. Without a gyroscope this is the calibrated pelvis frame (level when
+        standing).
+    gyr_pelvis_rads : ndarray, shape (N, 3), or None
+        Angular rate in the pelvis frame, rad/s; ``None`` without a gyroscope.
+    valid : ndarray, shape (N,), bool
+        The angles are meaningful (gyroscope present, filter settled).
+    """
+
+    t_s: np.ndarray
+    tilt_deg: np.ndarray
+    obliquity_deg: np.ndarray
+    rotation_deg: np.ndarray
+    acc_pelvis_mps2: np.ndarray
+    acc_level_mps2: np.ndarray
+    gyr_pelvis_rads: np.ndarray | None
+    valid: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t_s.shape[0])
+
+    @staticmethod
+    def concat(parts: list[PelvisMotion]) -> PelvisMotion:
+        """Join consecutive chunks into one (gyroscope rates ``None`` if any chunk has none)."""
+        if not parts:
+            raise ValueError("PelvisMotion.concat needs at least one chunk")
+        gyr = None
+        if all(p.gyr_pelvis_rads is not None for p in parts):
+            gyr = np.concatenate([p.gyr_pelvis_rads for p in parts])  # type: ignore[misc]
+        return PelvisMotion(
+            t_s=np.concatenate([p.t_s for p in parts]),
+            tilt_deg=np.concatenate([p.tilt_deg for p in parts]),
+            obliquity_deg=np.concatenate([p.obliquity_deg for p in parts]),
+            rotation_deg=np.concatenate([p.rotation_deg for p in parts]),
+            acc_pelvis_mps2=np.concatenate([p.acc_pelvis_mps2 for p in parts]),
+            acc_level_mps2=np.concatenate([p.acc_level_mps2 for p in parts]),
+            gyr_pelvis_rads=gyr,
+            valid=np.concatenate([p.valid for p in parts]),
+        )
+
+
+def _baker_radians(q_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tilt, obliquity, rotation) in rad of ``R = Rz(rot) Rx(obl) Ry(tilt)`` from quaternions (..., 4)."""
+    w, x, y, z = q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3]
+    r20 = 2 * (x * z - w * y)
+    r21 = 2 * (y * z + w * x)
+    r22 = 1 - 2 * (x * x + y * y)
+    r01 = 2 * (x * y - w * z)
+    r11 = 1 - 2 * (x * x + z * z)
+    obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
+    tilt = np.arctan2(-r20, r22)
+    rotation = np.arctan2(-r01, r11)
+    return tilt, obliquity, rotation
+
+
+def pelvis_angles_from_quat(q_world_pelvis_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split pelvis orientations into the design's Baker angles.
+
+    Parameters
+    ----------
+    q_world_pelvis_wxyz : ndarray, shape (N, 4) or (4,)
+        Unit quaternions (scalar first) rotating pelvis-frame vectors into the world frame (z up,
+        x running direction).
+
+    Returns
+    -------
+    tilt_deg, obliquity_deg, rotation_deg : ndarray, shape (N,) (or scalars for one quaternion)
+        Angles with ``R_world_pelvis = Rz(rotation) · Rx(obliquity) · Ry(tilt)``, deg; obliquity in
+        [-90, 90], tilt and rotation in (-180, 180].
+    """
+    q = np.asarray(q_world_pelvis_wxyz, dtype=np.float64)
+    if q.shape[-1:] != (4,) or q.ndim > 2:
+        raise ValueError(f"q_world_pelvis_wxyz must have shape (N, 4) or (4,), got {q.shape}")
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    tilt, obl, rot = _baker_radians(q)
+    return np.degrees(tilt), np.degrees(obl), np.degrees(rot)
+
+
+def _check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+    a = np.asarray(acc, dtype=np.float64)
+    n = t.shape[0]
+    if a.shape != (n, 3):
+        raise ValueError(f"acc_mps2 must have shape ({n}, 3) to match t_s, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("acc_mps2 contains NaN or inf; drop or repair those samples first")
+    g = None
+    if gyr is not None:
+        g = np.asarray(gyr, dtype=np.float64)
+        if g.shape != (n, 3):
+            raise ValueError(f"gyr_rads must have shape ({n}, 3) to match t_s, got {g.shape}")
+        if not np.all(np.isfinite(g)):
+            raise ValueError("gyr_rads contains NaN or inf; drop or repair those samples first")
+    return t, a, g
+
+
+def _rotate(r: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``r @ v[k]`` for every row, written out so each element is computed the same way whatever N."""
+    out = np.empty_like(v)
+    for i in range(3):
+        out[:, i] = r[i, 0] * v[:, 0] + r[i, 1] * v[:, 1] + r[i, 2] * v[:, 2]
+    return out
+
+
+def _heading_sos(params: OrientationParams, rate_hz: float) -> np.ndarray:
+    return signal.butter(params.heading_order, params.heading_cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
+
+
+def _assemble(
+    t: np.ndarray,
+    q: np.ndarray,
+    heading_lp: np.ndarray,
+    acc_p: np.ndarray,
+    gyr_p: np.ndarray,
+    valid: np.ndarray,
+) -> PelvisMotion:
+    """Angles and level-frame specific force from world quaternions and the tracked running direction."""
+    tilt, obl, rot = _baker_radians(q)
+    rel = rot - heading_lp
+    rel = (rel + np.pi) % (2 * np.pi) - np.pi
+    r = quat_to_matrix(q)
+    acc_w = np.empty_like(acc_p)
+    for i in range(3):
+        acc_w[:, i] = r[:, i, 0] * acc_p[:, 0] + r[:, i, 1] * acc_p[:, 1] + r[:, i, 2] * acc_p[:, 2]
+    c, s = np.cos(heading_lp), np.sin(heading_lp)
+    acc_level = np.empty_like(acc_w)
+    acc_level[:, 0] = c * acc_w[:, 0] + s * acc_w[:, 1]
+    acc_level[:, 1] = -s * acc_w[:, 0] + c * acc_w[:, 1]
+    acc_level[:, 2] = acc_w[:, 2]
+    return PelvisMotion(
+        t_s=t,
+        tilt_deg=np.degrees(tilt),
+        obliquity_deg=np.degrees(obl),
+        rotation_deg=np.degrees(rel),
+        acc_pelvis_mps2=acc_p,
+        acc_level_mps2=acc_level,
+        gyr_pelvis_rads=gyr_p,
+        valid=valid,
+    )
+
+
+def _acc_only(t: np.ndarray, acc_p: np.ndarray) -> PelvisMotion:
+    nan = np.full(t.shape[0], np.nan)
+    return PelvisMotion(
+        t_s=t,
+        tilt_deg=nan,
+        obliquity_deg=nan.copy(),
+        rotation_deg=nan.copy(),
+        acc_pelvis_mps2=acc_p,
+        acc_level_mps2=acc_p.copy(),
+        gyr_pelvis_rads=None,
+        valid=np.zeros(t.shape[0], dtype=bool),
+    )
+
+
+def _vqf_kwargs(params: OrientationParams) -> dict[str, Any]:
+    return {
+        "tauAcc": float(params.tau_acc_s),
+        "motionBiasEstEnabled": bool(params.motion_bias_estimation),
+        "restBiasEstEnabled": bool(params.rest_bias_estimation),
+    }
+
+
+class PelvisOrientation:
+    """Streaming pelvis orientation (causal), one chunk at a time.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Sample rate of the stream, Hz (the filter's time step is ``1 / rate_hz``).
+    mount_quat_wxyz : array_like, shape (4,)
+        Sensor -> pelvis rotation from the calibration, scalar first.
+    params : OrientationParams, optional
+        Filter parameters; defaults if ``None``.
+
+    Notes
+    -----
+    Feeding the same samples whole, in notification-sized chunks or in random chunks gives bit-identical
+    results: VQF (``updateBatch``) and the heading low-pass (``sosfilt`` with carried state) run sample by
+    sample and carry their state across calls. Call :meth:`reset` after a gap or a reconnect.
+    """
+
+    def __init__(self, rate_hz: float, mount_quat_wxyz: Any, params: OrientationParams | None = None) -> None:
+        self.rate_hz = rate_hz
+        self.mount_quat_wxyz = mount_quat_wxyz
+        self.params = params
+        p = params if params is not None else OrientationParams()
+        p.validate(float(rate_hz))
+        self._p = p
+        self._q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
+        self._r_mount = quat_to_matrix(self._q_mount)
+        self._sos = _heading_sos(p, float(rate_hz))
+        self._warmup_n = int(round(p.warmup_s * float(rate_hz)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all filter state (after a gap or a reconnect); the next chunk starts afresh."""
+        self._vqf = vqf.VQF(1.0 / float(self.rate_hz), **_vqf_kwargs(self._p))
+        self._zi: np.ndarray | None = None
+        self._n = 0
+        self.n_samples_ = 0
+
+    def update(self, t_s: Any, acc_mps2: Any, gyr_rads: Any) -> PelvisMotion:
+        """Process one chunk of samples.
+
+        Parameters
+        ----------
+        t_s : array_like, shape (N,)
+            Sample times, s.
+        acc_mps2 : array_like, shape (N, 3)
+            Specific force, sensor frame, m/s².
+        gyr_rads : array_like, shape (N, 3), or None
+            Angular rate, sensor frame, rad/s; ``None`` for accelerometer-only streams (angles are then
+            NaN and invalid, ``acc_level_mps2`` is the calibrated pelvis frame).
+
+        Returns
+        -------
+        PelvisMotion
+            Per-sample results of this chunk.
+        """
+        t, acc, gyr = _check_chunk(t_s, acc_mps2, gyr_rads)
+        acc_p = _rotate(self._r_mount, acc)
+        if gyr is None:
+            return _acc_only(t, acc_p)
+        gyr_p = _rotate(self._r_mount, gyr)
+        n = t.shape[0]
+        if n == 0:
+            return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
+        out = self._vqf.updateBatch(gyr_p, acc_p)
+        q = out["quat6D"]
+        _, _, rot = _baker_radians(q)
+        cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
+        if self._zi is None:
+            zi0 = signal.sosfilt_zi(self._sos)[:, :, None] * cs[0][None, None, :]
+            self._zi = np.stack([zi0, zi0])
+        lp1, zi1 = signal.sosfilt(self._sos, cs, axis=0, zi=self._zi[0])
+        lp2, zi2 = signal.sosfilt(self._sos, lp1, axis=0, zi=self._zi[1])
+        self._zi = np.stack([zi1, zi2])
+        cs_lp = 2.0 * lp1 - lp2
+        heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
+        valid = (self._n + np.arange(n)) >= self._warmup_n
+        self._n += n
+        self.n_samples_ = self._n
+        return _assemble(t, q, heading_lp, acc_p, gyr_p, valid)
+
+    def save_state(self) -> dict[str, Any]:
+        """Filter state as plain data (floats, bools, lists) for a session file."""
+        return {
+            "version": _STATE_VERSION,
+            "n": int(self._n),
+            "vqf": self._vqf.state,
+            "heading_zi": None if self._zi is None else self._zi.tolist(),
+        }
+
+    def restore_state(self, d: dict[str, Any]) -> PelvisOrientation:
+        """Continue from a state returned by :meth:`save_state` of an estimator with the same parameters."""
+        if not isinstance(d, dict) or d.get("version") != _STATE_VERSION:
+            raise ValueError("not a PelvisOrientation state (missing or unknown 'version')")
+        self.reset()
+        self._vqf.state = d["vqf"]
+        self._zi = None if d["heading_zi"] is None else np.asarray(d["heading_zi"], dtype=np.float64)
+        self._n = int(d["n"])
+        self.n_samples_ = self._n
+        return self
+
+
+def offline_pelvis_orientation(
+    t_s: Any, acc: Any, gyr: Any, mount_quat_wxyz: Any, rate_hz: float, params: OrientationParams | None = None
+) -> PelvisMotion:
+    """Pelvis orientation of a whole recording with the acausal offline VQF and a zero-phase heading filter.
+
+    Parameters
+    ----------
+    t_s : array_like, shape (N,)
+        Sample times, s.
+    acc : array_like, shape (N, 3)
+        Specific force, sensor frame, m/s².
+    gyr : array_like, shape (N, 3), or None
+        Angular rate, sensor frame, rad/s (``None``: accelerometer only, angles invalid).
+    mount_quat_wxyz : array_like, shape (4,)
+        Sensor -> pelvis rotation, scalar first.
+    rate_hz : float
+        Sample rate, Hz.
+    params : OrientationParams, optional
+        As for :class:`PelvisOrientation` (``warmup_s`` is not used: offline has no start-up transient).
+
+    Returns
+    -------
+    PelvisMotion
+    """
+    p = params if params is not None else OrientationParams()
+    p.validate(float(rate_hz))
+    r_mount = quat_to_matrix(check_unit_quat("mount_quat_wxyz", mount_quat_wxyz))
+    t, a, g = _check_chunk(t_s, acc, gyr)
+    acc_p = _rotate(r_mount, a)
+    if g is None:
+        return _acc_only(t, acc_p)
+    gyr_p = _rotate(r_mount, g)
+    n = t.shape[0]
+    if n == 0:
+        return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
+    out = vqf.offlineVQF(gyr_p, acc_p, None, 1.0 / float(rate_hz), _vqf_kwargs(p))
+    q = out["quat6D"]
+    _, _, rot = _baker_radians(q)
+    cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
+    sos = _heading_sos(p, float(rate_hz))
+    if n > 3 * (2 * sos.shape[0] + 1):
+        cs_lp = signal.sosfiltfilt(sos, cs, axis=0)
+    else:
+        cs_lp = np.repeat(cs.mean(axis=0, keepdims=True), n, axis=0)
+    heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
+    return _assemble(t, q, heading_lp, acc_p, gyr_p, np.ones(n, dtype=bool))

@@ -1,0 +1,162 @@
+"""Mount calibration: any mounting, forward/left sign, accelerometer-only, streaming equals batch, state,
+stillness detection, re-check, bad input. Truth from the simulator and from exact synthetic motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from pelvimon.dsp._orient_synth import synth_run
+from pelvimon.dsp.calibration import CalibrationParams, MountCalibration, calibrate_offline
+from pelvimon.sensors.simulator import SimParams, simulate
+
+
+def _rot(q_wxyz: np.ndarray) -> Rotation:
+    q = np.asarray(q_wxyz, dtype=float)
+    return Rotation.from_quat([q[1], q[2], q[3], q[0]])
+
+
+def _standing_frame_error_deg(q_est: np.ndarray, q_true: np.ndarray, tilt_offset_deg: float) -> float:
+    """Angle between the estimated mount and the truth's mount re-expressed in the standing pelvis frame.
+
+    The simulator's pelvis has a static anterior tilt; the calibration defines standing as tilt 0, so the
+    expected sensor->pelvis rotation is Ry(offset) · R_mount_true.
+    """
+    expected = Rotation.from_euler("y", tilt_offset_deg, degrees=True) * _rot(q_true)
+    return float(np.degrees((_rot(q_est) * expected.inv()).magnitude()))
+
+
+def _sign_right(q_est: np.ndarray, q_true: np.ndarray) -> bool:
+    """Forward and left of the estimate point the same way as the truth's (in the sensor frame)."""
+    re, rt = _rot(q_est).inv(), _rot(q_true).inv()  # pelvis -> sensor
+    return bool(re.apply([1, 0, 0]) @ rt.apply([1, 0, 0]) > 0.9 and re.apply([0, 1, 0]) @ rt.apply([0, 1, 0]) > 0.9)
+
+
+MOUNTS = [tuple(v) for v in np.random.default_rng(42).uniform(-180, 180, size=(16, 3))]
+
+
+@pytest.mark.parametrize("use_gyro", [True, False])
+def test_any_mounting_simulated_runner(use_gyro: bool) -> None:
+    """16 random mountings, noise and bias on, run and walk: calibrated, right sign, small error."""
+    errs: dict[str, list[float]] = {"run": [], "walk": []}
+    for i, me in enumerate(MOUNTS):
+        gait = "walk" if i % 4 == 3 else "run"
+        sim = simulate(SimParams(seconds=20.0, mount_euler_deg=me, seed=i, gait=gait))
+        b, tr = sim.batch, sim.truth
+        cal = MountCalibration().update(b.t_s, b.acc_mps2, b.gyr_rads if use_gyro else None)
+        assert cal.state_ == "calibrated", (me, cal.state_, cal.n_strides_)
+        assert _sign_right(cal.mount_quat_wxyz_, tr.mount_quat_wxyz), me
+        errs[gait].append(_standing_frame_error_deg(cal.mount_quat_wxyz_, tr.mount_quat_wxyz, tr.params["tilt_offset_deg"]))
+        assert cal.t_calibrated_s_ < tr.gait_start_s + (14.0 if gait == "walk" else 10.0)
+        assert cal.forward_confidence_ > 0.8
+    assert max(errs["run"]) < 2.0, errs
+    assert max(errs["walk"]) < 4.0, errs
+
+
+def test_offline_uses_all_strides_and_matches_truth() -> None:
+    sim = simulate(SimParams(seconds=30.0, mount_euler_deg=(100.0, 20.0, -60.0), seed=5))
+    b, tr = sim.batch, sim.truth
+    res = calibrate_offline(b.t_s, b.acc_mps2, b.gyr_rads)
+    assert res.state == "calibrated" and res.n_strides > 20
+    assert _standing_frame_error_deg(res.mount_quat_wxyz, tr.mount_quat_wxyz, tr.params["tilt_offset_deg"]) < 1.5
+    assert res.still_intervals and res.still_intervals[0][1] - res.still_intervals[0][0] > 4.0
+
+
+def test_exact_synthetic_runner_any_mounting() -> None:
+    """Exact rigid-body signals (independent of the simulator): 20 random mountings."""
+    for seed in range(20):
+        r_true = Rotation.random(random_state=seed)
+        q = r_true.as_quat()
+        q_true = np.array([q[3], q[0], q[1], q[2]])
+        s = synth_run(mount_quat_wxyz=q_true, run_s=12.0, noise_acc=0.1, noise_gyr=0.01, seed=seed)
+        cal = MountCalibration().update(s.t_s, s.acc_mps2, s.gyr_rads)
+        assert cal.state_ == "calibrated"
+        assert _standing_frame_error_deg(cal.mount_quat_wxyz_, q_true, 0.0) < 1.5
+        # gravity from the standing part is the sensor-frame up to well under a degree
+        up_true = r_true.inv().apply([0, 0, 1])
+        assert np.degrees(np.arccos(np.clip(cal.gravity_sensor_ @ up_true, -1, 1))) < 0.3
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=30))
+def test_streaming_chunks_equal_one_batch(sizes: list[int]) -> None:
+    s = synth_run(stand_s=3.0, run_s=11.0, mount_quat_wxyz=np.array([0.5, 0.5, -0.5, 0.5]), noise_acc=0.1, seed=2)
+    whole = MountCalibration().update(s.t_s, s.acc_mps2, s.gyr_rads)
+    cal = MountCalibration()
+    i = k = 0
+    while i < s.t_s.size:
+        j = min(s.t_s.size, i + sizes[k % len(sizes)])
+        cal.update(s.t_s[i:j], s.acc_mps2[i:j], s.gyr_rads[i:j])
+        i, k = j, k + 1
+    assert cal.state_ == whole.state_ == "calibrated"
+    assert cal.t_calibrated_s_ == whole.t_calibrated_s_
+    assert cal.n_strides_ == whole.n_strides_
+    np.testing.assert_array_equal(cal.mount_quat_wxyz_, whole.mount_quat_wxyz_)  # bit-identical
+    assert cal.still_intervals_ == whole.still_intervals_
+
+
+def test_save_restore_round_trip() -> None:
+    s = synth_run(stand_s=3.0, run_s=11.0, noise_acc=0.1, seed=4)
+    whole = MountCalibration().update(s.t_s, s.acc_mps2, s.gyr_rads)
+    for cut in (5, 700, 1100):  # inside the rate probe, during stillness, during gait
+        a = MountCalibration().update(s.t_s[:cut], s.acc_mps2[:cut], s.gyr_rads[:cut])
+        state = a.save_state()
+        assert _plain(state)
+        b = MountCalibration().restore_state(state)
+        b.update(s.t_s[cut:], s.acc_mps2[cut:], s.gyr_rads[cut:])
+        assert b.state_ == "calibrated"
+        np.testing.assert_array_equal(b.mount_quat_wxyz_, whole.mount_quat_wxyz_)
+    with pytest.raises(ValueError, match="state"):
+        MountCalibration().restore_state({"version": 99})
+
+
+def _plain(x: object) -> bool:
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in x.items())
+    if isinstance(x, list):
+        return all(_plain(v) for v in x)
+    return x is None or isinstance(x, bool | int | float | str)
+
+
+def test_states_without_stillness_or_without_gait() -> None:
+    s = synth_run(stand_s=3.0, run_s=8.0, seed=1)
+    moving = s.t_s >= 3.0
+    # gait only, no standing: gravity never found
+    cal = MountCalibration().update(s.t_s[moving], s.acc_mps2[moving], s.gyr_rads[moving])
+    assert cal.state_ == "waiting_for_stillness" and cal.gravity_sensor_ is None
+    # standing only (2.5 s): gravity, no forward
+    stand = s.t_s < 2.5
+    cal = MountCalibration().update(s.t_s[stand], s.acc_mps2[stand], s.gyr_rads[stand])
+    assert cal.state_ == "gravity_known" and cal.mount_quat_wxyz_ is None
+    np.testing.assert_allclose(cal.gravity_sensor_, [0, 0, 1], atol=1e-6)
+    # standing shorter than still_s: nothing
+    short = s.t_s < 1.5
+    cal = MountCalibration().update(s.t_s[short], s.acc_mps2[short], s.gyr_rads[short])
+    assert cal.state_ == "waiting_for_stillness"
+
+
+def test_recheck_flags_a_sensor_that_turned() -> None:
+    """After calibration the sensor is turned 90 deg about the vertical: the re-check flags it."""
+    s = synth_run(stand_s=3.0, run_s=30.0, noise_acc=0.05, seed=6)
+    cal = MountCalibration(CalibrationParams(recheck_blocks=5))
+    half = s.t_s < 14.0
+    cal.update(s.t_s[half], s.acc_mps2[half], s.gyr_rads[half])
+    assert cal.state_ == "calibrated" and not cal.forward_moved_
+    assert cal.forward_recent_deg_ < 5.0
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    cal.update(s.t_s[~half], turn.apply(s.acc_mps2[~half]), turn.apply(s.gyr_rads[~half]))
+    assert cal.forward_moved_ and cal.forward_recent_deg_ > 60.0
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="acc_mps2"):
+        MountCalibration().update(np.arange(4.0), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="gyr_rads"):
+        MountCalibration().update(np.arange(3.0), np.zeros((3, 3)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="step_low_g"):
+        MountCalibration(CalibrationParams(step_low_g=1.1))
+    with pytest.raises(ValueError, match="increase"):
+        MountCalibration().update(np.zeros(20), np.ones((20, 3)))

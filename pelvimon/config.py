@@ -1,0 +1,287 @@
+"""Configuration (asymmetry windows, alert thresholds) and per-runner baselines.
+
+The defaults live in ``pelvimon/default_config.toml`` (shipped with the package). A user file passed with
+``--config FILE`` only needs the keys it changes; it is merged over the defaults and validated, and every
+error is one line naming the file and the key.
+
+A *baseline* is one session's per-side summary (mean, SD, number of steps and effective number of steps
+per metric) saved as JSON with ``pelvimon analyze --save-baseline FILE``; ``--baseline FILE`` compares a
+later session against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pelvimon.dsp.alerts import AlertParams, AlertRule
+from pelvimon.dsp.asymmetry import METRICS, AsymmetryParams, SideStats
+from pelvimon.errors import PelvimonError
+
+DEFAULT_CONFIG_NAME = "default_config.toml"
+BASELINE_FORMAT = "pelvimon-baseline"
+BASELINE_VERSION = 1
+
+
+class ConfigError(PelvimonError):
+    """A configuration or baseline file is wrong. The message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings of the analysis.
+
+    Attributes
+    ----------
+    asymmetry : AsymmetryParams
+    alerts : AlertParams
+    sources : tuple of str
+        Where the settings came from (the defaults, then the user file if any).
+    """
+
+    asymmetry: AsymmetryParams = field(default_factory=AsymmetryParams)
+    alerts: AlertParams = field(default_factory=AlertParams)
+    sources: tuple[str, ...] = ("defaults",)
+
+
+def default_config_text() -> str:
+    """The text of the shipped default configuration file."""
+    return resources.files("pelvimon").joinpath(DEFAULT_CONFIG_NAME).read_text(encoding="utf-8")
+
+
+# key -> (python types accepted, converter); the value types a user may write
+_ASYM_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "window_steps": ((int,), "an integer"),
+    "window_s": ((int, float), "a number"),
+    "min_steps_per_side": ((int,), "an integer"),
+    "confidence_level": ((int, float), "a number"),
+    "min_laterality_confidence": ((int, float), "a number"),
+    "max_step_interval_s": ((int, float), "a number"),
+    "autocorrelation": ((str,), "a string"),
+    "max_autocorrelation": ((int, float), "a number"),
+}
+_ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "min_duration_s": ((int, float), "a number"),
+    "release_hold_s": ((int, float), "a number"),
+    "stale_s": ((int, float), "a number"),
+}
+_RULE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "kind": ((str,), "a string"),
+    "enter": ((int, float), "a number"),
+    "release": ((int, float), "a number"),
+    "low": ((int, float), "a number"),
+    "high": ((int, float), "a number"),
+    "release_margin": ((int, float), "a number"),
+    "enabled": ((bool,), "true or false"),
+}
+
+
+def _check_table(where: str, key: str, value: Any, allowed: dict[str, tuple[tuple[type, ...], str]]) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be a table ([{key}])")
+    for k, v in value.items():
+        full = f"{key}.{k}"
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown key '{full}' (known: {', '.join(sorted(allowed))})")
+        types, what = allowed[k]
+        ok = isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
+        if ok and isinstance(v, float) and not math.isfinite(v):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{where}: '{full}' must be {what}, got {v!r}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _validate_shape(where: str, data: dict[str, Any]) -> None:
+    for key in data:
+        if key not in ("asymmetry", "alerts"):
+            raise ConfigError(f"{where}: unknown key '{key}' (known: alerts, asymmetry)")
+    if "asymmetry" in data:
+        _check_table(where, "asymmetry", data["asymmetry"], _ASYM_KEYS)
+    if "alerts" in data:
+        alerts = data["alerts"]
+        if not isinstance(alerts, dict):
+            raise ConfigError(f"{where}: 'alerts' must be a table ([alerts])")
+        rules = alerts.get("rules", {})
+        _check_table(where, "alerts", {k: v for k, v in alerts.items() if k != "rules"}, _ALERT_KEYS)
+        if not isinstance(rules, dict):
+            raise ConfigError(f"{where}: 'alerts.rules' must be a table")
+        for metric, rule in rules.items():
+            if metric not in METRICS:
+                raise ConfigError(
+                    f"{where}: unknown metric 'alerts.rules.{metric}' (known: {', '.join(METRICS)})"
+                )
+            _check_table(where, f"alerts.rules.{metric}", rule, _RULE_KEYS)
+
+
+def _build(data: dict[str, Any], where: str, sources: tuple[str, ...]) -> Config:
+    a = data["asymmetry"]
+    try:
+        window_s = float(a["window_s"])
+        asym = AsymmetryParams(
+            window_steps=a["window_steps"],
+            window_s=window_s if window_s > 0 else None,
+            min_steps_per_side=a["min_steps_per_side"],
+            level=float(a["confidence_level"]),
+            min_laterality_confidence=float(a["min_laterality_confidence"]),
+            max_step_interval_s=float(a["max_step_interval_s"]),
+            autocorrelation=a["autocorrelation"],
+            max_autocorrelation=float(a["max_autocorrelation"]),
+        )
+    except ValueError as exc:
+        msg = str(exc).replace("level must", "confidence_level must")
+        raise ConfigError(f"{where}: asymmetry.{msg}") from None
+    al = data["alerts"]
+    rules: dict[str, AlertRule] = {}
+    for metric, r in al.get("rules", {}).items():
+        kw = {
+            k: (float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+            for k, v in r.items()
+        }
+        try:
+            rules[metric] = AlertRule(metric=metric, **kw)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: alerts.rules.{metric}: {exc}") from None
+    try:
+        alerts = AlertParams(
+            min_duration_s=float(al["min_duration_s"]),
+            release_hold_s=float(al["release_hold_s"]),
+            stale_s=float(al["stale_s"]),
+            rules=rules,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return Config(asymmetry=asym, alerts=alerts, sources=sources)
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """The defaults, with the user file at ``path`` (TOML) merged over them when given.
+
+    Raises
+    ------
+    ConfigError
+        File missing or unreadable, not TOML, an unknown key, a wrong type or a value out of range (one
+        line naming the file and the key).
+    """
+    defaults = _parse_toml(default_config_text(), DEFAULT_CONFIG_NAME)
+    _validate_shape(DEFAULT_CONFIG_NAME, defaults)
+    if path is None:
+        return _build(defaults, DEFAULT_CONFIG_NAME, ("defaults",))
+    p = Path(path)
+    where = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {where}: {exc}") from None
+    user = _parse_toml(text, where)
+    _validate_shape(where, user)
+    return _build(_merge(defaults, user), where, ("defaults", where))
+
+
+# --- baselines ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A saved per-side summary of one session: ``stats[metric] = (left, right)``, plus metadata."""
+
+    stats: dict[str, tuple[SideStats, SideStats]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _num(v: float | int) -> float | int | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def save_baseline(path: str | Path, baseline: Baseline) -> None:
+    """Write ``baseline`` as JSON (NaN as null)."""
+    doc = {
+        "format": BASELINE_FORMAT,
+        "version": BASELINE_VERSION,
+        "meta": baseline.meta,
+        "metrics": {
+            m: {
+                side: {k: _num(v) for k, v in s.to_dict().items()}
+                for side, s in zip(("left", "right"), lr, strict=True)
+            }
+            for m, lr in baseline.stats.items()
+        },
+    }
+    try:
+        Path(path).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write baseline {path}: {exc.strerror or exc}") from None
+
+
+def _side_from(where: str, key: str, d: Any) -> SideStats:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: '{key}' must be an object")
+    vals = {}
+    for k in ("n", "mean", "sd", "rho", "n_eff"):
+        v = d.get(k, "missing")
+        if v is None and k in ("mean", "sd"):
+            v = math.nan  # written as null when a side had no values
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ConfigError(f"{where}: '{key}.{k}' must be a number")
+        vals[k] = v
+    return SideStats(
+        n=int(vals["n"]),
+        mean=float(vals["mean"]),
+        sd=float(vals["sd"]),
+        rho=float(vals["rho"]),
+        n_eff=float(vals["n_eff"]),
+    )
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read a baseline written by ``save_baseline``; one-line ``ConfigError`` on any problem."""
+    where = str(path)
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"baseline file not found: {where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read baseline {where}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not a pelvimon baseline (invalid JSON at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
+        raise ConfigError(f'{where}: not a pelvimon baseline (missing "format": "{BASELINE_FORMAT}")')
+    if doc.get("version") != BASELINE_VERSION:
+        raise ConfigError(f"{where}: baseline version {doc.get('version')!r} not supported (expected 1)")
+    metrics = doc.get("metrics")
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"{where}: 'metrics' must be an object")
+    stats: dict[str, tuple[SideStats, SideStats]] = {}
+    for m, lr in metrics.items():
+        if m not in METRICS:
+            raise ConfigError(f"{where}: unknown metric 'metrics.{m}'")
+        if not isinstance(lr, dict):
+            raise ConfigError(f"{where}: 'metrics.{m}' must be an object")
+        stats[m] = (
+            _side_from(where, f"metrics.{m}.left", lr.get("left")),
+            _side_from(where, f"metrics.{m}.right", lr.get("right")),
+        )
+    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    return Baseline(stats=stats, meta=meta)

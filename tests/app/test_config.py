@@ -1,0 +1,117 @@
+"""Configuration: shipped defaults, user overrides, one-line errors naming the key; baseline round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pelvimon.config import (
+    Baseline,
+    ConfigError,
+    default_config_text,
+    load_baseline,
+    load_config,
+    save_baseline,
+)
+from pelvimon.dsp.alerts import AlertParams, default_rules
+from pelvimon.dsp.asymmetry import METRICS, AsymmetryParams, SideStats
+
+
+def test_defaults_file_matches_the_code_defaults() -> None:
+    cfg = load_config()
+    assert cfg.asymmetry == AsymmetryParams()
+    ap = AlertParams()
+    assert (cfg.alerts.min_duration_s, cfg.alerts.release_hold_s, cfg.alerts.stale_s) == (
+        ap.min_duration_s,
+        ap.release_hold_s,
+        ap.stale_s,
+    )
+    assert dict(cfg.alerts.rules) == default_rules()
+    assert "[alerts.rules.cpd_deg]" in default_config_text()
+
+
+def test_user_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
+    p = tmp_path / "my.toml"
+    p.write_text(
+        "[asymmetry]\nwindow_steps = 30\nwindow_s = 15\n\n[alerts]\nmin_duration_s = 20\n\n"
+        "[alerts.rules.cpd_deg]\nenter = 3.0\n\n[alerts.rules.impact_g]\nenabled = false\n"
+    )
+    cfg = load_config(p)
+    assert cfg.asymmetry.window_steps == 30 and cfg.asymmetry.window_s == 15.0
+    assert cfg.asymmetry.min_steps_per_side == 8  # default kept
+    assert cfg.alerts.min_duration_s == 20.0 and cfg.alerts.release_hold_s == 5.0
+    assert cfg.alerts.rules["cpd_deg"].enter == 3.0 and cfg.alerts.rules["cpd_deg"].release == 1.5
+    assert cfg.alerts.rules["cpd_deg"].kind == "diff"
+    assert cfg.alerts.rules["impact_g"].enabled is False
+    assert cfg.sources == ("defaults", str(p))
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("[asymmetry]\nwindow_step = 3\n", "unknown key 'asymmetry.window_step'"),
+        ("[asymmetry]\nwindow_steps = 'many'\n", "'asymmetry.window_steps' must be an integer"),
+        ("[asymmetry]\nwindow_steps = 1\n", "asymmetry.window_steps must be >= 2"),
+        ("[asymmetry]\nconfidence_level = 1.5\n", "asymmetry.confidence_level must be"),
+        ("[asymmetry]\nautocorrelation = 'arma'\n", "asymmetry.autocorrelation must be"),
+        ("[alerts]\nmin_duration_s = -1\n", "alerts.min_duration_s must be"),
+        ("[alerts.rules.cpd_deg]\nenter = 2.0\nrelease = 3.0\n", "alerts.rules.cpd_deg"),
+        ("[alerts.rules.cadence]\nenter = 2.0\n", "unknown metric 'alerts.rules.cadence'"),
+        ("[alerts.rules.impact_g]\nenabled = 1\n", "'alerts.rules.impact_g.enabled' must be true or false"),
+        ("[alert]\n", "unknown key 'alert'"),
+        ("[asymmetry\nwindow_steps = 3\n", "not valid TOML"),
+    ],
+)
+def test_errors_are_one_line_and_name_the_key(tmp_path: Path, text: str, expect: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    msg = str(exc.value)
+    assert expect in msg and "\n" not in msg and str(p) in msg
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_baseline_round_trip(tmp_path: Path) -> None:
+    stats = {
+        m: (SideStats(40, 6.0 + i, 1.0, 0.2, 26.7), SideStats(41, 5.5 + i, 1.1, 0.2, 27.3))
+        for i, m in enumerate(METRICS)
+    }
+    stats["flight_time_s"] = (SideStats(0, math.nan, math.nan, 0.0, 0.0), stats["flight_time_s"][1])
+    path = tmp_path / "runner.json"
+    save_baseline(path, Baseline(stats=stats, meta={"source": "run1.csv", "runner": "A"}))
+    doc = json.loads(path.read_text())  # strict JSON: NaN written as null
+    assert doc["format"] == "pelvimon-baseline" and doc["metrics"]["flight_time_s"]["left"]["mean"] is None
+    back = load_baseline(path)
+    assert back.meta == {"source": "run1.csv", "runner": "A"}
+    assert back.stats["cpd_deg"] == stats["cpd_deg"]
+    assert math.isnan(back.stats["flight_time_s"][0].mean) and back.stats["flight_time_s"][0].n == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "expect"),
+    [
+        (None, "baseline file not found"),
+        ("{not json", "invalid JSON at line 1"),
+        ('{"format": "other"}', "not a pelvimon baseline"),
+        ('{"format": "pelvimon-baseline", "version": 9, "metrics": {}}', "version 9 not supported"),
+        ('{"format": "pelvimon-baseline", "version": 1, "metrics": {"x": {}}}', "unknown metric 'metrics.x'"),
+        (
+            '{"format": "pelvimon-baseline", "version": 1, "metrics": {"cpd_deg": {"left": {"n": 3}}}}',
+            "'metrics.cpd_deg.left.mean' must be a number",
+        ),
+    ],
+)
+def test_bad_baseline_files(tmp_path: Path, content: str | None, expect: str) -> None:
+    p = tmp_path / "b.json"
+    if content is not None:
+        p.write_text(content)
+    with pytest.raises(ConfigError, match=expect.replace("(", r"\(").replace(".", r"\.")):
+        load_baseline(p)

@@ -205,3 +205,12 @@ def test_peripheral_round_trip(name: str) -> None:
         per.handle_write(w.char_uuid, w.data)
     if stop:
         assert not per.streaming
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sensors_doc_has_a_row_for_every_protocol(repo_dir, name: str) -> None:
+    doc = (repo_dir / "docs" / "sensors.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("|") and f"(`{name}`" in line]
+    assert rows, f"docs/sensors.md has no table row for `{name}`"
+    spec = registry.get(name).spec
+    assert f"**{spec.default_rate_hz:g}**" in rows[0], f"{name}: default rate not shown in bold in its row"

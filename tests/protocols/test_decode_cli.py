@@ -289,3 +289,12 @@ def test_witmotion_vector_through_the_cli(capsys, vendor) -> None:
     d = v["derived_values"]
     np.testing.assert_allclose(obj["acc_mps2"][0], np.array(d["acc_g"]) * G_MPS2, atol=1e-3)
     np.testing.assert_allclose(obj["gyr_rads"][0], np.deg2rad(d["gyro_dps"]), atol=1e-4)
+
+
+def test_movella_dot_doc_example_decodes_as_documented(capsys, repo_dir) -> None:
+    doc = (repo_dir / "docs" / "protocols" / "movella_dot.md").read_text()
+    m = re.search(r'pelvimon decode --protocol movella_dot --hex "([0-9a-f ]+)"', doc)
+    assert m, "the mode-21 example is missing from docs/protocols/movella_dot.md"
+    obj = run_json(capsys, "--protocol", "movella_dot", "--hex", m.group(1))
+    assert obj["t_s"] == [0.123456] and obj["acc_mps2"] == [[0.25, -0.5, 9.75]]
+    assert obj["native"]["gyr_dps"] == [[90.0, 0.0, -180.0]]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import signal
+from scipy import ndimage, signal
 
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
@@ -60,7 +60,12 @@ class EventParams:
     gravity_hz : float
         Cut-off of the low-pass that tracks the gravity direction in the sensor frame, Hz.
     trigger_g : float
-        A rise is triggered when ``a_v`` exceeds ``(1 + trigger_g)`` g.
+        Smallest trigger height above 1 g, in g.
+    trigger_frac : float
+        A rise is triggered when ``a_v`` exceeds 1 g plus this fraction of the largest excess of ``a_v``
+        over 1 g in the preceding ``envelope_s`` (but at least ``trigger_g``).
+    envelope_s : float
+        Length of that look-back, s.
     confirm_s : float
         Look-ahead after a trigger within which the steepest rise is searched, s.
     onset_window_s : float
@@ -75,9 +80,11 @@ class EventParams:
         Gait state becomes standing when no IC came for ``max(standing_after_s, 2.5 step periods)``.
     """
 
-    lowpass_hz: float = 20.0
+    lowpass_hz: float = 30.0
     gravity_hz: float = 0.3
-    trigger_g: float = 0.15
+    trigger_g: float = 0.05
+    trigger_frac: float = 0.5
+    envelope_s: float = 1.5
     confirm_s: float = 0.05
     onset_window_s: float = 0.15
     flight_g: float = 0.4
@@ -168,6 +175,7 @@ class GaitEventDetector:
         self._n_conf = max(2, int(round(p.confirm_s * fs)))
         self._n_onset = max(2, int(round(p.onset_window_s * fs)))
         self._n_back = max(2, int(round(0.04 * fs)))
+        self._n_env = max(2, int(round(p.envelope_s * fs)))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -196,9 +204,11 @@ class GaitEventDetector:
         if self._zi_g is None:
             self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[0][None, None, :]
         g_lp, self._zi_g = signal.sosfilt(self._sos_g, acc_mps2, axis=0, zi=self._zi_g)
-        norm = np.linalg.norm(g_lp, axis=1)
+        # element-wise arithmetic only: the result must not depend on how the stream is chunked
+        gx, gy, gz = g_lp[:, 0], g_lp[:, 1], g_lp[:, 2]
+        norm = np.sqrt(gx * gx + gy * gy + gz * gz)
         norm[norm < 1e-9] = 1e-9
-        return np.einsum("ij,ij->i", acc_mps2, g_lp) / norm
+        return (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm
 
     def update(self, t_s: Any, acc_mps2: Any = None, *, acc_v_mps2: Any = None) -> GaitEventDetector:
         """Process one chunk.
@@ -275,7 +285,6 @@ class GaitEventDetector:
     def _process(self) -> None:
         p = self._p
         n_avail = self._ring.n_total
-        lvl = (1.0 + p.trigger_g) * G_MPS2
         while True:
             self._resolve_pending(n_avail)
             start = self._scan
@@ -285,8 +294,16 @@ class GaitEventDetector:
             if start >= n_avail:
                 self._check_standing(n_avail)
                 return
-            seg = self._ring.get(start - 1, n_avail)[:, _AF]
-            up = np.flatnonzero((seg[:-1] < lvl) & (seg[1:] >= lvl))
+            # trigger level per sample: 1 g + a fraction of the recent excess over 1 g
+            lo = max(self._ring.first, start - 1 - self._n_env)
+            ext = self._ring.get(lo, n_avail)[:, _AF] - G_MPS2
+            k0 = start - 1 - lo
+            env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
+            # env[k] = max(ext[k - n_env + 1 .. k]); the level at k uses the envelope before k
+            lvl = np.maximum(p.trigger_g * G_MPS2, p.trigger_frac * np.concatenate([[ext[0]], env[:-1]]))
+            seg = ext[k0:]
+            lv = lvl[k0:]
+            up = np.flatnonzero((seg[:-1] < lv[1:]) & (seg[1:] >= lv[1:]))
             if up.size == 0:
                 self._scan = n_avail
                 self._check_standing(n_avail)

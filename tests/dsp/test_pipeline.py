@@ -1,0 +1,184 @@
+"""The streaming pipeline: streaming equals batch, latency, gaps, bounded memory, simulator accuracy."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pelvimon.dsp._gait_eval import match_times, rmse
+from pelvimon.dsp.pipeline import GaitPipeline, analyze_offline
+from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.sensors.simulator import SimParams, simulate
+
+FS = 200.0
+
+
+@dataclass
+class Score:
+    recall: float
+    precision: float
+    ic_med_abs_ms: float
+    laterality: float
+    cpd_rmse_deg: float
+    tilt_rmse_deg: float
+    rot_rmse_deg: float
+    cadence_med_rel: float
+    contact_rmse_ms: float
+    n_scored: int
+
+
+def score_sim(**kw) -> Score:
+    sim = simulate(SimParams(**kw))
+    res = analyze_offline(sim.batch, rate_hz=kw.get("rate_hz", 200.0))
+    steps = [s for s in res.steps if not s.gap]
+    truth = sim.truth.steps
+    m = match_times(np.array([s.t_ic_s for s in steps]), np.array([s.t_ic_s for s in truth]), 0.1)
+    # full-amplitude steps after the calibration are scored (the ramp from standing and the steps before the
+    # sensor -> pelvis rotation is known carry no angles by design)
+    t_cal = res.calibration.t_calibrated_s_ or np.inf
+    full = np.array([truth[j].ramp >= 1.0 for j in m.pairs[:, 1]])
+    after = np.array([steps[i].t_ic_s > t_cal + 1.0 for i in m.pairs[:, 0]])
+    sel = m.pairs[full & after]
+    d = [steps[i] for i in sel[:, 0]]
+    r = [truth[j] for j in sel[:, 1]]
+    ref_full = [s for s in truth if s.ramp >= 1.0]
+    det_in = [s for s in steps if ref_full and ref_full[0].t_ic_s - 0.05 <= s.t_ic_s <= ref_full[-1].t_ic_s + 0.05]
+    m_full = match_times(np.array([s.t_ic_s for s in det_in]), np.array([s.t_ic_s for s in ref_full]), 0.1)
+    return Score(
+        recall=m_full.recall,
+        precision=m_full.precision,
+        ic_med_abs_ms=float(np.median(np.abs(m_full.err_s)) * 1000),
+        laterality=float(np.mean([a.side == b.side for a, b in zip(d, r, strict=False)])),
+        cpd_rmse_deg=rmse(np.array([a.cpd_deg - b.cpd_deg for a, b in zip(d, r, strict=False)])),
+        tilt_rmse_deg=rmse(np.array([a.tilt_range_deg - b.tilt_range_deg for a, b in zip(d, r, strict=False)])),
+        rot_rmse_deg=rmse(np.array([a.rotation_range_deg - b.rotation_range_deg for a, b in zip(d, r, strict=False)])),
+        cadence_med_rel=abs(np.mean([a.cadence_spm for a in d]) / np.mean([b.cadence_spm for b in r]) - 1),
+        contact_rmse_ms=rmse(np.array([a.contact_time_s - b.contact_time_s for a, b in zip(d, r, strict=False)])) * 1000,
+        n_scored=len(d),
+    )
+
+
+@pytest.fixture(scope="module")
+def run_sim():
+    return simulate(SimParams(seconds=25, gait="run", cadence_spm=175, cpd_left_deg=7, cpd_right_deg=3,
+                              mount_euler_deg=(20, -70, 110), seed=11))
+
+
+def _feed(batch, cuts):
+    pipe = GaitPipeline(FS)
+    steps = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+        steps += pipe.update(batch.slice(a, b)).steps
+    steps += pipe.finish().steps
+    return steps
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=False):
+        dx, dy = x.to_dict(), y.to_dict()
+        for k in dx:
+            vx, vy = dx[k], dy[k]
+            if isinstance(vx, float) and math.isnan(vx):
+                assert isinstance(vy, float) and math.isnan(vy), k
+            else:
+                assert vx == vy, k
+
+
+def test_whole_equals_notification_chunks(run_sim):
+    b = run_sim.batch
+    n = len(b)
+    whole = analyze_offline(b, rate_hz=FS).steps
+    assert len(whole) > 40
+    rng = np.random.default_rng(3)
+    cuts = [0]
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + int(rng.integers(8, 21))))
+    _same(whole, _feed(b, cuts))
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.lists(st.integers(1, 900), min_size=1, max_size=40))
+def test_whole_equals_random_chunks(run_sim_cached, sizes):
+    b = run_sim_cached
+    n = len(b)
+    cuts = [0]
+    k = 0
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
+        k += 1
+    _same(analyze_offline(b, rate_hz=FS).steps, _feed(b, cuts))
+
+
+@pytest.fixture(scope="module")
+def run_sim_cached(run_sim):
+    return run_sim.batch.slice(0, int(15 * FS))
+
+
+def test_latency_of_running_steps(run_sim):
+    """A running step is emitted at most 150 ms after the sample that closes it (the next IC)."""
+    b = run_sim.batch.slice(int(8 * FS), int(14 * FS))
+    pipe = GaitPipeline(FS)
+    pipe.update(run_sim.batch.slice(0, int(8 * FS)))
+    lat = []
+    for a in range(len(b)):
+        chunk = b.slice(a, a + 1)
+        for s in pipe.update(chunk).steps:
+            if s.flight_time_s > 0:
+                lat.append(chunk.t_s[-1] - (s.t_ic_s + s.step_time_s))
+    assert len(lat) > 10
+    assert max(lat) <= 0.150
+
+
+def test_gap_restarts_and_flags(run_sim):
+    b = run_sim.batch
+    k = int(15.03 * FS)
+    first = b.slice(0, k)
+    rest = b.slice(k + 40, len(b))
+    rest = ImuBatch(t_s=rest.t_s, acc_mps2=rest.acc_mps2, gyr_rads=rest.gyr_rads, gap_before=True, n_lost=40,
+                    time_base="session")
+    pipe = GaitPipeline(FS)
+    pipe.update(first)
+    out = pipe.update(rest)
+    pipe.finish()
+    gaps = [s for s in pipe.steps_ if s.gap]
+    assert len(gaps) >= 1 and all(np.isnan(s.cpd_deg) for s in gaps)
+    t_gap0, t_gap1 = b.t_s[k - 1], b.t_s[k + 40]
+    for s in pipe.steps_:
+        if not s.gap:  # no good step spans the gap
+            assert s.t_ic_s + s.step_time_s <= t_gap0 or s.t_ic_s >= t_gap1
+    assert any(type(e).__name__ == "GapEvent" for e in out.events)
+    assert sum(not s.gap and s.t_ic_s > t_gap1 for s in pipe.steps_) > 10
+
+
+def test_memory_is_bounded():
+    pipe = GaitPipeline(FS)
+    sizes = (pipe._ring._buf.nbytes, pipe._detector._ring._buf.nbytes)
+    sim = simulate(SimParams(seconds=30, gait="run", seed=5))
+    for a in range(0, len(sim.batch), 500):
+        pipe.update(sim.batch.slice(a, min(len(sim.batch), a + 500)))
+    assert (pipe._ring._buf.nbytes, pipe._detector._ring._buf.nbytes) == sizes
+    assert len(pipe.drain_steps()) > 50 and pipe.steps_ == []
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(gait="run", cadence_spm=155, cpd_left_deg=8, cpd_right_deg=4, seed=1),
+        dict(gait="run", cadence_spm=200, cpd_left_deg=3, cpd_right_deg=7, mount_euler_deg=(90, 30, -120), seed=2),
+    ],
+)
+def test_simulator_running_accuracy(kw):
+    s = score_sim(seconds=35, **kw)
+    assert s.n_scored > 40
+    assert s.precision >= 0.995
+    assert s.recall >= 0.98
+    assert s.ic_med_abs_ms <= 5.0
+    assert s.laterality >= 0.995
+    assert s.cpd_rmse_deg <= 0.5
+    assert s.tilt_rmse_deg <= 1.0
+    assert s.rot_rmse_deg <= 1.0
+    assert s.cadence_med_rel <= 0.005

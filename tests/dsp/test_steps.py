@@ -1,0 +1,41 @@
+"""Per-step metrics from known signals."""
+
+import numpy as np
+
+from pelvimon.dsp.events import StepEvents
+from pelvimon.dsp.steps import step_metrics, vertical_oscillation_cm
+from pelvimon.firmware_protocols.batch import G_MPS2
+
+
+def test_vertical_oscillation_of_a_sine():
+    fs = 500.0
+    f = 3.0  # one step of a 3 Hz vertical sine of amplitude 4 cm
+    t = np.arange(int(fs / f)) / fs
+    z_amp = 0.04
+    acc = G_MPS2 - z_amp * (2 * np.pi * f) ** 2 * np.sin(2 * np.pi * f * t)
+    vo = vertical_oscillation_cm(acc, fs)
+    assert abs(vo - 8.0) < 0.1
+
+
+def _ev(n, contact_n, fs):
+    return StepEvents(
+        i_ic=0, i_next_ic=n - 1, i_fc=contact_n, i_end=n - 1, t_ic_s=0.0, t_next_ic_s=(n - 1) / fs,
+        t_fc_s=contact_n / fs, running=True, bout_start=False,
+    )
+
+
+def test_cpd_sign_follows_stance_side_and_gap_gives_nan():
+    fs = 200.0
+    n, c = 71, 45
+    obl = np.zeros(n)
+    obl[:c] = 5.0 * np.sin(np.pi * np.arange(c) / (c - 1))  # obliquity rises: left side up = right drops
+    ang = np.column_stack([np.zeros(n), obl, np.zeros(n)])
+    av = np.full(n, G_MPS2)
+    left = step_metrics(_ev(n, c, fs), "L", 0.9, ang, av, fs)
+    right = step_metrics(_ev(n, c, fs), "R", 0.9, ang, av, fs)
+    assert abs(left.cpd_deg - 5.0) < 0.05
+    assert abs(right.cpd_deg) < 1e-9
+    assert abs(left.obliquity_range_deg - 5.0) < 0.05
+    assert abs(left.cadence_spm - 60.0 / (70 / fs)) < 1e-9
+    gap = step_metrics(_ev(n, c, fs), "L", 0.5, ang, av, fs, gap=True)
+    assert gap.gap and np.isnan(gap.cpd_deg) and np.isnan(gap.step_time_s)

@@ -37,6 +37,7 @@ counter: loss is detected from the timestamp step against the output rate (conte
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,13 +96,13 @@ _WRAP = 1 << 32
 _HALF = 1 << 31
 
 # Field -> (numpy format, size in bytes).
-_FIELD: dict[str, tuple[str, int]] = {
-    "quat": ("<4f4", 16),
-    "euler": ("<3f4", 12),
-    "free_acc": ("<3f4", 12),
-    "acc": ("<3f4", 12),
-    "gyr": ("<3f4", 12),
-    "mag": ("<3i2", 6),
+_FIELD: dict[str, tuple[Any, int]] = {
+    "quat": (("<f4", (4,)), 16),
+    "euler": (("<f4", (3,)), 12),
+    "free_acc": (("<f4", (3,)), 12),
+    "acc": (("<f4", (3,)), 12),
+    "gyr": (("<f4", (3,)), 12),
+    "mag": (("<i2", (3,)), 6),
     "status": ("<u2", 2),
     "clip_acc": ("u1", 1),
     "clip_gyr": ("u1", 1),
@@ -137,14 +138,19 @@ class PayloadMode:
     @property
     def dtype(self) -> np.dtype:
         """Structured little-endian dtype of the used bytes."""
-        names = ["ts"] + list(self.fields)
-        formats = ["<u4"] + [_FIELD[f][0] for f in self.fields]
-        offsets = [0]
-        pos = 4
-        for f in self.fields:
-            offsets.append(pos)
-            pos += _FIELD[f][1]
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": self.size})
+        return _record_dtype(self.fields, self.size)
+
+
+@functools.lru_cache(maxsize=64)
+def _record_dtype(fields: tuple[str, ...], itemsize: int) -> np.dtype:
+    names = ["ts", *fields]
+    formats: list[Any] = ["<u4"] + [_FIELD[f][0] for f in fields]
+    offsets = [0]
+    pos = 4
+    for f in fields:
+        offsets.append(pos)
+        pos += _FIELD[f][1]
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": itemsize})
 
 
 MODES: dict[int, PayloadMode] = {
@@ -296,16 +302,7 @@ def parse_payloads(
         raise MalformedFrameError(
             NAME, frame, f"{total} bytes is not a whole number of {length}-byte notifications"
         )
-    base = m.dtype
-    names_ = list(base.names or ())
-    dt = np.dtype(
-        {
-            "names": names_,
-            "formats": [base.fields[n][0] for n in names_],
-            "offsets": [base.fields[n][1] for n in names_],
-            "itemsize": length,
-        }
-    )
+    dt = _record_dtype(m.fields, length)
     rec = np.frombuffer(np.ascontiguousarray(buf), dtype=dt)
     out: dict[str, np.ndarray] = {"timestamp_us": rec["ts"].astype(np.uint32)}
     names = {

@@ -7,7 +7,13 @@ heading-free inclination error is the angle between the vertical seen in the IMU
 IMU -> ENU). It needs no heading alignment because it does not depend on heading. RMSE over the
 trial's movement samples with a valid reference, as in the BROAD paper.
 
-Usage: python benchmarks/validate_orientation.py [DATASET_DIR] [--chunk N]
+A second part runs the simulator (``pelvimon.sensors.simulator``) with random mountings, noise and bias on:
+calibration sign and error, per-step tilt / obliquity / rotation range errors, obliquity RMSE, and the CPD
+error computed from the truth's step times (max drop of the swing side between IC and toe-off relative to
+IC). Angles are compared relative to standing (the simulator's static tilt offset is removed). A third
+part times the streaming stage.
+
+Usage: python benchmarks/validate_orientation.py [DATASET_DIR] [--chunk N] [--sims N] [--skip-broad]
 """
 
 from __future__ import annotations
@@ -72,11 +78,113 @@ def run_streaming(tr: dict, chunk: int) -> PelvisMotion:
     return PelvisMotion.concat(parts)
 
 
+def _cpd(obl: np.ndarray, side: str) -> float:
+    """Largest drop of the swing side relative to the first sample (obliquity > 0 lifts the left side)."""
+    rel = obl - obl[0]
+    return float(np.max(rel if side == "L" else -rel))
+
+
+def simulator_validation(n_sims: int, seconds: float = 40.0) -> None:
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.dsp.calibration import MountCalibration
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    rng = np.random.default_rng(2024)
+    rows = []
+    sign_ok = {"run": 0, "walk": 0}
+    count = {"run": 0, "walk": 0}
+    errs: dict[str, list[np.ndarray]] = {k: [] for k in ("tilt", "obliquity", "rotation", "cpd")}
+    obl_rmse, tilt_rmse, cal_t = [], [], {"run": [], "walk": []}
+    for i in range(n_sims):
+        gait = "walk" if i % 4 == 3 else "run"
+        me = tuple(float(v) for v in rng.uniform(-180, 180, 3))
+        p = SimParams(
+            seconds=seconds, mount_euler_deg=me, seed=i, gait=gait,
+            cpd_left_deg=float(rng.uniform(2, 10)), cpd_right_deg=float(rng.uniform(2, 10)),
+        )
+        sim = simulate(p)
+        b, tr = sim.batch, sim.truth
+        count[gait] += 1
+        cal = MountCalibration().update(b.t_s, b.acc_mps2, b.gyr_rads)
+        if cal.state_ != "calibrated":
+            rows.append((i, gait, "NOT CALIBRATED"))
+            continue
+        q = tr.mount_quat_wxyz
+        rt = Rotation.from_quat([q[1], q[2], q[3], q[0]])
+        qe = cal.mount_quat_wxyz_
+        re_ = Rotation.from_quat([qe[1], qe[2], qe[3], qe[0]])
+        ok = re_.inv().apply([1, 0, 0]) @ rt.inv().apply([1, 0, 0]) > 0 and re_.inv().apply([0, 1, 0]) @ rt.inv().apply([0, 1, 0]) > 0
+        sign_ok[gait] += int(ok)
+        expected = Rotation.from_euler("y", p.tilt_offset_deg, degrees=True) * rt
+        mount_err = float(np.degrees((re_ * expected.inv()).magnitude()))
+        cal_t[gait].append(cal.t_calibrated_s_ - tr.gait_start_s)
+        po = PelvisOrientation(p.rate_hz, qe)
+        m = PelvisMotion.concat([po.update(b.t_s[k : k + 10], b.acc_mps2[k : k + 10], b.gyr_rads[k : k + 10]) for k in range(0, b.t_s.size, 10)])
+        steps = [s for s in tr.steps if s.ramp >= 1.0 and s.t_ic_s > cal.t_calibrated_s_]
+        for s in steps:
+            w = (b.t_s >= s.t_ic_s) & (b.t_s < s.t_ic_s + s.step_time_s)
+            for k in ("tilt", "obliquity", "rotation"):
+                errs[k].append(np.ptp(getattr(m, f"{k}_deg")[w]) - getattr(s, f"{k}_range_deg"))
+            wc = (b.t_s >= s.t_ic_s) & (b.t_s <= s.t_fc_s)
+            errs["cpd"].append(_cpd(m.obliquity_deg[wc], s.side) - s.cpd_deg)
+        late = b.t_s > cal.t_calibrated_s_
+        obl_rmse.append(float(np.sqrt(np.mean((m.obliquity_deg[late] - tr.obliquity_deg[late]) ** 2))))
+        tilt_rmse.append(float(np.sqrt(np.mean((m.tilt_deg[late] - (tr.tilt_deg[late] - p.tilt_offset_deg)) ** 2))))
+        rows.append((i, gait, f"sign {'ok' if ok else 'WRONG'}  mount err {mount_err:5.2f} deg  steps {len(steps)}"))
+    print(f"\nsimulator: {n_sims} sessions of {seconds:.0f} s, random mountings, noise + bias + variability on")
+    for r in rows:
+        print(f"  #{r[0]:<3} {r[1]:<4} {r[2]}")
+    for g in ("run", "walk"):
+        if count[g]:
+            ct = np.asarray(cal_t[g])
+            print(f"forward/left sign right ({g}): {sign_ok[g]}/{count[g]}; calibrated {ct.mean():.1f} s (max {ct.max():.1f} s) after gait start")
+    for k, v in errs.items():
+        a = np.asarray(v)
+        name = "CPD error" if k == "cpd" else f"{k} range error per step"
+        print(f"{name:<34} RMSE {np.sqrt(np.mean(a**2)):.3f} deg  max |e| {np.max(np.abs(a)):.3f} deg  (n={a.size})")
+    print(f"obliquity series RMSE vs truth     mean {np.mean(obl_rmse):.3f} deg  max {np.max(obl_rmse):.3f} deg")
+    print(f"tilt series RMSE (rel. standing)   mean {np.mean(tilt_rmse):.3f} deg  max {np.max(tilt_rmse):.3f} deg")
+
+
+def timing() -> None:
+    rate, chunk, n = 200.0, 10, 200 * 600
+    rng = np.random.default_rng(0)
+    acc = rng.normal(0, 1, (n, 3)) + [0, 0, 9.81]
+    gyr = rng.normal(0, 0.5, (n, 3))
+    t = np.arange(n) / rate
+    po = PelvisOrientation(rate, [1, 0, 0, 0])
+    t0 = time.perf_counter()
+    for k in range(0, n, chunk):
+        po.update(t[k : k + chunk], acc[k : k + chunk], gyr[k : k + chunk])
+    dt = time.perf_counter() - t0
+    print(f"\nstreaming PelvisOrientation, {chunk}-sample chunks: {dt / (n / rate) * 3600:.2f} s per hour of 200 Hz data "
+          f"= {100 * dt / (n / rate):.2f} % of a core live")
+    from pelvimon.dsp.calibration import MountCalibration
+
+    cal = MountCalibration()
+    t0 = time.perf_counter()
+    for k in range(0, n, chunk):
+        cal.update(t[k : k + chunk], acc[k : k + chunk], gyr[k : k + chunk])
+    dt = time.perf_counter() - t0
+    print(f"streaming MountCalibration, {chunk}-sample chunks: {100 * dt / (n / rate):.2f} % of a core live")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset_dir", nargs="?", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--chunk", type=int, default=10, help="samples per streaming chunk (default 10)")
+    ap.add_argument("--sims", type=int, default=24, help="simulated sessions with random mountings (default 24)")
+    ap.add_argument("--skip-broad", action="store_true", help="only the simulator and timing parts")
     args = ap.parse_args(argv)
+    if not args.skip_broad:
+        broad(args)
+    simulator_validation(args.sims)
+    timing()
+    return 0
+
+
+def broad(args: argparse.Namespace) -> int:
     files = sorted(args.dataset_dir.glob("*.hdf5"))
     if not files:
         print(f"no .hdf5 files in {args.dataset_dir}", file=sys.stderr)

@@ -832,7 +832,12 @@ def decode_frame_values(hdr: FrameHeader, factor: float = 1.0) -> tuple[str, np.
         raise _unsupported(name, "measurement type not decoded; expected ACC (2), GYRO (5) or MAG (6)")
     content = hdr.content
     if kind.compressed:
-        raw = parse_delta_frame(content, kind.channels, kind.resolution_bits, signed=kind.signed)
+        try:
+            raw = parse_delta_frame(content, kind.channels, kind.resolution_bits, signed=kind.signed)
+        except MalformedFrameError as exc:
+            raise _malformed(
+                name, f"{exc.problem} (delta content: {kind.channels} ch x {kind.resolution_bits} bit)"
+            ) from None
     else:
         width = kind.resolution_bits // 8
         per_sample = width * kind.channels
@@ -1037,7 +1042,10 @@ class PmdDecoder(Decoder):
         stream_factor = self._factor.get(stream, 1.0) if stream else 1.0
         stream, raw, native = decode_frame_values(hdr, stream_factor)
         n = raw.shape[0]
-        t_ns, gap, n_lost = self._times(hdr, stream, n)
+        try:
+            t_ns, gap, n_lost = self._times(hdr, stream, n)
+        except PmdTimestampError as exc:
+            raise PmdTimestampError(NAME, _frame_name(hdr), exc.problem) from None
         t_s = t_ns.astype(np.float64) / NS_PER_S
         nat: dict[str, np.ndarray] = {"raw": raw, "t_ns": t_ns}
         if stream == "acc":
@@ -1172,7 +1180,7 @@ class PolarPmd(Protocol):
         name=NAME,
         title="Polar Measurement Data (Verity Sense; H10 acc only)",
         service_uuids=(SERVICE_UUID,),
-        notify_uuids=(CP_UUID, DATA_UUID),
+        notify_uuids=(DATA_UUID, CP_UUID),
         write_uuid=CP_UUID,
         name_patterns=NAME_PATTERNS,
         rates_hz=tuple(float(r) for r in VERITY_RATES_HZ),
@@ -1247,7 +1255,7 @@ class PolarH10Pmd(PolarPmd):
         name=NAME,
         title="Polar H10 (PMD, accelerometer only)",
         service_uuids=(SERVICE_UUID,),
-        notify_uuids=(CP_UUID, DATA_UUID),
+        notify_uuids=(DATA_UUID, CP_UUID),
         write_uuid=CP_UUID,
         name_patterns=(r"^Polar H10\b",),
         rates_hz=tuple(float(r) for r in H10_ACC_RATES_HZ),

@@ -50,7 +50,8 @@ def test_registered_under_polar_pmd():
     assert proto is pmd.PROTOCOL
     assert proto.spec.name == "polar_pmd"
     assert pmd.SERVICE_UUID in proto.spec.service_uuids
-    assert proto.spec.notify_uuids == (CP, DATA)
+    assert set(proto.spec.notify_uuids) == {CP, DATA}
+    assert proto.spec.notify_uuids[0] == DATA  # the default characteristic of `pelvimon decode`
     assert set(proto.spec.context_keys) == {"factor", "previous_timestamp_ns", "sample_rate_hz"}
 
 

@@ -206,6 +206,9 @@ def payload_mode(number: Any) -> PayloadMode:
     raise UnsupportedFrameError(NAME, f"payload mode {n}", f"{why} (decoded modes: {known})")
 
 
+_resolve_mode = payload_mode  # for signatures whose parameter is called payload_mode
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Orientation helpers (vectorised). Quaternions scalar first [w, x, y, z].
 
@@ -381,7 +384,7 @@ class DotDecoder(Decoder):
     protocol = NAME
 
     def __init__(self, payload_mode: int = DEFAULT_MODE, output_rate_hz: float = DEFAULT_RATE_HZ) -> None:
-        self.mode = globals()["payload_mode"](payload_mode)
+        self.mode = _resolve_mode(payload_mode)
         rate = float(output_rate_hz)
         if not np.isfinite(rate) or rate <= 0:
             raise MalformedFrameError(NAME, "context", f"output_rate_hz must be > 0, got {output_rate_hz!r}")

@@ -73,7 +73,7 @@ class ImuMerger:
     def __init__(
         self,
         expect: Sequence[str] = ("acc", "gyr"),
-        max_hold_s: float = 3.0,
+        max_hold_s: float = 5.0,
         max_hold_samples: int = 4096,
         max_buffer_samples: int = 8192,
     ) -> None:

@@ -898,6 +898,13 @@ def _as_float(v: Any) -> float:
     return f
 
 
+def _as_rate(v: Any) -> float:
+    f = _as_float(v)
+    if not 0 <= f <= 100_000:
+        raise ValueError(f"polar_pmd decoder: sample_rate_hz={v!r}; expected 0 (unknown) to 100000 Hz")
+    return f
+
+
 def _as_factor(v: Any) -> float:
     """A FACTOR as the device sends it: float32."""
     return float(np.float32(_as_float(v)))
@@ -961,7 +968,7 @@ class PmdDecoder(Decoder):
         if config is not None:
             r = (rates or VERITY_RATE_RULES).choose(config)
             self._rate.update({"acc": r.acc_hz, "gyr": r.gyr_hz or 0.0, "mag": r.mag_hz or 0.0})
-        self._rate.update(_per_stream("sample_rate_hz", sample_rate_hz, _as_float))
+        self._rate.update(_per_stream("sample_rate_hz", sample_rate_hz, _as_rate))
         self._initial_prev = _as_ns(previous_timestamp_ns) if previous_timestamp_ns is not None else 0
         self._prev: dict[tuple[int, int], int] = {}
         self._period_est: dict[tuple[int, int], float] = {}

@@ -548,3 +548,20 @@ def test_observe_write_sets_rate():
     dec.observe_write(CP, pmd.start_command(pmd.MeasurementType.ACC, 104, 16, 8, 3))
     b = dec.feed(DATA, _acc_frame(10_000_000_000, 10))[0]
     np.testing.assert_allclose(np.diff(b.native["t_ns"].astype(np.int64)), 1e9 / 104, atol=1)
+
+
+def test_h10_raw_stream_with_loss():
+    # H10 ACC: raw int16 mG frames (0x01) at 200 Hz; one lost frame is seen from the timestamps
+    dec = pmd.H10_PROTOCOL.decoder(config=StreamConfig(rate_hz=200))
+    n = 36
+    ts = [3_000_000_000_000 + k * n * 5_000_000 for k in range(5)]
+    out = [dec.feed(DATA, _acc_frame(t, n))[0] for k, t in enumerate(ts) if k != 2]
+    assert [b.gap_before for b in out] == [False, False, True, False]
+    assert out[2].n_lost == n
+    np.testing.assert_allclose(out[0].acc_mps2, np.tile([[0, 0, G_MPS2]], (n, 1)))
+    assert np.all(np.diff(out[0].native["t_ns"].astype(np.int64)) == 5_000_000)
+
+
+def test_bad_rate_context():
+    with pytest.raises(ValueError, match="sample_rate_hz"):
+        pmd.PROTOCOL.decoder(sample_rate_hz=1e300)

@@ -288,7 +288,7 @@ def parse_payloads(
     UnsupportedFrameError
         For a mode pelvimon does not decode.
     MalformedFrameError
-        For a wrong length or non-finite values.
+        For a wrong length, non-zero padding (another payload mode) or non-finite values.
     """
     m = mode if isinstance(mode, PayloadMode) else payload_mode(mode)
     buf = np.frombuffer(payloads, dtype=np.uint8) if not isinstance(payloads, np.ndarray) else payloads
@@ -306,7 +306,15 @@ def parse_payloads(
             NAME, frame, f"{total} bytes is not a whole number of {length}-byte notifications"
         )
     dt = _record_dtype(m.fields, length)
-    rec = np.frombuffer(np.ascontiguousarray(buf), dtype=dt)
+    buf = np.ascontiguousarray(buf)
+    if length > m.size and buf.reshape(-1, length)[:, m.size :].any():
+        raise MalformedFrameError(
+            NAME,
+            frame,
+            f"bytes {m.size}..{length - 1} must be zero padding; data there means the sensor streams another "
+            "payload mode (set payload_mode to the mode it was started in)",
+        )
+    rec = np.frombuffer(buf, dtype=dt)
     out: dict[str, np.ndarray] = {"timestamp_us": rec["ts"].astype(np.uint32)}
     names = {
         "quat": "quat_wxyz",

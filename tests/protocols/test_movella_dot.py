@@ -284,6 +284,14 @@ def test_wrong_lengths_are_malformed(n: int) -> None:
         P.decoder().feed(MEDIUM, bytes(n))
 
 
+def test_data_in_the_padding_means_another_mode() -> None:
+    # A custom mode 1 notification (40 bytes, gyro in bytes 28..39) read as rate quantities (28 bytes + padding).
+    raw = struct.pack("<I3f3f3f", 99, 10.0, -20.0, 135.0, 0.1, 0.2, 0.3, 4.0, 5.0, 6.0)
+    with pytest.raises(MalformedFrameError, match="another payload mode"):
+        P.decoder().feed(MEDIUM, raw)
+    assert len(P.decoder(payload_mode=22).feed(MEDIUM, raw)) == 1
+
+
 def test_non_finite_values_are_malformed() -> None:
     raw = struct.pack("<I3f3f", 1, float("nan"), 0, 0, 0, 0, 0)
     with pytest.raises(MalformedFrameError, match="non-finite"):

@@ -1,0 +1,292 @@
+"""CSV import: exact round trips, the fast and the reference parsers agree, every bad input gives one
+line naming the file, the line and the fix; fuzzed text never raises anything else."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.sensors import csv_source
+from pelvimon.sensors.csv_source import (
+    DEFAULT_COLUMNS,
+    CsvFormatError,
+    CsvSource,
+    parse_columns_option,
+    parse_imu_csv_text,
+    read_imu_csv,
+    write_imu_csv,
+)
+from pelvimon.sensors.simulator import SimParams, simulate
+
+HEADER = ",".join(DEFAULT_COLUMNS)
+
+
+def _reference(text: str, columns: dict | None = None) -> np.ndarray:
+    """The line-by-line parser alone (bypassing the fast path)."""
+    raw = text.encode()
+    header, line, start = csv_source._split_header("x.csv", raw)
+    layout = csv_source._Layout("x.csv", header, line, columns)
+    return csv_source._reference_parse(raw[start:].decode(), layout)
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    sim = simulate(SimParams(seconds=20.0, seed=9))
+    path = tmp_path / "run.csv"
+    write_imu_csv(path, sim.batch)
+    assert path.read_text().splitlines()[0] == HEADER
+    back = read_imu_csv(path)
+    assert back.time_base == "session"
+    assert np.array_equal(back.t_s, sim.batch.t_s)
+    assert np.array_equal(back.acc_mps2, sim.batch.acc_mps2)
+    assert np.array_equal(back.gyr_rads, sim.batch.gyr_rads)
+    # the reference parser reads the same numbers
+    ref = _reference(path.read_text())
+    assert np.array_equal(ref[:, 0], back.t_s)
+    assert np.array_equal(ref[:, 1:4], back.acc_mps2)
+
+
+def test_accelerometer_only_round_trip(tmp_path: Path) -> None:
+    t = np.arange(50) / 100.0
+    acc = np.random.default_rng(1).normal(size=(50, 3))
+    path = tmp_path / "acc.csv"
+    write_imu_csv(path, ImuBatch(t_s=t, acc_mps2=acc, time_base="session"))
+    back = read_imu_csv(path)
+    assert back.gyr_rads is None
+    assert np.array_equal(back.acc_mps2, acc)
+
+
+def test_other_names_units_comments_blank_lines_crlf_bom_quotes_and_extra_columns(tmp_path: Path) -> None:
+    text = (
+        "\ufeff# exported by some app\n"
+        "\n"
+        'time,"ax",ay,az,gx,gy,gz,label\r\n'
+        "0.00,0,0,1,0,0,90,1\r\n"
+        "\r\n"
+        "0.01, 0.5 ,0,1,180,0,0,2  # a comment\r\n"
+        "# a comment line\r\n"
+        '0.02,"1",0,-1,0,-90,0,3\r\n'
+    )
+    path = tmp_path / "other.csv"
+    path.write_bytes(text.encode("utf-8"))
+    columns = parse_columns_option(
+        "t_s=time,acc_x_mps2=ax,acc_y_mps2=ay,acc_z_mps2=az,gyr_x_rads=gx,gyr_y_rads=gy,gyr_z_rads=gz"
+    )
+    b = read_imu_csv(path, columns=columns, acc_unit="g", gyr_unit="dps")
+    assert np.array_equal(b.t_s, [0.0, 0.01, 0.02])
+    assert np.allclose(
+        b.acc_mps2, np.array([[0, 0, 1], [0.5, 0, 1], [1, 0, -1]]) * G_MPS2, rtol=0, atol=1e-15
+    )
+    assert np.allclose(b.gyr_rads, np.radians([[0, 0, 90], [180, 0, 0], [0, -90, 0]]), rtol=0, atol=1e-15)
+    ref = _reference(text.replace("\r\n", "\n").lstrip("\ufeff"), columns)
+    assert np.array_equal(ref[:, 0], b.t_s)
+
+
+def test_text_columns_are_ignored_when_not_needed() -> None:
+    b = parse_imu_csv_text(HEADER + ",note\n0,1,2,3,4,5,6,hello\n1,1,2,3,4,5,6,world\n")
+    assert len(b) == 2 and b.gyr_rads is not None
+
+
+BAD = [
+    # (text, line, fragment of the message)
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,3,4,5\n", 3, "6 fields"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,3,4,5,6,7\n", 3, "8 fields"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,,3,4,5,6\n", 3, "empty cell in column 'acc_y_mps2'"),
+    (HEADER + "\n0,1,2,3,4,5,6\n\n0.1,1,abc,3,4,5,6\n", 4, "'abc'"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,nan,4,5,6\n", 3, "not a finite number"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,3,4,inf,6\n", 3, "not a finite number"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,3,4,NA,6\n", 3, "'NA'"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0,1,2,3,4,5,6\n", 3, "strictly increase"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.2,1,2,3,4,5,6\n# c\n0.1,1,2,3,4,5,6\n", 5, "line 3"),
+    (HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,1_0,4,5,6\n", 3, "'1_0'"),
+    (
+        "# only\n\nt_s,acc_x_mps2,acc_y_mps2,acc_z\n0,1,2,3\n",
+        3,
+        "found: 't_s', 'acc_x_mps2', 'acc_y_mps2', 'acc_z'",
+    ),
+    ("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads\n0,1,2,3,4\n", 1, "give all three gyroscope columns"),
+    ("t_s,t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n0,1,2,3,4\n", 1, "appears twice"),
+    (HEADER + "\n", 1, "no data rows"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), BAD)
+def test_bad_files_name_file_line_and_fix(tmp_path: Path, text: str, line: int, fragment: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(CsvFormatError) as info:
+        read_imu_csv(path)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{path}: line {line}:"), msg
+    assert fragment in msg
+    assert ";" in msg  # ... and what to do
+
+
+def test_bad_bytes_and_empty_and_missing_files(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.csv"
+    p.write_bytes((HEADER + "\n0,1,2,3,4,5,6\n0.1,1,2,3,4,5\xb06\n").encode("latin-1"))
+    with pytest.raises(CsvFormatError, match=r"line 3: not UTF-8"):
+        read_imu_csv(p)
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    with pytest.raises(CsvFormatError, match="no header line"):
+        read_imu_csv(p)
+    with pytest.raises(CsvFormatError, match="cannot read the file"):
+        read_imu_csv(tmp_path / "nope.csv")
+
+
+def test_missing_mapped_column_lists_the_columns_found() -> None:
+    with pytest.raises(CsvFormatError, match=r"no column 'time' for t_s \(found: 't', 'ax'"):
+        parse_imu_csv_text("t,ax,ay,az\n0,1,2,3\n", columns={"t_s": "time"})
+
+
+def test_units_and_columns_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="acc_unit"):
+        parse_imu_csv_text(HEADER + "\n0,1,2,3,4,5,6\n", acc_unit="furlongs")  # type: ignore[arg-type]
+    assert parse_columns_option(" t_s = time , acc_x_mps2=ax") == {"t_s": "time", "acc_x_mps2": "ax"}
+    for bad, fragment in (
+        ("time", "NAME=FILE_COLUMN"),
+        ("t=time", "unknown column 't'"),
+        ("t_s=", "after '='"),
+        ("t_s=a,t_s=b", "twice"),
+        ("", "empty"),
+    ):
+        with pytest.raises(ValueError, match=fragment):
+            parse_columns_option(bad)
+
+
+def test_csv_source_streams_chunks(tmp_path: Path) -> None:
+    sim = simulate(SimParams(seconds=3.0))
+    path = tmp_path / "s.csv"
+    write_imu_csv(path, sim.batch)
+
+    async def collect() -> tuple[list[ImuBatch], CsvSource]:
+        src = CsvSource(path, chunk=16)
+        out = []
+        async with src:
+            assert src.info.protocol == "csv" and src.info.has_gyro
+            assert src.info.rate_hz == pytest.approx(200.0, rel=0.01)
+            async for ev in src:
+                if isinstance(ev, ImuBatch):
+                    out.append(ev)
+        return out, src
+
+    batches, _ = asyncio.run(collect())
+    assert max(len(b) for b in batches) == 16
+    whole = ImuBatch.concat(batches)
+    assert np.array_equal(whole.acc_mps2, sim.batch.acc_mps2)
+
+
+def test_csv_source_reports_a_bad_file_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + "\n0,1,2,3,4,5,6\n0,1,2,3,4,5,6\n")
+
+    async def go() -> None:
+        async with CsvSource(path):
+            pass
+
+    with pytest.raises(CsvFormatError, match="line 3"):
+        asyncio.run(go())
+
+
+# --- fuzzing ---------------------------------------------------------------------------------------------
+
+_cells = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-5, 5).map(str),
+    st.sampled_from(["", " ", "nan", "x", '"1"', "1e999", "#", "1,2", "\r", "\x00", "é", "1_0", "NA"]),
+)
+_rows = st.lists(st.lists(_cells, min_size=5, max_size=9).map(",".join), max_size=8)
+
+
+def _check_outcome(text: str | bytes) -> None:
+    try:
+        b = parse_imu_csv_text(text, name="fuzz.csv")
+    except CsvFormatError as exc:
+        msg = str(exc)
+        assert msg.startswith("fuzz.csv: ") and "\n" not in msg
+        return
+    assert isinstance(b, ImuBatch)
+    assert len(b) >= 1 and np.isfinite(b.acc_mps2).all() and np.isfinite(b.t_s).all()
+    assert (np.diff(b.t_s) > 0).all()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300))
+def test_fuzz_arbitrary_text(text: str) -> None:
+    _check_outcome(text)
+    _check_outcome(HEADER + "\n" + text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rows, st.sampled_from([HEADER, HEADER + ",x", "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2", "a,b"]))
+def test_fuzz_csv_like_rows(rows: list[str], header: str) -> None:
+    text = header + "\n" + "\n".join(rows) + "\n"
+    _check_outcome(text)
+    # whenever the file is accepted, the fast path and the reference parser agree exactly
+    try:
+        fast = parse_imu_csv_text(text)
+    except CsvFormatError:
+        return
+    ref = _reference(text)
+    assert np.array_equal(ref[:, 0], fast.t_s)
+    assert np.array_equal(ref[:, 1:4], fast.acc_mps2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+    _check_outcome(data)
+    _check_outcome(HEADER.encode() + b"\n" + data)
+
+
+def test_numbers_survive_exactly_including_extremes() -> None:
+    vals = [0.1, 1e-300, 5e-324, 1.7976931348623157e308, -2.5, math.pi]
+    t = np.arange(len(vals), dtype=float)
+    acc = np.array([[v, -v, v / 3] for v in vals])
+    text = csv_source.format_imu_csv(ImuBatch(t_s=t, acc_mps2=acc, time_base="session"))
+    back = parse_imu_csv_text(text)
+    assert np.array_equal(back.acc_mps2, acc)
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(1e-6, 10.0), _finite, _finite, _finite), min_size=1, max_size=12),
+    st.sampled_from(["{}", " {} ", '"{}"', "{:.6e}", "{!r}"]),
+    st.booleans(),
+)
+def test_fuzz_valid_files_parse_to_their_numbers(rows: list, cell: str, decorate: bool) -> None:
+    t = np.cumsum([r[0] for r in rows])
+    acc = np.array([r[1:] for r in rows], dtype=float)
+    lines = ["t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2"]
+    for ti, a in zip(t, acc, strict=True):
+        lines.append(",".join(cell.format(float(v)) for v in (ti, *a)))
+        if decorate:
+            lines.append("# note")
+            lines.append("   ")
+    text = "\n".join(lines) + ("\r\n" if decorate else "\n")
+    try:
+        b = parse_imu_csv_text(text)
+    except CsvFormatError as exc:
+        # only a rounding format may merge neighbouring timestamps
+        assert cell == "{:.6e}" and "strictly increase" in str(exc)
+        return
+    expect = np.array(
+        [
+            [float(cell.format(float(v)).strip().strip('"')) for v in (ti, *a)]
+            for ti, a in zip(t, acc, strict=True)
+        ]
+    )
+    assert np.array_equal(b.t_s, expect[:, 0])
+    assert np.array_equal(b.acc_mps2, expect[:, 1:])
+    assert np.array_equal(_reference(text)[:, 1:], expect[:, 1:])

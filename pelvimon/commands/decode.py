@@ -171,6 +171,17 @@ def print_table(protocol: str, char: str, batches: list, out: Any = None) -> Non
             print(f"native {key}{shape}: {text}", file=out)
 
 
+def _protocol(name: str) -> Any:
+    from pelvimon.firmware_protocols import registry
+
+    try:
+        return registry.get(name)
+    except KeyError:
+        raise UsageError(f"unknown protocol {name!r}; available: {', '.join(registry.available())}") from None
+    except ModuleNotFoundError:
+        raise PelvimonError(f"protocol {name!r} is not available in this installation") from None
+
+
 def decode(
     protocol: str, parts: list[bytes], char: str | None = None, context: dict[str, Any] | None = None
 ) -> tuple[str, list]:
@@ -183,17 +194,9 @@ def decode(
     PelvimonError
         The bytes are not a frame the protocol accepts (the message is the decoder's).
     """
-    from pelvimon.firmware_protocols import registry
     from pelvimon.firmware_protocols.base import ProtocolError
 
-    try:
-        proto = registry.get(protocol)
-    except KeyError:
-        raise UsageError(
-            f"unknown protocol {protocol!r}; available: {', '.join(registry.available())}"
-        ) from None
-    except ModuleNotFoundError:
-        raise PelvimonError(f"protocol {protocol!r} is not available in this installation") from None
+    proto = _protocol(protocol)
     spec = proto.spec
     use_char = (char or spec.notify_uuids[0]).strip().lower()
     try:
@@ -213,17 +216,8 @@ def decode(
 
 
 def run(args: argparse.Namespace) -> int:
-    from pelvimon.firmware_protocols import registry
-
     parts = [parse_hex(h) for h in args.hex]
-    try:
-        proto = registry.get(args.protocol)
-    except KeyError:
-        raise UsageError(
-            f"unknown protocol {args.protocol!r}; available: {', '.join(registry.available())}"
-        ) from None
-    except ModuleNotFoundError:
-        raise PelvimonError(f"protocol {args.protocol!r} is not available in this installation") from None
+    proto = _protocol(args.protocol)
     context = parse_context(args.set, proto.spec.context_keys, args.protocol)
     char, batches = decode(args.protocol, parts, args.char, context)
     if args.json:

@@ -298,3 +298,18 @@ def test_movella_dot_doc_example_decodes_as_documented(capsys, repo_dir) -> None
     obj = run_json(capsys, "--protocol", "movella_dot", "--hex", m.group(1))
     assert obj["t_s"] == [0.123456] and obj["acc_mps2"] == [[0.25, -0.5, 9.75]]
     assert obj["native"]["gyr_dps"] == [[90.0, 0.0, -180.0]]
+
+
+def test_json_of_separate_streams_keeps_each_batch() -> None:
+    from pelvimon.firmware_protocols.batch import ImuBatch
+
+    acc = ImuBatch(
+        t_s=np.array([0.0, 0.01]), acc_mps2=np.ones((2, 3)), native={"acc_mG": np.full((2, 3), 102.0)}
+    )
+    gyr = ImuBatch(t_s=np.array([0.005]), gyr_rads=np.zeros((1, 3)))
+    obj = dc.batches_to_json([acc, gyr])
+    assert obj["t_s"] == [0.0, 0.01] and obj["acc_mps2"] == [[1.0] * 3] * 2 and "gyr_rads" not in obj
+    assert [set(b) for b in obj["batches"]] == [{"t_s", "acc_mps2", "native"}, {"t_s", "gyr_rads"}]
+    same = dc.batches_to_json([acc, acc])
+    assert same["t_s"] == [0.0, 0.01, 0.0, 0.01] and "batches" not in same and len(same["native"]) == 2
+    assert dc.batches_to_json([]) == {}

@@ -565,3 +565,60 @@ def test_h10_raw_stream_with_loss():
 def test_bad_rate_context():
     with pytest.raises(ValueError, match="sample_rate_hz"):
         pmd.PROTOCOL.decoder(sample_rate_hz=1e300)
+
+
+# BlePmdClientParsersTest.kt: 32-bit (IEEE-754 bit pattern) delta content
+_B28 = (
+    "0000a001000008cdccec0d000008cdccec3d33331acdccec3d33331a0000c030333"
+    "31a0000c0a09999da0000c0a09999da6666a6a19999da6666a60100000e"
+)
+_B32 = "6666a6010000e000426c450e0000e000426c450e2bf8ed21000060fdbe93baf0939b4ccf"
+PARSER_32BIT_REAL_VECTOR1 = "0000803f000020410000a041" + ("1c06" + _B28 + "2003" + _B32) * 2
+PARSER_32BIT = (
+    "0200000019329 9e900dafeff2011".replace(" ", "")
+    + "173299e9e7a765163 8db0646e7a7651638db0646".replace(" ", "")
+    + "73413bb87a260401c90aff597707d13287bf019f213e0d91e50176ad213e0d91e50176ad920138cd"
+    + "e50176ad920138cd00548487920138cd0054848778cbee40005484878 78cbee40f1decc8b78cbee40".replace(" ", "")
+    + "f1decc8b173299e9f1decc8b173299e9e7a76516173299e9e7a7651638db0646e7a7651638db0646"
+    + "73413bb87a260401c90aff597707d13287bf019f213e0d91e50176ad213e0d91e50176ad920138cd"
+    + "e50176ad920138cd00548487920138cd0054848778cbee40"
+)
+
+
+def test_delta_parser_32bit_float_patterns():
+    s = pmd.parse_delta_frame(bytes.fromhex(PARSER_32BIT_REAL_VECTOR1), 3, 32, signed=False)
+    assert s.shape == (1 + 6 + 3 + 6 + 3, 3)
+    np.testing.assert_array_equal(s[0], [0x3F800000, 0x41200000, 0x41A00000])
+    np.testing.assert_array_equal(s[1], [0x3F800000 + 0x1A00000, 0x41200000 + 0x0800000, 0x3F8CCCCD])
+    s = pmd.parse_delta_frame(bytes.fromhex(PARSER_32BIT), 3, 32, signed=False)
+    assert s.shape == (18, 3)
+    np.testing.assert_array_equal(s[0], [0x00000002, 0xE9993219, 0xFFFEDA00])
+    m = 0xFFFFFFFF
+    np.testing.assert_array_equal(
+        s[1], [(2 + 0xE9993217) & m, (0xE9993219 + 0x1665A7E7) & m, (0xFFFEDA00 + 0x4606DB38) & m]
+    )
+    ref = pmd.parse_reference_sample(bytes.fromhex("00000000ffffffff00000080"), 3, 32, signed=False)
+    np.testing.assert_array_equal(ref, [0, 0xFFFFFFFF, 0x80000000])
+
+
+COVERED_VECTORS = {
+    "pmd_acc_raw_type1_h10_style",
+    "pmd_acc_compressed_type1",
+    "pmd_gyro_compressed_type0",
+    "pmd_gyro_header_only",
+    "pmd_mag_compressed_type0",
+    "pmd_delta_content_16bit_multiple_blocks",
+    "pmd_ref_sample_16bit_4ch",
+    "pmd_settings_parameters_gyro_like",
+    "pmd_cp_response_get_settings_acc_success",
+    "pmd_cp_response_error_invalid_resolution",
+    "pmd_cp_device_stopped_streams",
+    "pmd_cp_start_acc_verity_52hz_8g",
+    "pmd_cp_sdk_mode_start_stop",
+    "pmd_timestamp_rule_vectors",
+}
+
+
+def test_every_vector_in_the_file_is_tested(vectors):
+    missing = set(vectors) - COVERED_VECTORS
+    assert not missing, f"vectors without a test: {sorted(missing)}"

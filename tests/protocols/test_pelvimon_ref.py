@@ -408,3 +408,16 @@ def test_device_model_refusals() -> None:
         per.handle_write(RX, b"\x01")
     with pytest.raises(ValueError, match="1..255"):
         pr.cmd_stop(0)
+
+
+def test_sequence_counter_wrap_is_not_loss() -> None:
+    per, frames = _session(samples_per_frame=4)
+    dec = P.decoder()
+    _decode_all(dec, frames)
+    per.seq = 65534
+    out = _decode_all(dec, [p for _, p in per.encode(_samples(16))])
+    assert [int(b.native["seq"][0]) for b in out] == [65534, 65535, 0, 1]
+    assert dec.lost_notifications == 65534 - 2  # the jump from seq 1 (info) to 65534 counts as lost
+    dec2 = P.decoder(acc_lsb_per_g=2048, gyro_lsb_per_dps=16.384)
+    _decode_all(dec2, [p for _, p in per.encode(_samples(8, t0=2.0))])
+    assert dec2.lost_notifications == 0 and per.seq == 4

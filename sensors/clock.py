@@ -230,8 +230,8 @@ class SampleClock:
 
 
 class SessionClock:
-    """Puts decoded batches on session time: :class:`ClockMap` for device-clock batches, :class:`SampleClock`
-    for host-timed ones.
+    """Puts decoded batches on session time: :class:`ClockMap` for device-clock batches, one
+    :class:`SampleClock` per stream (set of channels) for host-timed ones.
 
     Parameters
     ----------
@@ -244,7 +244,7 @@ class SessionClock:
     def __init__(self, rate_hz: float, reanchor_s: float = 1.0) -> None:
         self.rate_hz = rate_hz
         self.device = ClockMap(reanchor_s=reanchor_s)
-        self.host = SampleClock(rate_hz)
+        self.host: dict[tuple[bool, ...], SampleClock] = {}
 
     def to_session(self, batch: ImuBatch, t_host_s: float, *, gap_before: bool = False) -> ImuBatch:
         """The batch on session time (``time_base="session"``); ``gap_before`` is or-ed into the batch's."""
@@ -254,8 +254,11 @@ class SessionClock:
             if len(batch):
                 self.device.observe(float(batch.t_s[-1]), t_host_s)
             t = self.device.map(batch.t_s) if len(batch) else batch.t_s
-        else:
-            t = self.host.stamp(len(batch), t_host_s, batch.n_lost)
+        else:  # one sample clock per stream (acc and gyro may come as separate streams)
+            key = (batch.acc_mps2 is None, batch.gyr_rads is None, batch.mag_uT is None, batch.quat_wxyz is None)
+            if key not in self.host:
+                self.host[key] = SampleClock(self.rate_hz)
+            t = self.host[key].stamp(len(batch), t_host_s, batch.n_lost)
         return ImuBatch(
             t_s=t,
             acc_mps2=batch.acc_mps2,

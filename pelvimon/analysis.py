@@ -1,0 +1,516 @@
+"""Session analysis: samples -> gait pipeline -> steps -> asymmetry -> alerts -> summary and data quality.
+
+One place wires the analysis that ``pelvimon analyze``, ``pelvimon report`` and the session review share:
+
+* :func:`load_batches` reads an input file (CSV now; session files' decoded samples) into ``ImuBatch``es;
+* :func:`run_pipeline` is the ONE call into the step pipeline (``pelvimon.dsp.pipeline``);
+* :func:`analyze_steps` turns steps into the rolling and whole-session asymmetry, alerts and the summary;
+* :func:`analyze_batches` / :func:`analyze_file` do all of it;
+* :func:`compare_baseline` compares a session with a saved per-runner baseline.
+
+The JSON form (:meth:`SessionAnalysis.to_json`) is what ``pelvimon analyze --json`` prints:
+``{"steps": [...], "summary": {...}, "alerts": [...], "quality": {...}}``, NaN as null.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pelvimon.config import Baseline, Config
+from pelvimon.dsp.alerts import AlertMonitor
+from pelvimon.dsp.asymmetry import (
+    AsymmetryMonitor,
+    SideStats,
+    contact_time_balance_pct,
+    session_asymmetry,
+    session_side_stats,
+    step_is_usable,
+)
+from pelvimon.dsp.records import Alert, Asymmetry, Step
+from pelvimon.errors import PelvimonError
+from pelvimon.firmware_protocols.batch import ImuBatch
+
+SESSION_SUFFIXES = (".mcap",)
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV input: column mapping (design name -> file column) and units."""
+
+    columns: Mapping[str, str] | None = None
+    acc_unit: str = "mps2"
+    gyr_unit: str = "rads"
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineRun:
+    """What the step pipeline produced for a recording.
+
+    Attributes
+    ----------
+    steps : list of Step
+    calibration_state : str
+        Final state of the mount calibration ("calibrated", "gravity_known", "waiting_for_stillness").
+    calibrated_at_s : float or None
+        Session time the calibration completed (None if it never did).
+    n_gap_events : int
+        Gaps or reconnects the pipeline restarted at.
+    """
+
+    steps: list[Step]
+    calibration_state: str
+    calibrated_at_s: float | None
+    n_gap_events: int
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Data quality of one session (see ``to_dict`` for the JSON field names)."""
+
+    duration_s: float
+    n_samples: int
+    rate_hz: float
+    n_batches_after_gap: int
+    n_samples_lost: int
+    n_gap_events: int
+    calibration_state: str
+    calibrated_at_s: float | None
+    n_steps: int
+    n_steps_gap: int
+    n_steps_low_laterality: int
+    n_steps_no_angles: int
+    mean_laterality_confidence: float
+    min_laterality_confidence: float
+
+    @property
+    def share_steps_flagged(self) -> float:
+        """Share (0..1) of steps left out of the asymmetry (gap or uncertain side)."""
+        if self.n_steps == 0:
+            return math.nan
+        return (self.n_steps_gap + self.n_steps_low_laterality) / self.n_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["share_steps_flagged"] = self.share_steps_flagged
+        return d
+
+
+@dataclass(eq=False)
+class SessionAnalysis:
+    """Everything known about one session after the analysis.
+
+    Attributes
+    ----------
+    name : str
+        Input name (file name) for display.
+    steps : list of Step
+    side_stats : dict of str to (SideStats, SideStats)
+        Whole-session left/right statistics per metric.
+    asymmetry : dict of str to Asymmetry
+        Whole-session asymmetry per metric.
+    rolling : list of (float, list of Asymmetry)
+        The rolling asymmetry after each step: (time of the update in s, current asymmetries).
+    alerts : list of Alert
+        All alerts of the session, by start time, ended at the latest at the end of the session.
+    quality : Quality
+    config : Config
+    baseline : dict or None
+        Comparison with a baseline (``compare_baseline``), when one was given.
+    """
+
+    name: str
+    steps: list[Step]
+    side_stats: dict[str, tuple[SideStats, SideStats]]
+    asymmetry: dict[str, Asymmetry]
+    rolling: list[tuple[float, list[Asymmetry]]]
+    alerts: list[Alert]
+    quality: Quality
+    config: Config
+    baseline: dict[str, Any] | None = None
+
+    def contact_time_balance(self) -> dict[str, float] | None:
+        """Left share of contact time in % with its interval and the normal band, or None."""
+        a = self.asymmetry.get("contact_time_s")
+        if a is None:
+            return None
+        bal, lo, hi = contact_time_balance_pct(a)
+        rule = self.config.alerts.rules.get("contact_time_s")
+        low, high = (rule.low, rule.high) if rule is not None and rule.kind == "balance" else (49.3, 50.7)
+        return {
+            "value_pct": bal,
+            "ci_low_pct": lo,
+            "ci_high_pct": hi,
+            "normal_low_pct": low,
+            "normal_high_pct": high,
+        }
+
+    def cadence_spm(self) -> float:
+        """Mean cadence over the steps used for the asymmetry, steps/min."""
+        p = self.config.asymmetry
+        vals = [s.cadence_spm for s in self.steps if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
+        return float(np.mean(vals)) if vals else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """The ``summary`` object of the JSON output."""
+        p = self.config.asymmetry
+        return {
+            "input": self.name,
+            "duration_s": self.quality.duration_s,
+            "n_steps": len(self.steps),
+            "n_steps_used": sum(1 for s in self.steps if step_is_usable(s, p)),
+            "cadence_spm": self.cadence_spm(),
+            "per_side": {
+                m: {"left": lr[0].to_dict(), "right": lr[1].to_dict()} for m, lr in self.side_stats.items()
+            },
+            "asymmetry": {m: a.to_dict() for m, a in self.asymmetry.items()},
+            "contact_time_balance": self.contact_time_balance(),
+            "baseline": self.baseline,
+            "config": {
+                "sources": list(self.config.sources),
+                "window_steps": p.window_steps,
+                "window_s": p.window_s,
+                "confidence_level": p.level,
+                "autocorrelation": p.autocorrelation,
+                "min_duration_s": self.config.alerts.min_duration_s,
+            },
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"steps", "summary", "alerts", "quality"}`` with plain JSON types (NaN and inf as None)."""
+        return jsonable(
+            {
+                "steps": [s.to_dict() for s in self.steps],
+                "summary": self.summary(),
+                "alerts": [a.to_dict() for a in self.alerts],
+                "quality": self.quality.to_dict(),
+            }
+        )
+
+
+def jsonable(obj: Any) -> Any:
+    """A copy with numpy scalars as Python numbers and non-finite floats as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    return obj
+
+
+# --- input ----------------------------------------------------------------------------------------------
+
+
+def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
+    """Read an input file into batches on session time.
+
+    CSV (any suffix other than a session file's) through ``pelvimon.sensors.csv_source.read_imu_csv``;
+    a session file (``.mcap``) gives its decoded ``/imu`` batches, gaps kept.
+
+    Raises
+    ------
+    PelvimonError
+        Missing file, or a file that cannot be read (one line naming the file, and the line for CSV).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise PelvimonError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
+    if p.suffix.lower() in SESSION_SUFFIXES:
+        from pelvimon.sensors.session_file import SessionFileError, SessionReader
+
+        try:
+            batches = [it for it in SessionReader(p).items() if isinstance(it, ImuBatch)]
+        except SessionFileError as exc:
+            raise PelvimonError(str(exc)) from None
+        if not batches:
+            raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
+        return batches
+    from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv
+
+    o = csv if csv is not None else CsvOptions()
+    try:
+        return [read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit)]  # type: ignore[arg-type]
+    except CsvFormatError as exc:
+        raise PelvimonError(str(exc)) from None
+
+
+# --- the pipeline seam ------------------------------------------------------------------------------------
+
+
+def _rate_hz(batches: Sequence[ImuBatch]) -> float:
+    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
+    dt = np.concatenate(dts) if dts else np.zeros(0)
+    dt = dt[dt > 0]
+    if dt.size == 0:
+        raise PelvimonError("cannot tell the sample rate: the input needs at least two increasing times")
+    return 1.0 / float(np.median(dt))
+
+
+def _contiguous(b: ImuBatch) -> ImuBatch:
+    """The batch with C-contiguous arrays (vqf's batch update needs them; CSV columns are strided views)."""
+    arrays = ("acc_mps2", "gyr_rads", "mag_uT", "quat_wxyz")
+    if all(getattr(b, k) is None or getattr(b, k).flags.c_contiguous for k in arrays):
+        return b
+    return replace(
+        b, **{k: None if getattr(b, k) is None else np.ascontiguousarray(getattr(b, k)) for k in arrays}
+    )
+
+
+def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> PipelineRun:
+    """Run the streaming step pipeline over the batches (in order) and collect what it found.
+
+    This is the one place that calls ``pelvimon.dsp.pipeline``.
+    """
+    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
+
+    pipe = GaitPipeline(rate_hz if rate_hz is not None else _rate_hz(batches))
+    events: list[Any] = []
+    for b in batches:
+        events += pipe.update(_contiguous(b)).events
+    events += pipe.finish().events
+    calibrated = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]
+    return PipelineRun(
+        steps=list(pipe.steps_),
+        calibration_state=str(pipe.calibration_.state_),
+        calibrated_at_s=float(calibrated[0]) if calibrated else None,
+        n_gap_events=sum(1 for e in events if isinstance(e, GapEvent)),
+    )
+
+
+# --- analysis -----------------------------------------------------------------------------------------------
+
+
+def _step_end_s(s: Step) -> float:
+    end = s.t_ic_s + s.step_time_s
+    return float(end) if math.isfinite(end) else float(s.t_ic_s)
+
+
+def analyze_steps(
+    steps: Sequence[Step],
+    config: Config | None = None,
+    *,
+    name: str = "session",
+    t_end_s: float | None = None,
+    quality: Quality | None = None,
+    baseline: Baseline | None = None,
+) -> SessionAnalysis:
+    """Asymmetry (rolling and whole session), alerts and summary of a list of steps.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        In time order.
+    config : Config, optional
+        Defaults if None.
+    name : str
+        Input name for display.
+    t_end_s : float, optional
+        End of the session, s (active alerts end there); by default the end of the last step.
+    quality : Quality, optional
+        Data quality from the samples; by default one built from the steps alone.
+    baseline : Baseline, optional
+        Compare the session with it.
+    """
+    cfg = config if config is not None else Config()
+    steps = list(steps)
+    mon = AsymmetryMonitor(cfg.asymmetry)
+    alerts = AlertMonitor(cfg.alerts)
+    rolling: list[tuple[float, list[Asymmetry]]] = []
+    for s in steps:
+        t = _step_end_s(s)
+        current = mon.update([s])
+        rolling.append((t, current))
+        alerts.update(current, t)
+    end = t_end_s if t_end_s is not None else (max(_step_end_s(s) for s in steps) if steps else 0.0)
+    alerts.finish(end)
+    side_stats = session_side_stats(steps, cfg.asymmetry)
+    q = quality if quality is not None else quality_from_steps(steps, cfg, duration_s=end)
+    out = SessionAnalysis(
+        name=name,
+        steps=steps,
+        side_stats=side_stats,
+        asymmetry=session_asymmetry(steps, cfg.asymmetry),
+        rolling=rolling,
+        alerts=alerts.all_alerts(),
+        quality=q,
+        config=cfg,
+    )
+    if baseline is not None:
+        out.baseline = compare_baseline(side_stats, baseline, cfg.asymmetry.level)
+    return out
+
+
+def _step_counts(steps: Sequence[Step], cfg: Config) -> dict[str, Any]:
+    lat = np.array([s.laterality_confidence for s in steps if not s.gap], dtype=np.float64)
+    return {
+        "n_steps": len(steps),
+        "n_steps_gap": sum(1 for s in steps if s.gap),
+        "n_steps_low_laterality": sum(
+            1
+            for s in steps
+            if not s.gap and s.laterality_confidence < cfg.asymmetry.min_laterality_confidence
+        ),
+        "n_steps_no_angles": sum(1 for s in steps if not s.gap and not math.isfinite(s.cpd_deg)),
+        "mean_laterality_confidence": float(lat.mean()) if lat.size else math.nan,
+        "min_laterality_confidence": float(lat.min()) if lat.size else math.nan,
+    }
+
+
+def quality_from_steps(steps: Sequence[Step], cfg: Config, duration_s: float) -> Quality:
+    """Data quality when only the steps are known (no samples)."""
+    return Quality(
+        duration_s=float(duration_s),
+        n_samples=0,
+        rate_hz=math.nan,
+        n_batches_after_gap=0,
+        n_samples_lost=0,
+        n_gap_events=0,
+        calibration_state="unknown",
+        calibrated_at_s=None,
+        **_step_counts(steps, cfg),
+    )
+
+
+def analyze_batches(
+    batches: Sequence[ImuBatch],
+    config: Config | None = None,
+    *,
+    name: str = "session",
+    baseline: Baseline | None = None,
+) -> SessionAnalysis:
+    """The whole analysis of a recording given as batches on session time."""
+    cfg = config if config is not None else Config()
+    if not batches or sum(len(b) for b in batches) == 0:
+        raise PelvimonError(f"{name}: no samples to analyse")
+    run = run_pipeline(batches)
+    t0 = float(batches[0].t_s[0])
+    t1 = float(batches[-1].t_s[-1])
+    n = sum(len(b) for b in batches)
+    q = Quality(
+        duration_s=t1 - t0,
+        n_samples=n,
+        rate_hz=_rate_hz(batches),
+        n_batches_after_gap=sum(1 for b in batches if b.gap_before),
+        n_samples_lost=sum(int(b.n_lost) for b in batches),
+        n_gap_events=run.n_gap_events,
+        calibration_state=run.calibration_state,
+        calibrated_at_s=run.calibrated_at_s,
+        **_step_counts(run.steps, cfg),
+    )
+    return analyze_steps(run.steps, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
+
+
+def analyze_file(
+    path: str | Path,
+    config: Config | None = None,
+    *,
+    csv: CsvOptions | None = None,
+    baseline: Baseline | None = None,
+) -> SessionAnalysis:
+    """Read ``path`` (CSV or session file) and analyse it."""
+    return analyze_batches(load_batches(path, csv), config, name=Path(path).name, baseline=baseline)
+
+
+# --- baseline ---------------------------------------------------------------------------------------------
+
+
+def _t_quantile(df: float, level: float) -> float:
+    from scipy import special
+
+    return float(special.stdtrit(df, 0.5 + level / 2)) if math.isfinite(df) and df > 0 else math.nan
+
+
+def _change(parts: Iterable[tuple[float, SideStats]], level: float) -> tuple[float, float, float]:
+    """Sum of ``sign * mean`` over the parts, with a Welch-Satterthwaite t interval."""
+    parts = list(parts)
+    est = sum(sign * s.mean for sign, s in parts)
+    var = [s.sd**2 / s.n_eff if s.n_eff > 0 else math.nan for _, s in parts]
+    se2 = sum(var)
+    if not (math.isfinite(est) and math.isfinite(se2)):
+        return est, math.nan, math.nan
+    if se2 == 0:
+        return est, est, est
+    df = se2**2 / sum(v**2 / max(s.n_eff - 1, 1e-9) for v, (_, s) in zip(var, parts, strict=True))
+    half = _t_quantile(df, level) * math.sqrt(se2)
+    return est, est - half, est + half
+
+
+def compare_baseline(
+    side_stats: Mapping[str, tuple[SideStats, SideStats]], baseline: Baseline, level: float = 0.95
+) -> dict[str, Any]:
+    """Per metric: each side's change of the mean and the change of the L-R difference, with intervals.
+
+    The intervals are Welch t intervals over the sessions' effective sample sizes (the two sessions are
+    independent). Returns ``{"meta": baseline meta, "level": level, "metrics": {metric: {"left": {...},
+    "right": {...}, "diff": {...}}}}`` where each entry holds ``baseline``, ``now``, ``change``,
+    ``ci_low``, ``ci_high`` and ``credible`` (the interval excludes zero).
+    """
+    out: dict[str, Any] = {}
+    for m, (nl, nr) in side_stats.items():
+        if m not in baseline.stats:
+            continue
+        bl, br = baseline.stats[m]
+        entry: dict[str, Any] = {}
+        for key, now, base in (("left", nl, bl), ("right", nr, br)):
+            c, lo, hi = _change([(1, now), (-1, base)], level)
+            entry[key] = {"baseline": base.mean, "now": now.mean, "change": c, "ci_low": lo, "ci_high": hi}
+        c, lo, hi = _change([(1, nl), (-1, nr), (-1, bl), (1, br)], level)
+        entry["diff"] = {
+            "baseline": bl.mean - br.mean,
+            "now": nl.mean - nr.mean,
+            "change": c,
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+        for v in entry.values():
+            v["credible"] = bool(math.isfinite(v["ci_low"]) and (v["ci_low"] > 0 or v["ci_high"] < 0))
+        out[m] = entry
+    return {"meta": dict(baseline.meta), "level": level, "metrics": out}
+
+
+def baseline_of(analysis: SessionAnalysis, **meta: Any) -> Baseline:
+    """The per-side summary of a session as a ``Baseline`` to save."""
+    info = {
+        "source": analysis.name,
+        "duration_s": analysis.quality.duration_s,
+        "n_steps": len(analysis.steps),
+    }
+    info.update({k: v for k, v in meta.items() if v is not None})
+    return Baseline(stats=dict(analysis.side_stats), meta=jsonable(info))
+
+
+# --- per-step table ---------------------------------------------------------------------------------------
+
+
+def steps_csv_text(steps: Sequence[Step]) -> str:
+    """The per-step table as CSV: a header of the ``Step`` field names, one row per step.
+
+    Floats with full precision (``repr``), NaN as an empty cell, flags as ``true``/``false``.
+    """
+    names = Step.field_names()
+    lines = [",".join(names)]
+    for s in steps:
+        cells = []
+        for n in names:
+            v = getattr(s, n)
+            if isinstance(v, bool | np.bool_):
+                cells.append("true" if v else "false")
+            elif isinstance(v, float | np.floating):
+                cells.append(repr(float(v)) if math.isfinite(v) else "")
+            else:
+                cells.append(str(v))
+        lines.append(",".join(cells))
+    return "\n".join(lines) + "\n"

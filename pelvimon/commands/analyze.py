@@ -1,0 +1,193 @@
+"""``pelvimon analyze``: a recording (CSV or session file) -> steps, per-side summary, asymmetry, alerts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+NAME = "analyze"
+ORDER = 60
+HELP = "analyse a recording (CSV or session file): steps, left/right summary, asymmetry, alerts"
+DESCRIPTION = (
+    "Run the gait analysis over a recording and print the per-side summary, the left/right asymmetry "
+    "with confidence intervals, the alerts and the data quality. --json prints one JSON object "
+    '{"steps", "summary", "alerts", "quality"}; --csv writes the per-step table. CSV input uses the columns '
+    "t_s, acc_x_mps2, acc_y_mps2, acc_z_mps2, gyr_x_rads, gyr_y_rads, gyr_z_rads unless --columns says "
+    "otherwise."
+)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The input, configuration and CSV import options shared by ``analyze`` and ``report``."""
+    parser.add_argument("input", metavar="INPUT", help="recording: a CSV file or a session file (.mcap)")
+    parser.add_argument("--config", metavar="FILE", help="TOML file with thresholds and windows (see docs)")
+    parser.add_argument("--baseline", metavar="FILE", help="compare with this runner baseline (JSON)")
+    g = parser.add_argument_group("CSV import")
+    g.add_argument(
+        "--columns",
+        metavar="MAP",
+        help="file column names for the design's, e.g. t_s=time,acc_x_mps2=ax,... (only those that differ)",
+    )
+    g.add_argument(
+        "--acc-unit", choices=("mps2", "g"), default="mps2", help="accelerometer unit (default mps2)"
+    )
+    g.add_argument(
+        "--gyr-unit", choices=("rads", "dps"), default="rads", help="gyroscope unit (default rads)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    parser.add_argument("--csv", metavar="OUT", help="write the per-step table to this CSV file")
+    parser.add_argument(
+        "--save-baseline",
+        metavar="FILE",
+        help="save this session's per-side summary as a runner baseline (JSON)",
+    )
+    parser.add_argument("--runner", metavar="NAME", help="runner name stored with --save-baseline")
+
+
+def analysis_from_args(args: argparse.Namespace) -> Any:
+    """Load config, baseline and input as the options say and run the analysis (shared with ``report``)."""
+    from pelvimon.analysis import CsvOptions, analyze_file
+    from pelvimon.config import load_baseline, load_config
+    from pelvimon.errors import UsageError
+
+    columns = None
+    if args.columns:
+        from pelvimon.sensors.csv_source import parse_columns_option
+
+        try:
+            columns = parse_columns_option(args.columns)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    config = load_config(args.config)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    csv = CsvOptions(columns=columns, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit)
+    return analyze_file(args.input, config, csv=csv, baseline=baseline)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pelvimon.analysis import baseline_of, steps_csv_text
+    from pelvimon.config import save_baseline
+    from pelvimon.errors import PelvimonError
+
+    analysis = analysis_from_args(args)
+    if args.csv:
+        try:
+            Path(args.csv).write_text(steps_csv_text(analysis.steps), encoding="utf-8")
+        except OSError as exc:
+            raise PelvimonError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
+    if args.save_baseline:
+        save_baseline(args.save_baseline, baseline_of(analysis, runner=args.runner))
+    if args.json:
+        print(json.dumps(analysis.to_json(), allow_nan=False))
+    else:
+        print_report(analysis)
+        if args.csv:
+            print(f"per-step table written to {args.csv}")
+        if args.save_baseline:
+            print(f"baseline written to {args.save_baseline}")
+    return 0
+
+
+# --- terminal report ------------------------------------------------------------------------------------
+
+
+def _fmt(metric: str, v: float, signed: bool = False) -> str:
+    if not math.isfinite(v):
+        return "n/a"
+    if metric.endswith("_s"):
+        return f"{v * 1000:+.0f} ms" if signed else f"{v * 1000:.0f} ms"
+    unit = {"_deg": "°", "_cm": " cm", "_g": " g"}
+    suffix = next((u for k, u in unit.items() if metric.endswith(k)), "")
+    digits = 2 if metric.endswith("_g") else 1
+    return f"{v:+.{digits}f}{suffix}" if signed else f"{v:.{digits}f}{suffix}"
+
+
+def print_report(analysis: Any) -> None:
+    """A readable terminal report of a ``SessionAnalysis`` (rich tables)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pelvimon.dsp.alerts import metric_label
+
+    con = Console(highlight=False)
+    q = analysis.quality
+    s = analysis.summary()
+    con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)
+    con.print(
+        f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for left/right), "
+        f"cadence {s['cadence_spm']:.1f} steps/min",
+        markup=False,
+    )
+    lvl = round(100 * analysis.config.asymmetry.level)
+    t = Table(title="Left / right (whole session)", title_justify="left")
+    for col in ("metric", "left mean ± SD (n)", "right mean ± SD (n)", f"L−R [{lvl} % CI]", "SI"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m, (left, right) in analysis.side_stats.items():
+        a = analysis.asymmetry.get(m)
+        ci = (
+            f"{_fmt(m, a.diff, True)} [{_fmt(m, a.diff_ci_low, True)}, {_fmt(m, a.diff_ci_high, True)}]"
+            if a
+            else "n/a"
+        )
+        si = f"{a.symmetry_index_pct:+.1f} %" if a and math.isfinite(a.symmetry_index_pct) else "n/a"
+        t.add_row(
+            metric_label(m),
+            f"{_fmt(m, left.mean)} ± {_fmt(m, left.sd)} ({left.n})",
+            f"{_fmt(m, right.mean)} ± {_fmt(m, right.sd)} ({right.n})",
+            ci,
+            si,
+        )
+    con.print(t)
+    bal = analysis.contact_time_balance()
+    if bal is not None:
+        con.print(
+            f"Ground contact balance: {bal['value_pct']:.1f} % left [{bal['ci_low_pct']:.1f}, "
+            f"{bal['ci_high_pct']:.1f}] (normal {bal['normal_low_pct']:g}-{bal['normal_high_pct']:g} %)",
+            markup=False,
+        )
+    con.print()
+    if analysis.alerts:
+        con.print("[bold]Alerts[/bold]")
+        for al in analysis.alerts:
+            end = f"{al.t_end_s:.0f}" if al.t_end_s is not None else "end"
+            con.print(f"  {al.t_start_s:.0f}-{end} s  {al.message}", markup=False, soft_wrap=True)
+    else:
+        con.print("No alerts: no credible and meaningful left/right difference lasted long enough.")
+    if analysis.baseline is not None:
+        bt = Table(
+            title=f"Change from baseline ({analysis.baseline['meta'].get('source', '?')})",
+            title_justify="left",
+        )
+        for col in ("metric", "left change", "right change", "L−R change [CI]"):
+            bt.add_column(col, justify="left" if col == "metric" else "right")
+        for m, e in analysis.baseline["metrics"].items():
+            d = e["diff"]
+            mark = " *" if d["credible"] else ""
+            bt.add_row(
+                metric_label(m),
+                _fmt(m, e["left"]["change"], True) + (" *" if e["left"]["credible"] else ""),
+                _fmt(m, e["right"]["change"], True) + (" *" if e["right"]["credible"] else ""),
+                f"{_fmt(m, d['change'], True)} [{_fmt(m, d['ci_low'], True)}, {_fmt(m, d['ci_high'], True)}]{mark}",
+            )
+        con.print(bt)
+        con.print("* the interval excludes zero", markup=False)
+    con.print("[bold]Data quality[/bold]")
+    cal = q.calibration_state + (f" at {q.calibrated_at_s:.1f} s" if q.calibrated_at_s is not None else "")
+    lines = [
+        f"samples: {q.n_samples} at {q.rate_hz:.1f} Hz; gaps: {q.n_batches_after_gap} "
+        f"({q.n_samples_lost} samples lost), pipeline restarts: {q.n_gap_events}",
+        f"calibration: {cal}",
+        f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
+        f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side "
+        f"({100 * q.share_steps_flagged:.1f} % flagged); {q.n_steps_no_angles} without pelvis angles",
+    ]
+    for line in lines:
+        con.print("  " + line, markup=False)

@@ -1,0 +1,228 @@
+"""``pelvimon analyze``: JSON schema, per-step CSV, terminal report, baselines, gaps and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pelvimon.analysis import CsvOptions, analyze_batches, analyze_steps, load_batches
+from pelvimon.cli import main
+from pelvimon.config import load_config
+from pelvimon.dsp.records import Step
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.sensors.csv_source import write_imu_csv
+from pelvimon.sensors.simulator import SimParams, simulate
+
+SECONDS = 75.0
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    d = tmp_path_factory.mktemp("rec")
+    asym = simulate(SimParams(seconds=SECONDS, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=21))
+    sym = simulate(SimParams(seconds=SECONDS, cpd_left_deg=6.0, cpd_right_deg=6.0, seed=22))
+    write_imu_csv(d / "asym.csv", asym.batch)
+    write_imu_csv(d / "sym.csv", sym.batch)
+    return {"dir": d, "asym": asym, "sym": sym}
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["analyze", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def no_nan(text: str) -> dict:
+    def bad(c: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+def test_json_is_one_object_with_the_design_names(
+    recordings: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(capsys, str(recordings["dir"] / "asym.csv"), "--json")
+    assert code == 0, err
+    doc = no_nan(out)
+    assert set(doc) == {"steps", "summary", "alerts", "quality"}
+    assert doc["steps"] and all(list(s) == Step.field_names() for s in doc["steps"])
+    # NaN metrics (steps before the mount calibration) are null, not NaN
+    assert any(s["cpd_deg"] is None for s in doc["steps"])
+    summ = doc["summary"]
+    assert summ["n_steps"] == len(doc["steps"]) and summ["input"] == "asym.csv"
+    cpd = summ["asymmetry"]["cpd_deg"]
+    assert set(cpd) >= {
+        "left_mean",
+        "right_mean",
+        "diff",
+        "diff_ci_low",
+        "diff_ci_high",
+        "symmetry_index_pct",
+    }
+    assert summ["per_side"]["cpd_deg"]["left"]["n"] == cpd["n_left"]
+    # against the simulator's truth (full-gait steps): the per-side CPD
+    truth = recordings["asym"].truth
+    for side, key in (("L", "left_mean"), ("R", "right_mean")):
+        ref = np.mean([s.cpd_deg for s in truth.steps if s.side == side and s.ramp == 1])
+        assert cpd[key] == pytest.approx(ref, abs=0.5)
+    assert cpd["diff_ci_low"] > 2.0
+    (alert,) = [a for a in doc["alerts"] if a["metric"] == "cpd_deg"]
+    assert alert["side"] == "L" and "LEFT hip abductors" in alert["message"]
+    q = doc["quality"]
+    assert q["calibration_state"] == "calibrated" and q["n_samples"] == len(recordings["asym"].batch)
+    assert 0 <= q["share_steps_flagged"] < 0.3 and q["n_steps"] == len(doc["steps"])
+    assert summ["contact_time_balance"]["value_pct"] == pytest.approx(50.0, abs=0.7)
+
+
+def test_csv_output_is_the_per_step_table(
+    recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_csv = tmp_path / "steps.csv"
+    code, out, err = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json", "--csv", str(out_csv))
+    assert code == 0, err
+    steps = no_nan(out)["steps"]
+    with out_csv.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == Step.field_names()
+    assert len(rows) - 1 == len(steps)
+    for row, js in zip(rows[1:], steps, strict=True):
+        for name, cell in zip(rows[0], row, strict=True):
+            v = js[name]
+            if name == "side":
+                assert cell == v
+            elif name == "gap":
+                assert cell == ("true" if v else "false")
+            elif v is None:
+                assert cell == ""
+            else:
+                assert float(cell) == v
+
+
+def test_terminal_report_has_every_section(recordings: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, str(recordings["dir"] / "asym.csv"))
+    assert code == 0, err
+    for text in ("asym.csv", "pelvic drop", "Ground contact balance", "Alerts", "LEFT hip abductors",
+                 "Data quality", "calibration: calibrated"):  # fmt: skip
+        assert text in out, text
+
+
+def test_symmetric_runner_has_no_cpd_alert(recordings: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json")
+    doc = no_nan(out)
+    assert code == 0 and doc["alerts"] == []
+    a = doc["summary"]["asymmetry"]["cpd_deg"]
+    assert a["diff_ci_low"] < 1.0 and a["diff_ci_high"] > -1.0
+
+
+def test_baseline_save_and_compare(
+    recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = tmp_path / "runner.json"
+    code, _, err = run_cli(
+        capsys, str(recordings["dir"] / "asym.csv"), "--save-baseline", str(base), "--runner", "A. Runner"
+    )
+    assert code == 0 and base.exists(), err
+    assert json.loads(base.read_text())["meta"]["runner"] == "A. Runner"
+    # the same session against its own baseline: no credible change
+    _, out, _ = run_cli(capsys, str(recordings["dir"] / "asym.csv"), "--json", "--baseline", str(base))
+    same = no_nan(out)["summary"]["baseline"]["metrics"]["cpd_deg"]
+    assert same["diff"]["change"] == pytest.approx(0.0, abs=1e-12) and not same["diff"]["credible"]
+    # a symmetric session against the 8-vs-4 baseline: L-R fell by about 4 deg, credibly
+    _, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json", "--baseline", str(base))
+    b = no_nan(out)["summary"]["baseline"]
+    assert b["meta"]["source"] == "asym.csv"
+    d = b["metrics"]["cpd_deg"]["diff"]
+    assert d["change"] == pytest.approx(-4.0, abs=0.7) and d["credible"] and d["ci_high"] < -3.0
+    assert (
+        b["metrics"]["cpd_deg"]["left"]["change"] < -1.0 and b["metrics"]["cpd_deg"]["right"]["change"] > 1.0
+    )
+
+
+def test_csv_import_options(recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    batch = recordings["sym"].batch
+    p = tmp_path / "vendor.csv"
+    data = np.column_stack([batch.t_s, batch.acc_mps2 / G_MPS2, np.degrees(batch.gyr_rads)])
+    np.savetxt(p, data, delimiter=",", header="time,ax,ay,az,gx,gy,gz", comments="", fmt="%.17g")
+    cols = "t_s=time,acc_x_mps2=ax,acc_y_mps2=ay,acc_z_mps2=az,gyr_x_rads=gx,gyr_y_rads=gy,gyr_z_rads=gz"
+    code, out, err = run_cli(
+        capsys, str(p), "--json", "--columns", cols, "--acc-unit", "g", "--gyr-unit", "dps"
+    )
+    assert code == 0, err
+    got = no_nan(out)["summary"]["asymmetry"]["cpd_deg"]
+    _, ref_out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json")
+    ref = no_nan(ref_out)["summary"]["asymmetry"]["cpd_deg"]
+    assert got["left_mean"] == pytest.approx(ref["left_mean"], abs=1e-6)
+    assert got["n_left"] == ref["n_left"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["missing.csv"], 1, "no such file"),
+        (["bad.csv"], 1, "line 3"),
+        (["good.csv", "--columns", "t_s"], 2, "--columns"),
+        (["good.csv", "--config", "bad.toml"], 1, "asymmetry.window_steps"),
+        (["good.csv", "--baseline", "nope.json"], 1, "baseline file not found"),
+    ],
+)
+def test_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list, code: int,
+    needle: str,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.csv").write_text(
+        "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads,gyr_y_rads,gyr_z_rads\n0,0,0,9.8,0,0,0\n0.005,0,x,9.8,0,0,0\n"
+    )
+    (tmp_path / "good.csv").write_text("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n0,0,0,9.8\n0.005,0,0,9.8\n")
+    (tmp_path / "bad.toml").write_text("[asymmetry]\nwindow_steps = 0\n")
+    got, out, err = run_cli(capsys, *args)
+    assert got == code
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_gaps_are_counted_and_windows_restart(recordings: dict) -> None:
+    """A recording split by a loss of 1 s: the quality section counts it, no step spans it."""
+    b = recordings["sym"].batch
+    n = len(b)
+    cut, lost = n // 2, 200
+    part2 = b.slice(cut + lost, n)
+    part2 = ImuBatch(t_s=part2.t_s, acc_mps2=part2.acc_mps2, gyr_rads=part2.gyr_rads, gap_before=True,
+                     n_lost=lost, time_base=b.time_base)  # fmt: skip
+    a = analyze_batches([b.slice(0, cut), part2], name="gappy")
+    q = a.quality
+    assert q.n_batches_after_gap == 1 and q.n_samples_lost == lost and q.n_gap_events == 1
+    t_gap0, t_gap1 = b.t_s[cut - 1], b.t_s[cut + lost]
+    used = [s for s in a.steps if not s.gap]
+    assert not any(s.t_ic_s < t_gap0 < s.t_ic_s + s.step_time_s for s in used)
+    # the rolling asymmetry right after the gap holds only steps after it
+    after = [(t, cur) for t, cur in a.rolling if t > t_gap1 and cur]
+    assert after and all(x.t_start_s > t_gap0 for _, cur in after for x in cur)
+
+
+def test_analyze_steps_without_samples() -> None:
+    """The analysis core works from steps alone (GUI review of recorded steps)."""
+    rng = np.random.default_rng(1)
+    steps = []
+    for i in range(120):
+        side = "L" if i % 2 == 0 else "R"
+        steps.append(Step(side, 0.35 * i, 0.35 * i + 0.25, 0.35, 0.25, 0.1, 171.4,
+                          (9.0 if side == "L" else 5.0) + rng.normal(0, 0.5), 8.0, 5.0, 12.0, 7.0, 2.0))  # fmt: skip
+    a = analyze_steps(steps, load_config(), name="steps only")
+    assert a.quality.n_steps == 120 and a.quality.calibration_state == "unknown"
+    assert [x.side for x in a.alerts if x.metric == "cpd_deg"] == ["L"]
+    assert math.isfinite(a.to_json()["summary"]["asymmetry"]["cpd_deg"]["diff"])
+
+
+def test_load_batches_rejects_directories_and_reads_csv(recordings: dict) -> None:
+    from pelvimon.errors import PelvimonError
+
+    with pytest.raises(PelvimonError, match="directory"):
+        load_batches(recordings["dir"])
+    (b,) = load_batches(recordings["dir"] / "sym.csv", CsvOptions())
+    assert len(b) == len(recordings["sym"].batch)

@@ -46,7 +46,7 @@ BLOCK_S = 10.0
 """Longer chunks are processed in blocks of this length (s) so that the ring buffers never overflow."""
 
 # ring channels
-_T, _AV, _AF = 0, 1, 2
+_T, _AV, _AF, _AP = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,13 @@ class EventParams:
         No new IC within this fraction of the current step period after an IC.
     standing_after_s : float
         Gait state becomes standing when no IC came for ``max(standing_after_s, 2.5 step periods)``.
+    fwd_drop_g : float
+        Smallest braking drop of the forward force after heel strike for the walking IC refinement, g.
+    ac_window_s : float
+        Length of the window whose autocorrelation gives the step period for the refractory time, s.
+    ac_step_ratio : float
+        The step-period peak of the autocorrelation is the first one reaching this fraction of the highest
+        peak (the stride peak is often the highest).
     """
 
     lowpass_hz: float = 30.0
@@ -92,6 +99,9 @@ class EventParams:
     max_step_s: float = 1.2
     refractory_frac: float = 0.6
     standing_after_s: float = 2.0
+    fwd_drop_g: float = 0.1
+    ac_window_s: float = 3.0
+    ac_step_ratio: float = 0.6
 
     def validate(self, rate_hz: float) -> None:
         """Raise ``ValueError`` with a one-line reason if the parameters do not fit ``rate_hz``."""
@@ -171,10 +181,11 @@ class GaitEventDetector:
         self._delay = np.sqrt(2.0) / (2 * np.pi * fc) * fs
         self.block_n = int(round(BLOCK_S * fs))
         cap = int(np.ceil(3.0 * p.max_step_s * fs)) + self.block_n + 16
-        self._ring = SampleRing(cap, 3)
+        self._ring = SampleRing(cap, 4)
         self._n_conf = max(2, int(round(p.confirm_s * fs)))
         self._n_onset = max(2, int(round(p.onset_window_s * fs)))
         self._n_back = max(2, int(round(0.04 * fs)))
+        self._n_conf_walk = max(self._n_conf, int(round(0.16 * fs)))
         self._n_env = max(2, int(round(p.envelope_s * fs)))
         self.reset()
 
@@ -187,6 +198,7 @@ class GaitEventDetector:
         self._scan = 1
         self._last_ic: tuple[int, float, int] | None = None  # (index, frac index, steepest index)
         self._intervals: list[float] = []
+        self._ac_period = float("nan")
         self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
         self._bout_start = True
         self.state_: GaitState = "standing"
@@ -210,7 +222,9 @@ class GaitEventDetector:
         norm[norm < 1e-9] = 1e-9
         return (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm
 
-    def update(self, t_s: Any, acc_mps2: Any = None, *, acc_v_mps2: Any = None) -> GaitEventDetector:
+    def update(
+        self, t_s: Any, acc_mps2: Any = None, *, acc_v_mps2: Any = None, acc_fwd_mps2: Any = None
+    ) -> GaitEventDetector:
         """Process one chunk.
 
         Parameters
@@ -221,6 +235,9 @@ class GaitEventDetector:
             Specific force in any sensor frame, m/s².
         acc_v_mps2 : array_like, shape (N,), optional
             Vertical specific force (gravity included, up positive), m/s², instead of ``acc_mps2``.
+        acc_fwd_mps2 : array_like, shape (N,), optional
+            Horizontal specific force along the walking direction, m/s² (NaN where unknown, e.g. before
+            the mount calibration); refines walking initial contacts.
 
         Returns
         -------
@@ -248,7 +265,13 @@ class GaitEventDetector:
         if self._zi is None:
             self._zi = signal.sosfilt_zi(self._sos) * av[0]
         af, self._zi = signal.sosfilt(self._sos, av, zi=self._zi)
-        rows = np.column_stack([t, av, af])
+        if acc_fwd_mps2 is None:
+            ap = np.full(n, np.nan)
+        else:
+            ap = np.asarray(acc_fwd_mps2, dtype=np.float64).reshape(-1)
+            if ap.shape != (n,):
+                raise ValueError(f"acc_fwd_mps2 must have shape ({n},), got {ap.shape}")
+        rows = np.column_stack([t, av, af, ap])
         for b0 in range(0, n, self.block_n):
             self._ring.append(rows[b0 : b0 + self.block_n])
             self._process()
@@ -265,7 +288,7 @@ class GaitEventDetector:
         return self
 
     def window(self, i0: int, i1: int) -> np.ndarray:
-        """Held samples ``i0 .. i1-1`` (absolute indices) as columns ``t_s, a_v, a_v low-passed``, (M, 3)."""
+        """Held samples ``i0 .. i1-1`` (absolute indices): columns ``t_s, a_v, a_v low-passed, a_fwd``."""
         return self._ring.get(i0, i1)
 
     # ------------------------------------------------------------------ core
@@ -276,9 +299,44 @@ class GaitEventDetector:
         t_i = float(self._ring.get(i, i + 1)[0, _T])
         return t_i + (frac_index - i) / self._fs
 
+    def _autocorr_period(self, i_end: int) -> float:
+        """Step period from the autocorrelation of ``a_v`` over the ``ac_window_s`` before ``i_end``, s.
+
+        The autocorrelation of trunk acceleration peaks at the step and at the stride period
+        (Moe-Nilssen and Helbostad 2004); the step period is the first peak in the plausible range that
+        reaches ``ac_step_ratio`` of the highest one. NaN if too little data or no clear peak.
+        """
+        p = self._p
+        n_w = int(round(p.ac_window_s * self._fs))
+        i0 = i_end - n_w
+        if i0 < self._ring.first:
+            return float("nan")
+        x = self._ring.get(i0, i_end)[:, _AF]
+        x = x - x.mean()
+        nfft = 1 << int(np.ceil(np.log2(2 * n_w)))
+        spec = np.fft.rfft(x, nfft)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[:n_w]
+        if ac[0] <= 0:
+            return float("nan")
+        ac = ac / ac[0]
+        lo = max(1, int(p.min_step_s * self._fs))
+        hi = min(n_w - 2, int(2.2 * p.max_step_s * self._fs))
+        seg = ac[lo - 1 : hi + 2]
+        k = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] > 0.1)) + 1
+        if k.size == 0:
+            return float("nan")
+        vals = seg[k]
+        first = k[vals >= p.ac_step_ratio * vals.max()][0]
+        lag = lo - 1 + int(first)
+        if lag > p.max_step_s * self._fs:
+            return float("nan")
+        return lag / self._fs
+
     def _refractory(self) -> int:
         p = self._p
         per = self.step_period_s_ if np.isfinite(self.step_period_s_) else 0.0
+        if np.isfinite(self._ac_period):
+            per = self._ac_period
         r = min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7)
         return int(round(r * self._fs))
 
@@ -311,7 +369,7 @@ class GaitEventDetector:
             i_trig = start + int(up[0])
             # a bout ends (standing) if no rise came for long enough before this one
             self._check_standing(i_trig)
-            if i_trig + self._n_conf >= n_avail:
+            if i_trig + self._confirm_n() >= n_avail:
                 self._scan = i_trig
                 return
             self._scan = i_trig + 1
@@ -322,6 +380,7 @@ class GaitEventDetector:
         w0 = i_trig - self._n_back
         w = self._ring.get(w0 - 1, i_trig + self._n_conf + 1)[:, _AF]
         w0 = i_trig + self._n_conf + 1 - w.shape[0] + 1  # index of w[1]
+        walking = self.state_ == "walking"
         slope = np.diff(w)  # slope[k] = af[w0 + k] - af[w0 + k - 1]
         k = int(np.argmax(slope))
         m = w0 + k
@@ -335,6 +394,10 @@ class GaitEventDetector:
             return
         f_ic = m - (a_m - floor) / s_m
         f_ic = max(f_ic, float(i_floor)) - self._delay
+        if walking:
+            f_ap = self._walking_ic_fwd(f_ic)
+            if f_ap is not None:
+                f_ic = f_ap
         i_ic = int(round(f_ic))
         prev = self._last_ic
         if prev is not None:
@@ -349,10 +412,39 @@ class GaitEventDetector:
             else:
                 self._end_bout()
         self._last_ic = (i_ic, f_ic, m)
+        self._ac_period = self._autocorr_period(i_trig + self._n_conf)
+
+    def _confirm_n(self) -> int:
+        """Look-ahead after a trigger: longer while walking, where the forward force refines the IC."""
+        return self._n_conf_walk if self.state_ == "walking" else self._n_conf
+
+    def _walking_ic_fwd(self, f_ic: float) -> float | None:
+        """Walking IC from the forward specific force (Zijlstra and Hof 2003): the forward peak just before
+        the sharp braking drop that follows heel strike, searched around the vertical estimate ``f_ic``."""
+        fs = self._fs
+        c = int(round(f_ic))
+        i0 = c - int(round(0.12 * fs))
+        i1 = c + int(round(0.10 * fs))
+        x = self._ring.get(i0 - 2, i1 + 3)[:, _AP]
+        if x.shape[0] != i1 - i0 + 5 or not np.all(np.isfinite(x)):
+            return None
+        # 5-point moving average, centred (inside the look-ahead window)
+        xs = np.convolve(x, np.full(5, 0.2), mode="valid")  # xs[k] <-> index i0 + k
+        d = np.diff(xs)
+        k_d = int(np.argmin(d))
+        n_pk = int(round(0.08 * fs))
+        lo = max(0, k_d - n_pk)
+        k_p = lo + int(np.argmax(xs[lo : k_d + 1]))
+        n_after = int(round(0.06 * fs))
+        drop = float(xs[k_p] - xs[k_d : k_d + n_after + 1].min())
+        if drop < self._p.fwd_drop_g * G_MPS2:
+            return None
+        return float(i0 + k_p)
 
     def _end_bout(self) -> None:
         self._intervals = []
         self.step_period_s_ = float("nan")
+        self._ac_period = float("nan")
         self._bout_start = True
 
     def _close_step(self, prev: tuple[int, float, int], nxt: tuple[int, float, int]) -> None:

@@ -48,8 +48,8 @@ __all__ = [
 ]
 
 # motion ring channels
-_TILT, _OBL, _ROT, _GX, _AY = 0, 1, 2, 3, 4
-_N_CH = 5
+_TILT, _OBL, _ROT, _GX, _AY, _AX = 0, 1, 2, 3, 4, 5
+_N_CH = 6
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,11 @@ class PipelineParams:
     calibration: CalibrationParams | None = None
     orientation: OrientationParams | None = None
     laterality: LateralityParams | None = None
-    early_stance_s: float = 0.1
+    early_stance_s: float = 0.15
     """Window after IC over which the obliquity velocity is averaged for laterality, s."""
+    mount_quat_wxyz: tuple[float, float, float, float] | None = None
+    """Known sensor -> pelvis rotation (scalar first); skips the streaming calibration (e.g. after
+    :func:`~pelvimon.dsp.calibration.calibrate_offline`)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ class GaitPipeline:
         self._orient: PelvisOrientation | None = None
         self.calibration_ = MountCalibration(p.calibration)
         self._cal_state = self.calibration_.state_
+        if p.mount_quat_wxyz is not None:
+            self._orient = PelvisOrientation(self._fs, np.asarray(p.mount_quat_wxyz, dtype=np.float64), p.orientation)
         self._last_step_period = float("nan")
         self._open_ic_t: float | None = None
         self.steps_: list[Step] = []
@@ -216,13 +221,14 @@ class GaitPipeline:
             rows[k0:, _ROT] = np.where(ok, motion.rotation_deg, np.nan)
             if motion.gyr_pelvis_rads is not None:
                 rows[k0:, _GX] = motion.gyr_pelvis_rads[:, 0]
-            rows[k0:, _AY] = motion.acc_level_mps2[:, 1]
+            rows[k0:, _AY] = np.where(ok, motion.acc_level_mps2[:, 1], np.nan)
+            rows[k0:, _AX] = np.where(ok, motion.acc_level_mps2[:, 0], np.nan)
         # 3. events, block by block so that the ring buffers hold every open step
         bn = self._detector.block_n
         for b0 in range(0, n, bn):
             b1 = min(n, b0 + bn)
             self._ring.append(rows[b0:b1])
-            det = self._detector.update(t[b0:b1], acc[b0:b1])
+            det = self._detector.update(t[b0:b1], acc[b0:b1], acc_fwd_mps2=rows[b0:b1, _AX])
             events.extend(det.states_)
             for ev in det.steps_:
                 steps.append(self._make_step(ev))

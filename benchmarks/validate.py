@@ -1,0 +1,355 @@
+"""Accuracy of pelvimon's gait analysis against truth: every figure of docs/dsp_gait.md, in one table.
+
+    python benchmarks/validate.py            # everything (simulator grid, 31 running trials, 110 walks)
+    python benchmarks/validate.py --quick    # small subsets
+
+Data sets (read from ../shared/datasets, never copied into the repository):
+
+* Simulator (``pelvimon.sensors.simulator``): running 150-200 steps/min and walking 100-120 steps/min, random
+  mountings, noise and bias on, CPD left != right. Scored on full-amplitude steps after the mount
+  calibration (before it the pelvis angles are unknown by design).
+* alcantara_running_sacral_grf: treadmill running, sacral accelerometer (vertical + AP, g, 500 Hz),
+  force-treadmill reference. Reference contact: vertical GRF above 0.05 body weight (38 N for this
+  76.8 kg runner, inside the customary 20-50 N), flights shorter than 20 ms merged and contacts shorter
+  than 60 ms dropped. A detected step matches a reference contact when the ICs are within 60 ms.
+  Every contact that has a next contact inside the trial is a reference step.
+* voisard_l5_walking: overground walking with a U-turn, L5 IMU at 100 Hz, foot-IMU reference (swing
+  intervals [TO, IC] per foot). Scored inside ``TrialBoundaries``; ICs match within 150 ms (a quarter of a
+  step). Laterality is scored on matched steps.
+
+The matching and scoring code lives in ``pelvimon.dsp._gait_eval``; the tests use this module on subsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pelvimon.dsp._gait_eval import match_times, rmse
+from pelvimon.dsp.calibration import calibrate_offline
+from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams, analyze_offline
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.sensors.simulator import SimParams, simulate
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+RUN_DIR = SHARED / "datasets" / "alcantara_running_sacral_grf"
+WALK_DIR = SHARED / "datasets" / "voisard_l5_walking" / "GaitData"
+
+GRF_THRESHOLD_BW = 0.05
+RUN_TOL_S = 0.06
+WALK_TOL_S = 0.15
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    data: str
+    metric: str
+    value: float
+    target: str
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class Table:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, data: str, metric: str, value: float, target: str, ok: bool, note: str = "") -> None:
+        self.rows.append(Row(data, metric, float(value), target, bool(ok), note))
+
+    def print(self) -> None:
+        w = max(len(r.data) for r in self.rows)
+        m = max(len(r.metric) for r in self.rows)
+        print(f"{'data':<{w}}  {'metric':<{m}}  {'value':>10}  {'target':<10}  ok   note")
+        for r in self.rows:
+            v = f"{r.value:10.4f}" if abs(r.value) < 10 else f"{r.value:10.1f}"
+            print(f"{r.data:<{w}}  {r.metric:<{m}}  {v}  {r.target:<10}  {'yes' if r.ok else 'NO ':<3}  {r.note}")
+
+
+# ----------------------------------------------------------------------------------------------- simulator
+SIM_CASES: list[dict] = [
+    dict(gait="run", cadence_spm=150, cpd_left_deg=8, cpd_right_deg=4, mount_euler_deg=(0, 0, 0), seed=1),
+    dict(gait="run", cadence_spm=165, cpd_left_deg=3, cpd_right_deg=7, mount_euler_deg=(90, 30, -120), seed=2),
+    dict(gait="run", cadence_spm=180, cpd_left_deg=5, cpd_right_deg=9, mount_euler_deg=(170, -20, 60), seed=3),
+    dict(gait="run", cadence_spm=190, cpd_left_deg=6, cpd_right_deg=2, mount_euler_deg=(-45, 60, 10), seed=4),
+    dict(gait="run", cadence_spm=200, cpd_left_deg=4, cpd_right_deg=6, mount_euler_deg=(20, -70, 110), seed=5),
+    dict(gait="walk", cadence_spm=100, cpd_left_deg=5, cpd_right_deg=3, mount_euler_deg=(0, 90, 0), seed=6),
+    dict(gait="walk", cadence_spm=110, cpd_left_deg=2, cpd_right_deg=5, mount_euler_deg=(-20, 80, 45), seed=7),
+    dict(gait="walk", cadence_spm=120, cpd_left_deg=4, cpd_right_deg=6, mount_euler_deg=(60, 10, -90), seed=8),
+]
+
+
+@dataclass
+class SimScore:
+    n_ref: int
+    n_det: int
+    tp: int
+    ic_err_s: np.ndarray
+    side_ok: np.ndarray
+    cpd_err: np.ndarray
+    tilt_err: np.ndarray
+    rot_err: np.ndarray
+    contact_err: np.ndarray
+    cadence_rel: float
+
+
+def score_sim(seconds: float = 60.0, **kw) -> SimScore:
+    """Simulate one session, analyse it with :func:`analyze_offline` and compare with the truth."""
+    sim = simulate(SimParams(seconds=seconds, **kw))
+    res = analyze_offline(sim.batch, rate_hz=sim.params.rate_hz)
+    steps = [s for s in res.steps if not s.gap]
+    truth = sim.truth.steps
+    full = [s for s in truth if s.ramp >= 1.0]
+    if not full:
+        raise RuntimeError("simulation without full-amplitude steps")
+    t0, t1 = full[0].t_ic_s - 0.05, full[-1].t_ic_s + 0.05
+    det = [s for s in steps if t0 <= s.t_ic_s <= t1]
+    m = match_times(np.array([s.t_ic_s for s in det]), np.array([s.t_ic_s for s in full]), 0.1)
+    t_cal = res.calibration.t_calibrated_s_
+    t_cal = np.inf if t_cal is None else t_cal
+    sel = [(det[i], full[j]) for i, j in m.pairs if det[i].t_ic_s > t_cal + 1.0]
+    d = [a for a, _ in sel]
+    r = [b for _, b in sel]
+    return SimScore(
+        n_ref=m.n_ref,
+        n_det=m.n_det,
+        tp=m.tp,
+        ic_err_s=m.err_s,
+        side_ok=np.array([a.side == b.side for a, b in sel], dtype=bool),
+        cpd_err=np.array([a.cpd_deg - b.cpd_deg for a, b in sel]),
+        tilt_err=np.array([a.tilt_range_deg - b.tilt_range_deg for a, b in sel]),
+        rot_err=np.array([a.rotation_range_deg - b.rotation_range_deg for a, b in sel]),
+        contact_err=np.array([a.contact_time_s - b.contact_time_s for a, b in sel]),
+        cadence_rel=abs(np.mean([a.cadence_spm for a in d]) / np.mean([b.cadence_spm for b in r]) - 1)
+        if d
+        else float("nan"),
+    )
+
+
+def eval_sim(table: Table, cases: list[dict], seconds: float) -> None:
+    for gait in ("run", "walk"):
+        sc = [score_sim(seconds, **c) for c in cases if c["gait"] == gait]
+        if not sc:
+            continue
+        name = f"sim {gait} ({len(sc)} sessions)"
+        tp = sum(s.tp for s in sc)
+        rec = tp / sum(s.n_ref for s in sc)
+        prec = tp / sum(s.n_det for s in sc)
+        ic = np.concatenate([s.ic_err_s for s in sc])
+        lat = np.concatenate([s.side_ok for s in sc])
+        cad = max(s.cadence_rel for s in sc)
+        table.add(name, "step recall", rec, ">= 0.995", rec >= 0.995, f"{tp}/{sum(s.n_ref for s in sc)}")
+        table.add(name, "step precision", prec, ">= 0.995", prec >= 0.995)
+        table.add(name, "median |IC error| ms", np.median(np.abs(ic)) * 1000, "<= 5", np.median(np.abs(ic)) <= 0.005)
+        table.add(name, "laterality", lat.mean(), ">= 0.995", lat.mean() >= 0.995, f"{lat.size} steps")
+        for label, key, tgt in (("CPD", "cpd_err", 0.5), ("tilt range", "tilt_err", 1.0), ("rotation range", "rot_err", 1.0)):
+            e = rmse(np.concatenate([getattr(s, key) for s in sc]))
+            table.add(name, f"{label} RMSE deg", e, f"<= {tgt}", e <= tgt)
+        ct = rmse(np.concatenate([s.contact_err for s in sc])) * 1000
+        table.add(name, "contact time RMSE ms", ct, "-", True)
+        table.add(name, "cadence error (worst session)", cad, "<= 0.005", cad <= 0.005)
+
+
+# ----------------------------------------------------------------------------------------------- running
+def load_running(data_dir: Path = RUN_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """(vertical acc g, AP acc g, GRF BW, info) of the 31 trials, 500 Hz."""
+    a = pd.read_csv(data_dir / "Accelerometer_one_sub.csv.gz", header=None).to_numpy()
+    f = pd.read_csv(data_dir / "GRF_one_sub.csv.gz", header=None).to_numpy()
+    info = pd.read_csv(data_dir / "Sub_Info_one_sub.csv.gz")
+    return a[:, :2480], a[:, 2480:], f, info
+
+
+def reference_contacts(grf_bw: np.ndarray, fs: float, thr_bw: float = GRF_THRESHOLD_BW) -> np.ndarray:
+    """Contacts (IC, TO) in s from the vertical GRF: threshold crossings, short flights merged, blips dropped."""
+    c = grf_bw > thr_bw
+    ic = np.flatnonzero(~c[:-1] & c[1:]) + 1
+    to = np.flatnonzero(c[:-1] & ~c[1:]) + 1
+    out: list[list[int]] = []
+    for a in ic:
+        b = to[to > a]
+        if b.size == 0:
+            break
+        if out and a - out[-1][1] < 0.02 * fs:
+            out[-1][1] = int(b[0])
+        elif not out or a > out[-1][1]:
+            out.append([int(a), int(b[0])])
+    arr = np.array([x for x in out if x[1] - x[0] >= 0.06 * fs], dtype=float).reshape(-1, 2)
+    return arr / fs
+
+
+@dataclass
+class RunScore:
+    tp: int
+    n_det: int
+    n_ref: int
+    ic_err_s: np.ndarray
+    contact_err_s: np.ndarray
+
+
+def score_running_trial(acc_v_g: np.ndarray, acc_ap_g: np.ndarray, grf_bw: np.ndarray, fs: float = 500.0,
+                        chunk: int = 10) -> RunScore:
+    """Feed one trial through :class:`GaitPipeline` (accelerometer only) and score its steps."""
+    n = acc_v_g.shape[0]
+    t = np.arange(n) / fs
+    acc = np.column_stack([acc_ap_g, np.zeros(n), acc_v_g]) * G_MPS2
+    pipe = GaitPipeline(fs)
+    for a in range(0, n, chunk):
+        pipe.update(ImuBatch(t_s=t[a : a + chunk], acc_mps2=acc[a : a + chunk], time_base="session"))
+    pipe.finish()
+    steps = [s for s in pipe.steps_ if not s.gap]
+    ref = reference_contacts(grf_bw, fs)
+    ref = ref[:-1]  # a step needs the next contact
+    m = match_times(np.array([s.t_ic_s for s in steps]), ref[:, 0], RUN_TOL_S)
+    ct = np.array([steps[i].contact_time_s - (ref[j, 1] - ref[j, 0]) for i, j in m.pairs])
+    return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct)
+
+
+def eval_running(table: Table, trials: list[int] | None = None) -> None:
+    av, aap, grf, _info = load_running()
+    idx = range(av.shape[0]) if trials is None else trials
+    sc = [score_running_trial(av[k], aap[k], grf[k]) for k in idx]
+    tp = sum(s.tp for s in sc)
+    nd = sum(s.n_det for s in sc)
+    nr = sum(s.n_ref for s in sc)
+    f1 = 2 * tp / (nd + nr)
+    ic = np.concatenate([s.ic_err_s for s in sc])
+    ct = np.concatenate([s.contact_err_s for s in sc])
+    name = f"alcantara running ({len(sc)} trials)"
+    table.add(name, "contact F1", f1, ">= 0.97", f1 >= 0.97, f"tp {tp}, det {nd}, ref {nr}")
+    table.add(name, "median |IC error| ms", np.median(np.abs(ic)) * 1000, "<= 20", np.median(np.abs(ic)) <= 0.02,
+              f"bias {np.median(ic) * 1000:+.1f} ms")
+    e = rmse(ct) * 1000
+    table.add(name, "contact time RMSE ms", e, "<= 25", e <= 25, f"bias {np.nanmean(ct) * 1000:+.1f} ms")
+
+
+# ----------------------------------------------------------------------------------------------- walking
+def walking_names(data_dir: Path = WALK_DIR) -> list[str]:
+    return sorted({p.name.split(".")[0] for p in data_dir.glob("*.json.gz")})
+
+
+def load_walking(name: str, data_dir: Path = WALK_DIR) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(acc m/s² (N, 3), gyr rad/s (N, 3), metadata) of one trial's L5 sensor, 100 Hz."""
+    sig = pd.read_csv(data_dir / f"{name}_lb.txt.gz", sep="\t", skiprows=1).to_numpy()
+    with gzip.open(data_dir / f"{name}.json.gz", "rt") as fh:
+        meta = json.load(fh)
+    return np.ascontiguousarray(sig[:, 1:4]), np.ascontiguousarray(sig[:, 4:7]), meta
+
+
+@dataclass
+class WalkScore:
+    tp: int
+    n_det: int
+    n_ref: int
+    ic_err_s: np.ndarray
+    side_ok: np.ndarray
+    calibrated: bool
+
+
+def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10) -> WalkScore:
+    """Feed one walk through :class:`GaitPipeline` and score ICs and sides against the foot sensors.
+
+    ``calibration``: "stream" (the pipeline's own streaming mount calibration) or "offline" (the mount from
+    :func:`calibrate_offline` over the whole trial, given to the pipeline).
+    """
+    fs = 100.0
+    acc, gyr, meta = load_walking(name)
+    n = acc.shape[0]
+    t = np.arange(n) / fs
+    params = None
+    calibrated = True
+    if calibration == "offline":
+        r = calibrate_offline(t, acc, gyr)
+        if r.mount_quat_wxyz is not None:
+            params = PipelineParams(mount_quat_wxyz=tuple(float(v) for v in r.mount_quat_wxyz))
+        else:
+            calibrated = False
+    pipe = GaitPipeline(fs, params)
+    for a in range(0, n, chunk):
+        pipe.update(ImuBatch(t_s=t[a : a + chunk], acc_mps2=acc[a : a + chunk], gyr_rads=gyr[a : a + chunk],
+                             time_base="session"))
+    pipe.finish()
+    if calibration == "stream":
+        calibrated = pipe.calibration_.state_ == "calibrated"
+    b0, b1 = (v / fs for v in meta["TrialBoundaries"])
+    refs = [(e / fs, "L") for _, e in meta["LeftFootEvents"]] + [(e / fs, "R") for _, e in meta["RightFootEvents"]]
+    refs = sorted(r for r in refs if b0 <= r[0] <= b1)
+    steps = [s for s in pipe.steps_ if not s.gap and b0 - WALK_TOL_S <= s.t_ic_s <= b1 + WALK_TOL_S]
+    m = match_times(np.array([s.t_ic_s for s in steps]), np.array([r[0] for r in refs]), WALK_TOL_S)
+    side_ok = np.array([steps[i].side == refs[j][1] for i, j in m.pairs], dtype=bool)
+    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated)
+
+
+def eval_walking(table: Table, names: list[str] | None = None) -> None:
+    names = walking_names() if names is None else names
+    for mode in ("stream", "offline"):
+        sc = [score_walking_trial(nm, mode) for nm in names]
+        tp = sum(s.tp for s in sc)
+        nd = sum(s.n_det for s in sc)
+        nr = sum(s.n_ref for s in sc)
+        f1 = 2 * tp / (nd + nr)
+        ic = np.concatenate([s.ic_err_s for s in sc])
+        lat = np.concatenate([s.side_ok for s in sc])
+        n_cal = sum(s.calibrated for s in sc)
+        name = f"voisard walking ({len(sc)} trials, {mode} calibration)"
+        table.add(name, "IC F1", f1, ">= 0.90", f1 >= 0.90, f"tp {tp}, det {nd}, ref {nr}")
+        table.add(name, "median |IC error| ms", np.median(np.abs(ic)) * 1000, "<= 40", np.median(np.abs(ic)) <= 0.04,
+                  f"bias {np.median(ic) * 1000:+.1f} ms")
+        table.add(name, "laterality", lat.mean(), ">= 0.90", lat.mean() >= 0.90,
+                  f"{lat.size} steps; mount found in {n_cal}/{len(sc)} trials")
+
+
+# ----------------------------------------------------------------------------------------------- main
+def _orientation(quick: bool) -> None:
+    path = HERE / "validate_orientation.py"
+    if not path.is_file():
+        print("(benchmarks/validate_orientation.py not present: orientation figures skipped)")
+        return
+    spec = importlib.util.spec_from_file_location("validate_orientation", path)
+    if spec is None or spec.loader is None:
+        return
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    main = getattr(mod, "main", None)
+    if callable(main):
+        try:
+            main(["--quick"] if quick else [])
+        except TypeError:
+            main()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small subsets (about a minute)")
+    ap.add_argument("--skip-orientation", action="store_true", help="do not run validate_orientation.py")
+    args = ap.parse_args(argv)
+    if not SHARED.is_dir():
+        print(f"shared data not found at {SHARED}", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    table = Table()
+    cases = SIM_CASES[::2] if args.quick else SIM_CASES
+    eval_sim(table, cases, 40.0 if args.quick else 90.0)
+    eval_running(table, list(range(0, 31, 3)) if args.quick else None)
+    names = walking_names()
+    eval_walking(table, names[::8] if args.quick else names)
+    table.print()
+    print(f"({time.perf_counter() - t0:.1f} s)")
+    if not args.skip_orientation:
+        _orientation(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,459 @@
+"""A self-contained HTML report of one analysed session.
+
+One file, no external resources: the figures are PNGs embedded as base64 ``data:`` URIs, the style is
+inline, there are no scripts, fonts or links. Every piece of user-provided text (title, runner, notes, file
+names) is HTML-escaped. The numbers in the tables carry their full-precision value in a ``data-value``
+attribute, the same value ``pelvimon analyze --json`` prints.
+
+matplotlib (Agg backend) draws the figures; it is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pelvimon.analysis import SessionAnalysis
+from pelvimon.dsp.alerts import metric_label
+from pelvimon.dsp.asymmetry import contact_time_balance_pct
+from pelvimon.errors import PelvimonError
+
+BRAMAH_2018 = (
+    "Bramah C, Preece SJ, Gill N, Herrington L. Is there a pathological gait associated with common soft "
+    "tissue running injuries? Am J Sports Med. 2018;46(12):3023-3031. doi:10.1177/0363546518793657"
+)
+
+LEFT_COLOUR = "#1f77b4"
+RIGHT_COLOUR = "#d62728"
+
+_CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 60em;
+       color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+.meta { color: #555; }
+.alert { background: #fff4e5; border-left: 4px solid #e67e22; padding: 0.4em 0.8em; margin: 0.4em 0; }
+.ok { background: #eef7ee; border-left: 4px solid #2e8b57; padding: 0.4em 0.8em; }
+.note { background: #f5f5f5; padding: 0.6em 0.9em; white-space: pre-wrap; }
+figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
+img { max-width: 100%; height: auto; }
+.small { font-size: 0.85em; color: #555; }
+"""
+
+SPREAD_METRICS = ("cpd_deg", "tilt_range_deg", "rotation_range_deg", "contact_time_s")
+TREND_METRICS = ("cpd_deg", "contact_time_s", "tilt_range_deg", "rotation_range_deg")
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _scale(metric: str) -> tuple[float, str]:
+    """Display factor and unit of a metric (seconds shown in ms)."""
+    if metric.endswith("_s"):
+        return 1000.0, "ms"
+    for suffix, unit in (("_deg", "°"), ("_cm", "cm"), ("_g", "g"), ("_spm", "steps/min")):
+        if metric.endswith(suffix):
+            return 1.0, unit
+    return 1.0, ""
+
+
+def _digits(metric: str) -> int:
+    return 0 if metric.endswith("_s") else (2 if metric.endswith("_g") else 1)
+
+
+def _num(metric: str, value: float | None, *, signed: bool = False, field: str = "") -> str:
+    """A ``<td>`` with the display value and the full-precision value in ``data-value``."""
+    if value is None or not math.isfinite(value):
+        return f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="null">n/a</td>'
+    k, unit = _scale(metric)
+    sign = "+" if signed else ""
+    shown = f"{value * k:{sign}.{_digits(metric)}f}"
+    return (
+        f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="{float(value)!r}">'
+        f"{_e(shown)}&nbsp;{_e(unit)}</td>"
+    )
+
+
+# --- figures ------------------------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_spread(a: SessionAnalysis) -> str:
+    """Per-side box plots with the individual steps (jittered) for CPD, tilt, rotation and contact time."""
+    from pelvimon.dsp.asymmetry import step_is_usable
+
+    plt = _pyplot()
+    p = a.config.asymmetry
+    used = [s for s in a.steps if step_is_usable(s, p)]
+    fig, axes = plt.subplots(1, len(SPREAD_METRICS), figsize=(11, 3.4), layout="constrained")
+    rng = np.random.default_rng(0)
+    for ax, m in zip(axes, SPREAD_METRICS, strict=True):
+        k, unit = _scale(m)
+        data = []
+        for side in ("L", "R"):
+            v = np.array([getattr(s, m) for s in used if s.side == side], dtype=np.float64) * k
+            data.append(v[np.isfinite(v)])
+        if all(d.size for d in data):
+            ax.boxplot(data, widths=0.5, showfliers=False, medianprops={"color": "black"})
+        for i, (d, c) in enumerate(zip(data, (LEFT_COLOUR, RIGHT_COLOUR), strict=True)):
+            ax.plot(i + 1 + rng.uniform(-0.15, 0.15, d.size), d, ".", color=c, alpha=0.45, ms=3)
+        ax.set_xticks([1, 2], ["left", "right"])
+        ax.set_title(f"{metric_label(m)} ({unit})", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _rolling_series(a: SessionAnalysis, metric: str) -> tuple[np.ndarray, ...]:
+    t, d, lo, hi = [], [], [], []
+    for ts, current in a.rolling:
+        x = next((z for z in current if z.metric == metric), None)
+        t.append(ts)
+        if x is None:
+            d.append(math.nan)
+            lo.append(math.nan)
+            hi.append(math.nan)
+        elif metric == "contact_time_s":
+            b, bl, bh = contact_time_balance_pct(x)
+            d.append(b)
+            lo.append(bl)
+            hi.append(bh)
+        else:
+            k, _ = _scale(metric)
+            d.append(x.diff * k)
+            lo.append(x.diff_ci_low * k)
+            hi.append(x.diff_ci_high * k)
+    return tuple(np.asarray(v, dtype=np.float64) for v in (t, d, lo, hi))
+
+
+def figure_trend(a: SessionAnalysis) -> str:
+    """Rolling left-right difference with its confidence band (contact time as balance), alerts shaded."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(TREND_METRICS), 1, figsize=(11, 2.1 * len(TREND_METRICS)), sharex=True,
+                             layout="constrained")  # fmt: skip
+    for ax, m in zip(axes, TREND_METRICS, strict=True):
+        t, d, lo, hi = _rolling_series(a, m)
+        rule = a.config.alerts.rules.get(m)
+        if m == "contact_time_s":
+            ax.axhline(50.0, color="grey", lw=0.8)
+            if rule is not None and rule.kind == "balance":
+                ax.axhspan(rule.low, rule.high, color="green", alpha=0.12, lw=0)
+            ax.set_ylabel("left share\nof contact (%)", fontsize=9)
+        else:
+            k, unit = _scale(m)
+            ax.axhline(0.0, color="grey", lw=0.8)
+            if rule is not None and rule.kind == "diff":
+                for sgn in (1, -1):
+                    ax.axhline(sgn * rule.enter * k, color="#e67e22", lw=0.8, ls="--")
+            ax.set_ylabel(f"L−R\n({unit})", fontsize=9)
+        if t.size:
+            ax.fill_between(t, lo, hi, color="#555", alpha=0.25, lw=0)
+            ax.plot(t, d, color="black", lw=1.0)
+        for al in a.alerts:
+            if al.metric == m:
+                end = al.t_end_s if al.t_end_s is not None else (t[-1] if t.size else al.t_start_s)
+                ax.axvspan(al.t_start_s, end, color="#e67e22", alpha=0.15, lw=0)
+        ax.set_title(metric_label(m), fontsize=10, loc="left")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("session time (s)")
+    return _png(fig)
+
+
+def figure_cpd_steps(a: SessionAnalysis) -> str:
+    """Per-step contralateral pelvic drop over time, left and right stance."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 2.8), layout="constrained")
+    for side, c, word in (("L", LEFT_COLOUR, "left stance"), ("R", RIGHT_COLOUR, "right stance")):
+        pts = [(s.t_ic_s, s.cpd_deg) for s in a.steps if s.side == side and not s.gap]
+        if pts:
+            x, y = np.array(pts, dtype=np.float64).T
+            ax.plot(x, y, ".", color=c, ms=3, label=word)
+    for s in a.steps:
+        if s.gap:
+            ax.axvline(s.t_ic_s, color="black", lw=0.8, ls=":")
+    ax.set_xlabel("session time (s)")
+    ax.set_ylabel("CPD (°)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+
+
+def _img(b64: str, alt: str, caption: str) -> str:
+    return (
+        f'<figure><img src="data:image/png;base64,{b64}" alt="{_e(alt)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _summary_table(a: SessionAnalysis) -> str:
+    lvl = round(100 * a.config.asymmetry.level)
+    rows = [
+        '<table id="summary"><thead><tr><th>metric</th><th>left mean</th><th>left SD</th><th>n</th>'
+        f"<th>right mean</th><th>right SD</th><th>n</th><th>L−R</th><th>{lvl}&nbsp;% CI low</th>"
+        f"<th>{lvl}&nbsp;% CI high</th><th>SI (%)</th></tr></thead><tbody>"
+    ]
+    for m, (left, right) in a.side_stats.items():
+        x = a.asymmetry.get(m)
+        si = x.symmetry_index_pct if x is not None else None
+        si_cell = (
+            f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="{float(si)!r}">{si:+.1f}</td>'
+            if si is not None and math.isfinite(si)
+            else f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="null">n/a</td>'
+        )
+        rows.append(
+            f"<tr><td>{_e(metric_label(m))}</td>"
+            + _num(m, left.mean, field="left_mean")
+            + _num(m, left.sd, field="left_sd")
+            + f"<td>{left.n}</td>"
+            + _num(m, right.mean, field="right_mean")
+            + _num(m, right.sd, field="right_sd")
+            + f"<td>{right.n}</td>"
+            + _num(m, x.diff if x else None, signed=True, field="diff")
+            + _num(m, x.diff_ci_low if x else None, signed=True, field="diff_ci_low")
+            + _num(m, x.diff_ci_high if x else None, signed=True, field="diff_ci_high")
+            + si_cell
+            + "</tr>"
+        )
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _alerts_html(a: SessionAnalysis) -> str:
+    if not a.alerts:
+        return (
+            '<p class="ok">No alerts: no left/right difference was both credible (its confidence interval '
+            "excluding zero) and past its threshold for long enough.</p>"
+        )
+    rows = ['<table id="alerts"><thead><tr><th>from (s)</th><th>to (s)</th><th>side</th><th>what</th></tr>'
+            "</thead><tbody>"]  # fmt: skip
+    for al in a.alerts:
+        end = "end" if al.t_end_s is None else f"{al.t_end_s:.1f}"
+        rows.append(
+            f"<tr><td>{al.t_start_s:.1f}</td><td>{_e(end)}</td><td>{_e(al.side)}</td>"
+            f'<td style="text-align:left">{_e(al.message)}</td></tr>'
+        )
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
+def _baseline_html(a: SessionAnalysis) -> str:
+    if a.baseline is None:
+        return ""
+    b = a.baseline
+    src = b["meta"].get("source", "?")
+    runner = b["meta"].get("runner")
+    head = f'<h2>Change from baseline</h2><p class="meta">Baseline: {_e(src)}'
+    head += f", runner {_e(runner)}" if runner else ""
+    head += (
+        ". Changes are this session minus the baseline; intervals are Welch t intervals. "
+        "Bold: the interval excludes zero.</p>"
+    )
+    rows = [
+        '<table id="baseline"><thead><tr><th>metric</th><th>left change</th><th>right change</th>'
+        "<th>L−R change</th><th>CI low</th><th>CI high</th></tr></thead><tbody>"
+    ]
+    for m, e in b["metrics"].items():
+        cells = []
+        for key in ("left", "right"):
+            c = _num(m, e[key]["change"], signed=True, field=f"baseline_{key}_change")
+            cells.append(c.replace("<td ", '<td style="font-weight:bold" ') if e[key]["credible"] else c)
+        d = e["diff"]
+        dc = _num(m, d["change"], signed=True, field="baseline_diff_change")
+        if d["credible"]:
+            dc = dc.replace("<td ", '<td style="font-weight:bold" ')
+        rows.append(
+            f"<tr><td>{_e(metric_label(m))}</td>{''.join(cells)}{dc}"
+            + _num(m, d["ci_low"], signed=True, field="baseline_diff_ci_low")
+            + _num(m, d["ci_high"], signed=True, field="baseline_diff_ci_high")
+            + "</tr>"
+        )
+    rows.append("</tbody></table>")
+    return head + "".join(rows)
+
+
+def _quality_html(a: SessionAnalysis) -> str:
+    q = a.quality
+    cal = q.calibration_state + (f" (at {q.calibrated_at_s:.1f} s)" if q.calibrated_at_s is not None else "")
+    share = q.share_steps_flagged
+    items = [
+        f"Samples: {q.n_samples} at {q.rate_hz:.1f} Hz over {q.duration_s:.1f} s.",
+        f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); the analysis restarted "
+        f"{q.n_gap_events} times; {q.n_steps_gap} steps touched a gap and were left out.",
+        f"Mount calibration: {cal}. Steps without pelvis angles (before calibration): {q.n_steps_no_angles}.",
+        f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
+        f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
+        "out.",
+        "Share of steps flagged (gap or uncertain side): "
+        + ("n/a" if not math.isfinite(share) else f"{100 * share:.1f} %")
+        + ".",
+    ]
+    return '<ul id="quality">' + "".join(f"<li>{_e(x)}</li>" for x in items) + "</ul>"
+
+
+def _meaning_html(a: SessionAnalysis) -> str:
+    cpd = a.asymmetry.get("cpd_deg")
+    lines = []
+    if cpd is not None:
+        lvl = round(100 * cpd.level)
+        lines.append(
+            f"Contralateral pelvic drop (CPD) is how far the pelvis drops on the swing side while the other leg "
+            f"carries the body. In this session it was {cpd.left_mean:.1f}° in left stance and "
+            f"{cpd.right_mean:.1f}° in right stance (difference {cpd.diff:+.1f}°, {lvl} % confidence interval "
+            f"{cpd.diff_ci_low:+.1f}° to {cpd.diff_ci_high:+.1f}°). A larger drop in one stance phase can point at "
+            "the hip abductors (gluteus medius) of that stance leg."
+        )
+    lines.append(
+        "In a laboratory study of 72 injured and 36 uninjured runners, Bramah et al. (2018) found more "
+        "contralateral pelvic drop in runners with common soft-tissue running injuries (patellofemoral pain, "
+        "iliotibial band syndrome, medial tibial stress syndrome, Achilles tendinopathy); CPD was the measure "
+        "that best told the groups apart, each extra degree going with about 80 % higher odds of being in the "
+        "injured group. The groups were compared at one point in time: this is an association, not proof that "
+        "a drop causes injury, nor a prediction for one runner."
+    )
+    lines.append(
+        "Limits: these values come from one sensor at the sacrum, not from a gait laboratory; absolute values "
+        "depend on the sensor's placement and its calibration and are best compared within the same runner, "
+        "sensor and set-up, session to session. An alert means a left/right difference was credible (its "
+        "confidence interval excluded zero) and past a configured threshold for a while; thresholds are "
+        "conventions, not clinical norms. This report is not a diagnosis: discuss findings with a clinician."
+    )
+    return "".join(f"<p>{_e(x)}</p>" for x in lines) + f'<p class="small">Reference: {_e(BRAMAH_2018)}</p>'
+
+
+def render_report(
+    a: SessionAnalysis,
+    *,
+    title: str | None = None,
+    runner: str | None = None,
+    notes: str | None = None,
+    generated: _dt.datetime | None = None,
+) -> str:
+    """The report of ``a`` as one self-contained HTML document (a string).
+
+    Parameters
+    ----------
+    a : SessionAnalysis
+    title, runner, notes : str, optional
+        User text shown in the report (escaped).
+    generated : datetime, optional
+        Time stamp shown; now (UTC) by default.
+    """
+    when = (generated or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    title = title or f"pelvimon report: {a.name}"
+    s = a.summary()
+    q = a.quality
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        '<p class="meta">',
+        (f"Runner: {_e(runner)}<br>" if runner else ""),
+        f"Recording: {_e(a.name)}<br>Generated {_e(when)} by pelvimon</p>",
+    ]
+    if notes:
+        parts.append(f'<div class="note">{_e(notes)}</div>')
+    parts += [
+        "<h2>Session</h2>",
+        f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for the left/right "
+        f"comparison), mean cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
+        "<h2>Left and right</h2>",
+        _summary_table(a),
+    ]
+    bal = a.contact_time_balance()
+    if bal is not None:
+        parts.append(
+            f"<p>Ground contact balance: <b>{_fmt_plain(bal['value_pct'], 1)} % left</b> "
+            f"({_fmt_plain(bal['ci_low_pct'], 1)} to {_fmt_plain(bal['ci_high_pct'], 1)} %; typical range "
+            f"{bal['normal_low_pct']:g} to {bal['normal_high_pct']:g} %).</p>"
+        )
+    parts.append(
+        _img(
+            figure_spread(a),
+            "Per-side spread",
+            "Per-side spread: each dot is one step (left blue, right red); "
+            "boxes show the median and quartiles.",
+        )  # fmt: skip
+    )
+    parts.append(
+        _img(
+            figure_cpd_steps(a),
+            "CPD per step",
+            "Contralateral pelvic drop of every step over the session; dotted lines mark data gaps.",
+        )  # fmt: skip
+    )
+    parts += [
+        "<h2>Asymmetry over time</h2>",
+        _img(
+            figure_trend(a),
+            "Rolling asymmetry",
+            f"Rolling left−right difference over the last "
+            f"{a.config.asymmetry.window_steps} steps per side with its confidence band; contact time as the "
+            "left share of contact time (green: typical range); dashed: alert threshold; orange: alerts.",
+        ),  # fmt: skip
+        "<h2>Alerts</h2>",
+        _alerts_html(a),
+        _baseline_html(a),
+        "<h2>Data quality</h2>",
+        _quality_html(a),
+        "<h2>What the numbers mean</h2>",
+        _meaning_html(a),
+        "</body></html>",
+    ]
+    return "\n".join(x for x in parts if x)
+
+
+def _fmt_plain(v: float, digits: int) -> str:
+    return f"{v:.{digits}f}" if v is not None and math.isfinite(v) else "n/a"
+
+
+def write_report(path: str | Path, text: str) -> None:
+    """Write the report; one-line error if the file cannot be written."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise PelvimonError(f"cannot write report {path}: {exc.strerror or exc}") from None
+
+
+def figures_in(text: str) -> Sequence[str]:
+    """The base64 payloads of the embedded PNG figures of a report (for checks)."""
+    out = []
+    marker = 'src="data:image/png;base64,'
+    i = text.find(marker)
+    while i >= 0:
+        j = text.find('"', i + len(marker))
+        out.append(text[i + len(marker) : j])
+        i = text.find(marker, j)
+    return out

@@ -1,0 +1,146 @@
+"""``pelvimon report``: one valid, self-contained, escaped HTML file whose numbers are analyze's."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pelvimon.cli import main
+from pelvimon.sensors.csv_source import write_imu_csv
+from pelvimon.sensors.simulator import SimParams, simulate
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+EVIL = "<script>alert(1)</script>"
+
+
+class Checker(HTMLParser):
+    """Collects tags, checks they balance, and gathers images, data values and text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[str] = []
+        self.images: list[str] = []
+        self.values: dict[tuple[str, str], str] = {}
+        self.text: list[str] = []
+        self.attr_text: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        a = dict(attrs)
+        self.attr_text += [(k, v) for k, v in attrs if v]
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        if "data-value" in a:
+            self.values[(a["data-metric"], a["data-field"])] = a["data-value"]
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:]}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    d = tmp_path_factory.mktemp("rep")
+    sim = simulate(SimParams(seconds=60.0, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=31))
+    csv_path = d / "run&<b>.csv"
+    write_imu_csv(csv_path, sim.batch)
+    html_path = d / "report.html"
+    code = main(["report", str(csv_path), "-o", str(html_path), "--title", EVIL, "--runner", "Ann <O'Neil>",
+                 "--notes", "new shoes & 12 km/h\n<i>treadmill</i>"])  # fmt: skip
+    assert code == 0
+    return {"csv": csv_path, "html": html_path.read_text(encoding="utf-8")}
+
+
+def parse(text: str) -> Checker:
+    c = Checker()
+    c.feed(text)
+    c.close()
+    return c
+
+
+def test_report_is_balanced_html_with_embedded_figures(session: dict) -> None:
+    c = parse(session["html"])
+    assert c.errors == [] and c.stack == []
+    assert c.tags[:3] == ["html", "head", "meta"]
+    assert len(c.images) >= 3
+    for src in c.images:
+        assert src.startswith("data:image/png;base64,")
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_report_is_self_contained(session: dict) -> None:
+    text = session["html"]
+    c = parse(text)
+    low = text.lower()
+    assert "http://" not in low and "https://" not in low
+    assert "script" not in c.tags and "link" not in c.tags and "iframe" not in c.tags
+    assert "@import" not in low and "url(" not in low and "@font-face" not in low
+    refs = [(k, v) for k, v in c.attr_text if k in ("src", "href", "srcset", "action", "poster", "data")]
+    assert len(refs) == len(c.images)
+    assert all(v.startswith("data:image/png;base64,") for _, v in refs)
+
+
+def test_user_text_is_escaped(session: dict) -> None:
+    text = session["html"]
+    assert EVIL not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<i>treadmill</i>" not in text and "<b>.csv" not in text
+    c = parse(text)
+    joined = "".join(c.text)
+    assert EVIL in joined  # shown as text, literally
+    assert "Ann <O'Neil>" in joined and "run&<b>.csv" in joined and "new shoes & 12 km/h" in joined
+    assert (
+        c.tags.count("script") == 0 and c.tags.count("i") == 0 and c.tags.count("b") == 1
+    )  # the balance line
+
+
+def test_report_numbers_match_analyze_json(session: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(session["csv"]), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    c = parse(session["html"])
+    summ = doc["summary"]
+    n = 0
+    for metric, a in summ["asymmetry"].items():
+        for field in ("left_mean", "right_mean", "left_sd", "right_sd", "diff", "diff_ci_low", "diff_ci_high",
+                      "symmetry_index_pct"):  # fmt: skip
+            got = c.values[(metric, field)]
+            want = a[field]
+            assert (got == "null") if want is None else float(got) == want, (metric, field)
+            n += 1
+    assert n == 8 * len(summ["asymmetry"]) >= 8 * 9
+    joined = " ".join(c.text)
+    for al in doc["alerts"]:
+        assert al["message"] in joined and f"{al['t_start_s']:.1f}" in joined
+    assert any(al["metric"] == "cpd_deg" and al["side"] == "L" for al in doc["alerts"])
+    bal = summ["contact_time_balance"]["value_pct"]
+    assert f"{bal:.1f} % left" in joined
+    q = doc["quality"]
+    assert f"Samples: {q['n_samples']} at {q['rate_hz']:.1f} Hz" in joined
+
+
+def test_report_explains_and_cites(session: dict) -> None:
+    joined = " ".join(parse(session["html"]).text)
+    assert "Bramah" in joined and "2018" in joined and "not a diagnosis" in joined
+    assert "Data quality" in joined and "Asymmetry over time" in joined
+
+
+def test_report_bad_input_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["report", str(tmp_path / "none.csv"), "-o", str(tmp_path / "r.html")])
+    err = capsys.readouterr().err
+    assert code == 1 and "no such file" in err and err.count("\n") == 1
+    assert not (tmp_path / "r.html").exists()

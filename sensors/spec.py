@@ -133,7 +133,10 @@ def build_emulated(spec: SensorSpec, rate_hz: float | None = None) -> tuple[Any,
     from .emulated import EmulatedSensor, EmulatedWorld, Faults
 
     o = dict(spec.options)
-    faults = Faults(**{k: o.pop(k) for k in FAULT_KEYS if k in o})
+    try:
+        faults = Faults(**{k: o.pop(k) for k in FAULT_KEYS if k in o})
+    except ValueError as exc:
+        raise SpecError(f"--sensor: {exc}") from exc
     speed = o.pop("speed", 1.0)
     if not speed > 0:
         raise SpecError(f"--sensor: speed must be > 0, got {speed}")

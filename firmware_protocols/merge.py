@@ -77,16 +77,17 @@ class ImuMerger:
         max_hold_samples: int = 4096,
         max_buffer_samples: int = 8192,
     ) -> None:
-        self.expect = tuple(expect)
+        self.expect = expect
         self.max_hold_s = max_hold_s
         self.max_hold_samples = max_hold_samples
         self.max_buffer_samples = max_buffer_samples
-        unknown = [s for s in self.expect if s not in _CHANNEL_ATTR]
-        if unknown or "acc" not in self.expect:
-            raise ValueError(f"ImuMerger: expect={self.expect!r}; use 'acc' plus any of 'gyr', 'mag'")
+        streams = tuple(expect)
+        unknown = [s for s in streams if s not in _CHANNEL_ATTR]
+        if unknown or "acc" not in streams:
+            raise ValueError(f"ImuMerger: expect={expect!r}; use 'acc' plus any of 'gyr', 'mag'")
         if not (max_hold_s > 0 and max_hold_samples > 0 and max_buffer_samples > 1):
             raise ValueError("ImuMerger: max_hold_s, max_hold_samples must be > 0 and max_buffer_samples > 1")
-        self._others = tuple(s for s in self.expect if s != "acc")
+        self._others = tuple(s for s in streams if s != "acc")
         self.reset()
 
     def reset(self) -> None:

@@ -1,0 +1,493 @@
+"""The live engine: source -> decoder -> dsp -> recorder -> any number of consumers.
+
+One :class:`SessionEngine` runs a session: it opens the :class:`~pelvimon.sensors.source.Source`, feeds
+every batch through the streaming analysis (:class:`SessionAnalyzer`: gait pipeline, asymmetry, alerts),
+writes everything to the session file as it happens, and hands the results to subscribers. It runs in a
+worker thread with its own asyncio loop (``start``/``stop``, for the GUI) or in the caller's thread
+(``run``, for the terminal commands). Subscribers drain their bounded queue without blocking (the GUI does
+so from a 30 Hz timer); a subscriber that falls behind loses its oldest events, counted, never the
+recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pelvimon.dsp.alerts import AlertMonitor
+from pelvimon.dsp.asymmetry import AsymmetryMonitor
+from pelvimon.dsp.orientation import PelvisMotion
+from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
+from pelvimon.dsp.records import Alert, Asymmetry, Step
+from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.sensors.session_file import SessionWriter
+from pelvimon.sensors.source import RawNotification, Source, SourceInfo, SourceStatus
+
+log = logging.getLogger(__name__)
+
+
+# -- events handed to subscribers ------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MotionChunk:
+    """Per-sample pelvis angles of one chunk (for the scrolling plots)."""
+
+    motion: PelvisMotion
+
+
+@dataclass(frozen=True)
+class AsymmetryUpdate:
+    """The current left/right asymmetries (one per metric with enough steps) at session time ``t_s``."""
+
+    t_s: float
+    items: list[Asymmetry]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """An alert ``started``, was ``updated`` (new values) or ``ended``."""
+
+    alert: Alert
+    kind: Literal["started", "updated", "ended"]
+
+    @property
+    def started(self) -> bool:
+        return self.kind == "started"
+
+
+@dataclass(frozen=True)
+class CalibrationEvent:
+    """The sensor-to-pelvis calibration changed state (``waiting_for_stillness``, ``gravity_known``,
+    ``calibrated``); ``mount_quat_wxyz`` once calibrated."""
+
+    t_s: float
+    state: str
+    mount_quat_wxyz: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class GaitStateEvent:
+    """The gait state changed (``standing``, ``walking``, ``running``)."""
+
+    t_s: float
+    state: str
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """Counters of the session so far.
+
+    ``loss_pct`` counts samples known lost against samples received; ``dropped`` counts events this
+    subscriber lost by falling behind (filled per subscription on drain).
+    """
+
+    t_s: float
+    n_samples: int
+    n_lost: int
+    loss_pct: float
+    n_steps: int
+    battery_pct: int | None
+    recording_s: float
+    recording_path: str | None
+    dropped: int = 0
+
+
+EngineEvent = (
+    ImuBatch
+    | MotionChunk
+    | Step
+    | AsymmetryUpdate
+    | AlertEvent
+    | SourceStatus
+    | CalibrationEvent
+    | GaitStateEvent
+    | EngineStats
+)
+
+
+class Subscription:
+    """A bounded, thread-safe queue of engine events for one consumer."""
+
+    def __init__(self, maxlen: int = 20000) -> None:
+        self._q: deque[EngineEvent] = deque(maxlen=maxlen)
+        self._lock = threading.Lock()
+        self.dropped = 0
+
+    def push(self, ev: EngineEvent) -> None:
+        with self._lock:
+            if len(self._q) == self._q.maxlen:
+                self.dropped += 1
+            self._q.append(ev)
+
+    def drain(self) -> list[EngineEvent]:
+        """Everything queued since the last drain (never blocks for long)."""
+        with self._lock:
+            out = list(self._q)
+            self._q.clear()
+        return out
+
+
+# -- the streaming analysis ----------------------------------------------------------------------------
+class SessionAnalyzer:
+    """Gait pipeline -> asymmetry -> alerts, streaming: the analysis every command shares.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Nominal sample rate, Hz.
+    config : pelvimon.config.Config, optional
+        Asymmetry and alert settings (defaults if None).
+    """
+
+    def __init__(self, rate_hz: float, config: Any = None) -> None:
+        if config is None:
+            from pelvimon.config import load_config
+
+            config = load_config(None)
+        self.config = config
+        self.pipeline = GaitPipeline(rate_hz)
+        self.asymmetry = AsymmetryMonitor(config.asymmetry)
+        self.alerts = AlertMonitor(config.alerts)
+        self.steps: list[Step] = []
+        self.latest_asymmetry: list[Asymmetry] = []
+        self.t_s = 0.0
+
+    def _after(self, out: Any) -> list[EngineEvent]:
+        events: list[EngineEvent] = []
+        for ev in out.events:
+            if isinstance(ev, CalibrationChange):
+                q = None
+                if ev.state == "calibrated":
+                    m = getattr(self.pipeline.calibration_, "mount_quat_wxyz_", None)
+                    q = None if m is None else tuple(float(x) for x in m)
+                events.append(CalibrationEvent(ev.t_s, ev.state, q))
+            elif isinstance(ev, GapEvent):
+                continue
+            else:
+                events.append(GaitStateEvent(float(ev.t_s), str(ev.state)))
+        if out.motion is not None and len(out.motion.t_s):
+            events.append(MotionChunk(out.motion))
+        if out.steps:
+            self.steps.extend(out.steps)
+            events.extend(out.steps)
+            self.latest_asymmetry = self.asymmetry.update(out.steps)
+            events.append(AsymmetryUpdate(self.t_s, list(self.latest_asymmetry)))
+        for a in self.alerts.update(self.latest_asymmetry, self.t_s):
+            events.append(AlertEvent(a.alert, a.kind))
+        return events
+
+    def feed(self, batch: ImuBatch) -> list[EngineEvent]:
+        """One session-time batch in; the events it produced out."""
+        if len(batch):
+            self.t_s = float(batch.t_s[-1])
+        out = self.pipeline.update(batch)
+        self.pipeline.drain_steps()
+        return self._after(out)
+
+    def finish(self) -> list[EngineEvent]:
+        """Flush the look-ahead and end the active alerts (end of the session)."""
+        out = self.pipeline.finish()
+        self.pipeline.drain_steps()
+        events = self._after(out)
+        events += [AlertEvent(a.alert, a.kind) for a in self.alerts.finish(self.t_s)]
+        return events
+
+
+# -- where session files go ------------------------------------------------------------------------------
+def data_dir() -> Path:
+    """The user data folder for session files: ``$PELVIMON_DATA_DIR``, else the platform's convention."""
+    import os
+    import sys
+
+    env = os.environ.get("PELVIMON_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "pelvimon"
+    if sys.platform.startswith("win"):
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "pelvimon"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "pelvimon"
+
+
+def new_session_path(name: str = "", folder: Path | None = None) -> Path:
+    """A fresh file name ``YYYYmmdd-HHMMSS[-name].mcap`` in ``folder`` (default: the sessions folder)."""
+    folder = folder if folder is not None else data_dir() / "sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.strip())[:60].strip("-.")
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{safe}" if safe else "")
+    path = folder / f"{stem}.mcap"
+    n = 2
+    while path.exists():
+        path = folder / f"{stem}-{n}.mcap"
+        n += 1
+    return path
+
+
+# -- the engine -------------------------------------------------------------------------------------------
+class SessionEngine:
+    """Runs one session: source -> analysis -> recorder -> subscribers.
+
+    Parameters
+    ----------
+    source : Source or callable returning a Source
+        Where samples come from (built by the caller; the engine only opens and closes it).
+    record_to : Path, optional
+        Session file to write (None: no recording until :meth:`set_recording` turns it on, which then
+        picks a fresh name in the sessions folder).
+    config : pelvimon.config.Config, optional
+        Analysis settings.
+    name : str
+        Session name used for automatic file names.
+    seconds : float, optional
+        End the session after this much session time.
+    stats_interval_s : float
+        Session time between two :class:`EngineStats` events.
+    """
+
+    def __init__(
+        self,
+        source: Source | Callable[[], Source],
+        *,
+        record_to: str | Path | None = None,
+        config: Any = None,
+        name: str = "",
+        seconds: float | None = None,
+        stats_interval_s: float = 0.25,
+    ) -> None:
+        self._source_arg = source
+        self.record_to = Path(record_to) if record_to is not None else None
+        self.config = config
+        self.name = name
+        self.seconds = seconds
+        self.stats_interval_s = stats_interval_s
+        self._subs: list[Subscription] = []
+        self._subs_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_requested = False
+        self._want_recording = record_to is not None
+        self._writer: SessionWriter | None = None
+        self.recordings: list[Path] = []
+        self._rec_started_t: float | None = None
+        self._rec_accum_s = 0.0
+        self.analyzer: SessionAnalyzer | None = None
+        self.info: SourceInfo | None = None
+        self.error: str | None = None
+        self.running = False
+        self.finished = threading.Event()
+        self.t_s = 0.0
+        self.n_samples = 0
+        self.n_lost = 0
+        self.n_raw = 0
+        self._last_stats_t = -math.inf
+
+    # -- consumers ---------------------------------------------------------------------------------------
+    def subscribe(self, maxlen: int = 20000) -> Subscription:
+        sub = Subscription(maxlen)
+        with self._subs_lock:
+            self._subs.append(sub)
+        return sub
+
+    def _emit(self, ev: EngineEvent) -> None:
+        with self._subs_lock:
+            subs = list(self._subs)
+        for s in subs:
+            s.push(ev)
+
+    # -- recording -----------------------------------------------------------------------------------------
+    @property
+    def recording_path(self) -> Path | None:
+        return self._writer.path if self._writer is not None else None
+
+    @property
+    def recording_s(self) -> float:
+        live = self.t_s - self._rec_started_t if self._rec_started_t is not None else 0.0
+        return self._rec_accum_s + max(live, 0.0)
+
+    def set_recording(self, on: bool) -> None:
+        """Turn recording on or off (thread-safe). Turning it on again starts a new file."""
+        self._want_recording = bool(on)
+        if self._loop is not None and self.running:
+            self._loop.call_soon_threadsafe(self._apply_recording)
+
+    def _apply_recording(self) -> None:
+        if self._want_recording and self._writer is None and self.info is not None:
+            if self.record_to is not None and not self.recordings:
+                path = self.record_to
+                path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                folder = self.record_to.parent if self.record_to is not None else None
+                path = new_session_path(self.name or (self.record_to.stem if self.record_to else ""), folder)
+            self._writer = SessionWriter(path, self.info, extra={"name": self.name})
+            self.recordings.append(path)
+            self._rec_started_t = self.t_s
+            log.info("recording to %s", path)
+        elif not self._want_recording and self._writer is not None:
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        if self._rec_started_t is not None:
+            self._rec_accum_s += max(self.t_s - self._rec_started_t, 0.0)
+        self._rec_started_t = None
+
+    # -- lifetime --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the session in a worker thread (returns at once)."""
+        if self._thread is not None:
+            raise RuntimeError("SessionEngine.start: already started")
+        self._thread = threading.Thread(target=self._thread_main, name="pelvimon-engine", daemon=True)
+        self._thread.start()
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # noqa: BLE001 - reported through .error, never lost in a thread
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the session: stop the source, flush the analysis, close the recording."""
+        self._stop_requested = True
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None and not task.done():
+            loop.call_soon_threadsafe(task.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Run the session in the calling thread until the source ends, ``seconds`` pass or Ctrl-C."""
+        asyncio.run(self._main())
+        if self.error:
+            raise RuntimeError(self.error)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        try:
+            await self._session()
+        except asyncio.CancelledError:
+            if not self._stop_requested:
+                raise
+        except Exception as exc:
+            self.error = str(exc) or type(exc).__name__
+            self._emit(SourceStatus("stopped", self.t_s, f"error: {self.error}"))
+            raise
+        finally:
+            self._finish()
+
+    async def _session(self) -> None:
+        source = self._source_arg() if callable(self._source_arg) and not isinstance(self._source_arg, Source) else self._source_arg
+        assert isinstance(source, Source)
+        self.running = True
+        async with source:
+            self.info = source.info
+            self.analyzer = SessionAnalyzer(source.info.rate_hz or 100.0, self.config)
+            self._apply_recording()
+            async for ev in source:
+                self._handle(ev)
+                if self._stop_requested:
+                    break
+                if self.seconds is not None and self.t_s >= self.seconds:
+                    break
+
+    def _handle(self, ev: Any) -> None:
+        w = self._writer
+        if isinstance(ev, RawNotification):
+            self.n_raw += 1
+            if w is not None:
+                w.write_raw(ev)
+            return
+        if isinstance(ev, SourceStatus):
+            if ev.kind == "gap":
+                self.n_lost += int(ev.details.get("n_lost", 0) or 0)
+            if w is not None:
+                w.write_status(ev)
+            self._emit(ev)
+            return
+        if not isinstance(ev, ImuBatch) or not len(ev):
+            return
+        self.n_samples += len(ev)
+        self.t_s = max(self.t_s, float(ev.t_s[-1]))
+        if w is not None:
+            w.write_batch(ev)
+        self._emit(ev)
+        assert self.analyzer is not None
+        self._results(self.analyzer.feed(ev))
+        if self.t_s - self._last_stats_t >= self.stats_interval_s:
+            self._last_stats_t = self.t_s
+            self._emit(self.stats())
+
+    def _results(self, events: list[EngineEvent]) -> None:
+        w = self._writer
+        for e in events:
+            if w is not None:
+                if isinstance(e, Step):
+                    w.write_step(e)
+                elif isinstance(e, AlertEvent) and e.kind != "updated":
+                    w.write_alert(e.alert)
+                elif isinstance(e, CalibrationEvent):
+                    w.write_calibration(e.t_s, {"state": e.state, "mount_quat_wxyz": e.mount_quat_wxyz})
+            self._emit(e)
+
+    def stats(self) -> EngineStats:
+        total = self.n_samples + self.n_lost
+        battery = None
+        if self.info is not None:
+            battery = self.info.metadata.get("battery_pct")
+        return EngineStats(
+            t_s=self.t_s,
+            n_samples=self.n_samples,
+            n_lost=self.n_lost,
+            loss_pct=100.0 * self.n_lost / total if total else 0.0,
+            n_steps=len(self.analyzer.steps) if self.analyzer is not None else 0,
+            battery_pct=battery,
+            recording_s=self.recording_s,
+            recording_path=str(self.recording_path) if self.recording_path else None,
+        )
+
+    def _finish(self) -> None:
+        try:
+            if self.analyzer is not None:
+                self._results(self.analyzer.finish())
+            self._emit(self.stats())
+        finally:
+            self._close_writer()
+            self.running = False
+            self.finished.set()
+
+    # -- results ---------------------------------------------------------------------------------------------
+    @property
+    def steps(self) -> list[Step]:
+        return list(self.analyzer.steps) if self.analyzer is not None else []
+
+    @property
+    def alerts(self) -> list[Alert]:
+        return self.analyzer.alerts.all_alerts() if self.analyzer is not None else []
+
+
+__all__ = [
+    "AlertEvent",
+    "AsymmetryUpdate",
+    "CalibrationEvent",
+    "EngineEvent",
+    "EngineStats",
+    "GaitStateEvent",
+    "MotionChunk",
+    "SessionAnalyzer",
+    "SessionEngine",
+    "Subscription",
+    "data_dir",
+    "new_session_path",
+]
+

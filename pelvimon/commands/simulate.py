@@ -1,0 +1,195 @@
+"""``pelvimon simulate``: a simulated sacral-IMU session as CSV, with its truth as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from pelvimon.errors import PelvimonError, UsageError
+
+NAME = "simulate"
+ORDER = 80
+HELP = "simulate a runner's sacral IMU (CSV samples + JSON truth)"
+DESCRIPTION = (
+    "Simulate one IMU at the sacrum of a runner (or walker) on a treadmill: standing still first, then a "
+    "ramp into steps with known cadence, contralateral pelvic drop per side, tilt, rotation and mounting "
+    "rotation, with realistic sensor noise and bias. Writes the design's CSV columns (t_s, acc_*_mps2, "
+    "gyr_*_rads) and, with --truth, the per-step and per-sample truth as JSON. See docs/simulator.md."
+)
+
+# SimParams field -> command-line option, to phrase parameter errors in the user's terms
+_OPTION = {
+    "seconds": "--seconds",
+    "rate_hz": "--rate",
+    "cadence_spm": "--cadence",
+    "cpd_left_deg": "--cpd-left",
+    "cpd_right_deg": "--cpd-right",
+    "tilt_range_deg": "--tilt-range",
+    "rotation_range_deg": "--rotation-range",
+    "contact_time_s": "--contact-time",
+    "step_time_asymmetry_pct": "--step-time-asymmetry",
+    "mount_euler_deg": "--mount-euler-deg",
+    "stand_s": "--stand",
+    "first_side": "--first-side",
+    "gait": "--gait",
+    "seed": "--seed",
+    "tilt_offset_deg": "--tilt-offset",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--output", type=Path, metavar="CSV", help="write the samples to this CSV file")
+    out.add_argument(
+        "--truth", type=Path, metavar="JSON", help="write the truth (steps, angles, mount) as JSON"
+    )
+    g = parser.add_argument_group("session")
+    g.add_argument(
+        "--seconds", type=float, default=60.0, help="length in s, standing part included (default 60)"
+    )
+    g.add_argument("--rate", type=float, default=200.0, help="sample rate in Hz (default 200)")
+    g.add_argument(
+        "--gait", choices=("run", "walk"), default="run", help="run (flight) or walk (default run)"
+    )
+    g.add_argument(
+        "--stand", type=float, default=5.0, metavar="S", help="standing still at the start, s (default 5)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    m = parser.add_argument_group("runner")
+    m.add_argument(
+        "--cadence", type=float, metavar="SPM", help="steps/min, 60..240 (default run 170, walk 110)"
+    )
+    m.add_argument(
+        "--cpd-left", type=float, default=6.0, metavar="DEG", help="pelvic drop in LEFT stance (default 6)"
+    )
+    m.add_argument(
+        "--cpd-right", type=float, default=6.0, metavar="DEG", help="pelvic drop in RIGHT stance (default 6)"
+    )
+    m.add_argument(
+        "--tilt-range", type=float, default=6.0, metavar="DEG", help="tilt peak-to-peak per step (default 6)"
+    )
+    m.add_argument(
+        "--tilt-offset",
+        type=float,
+        default=10.0,
+        metavar="DEG",
+        help="static anterior pelvic tilt (default 10)",
+    )
+    m.add_argument(
+        "--rotation-range",
+        type=float,
+        default=12.0,
+        metavar="DEG",
+        help="rotation peak-to-peak per stride (default 12)",
+    )
+    m.add_argument(
+        "--contact-time",
+        type=float,
+        metavar="S",
+        help="ground contact per foot, s (default run 0.70, walk 1.20 x step time)",
+    )
+    m.add_argument(
+        "--step-time-asymmetry",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="100 (T_left - T_right) / mean step time (default 0)",
+    )
+    m.add_argument(
+        "--first-side", choices=("L", "R"), default="L", help="stance side of the first step (default L)"
+    )
+    s = parser.add_argument_group("sensor")
+    s.add_argument(
+        "--mount-euler-deg",
+        type=float,
+        nargs=3,
+        default=(0.0, 0.0, 0.0),
+        metavar=("X", "Y", "Z"),
+        help="sensor->pelvis rotation, scipy Rotation.from_euler('xyz', [X, Y, Z], degrees=True) (default 0 0 0)",
+    )
+    s.add_argument("--no-noise", action="store_true", help="no sensor errors (noise, bias, scale, jitter)")
+    s.add_argument(
+        "--no-variability", action="store_true", help="identical steps (no step-to-step variability)"
+    )
+    s.add_argument("--ideal", action="store_true", help="both --no-noise and --no-variability")
+
+
+def _params(args: argparse.Namespace):  # -> SimParams (import kept inside run paths)
+    from pelvimon.sensors.simulator import SimParams, SimParamsError
+
+    try:
+        return SimParams(
+            seconds=args.seconds,
+            rate_hz=args.rate,
+            gait=args.gait,
+            cadence_spm=args.cadence,
+            cpd_left_deg=args.cpd_left,
+            cpd_right_deg=args.cpd_right,
+            tilt_range_deg=args.tilt_range,
+            rotation_range_deg=args.rotation_range,
+            contact_time_s=args.contact_time,
+            step_time_asymmetry_pct=args.step_time_asymmetry,
+            mount_euler_deg=tuple(args.mount_euler_deg),
+            stand_s=args.stand,
+            first_side=args.first_side,
+            tilt_offset_deg=args.tilt_offset,
+            errors=not (args.no_noise or args.ideal),
+            variability=not (args.no_variability or args.ideal),
+            seed=args.seed,
+        )
+    except SimParamsError as exc:
+        msg = str(exc)
+        for field, option in _OPTION.items():
+            msg = re.sub(rf"(?<![-\w]){field}\b", option, msg)
+        raise UsageError(msg) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from pelvimon.sensors.csv_source import format_imu_csv
+    from pelvimon.sensors.simulator import simulate
+
+    params = _params(args)
+    for path in (args.output, args.truth):
+        if path is not None and not path.parent.is_dir():
+            raise PelvimonError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    if args.output is not None and args.truth is not None and args.output.resolve() == args.truth.resolve():
+        raise UsageError("--output and --truth name the same file; give two different files")
+    sim = simulate(params)
+    written = []
+    try:
+        if args.output is not None:
+            args.output.write_text(format_imu_csv(sim.batch), encoding="utf-8")
+            written.append(str(args.output))
+        if args.truth is not None:
+            with args.truth.open("w", encoding="utf-8") as f:
+                json.dump(sim.truth.to_json(), f, separators=(",", ":"))
+            written.append(str(args.truth))
+    except OSError as exc:
+        raise PelvimonError(
+            f"cannot write {exc.filename}: {exc.strerror}; check the path and free space"
+        ) from None
+
+    if not args.quiet:
+        steps = sim.truth.steps
+        full = [st for st in steps if st.ramp == 1.0] or steps
+        n_l = sum(st.side == "L" for st in steps)
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values) if values else float("nan")
+
+        cad = 60.0 / mean([st.step_time_s for st in full]) if full else float("nan")
+        cpd_l = mean([st.cpd_deg for st in full if st.side == "L"])
+        cpd_r = mean([st.cpd_deg for st in full if st.side == "R"])
+        print(
+            f"simulated {params.seconds:g} s at {params.rate_hz:g} Hz ({len(sim.batch)} samples), {params.gait}: "
+            f"{len(steps)} steps (L {n_l}, R {len(steps) - n_l}), cadence {cad:.1f} spm, "
+            f"CPD L {cpd_l:.1f} / R {cpd_r:.1f} deg"
+        )
+        if written:
+            print("wrote " + ", ".join(written))
+        else:
+            print("nothing written (give -o CSV and/or --truth JSON)")
+    return 0

@@ -399,9 +399,31 @@ class DotDecoder(Decoder):
         self.output_rate_hz = rate
         self.period_us = 1e6 / rate
         self._clock = _U32Clock()
+        self._mode_error: UnsupportedFrameError | None = None
 
     def reset(self) -> None:
         self._clock.reset()
+
+    def observe_write(self, char_uuid: str, data: bytes) -> None:
+        """Learn the configuration from the client's own writes (optional; the live client and replay call it).
+
+        A measurement-control start (``01 01 <mode>``) sets the payload mode; a device-control write with the
+        output-rate bit sets the expected timestamp step. Other writes are ignored. A start of a mode pelvimon
+        does not decode makes the following notifications raise :class:`UnsupportedFrameError`.
+        """
+        char = char_uuid.lower()
+        data = bytes(data)
+        if char == MEASUREMENT_CONTROL_UUID and len(data) == 3 and data[:2] == b"\x01\x01":
+            try:
+                self.mode = payload_mode(data[2])
+                self._mode_error = None
+            except UnsupportedFrameError as exc:
+                self._mode_error = exc
+        elif char == DEVICE_CONTROL_UUID and len(data) == DEVICE_CONTROL_SIZE and data[0] & VISIT_OUTPUT_RATE:
+            rate = int.from_bytes(data[OUTPUT_RATE_OFFSET : OUTPUT_RATE_OFFSET + 2], "little")
+            if rate > 0:
+                self.output_rate_hz = float(rate)
+                self.period_us = 1e6 / rate
 
     def feed(self, char_uuid: str, payload: bytes, t_host_s: float | None = None) -> list[ImuBatch]:
         return self.feed_many(char_uuid, [payload])
@@ -413,6 +435,8 @@ class DotDecoder(Decoder):
         the first notification; gaps inside the block raise nothing and are visible in ``t_s``.
         """
         char = char_uuid.lower()
+        if self._mode_error is not None:
+            raise self._mode_error
         m = self.mode
         if char != m.char_uuid:
             if char in PAYLOAD_SIZE:
@@ -622,6 +646,11 @@ class MovellaDot(Protocol):
 
     def stop_sequence(self) -> list[GattWrite]:
         return [GattWrite(MEASUREMENT_CONTROL_UUID, measurement_control(False, DEFAULT_MODE), response=True)]
+
+    def decoder_context(self, config: StreamConfig) -> dict[str, Any]:
+        """The decoder context matching :meth:`start_sequence` for ``config`` (payload mode and output rate)."""
+        mode = MODE_RATE_QUANTITIES_MAG if config.mag else MODE_RATE_QUANTITIES
+        return {"payload_mode": mode, "output_rate_hz": nearest_live_rate(config.rate_hz)}
 
     def decoder(self, **context: Any) -> DotDecoder:
         unknown = set(context) - set(self.spec.context_keys)

@@ -724,6 +724,10 @@ class PelvimonReference(Protocol):
     def stop_sequence(self) -> list[GattWrite]:
         return [GattWrite(RX_UUID, cmd_stop(2), response=True)]
 
+    def decoder_context(self, config: StreamConfig) -> dict[str, Any]:
+        """Nothing: the device's info frame (sent after START) gives the decoder its scales."""
+        return {}
+
     def decoder(self, **context: Any) -> PelvimonDecoder:
         unknown = set(context) - set(self.spec.context_keys)
         if unknown:

@@ -50,7 +50,11 @@ def _config(spec) -> StreamConfig:
 
 
 def _context(spec, config: StreamConfig) -> dict:
-    """Decoder context a client knows from the configuration it started (by the spec's key names)."""
+    """Decoder context a client knows from the configuration it started: the protocol's own
+    ``decoder_context(config)`` where it has one, else filled by the spec's key names."""
+    hook = getattr(registry.get(spec.name), "decoder_context", None)
+    if callable(hook):
+        return dict(hook(config))
     ctx: dict = {}
     for key in spec.context_keys:
         if key in ("sample_rate_hz", "rate_hz", "output_rate_hz"):

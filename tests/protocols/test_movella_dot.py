@@ -366,3 +366,26 @@ def test_encoder_needs_the_channels_of_the_mode() -> None:
     b = ImuBatch(t_s=np.arange(3) / 60, acc_mps2=np.zeros((3, 3)), gyr_rads=np.zeros((3, 3)))
     with pytest.raises(UnsupportedFrameError, match="quat_wxyz"):
         per.encode(b)
+
+
+def test_decoder_learns_mode_and_rate_from_the_client_writes() -> None:
+    dec = P.decoder()
+    for w in P.start_sequence(StreamConfig(rate_hz=20.0, mag=True)):
+        dec.observe_write(w.char_uuid, w.data)
+    assert dec.mode.number == 20 and dec.output_rate_hz == 20.0
+    assert P.decoder_context(StreamConfig(rate_hz=20.0, mag=True)) == {
+        "payload_mode": 20,
+        "output_rate_hz": 20,
+    }
+    raw = struct.pack("<I3f3f3h", 0, 0, 0, 9.8, 0, 0, 0, 1, 2, 3)
+    dec.feed(MEDIUM, raw + bytes(6))
+    assert (
+        dec.feed(MEDIUM, struct.pack("<I3f3f3h", 100_000, 0, 0, 9.8, 0, 0, 0, 1, 2, 3) + bytes(6))[0].n_lost
+        == 1
+    )
+    dec.observe_write(md.MEASUREMENT_CONTROL_UUID, bytes([1, 1, 17]))  # an SDK-only mode
+    with pytest.raises(UnsupportedFrameError, match="SDK"):
+        dec.feed(MEDIUM, raw + bytes(6))
+    dec.observe_write(md.BATTERY_UUID, b"\x01")  # ignored
+    dec.observe_write(md.MEASUREMENT_CONTROL_UUID, bytes([1, 1, 21]))
+    assert dec.mode.number == 21

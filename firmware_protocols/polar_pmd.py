@@ -1242,6 +1242,16 @@ class PolarPmd(Protocol):
             GattWrite(CP_UUID, stop_sdk_mode_command()),
         ]
 
+    def decoder_context(self, config: StreamConfig) -> dict[str, Any]:
+        """The decoder context for a stream started with ``start_sequence(config)``: the rate per stream."""
+        c = self.choose(config)
+        rates: dict[str, float] = {"acc": float(c.acc_hz)}
+        if c.gyr_hz is not None:
+            rates["gyro"] = float(c.gyr_hz)
+        if c.mag_hz is not None:
+            rates["mag"] = float(c.mag_hz)
+        return {"sample_rate_hz": rates}
+
     def decoder(self, **context: Any) -> PmdDecoder:
         known = {"factor", "previous_timestamp_ns", "sample_rate_hz", "config"}
         unknown = sorted(set(context) - known)

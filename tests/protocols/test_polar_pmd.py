@@ -621,3 +621,11 @@ COVERED_VECTORS = {
 def test_every_vector_in_the_file_is_tested(vectors):
     missing = set(vectors) - COVERED_VECTORS
     assert not missing, f"vectors without a test: {sorted(missing)}"
+
+
+def test_decoder_context_hook_gives_rates_per_stream():
+    ctx = pmd.PROTOCOL.decoder_context(StreamConfig(rate_hz=200, mag=True))
+    assert ctx == {"sample_rate_hz": {"acc": 208.0, "gyro": 208.0, "mag": 100.0}}
+    assert pmd.H10_PROTOCOL.decoder_context(StreamConfig(rate_hz=100)) == {"sample_rate_hz": {"acc": 100.0}}
+    b = pmd.PROTOCOL.decoder(**ctx).feed(DATA, _acc_frame(10_000_000_000, 5))[0]
+    np.testing.assert_allclose(np.diff(b.native["t_ns"].astype(np.int64)), 1e9 / 208, atol=1)

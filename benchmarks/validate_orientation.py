@@ -96,6 +96,7 @@ def simulator_validation(n_sims: int, seconds: float = 40.0) -> None:
     count = {"run": 0, "walk": 0}
     errs: dict[str, list[np.ndarray]] = {k: [] for k in ("tilt", "obliquity", "rotation", "cpd")}
     obl_rmse, tilt_rmse, cal_t = [], [], {"run": [], "walk": []}
+    mount_errs: dict[str, list[float]] = {"run": [], "walk": []}
     for i in range(n_sims):
         gait = "walk" if i % 4 == 3 else "run"
         me = tuple(float(v) for v in rng.uniform(-180, 180, 3))
@@ -119,6 +120,7 @@ def simulator_validation(n_sims: int, seconds: float = 40.0) -> None:
         expected = Rotation.from_euler("y", p.tilt_offset_deg, degrees=True) * rt
         mount_err = float(np.degrees((re_ * expected.inv()).magnitude()))
         cal_t[gait].append(cal.t_calibrated_s_ - tr.gait_start_s)
+        mount_errs[gait].append(mount_err)
         po = PelvisOrientation(p.rate_hz, qe)
         m = PelvisMotion.concat([po.update(b.t_s[k : k + 10], b.acc_mps2[k : k + 10], b.gyr_rads[k : k + 10]) for k in range(0, b.t_s.size, 10)])
         steps = [s for s in tr.steps if s.ramp >= 1.0 and s.t_ic_s > cal.t_calibrated_s_]
@@ -138,7 +140,9 @@ def simulator_validation(n_sims: int, seconds: float = 40.0) -> None:
     for g in ("run", "walk"):
         if count[g]:
             ct = np.asarray(cal_t[g])
-            print(f"forward/left sign right ({g}): {sign_ok[g]}/{count[g]}; calibrated {ct.mean():.1f} s (max {ct.max():.1f} s) after gait start")
+            me_ = np.asarray(mount_errs[g])
+            print(f"forward/left sign right ({g}): {sign_ok[g]}/{count[g]}; calibrated {ct.mean():.1f} s (max {ct.max():.1f} s) after gait start; "
+                  f"mount error mean {me_.mean():.2f} deg, max {me_.max():.2f} deg")
     for k, v in errs.items():
         a = np.asarray(v)
         name = "CPD error" if k == "cpd" else f"{k} range error per step"

@@ -81,6 +81,8 @@ class CalibrationParams:
         Smallest peak-to-peak of the low-passed vertical specific force in a used block, g.
     recheck_blocks : int
         Number of recent blocks whose forward direction is compared with the calibrated one.
+    gait_gravity_strides : float
+        Without any still period, gravity is taken from the mean specific force over this many strides.
     recheck_deg : float
         Angle between recent and calibrated forward directions above which ``forward_moved_`` is set, deg.
     max_step_s : float
@@ -97,13 +99,14 @@ class CalibrationParams:
     forward_strides: int = 6
     min_confidence: float = 0.5
     lowpass_hz: float = 6.0
-    step_high_g: float = 1.1
-    step_low_g: float = 0.9
+    step_high_g: float = 1.06
+    step_low_g: float = 0.94
     block_s: float = 2.0
     skip_steps: int = 4
     min_block_steps: int = 3
-    min_swing_g: float = 0.25
+    min_swing_g: float = 0.2
     recheck_blocks: int = 10
+    gait_gravity_strides: int = 10
     recheck_deg: float = 20.0
     max_step_s: float = 2.0
     flight_g: float = 0.4
@@ -212,6 +215,10 @@ class MountCalibration:
     state_ : {"waiting_for_stillness", "gravity_known", "calibrated"}
     gravity_sensor_ : ndarray, shape (3,), or None
         Unit vector up in the sensor frame (from the latest still period before calibration).
+    gravity_source_ : {"still", "gait"} or None
+        Where ``gravity_sensor_`` came from: a still period (angles relative to standing), or, when the
+        session has no still period, the mean specific force over ``gait_gravity_strides`` strides of
+        steady gait (angles then relative to the mean gait posture).
     forward_sensor_ : ndarray, shape (3,), or None
         Unit vector anterior in the sensor frame, once calibrated.
     mount_quat_wxyz_ : ndarray, shape (4,), or None
@@ -259,18 +266,20 @@ class MountCalibration:
         self._t_last_rise = -np.inf
         self._bout_steps = 0
         self._n_rises = 0
-        self._blk_pos = 0
         self._reset_block(ok=False)
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
         self._all_m = np.zeros((3, 3))  # sum of every used block's signed moment (offline estimate)
         self._all_rises = 0
+        self._gait_acc = np.zeros(3)
+        self._lp = np.zeros((0, 3))
         self._n_blocks = 0
         self._n_run_blocks = 0
         # results
         self.state_: CalibrationState = "waiting_for_stillness"
         self.gravity_sensor_: np.ndarray | None = None
+        self.gravity_source_: str | None = None
         self.forward_sensor_: np.ndarray | None = None
         self.mount_quat_wxyz_: np.ndarray | None = None
         self.t_calibrated_s_: float | None = None
@@ -357,7 +366,7 @@ class MountCalibration:
                 self._close_run()
         # A run still open at the chunk end is evaluated when it closes, or now if long enough already
         # (so the GUI's "stand still" prompt completes without waiting for movement).
-        if self._run_n and self.gravity_sensor_ is None:
+        if self._run_n and self.gravity_source_ != "still":
             self._evaluate_run(final=False)
 
     def _evaluate_run(self, final: bool) -> None:
@@ -370,6 +379,7 @@ class MountCalibration:
             return
         if self.state_ != "calibrated":
             self.gravity_sensor_ = mean / np.linalg.norm(mean)
+            self.gravity_source_ = "still"
             if self.state_ == "waiting_for_stillness":
                 self.state_ = "gravity_known"
         if final:
@@ -394,17 +404,9 @@ class MountCalibration:
         self._last_lp = lp[-1].copy()
         d = lp - prev
         n = t.shape[0]
-        up = self.gravity_sensor_
-        block_n = self._block_n
-        # Block ends (before sample b) on the global sample grid, independent of chunking.
-        first_end = block_n - self._blk_pos
-        ends = np.arange(first_end, n + 1, block_n) if first_end <= n else np.zeros(0, dtype=int)
-        if up is None:
-            self._blk_pos = (self._blk_pos + n) % block_n
-            if ends.size:
-                self._reset_block(ok=False)
-            return
-        av = lp[:, 0] * up[0] + lp[:, 1] * up[1] + lp[:, 2] * up[2]
+        # Steps are found on the norm of the low-passed specific force (dominated by its vertical part), so
+        # gait is analysed even before gravity is known (needed for the no-stillness fallback).
+        av = np.sqrt(lp[:, 0] * lp[:, 0] + lp[:, 1] * lp[:, 1] + lp[:, 2] * lp[:, 2])
         hi = av > p.step_high_g * G_MPS2
         lo = av < p.step_low_g * G_MPS2
         # Hysteresis without a Python loop: forward-fill the last decided level.
@@ -414,43 +416,61 @@ class MountCalibration:
         before = np.concatenate([[self._hyst], filled[:-1]])
         rises = np.flatnonzero((filled == 1) & (before == -1))
         self._hyst = int(filled[-1])
-        # Per-sample moment contributions a a'ᵀ; events (block ends first at equal index) in time order.
+        # Per-sample moment contributions a a'ᵀ, gathered into blocks of whole strides (an even number of
+        # steps, at least block_s long) that start and end at a step; the loop runs per step, not per sample.
         ccs = lp[:, :, None] * d[:, None, :]
-        events = sorted([(int(b), 0) for b in ends] + [(int(r), 1) for r in rises])
+        self._lp = lp
         cursor = 0
-        for k, kind in events:
-            if kind == 0:
-                self._add_segment(ccs, av, cursor, k)
-                cursor = k
-                self._finish_block(float(t[k - 1]) if k > 0 else float(t[0]), up)
-            else:
-                tr = float(t[k])
-                if tr - self._t_last_rise > p.max_step_s:
-                    self._bout_steps = 0  # (re)start of gait: the first steps are not steady yet
-                    self._blk_ok = False
-                self._t_last_rise = tr
-                self._bout_steps += 1
-                self._blk_rises += 1
-                self._n_rises += 1
-                self.n_strides_ = self._n_rises // 2
-        self._add_segment(ccs, av, cursor, n)
-        self._blk_pos = (self._blk_pos + n) % block_n
+        for r in rises.tolist():
+            cursor = self._advance(ccs, av, cursor, r)
+            tr = float(t[r])
+            if tr - self._t_last_rise > p.max_step_s:
+                self._bout_steps = 0  # (re)start of gait: the first steps are not steady yet
+                self._reset_block(ok=False, aligned=True)
+            elif not self._blk_aligned:
+                self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
+            elif self._blk_len >= self._block_n and self._blk_rises >= 2 and self._blk_rises % 2 == 0:
+                self._finish_block(tr)
+                self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
+            self._t_last_rise = tr
+            self._bout_steps += 1
+            self._blk_rises += 1
+            self._n_rises += 1
+            self.n_strides_ = self._n_rises // 2
+        self._advance(ccs, av, cursor, n)
+
+    def _advance(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> int:
+        """Add samples [i0, i1) to the current block; drop blocks that grow too long without a stride end."""
+        max_n = 3 * self._block_n
+        while i1 - i0 >= max_n - self._blk_len:
+            cut = i0 + max_n - self._blk_len
+            self._reset_block(ok=False, aligned=False)
+            i0 = cut
+        self._add_segment(ccs, av, i0, i1)
+        self._blk_len += i1 - i0
+        return i1
 
     def _add_segment(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> None:
         if i1 <= i0:
             return
         self._blk_m = _seq_sum(self._blk_m, ccs[i0:i1])
+        self._blk_a = _seq_sum(self._blk_a, self._lp[i0:i1])
+        self._blk_cnt += i1 - i0
         self._blk_vmin = min(self._blk_vmin, float(av[i0:i1].min()))
         self._blk_vmax = max(self._blk_vmax, float(av[i0:i1].max()))
 
-    def _reset_block(self, ok: bool) -> None:
+    def _reset_block(self, ok: bool, aligned: bool = False) -> None:
+        self._blk_len = 0
+        self._blk_aligned = aligned
         self._blk_m = np.zeros((3, 3))
+        self._blk_a = np.zeros(3)
+        self._blk_cnt = 0
         self._blk_vmin = np.inf
         self._blk_vmax = -np.inf
         self._blk_rises = 0
         self._blk_ok = ok
 
-    def _finish_block(self, t_end: float, up: np.ndarray) -> None:
+    def _finish_block(self, t_end: float) -> None:
         p = self._p
         used = (
             self._blk_ok
@@ -462,47 +482,62 @@ class MountCalibration:
             # Running (a flight phase: the vertical specific force nearly vanishes): braking while the
             # vertical force rises. Walking (pendular): the opposite phase, so the moment flips sign.
             m = self._blk_m if running else -self._blk_m
-            self._use_block(m, t_end, running, self._blk_rises, up)
-        self._reset_block(ok=self._bout_steps >= p.skip_steps)
+            self._use_block(m, t_end, running, self._blk_rises)
 
-    def _use_block(self, m: np.ndarray, t_end: float, running: bool, rises: int, up: np.ndarray) -> None:
+    def _use_block(self, m: np.ndarray, t_end: float, running: bool, rises: int) -> None:
         p = self._p
         self._n_blocks += 1
         self._n_run_blocks += int(running)
         self.running_fraction_ = self._n_run_blocks / self._n_blocks
         self._all_m = self._all_m + m
         self._all_rises += rises
-        if self.state_ != "calibrated":
-            self._blocks.append(m.copy())
-            self._block_rises.append(rises)
-            vs = [_forward_from_moment(x, up) for x in self._blocks]
-            norms = [float(np.linalg.norm(v)) for v in vs]
-            if min(norms) <= 0:
-                return
-            unit_sum = sum(v / nv for v, nv in zip(vs, norms, strict=True))
-            self.forward_confidence_ = float(np.linalg.norm(unit_sum)) / len(vs)
-            strides = sum(self._block_rises) / 2.0
-            if len(vs) >= 2 and strides >= p.forward_strides and self.forward_confidence_ >= p.min_confidence:
-                total = sum(vs)
-                self.forward_sensor_ = total / np.linalg.norm(total)
-                self.mount_quat_wxyz_ = _mount_from(up, self.forward_sensor_)
-                self.t_calibrated_s_ = t_end
-                self.state_ = "calibrated"
-                self._recent.extend(self._blocks)
-        else:
-            self._recent.append(m.copy())
-            if len(self._recent) >= min(p.recheck_blocks, 3):
-                recent = _forward_from_moment(sum(self._recent), up)
-                if self.forward_sensor_ is None:
-                    raise RuntimeError("internal: calibrated without a forward direction")
-                self.forward_recent_deg_ = _angle_deg(recent, self.forward_sensor_)
-                if self.forward_recent_deg_ > p.recheck_deg:
-                    self.forward_moved_ = True
+        if self.state_ == "calibrated":
+            self._recheck(m)
+            return
+        self._blocks.append(m.copy())
+        self._block_rises.append(rises)
+        self._gait_acc = self._gait_acc + self._blk_a
+        strides = sum(self._block_rises) / 2.0
+        if self.gravity_sensor_ is None or self.gravity_source_ == "gait":
+            if strides >= p.gait_gravity_strides:
+                # No still period: the mean specific force over whole strides of steady gait points up.
+                self.gravity_sensor_ = self._gait_acc / np.linalg.norm(self._gait_acc)
+                self.gravity_source_ = "gait"
+                self.state_ = "gravity_known"
+        up = self.gravity_sensor_
+        if up is None:
+            return
+        vs = [_forward_from_moment(x, up) for x in self._blocks]
+        norms = [float(np.linalg.norm(v)) for v in vs]
+        if min(norms) <= 0:
+            return
+        unit_sum = sum(v / nv for v, nv in zip(vs, norms, strict=True))
+        self.forward_confidence_ = float(np.linalg.norm(unit_sum)) / len(vs)
+        if len(vs) >= 2 and strides >= p.forward_strides and self.forward_confidence_ >= p.min_confidence:
+            total = sum(vs)
+            self.forward_sensor_ = total / np.linalg.norm(total)
+            self.mount_quat_wxyz_ = _mount_from(up, self.forward_sensor_)
+            self.t_calibrated_s_ = t_end
+            self.state_ = "calibrated"
+            self._recent.extend(self._blocks)
+
+    def _recheck(self, m: np.ndarray) -> None:
+        p = self._p
+        self._recent.append(m.copy())
+        up, fwd = self.gravity_sensor_, self.forward_sensor_
+        if up is None or fwd is None:
+            raise RuntimeError("internal: calibrated without gravity and forward")
+        if len(self._recent) >= min(p.recheck_blocks, 3):
+            recent = _forward_from_moment(sum(self._recent), up)
+            self.forward_recent_deg_ = _angle_deg(recent, fwd)
+            if self.forward_recent_deg_ > p.recheck_deg:
+                self.forward_moved_ = True
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
+    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_blk_a", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
     _SCALARS = (
-        "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_pos", "_blk_rises", "_blk_ok", "_all_rises",
+        "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
+        "_all_rises", "_blk_cnt", "gravity_source_",
         "_n_blocks", "_n_run_blocks", "_run_n", "_run_t0", "_run_t1", "state_", "t_calibrated_s_",
         "forward_confidence_", "n_strides_", "forward_moved_", "rate_hz_", "running_fraction_",
     )

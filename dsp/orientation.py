@@ -196,7 +196,7 @@ def _check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, 
 
 def _rotate(r: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``r @ v[k]`` for every row, written out so each element is computed the same way whatever N."""
-    out = np.empty_like(v)
+    out = np.empty((v.shape[0], 3))  # C order: vqf needs contiguous rows
     for i in range(3):
         out[:, i] = r[i, 0] * v[:, 0] + r[i, 1] * v[:, 1] + r[i, 2] * v[:, 2]
     return out
@@ -219,11 +219,11 @@ def _assemble(
     rel = rot - heading_lp
     rel = (rel + np.pi) % (2 * np.pi) - np.pi
     r = quat_to_matrix(q)
-    acc_w = np.empty_like(acc_p)
+    acc_w = np.empty((acc_p.shape[0], 3))
     for i in range(3):
         acc_w[:, i] = r[:, i, 0] * acc_p[:, 0] + r[:, i, 1] * acc_p[:, 1] + r[:, i, 2] * acc_p[:, 2]
     c, s = np.cos(heading_lp), np.sin(heading_lp)
-    acc_level = np.empty_like(acc_w)
+    acc_level = np.empty((acc_w.shape[0], 3))
     acc_level[:, 0] = c * acc_w[:, 0] + s * acc_w[:, 1]
     acc_level[:, 1] = -s * acc_w[:, 0] + c * acc_w[:, 1]
     acc_level[:, 2] = acc_w[:, 2]

@@ -53,7 +53,7 @@ def test_any_mounting_simulated_runner(use_gyro: bool) -> None:
         assert cal.t_calibrated_s_ < tr.gait_start_s + (14.0 if gait == "walk" else 10.0)
         assert cal.forward_confidence_ > 0.8
     assert max(errs["run"]) < 2.0, errs
-    assert max(errs["walk"]) < 4.0, errs
+    assert max(errs["walk"]) < 5.0, errs  # walking: fewer, noisier strides (see docs)
 
 
 def test_offline_uses_all_strides_and_matches_truth() -> None:
@@ -122,9 +122,9 @@ def _plain(x: object) -> bool:
 
 
 def test_states_without_stillness_or_without_gait() -> None:
-    s = synth_run(stand_s=3.0, run_s=8.0, seed=1)
+    s = synth_run(stand_s=3.0, run_s=4.0, seed=1)
     moving = s.t_s >= 3.0
-    # gait only, no standing: gravity never found
+    # a few steps of gait only, no standing: no gravity yet
     cal = MountCalibration().update(s.t_s[moving], s.acc_mps2[moving], s.gyr_rads[moving])
     assert cal.state_ == "waiting_for_stillness" and cal.gravity_sensor_ is None
     # standing only (2.5 s): gravity, no forward
@@ -136,6 +136,20 @@ def test_states_without_stillness_or_without_gait() -> None:
     short = s.t_s < 1.5
     cal = MountCalibration().update(s.t_s[short], s.acc_mps2[short], s.gyr_rads[short])
     assert cal.state_ == "waiting_for_stillness"
+
+
+def test_no_stillness_falls_back_to_the_mean_gait_posture() -> None:
+    """A session without any still period: gravity from the mean specific force over whole strides."""
+    r_true = Rotation.from_euler("xyz", [40, -70, 150], degrees=True)
+    q = r_true.as_quat()
+    q_true = np.array([q[3], q[0], q[1], q[2]])
+    s = synth_run(stand_s=0.0, run_s=16.0, mount_quat_wxyz=q_true, run_tilt_deg=5.0, noise_acc=0.1, seed=8)
+    cal = MountCalibration().update(s.t_s, s.acc_mps2, None)
+    assert cal.state_ == "calibrated" and cal.gravity_source_ == "gait"
+    # the frame is the mean running posture: standing frame tilted by the mean running tilt (5 deg); the
+    # tilt oscillation correlates with the vertical force, which biases the mean by a few degrees
+    assert _standing_frame_error_deg(cal.mount_quat_wxyz_, q_true, 5.0) < 3.5
+    assert _sign_right(cal.mount_quat_wxyz_, q_true)
 
 
 def test_recheck_flags_a_sensor_that_turned() -> None:

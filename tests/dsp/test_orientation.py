@@ -193,6 +193,13 @@ def test_bad_construction_is_a_clear_error(kwargs: dict, match: str) -> None:
         PelvisOrientation(**args)
 
 
+def test_any_memory_layout_is_accepted(run) -> None:
+    """Column-major input (as pandas gives) gives the same result as row-major."""
+    a = PelvisOrientation(200.0, MOUNT).update(run.t_s, run.acc_mps2, run.gyr_rads)
+    b = PelvisOrientation(200.0, MOUNT).update(run.t_s, np.asfortranarray(run.acc_mps2), np.asfortranarray(run.gyr_rads))
+    np.testing.assert_array_equal(a.obliquity_deg, b.obliquity_deg)
+
+
 def test_bad_chunk_is_a_clear_error() -> None:
     po = PelvisOrientation(200.0, [1, 0, 0, 0])
     with pytest.raises(ValueError, match="acc_mps2"):

@@ -439,17 +439,34 @@ class AsymmetryMonitor:
         )
         return make_asymmetries(p.metrics, t0, t1, sides, p.level, p.min_steps_per_side)
 
-    def update(self, steps: Iterable[Step]) -> list[Asymmetry]:
+    def update(self, steps: Iterable[Step], t_s: float | None = None) -> list[Asymmetry]:
         """Take new steps (time order) and return the current asymmetries, one per metric with enough data.
 
         The statistics are computed once per call, after all steps of the call are in. An empty list means
         not enough valid steps since the last reset.
+
+        Parameters
+        ----------
+        steps : iterable of Step
+            New steps, possibly none.
+        t_s : float, optional
+            Current session time, s. When given and the last initial contact is more than
+            ``max_step_interval_s`` old (the runner stopped), the windows restart now rather than at the next
+            step, so that a live display does not keep showing the asymmetry of a finished bout.
         """
         changed = False
         for step in steps:
             changed |= self._push(step)
         if changed:
             self.latest_ = self._compute()
+        if (
+            t_s is not None
+            and math.isfinite(self._last_ic_s)
+            and t_s - self._last_ic_s > self.params.max_step_interval_s
+        ):
+            if self._win["L"] or self._win["R"]:
+                self._restart()
+            self._last_ic_s = math.nan
         return list(self.latest_.values())
 
 

@@ -233,3 +233,17 @@ def test_session_stats_pool_autocorrelation_within_bouts_only() -> None:
 def test_params_reject_bad_values(kw: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(kw)).split("_")[0]):
         AsymmetryParams(**kw)
+
+
+def test_a_stop_clears_the_windows_when_the_time_is_given() -> None:
+    p = AsymmetryParams(max_step_interval_s=2.0)
+    steps = make_steps(60, seed=12)
+    mon = AsymmetryMonitor(p)
+    t_last = steps[-1].t_ic_s
+    assert mon.update(steps, t_s=t_last + 0.5)  # still running
+    assert mon.update([], t_s=t_last + 1.9) and mon.n_resets_ == 0
+    assert mon.update([], t_s=t_last + 2.1) == [] and mon.n_resets_ == 1  # stopped: nothing stale is shown
+    # the next bout starts from empty windows, without a second reset
+    again = make_steps(20, seed=13, t0=t_last + 30.0)
+    mon.update(again)
+    assert mon.n_resets_ == 1 and all(a.t_start_s >= again[0].t_ic_s for a in mon.latest_.values())

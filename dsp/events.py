@@ -78,6 +78,10 @@ class EventParams:
         No new IC within this fraction of the current step period after an IC.
     standing_after_s : float
         Gait state becomes standing when no IC came for ``max(standing_after_s, 2.5 step periods)``.
+    recover_frac, recover_g : float
+        Missed-step recovery: when no rise crossed the trigger level within 1.4 step periods of the last
+        IC, the first rise above ``recover_frac`` of the envelope (at least ``recover_g`` g) after 0.6 step
+        periods is taken.
     fwd_drop_g : float
         Smallest braking drop of the forward force after heel strike for the walking IC refinement, g.
     ac_window_s : float
@@ -90,16 +94,18 @@ class EventParams:
     lowpass_hz: float = 30.0
     gravity_hz: float = 0.3
     trigger_g: float = 0.05
-    trigger_frac: float = 0.5
+    trigger_frac: float = 0.6
     envelope_s: float = 1.5
     confirm_s: float = 0.05
     onset_window_s: float = 0.15
     flight_g: float = 0.4
     min_step_s: float = 0.25
     max_step_s: float = 1.2
-    refractory_frac: float = 0.6
+    refractory_frac: float = 0.75
     standing_after_s: float = 2.0
     fwd_drop_g: float = 0.1
+    recover_frac: float = 0.3
+    recover_g: float = 0.02
     ac_window_s: float = 3.0
     ac_step_ratio: float = 0.6
 
@@ -185,7 +191,7 @@ class GaitEventDetector:
         self._n_conf = max(2, int(round(p.confirm_s * fs)))
         self._n_onset = max(2, int(round(p.onset_window_s * fs)))
         self._n_back = max(2, int(round(0.04 * fs)))
-        self._n_conf_walk = max(self._n_conf, int(round(0.16 * fs)))
+        self._n_conf_walk = max(self._n_conf, int(round(0.32 * fs)))
         self._n_env = max(2, int(round(p.envelope_s * fs)))
         self.reset()
 
@@ -199,6 +205,7 @@ class GaitEventDetector:
         self._last_ic: tuple[int, float, int] | None = None  # (index, frac index, steepest index)
         self._intervals: list[float] = []
         self._ac_period = float("nan")
+        self._recovered_ic = -1
         self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
         self._bout_start = True
         self.state_: GaitState = "standing"
@@ -362,11 +369,33 @@ class GaitEventDetector:
             seg = ext[k0:]
             lv = lvl[k0:]
             up = np.flatnonzero((seg[:-1] < lv[1:]) & (seg[1:] >= lv[1:]))
-            if up.size == 0:
+            i_trig = start + int(up[0]) if up.size else -1
+            # missed-step recovery: with a known step period, a step whose rise stayed under the trigger
+            # level is searched with a lower level inside the window where it must be
+            dl = self._recovery_deadline()
+            if dl is not None and (i_trig < 0 or i_trig > dl):
+                if n_avail <= dl + self._confirm_n():
+                    self._scan = start
+                    return
+                self._recovered_ic = self._last_ic[0] if self._last_ic is not None else -1
+                w0 = max(start, (self._last_ic[0] if self._last_ic else 0) + self._min_gap_n())
+                env_prev = np.concatenate([[ext[0]], env[:-1]])
+                low = np.maximum(p.recover_g * G_MPS2, p.recover_frac * env_prev)
+                a, b = w0 - 1 - lo, dl - lo
+                if b > a + 1:
+                    sg, lw = ext[a:b], low[a:b]
+                    upl = np.flatnonzero((sg[:-1] < lw[1:]) & (sg[1:] >= lw[1:]))
+                    if upl.size:
+                        i_low = w0 + int(upl[0])
+                        self._scan = i_low + 1
+                        self._check_standing(i_low)
+                        self._on_trigger(i_low)
+                        continue
+                continue
+            if i_trig < 0:
                 self._scan = n_avail
                 self._check_standing(n_avail)
                 return
-            i_trig = start + int(up[0])
             # a bout ends (standing) if no rise came for long enough before this one
             self._check_standing(i_trig)
             if i_trig + self._confirm_n() >= n_avail:
@@ -387,7 +416,13 @@ class GaitEventDetector:
         s_m = float(slope[k])
         a_m = float(w[k + 1])
         fl = self._ring.get(m - self._n_onset, m + 1)[:, _AF]
-        j_b = int(np.argmin(fl))
+        if walking:
+            # walking: the trough right before the rise (heel strike ends a short dip of a_v)
+            rising = np.flatnonzero(np.diff(fl) <= 0)
+            j_b = int(rising[-1]) + 1 if rising.size else 0
+        else:
+            # running: the flight floor
+            j_b = int(np.argmin(fl))
         floor = float(fl[j_b])
         i_floor = m - (fl.shape[0] - 1) + j_b
         if s_m <= 0:
@@ -414,6 +449,16 @@ class GaitEventDetector:
         self._last_ic = (i_ic, f_ic, m)
         self._ac_period = self._autocorr_period(i_trig + self._n_conf)
 
+    def _recovery_deadline(self) -> int | None:
+        """Last sample where the next IC may be (1.4 step periods after the last one), or None."""
+        if self._last_ic is None or not np.isfinite(self._ac_period) or self._recovered_ic == self._last_ic[0]:
+            return None
+        return self._last_ic[0] + int(round(1.4 * self._ac_period * self._fs))
+
+    def _min_gap_n(self) -> int:
+        per = self._ac_period if np.isfinite(self._ac_period) else 0.0
+        return int(round(max(0.6 * per, 0.8 * self._p.min_step_s) * self._fs))
+
     def _confirm_n(self) -> int:
         """Look-ahead after a trigger: longer while walking, where the forward force refines the IC."""
         return self._n_conf_walk if self.state_ == "walking" else self._n_conf
@@ -423,8 +468,8 @@ class GaitEventDetector:
         the sharp braking drop that follows heel strike, searched around the vertical estimate ``f_ic``."""
         fs = self._fs
         c = int(round(f_ic))
-        i0 = c - int(round(0.12 * fs))
-        i1 = c + int(round(0.10 * fs))
+        i0 = c - int(round(0.10 * fs))
+        i1 = c + int(round(0.25 * fs))
         x = self._ring.get(i0 - 2, i1 + 3)[:, _AP]
         if x.shape[0] != i1 - i0 + 5 or not np.all(np.isfinite(x)):
             return None

@@ -1,0 +1,196 @@
+"""What the review window shows, read and computed without Qt: steps, alerts, pelvis angles, statistics.
+
+A session file gives its decoded samples and the steps and alerts recorded live; a CSV gives samples only.
+The samples are run through the streaming gait pipeline once (for the angle traces, and for the steps when
+the file has none); asymmetry and alerts come from :func:`pelvimon.analysis.analyze_steps`, the code
+``pelvimon analyze`` uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pelvimon.analysis import SESSION_SUFFIXES, CsvOptions, SessionAnalysis, analyze_steps, load_batches
+from pelvimon.dsp.records import Alert, Step
+from pelvimon.errors import PelvimonError
+from pelvimon.firmware_protocols.batch import ImuBatch
+
+TABLE_METRICS: tuple[tuple[str, str, float, int], ...] = (
+    ("cpd_deg", "Pelvic drop, CPD (deg)", 1.0, 1),
+    ("contact_time_s", "Contact time (ms)", 1000.0, 0),
+    ("flight_time_s", "Flight time (ms)", 1000.0, 0),
+    ("step_time_s", "Step time (ms)", 1000.0, 0),
+    ("cadence_spm", "Cadence (steps/min)", 1.0, 0),
+    ("obliquity_range_deg", "Obliquity range (deg)", 1.0, 1),
+    ("tilt_range_deg", "Tilt range (deg)", 1.0, 1),
+    ("rotation_range_deg", "Rotation range (deg)", 1.0, 1),
+    ("vertical_oscillation_cm", "Vertical oscillation (cm)", 1.0, 1),
+    ("impact_g", "Impact (g)", 1.0, 2),
+)
+"""Metrics of the statistics table: Step field, label with unit, display scale, decimals."""
+
+MIN_LATERALITY_CONFIDENCE = 0.8
+
+
+@dataclass(eq=False)
+class ReviewData:
+    """One session ready for review.
+
+    Attributes
+    ----------
+    name : str
+        File name.
+    steps : list of Step
+    steps_source : {"recorded", "computed"}
+        Whether the steps were recorded live or computed from the samples now.
+    alerts : list of Alert
+    analysis : SessionAnalysis
+    t_s, tilt_deg, obliquity_deg, rotation_deg : ndarray, shape (N,)
+        Pelvis angles on session time (NaN before calibration); empty without samples.
+    duration_s : float
+    """
+
+    name: str
+    steps: list[Step]
+    steps_source: str
+    alerts: list[Alert]
+    analysis: SessionAnalysis
+    t_s: np.ndarray
+    tilt_deg: np.ndarray
+    obliquity_deg: np.ndarray
+    rotation_deg: np.ndarray
+    duration_s: float
+
+    def step_arrays(self) -> dict[str, np.ndarray]:
+        """Per-step columns: ``t_ic_s``, ``is_left``, ``usable`` and every float field of ``Step``."""
+        out: dict[str, np.ndarray] = {}
+        for name in Step.field_names():
+            if name in ("side", "gap"):
+                continue
+            out[name] = np.array([getattr(s, name) for s in self.steps], dtype=np.float64)
+        out["is_left"] = np.array([s.side == "L" for s in self.steps], dtype=bool)
+        out["usable"] = np.array(
+            [(not s.gap) and s.laterality_confidence >= MIN_LATERALITY_CONFIDENCE for s in self.steps], dtype=bool
+        )
+        return out
+
+    def range_stats(self, t0: float, t1: float) -> dict[str, dict[str, tuple[float, float, int]]]:
+        """Per metric and side ("L"/"R"): (mean, SD, n) of the usable steps with ``t0 <= t_ic_s <= t1``."""
+        cols = self.step_arrays()
+        if not self.steps:
+            return {m: {"L": (math.nan, math.nan, 0), "R": (math.nan, math.nan, 0)} for m, *_ in TABLE_METRICS}
+        sel = cols["usable"] & (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1)
+        out: dict[str, dict[str, tuple[float, float, int]]] = {}
+        for metric, *_ in TABLE_METRICS:
+            per: dict[str, tuple[float, float, int]] = {}
+            for side, mask in (("L", cols["is_left"]), ("R", ~cols["is_left"])):
+                v = cols[metric][sel & mask]
+                v = v[np.isfinite(v)]
+                mean = float(v.mean()) if v.size else math.nan
+                sd = float(v.std(ddof=1)) if v.size > 1 else math.nan
+                per[side] = (mean, sd, int(v.size))
+            out[metric] = per
+        return out
+
+    def angles_between(self, t0: float, t1: float) -> tuple[np.ndarray, ...]:
+        """``(t_s, tilt, obliquity, rotation)`` with ``t0 <= t_s <= t1`` (views)."""
+        i0 = int(np.searchsorted(self.t_s, t0, side="left"))
+        i1 = int(np.searchsorted(self.t_s, t1, side="right"))
+        return self.t_s[i0:i1], self.tilt_deg[i0:i1], self.obliquity_deg[i0:i1], self.rotation_deg[i0:i1]
+
+
+def _read_session(path: Path) -> tuple[list[ImuBatch], list[Step], list[Alert]]:
+    from pelvimon.sensors.session_file import SessionFileError, SessionReader
+
+    batches: list[ImuBatch] = []
+    steps: list[Step] = []
+    alerts: list[Alert] = []
+    try:
+        for it in SessionReader(path).items():
+            if isinstance(it, ImuBatch):
+                batches.append(it)
+            elif isinstance(it, Step):
+                steps.append(it)
+            elif isinstance(it, Alert):
+                alerts.append(it)
+    except SessionFileError as exc:
+        raise PelvimonError(str(exc)) from None
+    return batches, steps, alerts
+
+
+def _rate_hz(batches: list[ImuBatch]) -> float:
+    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
+    dt = np.concatenate(dts) if dts else np.zeros(0)
+    dt = dt[dt > 0]
+    if dt.size == 0:
+        raise PelvimonError("cannot tell the sample rate: the file needs at least two increasing times")
+    return 1.0 / float(np.median(dt))
+
+
+def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any = None) -> ReviewData:
+    """Read a session file (``.mcap``) or a CSV and prepare everything the review shows.
+
+    Raises
+    ------
+    PelvimonError
+        Missing or unreadable file, or one without samples and steps (one line).
+    """
+    from pelvimon.dsp.pipeline import GaitPipeline
+
+    p = Path(path)
+    recorded_steps: list[Step] = []
+    if p.suffix.lower() in SESSION_SUFFIXES and p.is_file():
+        batches, recorded_steps, _recorded_alerts = _read_session(p)
+    else:
+        batches = load_batches(p, csv)
+    if not batches and not recorded_steps:
+        raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review")
+    parts_t: list[np.ndarray] = []
+    parts_a: list[np.ndarray] = []
+    computed: list[Step] = []
+    if batches and any(b.acc_mps2 is not None for b in batches):
+        pipe = GaitPipeline(_rate_hz(batches))
+        for b in batches:
+            if b.acc_mps2 is None or not len(b):
+                continue
+            out = pipe.update(b)
+            m = out.motion
+            if m is not None and len(m):
+                parts_t.append(m.t_s)
+                parts_a.append(
+                    np.column_stack(
+                        [
+                            np.where(m.valid, m.tilt_deg, np.nan),
+                            np.where(m.valid, m.obliquity_deg, np.nan),
+                            np.where(m.valid, m.rotation_deg, np.nan),
+                        ]
+                    )
+                )
+        pipe.finish()
+        computed = list(pipe.steps_)
+    t = np.concatenate(parts_t) if parts_t else np.zeros(0)
+    ang = np.concatenate(parts_a) if parts_a else np.zeros((0, 3))
+    steps = recorded_steps if recorded_steps else computed
+    source = "recorded" if recorded_steps else "computed"
+    t_end = float(batches[-1].t_s[-1]) if batches and len(batches[-1]) else None
+    t_start = float(batches[0].t_s[0]) if batches and len(batches[0]) else 0.0
+    analysis = analyze_steps(steps, config, name=p.name, t_end_s=t_end)
+    if t_end is None:
+        t_end = analysis.quality.duration_s
+    return ReviewData(
+        name=p.name,
+        steps=steps,
+        steps_source=source,
+        alerts=analysis.alerts,
+        analysis=analysis,
+        t_s=t,
+        tilt_deg=ang[:, 0].copy(),
+        obliquity_deg=ang[:, 1].copy(),
+        rotation_deg=ang[:, 2].copy(),
+        duration_s=float(t_end - t_start),
+    )

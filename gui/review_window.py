@@ -1,0 +1,313 @@
+"""Session review: per-step metrics over the whole session by side, a selectable time range with its pelvis
+angle traces, per-side statistics and distributions, the alerts, and export of the per-step table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from pelvimon.analysis import steps_csv_text
+
+from .review_data import TABLE_METRICS, ReviewData
+from .widgets import ANGLE_COLORS, LEFT, RIGHT, configure_pyqtgraph, pen, side_legend, style_plot
+
+TIMELINE = (
+    ("cpd_deg", "CPD (deg)", 1.0),
+    ("contact_time_s", "Contact (ms)", 1000.0),
+    ("cadence_spm", "Cadence (spm)", 1.0),
+)
+
+
+def _fmt(v: float, digits: int) -> str:
+    return f"{v:.{digits}f}" if math.isfinite(v) else "–"
+
+
+def _alpha(color: str, a: int) -> tuple[int, int, int, int]:
+    c = pg.mkColor(color)
+    return (c.red(), c.green(), c.blue(), a)
+
+
+class ReviewWindow(QtWidgets.QMainWindow):
+    """Review of one session (see module docstring).
+
+    Parameters
+    ----------
+    data : ReviewData
+        From :func:`pelvimon.gui.review_data.load_review`.
+    """
+
+    def __init__(self, data: ReviewData) -> None:
+        super().__init__()
+        configure_pyqtgraph()
+        self.data = data
+        self.setWindowTitle(f"pelvimon review — {data.name}")
+        self.cols = data.step_arrays()
+        central = QtWidgets.QWidget()
+        self.setCentralWidget(central)
+        outer = QtWidgets.QVBoxLayout(central)
+
+        self.summary = QtWidgets.QLabel(self._summary_text())
+        self.summary.setWordWrap(True)
+        font = self.summary.font()
+        font.setPointSize(11)
+        self.summary.setFont(font)
+        outer.addWidget(self.summary)
+
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        outer.addWidget(split, 1)
+
+        # -- timeline of per-step metrics, one row per metric, shared time axis, one synced region each
+        self.timeline = pg.GraphicsLayoutWidget()
+        self.timeline_plots: list[pg.PlotItem] = []
+        self.timeline_points: dict[tuple[str, str], pg.ScatterPlotItem] = {}
+        self.regions: list[pg.LinearRegionItem] = []
+        first: pg.PlotItem | None = None
+        for row, (metric, label, scale) in enumerate(TIMELINE):
+            p = self.timeline.addPlot(row=row, col=0)
+            last = row == len(TIMELINE) - 1
+            style_plot(p, left=label, bottom="Session time (s)" if last else None)
+            if not last:
+                p.getAxis("bottom").setStyle(showValues=False)
+            for side, color in (("L", LEFT), ("R", RIGHT)):
+                mask = self.cols["usable"] & (self.cols["is_left"] == (side == "L"))
+                x = self.cols["t_ic_s"][mask] if self.data.steps else np.zeros(0)
+                y = self.cols[metric][mask] * scale if self.data.steps else np.zeros(0)
+                ok = np.isfinite(y)
+                sc = pg.ScatterPlotItem(
+                    x=x[ok], y=y[ok], size=5, symbol="o", brush=pg.mkBrush(color), pen=pg.mkPen(color)
+                )
+                p.addItem(sc)
+                self.timeline_points[(metric, side)] = sc
+            if first is None:
+                first = p
+                side_legend(
+                    p,
+                    [
+                        (self.timeline_points[(metric, "L")], "left stance"),
+                        (self.timeline_points[(metric, "R")], "right stance"),
+                    ],
+                    offset=(-5, 5),
+                )
+            else:
+                p.setXLink(first)
+            region = pg.LinearRegionItem(
+                values=self._default_range(), brush=pg.mkBrush(80, 80, 80, 40), pen=pen("#555555")
+            )
+            region.setZValue(-10)
+            p.addItem(region)
+            region.sigRegionChanged.connect(self._region_moved)
+            self.regions.append(region)
+            self.timeline_plots.append(p)
+        split.addWidget(self.timeline)
+
+        # -- lower part: traces | distributions | stats, alerts, export
+        lower = QtWidgets.QWidget()
+        low = QtWidgets.QHBoxLayout(lower)
+        low.setContentsMargins(0, 0, 0, 0)
+        self.traces = pg.PlotWidget()
+        tp = self.traces.getPlotItem()
+        style_plot(tp, left="Angle (deg)", bottom="Session time (s)", title="Pelvis angles in the selected range")
+        legend = tp.addLegend(offset=(5, -5), labelTextSize="9pt", colCount=3)
+        legend.setBrush(pg.mkBrush(255, 255, 255))
+        self.trace_curves = {}
+        for key, name in (
+            ("tilt", "tilt (anterior +)"),
+            ("obliquity", "obliquity (left up +)"),
+            ("rotation", "rotation (to left +)"),
+        ):
+            c = tp.plot(pen=pen(ANGLE_COLORS[key]), name=name)
+            c.setDownsampling(auto=True, method="peak")
+            c.setClipToView(True)
+            self.trace_curves[key] = c
+        self.trace_ic = {
+            side: pg.ScatterPlotItem(size=8, symbol=sym, brush=pg.mkBrush(color), pen=pg.mkPen(color))
+            for side, color, sym in (("L", LEFT, "t1"), ("R", RIGHT, "t"))
+        }
+        for sc in self.trace_ic.values():
+            tp.addItem(sc)
+        low.addWidget(self.traces, 3)
+
+        hist_box = QtWidgets.QVBoxLayout()
+        self.hists: dict[str, pg.PlotWidget] = {}
+        self.hist_curves: dict[tuple[str, str], pg.PlotDataItem] = {}
+        for metric, label, scale in (("cpd_deg", "CPD (deg)", 1.0), ("contact_time_s", "Contact time (ms)", 1000.0)):
+            w = pg.PlotWidget()
+            hp = w.getPlotItem()
+            style_plot(hp, left="Steps", bottom=label, title=f"Distribution by side: {label.split(' (')[0]}")
+            for side, color in (("L", LEFT), ("R", RIGHT)):
+                c = pg.PlotDataItem(
+                    [0, 1], [0], stepMode="center", fillLevel=0, brush=pg.mkBrush(*_alpha(color, 90)), pen=pen(color)
+                )
+                hp.addItem(c)
+                self.hist_curves[(metric, side)] = c
+            self.hists[metric] = w
+            hist_box.addWidget(w)
+            w.setProperty("scale", scale)
+        low.addLayout(hist_box, 2)
+
+        right = QtWidgets.QVBoxLayout()
+        self.range_label = QtWidgets.QLabel("")
+        right.addWidget(self.range_label)
+        self.table = QtWidgets.QTableWidget(len(TABLE_METRICS), 3)
+        self.table.setHorizontalHeaderLabels(["Left: mean ± SD (n)", "Right: mean ± SD (n)", "L − R"])
+        self.table.setVerticalHeaderLabels([lab for _, lab, _, _ in TABLE_METRICS])
+        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        right.addWidget(self.table, 3)
+        right.addWidget(QtWidgets.QLabel(f"Alerts ({len(data.alerts)}):"))
+        self.alert_list = QtWidgets.QListWidget()
+        self.alert_list.setWordWrap(True)
+        for a in data.alerts:
+            end = "end of session" if a.t_end_s is None else f"{a.t_end_s:.0f} s"
+            item = QtWidgets.QListWidgetItem(f"{a.t_start_s:.0f} s – {end}: {a.message}")
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, (a.t_start_s, a.t_end_s))
+            item.setToolTip(a.message)
+            self.alert_list.addItem(item)
+        if not data.alerts:
+            self.alert_list.addItem("No left/right asymmetry alert in this session.")
+        self.alert_list.itemClicked.connect(self._alert_clicked)
+        right.addWidget(self.alert_list, 1)
+        self.export_button = QtWidgets.QPushButton("Export per-step table (CSV)...")
+        self.export_button.clicked.connect(self._export_clicked)
+        right.addWidget(self.export_button)
+        low.addLayout(right, 4)
+        split.addWidget(lower)
+        split.setSizes([380, 420])
+        self.resize(1500, 900)
+        self._region_moved(self.regions[0])
+
+    # ------------------------------------------------------------------ content
+    def _summary_text(self) -> str:
+        d = self.data
+        a = d.analysis
+        n_l = sum(1 for s in d.steps if s.side == "L")
+        n_r = len(d.steps) - n_l
+        ss = a.side_stats.get("cpd_deg")
+        cpd = ""
+        if ss is not None:
+            cpd = (
+                f" &nbsp; Pelvic drop: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
+                f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>."
+            )
+        return (
+            f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
+            f"({n_l} left, {n_r} right; {d.steps_source}), cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
+            f"{len(d.alerts)} alert(s).{cpd}<br>Drag the grey band (or click an alert) to choose the range "
+            "shown below."
+        )
+
+    def _default_range(self) -> tuple[float, float]:
+        d = self.data
+        if d.alerts:
+            t0 = d.alerts[0].t_start_s
+            return (t0, t0 + 8.0)
+        t = self.cols["t_ic_s"] if d.steps else d.t_s
+        if t.size == 0:
+            return (0.0, 20.0)
+        mid = float(np.nanmedian(t))
+        return (mid - 4.0, mid + 4.0)
+
+    def selected_range(self) -> tuple[float, float]:
+        lo, hi = self.regions[0].getRegion()
+        return float(lo), float(hi)
+
+    def set_range(self, t0: float, t1: float) -> None:
+        """Select ``[t0, t1]`` (s) in every timeline plot."""
+        self.regions[0].setRegion((t0, t1))
+
+    def _region_moved(self, region: pg.LinearRegionItem) -> None:
+        lo, hi = region.getRegion()
+        for r in self.regions:
+            if r is not region:
+                r.blockSignals(True)
+                r.setRegion((lo, hi))
+                r.blockSignals(False)
+        self._show_range(float(lo), float(hi))
+
+    def _show_range(self, t0: float, t1: float) -> None:
+        d = self.data
+        t, tilt, obl, rot = d.angles_between(t0, t1)
+        self.trace_curves["tilt"].setData(t, tilt)
+        self.trace_curves["obliquity"].setData(t, obl)
+        self.trace_curves["rotation"].setData(t, rot)
+        cols = self.cols
+        if d.steps:
+            sel = (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1)
+            for side in ("L", "R"):
+                m = sel & (cols["is_left"] == (side == "L"))
+                x = cols["t_ic_s"][m]
+                y = np.interp(x, t, obl) if t.size else np.zeros(0)
+                ok = np.isfinite(y)
+                self.trace_ic[side].setData(x=x[ok], y=y[ok])
+        stats = d.range_stats(t0, t1)
+        for row, (metric, _, scale, digits) in enumerate(TABLE_METRICS):
+            lm, lsd, ln = stats[metric]["L"]
+            rm, rsd, rn = stats[metric]["R"]
+            cells = [
+                f"{_fmt(lm * scale, digits)} ± {_fmt(lsd * scale, digits)} ({ln})",
+                f"{_fmt(rm * scale, digits)} ± {_fmt(rsd * scale, digits)} ({rn})",
+                _fmt((lm - rm) * scale, digits),
+            ]
+            for col, text in enumerate(cells):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+                if col < 2:
+                    item.setForeground(pg.mkBrush(LEFT if col == 0 else RIGHT))
+                self.table.setItem(row, col, item)
+        self.range_stats = stats
+        n = sum(stats["cpd_deg"][s][2] for s in ("L", "R"))
+        self.range_label.setText(f"<b>Selected range {t0:.1f} – {t1:.1f} s</b> ({n} usable steps)")
+        for metric, w in self.hists.items():
+            scale = float(w.property("scale"))
+            m_sel = cols["usable"] & (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1) if d.steps else None
+            vals = {}
+            for side in ("L", "R"):
+                if m_sel is None:
+                    vals[side] = np.zeros(0)
+                    continue
+                v = cols[metric][m_sel & (cols["is_left"] == (side == "L"))] * scale
+                vals[side] = v[np.isfinite(v)]
+            both = np.concatenate([vals["L"], vals["R"]])
+            if both.size:
+                lo, hi = float(both.min()), float(both.max())
+                if hi - lo < 1e-9:
+                    lo, hi = lo - 0.5, hi + 0.5
+                edges = np.linspace(lo, hi, 16)
+            else:
+                edges = np.array([0.0, 1.0])
+            for side in ("L", "R"):
+                counts, _ = np.histogram(vals[side], bins=edges)
+                self.hist_curves[(metric, side)].setData(edges, counts)
+
+    def _alert_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
+        span = item.data(QtCore.Qt.ItemDataRole.UserRole)
+        if not span:
+            return
+        t0, t1 = span
+        t1 = t0 + 20.0 if t1 is None else min(t1, t0 + 60.0)
+        self.set_range(t0, t1)
+
+    # ------------------------------------------------------------------ export
+    def export_csv(self, path: str | Path) -> Path:
+        """Write the per-step table (all steps) to ``path``."""
+        p = Path(path)
+        p.write_text(steps_csv_text(self.data.steps), encoding="utf-8")
+        return p
+
+    def _export_clicked(self) -> None:
+        default = str(Path(self.data.name).with_suffix("").name) + "-steps.csv"
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export per-step table", default, "CSV (*.csv)")
+        if path:
+            try:
+                self.export_csv(path)
+            except OSError as exc:
+                QtWidgets.QMessageBox.warning(self, "Export failed", f"{path}: {exc}")
+                return
+            self.statusBar().showMessage(f"Exported {len(self.data.steps)} steps to {path}", 8000)

@@ -1,0 +1,161 @@
+"""``pelvimon live``: the live dashboard of one sensor (Qt window, or ``--headless`` in the terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pelvimon.errors import PelvimonError, UsageError
+
+NAME = "live"
+ORDER = 20
+HELP = "live dashboard of a sensor: pelvis angles, pelvic drop per side, cadence, alerts (GUI or --headless)"
+DESCRIPTION = (
+    "Connect to a sensor and show, live, the pelvis angles of the last 10 s with foot contacts by side, the "
+    "pelvic drop (CPD) and ground contact time of each stance side, the cadence and its trend, and left/right "
+    "asymmetry alerts in plain words. Stand still for 5 s first (calibration), then run. The session is "
+    "recorded to a session file (in the user data folder unless -o is given; --no-record to switch it off). "
+    "--headless shows the same numbers in the terminal (works over SSH and without a terminal: plain lines); "
+    "Ctrl-C ends the session cleanly. Without --sensor, the window lets you scan and pick a sensor."
+)
+
+
+def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str = "") -> None:
+    """The options ``live`` and ``demo`` share."""
+    parser.add_argument("--rate", type=float, metavar="HZ", help="sample rate to ask the sensor for (nearest supported)")
+    parser.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record the session to a session file (default: on)",
+    )
+    parser.add_argument("-o", "--output", metavar="FILE.mcap", help="session file to write (default: a new file "
+                        "named after the date and --name in the user data folder)")
+    parser.add_argument("--name", default=default_name, metavar="NAME", help="session name (used in file names)")
+    parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds (wall clock)")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="save the window as PNG when quitting")
+    parser.add_argument("--headless", action="store_true", help="terminal dashboard instead of the window")
+    parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows (see pelvimon/default_config.toml)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sensor",
+        metavar="SPEC",
+        help="sensor address or advertised name (optionally ?protocol=NAME), or emulated:PROTOCOL?key=value... "
+        "(default: scan and pick in the window)",
+    )
+    add_session_arguments(parser)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
+    if args.rate is not None and not args.rate > 0:
+        raise UsageError(f"--rate must be > 0 Hz, got {args.rate:g}")
+    if args.screenshot is not None:
+        if Path(args.screenshot).suffix.lower() != ".png":
+            raise UsageError(f"--screenshot {args.screenshot}: give a file name ending in .png")
+        if args.headless:
+            raise UsageError("--screenshot needs the window: leave out --headless")
+    if args.output is not None:
+        if not args.record:
+            raise UsageError("-o/--output and --no-record contradict each other")
+        out = Path(args.output)
+        if out.suffix.lower() != ".mcap":
+            raise UsageError(f"-o {out}: session files end in .mcap")
+        if out.exists():
+            raise PelvimonError(f"{out}: already exists; choose another name (sessions are never overwritten)")
+        if not out.parent.exists() and str(out.parent) not in ("", "."):
+            raise PelvimonError(f"{out.parent}: no such folder; create it first")
+
+
+def _validate_spec(spec: str) -> None:
+    from pelvimon.sensors.spec import SpecError, parse_spec
+
+    try:
+        parse_spec(spec)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def make_factory(args: argparse.Namespace) -> Any:
+    """``factory(spec, name, record) -> SessionEngine`` for the window's Connect button and the CLI."""
+    from pelvimon.config import load_config
+    from pelvimon.engine import SessionEngine
+    from pelvimon.sensors.spec import open_source
+
+    config = load_config(args.config)
+    rate = args.rate
+    output = Path(args.output) if args.output else None
+    used_output = {"done": False}
+
+    def factory(spec: str, name: str, record: bool) -> Any:
+        _validate_spec(spec)
+        record_to = None
+        if record and output is not None and not used_output["done"]:
+            record_to = output
+            used_output["done"] = True
+        engine = SessionEngine(lambda: open_source(spec, rate_hz=rate), record_to=record_to, config=config, name=name)
+        engine.set_recording(record)
+        return engine
+
+    return factory
+
+
+def _report_recordings(paths: list[Path]) -> None:
+    for p in paths:
+        print(f"session recorded to {p}")
+    if paths:
+        print(f"review it with: pelvimon review {paths[-1]}")
+
+
+def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> int:
+    """Run ``live``/``demo``: the window or the terminal dashboard, then say where the recording is."""
+    _check(args)
+    if spec is not None:
+        _validate_spec(spec)
+    factory = make_factory(args)
+    rate_hint = max(args.rate or 208.0, 208.0)
+    if args.headless:
+        if spec is None:
+            raise UsageError("--headless needs --sensor SPEC (scan with: pelvimon scan)")
+        from pelvimon.dashboard import run_headless
+
+        engine = factory(spec, args.name, args.record)
+        run_headless(engine, seconds=args.seconds, title=title, rate_hz=rate_hint)
+        _report_recordings(list(engine.recordings))
+        if engine.error:
+            raise PelvimonError(f"the session ended with an error: {engine.error}")
+        return 0
+
+    from pelvimon.gui.app import ensure_app, run_window
+    from pelvimon.gui.live_window import LiveWindow
+
+    ensure_app()
+    engine = factory(spec, args.name, args.record) if spec is not None else None
+    window = LiveWindow(
+        engine,
+        engine_factory=factory,
+        rate_hz=rate_hint,
+        record=args.record,
+        sensor_text=spec or "",
+        name=args.name,
+        title=title,
+    )
+    run_window(window, seconds=args.seconds, screenshot=args.screenshot, before_quit=window.tick)
+    window.stop_engine()
+    _report_recordings(window.recordings)
+    if args.screenshot:
+        print(f"screenshot saved to {args.screenshot}")
+    err = getattr(window.engine, "error", None)
+    if err:
+        print(f"pelvimon: the session ended with an error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_session(args, args.sensor, title="pelvimon live")

@@ -1,0 +1,77 @@
+"""``pelvimon review``: a recorded session or a CSV in a window (timeline, ranges, distributions, alerts)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pelvimon.errors import PelvimonError, UsageError
+
+NAME = "review"
+ORDER = 50
+HELP = "review a recorded session (.mcap) or a CSV: per-step metrics by side, angle traces, alerts, export"
+DESCRIPTION = (
+    "Open a session file or an IMU CSV. The top shows per-step pelvic drop, contact time and cadence over the "
+    "whole session, left stance in blue and right stance in orange. Drag the grey band to choose a range: the "
+    "pelvis angles of that range, per-side statistics and distributions appear below. Alerts are listed "
+    "(click one to jump to it). Steps recorded live are used as they are; a CSV (or a session without steps) "
+    "is analysed first. --export writes the per-step table as CSV (and quits unless --screenshot is given)."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="session file (.mcap) or CSV")
+    parser.add_argument("--export", metavar="FILE.csv", help="write the per-step table to FILE.csv")
+    parser.add_argument("--screenshot", metavar="FILE.png", help="save the window as PNG and quit")
+    parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds")
+    parser.add_argument("--range", nargs=2, type=float, metavar=("T0", "T1"), help="select this range (s)")
+    parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows for the alerts")
+    parser.add_argument("--columns", metavar="MAP", help="CSV column names, e.g. t_s=time,acc_x_mps2=ax,...")
+    parser.add_argument("--acc-unit", choices=("mps2", "g"), default="mps2", help="CSV accelerometer unit")
+    parser.add_argument("--gyr-unit", choices=("rads", "dps"), default="rads", help="CSV gyroscope unit")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pelvimon.analysis import CsvOptions
+    from pelvimon.config import load_config
+
+    if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
+        raise UsageError(f"--screenshot {args.screenshot}: give a file name ending in .png")
+    if args.seconds is not None and not args.seconds > 0:
+        raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
+    if args.range is not None and not args.range[1] > args.range[0]:
+        raise UsageError("--range T0 T1 needs T1 > T0 (seconds)")
+    columns = None
+    if args.columns:
+        from pelvimon.sensors.csv_source import CsvFormatError, parse_columns_option
+
+        try:
+            columns = parse_columns_option(args.columns)
+        except CsvFormatError as exc:
+            raise UsageError(str(exc)) from None
+    config = load_config(args.config)
+    from pelvimon.gui.review_data import load_review
+
+    data = load_review(args.file, csv=CsvOptions(columns, args.acc_unit, args.gyr_unit), config=config)
+    if args.export:
+        out = Path(args.export)
+        if out.parent and not out.parent.exists() and str(out.parent) not in ("", "."):
+            raise PelvimonError(f"{out.parent}: no such folder; create it first")
+        from pelvimon.analysis import steps_csv_text
+
+        out.write_text(steps_csv_text(data.steps), encoding="utf-8")
+        print(f"wrote {len(data.steps)} steps to {out}")
+        if args.screenshot is None and args.seconds is None:
+            return 0
+
+    from pelvimon.gui.app import ensure_app, run_window
+    from pelvimon.gui.review_window import ReviewWindow
+
+    ensure_app()
+    window = ReviewWindow(data)
+    if args.range is not None:
+        window.set_range(*args.range)
+    run_window(window, seconds=args.seconds, screenshot=args.screenshot)
+    if args.screenshot:
+        print(f"screenshot saved to {args.screenshot}")
+    return 0

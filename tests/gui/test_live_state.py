@@ -1,0 +1,135 @@
+"""The Qt-free state behind the live views: ring buffers, per-side summaries, alerts, terminal dashboard."""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _feed import FeedEngine, sim_events  # noqa: E402
+
+from pelvimon.dashboard import LiveState, RingBuffer, render_rich, run_headless  # noqa: E402
+from pelvimon.dsp.records import Step  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 50),
+    chunks=st.lists(st.integers(0, 120), min_size=1, max_size=30),
+)
+def test_ring_buffer_view_is_the_last_rows_in_order(capacity: int, chunks: list[int]) -> None:
+    ring = RingBuffer(capacity, 2)
+    fed = np.zeros((0, 2))
+    k = 0
+    for n in chunks:
+        rows = np.column_stack([np.arange(k, k + n), -np.arange(k, k + n)]).astype(float)
+        k += n
+        ring.extend(rows)
+        fed = np.vstack([fed, rows])
+        np.testing.assert_array_equal(ring.view(), fed[-capacity:] if len(fed) else fed)
+    assert ring.total == k
+
+
+def test_ring_buffer_never_reallocates() -> None:
+    ring = RingBuffer(100, 3)
+    buf = ring._buf
+    for _ in range(50):
+        ring.extend(np.random.default_rng(0).normal(size=(37, 3)))
+    assert ring._buf is buf
+
+
+def _ingested() -> tuple[LiveState, tuple]:
+    events = sim_events()
+    state = LiveState(rate_hz=208.0)
+    state.ingest(events[:-20])  # before the final flush, which ends the alerts
+    return state, events[:-20]
+
+
+def test_angles_are_what_the_engine_sent() -> None:
+    state, events = _ingested()
+    motions = [e.motion for e in events if type(e).__name__ == "MotionChunk"]
+    t = np.concatenate([m.t_s for m in motions])
+    obl = np.concatenate([np.where(m.valid, m.obliquity_deg, np.nan) for m in motions])
+    a = state.recent_angles()
+    n = a.shape[0]
+    assert n > 0.9 * 208 * state.angle_window_s
+    np.testing.assert_array_equal(a[:, 0], t[-n:])
+    np.testing.assert_array_equal(a[:, 2], obl[-n:])
+    assert a[-1, 0] - a[0, 0] <= state.angle_window_s
+
+
+def test_side_summaries_match_the_steps() -> None:
+    state, events = _ingested()
+    steps = [e for e in events if isinstance(e, Step)]
+    ok = [s for s in steps if not s.gap and s.laterality_confidence >= 0.8 and math.isfinite(s.cpd_deg)]
+    cpd = state.side_summary("cpd_deg")
+    for side in ("L", "R"):
+        vals = [s.cpd_deg for s in ok if s.side == side][-20:]
+        assert cpd[side].n == len(vals)
+        assert cpd[side].mean == np.mean(vals)
+        assert cpd[side].latest == vals[-1]
+    # the simulated runner: 8 deg in left stance, 4 deg in right stance
+    assert abs(cpd["L"].mean - 8.0) < 1.0 and abs(cpd["R"].mean - 4.0) < 1.0
+    assert 160 < state.cadence_now() < 180
+
+
+def test_alerts_start_and_end() -> None:
+    events = sim_events()
+    state = LiveState()
+    seen: list[tuple[str, bool]] = []
+    state.alert_listeners.append(lambda a, on: seen.append((a.metric, on)))
+    state.ingest(events[:-20])
+    assert "cpd_deg" in state.active_alerts
+    assert "LEFT" in state.alert_text()
+    state.ingest(events[-20:])  # end of session: every alert ends
+    assert state.active_alerts == {}
+    assert ("cpd_deg", True) in seen and ("cpd_deg", False) in seen
+
+
+def test_calibration_prompt_follows_the_pipeline() -> None:
+    events = sim_events()
+    cal = [e for e in events if type(e).__name__ == "CalibrationEvent"]
+    state = LiveState()
+    assert state.calibration_prompt == ""
+    state.ingest([type(cal[0])(0.0, "waiting_for_stillness")])
+    assert "Stand still" in state.calibration_prompt
+    state.ingest(cal)
+    assert cal[-1].state == "calibrated"
+    assert state.calibration_prompt == ""
+
+
+def test_headless_without_tty_prints_lines_and_stops_the_engine() -> None:
+    eng = FeedEngine()
+    out = io.StringIO()
+    eng_events = sim_events()
+
+    # push everything up front; the dashboard drains it during its first refresh
+    def start() -> None:
+        FeedEngine.start(eng)
+        eng.push(list(eng_events[:-20]))
+
+    eng.start = start  # type: ignore[method-assign]
+    state = run_headless(eng, seconds=0.6, out=out, tty=False, refresh_hz=20, line_every_s=0.2)
+    text = out.getvalue()
+    assert eng.stopped == 1
+    assert "ALERT: Left stance" in text
+    assert "cadence" in text and "CPD L" in text
+    assert len(text.strip().splitlines()) >= 3
+    assert state.active_alerts
+
+
+def test_rich_panel_renders() -> None:
+    from rich.console import Console
+
+    state, _ = _ingested()
+    console = Console(file=io.StringIO(), width=120, force_terminal=False)
+    console.print(render_rich(state))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "pelvic drop" in text and "ALERT" in text and "LEFT" in text

@@ -51,12 +51,12 @@ MAX_SAMPLES = 20_000_000
 _DEFAULT_CADENCE = {"run": 170.0, "walk": 110.0}
 _DEFAULT_DUTY = {"run": 0.70, "walk": 1.20}
 # Peak horizontal accelerations of the sacrum driven by the ground reaction (m/s²).
-_AP_ACC = {"run": 3.0, "walk": 1.5}
+_AP_ACC = {"run": 4.0, "walk": 1.5}
 _ML_ACC = {"run": 1.5, "walk": 0.8}
 # Running impact transient: a half-sine of this fraction of the contact, with this weight against the active
 # half-sine (whose peak is 1).
-_IMPACT_FRAC = 0.12
-_IMPACT_WEIGHT = 0.5
+_IMPACT_FRAC = 0.18
+_IMPACT_WEIGHT = 0.8
 # Walking: per-foot vertical force shape sin(pi u) + w3 sin(3 pi u) (the double-humped "M").
 _WALK_W3 = 0.35
 # Obliquity peak (the CPD knot) as a fraction of the contact; obliquity at IC as a fraction of the drop.

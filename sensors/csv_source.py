@@ -107,13 +107,13 @@ class _Layout:
 
         self.index: dict[str, int] = {}
         for key in (TIME_COLUMN, *ACC_COLUMNS):
-            i = where(key)
-            if i is None:
+            found_at = where(key)
+            if found_at is None:
                 raise CsvFormatError(
                     f"{name}: line {header_line}: no column {mapping.get(key, key)!r} for {key} (found: {found}); "
                     "rename the header or map names with --columns t_s=...,acc_x_mps2=...,..."
                 )
-            self.index[key] = i
+            self.index[key] = found_at
         gyr = [where(k) for k in GYR_COLUMNS]
         explicit = any(k in mapping for k in GYR_COLUMNS)
         if all(i is not None for i in gyr):

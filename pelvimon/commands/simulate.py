@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pelvimon.errors import PelvimonError, UsageError
+
+if TYPE_CHECKING:
+    from pelvimon.sensors.simulator import SimParams
 
 NAME = "simulate"
 ORDER = 80
@@ -115,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--ideal", action="store_true", help="both --no-noise and --no-variability")
 
 
-def _params(args: argparse.Namespace):  # -> SimParams (import kept inside run paths)
+def _params(args: argparse.Namespace) -> SimParams:
     from pelvimon.sensors.simulator import SimParams, SimParamsError
 
     try:

@@ -232,16 +232,12 @@ def compare_sides(
 
 
 def _welch_arrays(
-    lm: np.ndarray,
-    lsd: np.ndarray,
-    ln: np.ndarray,
-    lneff: np.ndarray,
-    rm: np.ndarray,
-    rsd: np.ndarray,
-    rn: np.ndarray,
-    rneff: np.ndarray,
+    left: Sequence[np.ndarray],
+    right: Sequence[np.ndarray],
     level: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lm, lsd, ln, lneff = left
+    rm, rsd, rn, rneff = right
     diff = lm - rm
     with np.errstate(invalid="ignore", divide="ignore"):
         vl = lsd**2 / lneff
@@ -266,9 +262,9 @@ def welch_interval(left: SideStats, right: SideStats, level: float = 0.95) -> tu
     bounds when a side has fewer than 2 values.
     """
     d, lo, hi = _welch_arrays(
-        *(np.array([v]) for v in (left.mean, left.sd, left.n, left.n_eff)),
-        *(np.array([v]) for v in (right.mean, right.sd, right.n, right.n_eff)),
-        level=level,
+        [np.array([v], dtype=np.float64) for v in (left.mean, left.sd, left.n, left.n_eff)],
+        [np.array([v], dtype=np.float64) for v in (right.mean, right.sd, right.n, right.n_eff)],
+        level,
     )
     return float(d[0]), float(lo[0]), float(hi[0])
 
@@ -300,7 +296,7 @@ def make_asymmetries(
         for k in (0, 1)
         for f in ("mean", "sd", "n", "n_eff")
     ]
-    diff, lo, hi = _welch_arrays(*cols, level=level)
+    diff, lo, hi = _welch_arrays(cols[:4], cols[4:], level)
     out: dict[str, Asymmetry] = {}
     for j, (metric, (left, right)) in enumerate(zip(metrics, sides, strict=True)):
         if left.n < min_n or right.n < min_n:

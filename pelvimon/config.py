@@ -283,5 +283,5 @@ def load_baseline(path: str | Path) -> Baseline:
             _side_from(where, f"metrics.{m}.left", lr.get("left")),
             _side_from(where, f"metrics.{m}.right", lr.get("right")),
         )
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
-    return Baseline(stats=stats, meta=meta)
+    meta = doc.get("meta")
+    return Baseline(stats=stats, meta=meta if isinstance(meta, dict) else {})

@@ -226,3 +226,43 @@ def test_load_batches_rejects_directories_and_reads_csv(recordings: dict) -> Non
         load_batches(recordings["dir"])
     (b,) = load_batches(recordings["dir"] / "sym.csv", CsvOptions())
     assert len(b) == len(recordings["sym"].batch)
+
+
+def test_session_file_input(recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A session file's decoded batches are analysed like the samples themselves, gaps included."""
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    b = recordings["asym"].batch
+    n = len(b)
+    chunks = [b.slice(i, min(i + 2000, n)) for i in range(0, n, 2000)]
+    k = len(chunks) // 2
+    after = chunks[k]
+    chunks[k] = ImuBatch(t_s=after.t_s[100:], acc_mps2=after.acc_mps2[100:], gyr_rads=after.gyr_rads[100:],
+                         gap_before=True, n_lost=100, time_base=after.time_base)  # fmt: skip
+    path = tmp_path / "s.mcap"
+    with SessionWriter(path, SourceInfo(name="sim", protocol="pelvimon", rate_hz=200.0)) as w:
+        for c in chunks:
+            w.write_batch(c)
+    code, out, err = run_cli(capsys, str(path), "--json")
+    assert code == 0, err
+    doc = no_nan(out)
+    direct = analyze_batches(chunks, name="s.mcap").to_json()
+    assert doc["quality"] == direct["quality"] and doc["quality"]["n_samples_lost"] == 100
+    assert doc["quality"]["n_batches_after_gap"] == 1 and doc["quality"]["n_steps_gap"] >= 1
+    assert doc["steps"] == direct["steps"]
+    assert [a["side"] for a in doc["alerts"] if a["metric"] == "cpd_deg"][:1] == ["L"]
+
+
+def test_session_file_without_samples_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    path = tmp_path / "empty.mcap"
+    with SessionWriter(path, SourceInfo(name="sim", protocol="pelvimon", rate_hz=200.0)):
+        pass
+    code, _, err = run_cli(capsys, str(path))
+    assert code == 1 and "no decoded samples" in err and err.count("\n") == 1
+    (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
+    code, _, err = run_cli(capsys, str(tmp_path / "junk.mcap"))
+    assert code == 1 and "junk.mcap" in err and err.count("\n") == 1

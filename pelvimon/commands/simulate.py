@@ -187,11 +187,14 @@ def run(args: argparse.Namespace) -> int:
         cad = 60.0 / mean([st.step_time_s for st in full]) if full else float("nan")
         cpd_l = mean([st.cpd_deg for st in full if st.side == "L"])
         cpd_r = mean([st.cpd_deg for st in full if st.side == "R"])
-        print(
-            f"simulated {params.seconds:g} s at {params.rate_hz:g} Hz ({len(sim.batch)} samples), {params.gait}: "
-            f"{len(steps)} steps (L {n_l}, R {len(steps) - n_l}), cadence {cad:.1f} spm, "
-            f"CPD L {cpd_l:.1f} / R {cpd_r:.1f} deg"
-        )
+        head = f"simulated {params.seconds:g} s at {params.rate_hz:g} Hz ({len(sim.batch)} samples), {params.gait}: "
+        if steps:
+            print(
+                head + f"{len(steps)} steps (L {n_l}, R {len(steps) - n_l}), cadence {cad:.1f} spm, "
+                f"CPD L {cpd_l:.1f} / R {cpd_r:.1f} deg"
+            )
+        else:
+            print(head + "no complete step (the session ends while standing or in the first step)")
         if written:
             print("wrote " + ", ".join(written))
         else:

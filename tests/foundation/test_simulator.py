@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.integrate import cumulative_trapezoid
 from scipy.spatial.transform import Rotation
 
@@ -371,3 +373,34 @@ def test_simulator_source_paces_in_real_time() -> None:
         return loop.time() - t0
 
     assert 0.25 < asyncio.run(run()) < 1.5
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    gait=st.sampled_from(["run", "walk"]),
+    cadence=st.floats(60.0, 240.0),
+    cpd=st.tuples(st.floats(0.0, 25.0), st.floats(0.0, 25.0)),
+    asym=st.floats(-10.0, 10.0),
+    euler=st.tuples(*[st.floats(-180.0, 180.0)] * 3),
+    errors=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
+def test_any_valid_parameters_give_consistent_truth(gait, cadence, cpd, asym, euler, errors, seed) -> None:
+    try:
+        p = SimParams(
+            seconds=12.0, stand_s=1.0, gait=gait, cadence_spm=cadence, cpd_left_deg=cpd[0], cpd_right_deg=cpd[1],
+            step_time_asymmetry_pct=asym, mount_euler_deg=euler, errors=errors, seed=seed,
+        )  # fmt: skip
+    except SimParamsError:
+        return  # e.g. a walking cadence whose default contact leaves no room for the asymmetry
+    sim = simulate(p)
+    b, tr = sim.batch, sim.truth
+    assert np.isfinite(b.acc_mps2).all() and np.isfinite(b.gyr_rads).all()
+    assert (np.diff(b.t_s) > 0).all()
+    assert tr.steps
+    for s in tr.steps:
+        sel = (tr.t_s >= s.t_ic_s) & (tr.t_s <= s.t_fc_s)
+        sign = 1.0 if s.side == "L" else -1.0
+        drop = sign * (tr.obliquity_deg[sel] - np.interp(s.t_ic_s, tr.t_s, tr.obliquity_deg))
+        assert drop.max() == pytest.approx(s.cpd_deg, abs=0.05)
+        assert (s.flight_time_s > 0) == (gait == "run")

@@ -56,6 +56,10 @@ class OrientationParams:
     warmup_s : float
         Samples in the first ``warmup_s`` after start or :meth:`PelvisOrientation.reset` are flagged
         invalid while the filter settles, s.
+    settle_s : float
+        If the stream starts (or restarts after :meth:`PelvisOrientation.reset`) in motion, VQF's first
+        inclination comes from a disturbed accelerometer sample and needs a few ``tau_acc_s`` to
+        converge: samples stay invalid until VQF has detected rest once or ``settle_s`` has passed, s.
     tau_acc_s : float
         VQF accelerometer time constant ``tauAcc``, s.
     motion_bias_estimation : bool
@@ -67,6 +71,7 @@ class OrientationParams:
     heading_cutoff_hz: float = 0.15
     heading_order: int = 4
     warmup_s: float = 0.5
+    settle_s: float = 10.0
     tau_acc_s: float = 3.0
     motion_bias_estimation: bool = True
     rest_bias_estimation: bool = True
@@ -79,8 +84,8 @@ class OrientationParams:
             raise ValueError(f"heading_cutoff_hz must be in (0, {0.5 * rate_hz}) Hz, got {self.heading_cutoff_hz}")
         if self.heading_order < 2 or self.heading_order % 2:
             raise ValueError(f"heading_order must be an even number >= 2, got {self.heading_order}")
-        if self.warmup_s < 0 or self.tau_acc_s <= 0:
-            raise ValueError("warmup_s must be >= 0 and tau_acc_s > 0")
+        if self.warmup_s < 0 or self.settle_s < 0 or self.tau_acc_s <= 0:
+            raise ValueError("warmup_s and settle_s must be >= 0 and tau_acc_s > 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +109,8 @@ class PelvisMotion:
     gyr_pelvis_rads : ndarray, shape (N, 3), or None
         Angular rate in the pelvis frame, rad/s; ``None`` without a gyroscope.
     valid : ndarray, shape (N,), bool
-        The angles are meaningful (gyroscope present, filter settled).
+        The angles are meaningful: gyroscope present, ``warmup_s`` passed, and the filter has settled (a
+        rest was detected since the start, or ``settle_s`` passed).
     """
 
     t_s: np.ndarray
@@ -291,13 +297,27 @@ class PelvisOrientation:
         self._r_mount = quat_to_matrix(self._q_mount)
         self._sos = _heading_sos(p, float(rate_hz))
         self._warmup_n = int(round(p.warmup_s * float(rate_hz)))
-        self.reset()
+        self._settle_n = int(round(p.settle_s * float(rate_hz)))
+        self.reset(keep_bias=False)
 
-    def reset(self) -> None:
-        """Forget all filter state (after a gap or a reconnect); the next chunk starts afresh."""
+    def reset(self, keep_bias: bool = True) -> None:
+        """Restart the filter (after a gap or a reconnect); the next chunk starts afresh.
+
+        Parameters
+        ----------
+        keep_bias : bool
+            Carry the gyroscope bias estimate (and its uncertainty) into the new filter: the sensor is the
+            same, and a bias learnt at rest keeps the restarted inclination accurate even if the stream
+            resumes in motion.
+        """
+        old = getattr(self, "_vqf", None)
         self._vqf = vqf.VQF(1.0 / float(self.rate_hz), **_vqf_kwargs(self._p))
+        if keep_bias and old is not None:
+            bias, sigma = old.getBiasEstimate()
+            self._vqf.setBiasEstimate(np.asarray(bias, dtype=np.float64), float(sigma))
         self._zi: np.ndarray | None = None
         self._n = 0
+        self._n_settled: int | None = None  # sample index at which VQF first detected rest
         self.n_samples_ = 0
 
     def update(self, t_s: Any, acc_mps2: Any, gyr_rads: Any) -> PelvisMotion:
@@ -338,7 +358,13 @@ class PelvisOrientation:
         self._zi = np.stack([zi1, zi2])
         cs_lp = 2.0 * lp1 - lp2
         heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
-        valid = (self._n + np.arange(n)) >= self._warmup_n
+        idx = self._n + np.arange(n)
+        if self._n_settled is None:
+            rest = np.flatnonzero(out["restDetected"])
+            if rest.size:
+                self._n_settled = self._n + int(rest[0])
+        settled_at = self._settle_n if self._n_settled is None else min(self._n_settled, self._settle_n)
+        valid = (idx >= self._warmup_n) & (idx >= settled_at)
         self._n += n
         self.n_samples_ = self._n
         return _assemble(t, q, heading_lp, acc_p, gyr_p, valid)
@@ -348,6 +374,7 @@ class PelvisOrientation:
         return {
             "version": _STATE_VERSION,
             "n": int(self._n),
+            "n_settled": self._n_settled,
             "vqf": self._vqf.state,
             "heading_zi": None if self._zi is None else self._zi.tolist(),
         }
@@ -356,10 +383,11 @@ class PelvisOrientation:
         """Continue from a state returned by :meth:`save_state` of an estimator with the same parameters."""
         if not isinstance(d, dict) or d.get("version") != _STATE_VERSION:
             raise ValueError("not a PelvisOrientation state (missing or unknown 'version')")
-        self.reset()
+        self.reset(keep_bias=False)
         self._vqf.state = d["vqf"]
         self._zi = None if d["heading_zi"] is None else np.asarray(d["heading_zi"], dtype=np.float64)
         self._n = int(d["n"])
+        self._n_settled = None if d["n_settled"] is None else int(d["n_settled"])
         self.n_samples_ = self._n
         return self
 

@@ -160,13 +160,22 @@ def test_save_restore_continues_identically(run) -> None:
         b.restore_state({"nope": 1})
 
 
-def test_reset_restarts_warmup(run) -> None:
-    po = PelvisOrientation(200.0, MOUNT, OrientationParams(warmup_s=0.5))
-    m1 = po.update(run.t_s[:300], run.acc_mps2[:300], run.gyr_rads[:300])
-    assert not m1.valid[:100].any() and m1.valid[100:].all()
+def test_valid_after_rest_or_settling_time_and_again_after_reset(run) -> None:
+    # standing start: valid once VQF has seen rest (restMinT 1.5 s), well before settle_s
+    po = PelvisOrientation(200.0, MOUNT, OrientationParams(warmup_s=0.5, settle_s=10.0))
+    m = po.update(run.t_s, run.acc_mps2, run.gyr_rads)
+    first = run.t_s[np.argmax(m.valid)]
+    assert 0.5 <= first < 2.5 and m.valid[run.t_s >= first].all()
+    # restart in motion (no rest to see): invalid for settle_s, then valid
     po.reset()
-    m2 = po.update(run.t_s[300:600], run.acc_mps2[300:600], run.gyr_rads[300:600])
-    assert not m2.valid[:100].any() and m2.valid[100:].all()
+    moving = run.t_s >= 4.0
+    m2 = po.update(run.t_s[moving], run.acc_mps2[moving], run.gyr_rads[moving])
+    t2 = run.t_s[moving] - 4.0
+    assert not m2.valid[t2 < 9.99].any() and m2.valid[t2 >= 10.0].all()
+    # and the settled angles are right
+    late = t2 >= 10.0
+    err = m2.obliquity_deg[late] - run.obliquity_deg[moving][late]
+    assert np.sqrt(np.mean(err**2)) < 0.5
 
 
 # ---------------------------------------------------------------- accelerometer only, bad input

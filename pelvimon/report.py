@@ -201,7 +201,8 @@ def figure_cpd_steps(a: SessionAnalysis) -> str:
             ax.axvline(s.t_ic_s, color="black", lw=0.8, ls=":")
     ax.set_xlabel("session time (s)")
     ax.set_ylabel("CPD (°)")
-    ax.legend(loc="upper right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -318,7 +319,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         + ("n/a" if not math.isfinite(share) else f"{100 * share:.1f} %")
         + ".",
     ]
-    return '<ul id="quality">' + "".join(f"<li>{_e(x)}</li>" for x in items) + "</ul>"
+    return '<ul id="quality">' + "".join(f"<li>{_e(x.replace('nan', 'n/a'))}</li>" for x in items) + "</ul>"
 
 
 def _meaning_html(a: SessionAnalysis) -> str:
@@ -390,7 +391,10 @@ def render_report(
         f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for the left/right "
         f"comparison), mean cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
         "<h2>Left and right</h2>",
-        _summary_table(a),
+        _summary_table(a)
+        if s["n_steps_used"]
+        else "<p>No steps to compare: the analysis found no walking or running steps with a known side "
+        "(see the data quality section).</p>",
     ]
     bal = a.contact_time_balance()
     if bal is not None:

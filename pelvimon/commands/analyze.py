@@ -121,11 +121,18 @@ def print_report(analysis: Any) -> None:
     q = analysis.quality
     s = analysis.summary()
     con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)
+    cad = s["cadence_spm"]
     con.print(
         f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for left/right), "
-        f"cadence {s['cadence_spm']:.1f} steps/min",
+        f"cadence {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
         markup=False,
     )
+    if not s["n_steps_used"]:
+        con.print(
+            "No steps to compare: the pipeline found no walking or running steps with a known side "
+            "(see the data quality below).",
+            markup=False,
+        )
     lvl = round(100 * analysis.config.asymmetry.level)
     t = Table(title="Left / right (whole session)", title_justify="left")
     for col in ("metric", "left mean ± SD (n)", "right mean ± SD (n)", f"L−R [{lvl} % CI]", "SI"):
@@ -145,7 +152,8 @@ def print_report(analysis: Any) -> None:
             ci,
             si,
         )
-    con.print(t)
+    if s["n_steps_used"]:
+        con.print(t)
     bal = analysis.contact_time_balance()
     if bal is not None:
         con.print(
@@ -190,4 +198,4 @@ def print_report(analysis: Any) -> None:
         f"({100 * q.share_steps_flagged:.1f} % flagged); {q.n_steps_no_angles} without pelvis angles",
     ]
     for line in lines:
-        con.print("  " + line, markup=False)
+        con.print("  " + line.replace("nan", "n/a"), markup=False)

@@ -169,19 +169,43 @@ def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, time_base="session")
 
 
-def _fast_parse(raw: bytes, skip: int, layout: _Layout) -> np.ndarray | None:
-    """pandas' C parser over the lines after the first ``skip``; None if anything looks wrong (the reference
-    parser then names the line)."""
+def _rows_have_header_width(raw: bytes, start: int, ncols: int) -> bool:
+    """Vectorised check that every non-blank line after byte ``start`` has ``ncols`` fields (no quotes or
+    comments in the data: those files go to the reference parser)."""
+    if start >= len(raw):
+        return True
+    if raw.find(b"#", start) >= 0 or raw.find(b'"', start) >= 0:
+        return False
+    body = np.frombuffer(raw, dtype=np.uint8, offset=start)
+    newlines = np.flatnonzero(body == ord("\n"))
+    starts = np.r_[0, newlines + 1]
+    ends = np.r_[newlines, body.size]
+    commas = np.flatnonzero(body == ord(","))
+    n_commas = np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
+    odd = np.flatnonzero(n_commas != ncols - 1)
+    if (n_commas[odd] != 0).any():
+        return False
+    # lines without a comma are fine only when blank (a few, normally: the end of the file)
+    return all(not raw[start + a : start + b].strip() for a, b in zip(starts[odd], ends[odd], strict=True))
+
+
+def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarray | None:
+    """pandas' C parser over the lines after the first ``skip`` (byte ``start``); None if anything looks wrong
+    (the reference parser then names the line)."""
     import io
 
     import pandas as pd
 
+    extra = len(layout.names) > len(layout.cols)
+    if extra and not _rows_have_header_width(raw, start, len(layout.names)):
+        return None
     try:
         frame = pd.read_csv(
             io.BytesIO(raw),
             header=None,
             skiprows=skip,
             sep=",",
+            usecols=sorted(layout.cols) if extra else None,
             dtype=np.float64,
             comment="#",
             skip_blank_lines=True,
@@ -190,11 +214,12 @@ def _fast_parse(raw: bytes, skip: int, layout: _Layout) -> np.ndarray | None:
         )
     except Exception:  # noqa: BLE001 - any parser complaint: let the reference parser name the line
         return None
-    if frame.shape[1] != len(layout.names) or frame.shape[0] == 0:
+    if frame.shape[0] == 0 or (not extra and frame.shape[1] != len(layout.names)):
         return None
-    data = frame.to_numpy(dtype=np.float64)[:, layout.cols]
-    if not np.isfinite(data).all():
+    values = frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():  # NaN also marks short rows and empty cells
         return None
+    data = frame[layout.cols].to_numpy(dtype=np.float64)
     t = data[:, 0]
     if t.shape[0] > 1 and not (np.diff(t) > 0).all():
         return None
@@ -290,7 +315,7 @@ def parse_imu_csv_text(
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     header, header_line, start = _split_header(name, raw)
     layout = _Layout(name, header, header_line, columns)
-    data = _fast_parse(raw, header_line, layout) if b"\x00" not in raw else None
+    data = _fast_parse(raw, header_line, start, layout) if b"\x00" not in raw else None
     if data is None:
         _decode(name, raw)  # names the line of any bytes that are not UTF-8
         data = _reference_parse(raw[start:].decode("utf-8"), layout)

@@ -88,9 +88,25 @@ def test_other_names_units_comments_blank_lines_crlf_bom_quotes_and_extra_column
     assert np.array_equal(ref[:, 0], b.t_s)
 
 
-def test_text_columns_are_ignored_when_not_needed() -> None:
-    b = parse_imu_csv_text(HEADER + ",note\n0,1,2,3,4,5,6,hello\n1,1,2,3,4,5,6,world\n")
-    assert len(b) == 2 and b.gyr_rads is not None
+def test_text_columns_are_ignored_when_not_needed(monkeypatch) -> None:
+    text = "note," + HEADER + "\nhello,0,1,2,3,4,5,6\n\n  \nworld,1,1,2,3,4,5,6\n"
+
+    def no_reference(*args: object) -> None:
+        raise AssertionError("a clean file with a text column should not need the reference parser")
+
+    monkeypatch.setattr(csv_source, "_reference_parse", no_reference)
+    b = parse_imu_csv_text(text)
+    assert np.array_equal(b.t_s, [0.0, 1.0]) and np.array_equal(b.gyr_rads[1], [4.0, 5.0, 6.0])
+
+
+@pytest.mark.parametrize("row", ["1,1,2,3,4,5,6", "x,1,1,2,3,4,5,6,7", "y,1,1,2,3,4,5,"])
+def test_rows_short_or_long_in_an_ignored_column_are_still_ragged(row: str) -> None:
+    text = "note," + HEADER + "\nhello,0,1,2,3,4,5,6\n" + row + "\n"
+    with pytest.raises(CsvFormatError, match="line 3: .*(fields|empty cell)"):
+        parse_imu_csv_text(text)
+    # the same without the ignored column: short rows are caught too
+    with pytest.raises(CsvFormatError, match=r"line 3: 7 fields, but the header \(line 1\) has 8"):
+        parse_imu_csv_text(HEADER + ",temp\n0,1,2,3,4,5,6,20\n1,1,2,3,4,5,6\n")
 
 
 BAD = [

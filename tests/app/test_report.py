@@ -144,3 +144,14 @@ def test_report_bad_input_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert code == 1 and "no such file" in err and err.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_without_steps_is_still_valid() -> None:
+    """A recording with no gait (standing only) still gives a valid report that says so."""
+    from pelvimon.analysis import analyze_steps
+    from pelvimon.report import render_report
+
+    text = render_report(analyze_steps([], name="standing.csv"), title="empty")
+    c = parse(text)
+    assert c.errors == [] and c.stack == [] and len(c.images) >= 3
+    assert "No steps to compare" in " ".join(c.text) and "https://" not in text

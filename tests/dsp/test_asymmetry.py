@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from pelvimon.dsp.asymmetry import (
@@ -247,3 +249,26 @@ def test_a_stop_clears_the_windows_when_the_time_is_given() -> None:
     again = make_steps(20, seed=13, t0=t_last + 30.0)
     mon.update(again)
     assert mon.n_resets_ == 1 and all(a.t_start_s >= again[0].t_ic_s for a in mon.latest_.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-50, 50, allow_nan=False), min_size=8, max_size=30),
+    st.lists(st.floats(-50, 50, allow_nan=False), min_size=8, max_size=30),
+    st.sampled_from(["iid", "ar1"]),
+)
+def test_interval_properties(left: list[float], right: list[float], mode: str) -> None:
+    """The interval holds the difference, is centred on it, and never narrows with autocorrelation allowed.
+
+    (8 or more steps per side, as the monitor requires: below that the n_eff floor of 2 can change the
+    degrees of freedom more than the standard error.)
+    """
+    ls, rs = compare_sides(np.array(left), np.array(right), autocorrelation=mode)  # type: ignore[arg-type]
+    d, lo, hi = welch_interval(ls, rs)
+    assert d == pytest.approx(np.mean(left) - np.mean(right), abs=1e-9)
+    assert lo <= d + 1e-9 and d - 1e-9 <= hi
+    assert (d - lo) == pytest.approx(hi - d, abs=1e-9)
+    li, ri = compare_sides(np.array(left), np.array(right), autocorrelation="iid")
+    _, lo_iid, hi_iid = welch_interval(li, ri)
+    assert hi - lo >= hi_iid - lo_iid - 1e-9
+    assert 0 <= ls.rho <= 0.6 and ls.n_eff <= ls.n

@@ -1,0 +1,136 @@
+"""The review window offscreen: a generated CSV and a generated session file, every recording in
+recordings/, range selection, statistics, distributions and the CSV export."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from pelvimon.gui.review_data import load_review  # noqa: E402
+from pelvimon.gui.review_window import ReviewWindow  # noqa: E402
+from pelvimon.sensors.simulator import SimParams, simulate  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDINGS = sorted(
+    p for p in (REPO / "recordings").rglob("*") if p.suffix.lower() in (".mcap", ".csv") and p.is_file()
+)
+
+
+@pytest.fixture(scope="module")
+def sim_csv(tmp_path_factory) -> Path:
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    sim = simulate(SimParams(seconds=40, rate_hz=104.0, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=3))
+    path = tmp_path_factory.mktemp("review") / "runner.csv"
+    write_imu_csv(path, sim.batch)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sim_session(tmp_path_factory) -> tuple[Path, list]:
+    """A session file written as the live engine writes it: samples, steps and alerts."""
+    from pelvimon.engine import AlertEvent, SessionAnalyzer
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    sim = simulate(SimParams(seconds=40, rate_hz=104.0, cpd_left_deg=4.0, cpd_right_deg=7.0, seed=4))
+    path = tmp_path_factory.mktemp("review") / "session.mcap"
+    an = SessionAnalyzer(104.0)
+    steps = []
+    with SessionWriter(path, SourceInfo("sim", "simulator", 104.0)) as w:
+        b = sim.batch
+        for i in range(0, len(b), 52):
+            chunk = b.slice(i, min(i + 52, len(b)))
+            w.write_batch(chunk)
+            for e in an.feed(chunk):
+                if type(e).__name__ == "Step":
+                    w.write_step(e)
+                    steps.append(e)
+                elif isinstance(e, AlertEvent) and e.kind != "updated":
+                    w.write_alert(e.alert)
+    return path, steps
+
+
+def test_csv_review_computes_steps_and_shows_them(qtbot, sim_csv, tmp_path) -> None:
+    from pelvimon.analysis import load_batches, run_pipeline
+
+    data = load_review(sim_csv)
+    assert data.steps_source == "computed"
+    want = run_pipeline(load_batches(sim_csv)).steps
+    assert [(s.side, s.t_ic_s, s.cpd_deg) for s in data.steps] == [(s.side, s.t_ic_s, s.cpd_deg) for s in want]
+    w = ReviewWindow(data)
+    qtbot.addWidget(w)
+    cols = data.step_arrays()
+    for side in ("L", "R"):
+        m = cols["usable"] & (cols["is_left"] == (side == "L")) & np.isfinite(cols["cpd_deg"])
+        x, y = w.timeline_points[("cpd_deg", side)].getData()
+        np.testing.assert_array_equal(x, cols["t_ic_s"][m])
+        np.testing.assert_array_equal(y, cols["cpd_deg"][m])
+    # an alert for the weak left side, listed in plain words
+    assert any(a.metric == "cpd_deg" and a.side == "L" for a in data.alerts)
+    assert "LEFT" in w.alert_list.item(0).text() or any(
+        "LEFT" in w.alert_list.item(i).text() for i in range(w.alert_list.count())
+    )
+
+    # range selection: traces, statistics and histograms of that range only
+    w.set_range(20.0, 30.0)
+    assert w.selected_range() == (20.0, 30.0)
+    for r in w.regions:
+        assert tuple(r.getRegion()) == (20.0, 30.0)
+    tx, ty = w.trace_curves["obliquity"].getData()
+    t, _, obl, _ = data.angles_between(20.0, 30.0)
+    np.testing.assert_array_equal(tx, t)
+    np.testing.assert_array_equal(ty, obl)
+    sel = cols["usable"] & (cols["t_ic_s"] >= 20.0) & (cols["t_ic_s"] <= 30.0)
+    for side, col in (("L", 0), ("R", 1)):
+        v = cols["cpd_deg"][sel & (cols["is_left"] == (side == "L"))]
+        v = v[np.isfinite(v)]
+        mean, sd, n = w.range_stats["cpd_deg"][side]
+        assert n == v.size > 5
+        assert mean == pytest.approx(v.mean()) and sd == pytest.approx(v.std(ddof=1))
+        assert w.table.item(0, col).text().startswith(f"{v.mean():.1f} ± ")
+        _, counts = w.hist_curves[("cpd_deg", side)].getData()
+        assert counts.sum() == n
+    assert w.table.item(0, 2).text() == f"{w.range_stats['cpd_deg']['L'][0] - w.range_stats['cpd_deg']['R'][0]:.1f}"
+
+    # export writes the whole per-step table
+    out = w.export_csv(tmp_path / "steps.csv")
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(data.steps)
+    for row, s in zip(rows, data.steps, strict=True):
+        assert row["side"] == s.side
+        assert float(row["t_ic_s"]) == s.t_ic_s
+        assert (row["cpd_deg"] == "") == (not math.isfinite(s.cpd_deg))
+        if row["cpd_deg"]:
+            assert float(row["cpd_deg"]) == s.cpd_deg
+
+
+def test_session_review_uses_the_recorded_steps(qtbot, sim_session) -> None:
+    path, steps = sim_session
+    data = load_review(path)
+    assert data.steps_source == "recorded"
+    assert [(s.side, s.t_ic_s) for s in data.steps] == [(s.side, s.t_ic_s) for s in steps]
+    assert data.t_s.size > 20 * 104  # angles from the calibration on
+    assert any(a.metric == "cpd_deg" and a.side == "R" for a in data.alerts)
+    w = ReviewWindow(data)
+    qtbot.addWidget(w)
+    assert w.alert_list.count() == len(data.alerts)
+    w.alert_list.itemClicked.emit(w.alert_list.item(0))
+    t0, t1 = w.selected_range()
+    assert t0 == pytest.approx(data.alerts[0].t_start_s)
+
+
+@pytest.mark.skipif(not RECORDINGS, reason="recordings/ holds no session or CSV yet")
+@pytest.mark.parametrize("path", RECORDINGS, ids=[p.name for p in RECORDINGS])
+def test_review_opens_every_recording(qtbot, path: Path) -> None:
+    data = load_review(path)
+    w = ReviewWindow(data)
+    qtbot.addWidget(w)
+    assert w.windowTitle().endswith(path.name)
+    assert data.duration_s > 0

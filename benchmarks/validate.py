@@ -189,6 +189,15 @@ def reference_contacts(grf_bw: np.ndarray, fs: float, thr_bw: float = GRF_THRESH
     return arr / fs
 
 
+def reference_steps(grf_bw: np.ndarray, fs: float, thr_bw: float = GRF_THRESHOLD_BW) -> np.ndarray:
+    """Reference steps (IC, TO) in s: every complete contact followed by another rising edge in the trial."""
+    c = reference_contacts(grf_bw, fs, thr_bw)
+    above = grf_bw > thr_bw
+    rises = (np.flatnonzero(~above[:-1] & above[1:]) + 1) / fs
+    keep = [k for k in range(c.shape[0]) if np.any(rises > c[k, 1])]
+    return c[keep]
+
+
 @dataclass
 class RunScore:
     tp: int
@@ -203,14 +212,14 @@ def score_running_trial(acc_v_g: np.ndarray, acc_ap_g: np.ndarray, grf_bw: np.nd
     """Feed one trial through :class:`GaitPipeline` (accelerometer only) and score its steps."""
     n = acc_v_g.shape[0]
     t = np.arange(n) / fs
+    # the two axes as a sensor frame (x = AP, z = vertical); the pipeline finds the gravity direction itself
     acc = np.column_stack([acc_ap_g, np.zeros(n), acc_v_g]) * G_MPS2
     pipe = GaitPipeline(fs)
     for a in range(0, n, chunk):
         pipe.update(ImuBatch(t_s=t[a : a + chunk], acc_mps2=acc[a : a + chunk], time_base="session"))
     pipe.finish()
     steps = [s for s in pipe.steps_ if not s.gap]
-    ref = reference_contacts(grf_bw, fs)
-    ref = ref[:-1]  # a step needs the next contact
+    ref = reference_steps(grf_bw, fs)
     m = match_times(np.array([s.t_ic_s for s in steps]), ref[:, 0], RUN_TOL_S)
     ct = np.array([steps[i].contact_time_s - (ref[j, 1] - ref[j, 0]) for i, j in m.pairs])
     return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct)
@@ -285,10 +294,32 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     b0, b1 = (v / fs for v in meta["TrialBoundaries"])
     refs = [(e / fs, "L") for _, e in meta["LeftFootEvents"]] + [(e / fs, "R") for _, e in meta["RightFootEvents"]]
     refs = sorted(r for r in refs if b0 <= r[0] <= b1)
-    steps = [s for s in pipe.steps_ if not s.gap and b0 - WALK_TOL_S <= s.t_ic_s <= b1 + WALK_TOL_S]
-    m = match_times(np.array([s.t_ic_s for s in steps]), np.array([r[0] for r in refs]), WALK_TOL_S)
-    side_ok = np.array([steps[i].side == refs[j][1] for i, j in m.pairs], dtype=bool)
+    steps = [s for s in pipe.steps_ if not s.gap]
+    ics = detected_ics(steps)
+    keep = (ics[:, 0] >= b0 - WALK_TOL_S) & (ics[:, 0] <= b1 + WALK_TOL_S)
+    ics = ics[keep]
+    m = match_times(ics[:, 0], np.array([r[0] for r in refs]), WALK_TOL_S)
+    # laterality is scored on steps (ICs that start a step)
+    side_ok = np.array([ics[i, 1] == (refs[j][1] == "L") for i, j in m.pairs if ics[i, 1] >= 0], dtype=bool)
     return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated)
+
+
+def detected_ics(steps: list) -> np.ndarray:
+    """Every detected IC: the ICs of the steps and the IC that closes each step, as (t_s, side) rows.
+
+    ``side`` is 1 for a left and 0 for a right step, -1 for an IC that only closes a step (the last IC of
+    a bout, which starts no step of its own).
+    """
+    rows: dict[float, float] = {}
+    for s in steps:
+        rows[round(s.t_ic_s, 9)] = 1.0 if s.side == "L" else 0.0
+    for s in steps:
+        if np.isfinite(s.step_time_s):
+            t_next = round(s.t_ic_s + s.step_time_s, 9)
+            if all(abs(t_next - t) > 1e-6 for t in rows):
+                rows[t_next] = -1.0
+    out = np.array(sorted(rows.items()), dtype=float).reshape(-1, 2)
+    return out
 
 
 def eval_walking(table: Table, names: list[str] | None = None) -> None:
@@ -320,6 +351,7 @@ def _orientation(quick: bool) -> None:
     if spec is None or spec.loader is None:
         return
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     main = getattr(mod, "main", None)
     if callable(main):

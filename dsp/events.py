@@ -206,6 +206,7 @@ class GaitEventDetector:
         self._intervals: list[float] = []
         self._ac_period = float("nan")
         self._recovered_ic = -1
+        self._final = False
         self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
         self._bout_start = True
         self.state_: GaitState = "standing"
@@ -286,9 +287,13 @@ class GaitEventDetector:
         return self
 
     def flush(self) -> GaitEventDetector:
-        """End of data: emit the walking steps still waiting for their final contact (FC left NaN)."""
+        """End of data: decide the last rise with the look-ahead there is, and emit the walking steps
+        still waiting for their final contact (FC left NaN)."""
         self.steps_ = []
         self.states_ = []
+        self._final = True
+        self._process()
+        self._final = False
         for i_ic, f_ic, i_next, f_next, _m_next, bout in self._pending:
             self.steps_.append(self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next))
         self._pending = []
@@ -374,7 +379,7 @@ class GaitEventDetector:
             # level is searched with a lower level inside the window where it must be
             dl = self._recovery_deadline()
             if dl is not None and (i_trig < 0 or i_trig > dl):
-                if n_avail <= dl + self._confirm_n():
+                if n_avail <= dl + self._confirm_n() and not self._final:
                     self._scan = start
                     return
                 self._recovered_ic = self._last_ic[0] if self._last_ic is not None else -1
@@ -398,7 +403,7 @@ class GaitEventDetector:
                 return
             # a bout ends (standing) if no rise came for long enough before this one
             self._check_standing(i_trig)
-            if i_trig + self._confirm_n() >= n_avail:
+            if i_trig + self._confirm_n() >= n_avail and not (self._final and i_trig < n_avail):
                 self._scan = i_trig
                 return
             self._scan = i_trig + 1
@@ -425,6 +430,8 @@ class GaitEventDetector:
             j_b = int(np.argmin(fl))
         floor = float(fl[j_b])
         i_floor = m - (fl.shape[0] - 1) + j_b
+        if i_floor <= 1:
+            return  # the data start inside this rise: its onset was not observed
         if s_m <= 0:
             return
         f_ic = m - (a_m - floor) / s_m
@@ -461,6 +468,8 @@ class GaitEventDetector:
 
     def _confirm_n(self) -> int:
         """Look-ahead after a trigger: longer while walking, where the forward force refines the IC."""
+        if self._final:
+            return 0
         return self._n_conf_walk if self.state_ == "walking" else self._n_conf
 
     def _walking_ic_fwd(self, f_ic: float) -> float | None:

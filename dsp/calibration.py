@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import vqf
 from scipy import signal
 
 from ..firmware_protocols.batch import G_MPS2
-from ._orient_quat import matrix_to_quat
+from ._orient_quat import matrix_to_quat, quat_to_matrix
 
 __all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
 
@@ -174,6 +175,14 @@ def _check(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.nda
     return t, a, g
 
 
+def _apply(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``rot[k] @ v[k]`` for every row, element by element (identical whatever the chunking)."""
+    out = np.empty((v.shape[0], 3))
+    for i in range(3):
+        out[:, i] = rot[:, i, 0] * v[:, 0] + rot[:, i, 1] * v[:, 1] + rot[:, i, 2] * v[:, 2]
+    return out
+
+
 def _seq_sum(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``carry + rows[0] + rows[1] + ...`` added strictly in order, so that the result is bit-identical
     however the rows were split into chunks (``np.sum`` sums pairwise, ``np.cumsum`` in order)."""
@@ -274,6 +283,9 @@ class MountCalibration:
         self._all_rises = 0
         self._gait_acc = np.zeros(3)
         self._lp = np.zeros((0, 3))
+        self._rot: np.ndarray | None = None
+        self._gyro_mode: bool | None = None
+        self._vqf: vqf.VQF | None = None
         self._n_blocks = 0
         self._n_run_blocks = 0
         # results
@@ -339,8 +351,18 @@ class MountCalibration:
 
     # ------------------------------------------------------------------ internals
     def _process(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
+        if self._gyro_mode is None:
+            self._gyro_mode = g is not None
+            if g is not None:
+                self._vqf = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]
+        elif self._gyro_mode != (g is not None):
+            raise ValueError(
+                "gyr_rads must be given in every chunk or in none (this stream started "
+                + ("with" if self._gyro_mode else "without")
+                + " a gyroscope)"
+            )
         self._still(t, a, g)
-        self._gait(t, a)
+        self._gait(t, a, g)
 
     def _still(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
         p = self._p
@@ -392,10 +414,18 @@ class MountCalibration:
         self._run_sum = np.zeros(3)
         self._run_sumsq = np.zeros(3)
 
-    def _gait(self, t: np.ndarray, a: np.ndarray) -> None:
+    def _gait(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
         p = self._p
         if self._sos is None:
             raise RuntimeError("internal: gait processing before the sample rate is known")
+        rot = None
+        if g is not None and self._vqf is not None:
+            # With a gyroscope, moments are taken in the level frame of a 6D VQF run on the sensor data, so
+            # the pelvis' tilt and obliquity oscillation cannot leak the vertical force into the horizontal
+            # plane; each block is mapped back to the sensor frame with its mean orientation.
+            q = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))["quat6D"]
+            rot = quat_to_matrix(q)
+            a = _apply(rot, a)
         if self._zi is None:
             self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * a[0][None, None, :]
             self._last_lp = a[0].copy()
@@ -420,6 +450,7 @@ class MountCalibration:
         # steps, at least block_s long) that start and end at a step; the loop runs per step, not per sample.
         ccs = lp[:, :, None] * d[:, None, :]
         self._lp = lp
+        self._rot = rot
         cursor = 0
         for r in rises.tolist():
             cursor = self._advance(ccs, av, cursor, r)
@@ -455,6 +486,8 @@ class MountCalibration:
             return
         self._blk_m = _seq_sum(self._blk_m, ccs[i0:i1])
         self._blk_a = _seq_sum(self._blk_a, self._lp[i0:i1])
+        if self._rot is not None:
+            self._blk_r = _seq_sum(self._blk_r, self._rot[i0:i1].reshape(-1, 9))
         self._blk_cnt += i1 - i0
         self._blk_vmin = min(self._blk_vmin, float(av[i0:i1].min()))
         self._blk_vmax = max(self._blk_vmax, float(av[i0:i1].max()))
@@ -464,6 +497,7 @@ class MountCalibration:
         self._blk_aligned = aligned
         self._blk_m = np.zeros((3, 3))
         self._blk_a = np.zeros(3)
+        self._blk_r = np.zeros(9)
         self._blk_cnt = 0
         self._blk_vmin = np.inf
         self._blk_vmax = -np.inf
@@ -482,6 +516,12 @@ class MountCalibration:
             # Running (a flight phase: the vertical specific force nearly vanishes): braking while the
             # vertical force rises. Walking (pendular): the opposite phase, so the moment flips sign.
             m = self._blk_m if running else -self._blk_m
+            if self._gyro_mode:
+                # level frame -> sensor frame with the block's mean orientation; the mean vertical of the
+                # block (not the mean specific force) then serves the no-stillness gravity fallback
+                r_mean = self._blk_r.reshape(3, 3) / max(self._blk_cnt, 1)
+                m = r_mean.T @ m @ r_mean
+                self._blk_a = r_mean[2, :] * (G_MPS2 * self._blk_cnt)
             self._use_block(m, t_end, running, self._blk_rises)
 
     def _use_block(self, m: np.ndarray, t_end: float, running: bool, rises: int) -> None:
@@ -534,10 +574,10 @@ class MountCalibration:
                 self.forward_moved_ = True
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_blk_a", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
+    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_blk_a", "_blk_r", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
     _SCALARS = (
         "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
-        "_all_rises", "_blk_cnt", "gravity_source_",
+        "_all_rises", "_blk_cnt", "gravity_source_", "_gyro_mode",
         "_n_blocks", "_n_run_blocks", "_run_n", "_run_t0", "_run_t1", "state_", "t_calibrated_s_",
         "forward_confidence_", "n_strides_", "forward_moved_", "rate_hz_", "running_fraction_",
     )
@@ -565,6 +605,7 @@ class MountCalibration:
         d["_block_rises"] = list(self._block_rises)
         d["_recent"] = [m.tolist() for m in self._recent]
         d["still_intervals_"] = [list(x) for x in self.still_intervals_]
+        d["_vqf"] = None if self._vqf is None else self._vqf.state
         return d
 
     def restore_state(self, d: dict[str, Any]) -> MountCalibration:
@@ -592,6 +633,10 @@ class MountCalibration:
             self._block_rises = [int(x) for x in d["_block_rises"]]
             self._recent = deque((np.asarray(m, dtype=np.float64) for m in d["_recent"]), maxlen=self._p.recheck_blocks)
             self.still_intervals_ = [(float(a), float(b)) for a, b in d["still_intervals_"]]
+            self._vqf = None
+            if d["_vqf"] is not None:
+                self._vqf = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]
+                self._vqf.state = d["_vqf"]
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"MountCalibration state is incomplete or malformed ({e})") from None
         return self

@@ -52,8 +52,12 @@ def test_any_mounting_simulated_runner(use_gyro: bool) -> None:
         errs[gait].append(_standing_frame_error_deg(cal.mount_quat_wxyz_, tr.mount_quat_wxyz, tr.params["tilt_offset_deg"]))
         assert cal.t_calibrated_s_ < tr.gait_start_s + (14.0 if gait == "walk" else 10.0)
         assert cal.forward_confidence_ > 0.8
-    assert max(errs["run"]) < 2.0, errs
-    assert max(errs["walk"]) < 5.0, errs  # walking: fewer, noisier strides (see docs)
+    if use_gyro:  # moments in the VQF level frame: the pelvis oscillation does not leak into them
+        assert max(errs["run"]) < 1.5, errs
+        assert max(errs["walk"]) < 2.5, errs
+    else:  # fixed projection: asymmetric obliquity biases the forward direction by a few degrees
+        assert max(errs["run"]) < 3.0, errs
+        assert max(errs["walk"]) < 5.0, errs
 
 
 def test_offline_uses_all_strides_and_matches_truth() -> None:
@@ -138,17 +142,22 @@ def test_states_without_stillness_or_without_gait() -> None:
     assert cal.state_ == "waiting_for_stillness"
 
 
-def test_no_stillness_falls_back_to_the_mean_gait_posture() -> None:
-    """A session without any still period: gravity from the mean specific force over whole strides."""
+@pytest.mark.parametrize("use_gyro", [True, False])
+def test_no_stillness_falls_back_to_the_mean_gait_posture(use_gyro: bool) -> None:
+    """A session without any still period: gravity from the mean vertical over whole strides (with a
+    gyroscope) or the mean specific force (without)."""
     r_true = Rotation.from_euler("xyz", [40, -70, 150], degrees=True)
     q = r_true.as_quat()
     q_true = np.array([q[3], q[0], q[1], q[2]])
-    s = synth_run(stand_s=0.0, run_s=16.0, mount_quat_wxyz=q_true, run_tilt_deg=5.0, noise_acc=0.1, seed=8)
-    cal = MountCalibration().update(s.t_s, s.acc_mps2, None)
+    s = synth_run(
+        stand_s=0.0, run_s=16.0, mount_quat_wxyz=q_true, run_tilt_deg=5.0, noise_acc=0.1, noise_gyr=0.005, seed=8
+    )
+    cal = MountCalibration().update(s.t_s, s.acc_mps2, s.gyr_rads if use_gyro else None)
     assert cal.state_ == "calibrated" and cal.gravity_source_ == "gait"
-    # the frame is the mean running posture: standing frame tilted by the mean running tilt (5 deg); the
-    # tilt oscillation correlates with the vertical force, which biases the mean by a few degrees
-    assert _standing_frame_error_deg(cal.mount_quat_wxyz_, q_true, 5.0) < 3.5
+    # the frame is the mean running posture: standing frame tilted by the mean running tilt (5 deg); without
+    # a gyroscope the tilt oscillation correlates with the vertical force and biases the mean a few degrees
+    err = _standing_frame_error_deg(cal.mount_quat_wxyz_, q_true, 5.0)
+    assert err < (1.0 if use_gyro else 3.5), err
     assert _sign_right(cal.mount_quat_wxyz_, q_true)
 
 
@@ -163,6 +172,12 @@ def test_recheck_flags_a_sensor_that_turned() -> None:
     turn = Rotation.from_euler("z", 90, degrees=True)
     cal.update(s.t_s[~half], turn.apply(s.acc_mps2[~half]), turn.apply(s.gyr_rads[~half]))
     assert cal.forward_moved_ and cal.forward_recent_deg_ > 60.0
+
+
+def test_gyroscope_must_stay_present_or_absent() -> None:
+    cal = MountCalibration().update(np.arange(20) / 200.0, np.tile([0, 0, 9.81], (20, 1)), np.zeros((20, 3)))
+    with pytest.raises(ValueError, match="every chunk"):
+        cal.update(np.arange(20, 40) / 200.0, np.tile([0, 0, 9.81], (20, 1)), None)
 
 
 def test_bad_input_is_a_clear_error() -> None:

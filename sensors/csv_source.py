@@ -207,7 +207,7 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
             sep=",",
             usecols=sorted(layout.cols) if extra else None,
             dtype=np.float64,
-            comment="#",
+            comment="#" if raw.find(b"#", start) >= 0 else None,
             skip_blank_lines=True,
             engine="c",
             encoding="utf-8",
@@ -219,7 +219,8 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
     values = frame.to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():  # NaN also marks short rows and empty cells
         return None
-    data = frame[layout.cols].to_numpy(dtype=np.float64)
+    order = [frame.columns.get_loc(c) for c in layout.cols]
+    data = values if order == list(range(values.shape[1])) else values[:, order]
     t = data[:, 0]
     if t.shape[0] > 1 and not (np.diff(t) > 0).all():
         return None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, fields
@@ -213,7 +214,8 @@ class SimParams:
 
 
 def _check(name: str, value: float, lo: float, hi: float, unit: str = "") -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and lo <= value <= hi):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and lo <= value <= hi):
         raise SimParamsError(f"{name} must be between {lo:g} and {hi:g}{unit}, got {value!r}")
 
 
@@ -238,7 +240,7 @@ def _validate(p: SimParams) -> None:
     _check("step_time_asymmetry_pct", p.step_time_asymmetry_pct, -30.0, 30.0, " %")
     _check("stand_s", p.stand_s, 0.0, 3600.0, " s")
     _check("tilt_offset_deg", p.tilt_offset_deg, -30.0, 40.0, " deg")
-    if not isinstance(p.ramp_steps, int) or not 1 <= p.ramp_steps <= 100:
+    if not isinstance(p.ramp_steps, numbers.Integral) or not 1 <= p.ramp_steps <= 100:
         raise SimParamsError(f"ramp_steps must be an integer between 1 and 100, got {p.ramp_steps!r}")
     if len(p.mount_euler_deg) != 3:
         raise SimParamsError("mount_euler_deg needs three angles (x, y, z), deg")
@@ -270,7 +272,7 @@ def _validate(p: SimParams) -> None:
     _check("contact_time_cv", p.contact_time_cv, 0.0, 0.1)
     _check("cpd_sd_deg", p.cpd_sd_deg, 0.0, 5.0, " deg")
     _check("range_cv", p.range_cv, 0.0, 0.5)
-    if not isinstance(p.seed, int) or isinstance(p.seed, bool) or p.seed < 0:
+    if not isinstance(p.seed, numbers.Integral) or isinstance(p.seed, bool) or p.seed < 0:
         raise SimParamsError(f"seed must be a non-negative integer, got {p.seed!r}")
 
 
@@ -463,7 +465,8 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
     t_l, t_r = p.step_times_s
     t_nom = 0.5 * (t_l + t_r)
     lead = t_nom
-    k_needed = int(math.ceil((t_end - p.stand_s - lead) / (0.85 * min(t_l, t_r)))) + 4
+    # enough steps to pass the end even if every step were as short as the variability allows (-3 SD)
+    k_needed = int(math.ceil((t_end - p.stand_s - lead) / (0.65 * min(t_l, t_r)))) + 4
     k = max(k_needed, p.ramp_steps + 4)
     first = 1.0 if p.first_side == "L" else -1.0
     side = first * np.where(np.arange(k) % 2 == 0, 1.0, -1.0)

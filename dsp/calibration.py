@@ -9,21 +9,34 @@ Method
    frame is *defined* so that this standing posture has tilt 0 and obliquity 0 (the anatomical standing
    tilt cannot be seen by an IMU; angles are relative to standing). Until calibration completes, a later
    still period replaces the gravity estimate.
-2. **Forward (pelvis x)** from the first strides of gait, accelerometer only. In every stance the trunk
-   first brakes (anterior-posterior specific force backwards) while the vertical force rises, and then
-   propels (forwards) while it falls. Hence the forward direction ``f`` makes the covariance of the
-   horizontal specific force along ``f`` with the time derivative of the vertical specific force
-   *negative*. The medio-lateral force alternates sign between left and right stance and averages out over
-   whole strides; the static part of the pelvis lean does not bias the estimate (the covariance of a
-   periodic signal with its own derivative is zero); causal low-pass phase cancels in a covariance of two
-   equally filtered signals. The estimate is the sum over strides of ``-(I - u uᵀ) M u`` with
-   ``M = Σ a a'ᵀ`` the per-stride moment of the low-passed specific force ``a`` and its increment ``a'``
-   (sensor frame, ``u`` = up). The resultant length of the per-stride directions is the confidence.
+2. **Forward (pelvis x)** from the first strides of gait. In every running stance the trunk first brakes
+   (anterior-posterior specific force backwards) while the vertical force rises, and then propels
+   (forwards) while it falls (spring-mass running). Hence the forward direction ``f`` makes the covariance
+   of the horizontal specific force along ``f`` with the time derivative of the vertical specific force
+   *negative*. Walking is pendular, the opposite phase: the trunk is fastest, and the vertical force
+   highest, in double support, so the covariance is *positive*; a block of strides counts as running
+   when the low-passed specific force nearly vanishes (flight, ``flight_g``), else as walking. The
+   medio-lateral force alternates sign between left and right stance and cancels over whole strides
+   (blocks hold an even number of steps, start and end at a step); the static lean does not bias the
+   estimate (the covariance of a periodic signal with its own derivative is zero); causal low-pass phase
+   cancels in a covariance of two equally filtered signals. Per block, ``M = Σ a a'ᵀ`` (``a`` the
+   low-passed specific force, ``a'`` its increment) and the block's forward vector is
+   ``±(I - u uᵀ) M u`` (``u`` = up). With a gyroscope, ``a`` is taken in the level frame of a 6D VQF run on
+   the sensor data, so the pelvis' own tilt and obliquity oscillation cannot leak the vertical force into
+   the horizontal plane (asymmetric pelvic drop would otherwise bias the heading by several degrees); the
+   block's moment is mapped back to the sensor frame with the block's mean orientation. Accelerometer-
+   only streams use the fixed sensor frame. The resultant length of the per-block directions is the
+   confidence; the decision waits for ``forward_strides`` strides and ``min_confidence``.
+   Without any still period, gravity falls back to the mean vertical (gyroscope) or the mean specific
+   force (accelerometer only) over ``gait_gravity_strides`` strides of steady gait (``gravity_source_``).
 3. **Left (pelvis y)** = z × x (right-handed).
 
-After calibration, strides keep being checked: if the recent forward direction drifts from the
-calibrated one by more than ``recheck_deg`` the estimator flags it (``forward_moved_``) without changing
-the frame mid-session.
+After calibration, blocks keep being checked while ``update`` is called: if the recent forward direction
+drifts from the calibrated one by more than ``recheck_deg`` the estimator flags it (``forward_moved_``)
+without changing the frame mid-session.
+
+Streaming equals batch bit for bit: sums run strictly in sample order, rotations are written out per
+element, and VQF and the filters carry their state across chunks.
 
 Quaternions are scalar first ``[w, x, y, z]``; ``mount_quat_wxyz_`` rotates sensor-frame vectors into
 the pelvis frame.

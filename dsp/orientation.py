@@ -7,9 +7,10 @@ treadmill motors disturb it), and the world-to-pelvis rotation is split in the d
     R_world_pelvis = Rz(rotation) · Rx(obliquity) · Ry(tilt)
 
 with world z up and world x the running direction. A 6D filter has no absolute heading and its heading
-drifts slowly, so the running direction is tracked causally as a low-pass of the pelvis heading (far
-below the stride frequency): pelvic rotation is the heading minus that running direction and oscillates
-around 0. Tilt and obliquity do not depend on heading.
+drifts slowly, so the running direction is tracked causally as a zero-DC-lag low-pass of the pelvis
+heading (of its unit vector, so there is no angle wrapping), far below the stride frequency: pelvic
+rotation is the heading minus that running direction and oscillates around 0. Tilt and obliquity do not
+depend on heading.
 
 Frames: pelvis x anterior, y left, z superior; the pelvis frame is defined by the calibration so that the
 standing posture has tilt 0 and obliquity 0. Quaternions are scalar first ``[w, x, y, z]``; ``q_a_b``
@@ -48,9 +49,11 @@ class OrientationParams:
     Attributes
     ----------
     heading_cutoff_hz : float
-        Cut-off of the low-pass that tracks the running direction from the pelvis heading, Hz. Must sit
-        well below the stride frequency (0.7-1.6 Hz): at 0.15 Hz, 4th order, a 0.8 Hz stride oscillation
-        leaks 0.1 % into the running direction.
+        Cut-off of the Butterworth low-pass ``B`` that tracks the running direction from the pelvis
+        heading, Hz. The tracker is ``2B - B·B`` (``B`` applied once and twice), which has zero lag at DC,
+        so a steadily drifting 6D heading is followed without offset. Must sit well below the stride
+        frequency (0.7-1.6 Hz): at 0.15 Hz, 4th order, a 0.8 Hz stride oscillation leaks about 0.25 % into
+        the running direction.
     heading_order : int
         Butterworth order of that low-pass (even numbers only).
     warmup_s : float

@@ -196,6 +196,14 @@ def _apply(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _vsum(xs: list[np.ndarray]) -> np.ndarray:
+    """Sum of equally shaped arrays, in list order."""
+    out = np.zeros_like(xs[0])
+    for x in xs:
+        out = out + x
+    return out
+
+
 def _seq_sum(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``carry + rows[0] + rows[1] + ...`` added strictly in order, so that the result is bit-identical
     however the rows were split into chunks (``np.sum`` sums pairwise, ``np.cumsum`` in order)."""
@@ -288,7 +296,16 @@ class MountCalibration:
         self._t_last_rise = -np.inf
         self._bout_steps = 0
         self._n_rises = 0
-        self._reset_block(ok=False)
+        self._blk_len = 0
+        self._blk_aligned = False
+        self._blk_m = np.zeros((3, 3))
+        self._blk_a = np.zeros(3)
+        self._blk_r = np.zeros(9)
+        self._blk_cnt = 0
+        self._blk_vmin = np.inf
+        self._blk_vmax = -np.inf
+        self._blk_rises = 0
+        self._blk_ok = False
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
@@ -355,7 +372,9 @@ class MountCalibration:
             self._sos = signal.butter(2, cut, btype="lowpass", fs=rate, output="sos")
             self._block_n = max(2, int(round(self._p.block_s * rate)))
             aa = np.concatenate(self._probe_a)
-            gg = None if any(x is None for x in self._probe_g) else np.concatenate(self._probe_g)  # type: ignore[arg-type]
+            gg: np.ndarray | None = None
+            if all(x is not None for x in self._probe_g):
+                gg = np.concatenate([x for x in self._probe_g if x is not None])
             self._probe_t, self._probe_a, self._probe_g = [], [], []
             self._process(tt, aa, gg)
             return self
@@ -564,10 +583,10 @@ class MountCalibration:
         norms = [float(np.linalg.norm(v)) for v in vs]
         if min(norms) <= 0:
             return
-        unit_sum = sum(v / nv for v, nv in zip(vs, norms, strict=True))
+        unit_sum = _vsum([v / nv for v, nv in zip(vs, norms, strict=True)])
         self.forward_confidence_ = float(np.linalg.norm(unit_sum)) / len(vs)
         if len(vs) >= 2 and strides >= p.forward_strides and self.forward_confidence_ >= p.min_confidence:
-            total = sum(vs)
+            total = _vsum(vs)
             self.forward_sensor_ = total / np.linalg.norm(total)
             self.mount_quat_wxyz_ = _mount_from(up, self.forward_sensor_)
             self.t_calibrated_s_ = t_end
@@ -581,7 +600,7 @@ class MountCalibration:
         if up is None or fwd is None:
             raise RuntimeError("internal: calibrated without gravity and forward")
         if len(self._recent) >= min(p.recheck_blocks, 3):
-            recent = _forward_from_moment(sum(self._recent), up)
+            recent = _forward_from_moment(_vsum(list(self._recent)), up)
             self.forward_recent_deg_ = _angle_deg(recent, fwd)
             if self.forward_recent_deg_ > p.recheck_deg:
                 self.forward_moved_ = True

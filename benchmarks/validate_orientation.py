@@ -151,6 +151,42 @@ def simulator_validation(n_sims: int, seconds: float = 40.0) -> None:
     print(f"tilt series RMSE (rel. standing)   mean {np.mean(tilt_rmse):.3f} deg  max {np.max(tilt_rmse):.3f} deg")
 
 
+def sign_sweep(n_sims: int, seconds: float = 30.0) -> None:
+    """Forward/left sign over many random mountings and gaits, with and without the gyroscope."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.dsp.calibration import MountCalibration
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    rng = np.random.default_rng(7)
+    tally = {(g, m): [0, 0, 0] for g in ("run", "walk") for m in ("gyro", "acc-only")}  # right, wrong, undecided
+    for i in range(n_sims):
+        gait = "walk" if rng.random() < 0.3 else "run"
+        p = SimParams(
+            seconds=seconds, gait=gait, seed=1000 + i,
+            mount_euler_deg=tuple(float(v) for v in rng.uniform(-180, 180, 3)),
+            cadence_spm=float(rng.uniform(150, 190) if gait == "run" else rng.uniform(90, 125)),
+            cpd_left_deg=float(rng.uniform(0, 10)), cpd_right_deg=float(rng.uniform(0, 10)),
+            tilt_range_deg=float(rng.uniform(2, 10)), rotation_range_deg=float(rng.uniform(4, 20)),
+        )
+        sim = simulate(p)
+        b, tr = sim.batch, sim.truth
+        q = tr.mount_quat_wxyz
+        rt = Rotation.from_quat([q[1], q[2], q[3], q[0]]).inv()
+        for mode, gyr in (("gyro", b.gyr_rads), ("acc-only", None)):
+            cal = MountCalibration().update(b.t_s, b.acc_mps2, gyr)
+            if cal.state_ != "calibrated":
+                tally[(gait, mode)][2] += 1
+                continue
+            qe = cal.mount_quat_wxyz_
+            re_ = Rotation.from_quat([qe[1], qe[2], qe[3], qe[0]]).inv()
+            ok = re_.apply([1, 0, 0]) @ rt.apply([1, 0, 0]) > 0 and re_.apply([0, 1, 0]) @ rt.apply([0, 1, 0]) > 0
+            tally[(gait, mode)][0 if ok else 1] += 1
+    print(f"\nsign sweep: {n_sims} simulated sessions of {seconds:.0f} s, random mounting, cadence, CPD, ranges")
+    for (g, m), (ok, bad, und) in tally.items():
+        print(f"  {g:<4} {m:<8} right {ok}, WRONG {bad}, undecided {und}")
+
+
 def timing() -> None:
     rate, chunk, n = 200.0, 10, 200 * 600
     rng = np.random.default_rng(0)
@@ -180,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=10, help="samples per streaming chunk (default 10)")
     ap.add_argument("--sims", type=int, default=24, help="simulated sessions with random mountings (default 24)")
     ap.add_argument("--skip-broad", action="store_true", help="only the simulator and timing parts")
+    ap.add_argument("--sign-sims", type=int, default=0, help="also sweep forward/left signs over N random sessions")
     args = ap.parse_args(argv)
     if not args.skip_broad:
         broad(args)
     simulator_validation(args.sims)
+    if args.sign_sims:
+        sign_sweep(args.sign_sims)
     timing()
     return 0
 

@@ -298,6 +298,28 @@ def _step_end_s(s: Step) -> float:
     return float(end) if math.isfinite(end) else float(s.t_ic_s)
 
 
+class StepTracker:
+    """Asymmetry and alerts updated once per step, in step order: the one rule the live engine and the
+    offline analysis share, so both raise the same alerts at the same times.
+
+    Parameters
+    ----------
+    config : Config
+        Asymmetry windows and alert rules.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.asymmetry = AsymmetryMonitor(config.asymmetry)
+        self.alerts = AlertMonitor(config.alerts)
+        self.current: list[Asymmetry] = []
+
+    def push(self, step: Step) -> tuple[float, list[Asymmetry], list[Any]]:
+        """Take one step; return its end time (s), the current asymmetries and the alert events."""
+        t = _step_end_s(step)
+        self.current = self.asymmetry.update([step])
+        return t, self.current, self.alerts.update(self.current, t)
+
+
 def analyze_steps(
     steps: Sequence[Step],
     config: Config | None = None,
@@ -326,15 +348,13 @@ def analyze_steps(
     """
     cfg = config if config is not None else Config()
     steps = list(steps)
-    mon = AsymmetryMonitor(cfg.asymmetry)
-    alerts = AlertMonitor(cfg.alerts)
+    tracker = StepTracker(cfg)
     rolling: list[tuple[float, list[Asymmetry]]] = []
     for s in steps:
-        t = _step_end_s(s)
-        current = mon.update([s])
+        t, current, _ = tracker.push(s)
         rolling.append((t, current))
-        alerts.update(current, t)
     end = t_end_s if t_end_s is not None else (max(_step_end_s(s) for s in steps) if steps else 0.0)
+    alerts = tracker.alerts
     alerts.finish(end)
     side_stats = session_side_stats(steps, cfg.asymmetry)
     q = quality if quality is not None else quality_from_steps(steps, cfg, duration_s=end)
@@ -390,12 +410,17 @@ def analyze_batches(
     *,
     name: str = "session",
     baseline: Baseline | None = None,
+    rate_hz: float | None = None,
 ) -> SessionAnalysis:
-    """The whole analysis of a recording given as batches on session time."""
+    """The whole analysis of a recording given as batches on session time.
+
+    ``rate_hz`` is the nominal sample rate (a session file's, as the live analysis used); by default it
+    is estimated from the time stamps.
+    """
     cfg = config if config is not None else Config()
     if not batches or sum(len(b) for b in batches) == 0:
         raise PelvimonError(f"{name}: no samples to analyse")
-    run = run_pipeline(batches)
+    run = run_pipeline(batches, rate_hz)
     t0 = float(batches[0].t_s[0])
     t1 = float(batches[-1].t_s[-1])
     n = sum(len(b) for b in batches)
@@ -420,8 +445,17 @@ def analyze_file(
     csv: CsvOptions | None = None,
     baseline: Baseline | None = None,
 ) -> SessionAnalysis:
-    """Read ``path`` (CSV or session file) and analyse it."""
-    return analyze_batches(load_batches(path, csv), config, name=Path(path).name, baseline=baseline)
+    """Read ``path`` (CSV or session file) and analyse it (a session file at its recorded nominal rate)."""
+    rate_hz = None
+    if Path(path).suffix.lower() in SESSION_SUFFIXES and Path(path).is_file():
+        from pelvimon.sensors.session_file import SessionFileError, SessionReader
+
+        try:
+            rate_hz = SessionReader(path).header.source.rate_hz or None
+        except SessionFileError as exc:
+            raise PelvimonError(str(exc)) from None
+    batches = load_batches(path, csv)
+    return analyze_batches(batches, config, name=Path(path).name, baseline=baseline, rate_hz=rate_hz)
 
 
 # --- baseline ---------------------------------------------------------------------------------------------

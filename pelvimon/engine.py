@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pelvimon.analysis import StepTracker
 from pelvimon.dsp.alerts import AlertMonitor
-from pelvimon.dsp.asymmetry import AsymmetryMonitor
 from pelvimon.dsp.orientation import PelvisMotion
 from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
 from pelvimon.dsp.records import Alert, Asymmetry, Step
@@ -136,7 +136,8 @@ class Subscription:
 
 # -- the streaming analysis ----------------------------------------------------------------------------
 class SessionAnalyzer:
-    """Gait pipeline -> asymmetry -> alerts, streaming: the analysis every command shares.
+    """Gait pipeline -> asymmetry -> alerts, streaming: the analysis every live command shares (the
+    asymmetry and alert rule is :class:`pelvimon.analysis.StepTracker`, as offline).
 
     Parameters
     ----------
@@ -153,11 +154,13 @@ class SessionAnalyzer:
             config = load_config(None)
         self.config = config
         self.pipeline = GaitPipeline(rate_hz)
-        self.asymmetry = AsymmetryMonitor(config.asymmetry)
-        self.alerts = AlertMonitor(config.alerts)
+        self.tracker = StepTracker(config)
         self.steps: list[Step] = []
-        self.latest_asymmetry: list[Asymmetry] = []
         self.t_s = 0.0
+
+    @property
+    def alerts(self) -> AlertMonitor:
+        return self.tracker.alerts
 
     def _after(self, out: Any) -> list[EngineEvent]:
         events: list[EngineEvent] = []
@@ -174,13 +177,12 @@ class SessionAnalyzer:
                 events.append(GaitStateEvent(float(ev.t_s), str(ev.state)))
         if out.motion is not None and len(out.motion.t_s):
             events.append(MotionChunk(out.motion))
-        if out.steps:
-            self.steps.extend(out.steps)
-            events.extend(out.steps)
-            self.latest_asymmetry = self.asymmetry.update(out.steps)
-            events.append(AsymmetryUpdate(self.t_s, list(self.latest_asymmetry)))
-        for a in self.alerts.update(self.latest_asymmetry, self.t_s):
-            events.append(AlertEvent(a.alert, a.kind))
+        for step in out.steps:
+            self.steps.append(step)
+            events.append(step)
+            t, current, alert_events = self.tracker.push(step)
+            events.append(AsymmetryUpdate(t, list(current)))
+            events.extend(AlertEvent(a.alert, a.kind) for a in alert_events)
         return events
 
     def feed(self, batch: ImuBatch) -> list[EngineEvent]:

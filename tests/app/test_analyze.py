@@ -247,7 +247,7 @@ def test_session_file_input(recordings: dict, tmp_path: Path, capsys: pytest.Cap
     code, out, err = run_cli(capsys, str(path), "--json")
     assert code == 0, err
     doc = no_nan(out)
-    direct = analyze_batches(chunks, name="s.mcap").to_json()
+    direct = analyze_batches(chunks, name="s.mcap", rate_hz=200.0).to_json()  # the file's nominal rate
     assert doc["quality"] == direct["quality"] and doc["quality"]["n_samples_lost"] == 100
     assert doc["quality"]["n_batches_after_gap"] == 1 and doc["quality"]["n_steps_gap"] >= 1
     assert doc["steps"] == direct["steps"]

@@ -68,6 +68,12 @@ def test_weak_left_glute_raises_a_left_cpd_alert_and_the_session_replays_identic
     assert sum(isinstance(i, RawNotification) for i in items) > 500
     assert sum(isinstance(i, Step) for i in items) == len(steps)
     _assert_same_batches(recorded, _replayed_batches(path))
+    # live equals offline: analysing the recording afterwards finds the same steps and alerts
+    from pelvimon.analysis import analyze_file
+
+    offline = analyze_file(path)
+    assert [repr(s) for s in offline.steps] == [repr(s) for s in eng.steps]  # exact, NaN included
+    assert [(a.metric, a.side, a.t_start_s) for a in offline.alerts] == [(a.metric, a.side, a.t_start_s) for a in eng.alerts]
 
 
 def test_engine_in_a_thread_with_the_record_toggle(tmp_path: Path) -> None:

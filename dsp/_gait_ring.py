@@ -60,6 +60,10 @@ class SampleRing:
             self._buf[: m - first_part] = rows[first_part:]
         self.n_total += n
 
+    def value(self, i: int, channel: int) -> float:
+        """One held sample of one channel (absolute index ``i``)."""
+        return float(self._buf[int(i) % self.capacity, channel])
+
     def get(self, i0: int, i1: int) -> np.ndarray:
         """Samples with absolute indices ``i0 .. i1-1`` (clipped to what is held), shape (M, n_channels)."""
         i0 = max(int(i0), self.first)
@@ -69,5 +73,5 @@ class SampleRing:
         p0 = i0 % self.capacity
         p1 = p0 + (i1 - i0)
         if p1 <= self.capacity:
-            return self._buf[p0:p1].copy()
+            return self._buf[p0:p1]  # a view: read it before the next append
         return np.concatenate([self._buf[p0:], self._buf[: p1 - self.capacity]])

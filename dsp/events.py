@@ -86,6 +86,8 @@ class EventParams:
         Smallest braking drop of the forward force after heel strike for the walking IC refinement, g.
     ac_window_s : float
         Length of the window whose autocorrelation gives the step period for the refractory time, s.
+    ac_every_s : float
+        The autocorrelation step period is refreshed at an IC when it is older than this, s.
     ac_step_ratio : float
         The step-period peak of the autocorrelation is the first one reaching this fraction of the highest
         peak (the stride peak is often the highest).
@@ -108,6 +110,7 @@ class EventParams:
     recover_g: float = 0.02
     ac_window_s: float = 3.0
     ac_step_ratio: float = 0.6
+    ac_every_s: float = 1.5
 
     def validate(self, rate_hz: float) -> None:
         """Raise ``ValueError`` with a one-line reason if the parameters do not fit ``rate_hz``."""
@@ -193,6 +196,7 @@ class GaitEventDetector:
         self._n_back = max(2, int(round(0.04 * fs)))
         self._n_conf_walk = max(self._n_conf, int(round(0.32 * fs)))
         self._n_env = max(2, int(round(p.envelope_s * fs)))
+        self._n_ac_every = int(round(p.ac_every_s * fs))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -205,8 +209,10 @@ class GaitEventDetector:
         self._last_ic: tuple[int, float, int] | None = None  # (index, frac index, steepest index)
         self._intervals: list[float] = []
         self._ac_period = float("nan")
+        self._ac_at = -(1 << 60)
         self._recovered_ic = -1
         self._final = False
+        self._ac_at = -(1 << 60)
         self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
         self._bout_start = True
         self.state_: GaitState = "standing"
@@ -308,8 +314,7 @@ class GaitEventDetector:
         """Session time of a fractional absolute sample index (nominal rate between samples)."""
         i = int(np.floor(frac_index))
         i = min(max(i, self._ring.first), self._ring.n_total - 1)
-        t_i = float(self._ring.get(i, i + 1)[0, _T])
-        return t_i + (frac_index - i) / self._fs
+        return self._ring.value(i, _T) + (frac_index - i) / self._fs
 
     def _autocorr_period(self, i_end: int) -> float:
         """Step period from the autocorrelation of ``a_v`` over the ``ac_window_s`` before ``i_end``, s.
@@ -355,6 +360,19 @@ class GaitEventDetector:
     def _process(self) -> None:
         p = self._p
         n_avail = self._ring.n_total
+        # trigger levels and crossings of everything not yet scanned, computed once per call: they depend
+        # on the signal only (1 g + a fraction of the excess over 1 g in the preceding envelope window)
+        lo = max(self._ring.first, self._scan - 1 - self._n_env)
+        ext = self._ring.get(lo, n_avail)[:, _AF] - G_MPS2
+        if ext.shape[0] >= 2:
+            env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
+            env_prev = np.concatenate([[ext[0]], env[:-1]])  # envelope before each sample
+            lvl = np.maximum(p.trigger_g * G_MPS2, p.trigger_frac * env_prev)
+            low = np.maximum(p.recover_g * G_MPS2, p.recover_frac * env_prev)
+            cross = lo + 1 + np.flatnonzero((ext[:-1] < lvl[1:]) & (ext[1:] >= lvl[1:]))
+            cross_low = lo + 1 + np.flatnonzero((ext[:-1] < low[1:]) & (ext[1:] >= low[1:]))
+        else:
+            cross = cross_low = np.zeros(0, dtype=np.int64)
         while True:
             self._resolve_pending(n_avail)
             start = self._scan
@@ -364,17 +382,8 @@ class GaitEventDetector:
             if start >= n_avail:
                 self._check_standing(n_avail)
                 return
-            # trigger level per sample: 1 g + a fraction of the recent excess over 1 g
-            lo = max(self._ring.first, start - 1 - self._n_env)
-            ext = self._ring.get(lo, n_avail)[:, _AF] - G_MPS2
-            k0 = start - 1 - lo
-            env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
-            # env[k] = max(ext[k - n_env + 1 .. k]); the level at k uses the envelope before k
-            lvl = np.maximum(p.trigger_g * G_MPS2, p.trigger_frac * np.concatenate([[ext[0]], env[:-1]]))
-            seg = ext[k0:]
-            lv = lvl[k0:]
-            up = np.flatnonzero((seg[:-1] < lv[1:]) & (seg[1:] >= lv[1:]))
-            i_trig = start + int(up[0]) if up.size else -1
+            k = int(np.searchsorted(cross, start))
+            i_trig = int(cross[k]) if k < cross.size else -1
             # missed-step recovery: with a known step period, a step whose rise stayed under the trigger
             # level is searched with a lower level inside the window where it must be
             dl = self._recovery_deadline()
@@ -384,18 +393,12 @@ class GaitEventDetector:
                     return
                 self._recovered_ic = self._last_ic[0] if self._last_ic is not None else -1
                 w0 = max(start, (self._last_ic[0] if self._last_ic else 0) + self._min_gap_n())
-                env_prev = np.concatenate([[ext[0]], env[:-1]])
-                low = np.maximum(p.recover_g * G_MPS2, p.recover_frac * env_prev)
-                a, b = w0 - 1 - lo, dl - lo
-                if b > a + 1:
-                    sg, lw = ext[a:b], low[a:b]
-                    upl = np.flatnonzero((sg[:-1] < lw[1:]) & (sg[1:] >= lw[1:]))
-                    if upl.size:
-                        i_low = w0 + int(upl[0])
-                        self._scan = i_low + 1
-                        self._check_standing(i_low)
-                        self._on_trigger(i_low)
-                        continue
+                kl = int(np.searchsorted(cross_low, w0))
+                if kl < cross_low.size and cross_low[kl] < dl:
+                    i_low = int(cross_low[kl])
+                    self._scan = i_low + 1
+                    self._check_standing(i_low)
+                    self._on_trigger(i_low)
                 continue
             if i_trig < 0:
                 self._scan = n_avail
@@ -450,11 +453,17 @@ class GaitEventDetector:
                 self._close_step(prev, (i_ic, f_ic, m))
                 self._intervals.append(interval)
                 self._intervals = self._intervals[-5:]
-                self.step_period_s_ = float(np.median(self._intervals))
+                srt = sorted(self._intervals)
+                h = len(srt) // 2
+                self.step_period_s_ = srt[h] if len(srt) % 2 else 0.5 * (srt[h - 1] + srt[h])
             else:
                 self._end_bout()
         self._last_ic = (i_ic, f_ic, m)
-        self._ac_period = self._autocorr_period(i_trig + self._n_conf)
+        # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
+        i_now = i_trig + self._n_conf
+        if not np.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
+            self._ac_period = self._autocorr_period(i_now)
+            self._ac_at = i_now
 
     def _recovery_deadline(self) -> int | None:
         """Last sample where the next IC may be (1.4 step periods after the last one), or None."""

@@ -34,8 +34,8 @@ from .calibration import CalibrationParams, MountCalibration
 from .events import EventParams, GaitEventDetector, GaitState, StateChange, StepEvents
 from .laterality import LateralityParams, LateralityTracker
 from .orientation import OrientationParams, PelvisMotion, PelvisOrientation
-from .records import Step
-from .steps import step_metrics
+from .records import Side, Step
+from .steps import step_metrics_batch, window_means
 
 __all__ = [
     "CalibrationChange",
@@ -230,8 +230,7 @@ class GaitPipeline:
             self._ring.append(rows[b0:b1])
             det = self._detector.update(t[b0:b1], acc[b0:b1], acc_fwd_mps2=rows[b0:b1, _AX])
             events.extend(det.states_)
-            for ev in det.steps_:
-                steps.append(self._make_step(ev))
+            steps.extend(self._make_steps(det.steps_))
         self.n_samples_ += n
         self.steps_.extend(steps)
         return PipelineOutput(steps, motion, events)
@@ -239,7 +238,7 @@ class GaitPipeline:
     def finish(self) -> PipelineOutput:
         """End of data: emit walking steps still waiting for their final contact."""
         det = self._detector.flush()
-        steps = [self._make_step(ev) for ev in det.steps_]
+        steps = self._make_steps(det.steps_)
         self.steps_.extend(steps)
         return PipelineOutput(steps, None, [])
 
@@ -250,11 +249,17 @@ class GaitPipeline:
         cal = self.calibration_
         k0 = 0
         if self._orient is None:
-            cal.update(t, acc, gyr)
-            if cal.state_ != self._cal_state:
-                self._cal_state = cal.state_
-                t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[-1])
-                events.append(CalibrationChange(float(t_ev), str(cal.state_)))
+            # one-second blocks, and none after the calibration completed (it no longer changes then)
+            step = max(1, int(round(self._fs)))
+            for b0 in range(0, t.shape[0], step):
+                b1 = min(t.shape[0], b0 + step)
+                cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1])
+                if cal.state_ != self._cal_state:
+                    self._cal_state = cal.state_
+                    t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[b1 - 1])
+                    events.append(CalibrationChange(float(t_ev), str(cal.state_)))
+                if cal.state_ == "calibrated":
+                    break
             if cal.state_ != "calibrated" or cal.mount_quat_wxyz_ is None:
                 return None
             self._orient = PelvisOrientation(self._fs, cal.mount_quat_wxyz_, self._p.orientation)
@@ -264,39 +269,42 @@ class GaitPipeline:
             return None
         return self._orient.update(t[k0:], acc[k0:], None if gyr is None else gyr[k0:])
 
-    def _make_step(self, ev: StepEvents) -> Step:
-        rows = self._ring.get(ev.i_ic, ev.i_end + 1)
-        sig = self._detector.window(ev.i_ic, ev.i_end + 1)
-        n_need = ev.i_end + 1 - ev.i_ic
-        if rows.shape[0] < n_need or sig.shape[0] < n_need:
-            # the window is no longer held (should not happen with the ring sizes used)
-            return _gap_step(ev.t_ic_s, self._lat)
-        # laterality evidence, positive for left stance
-        n_early = max(2, int(round(self._p.early_stance_s * self._fs)))
-        contact = ev.t_fc_s - ev.t_ic_s
-        n_st = int(round(contact * self._fs)) if np.isfinite(contact) else ev.i_next_ic - ev.i_ic
-        n_st = min(max(n_st, 2), rows.shape[0])
-        n_early = min(n_early, n_st)
-        gx = rows[:n_early, _GX]
-        ay = rows[:n_st, _AY]
-        f_gyr = float(np.mean(gx)) if np.all(np.isfinite(gx)) else np.nan
-        f_ml = -float(np.mean(ay)) if np.all(np.isfinite(ay)) else np.nan
-        step_time = ev.t_next_ic_s - ev.t_ic_s
-        per = self._last_step_period
-        regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
-        if ev.bout_start:
-            self._lat.reset()
-        self._lat.update(np.array([f_gyr, f_ml]), regular=regular)
-        self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
-        side = self._lat.side_ or "L"
-        return step_metrics(
-            ev,
-            side,
-            self._lat.confidence_,
-            rows[:, :3],
-            sig[:, 1],
-            self._fs,
-        )
+    def _make_steps(self, events: list[StepEvents]) -> list[Step]:
+        """Laterality (sequential over the steps) and metrics (vectorised) of the steps of one block."""
+        if not events:
+            return []
+        i0 = min(ev.i_ic for ev in events)
+        i1 = max(ev.i_end for ev in events) + 1
+        rows = self._ring.get(i0, i1)
+        sig = self._detector.window(i0, i1)
+        if rows.shape[0] < i1 - i0 or sig.shape[0] < i1 - i0:
+            # the window is no longer held (cannot happen with the ring sizes used)
+            return [_gap_step(ev.t_ic_s, self._lat) for ev in events]
+        fs = self._fs
+        s = np.array([ev.i_ic for ev in events]) - i0
+        end = np.array([ev.i_end for ev in events]) - i0 + 1
+        contact = np.array([ev.t_fc_s - ev.t_ic_s for ev in events])
+        n_step = np.array([ev.i_next_ic - ev.i_ic for ev in events])
+        n_st = np.where(np.isfinite(contact), np.round(np.nan_to_num(contact) * fs).astype(int), n_step)
+        n_st = np.minimum(np.maximum(n_st, 2), end - s)
+        n_early = np.minimum(max(2, int(round(self._p.early_stance_s * fs))), n_st)
+        # laterality evidence, positive for left stance: obliquity velocity early in stance, and the
+        # medio-lateral force over stance pushing the body away from the stance foot
+        f_gyr = window_means(rows[:, _GX], s, s + n_early)
+        f_ml = -window_means(rows[:, _AY], s, s + n_st)
+        sides: list[Side] = []
+        conf: list[float] = []
+        for j, ev in enumerate(events):
+            step_time = ev.t_next_ic_s - ev.t_ic_s
+            per = self._last_step_period
+            regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
+            if ev.bout_start:
+                self._lat.reset()
+            self._lat.update(np.array([f_gyr[j], f_ml[j]]), regular=regular)
+            self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
+            sides.append(self._lat.side_ or "L")
+            conf.append(self._lat.confidence_)
+        return step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)
 
 
 def _gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:

@@ -39,3 +39,31 @@ def test_cpd_sign_follows_stance_side_and_gap_gives_nan():
     assert abs(left.cadence_spm - 60.0 / (70 / fs)) < 1e-9
     gap = step_metrics(_ev(n, c, fs), "L", 0.5, ang, av, fs, gap=True)
     assert gap.gap and np.isnan(gap.cpd_deg) and np.isnan(gap.step_time_s)
+
+
+def test_batch_metrics_match_the_reference_implementation():
+    from pelvimon.dsp.steps import step_metrics_batch
+
+    rng = np.random.default_rng(4)
+    fs = 200.0
+    m = 2000
+    ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
+    av = G_MPS2 + rng.normal(0, 3.0, m)
+    evs, sides = [], []
+    i = 30
+    while i < m - 300:
+        n = int(rng.integers(50, 140))
+        c = int(rng.integers(20, n + 40))
+        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
+                              t_next_ic_s=(i + n) / fs, t_fc_s=(i + c) / fs, running=c < n, bout_start=False))
+        sides.append("L" if len(sides) % 2 else "R")
+        i += n
+    batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
+    for ev, sd, b in zip(evs, sides, batch, strict=True):
+        ref = step_metrics(ev, sd, 0.9, ang[ev.i_ic : ev.i_end + 1], av[ev.i_ic : ev.i_end + 1], fs)
+        for k, v in ref.to_dict().items():
+            w = b.to_dict()[k]
+            if isinstance(v, float):
+                assert np.isclose(v, w, rtol=1e-9, atol=1e-9, equal_nan=True), k
+            else:
+                assert v == w, k

@@ -31,6 +31,7 @@ from .widgets import (
     pen,
     side_legend,
     style_plot,
+    zero_line,
 )
 
 EngineFactory = Callable[[str, str, bool], Any]
@@ -230,16 +231,25 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.angle_curves: dict[str, pg.PlotDataItem] = {}
         self.ic_marks: dict[tuple[str, str], pg.ScatterPlotItem] = {}
         first: pg.PlotItem | None = None
-        for row, (key, label, sign) in enumerate(ANGLES):
+        self.angles_view.addLabel(
+            "<b>Pelvis angles, last 10 s</b> &nbsp; (tilt: anterior +, obliquity: left side up +, "
+            "rotation: pelvis turned to the left +)",
+            row=0,
+            col=0,
+            size="10pt",
+            color="#222222",
+        )
+        for row, (key, label, _sign) in enumerate(ANGLES, start=1):
             p = self.angles_view.addPlot(row=row, col=0)
-            last = row == len(ANGLES) - 1
-            style_plot(p, left=f"{label} ({sign}, deg)", bottom="Session time (s)" if last else None)
+            last = row == len(ANGLES)
+            style_plot(p, left=f"{label} (deg)", bottom="Session time (s)" if last else None)
             p.setMouseEnabled(False, False)
             p.hideButtons()
             p.setMenuEnabled(False)
             if not last:
                 p.getAxis("bottom").setStyle(showValues=False)
-            curve = p.plot(pen=pen(ANGLE_COLORS[key]), name=f"{key} ({sign})")
+            zero_line(p)
+            curve = p.plot(pen=pen(ANGLE_COLORS[key]))
             self.angle_plots[key] = p
             self.angle_curves[key] = curve
             for side, color, symbol in (("L", LEFT, "t1"), ("R", RIGHT, "t")):

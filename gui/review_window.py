@@ -23,7 +23,10 @@ TIMELINE = (
 
 
 def _fmt(v: float, digits: int) -> str:
-    return f"{v:.{digits}f}" if math.isfinite(v) else "–"
+    if not math.isfinite(v):
+        return "–"
+    text = f"{v:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _alpha(color: str, a: int) -> tuple[int, int, int, int]:
@@ -69,7 +72,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for row, (metric, label, scale) in enumerate(TIMELINE):
             p = self.timeline.addPlot(row=row, col=0)
             last = row == len(TIMELINE) - 1
-            style_plot(p, left=label, bottom="Session time (s)" if last else None)
+            style_plot(p, left=label, bottom="Session time (s)" if last else None, grid=True)
             if not last:
                 p.getAxis("bottom").setStyle(showValues=False)
             for side, color in (("L", LEFT), ("R", RIGHT)):
@@ -110,7 +113,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
         low.setContentsMargins(0, 0, 0, 0)
         self.traces = pg.PlotWidget()
         tp = self.traces.getPlotItem()
-        style_plot(tp, left="Angle (deg)", bottom="Session time (s)", title="Pelvis angles in the selected range")
+        style_plot(
+            tp, left="Angle (deg)", bottom="Session time (s)", title="Pelvis angles in the selected range", grid=True
+        )
         legend = tp.addLegend(offset=(5, -5), labelTextSize="9pt", colCount=3)
         legend.setBrush(pg.mkBrush(255, 255, 255))
         self.trace_curves = {}
@@ -137,7 +142,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for metric, label, scale in (("cpd_deg", "CPD (deg)", 1.0), ("contact_time_s", "Contact time (ms)", 1000.0)):
             w = pg.PlotWidget()
             hp = w.getPlotItem()
-            style_plot(hp, left="Steps", bottom=label, title=f"Distribution by side: {label.split(' (')[0]}")
+            style_plot(
+                hp, left="Steps", bottom=label, title=f"Distribution by side: {label.split(' (')[0]}", grid=True
+            )
             for side, color in (("L", LEFT), ("R", RIGHT)):
                 c = pg.PlotDataItem(
                     [0, 1], [0], stepMode="center", fillLevel=0, brush=pg.mkBrush(*_alpha(color, 90)), pen=pen(color)

@@ -74,8 +74,11 @@ def side_brush(side: str) -> QtGui.QBrush:
     return pg.mkBrush(SIDE_COLORS[side])
 
 
-def style_plot(plot: pg.PlotItem, *, left: str, bottom: str | None = None, title: str | None = None) -> None:
-    """Axis labels with units, readable fonts, an opaque grid."""
+def style_plot(
+    plot: pg.PlotItem, *, left: str, bottom: str | None = None, title: str | None = None, grid: bool = False
+) -> None:
+    """Axis labels with units, readable fonts; a light grid only where asked (static plots: a grid is
+    semi-transparent in pyqtgraph and makes every repaint several times slower)."""
     font = QtGui.QFont()
     font.setPointSize(9)
     for name in ("left", "bottom"):
@@ -87,9 +90,15 @@ def style_plot(plot: pg.PlotItem, *, left: str, bottom: str | None = None, title
         plot.setLabel("bottom", bottom, **{"font-size": "10pt"})
     if title is not None:
         plot.setTitle(title, size="11pt", color="#222222")
-    plot.showGrid(x=True, y=True, alpha=1.0)
-    for name in ("left", "bottom"):
-        plot.getAxis(name).setGrid(40)  # opaque light grid lines
+    if grid:
+        plot.showGrid(x=True, y=True, alpha=0.15)
+
+
+def zero_line(plot: pg.PlotItem) -> pg.InfiniteLine:
+    """An opaque light horizontal line at 0 (a cheap reference instead of a grid)."""
+    line = pg.InfiniteLine(pos=0.0, angle=0, pen=pen("#C8C8C8"), movable=False)
+    plot.addItem(line, ignoreBounds=True)
+    return line
 
 
 def side_legend(plot: pg.PlotItem, items: Sequence[tuple[pg.GraphicsObject, str]], offset=(5, 5)) -> pg.LegendItem:

@@ -54,6 +54,7 @@ from scipy import signal
 
 from ..firmware_protocols.batch import G_MPS2
 from ._orient_quat import matrix_to_quat, quat_to_matrix
+from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
 
 __all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
 
@@ -269,6 +270,13 @@ class MountCalibration:
         ``forward_recent_deg_`` exceeded ``recheck_deg`` at some point after calibration.
     rate_hz_ : float or None
         Sample rate estimated from the first samples, Hz.
+    orientation_seed_ : dict or None
+        With a gyroscope, once calibrated: a :class:`~pelvimon.dsp.orientation.PelvisOrientation` state
+        holding the VQF filter that ran on this stream from its start, exactly after the sample at
+        ``t_calibrated_s_``. ``PelvisOrientation(rate, mount_quat_wxyz_).restore_state(seed)`` fed from the
+        next sample on gives angles at once (gyroscope bias learnt while standing, no start-up transient),
+        identical whatever the chunking. The filter uses VQF's default parameters (those of
+        ``OrientationParams()``).
     running_fraction_ : float
         Fraction of the strides so far that had a flight phase (running rather than walking).
     """
@@ -314,6 +322,10 @@ class MountCalibration:
         self._gait_acc = np.zeros(3)
         self._lp = np.zeros((0, 3))
         self._rot: np.ndarray | None = None
+        self._n_seen = 0  # samples through the gait stage
+        self._first_rest_n: int | None = None
+        self._cal_index: int | None = None
+        self.orientation_seed_: dict[str, Any] | None = None
         self._gyro_mode: bool | None = None
         self._vqf: vqf.VQF | None = None
         self._n_blocks = 0
@@ -451,12 +463,20 @@ class MountCalibration:
         if self._sos is None:
             raise RuntimeError("internal: gait processing before the sample rate is known")
         rot = None
+        raw_a, snap = a, None
+        was_calibrated = self.state_ == "calibrated"
         if g is not None and self._vqf is not None:
+            if not was_calibrated:
+                snap = self._vqf.state  # to hand VQF over, exactly at the calibration sample, to orientation
             # With a gyroscope, moments are taken in the level frame of a 6D VQF run on the sensor data, so
             # the pelvis' tilt and obliquity oscillation cannot leak the vertical force into the horizontal
             # plane; each block is mapped back to the sensor frame with its mean orientation.
-            q = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))["quat6D"]
-            rot = quat_to_matrix(q)
+            out = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))
+            if self._first_rest_n is None:
+                rest = np.flatnonzero(out["restDetected"])
+                if rest.size:
+                    self._first_rest_n = self._n_seen + int(rest[0])
+            rot = quat_to_matrix(out["quat6D"])
             a = _apply(rot, a)
         if self._zi is None:
             self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * a[0][None, None, :]
@@ -494,6 +514,8 @@ class MountCalibration:
                 self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
             elif self._blk_len >= self._block_n and self._blk_rises >= 2 and self._blk_rises % 2 == 0:
                 self._finish_block(tr)
+                if self.state_ == "calibrated" and self._cal_index is None:
+                    self._cal_index = self._n_seen + r
                 self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
             self._t_last_rise = tr
             self._bout_steps += 1
@@ -501,6 +523,21 @@ class MountCalibration:
             self._n_rises += 1
             self.n_strides_ = self._n_rises // 2
         self._advance(ccs, av, cursor, n)
+        if snap is not None and g is not None and self.state_ == "calibrated" and self._cal_index is not None:
+            # VQF (sensor frame, run since the start of the stream) state after the calibration sample
+            k = self._cal_index - self._n_seen + 1
+            seed = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]
+            seed.state = snap
+            seed.updateBatch(np.ascontiguousarray(g[:k]), np.ascontiguousarray(raw_a[:k]))
+            settled = self._first_rest_n if self._first_rest_n is not None and self._first_rest_n <= self._cal_index else None
+            self.orientation_seed_ = {
+                "version": _ORIENT_STATE_VERSION,
+                "n": self._cal_index + 1,
+                "n_settled": settled,
+                "vqf": seed.state,
+                "heading_zi": None,
+            }
+        self._n_seen += n
 
     def _advance(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> int:
         """Add samples [i0, i1) to the current block; drop blocks that grow too long without a stride end."""
@@ -610,6 +647,7 @@ class MountCalibration:
     _SCALARS = (
         "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
         "_all_rises", "_blk_cnt", "gravity_source_", "_gyro_mode",
+        "_n_seen", "_first_rest_n", "_cal_index", "orientation_seed_",
         "_n_blocks", "_n_run_blocks", "_run_n", "_run_t0", "_run_t1", "state_", "t_calibrated_s_",
         "forward_confidence_", "n_strides_", "forward_moved_", "rate_hz_", "running_fraction_",
     )

@@ -29,7 +29,7 @@ import numpy as np
 import vqf
 from scipy import signal
 
-from ._orient_quat import check_unit_quat, quat_to_matrix
+from ._orient_quat import check_unit_quat, quat_multiply, quat_to_matrix
 
 __all__ = [
     "OrientationParams",
@@ -298,6 +298,7 @@ class PelvisOrientation:
         self._p = p
         self._q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
         self._r_mount = quat_to_matrix(self._q_mount)
+        self._q_mount_inv = self._q_mount * np.array([1.0, -1.0, -1.0, -1.0])
         self._sos = _heading_sos(p, float(rate_hz))
         self._warmup_n = int(round(p.warmup_s * float(rate_hz)))
         self._settle_n = int(round(p.settle_s * float(rate_hz)))
@@ -349,8 +350,10 @@ class PelvisOrientation:
         n = t.shape[0]
         if n == 0:
             return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
-        out = self._vqf.updateBatch(gyr_p, acc_p)
-        q = out["quat6D"]
+        # VQF runs on the sensor-frame samples (so that its state can be handed over from the calibration,
+        # which ran it from the start of the stream); q_world_pelvis = q_world_sensor ⊗ q_mount⁻¹.
+        out = self._vqf.updateBatch(np.ascontiguousarray(gyr), np.ascontiguousarray(acc))
+        q = quat_multiply(out["quat6D"], self._q_mount_inv)
         _, _, rot = _baker_radians(q)
         cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
         if self._zi is None:
@@ -383,7 +386,9 @@ class PelvisOrientation:
         }
 
     def restore_state(self, d: dict[str, Any]) -> PelvisOrientation:
-        """Continue from a state returned by :meth:`save_state` of an estimator with the same parameters."""
+        """Continue from a state returned by :meth:`save_state` of an estimator with the same parameters,
+        or from ``MountCalibration.orientation_seed_`` (the calibration's VQF, handed over right after the
+        calibration sample: feed this estimator from the next sample on)."""
         if not isinstance(d, dict) or d.get("version") != _STATE_VERSION:
             raise ValueError("not a PelvisOrientation state (missing or unknown 'version')")
         self.reset(keep_bias=False)
@@ -430,8 +435,9 @@ def offline_pelvis_orientation(
     n = t.shape[0]
     if n == 0:
         return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
-    out = vqf.offlineVQF(gyr_p, acc_p, None, 1.0 / float(rate_hz), _vqf_kwargs(p))
-    q = out["quat6D"]
+    q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
+    out = vqf.offlineVQF(np.ascontiguousarray(g), np.ascontiguousarray(a), None, 1.0 / float(rate_hz), _vqf_kwargs(p))
+    q = quat_multiply(out["quat6D"], q_mount * np.array([1.0, -1.0, -1.0, -1.0]))
     _, _, rot = _baker_radians(q)
     cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
     sos = _heading_sos(p, float(rate_hz))

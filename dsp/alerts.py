@@ -106,6 +106,8 @@ def default_rules() -> dict[str, AlertRule]:
         "impact_g",
     ):
         rules[m] = AlertRule(m, kind="si", enter=10.0, release=7.5)
+    # the obliquity range of a step is mostly its pelvic drop, already watched (in degrees) by cpd_deg
+    rules["obliquity_range_deg"] = AlertRule("obliquity_range_deg", kind="si", enter=10.0, release=7.5, enabled=False)
     return rules
 
 

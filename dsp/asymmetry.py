@@ -244,6 +244,8 @@ def _welch_arrays(
         vr = rsd**2 / rneff
         se2 = vl + vr
         df = se2**2 / (vl**2 / np.maximum(lneff - 1, 1e-9) + vr**2 / np.maximum(rneff - 1, 1e-9))
+        # tiny spreads underflow to 0/0: fall back to the smaller side's degrees of freedom
+        df = np.where(np.isfinite(df), df, np.maximum(np.minimum(lneff, rneff) - 1, 1.0))
     valid = (ln >= 2) & (rn >= 2) & np.isfinite(diff)
     pos = valid & (se2 > 0)
     half = np.zeros_like(diff)

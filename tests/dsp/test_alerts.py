@@ -91,7 +91,7 @@ def test_simulated_left_cpd_8_vs_4_alerts_on_the_left_after_the_minimum_duration
     assert [e.kind for e in events if e.alert.metric == "cpd_deg"][-1] == "ended"
     # the other metrics are symmetric in the simulation, except the obliquity range, which in the
     # simulator's model is the CPD itself (8 vs 4 deg: SI 67 %)
-    assert {x.metric for x in alerts} == {"cpd_deg", "obliquity_range_deg"}
+    assert {x.metric for x in alerts} == {"cpd_deg"}  # obliquity range (mostly the drop itself) is off by default
 
 
 def test_right_side_and_message_are_mirrored() -> None:

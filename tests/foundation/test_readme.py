@@ -18,7 +18,8 @@ def _commands() -> set[str]:
 
 
 def test_every_command_is_documented_and_every_documented_command_exists() -> None:
-    documented = set(re.findall(r"^(?:\.venv/bin/)?pelvimon ([a-z]+)\b", README, flags=re.M))
+    code = "\n".join(re.findall(r"```(?:sh)?\n(.*?)```", README, flags=re.S))
+    documented = set(re.findall(r"^(?:\.venv/bin/)?pelvimon ([a-z]+)\b", code, flags=re.M))
     documented |= set(re.findall(r"`pelvimon ([a-z]+)`", README))
     documented |= set(re.findall(r"\.venv/bin/pelvimon ([a-z]+)", README))
     assert _commands() - documented == set(), "commands missing from the README"

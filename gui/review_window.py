@@ -85,6 +85,13 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 )
                 p.addItem(sc)
                 self.timeline_points[(metric, side)] = sc
+            unsure = ~self.cols["usable"] if self.data.steps else np.zeros(0, dtype=bool)
+            ux = self.cols["t_ic_s"][unsure] if self.data.steps else np.zeros(0)
+            uy = self.cols[metric][unsure] * scale if self.data.steps else np.zeros(0)
+            ok = np.isfinite(uy)
+            sc = pg.ScatterPlotItem(x=ux[ok], y=uy[ok], size=4, symbol="o", brush=pg.mkBrush("#9E9E9E"), pen=None)
+            p.addItem(sc)
+            self.timeline_points[(metric, "?")] = sc
             if first is None:
                 first = p
                 side_legend(
@@ -92,6 +99,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
                     [
                         (self.timeline_points[(metric, "L")], "left stance"),
                         (self.timeline_points[(metric, "R")], "right stance"),
+                        (self.timeline_points[(metric, "?")], "side uncertain or gap (not in the statistics)"),
                     ],
                     offset=(-5, 5),
                 )
@@ -203,11 +211,19 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 f" &nbsp; Pelvic drop: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
                 f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>."
             )
+        n_usable = int(self.cols["usable"].sum()) if d.steps else 0
+        warn = ""
+        if d.steps and n_usable == 0:
+            warn = (
+                "<br><b style='color:#C0392B'>No step could be given a side with confidence</b> (without a "
+                "gyroscope, or with too short a run, left and right cannot be told apart): per-side values are "
+                "not available."
+            )
         return (
             f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
             f"({n_l} left, {n_r} right; {d.steps_source}), cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
             f"{len(d.alerts)} alert(s).{cpd}<br>Drag the grey band (or click an alert) to choose the range "
-            "shown below."
+            "shown below." + warn
         )
 
     def _default_range(self) -> tuple[float, float]:
@@ -298,7 +314,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         if not span:
             return
         t0, t1 = span
-        t1 = t0 + 20.0 if t1 is None else min(t1, t0 + 60.0)
+        t1 = t0 + 10.0 if t1 is None else min(t1, t0 + 10.0)
         self.set_range(t0, t1)
 
     # ------------------------------------------------------------------ export

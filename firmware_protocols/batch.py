@@ -26,7 +26,7 @@ class ImuBatchError(ValueError):
 def _as_rows(name: str, a: np.ndarray | None, n: int, width: int) -> np.ndarray | None:
     if a is None:
         return None
-    arr = np.asarray(a, dtype=np.float64)
+    arr = np.ascontiguousarray(a, dtype=np.float64)  # C order: filters such as vqf need it
     if arr.shape != (n, width):
         raise ImuBatchError(f"ImuBatch.{name} must have shape ({n}, {width}), got {arr.shape}")
     return arr
@@ -74,7 +74,7 @@ class ImuBatch:
     native: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        t = np.asarray(self.t_s, dtype=np.float64)
+        t = np.ascontiguousarray(self.t_s, dtype=np.float64)
         if t.ndim != 1:
             raise ImuBatchError(f"ImuBatch.t_s must be one-dimensional, got shape {t.shape}")
         n = t.shape[0]

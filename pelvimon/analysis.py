@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -259,16 +259,6 @@ def _rate_hz(batches: Sequence[ImuBatch]) -> float:
     return 1.0 / float(np.median(dt))
 
 
-def _contiguous(b: ImuBatch) -> ImuBatch:
-    """The batch with C-contiguous arrays (vqf's batch update needs them; CSV columns are strided views)."""
-    arrays = ("acc_mps2", "gyr_rads", "mag_uT", "quat_wxyz")
-    if all(getattr(b, k) is None or getattr(b, k).flags.c_contiguous for k in arrays):
-        return b
-    return replace(
-        b, **{k: None if getattr(b, k) is None else np.ascontiguousarray(getattr(b, k)) for k in arrays}
-    )
-
-
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> PipelineRun:
     """Run the streaming step pipeline over the batches (in order) and collect what it found.
 
@@ -279,7 +269,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> P
     pipe = GaitPipeline(rate_hz if rate_hz is not None else _rate_hz(batches))
     events: list[Any] = []
     for b in batches:
-        events += pipe.update(_contiguous(b)).events
+        events += pipe.update(b).events
     events += pipe.finish().events
     calibrated = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]
     return PipelineRun(

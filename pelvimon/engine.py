@@ -169,7 +169,7 @@ class SessionAnalyzer:
                 q = None
                 if ev.state == "calibrated":
                     m = getattr(self.pipeline.calibration_, "mount_quat_wxyz_", None)
-                    q = None if m is None else tuple(float(x) for x in m)
+                    q = None if m is None else (float(m[0]), float(m[1]), float(m[2]), float(m[3]))
                 events.append(CalibrationEvent(ev.t_s, ev.state, q))
             elif isinstance(ev, GapEvent):
                 continue

@@ -93,7 +93,7 @@ class ReplaySource(Source):
         pending: SessionItem | None = None
         it = iter(items)
         while True:
-            item = pending if pending is not None else next(it, None)
+            item: SessionItem | None = pending if pending is not None else next(it, None)
             pending = None
             if item is None:
                 return

@@ -15,6 +15,9 @@ Rules
   is no longer waited for). Samples of the batch being fed never time out in that same call, so a whole
   recording fed as one batch per stream, in any order, is merged completely. The other streams keep at
   most ``max_buffer_samples`` samples.
+- Never bridge a gap: accelerometer samples strictly between the last sample of another stream before a
+  gap (``gap_before`` of its next batch) and the first one after it are output without that stream, and
+  the first sample merged again after the gap is flagged too.
 - Gap flags: an accelerometer batch's ``gap_before`` / ``n_lost`` stay on its first sample; a gap in another
   stream flags the first accelerometer sample after the last sample before that gap (the first one whose
   interpolated value spans the gap). Every flagged sample starts a new output batch.
@@ -34,6 +37,8 @@ import numpy as np
 from .batch import ImuBatch
 
 _CHANNEL_ATTR = {"acc": "acc_mps2", "gyr": "gyr_rads", "mag": "mag_uT"}
+_SAME_S = 1e-6
+"""Times closer than this (s) are the same sample instant (timestamps of two streams rounded apart)."""
 
 
 class _Stream:
@@ -43,11 +48,13 @@ class _Stream:
         self.t = np.zeros(0)
         self.v = np.zeros((0, 3))
         self.gaps: list[float] = []  # a gap lies after this time: flag the first acc sample later than it
+        self.holes: list[tuple[float, float]] = []  # (last sample before a gap, first after): never bridged
 
     def clear(self) -> None:
         self.t = np.zeros(0)
         self.v = np.zeros((0, 3))
         self.gaps = []
+        self.holes = []
 
 
 class ImuMerger:
@@ -156,6 +163,12 @@ class ImuMerger:
             st.gaps.append(-np.inf)
         elif gap_before:
             st.gaps.append(float(st.t[-1]) if st.t.size else -np.inf)
+            ref = st.t if st.t.size >= 2 else t
+            period = float(np.median(np.diff(ref[-16:]))) if ref.size >= 2 else 0.0
+            if st.t.size and float(t[0] - st.t[-1]) > 1.5 * period:  # samples of this stream are missing
+                st.holes.append((float(st.t[-1]), float(t[0])))
+                del st.holes[:-64]
+                st.gaps.append(float(t[0]) - 2 * _SAME_S)  # and the first sample merged again after the hole
         st.t = np.concatenate([st.t, t])
         st.v = np.concatenate([st.v, values])
         if st.t.size > self.max_buffer_samples:
@@ -174,8 +187,11 @@ class ImuMerger:
         for name in self._others:
             st = self._streams[name]
             if st.t.size:
-                cov = (ta >= st.t[0]) & (ta <= st.t[-1])
+                # the same instant computed from two streams' timestamps may differ by rounding
+                cov = (ta >= st.t[0] - _SAME_S) & (ta <= st.t[-1] + _SAME_S)
                 decided &= cov | (ta < st.t[0])
+                for a, b in st.holes:  # samples lost from this stream: not interpolated across
+                    cov &= ~((ta > a + _SAME_S) & (ta < b - _SAME_S))
             else:
                 cov = np.zeros(n, dtype=bool)
                 if name not in self._absent:
@@ -223,6 +239,7 @@ class ImuMerger:
             if st.t.size:
                 keep = max(int(np.searchsorted(st.t, t_last, side="right")) - 1, 0)
                 st.t, st.v = st.t[keep:], st.v[keep:]
+            st.holes = [h for h in st.holes if h[1] > t_last]
         return out
 
     def _batches(

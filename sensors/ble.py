@@ -34,6 +34,7 @@ from bleak.exc import BleakBluetoothNotAvailableError, BleakDeviceNotFoundError,
 
 from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.base import Protocol, ProtocolError, StreamConfig
+from pelvimon.firmware_protocols.batch import ImuBatch
 
 from .clock import SessionClock
 from .source import RawNotification, Source, SourceError, SourceEvent, SourceInfo, SourceStatus
@@ -717,9 +718,17 @@ class StreamDecoder:
     """Raw notifications -> session-time batches and gap statuses: what :class:`BleSource` does with each
     notification, reusable by replay (same inputs give the same outputs).
 
-    Per notification: the protocol's decoder; each batch to session time (:class:`SessionClock`); acc and
-    gyro streams sent separately merged (``merge.ImuMerger``) on session time; a ``gap`` status for every
-    batch with ``gap_before`` or ``n_lost``.
+    Per notification: the protocol's decoder; acc and gyro streams sent separately are merged
+    (``merge.ImuMerger``); each batch goes to session time (:class:`SessionClock`); a ``gap`` status for
+    every batch that follows missing samples.
+
+    Device-clock batches are merged on the device clock and only then mapped to session time, so the
+    streams share one mapping; every output batch is checked against the device time of the previous one,
+    and a hole of ``k`` sample periods is a gap of ``k - 1`` lost samples whatever lost them (the radio,
+    a reconnect, a packet the decoder refused, samples that could not be merged). Host-timed batches
+    (no device clock) get their session times first (one sample clock per stream); their losses are the
+    decoder's counts where the protocol has a counter, else estimated from session time after a known
+    interruption (a notification lost without a counter cannot be seen at all).
 
     Replay rule: call :meth:`observe_write` with the start writes (``info.metadata["start_writes"]``) and
     :meth:`reset` at every ``disconnected`` status (a reconnect restarts the device's stream).
@@ -731,6 +740,16 @@ class StreamDecoder:
         Decoder context (``info.metadata["decoder_context"]``).
     rate_hz : float
         Nominal rate (``info.rate_hz``).
+
+    Attributes
+    ----------
+    n_lost : int
+        Samples reported lost so far (the sum of the ``gap`` statuses' ``n_lost``).
+    n_dropped : int
+        Samples decoded but not output (accelerometer samples no gyroscope sample covers), included in
+        the gaps that follow them.
+    first_device_s, last_device_s : float or None
+        Device time of the first and last sample output (device-clock protocols).
     """
 
     def __init__(self, protocol: Protocol, context: dict[str, Any], rate_hz: float) -> None:
@@ -739,11 +758,21 @@ class StreamDecoder:
         self.decoder = protocol.decoder(**context)
         self.clock = SessionClock(rate_hz)
         self._merger_cls = _merger_class()
-        self._merger: Any = None
+        self._mergers: dict[str, Any] = {}
         self.gap_pending = False
         self.last_t: float | None = None
+        self.last_device_s: float | None = None
+        self.first_device_s: float | None = None
         self.n_malformed = 0
-        self.n_unmerged = 0
+        self.n_dropped = 0
+        self.n_lost = 0
+        self._dropped_since = 0
+        self._last_host: float | None = None
+
+    @property
+    def n_unmerged(self) -> int:
+        """Alias of :attr:`n_dropped` (older name)."""
+        return self.n_dropped
 
     def observe_write(self, char_uuid: str, data: bytes) -> None:
         """A write the client made (decoders that learn their configuration from writes look at it)."""
@@ -754,8 +783,18 @@ class StreamDecoder:
     def reset(self) -> None:
         """The link was lost: forget partial payloads; the next batch is flagged ``gap_before``."""
         self.decoder.reset()
-        self._merger = None
+        for m in self._mergers.values():
+            self._dropped_since += m.n_held  # held samples are lost with the link (host-timed count)
+        self._mergers = {}
         self.gap_pending = True
+
+    def _merge(self, b: ImuBatch, key: str) -> list[ImuBatch]:
+        spec = self.protocol.spec
+        if not (spec.has_gyro and self._merger_cls is not None and (b.acc_mps2 is None) != (b.gyr_rads is None)):
+            return [b]
+        if key not in self._mergers:
+            self._mergers[key] = self._merger_cls(expect=("acc", "gyr"))
+        return list(self._mergers[key].feed(b))
 
     def feed(self, raw: RawNotification) -> list[SourceEvent]:
         out: list[SourceEvent] = []
@@ -763,6 +802,7 @@ class StreamDecoder:
             batches = self.decoder.feed(raw.char_uuid, raw.data, raw.t_host_s)
         except ProtocolError as exc:
             self.n_malformed += 1
+            self.gap_pending = True  # whatever the bytes carried is not in the output
             if self.n_malformed == 1 or self.n_malformed % 100 == 0:
                 out.append(
                     SourceStatus(
@@ -770,44 +810,95 @@ class StreamDecoder:
                     )
                 )
             return out
-        spec = self.protocol.spec
-        rate = self.rate_hz
         for b in batches:
             if not len(b):
                 continue
-            # session time first (per-stream sample clocks for host-timed streams), then merge acc + gyro
-            sb0 = self.clock.to_session(b, raw.t_host_s)
-            if spec.has_gyro and self._merger_cls is not None and (b.acc_mps2 is None) != (b.gyr_rads is None):
-                if self._merger is None:
-                    self._merger = self._merger_cls(expect=("acc", "gyr"))
-                parts = self._merger.feed(sb0)
+            if b.time_base == "device":
+                self.clock.observe(b, raw.t_host_s)
+                for part in self._merge(b, "device"):
+                    self._emit_device(part, out)
             else:
-                parts = [sb0]
-            for part in parts:
-                if not len(part):
-                    continue
-                if spec.has_gyro and part.gyr_rads is None:
-                    self.n_unmerged += len(part)  # acc before the first gyro sample: not usable downstream
-                    continue
-                sb = part if not self.gap_pending else dataclasses.replace(part, gap_before=True)
-                if sb.gap_before or sb.n_lost:
-                    n_lost = sb.n_lost
-                    estimated = False
-                    if self.gap_pending and not n_lost and self.last_t is not None and rate > 0:
-                        n_lost = max(int(round((sb.t_s[0] - self.last_t) * rate)) - 1, 0)
-                        estimated = True
-                    out.append(
-                        SourceStatus(
-                            "gap",
-                            float(sb.t_s[0]),
-                            f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
-                            {"n_lost": int(n_lost), "t_s": float(sb.t_s[0]), "estimated": estimated},
-                        )
-                    )
-                self.gap_pending = False
-                self.last_t = float(sb.t_s[-1])
-                out.append(sb)
+                sb = self.clock.to_session(b, raw.t_host_s)
+                for part in self._merge(sb, "session"):
+                    self._emit_session(part, out, raw.t_host_s)
         return out
+
+    def _usable(self, part: ImuBatch) -> bool:
+        if not len(part):
+            return False
+        if self.protocol.spec.has_gyro and part.gyr_rads is None:
+            # acc no gyro sample covers (before the first one, or inside a gyro gap): not usable downstream
+            self.n_dropped += len(part)
+            self._dropped_since += len(part)
+            self.gap_pending = True
+            return False
+        return True
+
+    def _gap_status(self, t_s: float, n_lost: int, estimated: bool) -> SourceStatus:
+        self.n_lost += n_lost
+        return SourceStatus(
+            "gap",
+            t_s,
+            f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
+            {"n_lost": int(n_lost), "t_s": t_s, "estimated": estimated},
+        )
+
+    def _emit_device(self, part: ImuBatch, out: list[SourceEvent]) -> None:
+        if not self._usable(part):
+            return
+        rate = self.rate_hz
+        t0 = float(part.t_s[0])
+        gap = part.gap_before or part.n_lost > 0 or self.gap_pending
+        n_lost = int(part.n_lost)
+        if self.last_device_s is not None and rate > 0:
+            step = t0 - self.last_device_s
+            if step > 1.5 / rate:  # a hole in the output on the device clock: that many samples are missing
+                gap = True
+                n_lost = max(int(round(step * rate)) - 1, 0)
+            elif step > 0:
+                n_lost = 0  # flagged, but no sample is missing from the output
+            else:
+                gap = True  # the device clock went back (sensor restarted): a discontinuity of unknown length
+        sb = self.clock.map_device(part)
+        if gap and not sb.gap_before:
+            sb = dataclasses.replace(sb, gap_before=True)
+        if sb.n_lost != n_lost:
+            sb = dataclasses.replace(sb, n_lost=n_lost)
+        if gap:
+            out.append(self._gap_status(float(sb.t_s[0]), n_lost, False))
+        self.gap_pending = False
+        self._dropped_since = 0
+        if self.first_device_s is None:
+            self.first_device_s = t0
+        self.last_device_s = float(part.t_s[-1])
+        self.last_t = float(sb.t_s[-1])
+        out.append(sb)
+
+    def _emit_session(self, sb: ImuBatch, out: list[SourceEvent], t_host_s: float) -> None:
+        if not self._usable(sb):
+            return
+        rate = self.rate_hz
+        gap = sb.gap_before or sb.n_lost > 0 or self.gap_pending
+        if gap:
+            n_lost = int(sb.n_lost)
+            estimated = False
+            if n_lost:
+                n_lost += self._dropped_since
+            elif self.gap_pending and self._last_host is not None and rate > 0:
+                # receive times of the notifications on either side: their delivery delays cancel, where the
+                # session times before the gap may lag by the notifications lost unseen (no counter)
+                n_lost = max(int(round((t_host_s - self._last_host) * rate)) - len(sb), self._dropped_since, 0)
+                estimated = True
+            else:
+                n_lost = self._dropped_since
+            if not sb.gap_before or sb.n_lost != n_lost:
+                sb = dataclasses.replace(sb, gap_before=True, n_lost=n_lost)
+            out.append(self._gap_status(float(sb.t_s[0]), n_lost, estimated))
+        self.gap_pending = False
+        self._dropped_since = 0
+        self.last_t = float(sb.t_s[-1])
+        self._last_host = t_host_s
+        out.append(sb)
 
 
 async def open_ble(target: str, **kwargs: Any) -> BleSource:

@@ -21,8 +21,8 @@ device clock. pelvimon maps device time to session time with a causal fit of the
 - A residual further than ``reanchor_s`` from the model (device rebooted, a wrap the decoder could not see,
   or a stretch of lost data on a host-timed sensor) re-anchors the fit at that point, keeping the drift.
 - Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
-  slew towards it, each batch moving back at most half the device time since the previous batch, so
-  consecutive batches never overlap.
+  slew towards it, session time advancing at least half as fast as device time (half a sample period
+  regained per sample), so consecutive samples never overlap.
 
 Protocols without a device clock (MetaWear without accounter, WitMotion) are de-jittered by
 :class:`SampleClock`: sample ``k`` gets the synthetic device time ``k / rate_hz`` and goes through the same
@@ -164,11 +164,12 @@ class ClockMap:
             return t
         if self._last_out is not None and self._last_dev is not None:
             if d[0] > self._last_dev:
-                floor = self._last_out + 0.5 * (d[0] - self._last_dev) * (1.0 + self.drift_)
-            else:
-                floor = self._last_out + 1e-6
-            if t[0] < floor:
-                t = t + (floor - t[0])
+                # catching up with an earlier envelope: session time runs at least at half speed, sample by
+                # sample, so it slews back by half a sample period per sample and never overlaps
+                floor = self._last_out + 0.5 * (d - self._last_dev) * (1.0 + self.drift_)
+                t = np.maximum(t, floor)
+            elif t[0] < self._last_out + 1e-6:
+                t = t + (self._last_out + 1e-6 - t[0])
         self._last_out = float(t[-1])
         self._last_dev = float(d[-1])
         return t
@@ -246,28 +247,41 @@ class SessionClock:
         self.device = ClockMap(reanchor_s=reanchor_s)
         self.host: dict[tuple[bool, ...], SampleClock] = {}
 
+    def observe(self, batch: ImuBatch, t_host_s: float) -> None:
+        """Learn from a device-clock batch as decoded: its last sample was received at ``t_host_s``."""
+        if batch.time_base == "device" and len(batch):
+            self.device.observe(float(batch.t_s[-1]), t_host_s)
+
+    def map_device(self, batch: ImuBatch, *, gap_before: bool = False) -> ImuBatch:
+        """A device-clock batch on session time (after :meth:`observe`; merged streams map once)."""
+        t = self.device.map(batch.t_s) if len(batch) else batch.t_s
+        return _with_times(batch, t, gap_before)
+
     def to_session(self, batch: ImuBatch, t_host_s: float, *, gap_before: bool = False) -> ImuBatch:
         """The batch on session time (``time_base="session"``); ``gap_before`` is or-ed into the batch's."""
         if batch.time_base == "session":
             t = batch.t_s
         elif batch.time_base == "device":
-            if len(batch):
-                self.device.observe(float(batch.t_s[-1]), t_host_s)
-            t = self.device.map(batch.t_s) if len(batch) else batch.t_s
+            self.observe(batch, t_host_s)
+            return self.map_device(batch, gap_before=gap_before)
         else:  # one sample clock per stream (acc and gyro may come as separate streams)
             key = (batch.acc_mps2 is None, batch.gyr_rads is None, batch.mag_uT is None, batch.quat_wxyz is None)
             if key not in self.host:
                 self.host[key] = SampleClock(self.rate_hz)
             t = self.host[key].stamp(len(batch), t_host_s, batch.n_lost)
-        return ImuBatch(
-            t_s=t,
-            acc_mps2=batch.acc_mps2,
-            gyr_rads=batch.gyr_rads,
-            mag_uT=batch.mag_uT,
-            quat_wxyz=batch.quat_wxyz,
-            seq=batch.seq,
-            gap_before=batch.gap_before or gap_before,
-            n_lost=batch.n_lost,
-            time_base="session",
-            native=batch.native,
-        )
+        return _with_times(batch, t, gap_before)
+
+
+def _with_times(batch: ImuBatch, t: np.ndarray, gap_before: bool) -> ImuBatch:
+    return ImuBatch(
+        t_s=t,
+        acc_mps2=batch.acc_mps2,
+        gyr_rads=batch.gyr_rads,
+        mag_uT=batch.mag_uT,
+        quat_wxyz=batch.quat_wxyz,
+        seq=batch.seq,
+        gap_before=batch.gap_before or gap_before,
+        n_lost=batch.n_lost,
+        time_base="session",
+        native=batch.native,
+    )

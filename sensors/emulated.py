@@ -63,22 +63,76 @@ DEFAULT_NAMES = {
 
 
 class EmulatedClock:
-    """Emulation time: real monotonic time times ``speed``, from 0 at construction (s)."""
+    """Emulation time: real monotonic time times ``speed``, from 0 at construction (s), paused while the
+    host process is stalled.
 
-    def __init__(self, speed: float = 1.0) -> None:
+    A real sensor keeps measuring while the host is busy, and its notifications wait in the radio and the
+    operating system: a few milliseconds. At ``speed`` 40 the same few milliseconds of a busy host (a
+    garbage collection, an import, another process on the CPU) would be 40 times as long in emulation
+    time, enough to look like a stalled sensor or a lost link. So emulation time does not advance by more
+    than ``max_lag_s`` (emulation s) between two readings of the clock: whatever the host was blocked for
+    beyond that is taken out. A heartbeat task on the running event loop reads the clock every quarter of
+    that, so an idle loop never loses time; only a blocked one does.
+
+    Parameters
+    ----------
+    speed : float
+        Emulation seconds per real second.
+    max_lag_s : float
+        Longest step of emulation time between two readings, s of emulation time (a realistic delivery
+        delay); None never pauses (pure wall clock).
+    """
+
+    def __init__(self, speed: float = 1.0, max_lag_s: float | None = 0.1) -> None:
         if not speed > 0:
             raise ValueError(f"EmulatedClock: speed must be > 0, got {speed}")
+        if max_lag_s is not None and not max_lag_s > 0:
+            raise ValueError(f"EmulatedClock: max_lag_s must be > 0 or None, got {max_lag_s}")
         self.speed = float(speed)
+        self.max_lag_s = max_lag_s
+        self._tol_real = None if max_lag_s is None else max_lag_s / self.speed
+        self.paused_s = 0.0
+        """Real seconds taken out because the host was blocked."""
         self._t0 = time.monotonic()
+        self._last = self._t0
+        self._heartbeats: dict[int, asyncio.Task[None]] = {}
 
     def now(self) -> float:
-        return (time.monotonic() - self._t0) * self.speed
+        w = time.monotonic()
+        if self._tol_real is not None:
+            step = w - self._last
+            if step > self._tol_real:
+                self.paused_s += step - self._tol_real
+            self._last = w
+            self._ensure_heartbeat()
+        return (w - self._t0 - self.paused_s) * self.speed
 
     def restart(self) -> None:
         """Emulation time back to 0 (after slow set-up work, before the sensors are used)."""
         self._t0 = time.monotonic()
+        self._last = self._t0
+        self.paused_s = 0.0
+
+    def _ensure_heartbeat(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._heartbeats.get(id(loop))
+        if task is None or task.done():
+            self._heartbeats = {k: t for k, t in self._heartbeats.items() if not t.done()}
+            self._heartbeats[id(loop)] = loop.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        assert self._tol_real is not None
+        period = self._tol_real / 4
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                await asyncio.sleep(period)
+                self.now()
 
     async def sleep(self, seconds: float) -> None:
+        self.now()  # starts the heartbeat on this loop
         await asyncio.sleep(max(seconds, 0.0) / self.speed)
 
 
@@ -205,6 +259,14 @@ class EmulatedSensor:
         self.link: EmulatedLink | None = None
         self.n_sent = 0
         self.n_lost = 0
+        self.n_withheld = 0
+        """Notifications a stalled sensor never sent."""
+        self.n_skipped = 0
+        """Samples not measured into a stream because no client was streaming (link down, reconnecting)."""
+        self._last_k: int | None = None
+        self._last_rate = 0.0
+        self.track = False
+        self._delivered: list[np.ndarray] = []
         self.layout = self._layout()
 
     # -- GATT layout ---------------------------------------------------------------------------------
@@ -309,6 +371,28 @@ class EmulatedSensor:
             time_base="device",
         )
 
+    # -- accounting ----------------------------------------------------------------------------------
+    def track_delivery(self, on: bool = True) -> None:
+        """Record the grid index of every sample delivered to a client (device-clock protocols).
+
+        Each link decodes what it delivered with a fresh decoder of the protocol (a sample of a separately
+        sent stream counts once all its streams arrived); see :meth:`delivered_k` and :meth:`missing`.
+        """
+        self.track = on
+
+    def delivered_k(self) -> np.ndarray:
+        """Sorted unique grid indices (``k`` of :meth:`truth`) of the samples delivered so far."""
+        if not self._delivered:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(self._delivered))
+
+    def missing(self, k_first: int, k_last: int) -> int:
+        """Samples of the grid in ``[k_first, k_last]`` the sensor did not deliver (lost, not sent while
+        the link was down or stalled, or held in a packet the link closed on)."""
+        k = self.delivered_k()
+        n_in = int(np.count_nonzero((k >= k_first) & (k <= k_last)))
+        return int(k_last - k_first + 1 - n_in)
+
     # -- links ---------------------------------------------------------------------------------------
     def connect(self, deliver: Callable[[str, bytes], None], lost: Callable[[], None]) -> EmulatedLink:
         """Open a link; ``deliver(char, data)`` receives notifications, ``lost()`` a drop by the sensor."""
@@ -337,10 +421,15 @@ class EmulatedLink:
         self._lost = lost
         self.subscribed: set[str] = set()
         self.open = True
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: list[tuple[str, bytes, Any]] = []
         self._next_k: int | None = None
         self._rate_hz = 0.0
         self._stalled = False
+        self._writes: list[tuple[str, bytes]] = []
+        self._shadow: Any = None
+        self._shadow_k: dict[str, list[np.ndarray]] = {"acc": [], "gyr": []}
+        self._cursor: dict[str, int] = {}
+        self._k_first: int | None = None
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def subscribe(self, char_uuid: str, on: bool = True) -> None:
@@ -352,12 +441,79 @@ class EmulatedLink:
     def write(self, char_uuid: str, data: bytes) -> None:
         if not self.open:
             raise BleakError("not connected")
+        self._writes.append((char_uuid.lower(), bytes(data)))
         for char, payload in self.model.handle_write(char_uuid.lower(), bytes(data)):
             self._notify(char, payload)
 
-    def _notify(self, char: str, payload: bytes) -> None:
+    def _notify(self, char: str, payload: bytes, ks: list[tuple[str, np.ndarray]] | None = None) -> None:
         if self.open and char.lower() in self.subscribed:
             self._deliver(char.lower(), payload)
+            if self.sensor.track:
+                if self.sensor.spec.device_clock:
+                    self._record(self._grid_of(self._shadow_feed(char.lower(), payload)))
+                elif ks is not None:
+                    self._record(ks)
+                else:
+                    self._shadow_feed(char.lower(), payload)  # a reply: decoder state only
+
+    # -- delivery accounting (EmulatedSensor.track_delivery) ------------------------------------------------
+    def _shadow_feed(self, char: str, payload: bytes) -> list[ImuBatch]:
+        """The notification through this link's own decoder of the protocol (what a client could decode)."""
+        s = self.sensor
+        if self.model.config is None:
+            return []
+        if self._shadow is None:
+            from .ble import decoder_context
+
+            self._shadow = s.protocol.decoder(**decoder_context(s.protocol, self.model.config))
+            observe = getattr(self._shadow, "observe_write", None)
+            for c, d in self._writes if observe is not None else []:
+                observe(c, d)
+        try:
+            return [b for b in self._shadow.feed(char, payload, s.clock.now()) if len(b)]
+        except ValueError:
+            return []
+
+    @staticmethod
+    def _kind(b: ImuBatch) -> str:
+        if b.acc_mps2 is not None:
+            return "both" if b.gyr_rads is not None else "acc"
+        return "gyr" if b.gyr_rads is not None else "other"
+
+    def _grid_of(self, batches: list[ImuBatch]) -> list[tuple[str, np.ndarray]]:
+        """Grid indices from device times (device-clock protocols)."""
+        s = self.sensor
+        rate = self._rate()
+        return [
+            (self._kind(b), np.round((b.t_s - s.device_offset_s) * rate).astype(np.int64))
+            for b in batches
+            if b.time_base == "device"
+        ]
+
+    def _grid_by_order(self, batches: list[ImuBatch]) -> list[tuple[str, np.ndarray]]:
+        """Grid indices from the order of encoding (host-timed protocols: samples leave in order)."""
+        out = []
+        for b in batches:
+            kind = self._kind(b)
+            k0 = self._cursor.setdefault(kind, self._k_first or 0)
+            out.append((kind, np.arange(k0, k0 + len(b), dtype=np.int64)))
+            self._cursor[kind] = k0 + len(b)
+        return out
+
+    def _record(self, ks: list[tuple[str, np.ndarray]]) -> None:
+        s = self.sensor
+        for kind, k in ks:
+            if kind == "other":
+                continue
+            if kind == "both" or not s.spec.has_gyro:
+                s._delivered.append(k)
+                continue
+            self._shadow_k[kind].append(k)
+            acc, gyr = (np.concatenate(v) if v else np.zeros(0, np.int64) for v in self._shadow_k.values())
+            both = np.intersect1d(acc, gyr)
+            if both.size:
+                s._delivered.append(both)
+                self._shadow_k = {"acc": [acc[acc > both[-1]]], "gyr": [gyr[gyr > both[-1]]]}
 
     def close(self, dropped: bool = False) -> None:
         if not self.open:
@@ -399,24 +555,32 @@ class EmulatedLink:
                 if self._next_k is None or rate != self._rate_hz:
                     self._rate_hz = rate
                     self._next_k = k_now
+                    if s._last_k is not None and rate == s._last_rate:
+                        s.n_skipped += max(k_now - s._last_k, 0)
                     continue
                 if k_now > self._next_k:
+                    if self._k_first is None:
+                        self._k_first = self._next_k
                     batch = s._batch(rate, self._next_k, k_now)
                     self._next_k = k_now
+                    s._last_k, s._last_rate = k_now, rate
+                    by_order = s.track and not s.spec.device_clock
                     for char, payload in self.model.encode(batch):
                         s.n_sent += 1
+                        ks = self._grid_by_order(self._shadow_feed(char.lower(), payload)) if by_order else None
                         if f.loss and s._rng.random() < f.loss:
                             s.n_lost += 1
                             continue
-                        self._pending.append((char, payload))
+                        self._pending.append((char, payload, ks))
                 if self._stalled:
+                    s.n_withheld += len(self._pending)
                     self._pending.clear()
                     continue
                 if f.burst_every is not None and (now % f.burst_every) < f.burst_s:
                     continue  # held back; delivered in one burst when the window ends
                 pending, self._pending = self._pending, []
-                for char, payload in pending:
-                    self._notify(char, payload)
+                for char, payload, ks in pending:
+                    self._notify(char, payload, ks)
                     if not self.open:
                         return
         except asyncio.CancelledError:

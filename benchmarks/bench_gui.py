@@ -4,7 +4,8 @@ live window refreshed at 30 Hz, offscreen.
 Prints, for each run, the process CPU time over wall time (all threads: Bluetooth emulation, decoding,
 analysis, GUI) and the mean time of one frame (drain + redraw) on the GUI thread:
 
-* ``painting``: the normal window;
+* ``painting``: the normal window (also: the 99th percentile and the longest interval between frames, a
+  measure of stutter);
 * ``no painting``: the same loop with drawing disabled (the subscription is still drained and the ring
   buffers filled), the baseline that isolates what the plots cost;
 * ``engine only``: the engine with no window at all.
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import time
+
+import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -51,18 +54,21 @@ def run_window(seconds: float, rate: float, paint: bool) -> dict[str, float]:
     win.resize(1400, 860)
     win.show()
     frame_s: list[float] = []
+    frame_t: list[float] = []
     orig_tick = win.tick
 
     def timed_tick() -> None:
         t = time.perf_counter()
         orig_tick()
         frame_s.append(time.perf_counter() - t)
+        frame_t.append(t)
 
     win.timer.timeout.disconnect()
     win.timer.timeout.connect(timed_tick)
     _wait_calibrated(app, lambda: win.state.angles.total > 3 * rate)
     win.paint_enabled = paint
     frame_s.clear()
+    frame_t.clear()
     n_events0 = win.state.n_events
     c0, w0 = time.process_time(), time.monotonic()
     while time.monotonic() - w0 < seconds:
@@ -71,7 +77,10 @@ def run_window(seconds: float, rate: float, paint: bool) -> dict[str, float]:
     cpu, wall = time.process_time() - c0, time.monotonic() - w0
     n_events = win.state.n_events - n_events0
     win.close()
+    gaps = np.diff(frame_t) if len(frame_t) > 2 else np.zeros(1)
     return {
+        "gap_p99_ms": 1000.0 * float(np.percentile(gaps, 99)),
+        "gap_max_ms": 1000.0 * float(gaps.max()),
         "cpu_share_pct": 100.0 * cpu / wall,
         "frames_per_s": len(frame_s) / wall,
         "frame_ms": 1000.0 * sum(frame_s) / max(len(frame_s), 1),
@@ -107,6 +116,10 @@ def main() -> None:
     print(
         f"  painting    : process CPU {paint['cpu_share_pct']:5.1f} % of one core, {paint['frames_per_s']:4.1f} "
         f"frames/s, {paint['frame_ms']:5.2f} ms per frame, {paint['events_per_s']:.0f} events/s"
+    )
+    print(
+        f"                interval between frames: 99th percentile {paint['gap_p99_ms']:.1f} ms, "
+        f"longest {paint['gap_max_ms']:.1f} ms (33.3 ms nominal)"
     )
     base = run_window(args.seconds, args.rate, False)
     print(

@@ -525,9 +525,7 @@ def run_headless(
     finally:
         engine.stop()
         state.ingest(sub.drain())
-    if not use_tty:
+    if not use_tty and state.n_events and not getattr(engine, "error", None):
         stream.write(state.summary_line() + "\n")
-    if getattr(engine, "error", None):
-        stream.write(f"the session ended with an error: {engine.error}\n")
     stream.flush()
     return state

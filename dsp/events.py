@@ -82,6 +82,11 @@ class EventParams:
         Missed-step recovery: when no rise crossed the trigger level within 1.4 step periods of the last
         IC, the first rise above ``recover_frac`` of the envelope (at least ``recover_g`` g) after 0.6 step
         periods is taken.
+    walk_rise_s : float
+        While walking, the steepest rise is searched this long after the trigger (the slow rise out of
+        the single-support trough can cross the trigger level before the heel-strike rise), s.
+    fall_g, fall_window_s : float
+        An IC needs ``a_v`` below ``(1 - fall_g)`` g somewhere in the ``fall_window_s`` before its rise.
     fwd_drop_g : float
         Smallest braking drop of the forward force after heel strike for the walking IC refinement, g.
     ac_window_s : float
@@ -106,6 +111,9 @@ class EventParams:
     refractory_frac: float = 0.75
     standing_after_s: float = 2.0
     fwd_drop_g: float = 0.1
+    fall_g: float = 0.05
+    walk_rise_s: float = 0.2
+    fall_window_s: float = 0.35
     recover_frac: float = 0.3
     recover_g: float = 0.02
     ac_window_s: float = 3.0
@@ -193,8 +201,10 @@ class GaitEventDetector:
         self._ring = SampleRing(cap, 4)
         self._n_conf = max(2, int(round(p.confirm_s * fs)))
         self._n_onset = max(2, int(round(p.onset_window_s * fs)))
+        self._n_fall = max(2, int(round(p.fall_window_s * fs)))
         self._n_back = max(2, int(round(0.04 * fs)))
         self._n_conf_walk = max(self._n_conf, int(round(0.32 * fs)))
+        self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         self._n_env = max(2, int(round(p.envelope_s * fs)))
         self._n_ac_every = int(round(p.ac_every_s * fs))
         self.reset()
@@ -414,10 +424,11 @@ class GaitEventDetector:
 
     def _on_trigger(self, i_trig: int) -> None:
         """Locate the IC of the rise that crossed the trigger level at ``i_trig``."""
-        w0 = i_trig - self._n_back
-        w = self._ring.get(w0 - 1, i_trig + self._n_conf + 1)[:, _AF]
-        w0 = i_trig + self._n_conf + 1 - w.shape[0] + 1  # index of w[1]
         walking = self.state_ == "walking"
+        w0 = i_trig - self._n_back
+        w_end = i_trig + (self._n_rise_walk if walking else self._n_conf) + 1
+        w = self._ring.get(w0 - 1, min(w_end, self._ring.n_total))[:, _AF]
+        w0 = w_end - w.shape[0] + 1  # index of w[1]
         slope = np.diff(w)  # slope[k] = af[w0 + k] - af[w0 + k - 1]
         k = int(np.argmax(slope))
         m = w0 + k
@@ -435,6 +446,11 @@ class GaitEventDetector:
         i_floor = m - (fl.shape[0] - 1) + j_b
         if i_floor <= 1:
             return  # the data start inside this rise: its onset was not observed
+        # a foot strike ends a fall: the body accelerated downwards (a_v < 1 g: flight, or the single-
+        # support trough of walking) shortly before; a rise from standing (a weight shift) is no IC
+        pre = self._ring.get(m - self._n_fall, m + 1)[:, _AF]
+        if float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
+            return
         if s_m <= 0:
             return
         f_ic = m - (a_m - floor) / s_m

@@ -222,7 +222,8 @@ class GaitPipeline:
             if motion.gyr_pelvis_rads is not None:
                 rows[k0:, _GX] = motion.gyr_pelvis_rads[:, 0]
             rows[k0:, _AY] = np.where(ok, motion.acc_level_mps2[:, 1], np.nan)
-            rows[k0:, _AX] = np.where(ok, motion.acc_level_mps2[:, 0], np.nan)
+            # the forward force in the pelvis frame needs only the mount, not the settled filter
+            rows[k0:, _AX] = motion.acc_pelvis_mps2[:, 0]
         # 3. events, block by block so that the ring buffers hold every open step
         bn = self._detector.block_n
         for b0 in range(0, n, bn):

@@ -101,7 +101,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
                         (self.timeline_points[(metric, "R")], "right stance"),
                         (self.timeline_points[(metric, "?")], "side uncertain or gap (not in the statistics)"),
                     ],
-                    offset=(-5, 5),
+                    offset=(5, 5),
                 )
             else:
                 p.setXLink(first)

@@ -228,6 +228,14 @@ class MovesenseDecoder(Decoder):
     path : str, optional
         Resource path of the data, e.g. ``/Meas/IMU6/104`` (default). It gives the arrays present and the
         sample rate. A SUBSCRIBE seen through :meth:`observe_write` sets the path for its reference.
+    confirm_split : bool
+        Hold each payload reassembled from DATA + DATA_PART2 until the next DATA of its reference confirms
+        it (streams; the live client sets it). GSP has no counter: if a DATA's DATA_PART2 is lost and the
+        next packet's DATA too, that next packet's DATA_PART2 completes the first DATA with another
+        packet's samples, and nothing in the bytes shows it. The next DATA's timestamp does: if it follows
+        the held packet, the held packet was whole; if packets are missing in between, the held packet's
+        part 2 may belong to one of them, so it is dropped and counted lost with them (a gap, never mixed
+        data). Costs one packet of latency. False (default): output at once (single notifications).
 
     Attributes
     ----------
@@ -237,7 +245,8 @@ class MovesenseDecoder(Decoder):
 
     protocol = NAME
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, confirm_split: bool = False) -> None:
+        self.confirm_split = bool(confirm_split)
         self._default = parse_path(path or DEFAULT_PATH)
         self._by_ref: dict[int, Resource] = {}
         self.command_results: list[CommandResult] = []
@@ -249,6 +258,10 @@ class MovesenseDecoder(Decoder):
         self._offset: dict[int, int] = {}
         self._next_ms: dict[int, float] = {}
         self._loss_flag: dict[int, bool] = {}
+        # reassembled payload waiting for the next DATA: (batches, expected first-sample ms before it)
+        self._held: dict[int, tuple[list[ImuBatch], float | None]] = {}
+        self.n_split_dropped = 0
+        """Reassembled packets dropped because the next DATA showed packets missing in between."""
 
     def resource(self, reference: int) -> Resource:
         """The resource decoded for ``reference`` (the subscribed path, else the default path)."""
@@ -282,15 +295,10 @@ class MovesenseDecoder(Decoder):
             del self.command_results[:-16]
             return []
         if kind == RESP_DATA:
-            if ref in self._part1:
-                # the previous DATA never got its DATA_PART2: those samples are lost
-                del self._part1[ref]
-                self._loss_flag[ref] = True
-            if len(body) == PART1_PAYLOAD_BYTES:
-                # 150 bytes can never be a whole IMU payload (4 + 12·k·N != 150): part 2 follows
-                self._part1[ref] = body
-                return []
-            return self._decode(ref, body)
+            released = self._confirm(ref, body) if ref in self._held else []
+            if released:
+                return released + self._data(ref, body)
+            return self._data(ref, body)
         if kind == RESP_DATA_PART2:
             first = self._part1.pop(ref, None)
             if first is None:
@@ -308,7 +316,11 @@ class MovesenseDecoder(Decoder):
                     f"DATA_PART2 (reference {ref})",
                     f"reassembled payload of {len(whole)} bytes; GSP v1 carries at most {MAX_PAYLOAD_BYTES}",
                 )
-            return self._decode(ref, whole)
+            if not self.confirm_split:
+                return self._decode(ref, whole)
+            expected = self._next_ms.get(ref)
+            self._held[ref] = (self._decode(ref, whole), expected)
+            return []
         if kind == RESP_DATA_PART3:
             raise UnsupportedFrameError(
                 NAME, f"DATA_PART3 (reference {ref})", "declared by GSP but never sent by the v1 firmware"
@@ -316,6 +328,38 @@ class MovesenseDecoder(Decoder):
         raise MalformedFrameError(
             NAME, f"notification type {kind}", "expected 1 (COMMAND_RESULT), 2 (DATA) or 3 (DATA_PART2)"
         )
+
+    def _confirm(self, ref: int, body: bytes) -> list[ImuBatch]:
+        """The held packet, if the DATA ``body`` follows it; else drop it (its part 2 is in doubt)."""
+        batches, expected_before = self._held.pop(ref)
+        end_ms = self._next_ms.get(ref)
+        if len(body) < 4 or end_ms is None:
+            return batches
+        period_ms = 1000.0 / self.resource(ref).rate_hz
+        late_ms = (int.from_bytes(body[:4], "little") - int(round(end_ms))) % _WRAP
+        if late_ms >= _WRAP // 2:
+            late_ms -= _WRAP
+        if late_ms <= max(1.5, 0.5 * period_ms):
+            return batches  # contiguous (or the clock went back: not a loss)
+        # packets are missing after the held one: its DATA_PART2 may be one of theirs
+        self.n_split_dropped += 1
+        self._loss_flag[ref] = True
+        if expected_before is None:
+            self._next_ms.pop(ref, None)
+        else:
+            self._next_ms[ref] = expected_before  # the held samples count as lost with the others
+        return []
+
+    def _data(self, ref: int, body: bytes) -> list[ImuBatch]:
+        if ref in self._part1:
+            # the previous DATA never got its DATA_PART2: those samples are lost
+            del self._part1[ref]
+            self._loss_flag[ref] = True
+        if len(body) == PART1_PAYLOAD_BYTES:
+            # 150 bytes can never be a whole IMU payload (4 + 12·k·N != 150): part 2 follows
+            self._part1[ref] = body
+            return []
+        return self._decode(ref, body)
 
     def _decode(self, ref: int, payload: bytes) -> list[ImuBatch]:
         res = self.resource(ref)
@@ -509,7 +553,7 @@ class MovesenseProtocol(Protocol):
         has_mag=True,
         device_clock=True,
         loss_detection="gaps in the uint32 ms first-sample timestamp; DATA without DATA_PART2 (no counter)",
-        context_keys=("path",),
+        context_keys=("path", "confirm_split"),
         notes=(
             "float32 SI payload (acc m/s², gyro deg/s, magn µT), struct of arrays, split into DATA + "
             "DATA_PART2 above 150 bytes; negotiate ATT MTU >= 155; writes with response."
@@ -526,10 +570,14 @@ class MovesenseProtocol(Protocol):
         return [GattWrite(COMMAND_UUID, unsubscribe_command(DEFAULT_REFERENCE), response=True)]
 
     def decoder(self, **context: Any) -> MovesenseDecoder:
-        unknown = set(context) - {"path"}
+        unknown = set(context) - {"path", "confirm_split"}
         if unknown:
-            raise ValueError(f"{NAME}: unknown decoder context {sorted(unknown)}; known: path")
+            raise ValueError(f"{NAME}: unknown decoder context {sorted(unknown)}; known: path, confirm_split")
         return MovesenseDecoder(**context)
+
+    def decoder_context(self, config: StreamConfig) -> dict[str, Any]:
+        """Context of a streaming client: payloads split in two are confirmed by the next DATA."""
+        return {"confirm_split": True}
 
     def peripheral(self, **options: Any) -> MovesensePeripheral:
         return MovesensePeripheral(**options)

@@ -252,6 +252,7 @@ class EmulatedSensor:
         self.firmware = "emulated-1.0"
         self.clock = EmulatedClock(1.0)
         self._rng = np.random.default_rng(self.faults.seed)
+        self._loss_rng = np.random.default_rng(self.faults.seed)  # loss pattern: one draw per notification
         self._down_until = -1.0
         self._disconnects = sorted(self.faults.disconnect_at)
         self._stall_used = False
@@ -568,7 +569,7 @@ class EmulatedLink:
                     for char, payload in self.model.encode(batch):
                         s.n_sent += 1
                         ks = self._grid_by_order(self._shadow_feed(char.lower(), payload)) if by_order else None
-                        if f.loss and s._rng.random() < f.loss:
+                        if f.loss and s._loss_rng.random() < f.loss:
                             s.n_lost += 1
                             continue
                         self._pending.append((char, payload, ks))

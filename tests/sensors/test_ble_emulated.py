@@ -131,7 +131,7 @@ def test_stream_with_loss_and_disconnect_invents_no_sample(proto: str) -> None:
         assert np.all(np.diff(kt) > 0), "in order, none twice"
         span = kt[-1] - kt[0] + 1
         assert span - len(kt) > 0.03 * span, "loss and the link drop leave holes"
-        # Known decoder issue, reported to the protocol module: a Movesense DATA whose DATA_PART2 was lost,
-        # followed by a lost DATA, is completed with the next packet's DATA_PART2 (gyro of another packet).
-        if sensor.spec.has_gyro and len(dev) and dev[0].gyr_rads is not None and proto != "movesense":
+        # (a Movesense DATA whose DATA_PART2 was lost, followed by a lost DATA, used to be completed with
+        # the next packet's DATA_PART2: the gyro of another packet; see test_ble_movesense_split.py)
+        if sensor.spec.has_gyro and len(dev) and dev[0].gyr_rads is not None:
             np.testing.assert_allclose(np.concatenate([b.gyr_rads for b in dev]), truth.gyr_rads, atol=0.005)

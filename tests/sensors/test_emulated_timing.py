@@ -69,7 +69,9 @@ def test_samples_are_never_on_the_session_clock_after_their_arrival(protocol: st
             late.append((last_rx, float(ev.t_s[-1]) - last_rx))
     arr = np.array(late)
     assert len(arr) and np.max(arr[:, 1]) < 0.06
-    assert np.max(arr[arr[:, 0] > 2.0, 1]) < 2e-3
+    # later, a faster delivery than any before can still lower the envelope by a connection interval
+    assert np.max(arr[arr[:, 0] > 2.0, 1]) < 0.02
+    assert np.median(arr[arr[:, 0] > 2.0, 1]) < 0
     n = sum(len(e) for e in events if isinstance(e, ImuBatch))
     lost = sum(e.details["n_lost"] for e in events if isinstance(e, SourceStatus) and e.kind == "gap")
     assert n + lost > 0.8 * 8.0 * registry.get(protocol).spec.default_rate_hz * 0.6

@@ -1,0 +1,96 @@
+"""Movesense GSP has no counter: a DATA whose DATA_PART2 was lost, followed by a lost DATA, must not be
+completed with the next packet's DATA_PART2 (another packet's gyro). The streaming decoder holds each
+reassembled payload until the next DATA's timestamp confirms it, and drops it as a gap when in doubt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pelvimon.firmware_protocols import movesense as ms
+from pelvimon.firmware_protocols.base import ProtocolError
+from pelvimon.firmware_protocols.batch import ImuBatch
+
+PATH = "/Meas/IMU6/104"
+
+
+def _packets(n_packets: int, seed: int = 1) -> tuple[ImuBatch, list[tuple[str, bytes]]]:
+    rng = np.random.default_rng(seed)
+    n = 8 * n_packets
+    b = ImuBatch(
+        t_s=5.0 + np.arange(n) / 104.0,
+        acc_mps2=rng.normal(0, 9, (n, 3)).astype(np.float32).astype(np.float64),
+        gyr_rads=rng.normal(0, 3, (n, 3)),
+    )
+    dev = ms.PROTOCOL.peripheral()
+    dev.handle_write(ms.COMMAND_UUID, ms.subscribe_command(PATH))
+    msgs = dev.encode(b)
+    assert [m[1][0] for m in msgs[:4]] == [2, 3, 2, 3]  # every packet is DATA + DATA_PART2
+    return b, msgs
+
+
+def _decode(msgs, drop: set[int], confirm: bool) -> list[ImuBatch]:
+    dec = ms.PROTOCOL.decoder(path=PATH, confirm_split=confirm)
+    out: list[ImuBatch] = []
+    for i, (c, d) in enumerate(msgs):
+        if i in drop:
+            continue
+        try:
+            out += dec.feed(c, d)
+        except ProtocolError:
+            continue
+    return out
+
+
+def _check_against_truth(out: list[ImuBatch], truth: ImuBatch) -> np.ndarray:
+    got = ImuBatch.concat(out)
+    k = np.round((got.t_s - 5.0) * 104.0).astype(int)
+    np.testing.assert_allclose(got.acc_mps2, truth.acc_mps2[k], rtol=1e-6)
+    np.testing.assert_allclose(got.gyr_rads, truth.gyr_rads[k], rtol=1e-5, atol=1e-6)
+    return k
+
+
+def test_without_confirmation_the_next_packets_part2_completes_a_stale_part1() -> None:
+    """The failure being fixed, shown on the plain decoder: packet 1's gyro is packet 2's."""
+    truth, msgs = _packets(6)
+    # packet 1 = messages 2, 3; packet 2 = 4, 5: lose packet 1's DATA_PART2 and packet 2's DATA
+    out = _decode(msgs, drop={3, 4}, confirm=False)
+    with pytest.raises(AssertionError):
+        _check_against_truth(out, truth)
+
+
+def test_confirmed_stream_drops_the_packet_in_doubt_and_counts_it() -> None:
+    truth, msgs = _packets(6)
+    out = _decode(msgs, drop={3, 4}, confirm=True)
+    k = _check_against_truth(out, truth)  # no mixed sample
+    # packets 0, 3, 4 out (5 is held until a next DATA); 1 and 2 lost: one gap of 16 samples
+    np.testing.assert_array_equal(k, np.r_[0:8, 24:40])
+    after = next(b for b in out if abs(b.t_s[0] - (5.0 + 24 / 104.0)) < 1e-3)
+    assert after.gap_before and after.n_lost == 16
+
+
+def test_confirmed_stream_without_loss_outputs_every_packet_one_packet_late() -> None:
+    truth, msgs = _packets(5)
+    dec = ms.PROTOCOL.decoder(path=PATH, confirm_split=True)
+    outputs = [dec.feed(c, d) for c, d in msgs]
+    assert outputs[1] == []  # packet 0 complete, held
+    assert len(outputs[2]) == 1 and outputs[2][0].t_s[0] == pytest.approx(5.0, abs=1e-3)  # next DATA confirms it
+    k = _check_against_truth([b for o in outputs for b in o], truth)
+    np.testing.assert_array_equal(k, np.arange(32))  # packet 4 still held
+    assert not any(b.gap_before for o in outputs for b in o)
+
+
+@pytest.mark.parametrize("drop", [{1}, {2}, {2, 3}, {3, 4}, {3, 4, 5}, {5, 6}, {3, 6}, {1, 4, 7}])
+def test_any_loss_pattern_never_mixes_packets(drop: set[int]) -> None:
+    truth, msgs = _packets(8, seed=len(drop))
+    out = _decode(msgs, drop=drop, confirm=True)
+    k = _check_against_truth(out, truth)
+    assert np.all(np.diff(k) > 0)
+    got = ImuBatch.concat(out)
+    # every hole in the output is flagged with its exact size
+    holes = np.flatnonzero(np.diff(k) > 1)
+    starts = np.cumsum([0] + [len(b) for b in out])[:-1]
+    for h in holes:
+        b = out[int(np.searchsorted(starts, h + 1))]
+        assert b.gap_before and b.n_lost == k[h + 1] - k[h] - 1
+    assert len(got) == len(k)

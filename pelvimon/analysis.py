@@ -254,6 +254,10 @@ def _rate_hz(batches: Sequence[ImuBatch]) -> float:
     dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
     dt = np.concatenate(dts) if dts else np.zeros(0)
     dt = dt[dt > 0]
+    if dt.size == 0:  # one sample per batch (one per notification, e.g. Movella DOT, WitMotion): across batches
+        t = [b.t_s for b in batches if len(b)]
+        dt = np.diff(np.concatenate(t)) if t else np.zeros(0)
+        dt = dt[dt > 0]
     if dt.size == 0:
         raise PelvimonError("cannot tell the sample rate: the input needs at least two increasing times")
     return 1.0 / float(np.median(dt))

@@ -426,8 +426,10 @@ class GaitEventDetector:
         """Locate the IC of the rise that crossed the trigger level at ``i_trig``."""
         walking = self.state_ == "walking"
         w0 = i_trig - self._n_back
-        w_end = i_trig + (self._n_rise_walk if walking else self._n_conf) + 1
-        w = self._ring.get(w0 - 1, min(w_end, self._ring.n_total))[:, _AF]
+        w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
+        w = self._ring.get(w0 - 1, w_end)[:, _AF]
+        if w.shape[0] < 2:
+            return
         w0 = w_end - w.shape[0] + 1  # index of w[1]
         slope = np.diff(w)  # slope[k] = af[w0 + k] - af[w0 + k - 1]
         k = int(np.argmax(slope))
@@ -456,7 +458,7 @@ class GaitEventDetector:
         f_ic = m - (a_m - floor) / s_m
         f_ic = max(f_ic, float(i_floor)) - self._delay
         if walking:
-            f_ap = self._walking_ic_fwd(f_ic)
+            f_ap = self._walking_ic_fwd(f_ic, i_trig + self._n_conf_walk)
             if f_ap is not None:
                 f_ic = f_ap
         i_ic = int(round(f_ic))
@@ -497,13 +499,16 @@ class GaitEventDetector:
             return 0
         return self._n_conf_walk if self.state_ == "walking" else self._n_conf
 
-    def _walking_ic_fwd(self, f_ic: float) -> float | None:
+    def _walking_ic_fwd(self, f_ic: float, i_limit: int) -> float | None:
         """Walking IC from the forward specific force (Zijlstra and Hof 2003): the forward peak just before
         the sharp braking drop that follows heel strike, searched around the vertical estimate ``f_ic``."""
         fs = self._fs
         c = int(round(f_ic))
         i0 = c - int(round(0.10 * fs))
-        i1 = c + int(round(0.25 * fs))
+        # never past the look-ahead that is always there when this runs (streaming equals batch)
+        i1 = min(c + int(round(0.25 * fs)), i_limit - 3)
+        if i1 - i0 < 8:
+            return None
         x = self._ring.get(i0 - 2, i1 + 3)[:, _AP]
         if x.shape[0] != i1 - i0 + 5 or not np.all(np.isfinite(x)):
             return None

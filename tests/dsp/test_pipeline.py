@@ -182,3 +182,54 @@ def test_simulator_running_accuracy(kw):
     assert s.tilt_rmse_deg <= 1.0
     assert s.rot_rmse_deg <= 1.0
     assert s.cadence_med_rel <= 0.005
+
+
+@pytest.fixture(scope="module")
+def walk_sim():
+    return simulate(SimParams(seconds=30, gait="walk", cadence_spm=105, cpd_left_deg=5, cpd_right_deg=2,
+                              mount_euler_deg=(-30, 60, 150), seed=12))
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=30))
+def test_walking_whole_equals_random_chunks(walk_sim, sizes):
+    b = walk_sim.batch
+    n = len(b)
+    cuts = [0]
+    k = 0
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
+        k += 1
+    whole = analyze_offline(b, rate_hz=FS).steps
+    assert len(whole) > 20
+    _same(whole, _feed(b, cuts))
+
+
+def test_accelerometer_only_gives_events_and_timing():
+    sim = simulate(SimParams(seconds=30, gait="run", cadence_spm=185, seed=13, mount_euler_deg=(10, 100, -40)))
+    b = sim.batch
+    acc_only = ImuBatch(t_s=b.t_s, acc_mps2=b.acc_mps2, time_base="session")
+    res = analyze_offline(acc_only, rate_hz=FS)
+    steps = [s for s in res.steps if not s.gap]
+    full = [s for s in sim.truth.steps if s.ramp >= 1.0]
+    m = match_times(np.array([s.t_ic_s for s in steps]), np.array([s.t_ic_s for s in full]), 0.1)
+    assert m.recall >= 0.99
+    assert np.median(np.abs(m.err_s)) <= 0.005
+    ct = np.array([steps[i].contact_time_s - full[j].contact_time_s for i, j in m.pairs])
+    assert rmse(ct) <= 0.015
+    # no gyroscope: no angles, and the sides are guesses
+    assert all(np.isnan(s.cpd_deg) for s in steps)
+    assert all(s.laterality_confidence <= 0.75 for s in steps)
+    assert res.state == "running"
+
+
+@pytest.mark.parametrize("gait,cadence,ic_tol_s", [("run", 220, 0.005), ("run", 140, 0.005), ("walk", 130, 0.02)])
+def test_events_across_cadences(gait, cadence, ic_tol_s):
+    sim = simulate(SimParams(seconds=25, gait=gait, cadence_spm=cadence, seed=9, mount_euler_deg=(30, 40, 50)))
+    res = analyze_offline(sim.batch, rate_hz=FS)
+    full = [s for s in sim.truth.steps if s.ramp >= 1.0]
+    det = np.array([s.t_ic_s for s in res.steps if not s.gap])
+    det = det[(det > full[0].t_ic_s - 0.05) & (det < full[-1].t_ic_s + 0.05)]
+    m = match_times(det, np.array([s.t_ic_s for s in full]), 0.1)
+    assert m.recall >= 0.97 and m.precision >= 0.97
+    assert np.median(np.abs(m.err_s)) <= ic_tol_s

@@ -29,6 +29,7 @@ gives identical events. The look-ahead after a trigger is ``confirm_s``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -222,6 +223,8 @@ class GaitEventDetector:
         self._ac_at = -(1 << 60)
         self._recovered_ic = -1
         self._final = False
+        self._c_lo = 0
+        self._c_af: np.ndarray | None = None
         self._ac_at = -(1 << 60)
         self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
         self._bout_start = True
@@ -297,6 +300,7 @@ class GaitEventDetector:
                 raise ValueError(f"acc_fwd_mps2 must have shape ({n},), got {ap.shape}")
         rows = np.column_stack([t, av, af, ap])
         for b0 in range(0, n, self.block_n):
+            self._c_af = None
             self._ring.append(rows[b0 : b0 + self.block_n])
             self._process()
         self.n_samples_ = self._ring.n_total
@@ -338,7 +342,7 @@ class GaitEventDetector:
         i0 = i_end - n_w
         if i0 < self._ring.first:
             return float("nan")
-        x = self._ring.get(i0, i_end)[:, _AF]
+        x = self._af(i0, i_end)
         x = x - x.mean()
         nfft = 1 << int(np.ceil(np.log2(2 * n_w)))
         spec = np.fft.rfft(x, nfft)
@@ -359,10 +363,17 @@ class GaitEventDetector:
             return float("nan")
         return lag / self._fs
 
+    def _af(self, i0: int, i1: int) -> np.ndarray:
+        """Low-passed ``a_v`` of samples ``i0 .. i1-1`` (from the per-call cache when it holds them)."""
+        c = self._c_af
+        if c is not None and i0 >= self._c_lo and i1 <= self._c_lo + c.shape[0]:
+            return c[i0 - self._c_lo : i1 - self._c_lo]
+        return self._ring.get(i0, i1)[:, _AF]
+
     def _refractory(self) -> int:
         p = self._p
-        per = self.step_period_s_ if np.isfinite(self.step_period_s_) else 0.0
-        if np.isfinite(self._ac_period):
+        per = self.step_period_s_ if math.isfinite(self.step_period_s_) else 0.0
+        if math.isfinite(self._ac_period):
             per = self._ac_period
         r = min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7)
         return int(round(r * self._fs))
@@ -373,7 +384,9 @@ class GaitEventDetector:
         # trigger levels and crossings of everything not yet scanned, computed once per call: they depend
         # on the signal only (1 g + a fraction of the excess over 1 g in the preceding envelope window)
         lo = max(self._ring.first, self._scan - 1 - self._n_env)
-        ext = self._ring.get(lo, n_avail)[:, _AF] - G_MPS2
+        af = self._ring.get(lo, n_avail)[:, _AF]
+        self._c_lo, self._c_af = lo, af  # read by _af() until the next append
+        ext = af - G_MPS2
         if ext.shape[0] >= 2:
             env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
             env_prev = np.concatenate([[ext[0]], env[:-1]])  # envelope before each sample
@@ -427,7 +440,7 @@ class GaitEventDetector:
         walking = self.state_ == "walking"
         w0 = i_trig - self._n_back
         w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
-        w = self._ring.get(w0 - 1, w_end)[:, _AF]
+        w = self._af(w0 - 1, w_end)
         if w.shape[0] < 2:
             return
         w0 = w_end - w.shape[0] + 1  # index of w[1]
@@ -436,7 +449,7 @@ class GaitEventDetector:
         m = w0 + k
         s_m = float(slope[k])
         a_m = float(w[k + 1])
-        fl = self._ring.get(m - self._n_onset, m + 1)[:, _AF]
+        fl = self._af(m - self._n_onset, m + 1)
         if walking:
             # walking: the trough right before the rise (heel strike ends a short dip of a_v)
             rising = np.flatnonzero(np.diff(fl) <= 0)
@@ -450,7 +463,7 @@ class GaitEventDetector:
             return  # the data start inside this rise: its onset was not observed
         # a foot strike ends a fall: the body accelerated downwards (a_v < 1 g: flight, or the single-
         # support trough of walking) shortly before; a rise from standing (a weight shift) is no IC
-        pre = self._ring.get(m - self._n_fall, m + 1)[:, _AF]
+        pre = self._af(m - self._n_fall, m + 1)
         if float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
             return
         if s_m <= 0:
@@ -537,7 +550,7 @@ class GaitEventDetector:
         i_ic, f_ic, _ = prev
         i_next, f_next, m_next = nxt
         lo = i_ic + max(1, int(round(0.04 * self._fs)))
-        seg = self._ring.get(lo, max(lo + 1, i_next + 1))[:, _AF]
+        seg = self._af(lo, max(lo + 1, i_next + 1))
         running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
         bout = self._bout_start
         self._bout_start = False
@@ -550,7 +563,7 @@ class GaitEventDetector:
             self._set_state("walking", f_next)
 
     def _running_fc(self, i_ic: int, i_next: int) -> float | None:
-        seg = self._ring.get(i_ic, i_next + 1)[:, _AF]
+        seg = self._af(i_ic, i_next + 1)
         if seg.shape[0] < 4:
             return None
         k_pk = int(np.argmax(seg))
@@ -582,7 +595,7 @@ class GaitEventDetector:
         for item in self._pending:
             i_ic, f_ic, i_next, f_next, m_next, bout = item
             hi = m_next + limit_n
-            seg = self._ring.get(m_next, min(hi, n_avail))[:, _AF]
+            seg = self._af(m_next, min(hi, n_avail))
             d = np.diff(seg)
             # first local maximum after the steepest rise, then the first local minimum after it
             k_pk = np.flatnonzero((d[:-1] > 0) & (d[1:] <= 0))

@@ -23,6 +23,8 @@ and the sum is turned into a bounded log-likelihood ratio. A gap or a new bout r
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,7 +79,7 @@ class LateralityTracker:
     def __init__(self, params: LateralityParams | None = None) -> None:
         self.params = params
         self._p = params if params is not None else LateralityParams()
-        self._n_features = 0
+        self._scale: list[float] = []
         self.reset()
 
     def reset(self) -> None:
@@ -86,29 +88,30 @@ class LateralityTracker:
         self.side_: Side | None = None
         self.confidence_ = 0.5
 
-    def _normalise(self, features: np.ndarray) -> float:
-        f = np.asarray(features, dtype=np.float64)
-        if not hasattr(self, "_scale") or self._scale.shape != f.shape:
-            self._scale = np.full(f.shape, np.nan)
-        ok = np.isfinite(f)
+    def _normalise(self, features: list[float]) -> float:
+        """Sum of the features, each divided by the running mean of its magnitude (scalar arithmetic)."""
+        if len(self._scale) != len(features):
+            self._scale = [math.nan] * len(features)
         z = 0.0
         a = self._p.scale_alpha
-        for k in np.flatnonzero(ok):
-            mag = abs(float(f[k]))
-            if not np.isfinite(self._scale[k]):
-                self._scale[k] = mag
+        for k, f in enumerate(features):
+            if not math.isfinite(f):
+                continue
+            mag = abs(f)
             s = self._scale[k]
+            if not math.isfinite(s):
+                s = mag
             if s > 0:
-                z += float(f[k]) / s
+                z += f / s
             self._scale[k] = (1 - a) * s + a * mag
         return z
 
-    def update(self, features: np.ndarray, regular: bool = True) -> LateralityTracker:
+    def update(self, features: Sequence[float] | np.ndarray, regular: bool = True) -> LateralityTracker:
         """Add one step.
 
         Parameters
         ----------
-        features : ndarray, shape (K,)
+        features : sequence of float, length K
             Evidence of this step, each positive for left stance (NaN = not available).
         regular : bool
             The step time is close to the step period (alternation very likely kept).
@@ -118,20 +121,27 @@ class LateralityTracker:
         self
         """
         p = self._p
-        z = self._normalise(features)
-        llr = float(np.clip(p.gain * z, -p.max_llr, p.max_llr))
+        z = self._normalise([float(f) for f in features])
+        llr = min(max(p.gain * z, -p.max_llr), p.max_llr)
         if self._logit_l is None:
             prior = 0.0
         else:
-            pl = 1.0 / (1.0 + np.exp(-self._logit_l))
+            pl = _sigmoid(self._logit_l)
             keep = p.p_keep if regular else p.p_keep_irregular
             # the next step is on the other side with probability ``keep``
             p_next_l = keep * (1.0 - pl) + (1.0 - keep) * pl
             p_next_l = min(max(p_next_l, 1e-12), 1 - 1e-12)
-            prior = float(np.log(p_next_l / (1.0 - p_next_l)))
+            prior = math.log(p_next_l / (1.0 - p_next_l))
         post = prior + llr
         self._logit_l = post
-        pl = 1.0 / (1.0 + np.exp(-post))
+        pl = _sigmoid(post)
         self.side_ = "L" if pl >= 0.5 else "R"
-        self.confidence_ = float(max(pl, 1.0 - pl))
+        self.confidence_ = max(pl, 1.0 - pl)
         return self
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)

@@ -301,7 +301,7 @@ class GaitPipeline:
             regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
             if ev.bout_start:
                 self._lat.reset()
-            self._lat.update(np.array([f_gyr[j], f_ml[j]]), regular=regular)
+            self._lat.update((float(f_gyr[j]), float(f_ml[j])), regular=regular)
             self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
             sides.append(self._lat.side_ or "L")
             conf.append(self._lat.confidence_)

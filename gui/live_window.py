@@ -70,7 +70,9 @@ class SensorPanel(QtWidgets.QGroupBox):
         self.sensor = QtWidgets.QComboBox()
         self.sensor.setEditable(True)
         self.sensor.setToolTip("A sensor address or name, or emulated:movesense?... (see pelvimon live --help)")
-        self.sensor.lineEdit().setPlaceholderText("address, name or emulated:movesense")
+        edit = self.sensor.lineEdit()
+        if edit is not None:
+            edit.setPlaceholderText("address, name or emulated:movesense")
         lay.addWidget(self.sensor)
         row = QtWidgets.QHBoxLayout()
         self.scan_button = QtWidgets.QPushButton("Scan")
@@ -117,12 +119,12 @@ class SensorPanel(QtWidgets.QGroupBox):
         self.status.setStyleSheet("color:#444444;")
         lay.addWidget(self.status)
         lay.addStretch(1)
-        key = QtWidgets.QLabel(
+        colour_key = QtWidgets.QLabel(
             f"<b><span style='color:{LEFT}'>■ Left</span> &nbsp; <span style='color:{RIGHT}'>■ Right</span></b>"
             "<br>steps are named by the stance foot"
         )
-        key.setWordWrap(True)
-        lay.addWidget(key)
+        colour_key.setWordWrap(True)
+        lay.addWidget(colour_key)
         self.setFixedWidth(250)
 
 
@@ -216,7 +218,9 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.panel.name.setText(name)
         if sensor_text:
             self.panel.sensor.setEditText(sensor_text)
-            self.panel.sensor.lineEdit().setCursorPosition(0)
+            edit = self.panel.sensor.lineEdit()
+            if edit is not None:
+                edit.setCursorPosition(0)
         outer.addWidget(self.panel)
         right = QtWidgets.QVBoxLayout()
         outer.addLayout(right, 1)

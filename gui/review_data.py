@@ -124,8 +124,8 @@ def _read_session(path: Path) -> tuple[list[ImuBatch], list[Step], list[Alert]]:
 
 
 def _rate_hz(batches: list[ImuBatch]) -> float:
-    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
-    dt = np.concatenate(dts) if dts else np.zeros(0)
+    # across batches too: host-timed protocols may send one sample per notification
+    dt = np.diff(np.concatenate([b.t_s for b in batches])) if batches else np.zeros(0)
     dt = dt[dt > 0]
     if dt.size == 0:
         raise PelvimonError("cannot tell the sample rate: the file needs at least two increasing times")

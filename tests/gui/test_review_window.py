@@ -136,3 +136,8 @@ def test_review_opens_every_recording(qtbot, path: Path) -> None:
     qtbot.addWidget(w)
     assert w.windowTitle().endswith(path.name)
     assert data.duration_s > 0
+    cols = data.step_arrays() if data.steps else None
+    if cols is not None:
+        want = int((cols["usable"] & np.isfinite(cols["cadence_spm"])).sum())
+        shown = sum(len(w.timeline_points[("cadence_spm", s)].getData()[0]) for s in ("L", "R"))
+        assert shown == want

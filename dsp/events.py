@@ -226,7 +226,10 @@ class GaitEventDetector:
         self._c_lo = 0
         self._c_af: np.ndarray | None = None
         self._ac_at = -(1 << 60)
-        self._pending: list[tuple[int, float, int, float, int, bool]] = []  # walking steps waiting for FC
+        # closed steps in IC order, released in that order once complete:
+        # [i_ic, f_ic, i_next, f_next, m_next, bout_start, running, StepEvents | None]
+        self._queue: list[list[Any]] = []
+        self._pre_on: dict[int, tuple[int, float, float, float, int, float]] = {}
         self._bout_start = True
         self.state_: GaitState = "standing"
         self.step_period_s_ = float("nan")
@@ -307,16 +310,18 @@ class GaitEventDetector:
         return self
 
     def flush(self) -> GaitEventDetector:
-        """End of data: decide the last rise with the look-ahead there is, and emit the walking steps
-        still waiting for their final contact (FC left NaN)."""
+        """End of data: decide the last rise with the look-ahead there is, and emit every closed step
+        (walking steps whose final contact was not found get a NaN FC)."""
         self.steps_ = []
         self.states_ = []
         self._final = True
         self._process()
         self._final = False
-        for i_ic, f_ic, i_next, f_next, _m_next, bout in self._pending:
-            self.steps_.append(self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next))
-        self._pending = []
+        for e in self._queue:
+            if e[7] is None and not e[6]:
+                e[7] = self._make_step(e[0], e[1], e[2], e[3], None, False, e[5], e[2])
+        self._fill_running()
+        self._release()
         return self
 
     def window(self, i0: int, i1: int) -> np.ndarray:
@@ -379,6 +384,11 @@ class GaitEventDetector:
         return int(round(r * self._fs))
 
     def _process(self) -> None:
+        self._scan_rises()
+        self._fill_running()
+        self._release()
+
+    def _scan_rises(self) -> None:
         p = self._p
         n_avail = self._ring.n_total
         # trigger levels and crossings of everything not yet scanned, computed once per call: they depend
@@ -396,6 +406,7 @@ class GaitEventDetector:
             cross_low = lo + 1 + np.flatnonzero((ext[:-1] < low[1:]) & (ext[1:] >= low[1:]))
         else:
             cross = cross_low = np.zeros(0, dtype=np.int64)
+        self._precompute_onsets(cross, lo, af)
         while True:
             self._resolve_pending(n_avail)
             start = self._scan
@@ -438,6 +449,15 @@ class GaitEventDetector:
     def _on_trigger(self, i_trig: int) -> None:
         """Locate the IC of the rise that crossed the trigger level at ``i_trig``."""
         walking = self.state_ == "walking"
+        pre_on = None if walking else self._pre_on.get(i_trig)
+        if pre_on is not None:
+            m, s_m, a_m, floor, i_floor, pre_min = pre_on
+            if i_floor <= 1 or pre_min > (1.0 - self._p.fall_g) * G_MPS2 or s_m <= 0:
+                return
+            f_ic = m - (a_m - floor) / s_m
+            f_ic = max(f_ic, float(i_floor)) - self._delay
+            self._accept_ic(i_trig, f_ic, m)
+            return
         w0 = i_trig - self._n_back
         w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
         w = self._af(w0 - 1, w_end)
@@ -474,6 +494,10 @@ class GaitEventDetector:
             f_ap = self._walking_ic_fwd(f_ic, i_trig + self._n_conf_walk)
             if f_ap is not None:
                 f_ic = f_ap
+        self._accept_ic(i_trig, f_ic, m)
+
+    def _accept_ic(self, i_trig: int, f_ic: float, m: int) -> None:
+        """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step."""
         i_ic = int(round(f_ic))
         prev = self._last_ic
         if prev is not None:
@@ -492,7 +516,7 @@ class GaitEventDetector:
         self._last_ic = (i_ic, f_ic, m)
         # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
         i_now = i_trig + self._n_conf
-        if not np.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
+        if not math.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
             self._ac_period = self._autocorr_period(i_now)
             self._ac_at = i_now
 
@@ -554,13 +578,8 @@ class GaitEventDetector:
         running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
         bout = self._bout_start
         self._bout_start = False
-        if running:
-            f_fc = self._running_fc(i_ic, i_next)
-            self._emit(self._make_step(i_ic, f_ic, i_next, f_next, f_fc, True, bout, i_next))
-            self._set_state("running", f_next)
-        else:
-            self._pending.append((i_ic, f_ic, i_next, f_next, m_next, bout))
-            self._set_state("walking", f_next)
+        self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])
+        self._set_state("running" if running else "walking", f_next)
 
     def _running_fc(self, i_ic: int, i_next: int) -> float | None:
         seg = self._af(i_ic, i_next + 1)
@@ -588,12 +607,11 @@ class GaitEventDetector:
 
     def _resolve_pending(self, n_avail: int) -> None:
         """Walking steps: FC = first trough after the loading peak of the next step."""
-        if not self._pending:
-            return
-        keep = []
         limit_n = int(round(0.45 * self._fs))
-        for item in self._pending:
-            i_ic, f_ic, i_next, f_next, m_next, bout = item
+        for e in self._queue:
+            if e[6] or e[7] is not None:
+                continue
+            i_ic, f_ic, i_next, f_next, m_next, bout = e[:6]
             hi = m_next + limit_n
             seg = self._af(m_next, min(hi, n_avail))
             d = np.diff(seg)
@@ -607,12 +625,94 @@ class GaitEventDetector:
                     k_fc = k0 + int(mins[0]) + 1
             if k_fc is not None:
                 f_fc = m_next + k_fc - self._delay
-                self._emit(self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1))
+                e[7] = self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1)
             elif n_avail >= hi:
-                self._emit(self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next))
-            else:
-                keep.append(item)
-        self._pending = keep
+                e[7] = self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next)
+
+    def _has_pending(self) -> bool:
+        return any(not e[6] and e[7] is None for e in self._queue)
+
+    def _release(self) -> None:
+        """Emit the completed steps at the front of the queue, in IC order."""
+        k = 0
+        while k < len(self._queue) and self._queue[k][7] is not None:
+            self.steps_.append(self._queue[k][7])
+            k += 1
+        if k:
+            del self._queue[:k]
+
+    def _fill_running(self) -> None:
+        """Final contacts of the closed running steps, all at once (see :meth:`_running_fc`)."""
+        todo = [e for e in self._queue if e[6] and e[7] is None]
+        if not todo:
+            return
+        a = np.array([e[0] for e in todo])
+        b = np.array([e[2] for e in todo])
+        c = self._c_af
+        if c is None or a.min() < self._c_lo or b.max() + 1 > self._c_lo + c.shape[0] or np.any(b - a < 3):
+            for e in todo:
+                f_fc = self._running_fc(e[0], e[2])
+                e[7] = self._make_step(e[0], e[1], e[2], e[3], f_fc, True, e[5], e[2])
+            return
+        f_fc = self._running_fc_batch(c, self._c_lo, a, b)
+        for e, f in zip(todo, f_fc, strict=True):
+            e[7] = self._make_step(e[0], e[1], e[2], e[3], None if np.isnan(f) else float(f), True, e[5], e[2])
+
+    def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """:meth:`_running_fc` for windows ``[a_k, b_k]`` (absolute, inclusive) of ``af`` starting at ``off``,
+        element-wise the same arithmetic; NaN where there is no final contact."""
+        g = G_MPS2
+        n = a.shape[0]
+        rows = np.arange(n)
+        length = b - a + 1
+        n_max = int(length.max())
+        col = np.arange(n_max)[None, :]
+        valid = col < length[:, None]
+        idx = np.minimum(a[:, None] + col, b[:, None]) - off
+        seg = af[idx]
+        k_pk = np.argmax(np.where(valid, seg, -np.inf), axis=1)
+        after = valid & (col >= k_pk[:, None])
+        k_fl = np.argmin(np.where(after, seg, np.inf), axis=1)
+        floor = seg[rows, k_fl]
+        above = (col >= k_pk[:, None]) & (col < k_fl[:, None]) & (seg >= g)
+        has = above.any(axis=1)
+        d = n_max - 1 - np.argmax(above[:, ::-1], axis=1)
+        lo = np.maximum(k_pk, d - 2)
+        hi = np.minimum(k_fl, d + 3)
+        slope = (seg[rows, hi] - seg[rows, lo]) / np.maximum(hi - lo, 1)
+        a0 = seg[rows, d]
+        a1 = seg[rows, np.minimum(d + 1, n_max - 1)]
+        same = a0 == a1
+        x_c = np.where(same, d.astype(float), d + (a0 - g) / np.where(same, 1.0, a0 - a1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_fc = np.minimum(x_c + (g - floor) / (-slope), k_fl.astype(float))
+        ok = (length >= 4) & (k_fl - k_pk >= 2) & has & (slope < 0)
+        return np.where(ok, a + x_fc - self._delay, np.nan)
+
+    def _precompute_onsets(self, cross: np.ndarray, lo: int, af: np.ndarray) -> None:
+        """Running-mode onset of every trigger candidate whose windows are held, all at once (the same
+        element-wise arithmetic as :meth:`_on_trigger`)."""
+        self._pre_on = {}
+        hi = lo + af.shape[0]
+        nb, nc, no, nf = self._n_back, self._n_conf, self._n_onset, self._n_fall
+        c = cross[(cross - nb - 1 - max(no, nf) >= max(lo, 1)) & (cross + nc + 1 <= hi)]
+        if c.size == 0:
+            return
+        w = af[c[:, None] - lo + np.arange(-nb - 1, nc + 1)[None, :]]
+        slope = np.diff(w, axis=1)
+        k = np.argmax(slope, axis=1)
+        rows = np.arange(c.size)
+        m = c - nb + k
+        s_m = slope[rows, k]
+        a_m = w[rows, k + 1]
+        fl = af[m[:, None] - lo + np.arange(-no, 1)[None, :]]
+        j_b = np.argmin(fl, axis=1)
+        floor = fl[rows, j_b]
+        i_floor = m - no + j_b
+        pre = af[m[:, None] - lo + np.arange(-nf, 1)[None, :]].min(axis=1)
+        for j in range(c.size):
+            self._pre_on[int(c[j])] = (int(m[j]), float(s_m[j]), float(a_m[j]), float(floor[j]), int(i_floor[j]),
+                                       float(pre[j]))
 
     def _make_step(
         self,
@@ -649,7 +749,7 @@ class GaitEventDetector:
 
     def _check_standing(self, horizon: int) -> None:
         """Declare standing if no IC came within the timeout before sample ``horizon`` (exclusive)."""
-        if self._last_ic is None or self._pending:
+        if self._last_ic is None or self._has_pending():
             return
         per = self.step_period_s_ if np.isfinite(self.step_period_s_) else self._p.max_step_s
         timeout = int(round(max(self._p.standing_after_s, 2.5 * per) * self._fs))

@@ -171,11 +171,13 @@ class GaitPipeline:
 
     # ------------------------------------------------------------------ gaps
     def _restart(self, t_s: float, n_lost: int, events: list[PipelineEvent], steps: list[Step]) -> None:
+        # the steps closed before the gap are complete: emit them as at the end of data
+        det = self._detector.flush()
+        events.extend(det.states_)
+        steps.extend(self._make_steps(det.steps_))
+        # the step open at the gap has no next initial contact: flagged, metrics NaN
         if self._detector._last_ic is not None:
             t_ic = self._detector._time(self._detector._last_ic[1])
-            steps.append(_gap_step(t_ic, self._lat))
-        for item in self._detector._pending:
-            t_ic = self._detector._time(item[1])
             steps.append(_gap_step(t_ic, self._lat))
         self._detector.reset()
         self._ring.reset()

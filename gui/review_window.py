@@ -202,11 +202,14 @@ class ReviewWindow(QtWidgets.QMainWindow):
     def _summary_text(self) -> str:
         d = self.data
         a = d.analysis
-        n_l = sum(1 for s in d.steps if s.side == "L")
-        n_r = len(d.steps) - n_l
+        usable = self.cols["usable"] if d.steps else np.zeros(0, dtype=bool)
+        is_left = self.cols["is_left"] if d.steps else np.zeros(0, dtype=bool)
+        n_l = int((usable & is_left).sum())
+        n_r = int((usable & ~is_left).sum())
+        n_u = len(d.steps) - n_l - n_r
         ss = a.side_stats.get("cpd_deg")
         cpd = ""
-        if ss is not None:
+        if ss is not None and (math.isfinite(ss[0].mean) or math.isfinite(ss[1].mean)):
             cpd = (
                 f" &nbsp; Pelvic drop: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
                 f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>."
@@ -221,7 +224,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             )
         return (
             f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
-            f"({n_l} left, {n_r} right; {d.steps_source}), cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
+            f"({n_l} left, {n_r} right, {n_u} side uncertain or at a gap; {d.steps_source}), cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
             f"{len(d.alerts)} alert(s).{cpd}<br>Drag the grey band (or click an alert) to choose the range "
             "shown below." + warn
         )
@@ -235,7 +238,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
         if t.size == 0:
             return (0.0, 20.0)
         mid = float(np.nanmedian(t))
-        return (mid - 4.0, mid + 4.0)
+        lo, hi = float(np.nanmin(t)), float(np.nanmax(t))
+        if hi - lo <= 8.0:
+            return (lo, hi if hi > lo else lo + 1.0)
+        lo = max(lo, min(mid - 4.0, hi - 8.0))
+        return (lo, lo + 8.0)
 
     def selected_range(self) -> tuple[float, float]:
         lo, hi = self.regions[0].getRegion()
@@ -260,6 +267,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.trace_curves["tilt"].setData(t, tilt)
         self.trace_curves["obliquity"].setData(t, obl)
         self.trace_curves["rotation"].setData(t, rot)
+        title = "Pelvis angles in the selected range"
+        if not np.isfinite(obl).any():
+            title = "No pelvis angles in this range (no gyroscope?)"
+        self.traces.getPlotItem().setTitle(title, size="11pt", color="#222222")
         cols = self.cols
         if d.steps:
             sel = (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1)
@@ -305,9 +316,12 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 edges = np.linspace(lo, hi, 16)
             else:
                 edges = np.array([0.0, 1.0])
+            top = 1
             for side in ("L", "R"):
                 counts, _ = np.histogram(vals[side], bins=edges)
                 self.hist_curves[(metric, side)].setData(edges, counts)
+                top = max(top, int(counts.max()) if counts.size else 0)
+            w.getPlotItem().setYRange(0, top * 1.1, padding=0)
 
     def _alert_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
         span = item.data(QtCore.Qt.ItemDataRole.UserRole)

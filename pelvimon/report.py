@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pelvimon.analysis import SessionAnalysis
+from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
 from pelvimon.errors import PelvimonError
@@ -31,8 +32,9 @@ BRAMAH_2018 = (
     "tissue running injuries? Am J Sports Med. 2018;46(12):3023-3031. doi:10.1177/0363546518793657"
 )
 
-LEFT_COLOUR = "#1f77b4"
-RIGHT_COLOUR = "#d62728"
+LEFT_COLOUR = SIDE_COLORS["L"]  # the same colour-blind-safe pair as the live dashboard
+RIGHT_COLOUR = SIDE_COLORS["R"]
+ALERT_COLOUR = "#c0392b"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 2em auto; max-width: 60em;
@@ -43,7 +45,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 .meta { color: #555; }
-.alert { background: #fff4e5; border-left: 4px solid #e67e22; padding: 0.4em 0.8em; margin: 0.4em 0; }
+.alert { background: #fdecea; border-left: 4px solid #c0392b; padding: 0.4em 0.8em; margin: 0.4em 0; }
 .ok { background: #eef7ee; border-left: 4px solid #2e8b57; padding: 0.4em 0.8em; }
 .note { background: #f5f5f5; padding: 0.6em 0.9em; white-space: pre-wrap; }
 figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.9em; }
@@ -172,7 +174,7 @@ def figure_trend(a: SessionAnalysis) -> str:
             ax.axhline(0.0, color="grey", lw=0.8)
             if rule is not None and rule.kind == "diff":
                 for sgn in (1, -1):
-                    ax.axhline(sgn * rule.enter * k, color="#e67e22", lw=0.8, ls="--")
+                    ax.axhline(sgn * rule.enter * k, color=ALERT_COLOUR, lw=0.8, ls="--")
             ax.set_ylabel(f"L−R\n({unit})", fontsize=9)
         if t.size:
             ax.fill_between(t, lo, hi, color="#555", alpha=0.25, lw=0)
@@ -180,7 +182,7 @@ def figure_trend(a: SessionAnalysis) -> str:
         for al in a.alerts:
             if al.metric == m:
                 end = al.t_end_s if al.t_end_s is not None else (t[-1] if t.size else al.t_start_s)
-                ax.axvspan(al.t_start_s, end, color="#e67e22", alpha=0.15, lw=0)
+                ax.axvspan(al.t_start_s, end, color=ALERT_COLOUR, alpha=0.12, lw=0)
         ax.set_title(metric_label(m), fontsize=10, loc="left")
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("session time (s)")
@@ -407,7 +409,7 @@ def render_report(
         _img(
             figure_spread(a),
             "Per-side spread",
-            "Per-side spread: each dot is one step (left blue, right red); "
+            "Per-side spread: each dot is one step (left blue, right orange); "
             "boxes show the median and quartiles.",
         )  # fmt: skip
     )
@@ -425,7 +427,7 @@ def render_report(
             "Rolling asymmetry",
             f"Rolling left−right difference over the last "
             f"{a.config.asymmetry.window_steps} steps per side with its confidence band; contact time as the "
-            "left share of contact time (green: typical range); dashed: alert threshold; orange: alerts.",
+            "left share of contact time (green: typical range); dashed: alert threshold; red: alerts.",
         ),  # fmt: skip
         "<h2>Alerts</h2>",
         _alerts_html(a),

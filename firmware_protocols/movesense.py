@@ -235,7 +235,8 @@ class MovesenseDecoder(Decoder):
         packet's samples, and nothing in the bytes shows it. The next DATA's timestamp does: if it follows
         the held packet, the held packet was whole; if packets are missing in between, the held packet's
         part 2 may belong to one of them, so it is dropped and counted lost with them (a gap, never mixed
-        data). Costs one packet of latency. False (default): output at once (single notifications).
+        data). Costs one packet of latency; a released batch keeps the receive time of its DATA_PART2 in
+        ``native["t_host_s"]``. False (default): output at once (single notifications).
 
     Attributes
     ----------
@@ -319,7 +320,11 @@ class MovesenseDecoder(Decoder):
             if not self.confirm_split:
                 return self._decode(ref, whole)
             expected = self._next_ms.get(ref)
-            self._held[ref] = (self._decode(ref, whole), expected)
+            held = self._decode(ref, whole)
+            if t_host_s is not None:  # when it was complete, for the clock fit of the one who releases it
+                for b in held:
+                    b.native["t_host_s"] = np.array([t_host_s])
+            self._held[ref] = (held, expected)
             return []
         if kind == RESP_DATA_PART3:
             raise UnsupportedFrameError(

@@ -814,7 +814,9 @@ class StreamDecoder:
             if not len(b):
                 continue
             if b.time_base == "device":
-                self.clock.observe(b, raw.t_host_s)
+                # a decoder that held the batch back says when it was complete (native["t_host_s"])
+                t_rx = b.native.get("t_host_s") if b.native else None
+                self.clock.observe(b, raw.t_host_s if t_rx is None else float(t_rx[0]))
                 for part in self._merge(b, "device"):
                     self._emit_device(part, out)
             else:

@@ -94,3 +94,13 @@ def test_any_loss_pattern_never_mixes_packets(drop: set[int]) -> None:
         b = out[int(np.searchsorted(starts, h + 1))]
         assert b.gap_before and b.n_lost == k[h + 1] - k[h] - 1
     assert len(got) == len(k)
+
+
+def test_released_packet_keeps_the_receive_time_of_its_part2() -> None:
+    """The clock fit pairs a packet's last sample with when it was complete, not with when the next DATA
+    released it (one packet later: 77 ms of bias at 104 Hz)."""
+    _, msgs = _packets(3)
+    dec = ms.PROTOCOL.decoder(path=PATH, confirm_split=True)
+    outs = [dec.feed(c, d, t_host_s=10.0 + i) for i, (c, d) in enumerate(msgs)]
+    (first,) = outs[2]
+    assert float(first.native["t_host_s"][0]) == 11.0  # DATA_PART2 of packet 0 was message 1

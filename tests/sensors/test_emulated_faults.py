@@ -1,0 +1,89 @@
+"""Fault injection end to end through BleSource: a sensor that stops sending (stall -> detected ->
+reconnect -> the stream resumes after a counted gap) and delayed bursts (nothing lost, session times
+still right because they come from the device clock, not from arrival times)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.sensors.source import RawNotification, SourceStatus
+from pelvimon.sensors.spec import open_source
+
+
+async def _run(spec: str, until_s: float):
+    src = open_source(spec)
+    sensor = src.emulated_sensor
+    sensor.track_delivery()
+    events: list = []
+    async with src:
+        async for ev in src:
+            events.append(ev)
+            if src._now() > until_s:
+                break
+    async for ev in src:
+        events.append(ev)
+    return src, sensor, events
+
+
+def test_stalled_sensor_is_detected_reconnected_and_resumes_after_a_counted_gap() -> None:
+    src, sensor, events = asyncio.run(_run("emulated:movesense?speed=20&stall_at=3&seed=1", 10.0))
+    statuses = [e for e in events if isinstance(e, SourceStatus)]
+    kinds = [e.kind for e in statuses]
+    i_disc = kinds.index("disconnected")
+    disc = statuses[i_disc]
+    assert "no data" in disc.message
+    # detected within the stall timeout (3 s) plus a poll, not before
+    assert 3.0 + src.stall_timeout_s - 0.2 < disc.t_s < 3.0 + src.stall_timeout_s + 0.5
+    assert kinds[i_disc + 1] == "reconnecting" and kinds.count("connected") == 2
+    assert sensor.n_withheld > 0  # the stalled sensor really kept its notifications
+    # the stream resumed: data after the reconnect, the first batch flagged, one gap with its exact count
+    i_conn = len(kinds) - 1 - kinds[::-1].index("connected")
+    t_conn = statuses[i_conn].t_s
+    after = [e for e in events if isinstance(e, ImuBatch) and e.t_s[0] > t_conn]
+    assert sum(len(b) for b in after) > 0.8 * 104 * (10.0 - t_conn - 0.5)
+    gaps = [s for s in statuses if s.kind == "gap"]
+    assert len(gaps) == 1 and after[0].gap_before
+    rate = src.info.rate_hz
+    stream = src.stream
+    k0, k1 = (int(round((t - sensor.device_offset_s) * rate)) for t in (stream.first_device_s, stream.last_device_s))
+    n = sum(len(e) for e in events if isinstance(e, ImuBatch))
+    assert gaps[0].details["n_lost"] == sensor.missing(k0, k1)
+    assert n + gaps[0].details["n_lost"] == k1 - k0 + 1
+    # the hole in session time is the lost samples' duration
+    batches = [e for e in events if isinstance(e, ImuBatch)]
+    t = np.concatenate([b.t_s for b in batches])
+    assert np.all(np.diff(t) > 0)
+    hole = float(np.max(np.diff(t)))
+    assert hole == pytest.approx((gaps[0].details["n_lost"] + 1) / rate, abs=0.02)
+
+
+def test_delayed_bursts_lose_nothing_and_keep_session_times_right() -> None:
+    src, sensor, events = asyncio.run(_run("emulated:movesense?speed=20&burst_every=1.5&burst_s=0.6&seed=2", 9.0))
+    kinds = [e.kind for e in events if isinstance(e, SourceStatus)]
+    assert kinds == ["connecting", "connected", "stopped"]  # no gap, no stall, no reconnect
+    raws = [e for e in events if isinstance(e, RawNotification)]
+    t_rx = np.array([r.t_host_s for r in raws])
+    # the bursts happened: 0.6 s without a notification, then many at once
+    assert np.max(np.diff(t_rx)) > 0.5
+    batches = [e for e in events if isinstance(e, ImuBatch)]
+    t = np.concatenate([b.t_s for b in batches])
+    rate = src.info.rate_hz
+    n = len(t)
+    stream = src.stream
+    k0, k1 = (int(round((x - sensor.device_offset_s) * rate)) for x in (stream.first_device_s, stream.last_device_s))
+    assert n == k1 - k0 + 1 and sensor.missing(k0, k1) == 0  # every sample, none lost
+    # session time of each sample vs when the sensor measured it (emulation time since the source opened)
+    k = k0 + np.arange(n)
+    t_true = k / rate / (1.0 + sensor.drift) - src._t0
+    err = t - t_true
+    late = t > 1.5  # after the first connection events taught the envelope
+    assert np.max(np.abs(err[late] - np.median(err[late]))) < 0.005
+    assert abs(np.median(err[late])) < 0.02  # offset: the fastest delivery delay
+    # evenly spaced through the bursts (arrival times would have put 0.6 s of samples at one instant)
+    # (Movesense packet times are whole ms; the envelope fit may still slew by a few ms, at half speed)
+    d = np.diff(t[late])
+    assert np.mean(np.abs(d - 1 / rate) < 1.2e-3) > 0.99 and np.all(d > 0.5 / rate - 1e-9)

@@ -651,11 +651,11 @@ class GaitEventDetector:
         c = self._c_af
         if c is None or a.min() < self._c_lo or b.max() + 1 > self._c_lo + c.shape[0] or np.any(b - a < 3):
             for e in todo:
-                f_fc = self._running_fc(e[0], e[2])
-                e[7] = self._make_step(e[0], e[1], e[2], e[3], f_fc, True, e[5], e[2])
+                fc = self._running_fc(e[0], e[2])
+                e[7] = self._make_step(e[0], e[1], e[2], e[3], fc, True, e[5], e[2])
             return
-        f_fc = self._running_fc_batch(c, self._c_lo, a, b)
-        for e, f in zip(todo, f_fc, strict=True):
+        fcs = self._running_fc_batch(c, self._c_lo, a, b)
+        for e, f in zip(todo, fcs, strict=True):
             e[7] = self._make_step(e[0], e[1], e[2], e[3], None if np.isnan(f) else float(f), True, e[5], e[2])
 
     def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -313,7 +313,7 @@ class GaitPipeline:
 def _gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:
     """The step left open by a gap: flagged, its metrics NaN, its side the alternation's guess."""
     nan = float("nan")
-    side = "R" if lat.side_ == "L" else "L"
+    side: Side = "R" if lat.side_ == "L" else "L"
     return Step(
         side=side,
         t_ic_s=t_ic_s,

@@ -264,6 +264,7 @@ class WalkScore:
     ic_err_s: np.ndarray
     side_ok: np.ndarray
     calibrated: bool
+    confidence: np.ndarray
 
 
 def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10) -> WalkScore:
@@ -301,7 +302,9 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     m = match_times(ics[:, 0], np.array([r[0] for r in refs]), WALK_TOL_S)
     # laterality is scored on steps (ICs that start a step)
     side_ok = np.array([ics[i, 1] == (refs[j][1] == "L") for i, j in m.pairs if ics[i, 1] >= 0], dtype=bool)
-    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated)
+    conf_of = {round(st.t_ic_s, 9): st.laterality_confidence for st in steps}
+    conf = np.array([conf_of.get(round(ics[i, 0], 9), np.nan) for i, j in m.pairs if ics[i, 1] >= 0])
+    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf)
 
 
 def detected_ics(steps: list) -> np.ndarray:
@@ -339,6 +342,10 @@ def eval_walking(table: Table, names: list[str] | None = None) -> None:
                   f"bias {np.median(ic) * 1000:+.1f} ms")
         table.add(name, "laterality", lat.mean(), ">= 0.90", lat.mean() >= 0.90,
                   f"{lat.size} steps; mount found in {n_cal}/{len(sc)} trials")
+        conf = np.concatenate([s.confidence for s in sc])
+        sure = conf >= 0.8
+        table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,
+                  f"{sure.mean():.0%} of the steps are that confident")
 
 
 # ----------------------------------------------------------------------------------------------- main

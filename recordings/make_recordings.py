@@ -141,7 +141,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self.virtual_s = 0.0
-        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[has-type]
+        self._selector = _VirtualSelector(self._selector, self)  # type: ignore[arg-type, has-type]
 
     def time(self) -> float:
         return self.virtual_s

@@ -145,7 +145,7 @@ def _build(data: dict[str, Any], where: str, sources: tuple[str, ...]) -> Config
     al = data["alerts"]
     rules: dict[str, AlertRule] = {}
     for metric, r in al.get("rules", {}).items():
-        kw = {
+        kw: dict[str, Any] = {
             k: (float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
             for k, v in r.items()
         }

@@ -181,12 +181,14 @@ def _rows_have_header_width(raw: bytes, start: int, ncols: int) -> bool:
     starts = np.r_[0, newlines + 1]
     ends = np.r_[newlines, body.size]
     commas = np.flatnonzero(body == ord(","))
-    n_commas = np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
+    n_commas = np.asarray(np.searchsorted(commas, ends) - np.searchsorted(commas, starts))
     odd = np.flatnonzero(n_commas != ncols - 1)
     if (n_commas[odd] != 0).any():
         return False
     # lines without a comma are fine only when blank (a few, normally: the end of the file)
-    return all(not raw[start + a : start + b].strip() for a, b in zip(starts[odd], ends[odd], strict=True))
+    return all(
+        not raw[start + int(a) : start + int(b)].strip() for a, b in zip(starts[odd], ends[odd], strict=True)
+    )
 
 
 def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarray | None:

@@ -80,9 +80,9 @@ class ReplaySource(Source):
         """The replayed events, without pacing."""
         items = self.reader.items()
         if self.protocol is None:
-            for item in items:
-                if isinstance(item, (RawNotification, ImuBatch, SourceStatus)):
-                    yield item
+            for recorded in items:
+                if isinstance(recorded, (RawNotification, ImuBatch, SourceStatus)):
+                    yield recorded
             return
 
         from .ble import StreamDecoder

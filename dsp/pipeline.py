@@ -41,6 +41,7 @@ __all__ = [
     "CalibrationChange",
     "GapEvent",
     "GaitPipeline",
+    "MountMoved",
     "PipelineOutput",
     "PipelineParams",
     "PipelineResult",
@@ -65,6 +66,9 @@ class PipelineParams:
     mount_quat_wxyz: tuple[float, float, float, float] | None = None
     """Known sensor -> pelvis rotation (scalar first); skips the streaming calibration (e.g. after
     :func:`~pelvimon.dsp.calibration.calibrate_offline`)."""
+    recheck_mount: bool = True
+    """Keep the calibration's forward re-check running after it completed and report a
+    :class:`MountMoved` event when the sensor turned on the body (costs about as much as the calibration)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,17 @@ class GapEvent:
     n_lost: int
 
 
-PipelineEvent = StateChange | CalibrationChange | GapEvent
+@dataclass(frozen=True)
+class MountMoved:
+    """The forward direction of the recent strides left the calibrated one by ``angle_deg`` (more than
+    ``CalibrationParams.recheck_deg``) at ``t_s``: the sensor probably turned on the body; the frame is kept,
+    so sides and angles may be wrong until the session is restarted (``MountCalibration.forward_moved_``)."""
+
+    t_s: float
+    angle_deg: float
+
+
+PipelineEvent = StateChange | CalibrationChange | GapEvent | MountMoved
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +112,8 @@ class PipelineOutput:
         Per-sample pelvis angles of this chunk (``None`` before the calibration completes).
     events : list
         Gait-state changes (:class:`~pelvimon.dsp.events.StateChange`), calibration changes
-        (:class:`CalibrationChange`) and gaps (:class:`GapEvent`), in time order of detection.
+        (:class:`CalibrationChange`), gaps (:class:`GapEvent`) and a moved sensor (:class:`MountMoved`),
+        in time order of detection.
     """
 
     steps: list[Step]
@@ -153,6 +168,7 @@ class GaitPipeline:
         self._orient: PelvisOrientation | None = None
         self.calibration_ = MountCalibration(p.calibration)
         self._cal_state = self.calibration_.state_
+        self._recheck = p.recheck_mount and p.mount_quat_wxyz is None
         if p.mount_quat_wxyz is not None:
             self._orient = PelvisOrientation(self._fs, np.asarray(p.mount_quat_wxyz, dtype=np.float64), p.orientation)
         self._last_step_period = float("nan")
@@ -252,7 +268,7 @@ class GaitPipeline:
         cal = self.calibration_
         k0 = 0
         if self._orient is None:
-            # one-second blocks, and none after the calibration completed (it no longer changes then)
+            # one-second blocks until the calibration completes; then the rest goes to its re-check
             step = max(1, int(round(self._fs)))
             for b0 in range(0, t.shape[0], step):
                 b1 = min(t.shape[0], b0 + step)
@@ -262,15 +278,34 @@ class GaitPipeline:
                     t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[b1 - 1])
                     events.append(CalibrationChange(float(t_ev), str(cal.state_)))
                 if cal.state_ == "calibrated":
+                    if self._recheck and b1 < t.shape[0]:
+                        self._recheck_mount(t[b1:], acc[b1:], None if gyr is None else gyr[b1:], events)
                     break
             if cal.state_ != "calibrated" or cal.mount_quat_wxyz_ is None:
                 return None
             self._orient = PelvisOrientation(self._fs, cal.mount_quat_wxyz_, self._p.orientation)
+            if cal.orientation_seed_ is not None and self._p.orientation in (None, OrientationParams()):
+                # the calibration's VQF (run since the start of the stream, bias learnt while standing),
+                # handed over exactly after the calibration sample: angles are valid at once
+                self._orient.restore_state(cal.orientation_seed_)
             t_cal = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[-1])
             k0 = int(np.searchsorted(t, t_cal, side="right"))
+        elif self._recheck:
+            self._recheck_mount(t, acc, gyr, events)
         if k0 >= t.shape[0]:
             return None
         return self._orient.update(t[k0:], acc[k0:], None if gyr is None else gyr[k0:])
+
+    def _recheck_mount(
+        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent]
+    ) -> None:
+        """After calibration: keep the calibration's forward re-check running; report once if it moved."""
+        cal = self.calibration_
+        if cal.state_ != "calibrated" or cal.forward_moved_:
+            return
+        cal.update(t, acc, gyr)
+        if cal.forward_moved_:
+            events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
 
     def _make_steps(self, events: list[StepEvents]) -> list[Step]:
         """Laterality (sequential over the steps) and metrics (vectorised) of the steps of one block."""

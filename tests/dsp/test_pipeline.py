@@ -247,3 +247,72 @@ def test_simulator_walking_accuracy():
     assert s.cpd_rmse_deg <= 0.5
     assert s.tilt_rmse_deg <= 1.0
     assert s.cadence_med_rel <= 0.02
+
+
+def _motion(batch, cuts):
+    pipe = GaitPipeline(FS)
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+        m = pipe.update(batch.slice(a, b)).motion
+        if m is not None:
+            parts.append(m)
+    return pipe, parts
+
+
+@pytest.fixture(scope="module")
+def cal_sim():
+    return simulate(SimParams(seconds=16, gait="run", cadence_spm=170, mount_euler_deg=(40, -30, 120), seed=21))
+
+
+@settings(max_examples=3, deadline=None)
+@given(st.lists(st.integers(1, 900), min_size=1, max_size=20))
+def test_angles_valid_from_the_sample_after_calibration_for_any_chunking(cal_sim, sizes):
+    """The calibration's filter is handed to the orientation stage at the calibration sample: the pelvis
+    angles are valid from the very next sample, and the same whatever the chunking."""
+    sim = cal_sim
+    b = sim.batch
+    n = len(b)
+    cuts = [0]
+    k = 0
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
+        k += 1
+    pipe_w, whole = _motion(b, [0, n])
+    pipe_c, chunked = _motion(b, cuts)
+    t_cal = pipe_w.calibration_.t_calibrated_s_
+    assert t_cal is not None and t_cal < 14.0
+    tw = np.concatenate([m.t_s for m in whole])
+    ow = np.concatenate([m.obliquity_deg for m in whole])
+    vw = np.concatenate([m.valid for m in whole])
+    np.testing.assert_array_equal(np.concatenate([m.t_s for m in chunked]), tw)
+    np.testing.assert_array_equal(np.concatenate([m.obliquity_deg for m in chunked]), ow)
+    assert tw[0] > t_cal and tw[0] - t_cal <= 1.5 / FS
+    assert vw.all()
+    # obliquity needs no heading: it is right at once (the truth's pelvis has no static obliquity)
+    truth = np.interp(tw, b.t_s, sim.truth.obliquity_deg)
+    assert np.sqrt(np.mean((ow - truth) ** 2)) < 1.0
+
+
+def test_mount_moved_is_reported_once():
+    """The sensor turns 90 deg on the body after calibration: one MountMoved event, steps keep coming."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import MountMoved, PipelineParams
+
+    sim = simulate(SimParams(seconds=40, gait="run", cadence_spm=170, seed=22))
+    b = sim.batch
+    k = int(20 * FS)
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
+    gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
+    turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(acc), gyr_rads=np.ascontiguousarray(gyr),
+                      time_base="session")
+    pipe = GaitPipeline(FS, PipelineParams(calibration=CalibrationParams(recheck_blocks=4)))
+    events = []
+    for a in range(0, len(turned), 200):
+        events += pipe.update(turned.slice(a, min(len(turned), a + 200))).events
+    moved = [e for e in events if isinstance(e, MountMoved)]
+    assert len(moved) == 1
+    assert moved[0].t_s > b.t_s[k] and moved[0].angle_deg > 20.0
+    assert sum(s.t_ic_s > moved[0].t_s for s in pipe.steps_) > 10

@@ -323,7 +323,8 @@ class MovesenseDecoder(Decoder):
             held = self._decode(ref, whole)
             if t_host_s is not None:  # when it was complete, for the clock fit of the one who releases it
                 for b in held:
-                    b.native["t_host_s"] = np.array([t_host_s])
+                    if b.native is not None:
+                        b.native["t_host_s"] = np.array([t_host_s])
             self._held[ref] = (held, expected)
             return []
         if kind == RESP_DATA_PART3:

@@ -186,7 +186,7 @@ async def scan(
         No Bluetooth stack, no adapter, permission denied (one clear line).
     """
     try:
-        seen = await BleakScanner.discover(
+        seen = await BleakScanner.discover(  # type: ignore[call-overload]
             timeout, return_adv=True, backend=backend, **(backend_kwargs or {})
         )
     except (BleakError, OSError, TimeoutError) as exc:
@@ -514,7 +514,7 @@ class BleSource(Source):
                 rate_hz=nominal_rate(proto, rate), acc_range_g=self.acc_range_g, gyro_range_dps=self.gyro_range_dps
             )
             self._context = decoder_context(proto, self._config)
-            self._metadata = {
+            self._metadata: dict[str, Any] = {
                 "battery_pct": await self._read_u8(client, BATTERY_LEVEL_UUID, chars),
                 "firmware": await self._read_text(client, FIRMWARE_REVISION_UUID, chars),
                 "stream_config": dataclasses.asdict(self._config),

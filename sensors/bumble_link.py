@@ -493,11 +493,11 @@ class BumbleBleakScanner(BaseBleakScanner):
         super().__init__(detection_callback, service_uuids)
         self.world = world
         self._central: Device | None = None
-        self._merged = {}
+        self._merged: dict[str, dict[str, Any]] = {}
 
     async def start(self) -> None:
         self.seen_devices = {}
-        self._merged: dict[str, dict[str, Any]] = {}
+        self._merged = {}
         self._central = await self.world.central()
         self._central.on("advertisement", self._on_advertisement)
         await self._central.start_scanning(active=True, filter_duplicates=False)

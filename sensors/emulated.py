@@ -468,8 +468,9 @@ class EmulatedLink:
 
             self._shadow = s.protocol.decoder(**decoder_context(s.protocol, self.model.config))
             observe = getattr(self._shadow, "observe_write", None)
-            for c, d in self._writes if observe is not None else []:
-                observe(c, d)
+            if observe is not None:
+                for c, d in self._writes:
+                    observe(c, d)
         try:
             return [b for b in self._shadow.feed(char, payload, s.clock.now()) if len(b)]
         except ValueError:

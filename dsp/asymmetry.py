@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -468,10 +468,195 @@ class AsymmetryMonitor:
         return list(self.latest_.values())
 
 
-def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[list[Asymmetry]]:
-    """The streaming monitor fed one step at a time: ``out[i]`` is the asymmetry after ``steps[i]``."""
+def rolling_asymmetry_reference(
+    steps: Sequence[Step], params: AsymmetryParams | None = None
+) -> list[list[Asymmetry]]:
+    """The streaming monitor fed one step at a time: ``out[i]`` is the asymmetry after ``steps[i]``.
+
+    The readable reference of :func:`rolling_asymmetry` (which gives the same records, bit for bit).
+    """
     mon = AsymmetryMonitor(params)
     return [mon.update([s]) for s in steps]
+
+
+_ASYMMETRY_FIELDS = tuple(f.name for f in fields(Asymmetry))
+
+_BATCH_ROWS = 1024
+"""Window pairs whose statistics are computed together in :func:`rolling_asymmetry` (bounds memory)."""
+
+
+def _window_sums(x: np.ndarray, rows_ok: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`_column_sums` of many windows at once, summed in the same (sequential) order.
+
+    ``x`` (B, W, M) holds B windows of up to W steps (row ``w`` of window ``b`` is real where
+    ``rows_ok[b, w]``; real rows come first). Returns count, mean, sum of squares and lag-1 cross sum,
+    each (B, M). ``np.sum`` over the first axis of a C-ordered (n, M) array with M >= 2 adds the rows one
+    after the other starting from 0; the loops below add the same terms in the same order (padded rows
+    add exact zeros, which leave a sum unchanged).
+    """
+    ok = np.isfinite(x) & rows_ok[:, :, None]
+    n = ok.sum(axis=1)
+    xz = np.where(ok, x, 0.0)
+    total = np.zeros(x.shape[::2])
+    for w in range(x.shape[1]):
+        total = total + xz[:, w]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    d = np.where(ok, x - mean[:, None, :], 0.0)
+    ss = np.zeros(x.shape[::2])
+    for w in range(x.shape[1]):
+        ss = ss + d[:, w] * d[:, w]
+    lag = np.zeros(x.shape[::2])
+    for w in range(x.shape[1] - 1):
+        pair = (rows_ok[:, w] & rows_ok[:, w + 1])[:, None]
+        lag = lag + np.where(pair, d[:, w] * d[:, w + 1], 0.0)
+    return n, mean, ss, lag
+
+
+def _rolling_records(
+    p: AsymmetryParams,
+    vals: np.ndarray,
+    t_ic: np.ndarray,
+    t_end: np.ndarray,
+    win_l: np.ndarray,
+    win_r: np.ndarray,
+) -> list[list[Asymmetry]]:
+    """Asymmetry records of window pairs: ``win_l``/``win_r`` (B, W) hold step indices, -1 = unused.
+
+    Element for element the arithmetic of ``side_stats_columns`` and ``make_asymmetries``.
+    """
+    sums = []
+    for win in (win_l, win_r):
+        rows_ok = win >= 0
+        sums.append(_window_sums(vals[np.maximum(win, 0)], rows_ok))
+    (nl, ml, ssl, lagl), (nr, mr, ssr, lagr) = sums
+    den = ssl + ssr
+    if p.autocorrelation == "ar1":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(den > 0, (lagl + lagr) / np.where(den > 0, den, 1.0), 0.0)
+            n_side = np.maximum(0.5 * (nl + nr), 1.0)
+            rho = rho + (1.0 + 4.0 * rho) / n_side
+        rho = np.clip(rho, 0.0, p.max_autocorrelation)
+    else:
+        rho = np.zeros_like(den)
+    stats = []
+    for n, ss in ((nl, ssl), (nr, ssr)):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.where(n > 1, np.sqrt(ss / (n - 1)), np.nan)
+            n_eff = np.where(n > 0, np.maximum(n * (1.0 - rho) / (1.0 + rho), np.minimum(n, 2.0)), 0.0)
+        stats.append((sd, n_eff))
+    (sdl, neffl), (sdr, neffr) = stats
+    b, m = den.shape
+    diff, lo, hi = _welch_arrays(
+        [ml.ravel(), sdl.ravel(), nl.ravel().astype(np.float64), neffl.ravel()],
+        [mr.ravel(), sdr.ravel(), nr.ravel().astype(np.float64), neffr.ravel()],
+        p.level,
+    )
+    with np.errstate(invalid="ignore"):
+        mid = 0.5 * (ml + mr)
+        si = np.where(np.isfinite(mid) & ~(np.abs(mid) < 1e-12), 100.0 * (ml - mr) / mid, np.nan)
+    rows = np.arange(b)
+    t0 = np.minimum(t_ic[win_l[:, 0]], t_ic[win_r[:, 0]])
+    last_l = win_l[rows, (win_l >= 0).sum(axis=1) - 1]
+    last_r = win_r[rows, (win_r >= 0).sum(axis=1) - 1]
+    t1 = np.maximum(t_end[last_l], t_end[last_r])
+    keep = (nl >= p.min_steps_per_side) & (nr >= p.min_steps_per_side)
+    cols = [
+        x.tolist()
+        for x in (nl, nr, ml, mr, sdl, sdr, diff.reshape(b, m), lo.reshape(b, m), hi.reshape(b, m), si, keep)
+    ]
+    t0l, t1l = t0.tolist(), t1.tolist()
+    level = p.level
+    # Asymmetry records built without the frozen dataclass' __init__ (one object.__setattr__ per field
+    # costs three times as much here): the same field values in the same __dict__, so the records are
+    # equal to constructed ones (tested)
+    new = object.__new__
+    out = []
+    for i in range(b):
+        c_nl, c_nr, c_ml, c_mr, c_sdl, c_sdr, c_d, c_lo, c_hi, c_si, c_keep = (c[i] for c in cols)
+        recs = []
+        for j, metric in enumerate(p.metrics):
+            if c_keep[j]:
+                a = new(Asymmetry)
+                a.__dict__.update(
+                    zip(
+                        _ASYMMETRY_FIELDS,
+                        (metric, t0l[i], t1l[i], c_nl[j], c_nr[j], c_ml[j], c_mr[j], c_sdl[j], c_sdr[j],
+                         c_d[j], c_lo[j], c_hi[j], c_si[j], level),
+                        strict=True,
+                    )
+                )  # fmt: skip
+                recs.append(a)
+        out.append(recs)
+    return out
+
+
+def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[list[Asymmetry]]:
+    """The streaming monitor fed one step at a time: ``out[i]`` is the asymmetry after ``steps[i]``.
+
+    The window bookkeeping (gaps, bout boundaries, skipped steps, time limit) runs step by step as in
+    :class:`AsymmetryMonitor`; the statistics of all windows are then computed at once, with the same
+    arithmetic, so the records equal :func:`rolling_asymmetry_reference` bit for bit. Consecutive entries
+    share their records where the windows did not change, as the monitor's do.
+    """
+    p = params if params is not None else AsymmetryParams()
+    steps = list(steps)
+    if len(p.metrics) < 2:
+        # np.sum over one column adds pairwise, not row by row: keep the monitor's own arithmetic
+        return rolling_asymmetry_reference(steps, p)
+    k = len(steps)
+    t_ic = np.array([s.t_ic_s for s in steps], dtype=np.float64)
+    t_end = np.array([_step_end_s(s) for s in steps], dtype=np.float64)
+    win: dict[str, deque[int]] = {"L": deque(maxlen=p.window_steps), "R": deque(maxlen=p.window_steps)}
+    wl, wr = win["L"], win["R"]
+    slot = np.full(k, -1, dtype=np.int64)  # per step: index of its record list, -1 = none
+    pairs: list[tuple[list[int], list[int]]] = []
+    latest = -1
+    last_ic = math.nan
+    for i, s in enumerate(steps):
+        # AsymmetryMonitor._push and update, on step indices
+        changed = False
+        if s.gap:
+            if wl or wr:
+                wl.clear()
+                wr.clear()
+                latest = -1
+            last_ic = math.nan
+            changed = True
+        else:
+            t = s.t_ic_s
+            if math.isfinite(last_ic) and math.isfinite(t) and (t - last_ic > p.max_step_interval_s or t < last_ic):
+                wl.clear()
+                wr.clear()
+                latest = -1
+            if math.isfinite(t):
+                last_ic = t
+            if step_is_usable(s, p):
+                win[s.side].append(i)
+                if p.window_s is not None:
+                    t_min = t - p.window_s
+                    for w in (wl, wr):
+                        while w and t_ic[w[0]] < t_min:
+                            w.popleft()
+                changed = True
+        if changed:
+            if len(wl) < p.min_steps_per_side or len(wr) < p.min_steps_per_side:
+                latest = -1
+            else:
+                latest = len(pairs)
+                pairs.append((list(wl), list(wr)))
+        slot[i] = latest
+    vals = np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps], dtype=np.float64)
+    vals = vals.reshape(k, len(p.metrics))
+    records: list[list[Asymmetry]] = []
+    for c0 in range(0, len(pairs), _BATCH_ROWS):
+        chunk = pairs[c0 : c0 + _BATCH_ROWS]
+        idx = np.full((2, len(chunk), p.window_steps), -1, dtype=np.int64)
+        for r, (a, b) in enumerate(chunk):
+            idx[0, r, : len(a)] = a
+            idx[1, r, : len(b)] = b
+        records.extend(_rolling_records(p, vals, t_ic, t_end, idx[0], idx[1]))
+    return [list(records[j]) if j >= 0 else [] for j in slot.tolist()]
 
 
 def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[int]:

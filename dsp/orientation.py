@@ -187,7 +187,7 @@ def pelvis_angles_from_quat(q_world_pelvis_wxyz: np.ndarray) -> tuple[np.ndarray
 
 def _check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     t = np.asarray(t_s, dtype=np.float64).reshape(-1)
-    a = np.asarray(acc, dtype=np.float64)
+    a = np.ascontiguousarray(acc, dtype=np.float64)  # C order: vqf needs contiguous rows
     n = t.shape[0]
     if a.shape != (n, 3):
         raise ValueError(f"acc_mps2 must have shape ({n}, 3) to match t_s, got {a.shape}")
@@ -195,7 +195,7 @@ def _check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, 
         raise ValueError("acc_mps2 contains NaN or inf; drop or repair those samples first")
     g = None
     if gyr is not None:
-        g = np.asarray(gyr, dtype=np.float64)
+        g = np.ascontiguousarray(gyr, dtype=np.float64)
         if g.shape != (n, 3):
             raise ValueError(f"gyr_rads must have shape ({n}, 3) to match t_s, got {g.shape}")
         if not np.all(np.isfinite(g)):
@@ -215,6 +215,75 @@ def _heading_sos(params: OrientationParams, rate_hz: float) -> np.ndarray:
     return signal.butter(params.heading_order, params.heading_cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
 
 
+_BLOCK_N = 4096
+"""Long chunks are processed in blocks of this many samples (small, cache-resident temporaries); every
+operation is per sample or carries its state, so the blocking does not change a bit of the results."""
+
+
+def _world_block(
+    q: np.ndarray, acc_p: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Baker angles (rad) and world-frame specific force of pelvis orientations ``q`` (B, 4).
+
+    The rotation matrix entries are those of :func:`quat_to_matrix` and the angles those of
+    :func:`_baker_radians` (the same expressions, each computed once). Returns tilt, obliquity, rotation
+    (B,) and the world-frame specific force x, y, z (B,).
+    """
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    r00 = 1 - 2 * (y * y + z * z)
+    r01 = 2 * (x * y - w * z)
+    r02 = 2 * (x * z + w * y)
+    r10 = 2 * (x * y + w * z)
+    r11 = 1 - 2 * (x * x + z * z)
+    r12 = 2 * (y * z - w * x)
+    r20 = 2 * (x * z - w * y)
+    r21 = 2 * (y * z + w * x)
+    r22 = 1 - 2 * (x * x + y * y)
+    obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
+    tilt = np.arctan2(-r20, r22)
+    rotation = np.arctan2(-r01, r11)
+    a0, a1, a2 = acc_p[:, 0], acc_p[:, 1], acc_p[:, 2]
+    acc_wx = r00 * a0 + r01 * a1 + r02 * a2
+    acc_wy = r10 * a0 + r11 * a1 + r12 * a2
+    acc_wz = r20 * a0 + r21 * a1 + r22 * a2
+    return tilt, obliquity, rotation, acc_wx, acc_wy, acc_wz
+
+
+def _level_block(
+    angles: tuple[np.ndarray, ...], heading_lp: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int
+) -> None:
+    """Write the angles (deg, rotation relative to the running direction) and the level-frame specific
+    force of samples ``b0:b1`` into the output arrays ``out``."""
+    tilt, obl, rot, acc_wx, acc_wy, acc_wz = angles
+    rel = rot - heading_lp
+    rel = (rel + np.pi) % (2 * np.pi) - np.pi
+    c, s = np.cos(heading_lp), np.sin(heading_lp)
+    lvl = out["acc_level"]
+    lvl[b0:b1, 0] = c * acc_wx + s * acc_wy
+    lvl[b0:b1, 1] = -s * acc_wx + c * acc_wy
+    lvl[b0:b1, 2] = acc_wz
+    out["tilt"][b0:b1] = np.degrees(tilt)
+    out["obl"][b0:b1] = np.degrees(obl)
+    out["rot"][b0:b1] = np.degrees(rel)
+
+
+def _new_out(n: int) -> dict[str, np.ndarray]:
+    return {"tilt": np.empty(n), "obl": np.empty(n), "rot": np.empty(n), "acc_level": np.empty((n, 3))}
+
+
+def _motion(t: np.ndarray, out: dict[str, np.ndarray], acc_p: np.ndarray, gyr_p: np.ndarray, valid: np.ndarray) -> PelvisMotion:
+    return PelvisMotion(
+        t_s=t,
+        tilt_deg=out["tilt"],
+        obliquity_deg=out["obl"],
+        rotation_deg=out["rot"],
+        acc_pelvis_mps2=acc_p,
+        acc_level_mps2=out["acc_level"],
+        gyr_pelvis_rads=gyr_p,
+        valid=valid,
+    )
+
+
 def _assemble(
     t: np.ndarray,
     q: np.ndarray,
@@ -224,28 +293,9 @@ def _assemble(
     valid: np.ndarray,
 ) -> PelvisMotion:
     """Angles and level-frame specific force from world quaternions and the tracked running direction."""
-    tilt, obl, rot = _baker_radians(q)
-    rel = rot - heading_lp
-    rel = (rel + np.pi) % (2 * np.pi) - np.pi
-    r = quat_to_matrix(q)
-    acc_w = np.empty((acc_p.shape[0], 3))
-    for i in range(3):
-        acc_w[:, i] = r[:, i, 0] * acc_p[:, 0] + r[:, i, 1] * acc_p[:, 1] + r[:, i, 2] * acc_p[:, 2]
-    c, s = np.cos(heading_lp), np.sin(heading_lp)
-    acc_level = np.empty((acc_w.shape[0], 3))
-    acc_level[:, 0] = c * acc_w[:, 0] + s * acc_w[:, 1]
-    acc_level[:, 1] = -s * acc_w[:, 0] + c * acc_w[:, 1]
-    acc_level[:, 2] = acc_w[:, 2]
-    return PelvisMotion(
-        t_s=t,
-        tilt_deg=np.degrees(tilt),
-        obliquity_deg=np.degrees(obl),
-        rotation_deg=np.degrees(rel),
-        acc_pelvis_mps2=acc_p,
-        acc_level_mps2=acc_level,
-        gyr_pelvis_rads=gyr_p,
-        valid=valid,
-    )
+    out = _new_out(t.shape[0])
+    _level_block(_world_block(q, acc_p), heading_lp, out, 0, t.shape[0])
+    return _motion(t, out, acc_p, gyr_p, valid)
 
 
 def _acc_only(t: np.ndarray, acc_p: np.ndarray) -> PelvisMotion:
@@ -350,11 +400,32 @@ class PelvisOrientation:
         n = t.shape[0]
         if n == 0:
             return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
+        out = _new_out(n)
+        rest_at = -1
+        for b0 in range(0, n, _BLOCK_N):
+            b1 = min(n, b0 + _BLOCK_N)
+            r = self._block(acc[b0:b1], gyr[b0:b1], acc_p[b0:b1], out, b0, b1)
+            if rest_at < 0 and r >= 0:
+                rest_at = b0 + r
+        idx = self._n + np.arange(n)
+        if self._n_settled is None and rest_at >= 0:
+            self._n_settled = self._n + rest_at
+        settled_at = self._settle_n if self._n_settled is None else min(self._n_settled, self._settle_n)
+        valid = (idx >= self._warmup_n) & (idx >= settled_at)
+        self._n += n
+        self.n_samples_ = self._n
+        return _motion(t, out, acc_p, gyr_p, valid)
+
+    def _block(
+        self, acc: np.ndarray, gyr: np.ndarray, acc_p: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int
+    ) -> int:
+        """VQF, angles and heading tracker over one block; returns the block's first rest sample or -1."""
         # VQF runs on the sensor-frame samples (so that its state can be handed over from the calibration,
         # which ran it from the start of the stream); q_world_pelvis = q_world_sensor ⊗ q_mount⁻¹.
-        out = self._vqf.updateBatch(np.ascontiguousarray(gyr), np.ascontiguousarray(acc))
-        q = quat_multiply(out["quat6D"], self._q_mount_inv)
-        _, _, rot = _baker_radians(q)
+        res = self._vqf.updateBatch(gyr, acc)  # C-contiguous rows (checked by _check_chunk)
+        q = quat_multiply(res["quat6D"], self._q_mount_inv)
+        angles = _world_block(q, acc_p)
+        rot = angles[2]
         cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
         if self._zi is None:
             zi0 = signal.sosfilt_zi(self._sos)[:, :, None] * cs[0][None, None, :]
@@ -364,16 +435,11 @@ class PelvisOrientation:
         self._zi = np.stack([zi1, zi2])
         cs_lp = 2.0 * lp1 - lp2
         heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
-        idx = self._n + np.arange(n)
-        if self._n_settled is None:
-            rest = np.flatnonzero(out["restDetected"])
-            if rest.size:
-                self._n_settled = self._n + int(rest[0])
-        settled_at = self._settle_n if self._n_settled is None else min(self._n_settled, self._settle_n)
-        valid = (idx >= self._warmup_n) & (idx >= settled_at)
-        self._n += n
-        self.n_samples_ = self._n
-        return _assemble(t, q, heading_lp, acc_p, gyr_p, valid)
+        _level_block(angles, heading_lp, out, b0, b1)
+        if self._n_settled is not None:
+            return -1
+        rest = np.flatnonzero(res["restDetected"])
+        return int(rest[0]) if rest.size else -1
 
     def save_state(self) -> dict[str, Any]:
         """Filter state as plain data (floats, bools, lists) for a session file."""
@@ -436,9 +502,10 @@ def offline_pelvis_orientation(
     if n == 0:
         return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
     q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
-    out = vqf.offlineVQF(np.ascontiguousarray(g), np.ascontiguousarray(a), None, 1.0 / float(rate_hz), _vqf_kwargs(p))
+    out = vqf.offlineVQF(g, a, None, 1.0 / float(rate_hz), _vqf_kwargs(p))
     q = quat_multiply(out["quat6D"], q_mount * np.array([1.0, -1.0, -1.0, -1.0]))
-    _, _, rot = _baker_radians(q)
+    angles = _world_block(q, acc_p)
+    rot = angles[2]
     cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
     sos = _heading_sos(p, float(rate_hz))
     if n > 3 * (2 * sos.shape[0] + 1):
@@ -446,4 +513,6 @@ def offline_pelvis_orientation(
     else:
         cs_lp = np.repeat(cs.mean(axis=0, keepdims=True), n, axis=0)
     heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
-    return _assemble(t, q, heading_lp, acc_p, gyr_p, np.ones(n, dtype=bool))
+    res = _new_out(n)
+    _level_block(angles, heading_lp, res, 0, n)
+    return _motion(t, res, acc_p, gyr_p, np.ones(n, dtype=bool))

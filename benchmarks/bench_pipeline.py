@@ -1,124 +1,182 @@
-"""Speed and memory of the gait pipeline, against baselines measured in the same run.
+"""Speed and memory of ``pelvimon analyze`` and the live pipeline, against baselines measured in the same run.
 
-    python benchmarks/bench_pipeline.py              # one hour of 200 Hz running (720,000 samples)
-    python benchmarks/bench_pipeline.py --minutes 10 # shorter
+    python benchmarks/bench_pipeline.py                      # one hour of simulated running, 200 Hz
+    python benchmarks/bench_pipeline.py --csv /tmp/hour.csv  # reuse (or create) that CSV
+    python benchmarks/bench_pipeline.py --minutes 10 --repeat 1
 
-Prints:
+The recording is ``pelvimon simulate --seconds 3600`` (720,000 samples, about 10,000 steps). Prints, as the
+median of ``--repeat`` runs (wall clock, and CPU time of this process where it is one):
 
-* ``analyze_offline`` on the whole recording vs ``vqf.VQF.updateBatch`` over the same samples (the pipeline
-  runs that filter itself, so the ratio is at least about 1);
-* the whole ``pelvimon analyze``-like path (``pandas.read_csv`` of a CSV of the recording + analysis) vs
-  ``pandas.read_csv`` + ``VQF.updateBatch``;
+* the baseline: ``pandas.read_csv`` of the CSV + ``vqf.VQF(1/200).updateBatch`` over its samples;
+* ``pelvimon analyze CSV`` end to end in this process (``pelvimon.cli.main``, the code the command runs,
+  its printed report thrown away) and its parts (load, pipeline, asymmetry and alerts);
+* the same as subprocesses: ``pelvimon analyze CSV`` against a ``python -c`` that imports pandas and vqf,
+  reads the CSV and runs VQF (so both pay interpreter start-up and imports);
+* the ratios (target: analyze <= 2 x baseline);
 * live processing in 10-sample chunks (one BLE notification each): CPU time per second of data, i.e. the
-  share of one core at 200 Hz;
-* memory: tracemalloc peak while streaming the recording twice over (two hours) after draining steps,
-  and the sizes of the ring buffers.
+  share of one core at 200 Hz (target < 3 %);
+* memory: tracemalloc peak while streaming the recording twice over (two hours) with the steps drained as
+  the live engine does, per hour (bounded: the second hour must not need more than the first).
+
+The machine is shared: the load average is printed first; run it when that is low.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import vqf
 
-from pelvimon.dsp.pipeline import GaitPipeline, analyze_offline
-from pelvimon.firmware_protocols.batch import ImuBatch
-from pelvimon.sensors.simulator import SimParams, simulate
-
 FS = 200.0
+BIN = Path(sys.executable).parent
 
 
-def _best(fn, repeat: int = 3) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall s, CPU s of this process) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--minutes", type=float, default=60.0, help="length of the simulated run (default 60)")
-    args = ap.parse_args(argv)
-    seconds = args.minutes * 60.0
-    sim = simulate(SimParams(seconds=seconds, rate_hz=FS, gait="run", seed=3))
-    b = sim.batch
-    n = len(b)
-    acc = np.ascontiguousarray(b.acc_mps2)
-    gyr = np.ascontiguousarray(b.gyr_rads)
-    print(f"recording: {n} samples ({seconds / 3600:.2f} h at {FS:.0f} Hz), {len(sim.truth.steps)} steps")
+def _median(rows: list[tuple[float, ...]]) -> tuple[float, ...]:
+    return tuple(statistics.median(col) for col in zip(*rows, strict=True))
 
-    t_vqf = _best(lambda: vqf.VQF(1.0 / FS).updateBatch(gyr, acc))
-    res = {}
 
-    def run_offline() -> None:
-        res["r"] = analyze_offline(b, rate_hz=FS)
+def _baseline(path: str) -> None:
+    d = pd.read_csv(path)
+    a = d.to_numpy()
+    vqf.VQF(1.0 / FS).updateBatch(np.ascontiguousarray(a[:, 4:7]), np.ascontiguousarray(a[:, 1:4]))
 
-    t_off = _best(run_offline)
-    print(f"VQF.updateBatch                 {t_vqf:8.3f} s")
-    print(f"analyze_offline                 {t_off:8.3f} s   ratio to VQF {t_off / t_vqf:5.2f}  ({len(res['r'].steps)} steps)")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "rec.csv")
-        cols = ["acc_x_mps2", "acc_y_mps2", "acc_z_mps2", "gyr_x_rads", "gyr_y_rads", "gyr_z_rads"]
-        df = pd.DataFrame(np.column_stack([acc, gyr]), columns=cols)
-        df.insert(0, "t_s", b.t_s)
-        df.to_csv(path, index=False)
+_BASELINE_SCRIPT = (
+    "import sys, numpy as np, pandas as pd, vqf\n"
+    "a = pd.read_csv(sys.argv[1]).to_numpy()\n"
+    "vqf.VQF(1 / 200).updateBatch(np.ascontiguousarray(a[:, 4:7]), np.ascontiguousarray(a[:, 1:4]))\n"
+)
 
-        def load() -> pd.DataFrame:
-            return pd.read_csv(path)
 
-        def base() -> None:
-            d = load()
-            vqf.VQF(1.0 / FS).updateBatch(
-                np.ascontiguousarray(d[cols[3:]].to_numpy()), np.ascontiguousarray(d[cols[:3]].to_numpy())
-            )
+def _analyze_cli_in_process(path: str) -> None:
+    from pelvimon.cli import main
 
-        def full() -> None:
-            d = load()
-            batch = ImuBatch(t_s=d["t_s"].to_numpy(), acc_mps2=d[cols[:3]].to_numpy(),
-                             gyr_rads=d[cols[3:]].to_numpy(), time_base="session")
-            analyze_offline(batch, rate_hz=FS)
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["analyze", path])
+    if rc != 0:
+        raise SystemExit(f"pelvimon analyze {path} failed with exit code {rc}")
 
-        t_base = _best(base, 2)
-        t_full = _best(full, 2)
-    print(f"read_csv + VQF                  {t_base:8.3f} s")
-    print(f"read_csv + analyze_offline      {t_full:8.3f} s   ratio {t_full / t_base:5.2f}")
 
-    # live: notification-sized chunks, CPU time
-    n_live = min(n, int(600 * FS))
+def _parts(path: str) -> tuple[float, float, float, int]:
+    """CPU time of the stages of ``analyze_file``: load, pipeline, asymmetry + alerts; and the step count."""
+    from pelvimon.analysis import analyze_steps, load_batches, run_pipeline
+
+    c0 = time.process_time()
+    batches = load_batches(path)
+    c1 = time.process_time()
+    run = run_pipeline(batches)
+    c2 = time.process_time()
+    analyze_steps(run.steps)
+    c3 = time.process_time()
+    return c1 - c0, c2 - c1, c3 - c2, len(run.steps)
+
+
+def _subprocess(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _live(batch: object, seconds: float) -> float:
+    """CPU share of one core (%) for ``seconds`` of data fed in 10-sample chunks, steps drained."""
+    from pelvimon.dsp.pipeline import GaitPipeline
+
+    n = min(len(batch), int(seconds * FS))  # type: ignore[arg-type]
     pipe = GaitPipeline(FS)
     c0 = time.process_time()
-    for a in range(0, n_live, 10):
-        pipe.update(b.slice(a, min(n_live, a + 10)))
+    for a in range(0, n, 10):
+        pipe.update(batch.slice(a, min(n, a + 10)))  # type: ignore[attr-defined]
         pipe.drain_steps()
-    cpu = time.process_time() - c0
-    print(f"live, 10-sample chunks           {cpu / (n_live / FS) * 100:7.2f} % of one core "
-          f"({cpu:.2f} s CPU for {n_live / FS:.0f} s of data)")
+    return (time.process_time() - c0) / (n / FS) * 100.0
 
-    # memory over two hours of streaming (the recording twice, steps drained as a GUI would)
+
+def _memory(batch: object) -> tuple[float, float, float]:
+    """tracemalloc peak (MB) streaming the recording twice (2000-sample chunks, steps drained)."""
+    from pelvimon.dsp.pipeline import GaitPipeline
+
+    n = len(batch)  # type: ignore[arg-type]
     pipe = GaitPipeline(FS)
     tracemalloc.start()
     peaks = []
     for rep in range(2):
         for a in range(0, n, 2000):
-            pipe.update(b.slice(a, min(n, a + 2000)))
+            pipe.update(batch.slice(a, min(n, a + 2000)))  # type: ignore[attr-defined]
             pipe.drain_steps()
-        peaks.append(tracemalloc.get_traced_memory()[1])
+        peaks.append(tracemalloc.get_traced_memory()[1] / 1e6)
         if rep == 0:
             tracemalloc.reset_peak()
-    cur = tracemalloc.get_traced_memory()[0]
+    cur = tracemalloc.get_traced_memory()[0] / 1e6
     tracemalloc.stop()
-    rings = pipe._ring._buf.nbytes + pipe._detector._ring._buf.nbytes
-    print(f"memory, streamed {2 * seconds / 3600:.2f} h: traced peak first pass {peaks[0] / 1e6:.2f} MB, "
-          f"second pass {peaks[1] / 1e6:.2f} MB, now {cur / 1e6:.2f} MB; ring buffers {rings / 1e3:.0f} kB")
+    return peaks[0], peaks[1], cur
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=60.0, help="length of the simulated run (default 60)")
+    ap.add_argument("--csv", help="the recording as CSV (created with pelvimon simulate if missing)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure, median reported (default 3)")
+    ap.add_argument("--live-s", type=float, default=600.0, help="seconds of data for the live figure")
+    args = ap.parse_args(argv)
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.csv or os.path.join(tmp, "rec.csv")
+        if not os.path.exists(path):
+            seconds = int(round(args.minutes * 60))
+            subprocess.run([str(BIN / "pelvimon"), "simulate", "--seconds", str(seconds), "-o", path], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+        import pelvimon.cli  # noqa: F401 - imports outside the timings (the subprocess figures include them)
+        import pelvimon.dsp.pipeline  # noqa: F401
+        from pelvimon.analysis import load_batches
+
+        batch = load_batches(path)[0]
+        print(f"recording: {path}, {len(batch)} samples ({len(batch) / FS / 3600:.2f} h at {FS:.0f} Hz), "
+              f"{os.path.getsize(path) / 1e6:.0f} MB")  # fmt: skip
+
+        base, ana, parts, sub_base, sub_ana = [], [], [], [], []
+        for _ in range(args.repeat):
+            base.append(_timed(lambda: _baseline(path)))
+            ana.append(_timed(lambda: _analyze_cli_in_process(path)))
+            parts.append(_parts(path))
+            sub_base.append((_subprocess([sys.executable, "-c", _BASELINE_SCRIPT, path]),))
+            sub_ana.append((_subprocess([str(BIN / "pelvimon"), "analyze", path]),))
+        bw, bc = _median(base)
+        aw, ac = _median(ana)
+        pl, pp, pa, n_steps = _median(parts)
+        (sb,) = _median(sub_base)
+        (sa,) = _median(sub_ana)
+        print(f"median of {args.repeat} runs            wall s    CPU s")
+        print(f"baseline read_csv + VQF          {bw:8.3f} {bc:8.3f}")
+        print(f"pelvimon analyze (in process)    {aw:8.3f} {ac:8.3f}   ratio {aw / bw:4.2f} (CPU {ac / bc:4.2f}),"
+              f" target <= 2")  # fmt: skip
+        print(f"  parts (CPU s): load {pl:.3f}, pipeline {pp:.3f}, asymmetry + alerts {pa:.3f}; {int(n_steps)} steps")
+        print(f"baseline as a subprocess         {sb:8.3f}")
+        print(f"pelvimon analyze (subprocess)    {sa:8.3f}            ratio {sa / sb:4.2f}")
+
+    live = _live(batch, args.live_s)
+    print(f"live, 10-sample chunks           {live:7.2f} % of one core at {FS:.0f} Hz (target < 3 %)")
+    p1, p2, cur = _memory(batch)
+    print(f"memory, 2 x {len(batch) / FS / 3600:.2f} h streamed: tracemalloc peak first pass {p1:.2f} MB, "
+          f"second pass {p2:.2f} MB, held after {cur:.2f} MB")  # fmt: skip
     return 0
 
 

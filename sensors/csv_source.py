@@ -162,10 +162,17 @@ def _decode(name: str, raw: bytes) -> str:
         ) from None
 
 
+def _scaled(cols: np.ndarray, scale: float) -> np.ndarray:
+    """``cols * scale`` as a new C-ordered array, in one pass (``x * 1.0`` is ``x``: just the copy)."""
+    if scale == 1.0:
+        return np.ascontiguousarray(cols)
+    return np.multiply(cols, scale, order="C")
+
+
 def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -> ImuBatch:
     t = np.ascontiguousarray(data[:, 0])
-    acc = data[:, 1:4] * _ACC_SCALE[acc_unit]
-    gyr = data[:, 4:7] * _GYR_SCALE[gyr_unit] if layout.has_gyro else None
+    acc = _scaled(data[:, 1:4], _ACC_SCALE[acc_unit])
+    gyr = _scaled(data[:, 4:7], _GYR_SCALE[gyr_unit]) if layout.has_gyro else None
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, time_base="session")
 
 

@@ -243,6 +243,13 @@ class GaitEventDetector:
 
         Advances the gravity low-pass state; called by :meth:`update`.
         """
+        return self.vertical_up(acc_mps2)[0]
+
+    def vertical_up(self, acc_mps2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`vertical` and the tracked up direction: ``(a_v (N,) m/s², up (N, 3) unit, sensor frame)``.
+
+        Advances the gravity low-pass state. Pass the ``a_v`` on to :meth:`update` as ``acc_v_mps2``.
+        """
         if self._zi_g is None:
             self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[0][None, None, :]
         g_lp, self._zi_g = signal.sosfilt(self._sos_g, acc_mps2, axis=0, zi=self._zi_g)
@@ -250,7 +257,8 @@ class GaitEventDetector:
         gx, gy, gz = g_lp[:, 0], g_lp[:, 1], g_lp[:, 2]
         norm = np.sqrt(gx * gx + gy * gy + gz * gz)
         norm[norm < 1e-9] = 1e-9
-        return (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm
+        av = (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm
+        return av, g_lp / norm[:, None]
 
     def update(
         self, t_s: Any, acc_mps2: Any = None, *, acc_v_mps2: Any = None, acc_fwd_mps2: Any = None

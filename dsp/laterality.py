@@ -28,10 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import signal
 
 from .records import Side
 
-__all__ = ["LateralityParams", "LateralityTracker"]
+__all__ = ["ForwardMoment", "LateralityParams", "LateralityTracker", "StepForward"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +146,86 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
     return e / (1.0 + e)
+
+
+class ForwardMoment:
+    """Per-sample braking/propulsion moment ``a · Δa_v`` (sensor frame), streaming.
+
+    The trunk brakes while the vertical force rises and propels while it falls in running (spring-mass),
+    and the opposite in walking (inverted pendulum), so the sum over whole strides of the low-passed
+    specific force ``a`` times the increment of its vertical part ``Δa_v`` points backwards in running and
+    forwards in walking, once projected on the horizontal plane (the mount calibration's forward rule,
+    docs/dsp_orientation.md). The medio-lateral force alternates between steps and cancels over strides.
+    Summed over the steps of :class:`StepForward`, it gives the forward direction after one or two strides,
+    with gravity alone, long before the full mount calibration has decided.
+
+    Parameters
+    ----------
+    rate_hz : float
+        Sample rate, Hz.
+    lowpass_hz : float
+        Cut-off of the causal 2nd-order Butterworth low-pass on the specific force, Hz (the braking and
+        propulsion pattern; foot-strike transients are left out).
+    """
+
+    def __init__(self, rate_hz: float, lowpass_hz: float = 6.0) -> None:
+        self.rate_hz = rate_hz
+        self.lowpass_hz = lowpass_hz
+        self._sos = signal.butter(2, min(lowpass_hz, 0.4 * float(rate_hz)), fs=float(rate_hz), output="sos")
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the filter state (after a gap)."""
+        self._zi: np.ndarray | None = None
+        self._last_v = 0.0
+
+    def update(self, acc_mps2: np.ndarray, up: np.ndarray) -> np.ndarray:
+        """Moment per sample, shape (N, 3), m²/s⁴, from specific force (N, 3) and the up direction (N, 3)."""
+        if acc_mps2.shape[0] == 0:
+            return np.zeros((0, 3))
+        if self._zi is None:
+            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * acc_mps2[0][None, None, :]
+            a0 = acc_mps2[0]
+            self._last_v = float(a0[0] * up[0, 0] + a0[1] * up[0, 1] + a0[2] * up[0, 2])
+        lp, self._zi = signal.sosfilt(self._sos, acc_mps2, axis=0, zi=self._zi)
+        v = lp[:, 0] * up[:, 0] + lp[:, 1] * up[:, 1] + lp[:, 2] * up[:, 2]
+        dv = np.empty_like(v)
+        dv[0] = v[0] - self._last_v
+        dv[1:] = v[1:] - v[:-1]
+        self._last_v = float(v[-1])
+        return lp * dv[:, None]
+
+
+class StepForward:
+    """Forward direction (sensor frame) from the braking/propulsion moments of the steps so far.
+
+    Attributes
+    ----------
+    n_steps_ : int
+        Steps added since the last reset.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the steps (a new sensor or a new session; not needed after a gap)."""
+        self._m = np.zeros(3)
+        self.n_steps_ = 0
+
+    def add(self, moment: np.ndarray, running: bool) -> StepForward:
+        """Add one step's summed :class:`ForwardMoment` (3,), sensor frame; ``running``: a flight phase."""
+        m = np.asarray(moment, dtype=np.float64)
+        if np.all(np.isfinite(m)):
+            self._m = self._m - m if running else self._m + m
+            self.n_steps_ += 1
+        return self
+
+    def forward(self, up: np.ndarray) -> np.ndarray | None:
+        """Unit forward vector in the sensor frame, horizontal for ``up`` (3,), or None before two steps."""
+        if self.n_steps_ < 2:
+            return None
+        u = np.asarray(up, dtype=np.float64)
+        f = self._m - u * float(u @ self._m)
+        nf = float(np.linalg.norm(f))
+        return f / nf if nf > 0 else None

@@ -32,7 +32,7 @@ from ..firmware_protocols.batch import ImuBatch
 from ._gait_ring import SampleRing
 from .calibration import CalibrationParams, MountCalibration
 from .events import EventParams, GaitEventDetector, GaitState, StateChange, StepEvents
-from .laterality import LateralityParams, LateralityTracker
+from .laterality import ForwardMoment, LateralityParams, LateralityTracker, StepForward
 from .orientation import OrientationParams, PelvisMotion, PelvisOrientation
 from .records import Side, Step
 from .steps import step_metrics_batch, window_means
@@ -50,7 +50,8 @@ __all__ = [
 
 # motion ring channels
 _TILT, _OBL, _ROT, _GX, _AY, _AX = 0, 1, 2, 3, 4, 5
-_N_CH = 6
+_MOM, _GYR, _ACC, _UP = 6, 9, 12, 15  # three channels each (sensor frame), for laterality before calibration
+_N_CH = 18
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ class GaitPipeline:
         cap = int(np.ceil(3.0 * ep.max_step_s * self._fs)) + self._detector.block_n + 16
         self._ring = SampleRing(cap, _N_CH)
         self._lat = LateralityTracker(p.laterality)
+        self._fmom = ForwardMoment(self._fs)
+        self._step_fwd = StepForward()
         self._orient: PelvisOrientation | None = None
         self.calibration_ = MountCalibration(p.calibration)
         self._cal_state = self.calibration_.state_
@@ -198,6 +201,7 @@ class GaitPipeline:
         self._detector.reset()
         self._ring.reset()
         self._lat.reset()
+        self._fmom.reset()
         if self._orient is not None:
             self._orient.reset()
         events.append(GapEvent(t_s, n_lost))
@@ -242,12 +246,20 @@ class GaitPipeline:
             rows[k0:, _AY] = np.where(ok, motion.acc_level_mps2[:, 1], np.nan)
             # the forward force in the pelvis frame needs only the mount, not the settled filter
             rows[k0:, _AX] = motion.acc_pelvis_mps2[:, 0]
+        # the vertical force and the up direction need no calibration; with the braking/propulsion moment
+        # they give the forward direction after the first strides (laterality before the mount is known)
+        av, up = self._detector.vertical_up(acc)
+        if gyr is not None:
+            rows[:, _GYR : _GYR + 3] = gyr
+        rows[:, _MOM : _MOM + 3] = self._fmom.update(acc, up)
+        rows[:, _ACC : _ACC + 3] = acc
+        rows[:, _UP : _UP + 3] = up
         # 3. events, block by block so that the ring buffers hold every open step
         bn = self._detector.block_n
         for b0 in range(0, n, bn):
             b1 = min(n, b0 + bn)
             self._ring.append(rows[b0:b1])
-            det = self._detector.update(t[b0:b1], acc[b0:b1], acc_fwd_mps2=rows[b0:b1, _AX])
+            det = self._detector.update(t[b0:b1], acc_v_mps2=av[b0:b1], acc_fwd_mps2=rows[b0:b1, _AX])
             events.extend(det.states_)
             steps.extend(self._make_steps(det.steps_))
         self.n_samples_ += n
@@ -330,6 +342,11 @@ class GaitPipeline:
         # medio-lateral force over stance pushing the body away from the stance foot
         f_gyr = window_means(rows[:, _GX], s, s + n_early)
         f_ml = -window_means(rows[:, _AY], s, s + n_st)
+        # before the mount is known: the same two features about the forward direction of the steps so far
+        mom = np.column_stack([window_means(rows[:, _MOM + c], s, s + n_step) for c in range(3)]) * n_step[:, None]
+        g_early = np.column_stack([window_means(rows[:, _GYR + c], s, s + n_early) for c in range(3)])
+        a_st = np.column_stack([window_means(rows[:, _ACC + c], s, s + n_st) for c in range(3)])
+        up_ic = rows[s, _UP : _UP + 3]
         sides: list[Side] = []
         conf: list[float] = []
         for j, ev in enumerate(events):
@@ -338,7 +355,15 @@ class GaitPipeline:
             regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
             if ev.bout_start:
                 self._lat.reset()
-            self._lat.update((float(f_gyr[j]), float(f_ml[j])), regular=regular)
+            self._step_fwd.add(mom[j], ev.running)
+            fg, fm = float(f_gyr[j]), float(f_ml[j])
+            if not (np.isfinite(fg) or np.isfinite(fm)):
+                fwd = self._step_fwd.forward(up_ic[j])
+                if fwd is not None:
+                    left = np.cross(up_ic[j], fwd)
+                    fg = float(g_early[j] @ fwd)
+                    fm = -float(a_st[j] @ left)
+            self._lat.update((fg, fm), regular=regular)
             self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
             sides.append(self._lat.side_ or "L")
             conf.append(self._lat.confidence_)

@@ -561,34 +561,23 @@ def _rolling_records(
     last_r = win_r[rows, (win_r >= 0).sum(axis=1) - 1]
     t1 = np.maximum(t_end[last_l], t_end[last_r])
     keep = (nl >= p.min_steps_per_side) & (nr >= p.min_steps_per_side)
-    cols = [
-        x.tolist()
-        for x in (nl, nr, ml, mr, sdl, sdr, diff.reshape(b, m), lo.reshape(b, m), hi.reshape(b, m), si, keep)
-    ]
-    t0l, t1l = t0.tolist(), t1.tolist()
-    level = p.level
+    kept = np.flatnonzero(keep.ravel())  # (window, metric) pairs that get a record, window by window
+    win_of = kept // m
+    cols = [np.asarray(p.metrics, dtype=object)[kept % m].tolist(), t0[win_of].tolist(), t1[win_of].tolist()]
+    for x in (nl, nr, ml, mr, sdl, sdr, diff, lo, hi, si):
+        cols.append(x.ravel()[kept].tolist())
+    cols.append([p.level] * kept.size)
     # Asymmetry records built without the frozen dataclass' __init__ (one object.__setattr__ per field
-    # costs three times as much here): the same field values in the same __dict__, so the records are
+    # costs about twice as much): the same field values in the same __dict__, so the records are
     # equal to constructed ones (tested)
-    new = object.__new__
-    out = []
-    for i in range(b):
-        c_nl, c_nr, c_ml, c_mr, c_sdl, c_sdr, c_d, c_lo, c_hi, c_si, c_keep = (c[i] for c in cols)
-        recs = []
-        for j, metric in enumerate(p.metrics):
-            if c_keep[j]:
-                a = new(Asymmetry)
-                a.__dict__.update(
-                    zip(
-                        _ASYMMETRY_FIELDS,
-                        (metric, t0l[i], t1l[i], c_nl[j], c_nr[j], c_ml[j], c_mr[j], c_sdl[j], c_sdr[j],
-                         c_d[j], c_lo[j], c_hi[j], c_si[j], level),
-                        strict=True,
-                    )
-                )  # fmt: skip
-                recs.append(a)
-        out.append(recs)
-    return out
+    new, names = object.__new__, _ASYMMETRY_FIELDS
+    recs = []
+    for values in zip(*cols, strict=True):
+        a = new(Asymmetry)
+        a.__dict__.update(zip(names, values, strict=False))  # 14 names, 14 values
+        recs.append(a)
+    ends = np.cumsum(keep.sum(axis=1)).tolist()
+    return [recs[e0:e1] for e0, e1 in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[list[Asymmetry]]:
@@ -708,10 +697,15 @@ def session_side_stats(
     return dict(zip(p.metrics, sides, strict=True))
 
 
-def session_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> dict[str, Asymmetry]:
+def session_asymmetry(
+    steps: Sequence[Step],
+    params: AsymmetryParams | None = None,
+    side_stats: dict[str, tuple[SideStats, SideStats]] | None = None,
+) -> dict[str, Asymmetry]:
     """Whole-session asymmetry per metric (same statistics as the rolling windows, all usable steps).
 
-    Metrics with fewer than ``min_steps_per_side`` finite values on a side are left out.
+    Metrics with fewer than ``min_steps_per_side`` finite values on a side are left out. ``side_stats``:
+    the result of ``session_side_stats(steps, params)`` when already at hand (not computed again).
     """
     p = params if params is not None else AsymmetryParams()
     usable = [s for s in steps if step_is_usable(s, p)]
@@ -719,5 +713,5 @@ def session_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = No
         return {}
     t0 = min(s.t_ic_s for s in usable)
     t1 = max(_step_end_s(s) for s in usable)
-    st = session_side_stats(steps, p)
+    st = side_stats if side_stats is not None else session_side_stats(steps, p)
     return make_asymmetries(list(st), t0, t1, list(st.values()), p.level, p.min_steps_per_side)

@@ -399,7 +399,7 @@ def analyze_steps(
         name=name,
         steps=steps,
         side_stats=side_stats,
-        asymmetry=session_asymmetry(steps, cfg.asymmetry),
+        asymmetry=session_asymmetry(steps, cfg.asymmetry, side_stats),
         rolling=rolling,
         alerts=alerts.all_alerts(),
         quality=q,

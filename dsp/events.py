@@ -208,6 +208,10 @@ class GaitEventDetector:
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         self._n_env = max(2, int(round(p.envelope_s * fs)))
         self._n_ac_every = int(round(p.ac_every_s * fs))
+        self._n_g_start = int(round(fs / (2 * np.pi * p.gravity_hz)))
+        # the unloading tangent of the running final contact is the slope over +-20 ms (a span in time, so
+        # that the rule does not change with the sample rate; at least a sample either side)
+        self._n_tan = max(1, int(round(0.02 * fs)))  # one time constant of the low-pass
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -216,6 +220,8 @@ class GaitEventDetector:
         self._ring.reset()
         self._zi: np.ndarray | None = None
         self._zi_g: np.ndarray | None = None
+        self._g_n = 0
+        self._g_sum = np.zeros(3)
         self._scan = 1
         self._last_ic: tuple[int, float, int] | None = None  # (index, frac index, steepest index)
         self._intervals: list[float] = []
@@ -250,9 +256,23 @@ class GaitEventDetector:
 
         Advances the gravity low-pass state. Pass the ``a_v`` on to :meth:`update` as ``acc_v_mps2``.
         """
-        if self._zi_g is None:
-            self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[0][None, None, :]
-        g_lp, self._zi_g = signal.sosfilt(self._sos_g, acc_mps2, axis=0, zi=self._zi_g)
+        n = acc_mps2.shape[0]
+        g_lp = np.empty((n, 3))
+        # start-up: the mean specific force since the start (summed in sample order) until the low-pass has
+        # had its time constant; a stream that starts mid-stride then has a sound vertical within a stride
+        # instead of one tilted towards the first sample's force for seconds
+        k = max(0, min(n, self._n_g_start - self._g_n))
+        if k:
+            cs = np.cumsum(np.concatenate([self._g_sum[None, :], acc_mps2[:k]]), axis=0)[1:]
+            g_lp[:k] = cs / (self._g_n + np.arange(1, k + 1, dtype=np.float64))[:, None]
+            self._g_sum = cs[-1]
+            self._g_n += k
+            if self._g_n >= self._n_g_start:
+                self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * g_lp[k - 1][None, None, :]
+        if k < n:
+            if self._zi_g is None:  # (only when the start-up length is 0)
+                self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[k][None, None, :]
+            g_lp[k:], self._zi_g = signal.sosfilt(self._sos_g, acc_mps2[k:], axis=0, zi=self._zi_g)
         # element-wise arithmetic only: the result must not depend on how the stream is chunked
         gx, gy, gz = g_lp[:, 0], g_lp[:, 1], g_lp[:, 2]
         norm = np.sqrt(gx * gx + gy * gy + gz * gz)
@@ -604,7 +624,8 @@ class GaitEventDetector:
         if above.size == 0:
             return None
         d = k_pk + int(above[-1])
-        lo, hi = max(k_pk, d - 2), min(k_fl, d + 3)
+        w = self._n_tan
+        lo, hi = max(k_pk, d - w), min(k_fl, d + w)
         slope = (float(seg[hi]) - float(seg[lo])) / max(hi - lo, 1)
         if slope >= 0:
             return None
@@ -685,8 +706,8 @@ class GaitEventDetector:
         above = (col >= k_pk[:, None]) & (col < k_fl[:, None]) & (seg >= g)
         has = above.any(axis=1)
         d = n_max - 1 - np.argmax(above[:, ::-1], axis=1)
-        lo = np.maximum(k_pk, d - 2)
-        hi = np.minimum(k_fl, d + 3)
+        lo = np.maximum(k_pk, d - self._n_tan)
+        hi = np.minimum(k_fl, d + self._n_tan)
         slope = (seg[rows, hi] - seg[rows, lo]) / np.maximum(hi - lo, 1)
         a0 = seg[rows, d]
         a1 = seg[rows, np.minimum(d + 1, n_max - 1)]

@@ -151,30 +151,39 @@ def step_metrics(
     )
 
 
-def _gather(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``x[start_k : stop_k]`` padded to a common length by repeating each row's last sample.
+def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Mean of ``x[start_k : stop_k]`` per window (NaN if any sample is NaN), sequential summation.
 
-    Returns the (K, L, ...) gather and the (K, L) mask of real samples. Sums over such windows are taken
-    with ``cumsum`` (sequential), so a step's figures do not depend on which other steps share the batch.
+    ``x`` is (M,) or (M, C) (channels averaged separately); an empty window is the one sample at its
+    start. The windows are gathered side by side and summed with ``cumsum``: sequential, so a window's
+    mean does not depend on the other windows of the call, and a prefix sum, so the samples gathered past
+    a window's end (to give all windows one length) never reach the entry read for it.
     """
     length = np.maximum(stop - start, 1)
-    n_max = int(length.max())
-    idx = start[:, None] + np.arange(n_max)[None, :]
-    valid = idx < (start + length)[:, None]
-    idx = np.minimum(idx, (start + length - 1)[:, None])
-    return x[idx], valid
-
-
-def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Mean of ``x[start_k : stop_k]`` per window (NaN if any sample is NaN), sequential summation."""
-    g, valid = _gather(x, start, stop)
-    n = valid.sum(axis=1)
-    c = np.cumsum(np.where(valid, g, 0.0), axis=1)
-    return c[np.arange(len(start)), n - 1] / n
+    idx = np.minimum(start[:, None] + np.arange(int(length.max())), x.shape[0] - 1)
+    last = length - 1
+    if x.ndim == 1:
+        return np.cumsum(x[idx], axis=1)[np.arange(start.shape[0]), last] / length
+    # channels first, so that each cumsum runs along contiguous memory
+    c = np.cumsum(x.T[:, idx], axis=2)
+    return (c[:, np.arange(start.shape[0]), last] / length).T
 
 
 def window_means(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Public form of the per-window mean used for the laterality evidence (see :func:`_window_mean`)."""
+    """Per-window means used for the laterality evidence, sequential summation (see :func:`_window_mean`).
+
+    Parameters
+    ----------
+    x : ndarray, shape (M,) or (M, C)
+        Samples (any unit); several channels are averaged in one call, each as if alone.
+    start, stop : ndarray of int, shape (K,)
+        Windows ``x[start_k : stop_k]`` (``stop_k <= M``; an empty window is the sample at ``start_k``).
+
+    Returns
+    -------
+    ndarray, shape (K,) or (K, C)
+        Means, NaN where a window holds a NaN.
+    """
     return _window_mean(np.asarray(x, dtype=np.float64), np.asarray(start), np.asarray(stop))
 
 
@@ -207,67 +216,73 @@ def step_metrics_batch(
     k = len(events)
     if k == 0:
         return []
-    s = np.array([e.i_ic for e in events]) - offset
-    e_next = np.array([e.i_next_ic for e in events]) - offset + 1
-    e_end = np.array([e.i_end for e in events]) - offset + 1
-    t_ic = np.array([e.t_ic_s for e in events])
-    t_fc = np.array([e.t_fc_s for e in events])
-    t_nx = np.array([e.t_next_ic_s for e in events])
-    running = np.array([e.running for e in events])
+    idx3 = np.array([(e.i_ic, e.i_next_ic, e.i_end) for e in events], dtype=np.int64) - offset
+    s, e_next, e_end = idx3[:, 0], idx3[:, 1] + 1, idx3[:, 2] + 1
+    t_ic, t_fc, t_nx = np.array([(e.t_ic_s, e.t_fc_s, e.t_next_ic_s) for e in events], dtype=np.float64).T
+    running = np.array([e.running for e in events], dtype=bool)
     step_time = t_nx - t_ic
     contact = t_fc - t_ic
     flight = np.where(running, np.maximum(t_nx - t_fc, 0.0), 0.0)
-    # ranges over IC .. next IC
-    ang, _ = _gather(angles_deg, s, e_next)
-    ranges = ang.max(axis=1) - ang.min(axis=1)  # NaN propagates
-    # CPD over IC .. FC
+    # every window starts at the IC: gather [IC, IC + longest) once, channels first (contiguous rows),
+    # and give each figure its own window length (at least one sample)
+    n_next = np.maximum(e_next - s, 1)  # IC .. next IC
     c_ok = np.isfinite(contact)
     n_st = np.where(c_ok, np.round(np.where(c_ok, contact, 0.0) * rate_hz).astype(int) + 1, 2)
-    n_st = np.minimum(np.maximum(n_st, 2), e_end - s)
-    obl, valid = _gather(angles_deg[:, 1], s, s + n_st)
-    rel = obl - obl[:, :1]
-    cpd_l = np.where(valid, rel, -np.inf).max(axis=1)
-    cpd_r = -np.where(valid, rel, np.inf).min(axis=1)
-    finite = np.all(np.isfinite(obl), axis=1) & c_ok
-    is_l = np.array([sd == "L" for sd in sides])
-    cpd = np.where(finite, np.where(is_l, cpd_l, cpd_r), np.nan)
-    # vertical oscillation: double integration with the mean removed before each integration
-    av, valid = _gather(acc_v_mps2, s, e_next)
-    n = valid.sum(axis=1)
-    rows = np.arange(k)
-    av0 = np.where(valid, av, 0.0)
-    mean_a = np.cumsum(av0, axis=1)[rows, n - 1] / n
-    a = np.where(valid, av - mean_a[:, None], 0.0)
-    v = np.cumsum(a, axis=1) / rate_hz
-    mean_v = np.cumsum(np.where(valid, v, 0.0), axis=1)[rows, n - 1] / n
-    z = np.cumsum(np.where(valid, v - mean_v[:, None], 0.0), axis=1) / rate_hz
-    vo = (np.where(valid, z, -np.inf).max(axis=1) - np.where(valid, z, np.inf).min(axis=1)) * 100.0
-    vo = np.where(n >= 3, vo, np.nan)
-    # impact: the first IMPACT_FRACTION of the contact
+    n_st = np.maximum(np.minimum(np.maximum(n_st, 2), e_end - s), 1)  # IC .. FC
     c_imp = np.where(c_ok, contact, 0.5 * step_time)
     n_imp = np.maximum(np.round(IMPACT_FRACTION * c_imp * rate_hz).astype(int) + 1, 2)
-    n_imp = np.minimum(n_imp, e_end - s)
-    imp, valid = _gather(acc_v_mps2, s, s + n_imp)
-    impact = np.where(valid, imp, -np.inf).max(axis=1) / G_MPS2
+    n_imp = np.maximum(np.minimum(n_imp, e_end - s), 1)  # the first IMPACT_FRACTION of the contact
+    col = np.arange(int(max(n_next.max(), n_st.max(), n_imp.max())))
+    idx = np.minimum(s[:, None] + col, acc_v_mps2.shape[0] - 1)
+    ang = np.asarray(angles_deg, dtype=np.float64).T[:, idx]  # (3, K, L)
+    av = acc_v_mps2[idx]  # (K, L)
+    rows = np.arange(k)
+    # ranges over IC .. next IC (max and min are exact in any order; NaN propagates)
+    in_step = col < n_next[:, None]
+    ranges = np.where(in_step, ang, -np.inf).max(axis=2) - np.where(in_step, ang, np.inf).min(axis=2)
+    # CPD over IC .. FC
+    in_st = col < n_st[:, None]
+    obl = ang[1]
+    rel = obl - obl[:, :1]
+    cpd_l = np.where(in_st, rel, -np.inf).max(axis=1)
+    cpd_r = -np.where(in_st, rel, np.inf).min(axis=1)
+    finite = np.all(np.isfinite(obl) | ~in_st, axis=1) & c_ok
+    is_l = np.array([sd == "L" for sd in sides])
+    cpd = np.where(finite, np.where(is_l, cpd_l, cpd_r), np.nan)
+    # vertical oscillation: double integration with the mean removed before each integration; every
+    # sum is a cumsum read at the window's last sample (a prefix: samples past the window never enter)
+    last = n_next - 1
+    mean_a = np.cumsum(av, axis=1)[rows, last] / n_next
+    v = np.cumsum(av - mean_a[:, None], axis=1) / rate_hz
+    mean_v = np.cumsum(v, axis=1)[rows, last] / n_next
+    z = np.cumsum(v - mean_v[:, None], axis=1) / rate_hz
+    vo = (np.where(in_step, z, -np.inf).max(axis=1) - np.where(in_step, z, np.inf).min(axis=1)) * 100.0
+    vo = np.where(n_next >= 3, vo, np.nan)
+    impact = np.where(col < n_imp[:, None], av, -np.inf).max(axis=1) / G_MPS2
+    flight = np.where(c_ok | ~running, flight, np.nan)
+    cadence = 60.0 / step_time
+    cols = [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd, ranges[1], ranges[0],
+                                 ranges[2], vo, impact)]  # fmt: skip
+    cols.append([float(c) for c in confidences])
     out = []
-    for j in range(k):
+    for j, (ti, tf, st, ct, fl, cad, cp, obr, tir, ror, vosc, imp, conf) in enumerate(zip(*cols, strict=True)):
         out.append(
             Step(
                 side=sides[j],
-                t_ic_s=float(t_ic[j]),
-                t_fc_s=float(t_fc[j]),
-                step_time_s=float(step_time[j]),
-                contact_time_s=float(contact[j]),
-                flight_time_s=float(flight[j]) if c_ok[j] or not running[j] else _NAN,
-                cadence_spm=float(60.0 / step_time[j]),
-                cpd_deg=float(cpd[j]),
-                obliquity_range_deg=float(ranges[j, 1]),
-                tilt_range_deg=float(ranges[j, 0]),
-                rotation_range_deg=float(ranges[j, 2]),
-                vertical_oscillation_cm=float(vo[j]),
-                impact_g=float(impact[j]),
+                t_ic_s=ti,
+                t_fc_s=tf,
+                step_time_s=st,
+                contact_time_s=ct,
+                flight_time_s=fl,
+                cadence_spm=cad,
+                cpd_deg=cp,
+                obliquity_range_deg=obr,
+                tilt_range_deg=tir,
+                rotation_range_deg=ror,
+                vertical_oscillation_cm=vosc,
+                impact_g=imp,
                 gap=False,
-                laterality_confidence=float(confidences[j]),
+                laterality_confidence=conf,
             )
         )
     return out

@@ -1,6 +1,11 @@
 """Per-step metrics from known signals."""
 
+import functools
+import operator
+
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pelvimon.dsp.events import StepEvents
 from pelvimon.dsp.steps import step_metrics, vertical_oscillation_cm
@@ -67,3 +72,61 @@ def test_batch_metrics_match_the_reference_implementation():
                 assert np.isclose(v, w, rtol=1e-9, atol=1e-9, equal_nan=True), k
             else:
                 assert v == w, k
+
+
+def _sequential_mean(w: np.ndarray) -> float:
+    """Readable reference: the samples added one after the other, divided by their count."""
+    return functools.reduce(operator.add, w.tolist()) / w.size
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_window_means_equal_the_sequential_reference(seed: int) -> None:
+    from pelvimon.dsp.steps import window_means
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 300))
+    x = rng.normal(0, 1, (m, 2)) * 10.0 ** rng.integers(-3, 4)
+    x[rng.integers(0, m), 1] = np.nan
+    k = int(rng.integers(1, 25))
+    start = rng.integers(0, m, k)
+    stop = np.minimum(m, start + rng.integers(-2, 150, k))
+    one = window_means(x[:, 0], start, stop)
+    two = window_means(x, start, stop)
+    for j in range(k):
+        w = x[start[j] : max(stop[j], start[j] + 1)]
+        for c in range(2):
+            ref = _sequential_mean(w[:, c])
+            got = two[j, c]
+            assert (np.isnan(ref) and np.isnan(got)) or got == ref
+        assert one[j].tobytes() == two[j, 0].tobytes()
+
+
+def test_batch_metrics_do_not_depend_on_the_other_steps_of_the_call():
+    from pelvimon.dsp.steps import step_metrics_batch
+
+    rng = np.random.default_rng(9)
+    fs = 200.0
+    m = 4000
+    ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
+    ang[:300] = np.nan  # orientation not valid yet
+    av = G_MPS2 + rng.normal(0, 3.0, m)
+    evs, sides = [], []
+    i = 10
+    while i < m - 300:
+        n = int(rng.integers(2, 140))
+        c = int(rng.integers(-3, n + 40))
+        t_fc = (i + c) / fs if len(evs) % 7 else float("nan")
+        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
+                              t_next_ic_s=(i + n) / fs, t_fc_s=t_fc, running=c < n, bout_start=False))  # fmt: skip
+        sides.append("L" if len(sides) % 2 else "R")
+        i += n
+    whole = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
+    cuts = [0, *sorted(rng.choice(np.arange(1, len(evs)), 6, replace=False).tolist()), len(evs)]
+    parts = []
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        off = evs[a].i_ic - 5
+        hi = max(e.i_end for e in evs[a:b]) + 1
+        parts += step_metrics_batch(evs[a:b], sides[a:b], [0.9] * (b - a), ang[off:hi], av[off:hi], off, fs)
+    assert [str(s) for s in parts] == [str(s) for s in whole]  # repr: every float exactly, NaN as nan
+    assert any(np.isnan(s.cpd_deg) for s in whole) and any(np.isfinite(s.cpd_deg) for s in whole)

@@ -98,6 +98,9 @@ class MountMoved:
     angle_deg: float
 
 
+_RECHECK_BLOCK_N = 4096
+"""Samples per call of the calibration's re-check after it completed."""
+
 PipelineEvent = StateChange | CalibrationChange | GapEvent | MountMoved
 
 
@@ -315,7 +318,11 @@ class GaitPipeline:
         cal = self.calibration_
         if cal.state_ != "calibrated" or cal.forward_moved_:
             return
-        cal.update(t, acc, gyr)
+        # in blocks: the calibration's per-sample temporaries stay small (half the time over an hour of
+        # data); it carries its state across calls, so the result is the same as one call
+        for b0 in range(0, t.shape[0], _RECHECK_BLOCK_N):
+            b1 = b0 + _RECHECK_BLOCK_N
+            cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1])
         if cal.forward_moved_:
             events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
 

@@ -55,3 +55,19 @@ def test_push_all_on_a_used_tracker_goes_step_by_step() -> None:
     ref = [tr2.push(s)[:2] for s in steps]
     assert [str(c) for _, c in first + rest] == [str(c) for _, c in ref]
     assert str(tr.current) == str(tr2.current)
+
+
+def test_run_pipeline_in_chunks_equals_the_pipeline_fed_whole() -> None:
+    from pelvimon.analysis import _PIPELINE_CHUNK_N, run_pipeline
+    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    batch = simulate(SimParams(seconds=180.0, rate_hz=200.0, gait="run", seed=5)).batch
+    assert len(batch) > 2 * _PIPELINE_CHUNK_N  # several chunks and a partial one
+    run = run_pipeline([batch], 200.0)
+    pipe = GaitPipeline(200.0)
+    events = pipe.update(batch).events + pipe.finish().events
+    assert len(run.steps) > 200
+    assert [str(s) for s in run.steps] == [str(s) for s in pipe.steps_]
+    cal = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]
+    assert run.calibrated_at_s == cal[0] and run.calibration_state == pipe.calibration_.state_

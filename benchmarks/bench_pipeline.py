@@ -12,7 +12,7 @@ median of ``--repeat`` runs (wall clock, and CPU time of this process where it i
   its printed report thrown away) and its parts (load, pipeline, asymmetry and alerts);
 * the same as subprocesses: ``pelvimon analyze CSV`` against a ``python -c`` that imports pandas and vqf,
   reads the CSV and runs VQF (so both pay interpreter start-up and imports);
-* the ratios (target: analyze <= 2 x baseline);
+* the ratios (target: analyze <= 2 x baseline), and the CPU time of each pipeline stage in one run;
 * live processing in 10-sample chunks (one BLE notification each): CPU time per second of data, i.e. the
   share of one core at 200 Hz (target < 3 %);
 * memory: tracemalloc peak while streaming the recording twice over (two hours) with the steps drained as
@@ -61,6 +61,10 @@ def _baseline(path: str) -> None:
     vqf.VQF(1.0 / FS).updateBatch(np.ascontiguousarray(a[:, 4:7]), np.ascontiguousarray(a[:, 1:4]))
 
 
+def _baseline_vqf(batch: object) -> None:
+    vqf.VQF(1.0 / FS).updateBatch(np.ascontiguousarray(batch.gyr_rads), np.ascontiguousarray(batch.acc_mps2))  # type: ignore[attr-defined]
+
+
 _BASELINE_SCRIPT = (
     "import sys, numpy as np, pandas as pd, vqf\n"
     "a = pd.read_csv(sys.argv[1]).to_numpy()\n"
@@ -89,6 +93,42 @@ def _parts(path: str) -> tuple[float, float, float, int]:
     analyze_steps(run.steps)
     c3 = time.process_time()
     return c1 - c0, c2 - c1, c3 - c2, len(run.steps)
+
+
+def _stages(path: str) -> dict[str, float]:
+    """CPU time per pipeline stage in one ``run_pipeline`` (the stage methods wrapped with timers)."""
+    from pelvimon.analysis import load_batches, run_pipeline
+    from pelvimon.dsp import calibration, events, orientation, pipeline
+
+    spent: dict[str, float] = {}
+    wrapped = [
+        (calibration.MountCalibration, "update", "calibration (incl. its VQF and the mount re-check)"),
+        (orientation.PelvisOrientation, "update", "orientation (incl. VQF)"),
+        (events.GaitEventDetector, "update", "events"),
+        (pipeline.GaitPipeline, "_make_steps", "laterality + step metrics"),
+    ]
+    saved = []
+    for cls, name, label in wrapped:
+        fn = getattr(cls, name)
+        saved.append((cls, name, fn))
+
+        def timed(*a: object, _fn: Callable[..., object] = fn, _label: str = label, **k: object) -> object:
+            c0 = time.process_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.process_time() - c0
+
+        setattr(cls, name, timed)
+    try:
+        batches = load_batches(path)
+        c0 = time.process_time()
+        run_pipeline(batches)
+        spent["pipeline total"] = time.process_time() - c0
+    finally:
+        for cls, name, fn in saved:
+            setattr(cls, name, fn)
+    return spent
 
 
 def _subprocess(cmd: list[str]) -> float:
@@ -169,6 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pelvimon analyze (in process)    {aw:8.3f} {ac:8.3f}   ratio {aw / bw:4.2f} (CPU {ac / bc:4.2f}),"
               f" target <= 2")  # fmt: skip
         print(f"  parts (CPU s): load {pl:.3f}, pipeline {pp:.3f}, asymmetry + alerts {pa:.3f}; {int(n_steps)} steps")
+        stages = _stages(path)
+        total = stages.pop("pipeline total")
+        vqf_cpu = _timed(lambda: _baseline_vqf(batch))[1]
+        print(f"  pipeline stages (CPU s, one run; VQF alone over the recording {vqf_cpu:.3f}):")
+        for label, v in stages.items():
+            print(f"    {label:52s} {v:6.3f}")
+        print(f"    {'rest of the pipeline':52s} {total - sum(stages.values()):6.3f}")
         print(f"baseline as a subprocess         {sb:8.3f}")
         print(f"pelvimon analyze (subprocess)    {sa:8.3f}            ratio {sa / sb:4.2f}")
 

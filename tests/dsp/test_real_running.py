@@ -30,6 +30,7 @@ def test_running_contacts_against_force(shared_dir, validate):
     ct = np.concatenate([s.contact_err_s for s in sc])
     assert f1 >= 0.97
     assert np.median(np.abs(ic)) <= 0.020
-    # contact time: the target is 25 ms RMSE; measured 37 ms over all 31 trials (docs/dsp_gait.md)
-    assert np.sqrt(np.nanmean(ct**2)) <= 0.045
-    assert abs(np.nanmedian(ct)) <= 0.015
+    # contact time: the target is 25 ms RMSE; this subset measures 25 ms, all 31 trials 30 ms
+    # (docs/dsp_gait.md: a bias that follows the slope)
+    assert np.sqrt(np.nanmean(ct**2)) <= 0.028
+    assert abs(np.nanmedian(ct)) <= 0.010

@@ -27,16 +27,21 @@ def test_walking_ics_and_laterality(validate):
     f1 = 2 * tp / sum(s.n_det + s.n_ref for s in sc)
     ic = np.concatenate([s.ic_err_s for s in sc])
     lat = np.concatenate([s.side_ok for s in sc])
-    # the target is 0.90; all 110 trials measure 0.88-0.89 (docs/dsp_gait.md): U-turns, gait initiation
-    # and trials whose L5 loading lags the foot-sensor contact by more than the 150 ms tolerance
-    assert f1 >= 0.84
-    assert np.median(np.abs(ic)) <= 0.040
-    assert lat.mean() >= 0.90
+    # the target is 0.90; this subset measures 0.89 and all 110 trials 0.89 (docs/dsp_gait.md): the last
+    # steps before stopping, the U-turns, gait initiation and trials whose L5 loading lags the foot-sensor
+    # contact by more than the 150 ms tolerance
+    assert f1 >= 0.87
+    assert np.median(np.abs(ic)) <= 0.025
+    assert lat.mean() >= 0.93
 
 
-def test_walking_streaming_calibration_sides(validate):
-    """With the streaming calibration the sides of the steps after it are as good; before it they are
-    flagged as guesses (confidence 0.5)."""
-    sc = validate.score_walking_trial("1-1", "stream")
-    assert sc.calibrated
-    assert sc.side_ok.size > 20
+def test_walking_streaming_laterality(validate):
+    """Streaming calibration: the steps before the mount is known are sided about the forward direction of
+    the first strides (braking/propulsion moment), so short walks are sided from their first steps."""
+    names = validate.walking_names(validate.WALK_DIR)
+    sc = [validate.score_walking_trial(nm, "stream") for nm in names[::8]]
+    assert all(s.calibrated for s in sc)
+    lat = np.concatenate([s.side_ok for s in sc])
+    assert lat.size > 300
+    # the target is 0.90: this subset measures 0.90, all 110 trials 0.88 (docs/dsp_gait.md)
+    assert lat.mean() >= 0.88

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,14 @@ def _report_recordings(paths: list[Path]) -> None:
         print(f"review it with: pelvimon review {paths[-1]}")
 
 
+def _has_display() -> bool:
+    """Whether a window can be shown: always on Windows and macOS; on other systems an X11 or Wayland
+    display, or a Qt platform chosen explicitly (QT_QPA_PLATFORM, e.g. offscreen for tests)."""
+    if os.name == "nt" or sys.platform == "darwin":
+        return True
+    return any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> int:
     """Run ``live``/``demo``: the window or the terminal dashboard, then say where the recording is."""
     _check(args)
@@ -119,6 +128,13 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
         _validate_spec(spec)
     factory = make_factory(args)
     rate_hint = max(args.rate or 208.0, 208.0)
+    if not args.headless and not args.screenshot and spec is not None and not _has_display():
+        print(
+            "pelvimon: no display found (DISPLAY/WAYLAND_DISPLAY unset): showing the terminal dashboard instead; "
+            "run it on a desktop for the window, or pass --headless to choose the terminal yourself",
+            file=sys.stderr,
+        )
+        args.headless = True
     if args.headless:
         if spec is None:
             raise UsageError("--headless needs --sensor SPEC (scan with: pelvimon scan)")

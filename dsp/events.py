@@ -236,6 +236,7 @@ class GaitEventDetector:
         self._ac_period = float("nan")
         self._ac_at = -(1 << 60)
         self._recovered_ic = -1
+        self._last_peak = math.inf
         self._final = False
         self._c_lo = 0
         self._c_af: np.ndarray | None = None
@@ -437,11 +438,10 @@ class GaitEventDetector:
             env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
             env_prev = np.concatenate([[ext[0]], env[:-1]])  # envelope before each sample
             lvl = np.maximum(p.trigger_g * G_MPS2, p.trigger_frac * env_prev)
-            low = np.maximum(p.recover_g * G_MPS2, p.recover_frac * env_prev)
             cross = lo + 1 + np.flatnonzero((ext[:-1] < lvl[1:]) & (ext[1:] >= lvl[1:]))
-            cross_low = lo + 1 + np.flatnonzero((ext[:-1] < low[1:]) & (ext[1:] >= low[1:]))
         else:
-            cross = cross_low = np.zeros(0, dtype=np.int64)
+            cross = np.zeros(0, dtype=np.int64)
+            env_prev = ext
         self._precompute_onsets(cross, lo, af)
         while True:
             self._resolve_pending(n_avail)
@@ -463,9 +463,18 @@ class GaitEventDetector:
                     return
                 self._recovered_ic = self._last_ic[0] if self._last_ic is not None else -1
                 w0 = max(start, (self._last_ic[0] if self._last_ic else 0) + self._min_gap_n())
-                kl = int(np.searchsorted(cross_low, w0))
-                if kl < cross_low.size and cross_low[kl] < dl:
-                    i_low = int(cross_low[kl])
+                # the level follows the last step's own peak too: when gait slows down to a stop, each
+                # heel strike is softer than the envelope of the faster steps before it
+                a0, a1 = max(w0 - 1, lo), min(dl + 1, n_avail)
+                i_low = -1
+                if a1 - a0 >= 2:
+                    lv = np.maximum(p.recover_g * G_MPS2, p.recover_frac * np.minimum(env_prev[a0 - lo : a1 - lo],
+                                                                                      self._last_peak))
+                    e = ext[a0 - lo : a1 - lo]
+                    up = np.flatnonzero((e[:-1] < lv[1:]) & (e[1:] >= lv[1:]))
+                    if up.size and a0 + 1 + int(up[0]) < dl:
+                        i_low = a0 + 1 + int(up[0])
+                if i_low >= 0:
                     self._scan = i_low + 1
                     self._check_standing(i_low)
                     self._on_trigger(i_low)
@@ -550,6 +559,8 @@ class GaitEventDetector:
             else:
                 self._end_bout()
         self._last_ic = (i_ic, f_ic, m)
+        pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
+        self._last_peak = float(pk.max()) - G_MPS2 if pk.size else math.inf
         # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
         i_now = i_trig + self._n_conf
         if not math.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:

@@ -314,6 +314,7 @@ class MountCalibration:
         self._blk_vmax = -np.inf
         self._blk_rises = 0
         self._blk_ok = False
+        self._pending: tuple[int, int] | None = None  # [i0, i1) of this chunk, not yet in the block's sums
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
@@ -503,6 +504,7 @@ class MountCalibration:
         ccs = lp[:, :, None] * d[:, None, :]
         self._lp = lp
         self._rot = rot
+        self._ccs, self._av = ccs, av
         cursor = 0
         for r in rises.tolist():
             cursor = self._advance(ccs, av, cursor, r)
@@ -523,6 +525,7 @@ class MountCalibration:
             self._n_rises += 1
             self.n_strides_ = self._n_rises // 2
         self._advance(ccs, av, cursor, n)
+        self._flush_segment()
         if snap is not None and g is not None and self.state_ == "calibrated" and self._cal_index is not None:
             # VQF (sensor frame, run since the start of the stream) state after the calibration sample
             k = self._cal_index - self._n_seen + 1
@@ -551,17 +554,34 @@ class MountCalibration:
         return i1
 
     def _add_segment(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> None:
+        """Samples [i0, i1) of this chunk join the current block. Consecutive segments are summed together
+        when the block is read (:meth:`_finish_block`) or the chunk ends (:meth:`_flush_segment`): the
+        same additions in the same order as one sum per segment, with a few calls per block instead of a
+        few per step."""
         if i1 <= i0:
             return
-        self._blk_m = _seq_sum(self._blk_m, ccs[i0:i1])
+        if self._pending is not None and self._pending[1] == i0:
+            self._pending = (self._pending[0], i1)
+            return
+        self._flush_segment()
+        self._pending = (i0, i1)
+
+    def _flush_segment(self) -> None:
+        """Add the pending samples of this chunk to the block's sums."""
+        if self._pending is None:
+            return
+        i0, i1 = self._pending
+        self._pending = None
+        self._blk_m = _seq_sum(self._blk_m, self._ccs[i0:i1])
         self._blk_a = _seq_sum(self._blk_a, self._lp[i0:i1])
         if self._rot is not None:
             self._blk_r = _seq_sum(self._blk_r, self._rot[i0:i1].reshape(-1, 9))
         self._blk_cnt += i1 - i0
-        self._blk_vmin = min(self._blk_vmin, float(av[i0:i1].min()))
-        self._blk_vmax = max(self._blk_vmax, float(av[i0:i1].max()))
+        self._blk_vmin = min(self._blk_vmin, float(self._av[i0:i1].min()))
+        self._blk_vmax = max(self._blk_vmax, float(self._av[i0:i1].max()))
 
     def _reset_block(self, ok: bool, aligned: bool = False) -> None:
+        self._pending = None  # samples not yet summed are dropped with the block
         self._blk_len = 0
         self._blk_aligned = aligned
         self._blk_m = np.zeros((3, 3))
@@ -574,6 +594,7 @@ class MountCalibration:
         self._blk_ok = ok
 
     def _finish_block(self, t_end: float) -> None:
+        self._flush_segment()
         p = self._p
         used = (
             self._blk_ok

@@ -283,7 +283,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> P
         # a long recording (one CSV is one batch) in chunks of _PIPELINE_CHUNK_N samples: the pipeline gives
         # the same steps for any chunking, and its per-sample arrays then stay small (an hour at 200 Hz
         # takes a fifth less time than in one chunk)
-        for a in range(0, len(b), _PIPELINE_CHUNK_N):
+        for a in range(0, max(len(b), 1), _PIPELINE_CHUNK_N):
             events += pipe.update(b.slice(a, a + _PIPELINE_CHUNK_N) if len(b) > _PIPELINE_CHUNK_N else b).events
     events += pipe.finish().events
     calibrated = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]

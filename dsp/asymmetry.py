@@ -596,55 +596,60 @@ def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = No
     k = len(steps)
     t_ic = np.array([s.t_ic_s for s in steps], dtype=np.float64)
     t_end = np.array([_step_end_s(s) for s in steps], dtype=np.float64)
-    win: dict[str, deque[int]] = {"L": deque(maxlen=p.window_steps), "R": deque(maxlen=p.window_steps)}
-    wl, wr = win["L"], win["R"]
+    # each side's window is a run of that side's usable steps: seq[side][lo[side]:], at most W long
+    w_max = p.window_steps
+    seq: dict[str, list[int]] = {"L": [], "R": []}
+    lo = {"L": 0, "R": 0}
     slot = np.full(k, -1, dtype=np.int64)  # per step: index of its record list, -1 = none
-    pairs: list[tuple[list[int], list[int]]] = []
+    pairs: list[tuple[int, int, int, int]] = []  # per record list: (lo, n) of the left and right windows
     latest = -1
     last_ic = math.nan
     for i, s in enumerate(steps):
         # AsymmetryMonitor._push and update, on step indices
         changed = False
         if s.gap:
-            if wl or wr:
-                wl.clear()
-                wr.clear()
+            if len(seq["L"]) > lo["L"] or len(seq["R"]) > lo["R"]:
+                lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
             last_ic = math.nan
             changed = True
         else:
             t = s.t_ic_s
             if math.isfinite(last_ic) and math.isfinite(t) and (t - last_ic > p.max_step_interval_s or t < last_ic):
-                wl.clear()
-                wr.clear()
+                lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
             if math.isfinite(t):
                 last_ic = t
             if step_is_usable(s, p):
-                win[s.side].append(i)
+                q = seq[s.side]
+                q.append(i)
+                lo[s.side] = max(lo[s.side], len(q) - w_max)
                 if p.window_s is not None:
                     t_min = t - p.window_s
-                    for w in (wl, wr):
-                        while w and t_ic[w[0]] < t_min:
-                            w.popleft()
+                    for side in ("L", "R"):
+                        while lo[side] < len(seq[side]) and t_ic[seq[side][lo[side]]] < t_min:
+                            lo[side] += 1
                 changed = True
         if changed:
-            if len(wl) < p.min_steps_per_side or len(wr) < p.min_steps_per_side:
+            n_l, n_r = len(seq["L"]) - lo["L"], len(seq["R"]) - lo["R"]
+            if n_l < p.min_steps_per_side or n_r < p.min_steps_per_side:
                 latest = -1
             else:
                 latest = len(pairs)
-                pairs.append((list(wl), list(wr)))
+                pairs.append((lo["L"], n_l, lo["R"], n_r))
         slot[i] = latest
     vals = np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps], dtype=np.float64)
     vals = vals.reshape(k, len(p.metrics))
+    seq_l, seq_r = (np.array(seq[side] or [0], dtype=np.int64) for side in ("L", "R"))
+    col = np.arange(w_max)
     records: list[list[Asymmetry]] = []
     for c0 in range(0, len(pairs), _BATCH_ROWS):
-        chunk = pairs[c0 : c0 + _BATCH_ROWS]
-        idx = np.full((2, len(chunk), p.window_steps), -1, dtype=np.int64)
-        for r, (a, b) in enumerate(chunk):
-            idx[0, r, : len(a)] = a
-            idx[1, r, : len(b)] = b
-        records.extend(_rolling_records(p, vals, t_ic, t_end, idx[0], idx[1]))
+        chunk = np.array(pairs[c0 : c0 + _BATCH_ROWS], dtype=np.int64).reshape(-1, 4)
+        wins = []
+        for sq, lo_c, n_c in ((seq_l, chunk[:, 0], chunk[:, 1]), (seq_r, chunk[:, 2], chunk[:, 3])):
+            at = np.minimum(lo_c[:, None] + col, sq.shape[0] - 1)
+            wins.append(np.where(col < n_c[:, None], sq[at], -1))
+        records.extend(_rolling_records(p, vals, t_ic, t_end, wins[0], wins[1]))
     return [list(records[j]) if j >= 0 else [] for j in slot.tolist()]
 
 

@@ -7,6 +7,8 @@ tilting by a few degrees changes ``a_v`` by well under 1 %.
 
 Method (see docs/dsp_gait.md for the reasoning and the literature):
 
+* The gravity direction is the mean specific force since the start until the low-pass has had one time
+  constant, then the low-pass (a stream that starts mid-stride has a sound vertical within a stride).
 * ``a_v`` is low-passed causally (Butterworth, ``lowpass_hz``); its group delay at low frequency is
   subtracted from every event time.
 * **Initial contact**: the foot strike is the steepest rise of ``a_v`` of the step (the end of the flight
@@ -17,14 +19,14 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
   crossing of tangent and floor is the IC (the classic "tangent onset" construction).
 * **Running or walking** per step: running if ``a_v`` falls below ``flight_g`` g between the step's IC and
   the next one (flight = free fall = 0 g).
-* **Final contact, running**: the fall of ``a_v`` at the end of stance, from its half level (between the
-  stance peak and the flight floor) extrapolated along its tangent down to the flight floor.
+* **Final contact, running**: the last fall of ``a_v`` through 1 g before the flight floor, extrapolated
+  along its tangent (the slope over +-20 ms) down to the flight floor: the end of the force pulse.
 * **Final contact, walking** (no flight): toe-off of the trailing foot follows the other foot's loading
   peak; it is the first trough of ``a_v`` after the loading peak of the next step.
 
 Streaming: every decision reads a window of fixed size around an event and the state left by earlier
 events only, and waits until that window has arrived, so feeding samples whole or in chunks of any size
-gives identical events. The look-ahead after a trigger is ``confirm_s``.
+gives identical events. The look-ahead after a trigger is ``confirm_s`` (``walk_rise_s`` while walking).
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ class EventParams:
         Gait state becomes standing when no IC came for ``max(standing_after_s, 2.5 step periods)``.
     recover_frac, recover_g : float
         Missed-step recovery: when no rise crossed the trigger level within 1.4 step periods of the last
-        IC, the first rise above ``recover_frac`` of the envelope (at least ``recover_g`` g) after 0.6 step
-        periods is taken.
+        IC, the first rise above ``recover_frac`` of the smaller of the envelope and the last step's own
+        peak excess (at least ``recover_g`` g) after 0.6 step periods is taken.
     walk_rise_s : float
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
         the single-support trough can cross the trigger level before the heel-strike rise), s.

@@ -19,6 +19,10 @@ Per-step evidence (physics, pelvis frame: x anterior, y left, z up), all signed 
 
 Each feature is divided by a running mean of its magnitude (so that neither units nor gait speed matter)
 and the sum is turned into a bounded log-likelihood ratio. A gap or a new bout restarts the model at 50/50.
+
+Both features need up and the sign of forward, not the full mount calibration: until it is known, the
+pipeline takes forward from the braking/propulsion moment of the steps so far (:class:`ForwardMoment`,
+:class:`StepForward`), which is right after the first stride.
 """
 
 from __future__ import annotations

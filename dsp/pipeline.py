@@ -13,9 +13,9 @@ time):
 4. :class:`~pelvimon.dsp.laterality.LateralityTracker` names the stance side; :func:`step_metrics` fills
    the :class:`~pelvimon.dsp.records.Step`.
 
-Latency: a running step is emitted ``EventParams.confirm_s`` (50 ms) after the sample that closes it (the
-next IC); a walking step, whose stance foot leaves the ground only after the other foot's IC, a few samples
-after its final contact. Memory is bounded: every stage keeps a few seconds in ring buffers; only the list
+Latency: a step is emitted within 150 ms of the last event it needs (docs/dsp_gait.md): a running step
+``EventParams.confirm_s`` (50 ms) after the next IC; a walking step, whose stance foot leaves the ground only
+after the other foot's IC, after its own final contact (70-150 ms after it). Memory is bounded: every stage keeps a few seconds in ring buffers; only the list
 of steps grows (drain it with :meth:`GaitPipeline.drain_steps`).
 
 Streaming equals batch: every stage carries its state across chunks and events are decided on windows of

@@ -18,7 +18,15 @@ Per-step evidence (physics, pelvis frame: x anterior, y left, z up), all signed 
   stance.
 
 Each feature is divided by a running mean of its magnitude (so that neither units nor gait speed matter)
-and the sum is turned into a bounded log-likelihood ratio. A gap or a new bout restarts the model at 50/50.
+and weighted by its own reliability, estimated online without any reference: a feature that names the side
+of a step right with probability ``q`` changes sign between consecutive steps with probability
+``q² + (1 - q)²`` (steps alternate), so the observed sign-alternation rate of each feature gives its ``q``
+and its weight is the log-odds ``log(q / (1 - q))`` of a single sign (relative to ``q = 0.8``). The
+weighted sum is turned into a bounded log-likelihood ratio. A gap or a new bout restarts the model at 50/50.
+
+The side flips between consecutive steps with probability ``p_keep`` (strict alternation); after an
+irregular step time less so, and after a step of about two step periods (an initial contact probably
+missed, so the next detected step is on the same side) with probability ``p_keep_missed``.
 
 Both features need up and the sign of forward, not the full mount calibration: until it is known, the
 pipeline takes forward from the braking/propulsion moment of the steps so far (:class:`ForwardMoment`,
@@ -54,15 +62,29 @@ class LateralityParams:
     max_llr : float
         Largest magnitude of one step's log-likelihood ratio (one odd step cannot overturn a long,
         consistent history).
+    p_keep_missed : float
+        The same after a step that probably holds a missed initial contact (about two step periods long).
     scale_alpha : float
         Weight of the newest step in the running magnitude of each feature.
+    reliability_prior : float
+        Assumed single-step accuracy of every feature before its alternation has been observed (0.5..1);
+        0.8 gives the feature weight 1.
+    reliability_prior_n : float
+        Weight of that assumption, in observed step pairs (a feature's weight follows its own alternation
+        rate after a few times this many steps).
+    max_reliability : float
+        Upper bound of a feature's estimated single-step accuracy (bounds its weight).
     """
 
     p_keep: float = 0.995
     p_keep_irregular: float = 0.8
+    p_keep_missed: float = 0.3
     gain: float = 1.5
     max_llr: float = 3.0
     scale_alpha: float = 0.1
+    reliability_prior: float = 0.8
+    reliability_prior_n: float = 10.0
+    max_reliability: float = 0.97
 
 
 class LateralityTracker:
@@ -79,39 +101,76 @@ class LateralityTracker:
         Side of the last step passed to :meth:`update`.
     confidence_ : float
         Posterior probability (0.5..1) of ``side_``.
+    reliability_ : list of float
+        Estimated single-step accuracy of each feature (from its sign alternation), after the last update.
     """
 
     def __init__(self, params: LateralityParams | None = None) -> None:
         self.params = params
         self._p = params if params is not None else LateralityParams()
         self._scale: list[float] = []
+        self._n_alt: list[float] = []
+        self._n_pairs: list[float] = []
+        self.reliability_: list[float] = []
         self.reset()
 
     def reset(self) -> None:
-        """Restart at 50/50 (after a gap, a reconnect or a new bout); the feature scales are kept."""
+        """Restart at 50/50 (after a gap, a reconnect or a new bout); the feature scales and reliabilities
+        are kept."""
         self._logit_l: float | None = None
+        self._last_sign: list[int] = [0] * len(self._scale)
         self.side_: Side | None = None
         self.confidence_ = 0.5
 
+    def _reliability(self, k: int) -> float:
+        """Single-step accuracy ``q`` of feature ``k`` from its sign-alternation rate ``q² + (1 - q)²``."""
+        p = self._p
+        q0 = p.reliability_prior
+        alt0 = q0 * q0 + (1 - q0) * (1 - q0)
+        n0 = p.reliability_prior_n
+        alt = (self._n_alt[k] + alt0 * n0) / (self._n_pairs[k] + n0)
+        q = 0.5 + 0.5 * math.sqrt(max(2.0 * alt - 1.0, 0.0))
+        return min(q, p.max_reliability)
+
     def _normalise(self, features: list[float]) -> float:
-        """Sum of the features, each divided by the running mean of its magnitude (scalar arithmetic)."""
-        if len(self._scale) != len(features):
-            self._scale = [math.nan] * len(features)
+        """Sum of the features, each divided by the running mean of its magnitude and weighted by the
+        log-odds of its estimated reliability (scalar arithmetic)."""
+        n_f = len(features)
+        if len(self._scale) != n_f:
+            self._scale = [math.nan] * n_f
+            self._n_alt = [0.0] * n_f
+            self._n_pairs = [0.0] * n_f
+            self._last_sign = [0] * n_f
         z = 0.0
         a = self._p.scale_alpha
+        q0 = self._p.reliability_prior
+        w0 = math.log(q0 / (1.0 - q0))
+        rel = []
         for k, f in enumerate(features):
+            q = self._reliability(k)
+            rel.append(q)
             if not math.isfinite(f):
+                self._last_sign[k] = 0
                 continue
             mag = abs(f)
             s = self._scale[k]
             if not math.isfinite(s):
                 s = mag
             if s > 0:
-                z += f / s
+                z += f / s * math.log(q / (1.0 - q)) / w0
             self._scale[k] = (1 - a) * s + a * mag
+            # consecutive steps alternate: count how often this feature's sign does
+            sign = 1 if f > 0 else -1
+            if self._last_sign[k] != 0:
+                self._n_pairs[k] += 1.0
+                self._n_alt[k] += 1.0 if sign != self._last_sign[k] else 0.0
+            self._last_sign[k] = sign
+        self.reliability_ = rel
         return z
 
-    def update(self, features: Sequence[float] | np.ndarray, regular: bool = True) -> LateralityTracker:
+    def update(
+        self, features: Sequence[float] | np.ndarray, regular: bool = True, missed: bool = False
+    ) -> LateralityTracker:
         """Add one step.
 
         Parameters
@@ -119,7 +178,10 @@ class LateralityTracker:
         features : sequence of float, length K
             Evidence of this step, each positive for left stance (NaN = not available).
         regular : bool
-            The step time is close to the step period (alternation very likely kept).
+            The previous step's time was close to the step period (alternation very likely kept).
+        missed : bool
+            The previous step lasted about two step periods: an initial contact between it and this step
+            was probably missed, so this step is more likely on the same side.
 
         Returns
         -------
@@ -132,7 +194,7 @@ class LateralityTracker:
             prior = 0.0
         else:
             pl = _sigmoid(self._logit_l)
-            keep = p.p_keep if regular else p.p_keep_irregular
+            keep = p.p_keep_missed if missed else p.p_keep if regular else p.p_keep_irregular
             # the next step is on the other side with probability ``keep``
             p_next_l = keep * (1.0 - pl) + (1.0 - keep) * pl
             p_next_l = min(max(p_next_l, 1e-12), 1 - 1e-12)

@@ -178,6 +178,7 @@ class GaitPipeline:
         if p.mount_quat_wxyz is not None:
             self._orient = PelvisOrientation(self._fs, np.asarray(p.mount_quat_wxyz, dtype=np.float64), p.orientation)
         self._last_step_period = float("nan")
+        self._prev_step_ratio = float("nan")
         self._open_ic_t: float | None = None
         self.steps_: list[Step] = []
         self.n_samples_ = 0
@@ -359,7 +360,11 @@ class GaitPipeline:
         for j, ev in enumerate(events):
             step_time = ev.t_next_ic_s - ev.t_ic_s
             per = self._last_step_period
-            regular = not ev.bout_start and (not np.isfinite(per) or abs(step_time - per) < 0.35 * per)
+            # the transition into this step depends on the previous step's time: about one step period
+            # keeps the alternation, about two means an initial contact was probably missed in between
+            ratio = self._prev_step_ratio
+            regular = not ev.bout_start and (not np.isfinite(ratio) or abs(ratio - 1.0) < 0.35)
+            missed = not ev.bout_start and np.isfinite(ratio) and ratio > 1.6
             if ev.bout_start:
                 self._lat.reset()
             self._step_fwd.add(mom[j], ev.running)
@@ -369,9 +374,14 @@ class GaitPipeline:
                 if fwd is not None:
                     left = np.cross(up_ic[j], fwd)
                     fg = float(g_early[j] @ fwd)
-                    fm = -float(a_st[j] @ left)
-            self._lat.update((fg, fm), regular=regular)
-            self._last_step_period = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
+                    # in the sensor frame the pelvic roll tilts gravity into "left" by g sin(obliquity), as
+                    # large as the medio-lateral force itself: without a level frame, the force is used only
+                    # when there is no gyroscope
+                    fm = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
+            self._lat.update((fg, fm), regular=regular, missed=missed)
+            per = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
+            self._last_step_period = per
+            self._prev_step_ratio = step_time / per if per > 0 else float("nan")
             sides.append(self._lat.side_ or "L")
             conf.append(self._lat.confidence_)
         return step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)

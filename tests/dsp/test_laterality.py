@@ -98,3 +98,47 @@ def test_step_forward_needs_two_steps_and_skips_nan():
     np.testing.assert_allclose(sf.forward(up), [1.0, 0.0, 0.0])
     sf.add(np.array([5.0, 0.0, 0.0]), running=True)  # running: the moment points backwards
     np.testing.assert_allclose(sf.forward(up), [-1.0, 0.0, 0.0])
+
+
+def test_unreliable_feature_is_discounted_by_its_own_alternation():
+    """A feature that names the side only 60 % of the time alternates less often than a good one; its
+    weight falls (estimated without any reference), so adding it does not spoil the good feature."""
+    rng = np.random.default_rng(3)
+    truth = _sides(600)
+    sign = np.array([1.0 if s == "L" else -1.0 for s in truth])
+    good = np.where(rng.random(sign.size) < 0.85, sign, -sign)  # right 85 % of the time, unit magnitude
+    bad = np.where(rng.random(sign.size) < 0.6, sign, -sign) * 3.0  # right 60 %, three times as large
+    tr = LateralityTracker()
+    for g, b in zip(good, bad, strict=True):
+        tr.update(np.array([g, b]))
+    q_good, q_bad = tr.reliability_
+    assert abs(q_good - 0.85) < 0.06
+    assert q_bad < 0.7
+    # the sides found with both features are as good as with the good one alone
+    got_both, got_good = [], []
+    a, b2 = LateralityTracker(), LateralityTracker()
+    for g, b in zip(good, bad, strict=True):
+        a.update(np.array([g, b]))
+        b2.update(np.array([g, np.nan]))
+        got_both.append(a.side_)
+        got_good.append(b2.side_)
+    acc_both = np.mean([x == t for x, t in zip(got_both, truth, strict=True)])
+    acc_good = np.mean([x == t for x, t in zip(got_good, truth, strict=True)])
+    assert acc_both >= acc_good - 0.01
+
+
+def test_missed_step_keeps_the_side():
+    """After a step of two periods (an initial contact missed) the next step is on the same side: the
+    tracker follows the evidence at once instead of a run of wrong sides."""
+    tr = LateralityTracker()
+    for k in range(20):
+        tr.update(np.array([1.0 if k % 2 == 0 else -1.0, np.nan]))
+    assert tr.side_ == "R"
+    # the left step was missed: the next detected step is right again, with ordinary evidence
+    tr.update(np.array([-1.0, np.nan]), missed=True)
+    assert tr.side_ == "R"
+    tr2 = LateralityTracker()
+    for k in range(20):
+        tr2.update(np.array([1.0 if k % 2 == 0 else -1.0, np.nan]))
+    tr2.update(np.array([-1.0, np.nan]))
+    assert tr2.side_ == "L"  # strict alternation overrides one step's evidence

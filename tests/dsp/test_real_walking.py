@@ -32,6 +32,7 @@ def test_walking_ics_and_laterality(validate):
     # contact by more than the 150 ms tolerance
     assert f1 >= 0.87
     assert np.median(np.abs(ic)) <= 0.025
+    # laterality: this subset measures 0.95, all 110 trials 0.91
     assert lat.mean() >= 0.93
 
 
@@ -43,5 +44,5 @@ def test_walking_streaming_laterality(validate):
     assert all(s.calibrated for s in sc)
     lat = np.concatenate([s.side_ok for s in sc])
     assert lat.size > 300
-    # the target is 0.90: this subset measures 0.90, all 110 trials 0.88 (docs/dsp_gait.md)
-    assert lat.mean() >= 0.88
+    # the target is 0.90: this subset measures 0.93, all 110 trials 0.91 (docs/dsp_gait.md)
+    assert lat.mean() >= 0.90

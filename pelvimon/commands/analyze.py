@@ -23,6 +23,11 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="recording: a CSV file or a session file (.mcap)")
     parser.add_argument("--config", metavar="FILE", help="TOML file with thresholds and windows (see docs)")
     parser.add_argument("--baseline", metavar="FILE", help="compare with this runner baseline (JSON)")
+    add_csv_arguments(parser)
+
+
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """The CSV import options (column names, units), shared by ``analyze``, ``report`` and ``review``."""
     g = parser.add_argument_group("CSV import")
     g.add_argument(
         "--columns",
@@ -35,6 +40,22 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gyr-unit", choices=("rads", "dps"), default="rads", help="gyroscope unit (default rads)"
     )
+
+
+def csv_options_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`pelvimon.analysis.CsvOptions` the CSV import options ask for (bad ``--columns``: usage error)."""
+    from pelvimon.analysis import CsvOptions
+    from pelvimon.errors import UsageError
+
+    columns = None
+    if args.columns:
+        from pelvimon.sensors.csv_source import parse_columns_option
+
+        try:
+            columns = parse_columns_option(args.columns)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return CsvOptions(columns=columns, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,21 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def analysis_from_args(args: argparse.Namespace) -> Any:
     """Load config, baseline and input as the options say and run the analysis (shared with ``report``)."""
-    from pelvimon.analysis import CsvOptions, analyze_file
+    from pelvimon.analysis import analyze_file
     from pelvimon.config import load_baseline, load_config
-    from pelvimon.errors import UsageError
 
-    columns = None
-    if args.columns:
-        from pelvimon.sensors.csv_source import parse_columns_option
-
-        try:
-            columns = parse_columns_option(args.columns)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    csv = csv_options_from_args(args)
     config = load_config(args.config)
     baseline = load_baseline(args.baseline) if args.baseline else None
-    csv = CsvOptions(columns=columns, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit)
     return analyze_file(args.input, config, csv=csv, baseline=baseline)
 
 

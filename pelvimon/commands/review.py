@@ -26,13 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds")
     parser.add_argument("--range", nargs=2, type=float, metavar=("T0", "T1"), help="select this range (s)")
     parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows for the alerts")
-    parser.add_argument("--columns", metavar="MAP", help="CSV column names, e.g. t_s=time,acc_x_mps2=ax,...")
-    parser.add_argument("--acc-unit", choices=("mps2", "g"), default="mps2", help="CSV accelerometer unit")
-    parser.add_argument("--gyr-unit", choices=("rads", "dps"), default="rads", help="CSV gyroscope unit")
+    from pelvimon.commands.analyze import add_csv_arguments
+
+    add_csv_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pelvimon.analysis import CsvOptions
     from pelvimon.config import load_config
 
     if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
@@ -41,18 +40,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
     if args.range is not None and not args.range[1] > args.range[0]:
         raise UsageError("--range T0 T1 needs T1 > T0 (seconds)")
-    columns = None
-    if args.columns:
-        from pelvimon.sensors.csv_source import CsvFormatError, parse_columns_option
-
-        try:
-            columns = parse_columns_option(args.columns)
-        except CsvFormatError as exc:
-            raise UsageError(str(exc)) from None
-    config = load_config(args.config)
+    from pelvimon.commands.analyze import csv_options_from_args
     from pelvimon.gui.review_data import load_review
 
-    data = load_review(args.file, csv=CsvOptions(columns, args.acc_unit, args.gyr_unit), config=config)
+    csv = csv_options_from_args(args)
+    config = load_config(args.config)
+    data = load_review(args.file, csv=csv, config=config)
     if args.export:
         out = Path(args.export)
         if out.parent and not out.parent.exists() and str(out.parent) not in ("", "."):

@@ -105,6 +105,10 @@ class CalibrationParams:
     flight_g : float
         A stride whose low-passed vertical specific force drops below this (in g) has a flight phase and
         counts as running; otherwise walking (the forward rule flips its phase), g.
+    bridge_gap_s : float
+        Lost data (a time step longer than the sample interval) up to this long are bridged; a longer gap
+        drops the stride that holds it from the forward estimate (the strides before and after it are
+        kept, and so are gravity and the gait bout: the sensor did not move on the body), s.
     """
 
     still_s: float = 2.0
@@ -125,6 +129,7 @@ class CalibrationParams:
     recheck_deg: float = 20.0
     max_step_s: float = 2.0
     flight_g: float = 0.4
+    bridge_gap_s: float = 0.08
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line reason for inconsistent parameters."""
@@ -136,6 +141,8 @@ class CalibrationParams:
             raise ValueError("need step_low_g < 1 < step_high_g")
         if self.lowpass_hz <= 0:
             raise ValueError("lowpass_hz must be positive")
+        if not self.bridge_gap_s >= 0:
+            raise ValueError("bridge_gap_s must be >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,6 +247,9 @@ class MountCalibration:
     ----------
     params : CalibrationParams, optional
         Defaults if ``None``.
+    rate_hz : float, optional
+        Nominal sample rate of the stream, Hz. If ``None`` it is estimated from the first samples (a
+        stream whose first timestamps are irregular then gets a wrong rate: pass it when it is known).
 
     Attributes
     ----------
@@ -279,12 +289,19 @@ class MountCalibration:
         ``OrientationParams()``).
     running_fraction_ : float
         Fraction of the strides so far that had a flight phase (running rather than walking).
+    n_gaps_ : int
+        Data gaps seen (a time step over 1.5 sample intervals). One longer than
+        ``CalibrationParams.bridge_gap_s`` drops only the stride that holds it; gravity, the strides gathered
+        so far and the gait bout are kept (the mount did not move).
     """
 
-    def __init__(self, params: CalibrationParams | None = None) -> None:
+    def __init__(self, params: CalibrationParams | None = None, rate_hz: float | None = None) -> None:
         self.params = params
+        self.rate_hz = rate_hz
         p = params if params is not None else CalibrationParams()
         p.validate()
+        if rate_hz is not None and not (np.isfinite(rate_hz) and rate_hz > 0):
+            raise ValueError(f"rate_hz must be a positive number, got {rate_hz}")
         self._p = p
         self._sos: np.ndarray | None = None
         self._probe_t: list[float] = []
@@ -315,6 +332,11 @@ class MountCalibration:
         self._blk_rises = 0
         self._blk_ok = False
         self._pending: tuple[int, int] | None = None  # [i0, i1) of this chunk, not yet in the block's sums
+        self._mark_i = -1  # sample (this chunk) at which the last stride of the block ended, -1 if none
+        self._mark_rises = 0  # steps of the block up to that sample
+        self._mark_n = 0  # steps of the stream up to that sample
+        self._snap: dict[str, Any] | None = None  # block sums up to the last stride end of an earlier chunk
+        self._skip = False  # after a gap: samples until the next step are left out of the block
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
@@ -324,6 +346,8 @@ class MountCalibration:
         self._lp = np.zeros((0, 3))
         self._rot: np.ndarray | None = None
         self._n_seen = 0  # samples through the gait stage
+        self._t_prev = -np.inf  # time of the last sample through the gait stage (gap detection)
+        self.n_gaps_ = 0
         self._first_rest_n: int | None = None
         self._cal_index: int | None = None
         self.orientation_seed_: dict[str, Any] | None = None
@@ -372,14 +396,17 @@ class MountCalibration:
             self._probe_t.extend(t.tolist())
             self._probe_a.append(a)
             self._probe_g.append(g)
-            if len(self._probe_t) < _RATE_PROBE_N:
-                return self
+            if self.rate_hz is not None:
+                rate = float(self.rate_hz)
+            else:
+                if len(self._probe_t) < _RATE_PROBE_N:
+                    return self
+                dt = np.diff(np.asarray(self._probe_t[:_RATE_PROBE_N]))
+                dt = dt[dt > 0]
+                if dt.size == 0:
+                    raise ValueError("t_s must increase: cannot estimate the sample rate")
+                rate = 1.0 / float(np.median(dt))
             tt = np.asarray(self._probe_t)
-            dt = np.diff(tt[:_RATE_PROBE_N])
-            dt = dt[dt > 0]
-            if dt.size == 0:
-                raise ValueError("t_s must increase: cannot estimate the sample rate")
-            rate = 1.0 / float(np.median(dt))
             self.rate_hz_ = rate
             cut = min(self._p.lowpass_hz, 0.45 * rate)
             self._sos = signal.butter(2, cut, btype="lowpass", fs=rate, output="sos")
@@ -505,11 +532,38 @@ class MountCalibration:
         self._lp = lp
         self._rot = rot
         self._ccs, self._av = ccs, av
+        # Lost samples (a time step over 1.5 sample intervals): the mount did not change, so the strides
+        # gathered so far, the gait bout and gravity are kept; only the block holding the gap is dropped
+        # (its moment sums straddle the missing samples) and the next block starts at the next step.
+        dt_max = 1.5 / float(self.rate_hz_)  # type: ignore[arg-type]
+        dt = np.diff(t, prepend=self._t_prev)
+        if self._n_seen == 0:
+            dt[0] = 0.0
+        self.n_gaps_ += int(np.count_nonzero(dt > dt_max))
+        # short gaps (a lost notification or two) are bridged: the low-pass smooths over them
+        gaps = np.flatnonzero(dt > max(dt_max, p.bridge_gap_s + 1.0 / float(self.rate_hz_)))  # type: ignore[arg-type]
+        self._t_prev = float(t[-1])
+        self._mark_i = -1
         cursor = 0
-        for r in rises.tolist():
+        marks: list[tuple[int, int]] = [(r, 1) for r in rises.tolist()]
+        if gaps.size:
+            marks = sorted(marks + [(int(k), 0) for k in gaps])  # a gap is handled before a rise at its sample
+        for r, is_rise in marks:
+            if not is_rise:
+                cursor = self._advance(ccs, av, cursor, r)
+                self._gap()
+                continue
             cursor = self._advance(ccs, av, cursor, r)
             tr = float(t[r])
-            if tr - self._t_last_rise > p.max_step_s:
+            skipped = False
+            if self._skip:
+                # after a gap the block resumes at a step an even number of steps after its last stride
+                # end: the dropped part is whole strides (as many left as right steps)
+                skipped = self._snap is not None and (self._n_rises - int(self._snap["n"])) % 2 == 1
+                self._skip = skipped
+            if skipped and tr - self._t_last_rise <= p.max_step_s:
+                pass
+            elif tr - self._t_last_rise > p.max_step_s:
                 self._bout_steps = 0  # (re)start of gait: the first steps are not steady yet
                 self._reset_block(ok=False, aligned=True)
             elif not self._blk_aligned:
@@ -519,19 +573,24 @@ class MountCalibration:
                 if self.state_ == "calibrated" and self._cal_index is None:
                     self._cal_index = self._n_seen + r
                 self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
+            elif self._blk_aligned and self._blk_rises >= 2 and self._blk_rises % 2 == 0:
+                # a stride ends here: a later gap in this block keeps the block up to this sample
+                self._mark_i, self._mark_rises, self._mark_n = r, self._blk_rises, self._n_rises
             self._t_last_rise = tr
             self._bout_steps += 1
-            self._blk_rises += 1
+            self._blk_rises += 0 if self._skip else 1
             self._n_rises += 1
             self.n_strides_ = self._n_rises // 2
         self._advance(ccs, av, cursor, n)
+        self._flush_to_mark()
         self._flush_segment()
         if snap is not None and g is not None and self.state_ == "calibrated" and self._cal_index is not None:
             # VQF (sensor frame, run since the start of the stream) state after the calibration sample
             k = self._cal_index - self._n_seen + 1
             seed = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]
             seed.state = snap
-            seed.updateBatch(np.ascontiguousarray(g[:k]), np.ascontiguousarray(raw_a[:k]))
+            if k > 0:
+                seed.updateBatch(np.ascontiguousarray(g[:k]), np.ascontiguousarray(raw_a[:k]))
             settled = self._first_rest_n if self._first_rest_n is not None and self._first_rest_n <= self._cal_index else None
             self.orientation_seed_ = {
                 "version": _ORIENT_STATE_VERSION,
@@ -544,6 +603,8 @@ class MountCalibration:
 
     def _advance(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> int:
         """Add samples [i0, i1) to the current block; drop blocks that grow too long without a stride end."""
+        if self._skip:
+            return i1  # after a gap, until the block resumes: neither summed nor counted
         max_n = 3 * self._block_n
         while i1 - i0 >= max_n - self._blk_len:
             cut = i0 + max_n - self._blk_len
@@ -580,8 +641,50 @@ class MountCalibration:
         self._blk_vmin = min(self._blk_vmin, float(self._av[i0:i1].min()))
         self._blk_vmax = max(self._blk_vmax, float(self._av[i0:i1].max()))
 
+    def _flush_to_mark(self) -> None:
+        """If a stride of the current block ended in this chunk, sum the block up to that sample and keep
+        those sums (:attr:`_snap`) for a gap later in the block."""
+        if self._mark_i < 0 or self._pending is None:
+            return
+        p0, p1 = self._pending
+        self._pending = (p0, self._mark_i) if self._mark_i > p0 else None
+        self._flush_segment()
+        self._snap = {
+            "m": self._blk_m.tolist(), "a": self._blk_a.tolist(), "r": self._blk_r.tolist(), "cnt": self._blk_cnt,
+            "vmin": self._blk_vmin, "vmax": self._blk_vmax, "rises": self._mark_rises, "n": self._mark_n,
+        }
+        self._pending = (self._mark_i, p1) if p1 > self._mark_i else None
+        self._mark_i = -1
+
+    def _gap(self) -> None:
+        """Samples were lost before the current sample.
+
+        The block goes back to the end of its last whole stride (the stride holding the gap is dropped)
+        and resumes at the next step: an even number of further steps again holds as many left as right
+        steps, so the block's medio-lateral force still cancels. Nothing else restarts (gravity, the
+        strides gathered so far and the gait bout are kept): the sensor did not move on the body."""
+        if not self._blk_aligned:
+            return
+        self._flush_to_mark()
+        snap = self._snap
+        self._pending = None
+        if snap is None:
+            self._blk_m, self._blk_a, self._blk_r = np.zeros((3, 3)), np.zeros(3), np.zeros(9)
+            self._blk_cnt, self._blk_vmin, self._blk_vmax, self._blk_rises = 0, np.inf, -np.inf, 0
+        else:
+            self._blk_m = np.asarray(snap["m"], dtype=np.float64)
+            self._blk_a = np.asarray(snap["a"], dtype=np.float64)
+            self._blk_r = np.asarray(snap["r"], dtype=np.float64)
+            self._blk_cnt = int(snap["cnt"])
+            self._blk_vmin, self._blk_vmax = float(snap["vmin"]), float(snap["vmax"])
+            self._blk_rises = int(snap["rises"])
+        self._skip = True
+
     def _reset_block(self, ok: bool, aligned: bool = False) -> None:
         self._pending = None  # samples not yet summed are dropped with the block
+        self._mark_i = -1
+        self._snap = None
+        self._skip = False
         self._blk_len = 0
         self._blk_aligned = aligned
         self._blk_m = np.zeros((3, 3))
@@ -668,11 +771,11 @@ class MountCalibration:
     _SCALARS = (
         "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
         "_all_rises", "_blk_cnt", "gravity_source_", "_gyro_mode",
-        "_n_seen", "_first_rest_n", "_cal_index", "orientation_seed_",
+        "_n_seen", "n_gaps_", "_snap", "_skip", "_first_rest_n", "_cal_index", "orientation_seed_",
         "_n_blocks", "_n_run_blocks", "_run_n", "_run_t0", "_run_t1", "state_", "t_calibrated_s_",
         "forward_confidence_", "n_strides_", "forward_moved_", "rate_hz_", "running_fraction_",
     )
-    _FLOATS_INF = ("_t_last_rise", "_blk_vmin", "_blk_vmax", "forward_recent_deg_")
+    _FLOATS_INF = ("_t_last_rise", "_blk_vmin", "_blk_vmax", "forward_recent_deg_", "_t_prev")
 
     def save_state(self) -> dict[str, Any]:
         """Everything needed to continue, as plain data (floats, ints, bools, strings, lists, None)."""
@@ -709,7 +812,7 @@ class MountCalibration:
             for k in self._SCALARS:
                 setattr(self, k, d[k])
             for k in self._FLOATS_INF:
-                default = -np.inf if k in ("_t_last_rise", "_blk_vmax") else np.inf
+                default = -np.inf if k in ("_t_last_rise", "_blk_vmax", "_t_prev") else np.inf
                 if k == "forward_recent_deg_":
                     default = float("nan")
                 setattr(self, k, default if d[k] is None else float(d[k]))

@@ -172,7 +172,7 @@ class GaitPipeline:
         self._fmom = ForwardMoment(self._fs)
         self._step_fwd = StepForward()
         self._orient: PelvisOrientation | None = None
-        self.calibration_ = MountCalibration(p.calibration)
+        self.calibration_ = MountCalibration(p.calibration, rate_hz=self._fs)
         self._cal_state = self.calibration_.state_
         self._recheck = p.recheck_mount and p.mount_quat_wxyz is None
         if p.mount_quat_wxyz is not None:

@@ -85,17 +85,24 @@ def test_exact_synthetic_runner_any_mounting() -> None:
         assert np.degrees(np.arccos(np.clip(cal.gravity_sensor_ @ up_true, -1, 1))) < 0.3
 
 
+@pytest.mark.parametrize("lossy", [False, True])
 @settings(max_examples=10, deadline=None)
 @given(st.lists(st.integers(1, 700), min_size=1, max_size=30))
-def test_streaming_chunks_equal_one_batch(sizes: list[int]) -> None:
+def test_streaming_chunks_equal_one_batch(lossy: bool, sizes: list[int]) -> None:
     s = synth_run(stand_s=3.0, run_s=11.0, mount_quat_wxyz=np.array([0.5, 0.5, -0.5, 0.5]), noise_acc=0.1, seed=2)
-    whole = MountCalibration().update(s.t_s, s.acc_mps2, s.gyr_rads)
+    # with lost data: bridged (10 samples) and dropped (40 samples) gaps, the streaming result is the same
+    keep = _drop_notifications(s.t_s.size, 0.08, 10, 1) if lossy else np.arange(s.t_s.size)
+    if lossy:
+        keep = keep[(keep < 1500) | (keep >= 1540)]
+    t, acc, gyr = s.t_s[keep], s.acc_mps2[keep], s.gyr_rads[keep]
+    whole = MountCalibration().update(t, acc, gyr)
     cal = MountCalibration()
     i = k = 0
-    while i < s.t_s.size:
-        j = min(s.t_s.size, i + sizes[k % len(sizes)])
-        cal.update(s.t_s[i:j], s.acc_mps2[i:j], s.gyr_rads[i:j])
+    while i < t.size:
+        j = min(t.size, i + sizes[k % len(sizes)])
+        cal.update(t[i:j], acc[i:j], gyr[i:j])
         i, k = j, k + 1
+    assert cal.n_gaps_ == whole.n_gaps_ and (whole.n_gaps_ > 3) == lossy
     assert cal.state_ == whole.state_ == "calibrated"
     assert cal.t_calibrated_s_ == whole.t_calibrated_s_
     assert cal.n_strides_ == whole.n_strides_
@@ -227,3 +234,57 @@ def test_orientation_seed_hands_over_vqf_identically_for_any_chunking(sizes: lis
     assert np.isfinite(o_whole).all()
     truth = np.interp(t_whole, s.t_s, s.obliquity_deg)
     assert np.sqrt(np.mean((o_whole - truth) ** 2)) < 0.3
+
+
+def _drop_notifications(n: int, share: float, block: int, seed: int) -> np.ndarray:
+    """Indices kept after dropping ``share`` of the ``block``-sample notifications (the first 4 s kept)."""
+    rng = np.random.default_rng(seed)
+    keep = np.ones(n, dtype=bool)
+    for b0 in range(800, n, block):
+        if rng.random() < share:
+            keep[b0 : b0 + block] = False
+    return np.flatnonzero(keep)
+
+
+def _calibrate_chunked(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, idx: np.ndarray) -> MountCalibration:
+    cal = MountCalibration(rate_hz=200.0)
+    for i in range(0, idx.size, 7):  # notification-sized chunks
+        j = idx[i : i + 7]
+        cal.update(t[j], acc[j], gyr[j])
+        if cal.state_ == "calibrated":
+            break
+    return cal
+
+
+@pytest.mark.parametrize("block", [10, 50])
+def test_lost_notifications_do_not_delay_the_calibration(block: int) -> None:
+    """5 % of the notifications lost (10 samples: bridged; 50 samples: the stride holding each gap is
+    dropped): calibrated about as early as without loss, and as accurately."""
+    late, errs, n_gaps = [], [], 0
+    for seed in range(4):
+        sim = simulate(SimParams(seconds=25.0, mount_euler_deg=(30.0 + 40.0 * seed, -70.0, 120.0), seed=seed))
+        b, tr = sim.batch, sim.truth
+        whole = _calibrate_chunked(b.t_s, b.acc_mps2, b.gyr_rads, np.arange(b.t_s.size))
+        k = _drop_notifications(b.t_s.size, 0.05, block, seed)
+        lossy = _calibrate_chunked(b.t_s, b.acc_mps2, b.gyr_rads, k)
+        assert whole.state_ == lossy.state_ == "calibrated"
+        assert whole.n_gaps_ == 0
+        n_gaps += lossy.n_gaps_
+        late.append(lossy.t_calibrated_s_ - whole.t_calibrated_s_)
+        errs.append(_standing_frame_error_deg(lossy.mount_quat_wxyz_, tr.mount_quat_wxyz, tr.params["tilt_offset_deg"]))
+    assert n_gaps >= 4  # gaps before the calibration completed
+    assert max(late) < (2.0 if block == 10 else 4.0), late
+    assert np.mean(late) < 2.0, late
+    assert max(errs) < 1.0, errs
+
+
+def test_given_rate_overrides_irregular_first_timestamps() -> None:
+    """A stream whose first samples come at twice the rate: the given rate is used, not the probe."""
+    sim = simulate(SimParams(seconds=20.0, seed=3))
+    b = sim.batch
+    t = b.t_s.copy()
+    t[:20] = t[20] - 0.0025 * np.arange(20, 0, -1)  # first 20 samples 2.5 ms apart
+    assert MountCalibration().update(t, b.acc_mps2, b.gyr_rads).rate_hz_ == pytest.approx(400.0)
+    cal = MountCalibration(rate_hz=200.0).update(t, b.acc_mps2, b.gyr_rads)
+    assert cal.rate_hz_ == 200.0
+    assert cal.state_ == "calibrated"

@@ -53,14 +53,18 @@ import vqf
 from scipy import signal
 
 from ..firmware_protocols.batch import G_MPS2
+from ._gait_ring import SampleRing
 from ._orient_quat import matrix_to_quat, quat_to_matrix
 from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
+from .orientation import heading_state
 
 __all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
 
 CalibrationState = Literal["waiting_for_stillness", "gravity_known", "calibrated"]
 _STATE_VERSION = 1
 _RATE_PROBE_N = 16
+_HEADING_SEED_S = 30.0
+"""Sensor orientations kept before calibration for the running-direction tracker of the handover, s."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,7 @@ class MountCalibration:
         self.orientation_seed_: dict[str, Any] | None = None
         self._gyro_mode: bool | None = None
         self._vqf: vqf.VQF | None = None
+        self._qring: SampleRing | None = None  # sensor orientations before calibration (heading handover)
         self._n_blocks = 0
         self._n_run_blocks = 0
         # results
@@ -492,6 +497,7 @@ class MountCalibration:
             raise RuntimeError("internal: gait processing before the sample rate is known")
         rot = None
         raw_a, snap = a, None
+        q_chunk = np.zeros((0, 4))
         was_calibrated = self.state_ == "calibrated"
         if g is not None and self._vqf is not None:
             if not was_calibrated:
@@ -500,6 +506,10 @@ class MountCalibration:
             # the pelvis' tilt and obliquity oscillation cannot leak the vertical force into the horizontal
             # plane; each block is mapped back to the sensor frame with its mean orientation.
             out = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))
+            if not was_calibrated:
+                if self._qring is None:
+                    self._qring = SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)  # type: ignore[arg-type]
+                q_chunk = out["quat6D"]
             if self._first_rest_n is None:
                 rest = np.flatnonzero(out["restDetected"])
                 if rest.size:
@@ -592,13 +602,23 @@ class MountCalibration:
             if k > 0:
                 seed.updateBatch(np.ascontiguousarray(g[:k]), np.ascontiguousarray(raw_a[:k]))
             settled = self._first_rest_n if self._first_rest_n is not None and self._first_rest_n <= self._cal_index else None
+            # the running-direction tracker run over the orientations so far (up to _HEADING_SEED_S) with the
+            # mount now known: the rotation is right from the first step after the handover
+            ring = self._qring
+            q_past = ring.get(ring.first, ring.n_total) if ring is not None else np.zeros((0, 4))
+            q_hist = np.concatenate([q_past, q_chunk[:k]])[-ring.capacity :] if ring is not None else q_chunk[:k]
             self.orientation_seed_ = {
                 "version": _ORIENT_STATE_VERSION,
                 "n": self._cal_index + 1,
                 "n_settled": settled,
                 "vqf": seed.state,
-                "heading_zi": None,
+                "heading_zi": heading_state(q_hist, self.mount_quat_wxyz_, float(self.rate_hz_)),  # type: ignore[arg-type]
             }
+        if self._qring is not None:
+            if self.state_ == "calibrated":
+                self._qring = None  # needed only for the handover
+            else:
+                self._qring.append(q_chunk)
         self._n_seen += n
 
     def _advance(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> int:
@@ -800,6 +820,8 @@ class MountCalibration:
         d["_recent"] = [m.tolist() for m in self._recent]
         d["still_intervals_"] = [list(x) for x in self.still_intervals_]
         d["_vqf"] = None if self._vqf is None else self._vqf.state
+        ring = self._qring
+        d["_qring"] = None if ring is None else {"first": ring.first, "q": ring.get(ring.first, ring.n_total).tolist()}
         return d
 
     def restore_state(self, d: dict[str, Any]) -> MountCalibration:
@@ -827,6 +849,11 @@ class MountCalibration:
             self._block_rises = [int(x) for x in d["_block_rises"]]
             self._recent = deque((np.asarray(m, dtype=np.float64) for m in d["_recent"]), maxlen=self._p.recheck_blocks)
             self.still_intervals_ = [(float(a), float(b)) for a, b in d["still_intervals_"]]
+            self._qring = None
+            if d["_qring"] is not None and self.rate_hz_ is not None:
+                self._qring = SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)
+                self._qring.n_total = int(d["_qring"]["first"])
+                self._qring.append(np.asarray(d["_qring"]["q"], dtype=np.float64).reshape(-1, 4))
             self._vqf = None
             if d["_vqf"] is not None:
                 self._vqf = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ __all__ = [
     "OrientationParams",
     "PelvisMotion",
     "PelvisOrientation",
+    "heading_state",
     "offline_pelvis_orientation",
     "pelvis_angles_from_quat",
 ]
@@ -267,6 +268,40 @@ def _level_block(
     out["rot"][b0:b1] = np.degrees(rel)
 
 
+def _track_heading(sos: np.ndarray, zi: np.ndarray | None, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running direction (rad) tracked from the pelvis heading ``rot`` (rad, (B,)) by the zero-DC-lag
+    low-pass ``2B - B·B`` of its unit vector; ``zi`` carries the state (``None``: start at ``rot[0]``)."""
+    cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
+    if zi is None:
+        zi0 = signal.sosfilt_zi(sos)[:, :, None] * cs[0][None, None, :]
+        zi = np.stack([zi0, zi0])
+    lp1, zi1 = signal.sosfilt(sos, cs, axis=0, zi=zi[0])
+    lp2, zi2 = signal.sosfilt(sos, lp1, axis=0, zi=zi[1])
+    cs_lp = 2.0 * lp1 - lp2
+    return np.arctan2(cs_lp[:, 1], cs_lp[:, 0]), np.stack([zi1, zi2])
+
+
+def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz: float) -> list[Any] | None:
+    """State of the running-direction tracker of :class:`PelvisOrientation` (default parameters) after
+    the sensor orientations ``q_world_sensor_wxyz`` (VQF ``quat6D``, (N, 4), in sample order) with the
+    mount ``mount_quat_wxyz``, started at the first of them: the ``heading_zi`` of a state handed over
+    to :meth:`PelvisOrientation.restore_state`. ``None`` if N is 0.
+
+    Computed block by block exactly as the estimator does, so the state is the one a
+    :class:`PelvisOrientation` fed the same samples from the first one would hold, bit for bit."""
+    q_all = np.asarray(q_world_sensor_wxyz, dtype=np.float64).reshape(-1, 4)
+    if q_all.shape[0] == 0:
+        return None
+    q_inv = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz) * np.array([1.0, -1.0, -1.0, -1.0])
+    sos = _heading_sos(OrientationParams(), float(rate_hz))
+    zi: np.ndarray | None = None
+    for b0 in range(0, q_all.shape[0], _BLOCK_N):
+        q = quat_multiply(np.ascontiguousarray(q_all[b0 : b0 + _BLOCK_N]), q_inv)
+        rot = _world_block(q, np.zeros((q.shape[0], 3)))[2]
+        zi = _track_heading(sos, zi, rot)[1]
+    return None if zi is None else zi.tolist()
+
+
 def _new_out(n: int) -> dict[str, np.ndarray]:
     return {"tilt": np.empty(n), "obl": np.empty(n), "rot": np.empty(n), "acc_level": np.empty((n, 3))}
 
@@ -425,16 +460,7 @@ class PelvisOrientation:
         res = self._vqf.updateBatch(gyr, acc)  # C-contiguous rows (checked by _check_chunk)
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
-        rot = angles[2]
-        cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
-        if self._zi is None:
-            zi0 = signal.sosfilt_zi(self._sos)[:, :, None] * cs[0][None, None, :]
-            self._zi = np.stack([zi0, zi0])
-        lp1, zi1 = signal.sosfilt(self._sos, cs, axis=0, zi=self._zi[0])
-        lp2, zi2 = signal.sosfilt(self._sos, lp1, axis=0, zi=self._zi[1])
-        self._zi = np.stack([zi1, zi2])
-        cs_lp = 2.0 * lp1 - lp2
-        heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
+        heading_lp, self._zi = _track_heading(self._sos, self._zi, angles[2])
         _level_block(angles, heading_lp, out, b0, b1)
         if self._n_settled is not None:
             return -1

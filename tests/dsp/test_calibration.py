@@ -207,8 +207,8 @@ def test_orientation_seed_hands_over_vqf_identically_for_any_chunking(sizes: lis
     s = synth_run(stand_s=3.0, run_s=11.0, mount_quat_wxyz=q_true, noise_acc=0.05, noise_gyr=0.005,
                   bias_gyr=np.array([0.01, -0.015, 0.008]), seed=11)
 
-    def pipeline(chunks: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        cal, po, out_t, out_o = MountCalibration(), None, [], []
+    def pipeline(chunks: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, MountCalibration]:
+        cal, po, out_t, out_o, out_r = MountCalibration(), None, [], [], []
         i = k = 0
         while i < s.t_s.size:
             j = min(s.t_s.size, i + chunks[k % len(chunks)])
@@ -223,13 +223,20 @@ def test_orientation_seed_hands_over_vqf_identically_for_any_chunking(sizes: lis
                 m = po.update(t, a, g)
                 out_t.append(m.t_s)
                 out_o.append(np.where(m.valid, m.obliquity_deg, np.nan))
+                out_r.append(m.rotation_deg)
             i, k = j, k + 1
-        return np.concatenate(out_t), np.concatenate(out_o)
+        return np.concatenate(out_t), np.concatenate(out_o), np.concatenate(out_r), cal
 
-    t_whole, o_whole = pipeline([s.t_s.size])
-    t_chunk, o_chunk = pipeline(sizes)
+    t_whole, o_whole, r_whole, cal = pipeline([s.t_s.size])
+    t_chunk, o_chunk, r_chunk, _ = pipeline(sizes)
     np.testing.assert_array_equal(t_chunk, t_whole)
     np.testing.assert_array_equal(o_chunk, o_whole)
+    np.testing.assert_array_equal(r_chunk, r_whole)
+    # the running-direction tracker is handed over too: the rotation equals, bit for bit, that of an
+    # estimator with the calibrated mount fed from the first sample of the stream
+    ref = PelvisOrientation(200.0, cal.mount_quat_wxyz_).update(s.t_s, s.acc_mps2, s.gyr_rads)
+    np.testing.assert_array_equal(r_whole, ref.rotation_deg[s.t_s.size - r_whole.size :])
+    np.testing.assert_array_equal(o_whole, ref.obliquity_deg[s.t_s.size - o_whole.size :])
     # valid from the first sample after calibration (VQF saw the standing rest), and accurate at once
     assert np.isfinite(o_whole).all()
     truth = np.interp(t_whole, s.t_s, s.obliquity_deg)

@@ -1,0 +1,48 @@
+"""Gait initiation: the optional first-rise rule drops a weight shift that looks like a small heel strike."""
+
+import numpy as np
+
+from pelvimon.dsp.events import EventParams, GaitEventDetector
+from pelvimon.firmware_protocols.batch import G_MPS2
+
+FS = 100.0
+
+
+def _walk_with_weight_shift() -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Vertical specific force: 2 s standing, a weight shift (dip to 0.93 g, bump to 1.12 g), then heel
+    strikes every 0.55 s (single-support trough to 0.8 g, steep rise to 1.5 g). Returns t, a_v, the time of
+    the weight shift and the times of the heel-strike rises."""
+    t = np.arange(int(12 * FS)) / FS
+    av = np.ones_like(t)
+    t_shift = 2.0
+    av += -0.07 * np.exp(-0.5 * ((t - (t_shift - 0.15)) / 0.05) ** 2)
+    av += 0.12 * np.exp(-0.5 * ((t - t_shift) / 0.04) ** 2)
+    strikes = 2.45 + 0.55 * np.arange(17)
+    for ts in strikes:
+        av += -0.2 * np.exp(-0.5 * ((t - (ts - 0.2)) / 0.07) ** 2)
+        av += 0.5 * np.exp(-0.5 * ((t - (ts + 0.04)) / 0.025) ** 2)
+    return t, av * G_MPS2, t_shift, strikes
+
+
+def _ics(params: EventParams) -> np.ndarray:
+    t, av, _, _ = _walk_with_weight_shift()
+    det = GaitEventDetector(FS, params)
+    steps = []
+    for a in range(0, t.size, 10):
+        det.update(t[a : a + 10], acc_v_mps2=av[a : a + 10])
+        steps += det.steps_
+    det.flush()
+    steps += det.steps_
+    return np.array([s.t_ic_s for s in steps])
+
+
+def test_weight_shift_is_a_step_by_default_and_dropped_with_the_first_rise_rule():
+    _, _, t_shift, strikes = _walk_with_weight_shift()
+    plain = _ics(EventParams())
+    rule = _ics(EventParams(first_peak_frac=0.4))
+    # by default the weight shift starts the bout (as the rise of a soft heel strike would)
+    assert np.min(np.abs(plain - t_shift)) < 0.2
+    # with the rule the bout starts at the first heel strike, and every heel strike is still found
+    assert np.min(np.abs(rule - t_shift)) > 0.3
+    assert abs(rule[0] - strikes[0]) < 0.06
+    assert rule.size == plain.size - 1

@@ -20,11 +20,13 @@ more (its hip abductors); for the other metrics the side with the larger value.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .asymmetry import contact_time_balance_pct
+import numpy as np
+
+from .asymmetry import RollingAsymmetry, contact_time_balance_pct
 from .records import Alert, Asymmetry, Side
 
 RuleKind = Literal["diff", "si", "balance"]
@@ -349,6 +351,87 @@ class AlertMonitor:
             if st.active is not None and t_s - st.last_seen_s >= p.stale_s:
                 events.append(self._end(metric, st, st.last_seen_s))
         return events
+
+    def update_columns(self, rolling: RollingAsymmetry, t_s: Sequence[float]) -> None:
+        """:meth:`update` with ``rolling[k]`` at ``t_s[k]`` for every ``k`` in order, read from the columns
+        of a :class:`~pelvimon.dsp.asymmetry.RollingAsymmetry`: the conditions are evaluated for all entries
+        at once and records are built only for the alerts. The state and the alerts afterwards are those
+        of the step-by-step calls (tested); the events are not returned."""
+        p = self.params
+        metrics = rolling.metrics
+        c = rolling.columns
+        n_pairs = rolling.keep.shape[0]
+        rules = [p.rules.get(m) for m in metrics]
+        use = np.array([r is not None and r.enabled for r in rules], dtype=bool)
+        start = np.zeros(rolling.keep.shape, dtype=bool)
+        release = np.ones(rolling.keep.shape, dtype=bool)
+        ml, mr = c["ml"], c["mr"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            credible = np.isfinite(c["lo"]) & np.isfinite(c["hi"]) & ((c["lo"] > 0) | (c["hi"] < 0))
+            for j, rule in enumerate(rules):
+                if rule is None or not rule.enabled:
+                    continue
+                if rule.kind == "diff":
+                    v = np.abs(c["diff"][:, j])
+                elif rule.kind == "si":
+                    v = np.abs(c["si"][:, j])
+                else:  # contact_time_balance_pct, element for element
+                    total = ml[:, j] + mr[:, j]
+                    v = np.where(np.isfinite(total) & (total > 0), 100.0 * ml[:, j] / total, np.nan)
+                ok = np.isfinite(v) & credible[:, j]
+                if rule.kind == "balance":
+                    start[:, j] = ok & ((v < rule.low) | (v > rule.high))
+                    inside = (rule.low + rule.release_margin <= v) & (v <= rule.high - rule.release_margin)
+                    release[:, j] = ~ok | inside
+                else:
+                    start[:, j] = ok & (v >= rule.enter)
+                    release[:, j] = ~ok | (v < rule.release)
+        present_mask = rolling.keep & use[None, :]
+        present = [np.flatnonzero(present_mask[j]).tolist() for j in range(n_pairs)]
+        start_l, release_l = start.tolist(), release.tolist()
+        left_worse = (ml >= mr).tolist()
+        ml_l, mr_l = ml.tolist(), mr.tolist()
+
+        def record(j: int, m: int) -> Asymmetry:
+            return next(a for a in rolling.pair_records(j) if a.metric == metrics[m])
+
+        nan = math.nan
+        for j, t in zip(rolling.slot.tolist(), t_s, strict=True):
+            t = float(t)
+            seen = set()
+            for m in present[j] if j >= 0 else ():
+                metric, rule = metrics[m], rules[m]
+                seen.add(metric)
+                st = self._state.setdefault(metric, _State())
+                st.last_seen_s = t
+                if st.active is None:
+                    if start_l[j][m]:
+                        if math.isnan(st.onset_s):
+                            st.onset_s = t
+                        if t - st.onset_s >= p.min_duration_s:
+                            st.active = self._build(rule, record(j, m), st.onset_s)  # type: ignore[arg-type]
+                            st.release_s = nan
+                            self.active_[metric] = st.active
+                    else:
+                        st.onset_s = nan
+                    continue
+                side_flipped = ("L" if left_worse[j][m] else "R") != st.active.side
+                if release_l[j][m] or side_flipped:
+                    if math.isnan(st.release_s):
+                        st.release_s = t
+                    if t - st.release_s >= p.release_hold_s or side_flipped:
+                        self._end(metric, st, st.release_s)
+                    continue
+                st.release_s = nan
+                if (ml_l[j][m], mr_l[j][m]) != (st.active.left_value, st.active.right_value):
+                    st.active = self._build(rule, record(j, m), st.active.t_start_s)  # type: ignore[arg-type]
+                    self.active_[metric] = st.active
+            for metric, st in self._state.items():
+                if metric in seen:
+                    continue
+                st.onset_s = nan
+                if st.active is not None and t - st.last_seen_s >= p.stale_s:
+                    self._end(metric, st, st.last_seen_s)
 
     def finish(self, t_s: float) -> list[AlertEvent]:
         """End every active alert at ``t_s`` (the end of the session)."""

@@ -520,8 +520,9 @@ def _rolling_records(
     t_end: np.ndarray,
     win_l: np.ndarray,
     win_r: np.ndarray,
-) -> list[list[Asymmetry]]:
-    """Asymmetry records of window pairs: ``win_l``/``win_r`` (B, W) hold step indices, -1 = unused.
+) -> dict[str, np.ndarray]:
+    """Asymmetry columns of window pairs: ``win_l``/``win_r`` (B, W) hold step indices, -1 = unused.
+    Returns ``keep`` (B, M), ``t0``, ``t1`` (B,) and the :data:`_COLUMNS` (B, M).
 
     Element for element the arithmetic of ``side_stats_columns`` and ``make_asymmetries``.
     """
@@ -561,27 +562,130 @@ def _rolling_records(
     last_r = win_r[rows, (win_r >= 0).sum(axis=1) - 1]
     t1 = np.maximum(t_end[last_l], t_end[last_r])
     keep = (nl >= p.min_steps_per_side) & (nr >= p.min_steps_per_side)
-    kept = np.flatnonzero(keep.ravel())  # (window, metric) pairs that get a record, window by window
-    win_of = kept // m
-    cols = [np.asarray(p.metrics, dtype=object)[kept % m].tolist(), t0[win_of].tolist(), t1[win_of].tolist()]
-    for x in (nl, nr, ml, mr, sdl, sdr, diff, lo, hi, si):
-        cols.append(x.ravel()[kept].tolist())
-    cols.append([p.level] * kept.size)
-    # Asymmetry records built without the frozen dataclass' __init__ (one object.__setattr__ per field
-    # costs about twice as much): the same field values in the same __dict__, so the records are
-    # equal to constructed ones (tested)
+    return {
+        "keep": keep, "t0": t0, "t1": t1, "nl": nl, "nr": nr, "ml": ml, "mr": mr, "sdl": sdl, "sdr": sdr,
+        "diff": diff.reshape(b, m), "lo": lo.reshape(b, m), "hi": hi.reshape(b, m), "si": si,
+    }
+
+
+_COLUMNS = ("nl", "nr", "ml", "mr", "sdl", "sdr", "diff", "lo", "hi", "si")
+"""Per (window pair, metric) columns of :class:`RollingAsymmetry`, in ``Asymmetry`` field order after
+``metric``, ``t_start_s``, ``t_end_s`` (``level`` last)."""
+
+
+def _make_records(metrics: Sequence[str], level: float, t0: float, t1: float, cols: list[list[float]]) -> list[Asymmetry]:
+    """Asymmetry records of one window pair from its kept columns (metric names and 10 value lists).
+
+    Built without the frozen dataclass' ``__init__`` (one ``object.__setattr__`` per field costs about
+    twice as much): the same field values in the same ``__dict__``, so the records equal constructed
+    ones (tested)."""
     new, names = object.__new__, _ASYMMETRY_FIELDS
     recs = []
-    for values in zip(*cols, strict=True):
+    for j, metric in enumerate(metrics):
         a = new(Asymmetry)
-        a.__dict__.update(zip(names, values, strict=False))  # 14 names, 14 values
+        a.__dict__.update(
+            zip(names, (metric, t0, t1, *(c[j] for c in cols), level), strict=True)
+        )
         recs.append(a)
-    ends = np.cumsum(keep.sum(axis=1)).tolist()
-    return [recs[e0:e1] for e0, e1 in zip([0, *ends[:-1]], ends, strict=True)]
+    return recs
+
+
+class RollingAsymmetry(Sequence[list[Asymmetry]]):
+    """The rolling asymmetry after each step as columns; entry ``i`` (a list of :class:`Asymmetry`, as
+    :class:`AsymmetryMonitor` returns after ``steps[i]``) is built when read.
+
+    An hour of running has some 10,000 steps and 90,000 records; consumers that need numbers (the alerts,
+    plots) read the arrays instead. Consecutive entries share their records where the windows did not
+    change (as the monitor's do).
+
+    Attributes
+    ----------
+    metrics : tuple of str
+        Metric of each column.
+    slot : ndarray, shape (K,), int
+        Per step: the window pair whose records are current after it, -1 for none.
+    keep : ndarray, shape (P, M), bool
+        Window pair ``p`` reports metric ``m`` (both sides hold ``min_steps_per_side`` finite values).
+    columns : dict of str to ndarray, shape (P, M)
+        ``nl nr ml mr sdl sdr diff lo hi si`` (counts, means, SDs, difference and its interval, symmetry
+        index) per window pair and metric, and ``t0``, ``t1`` (P,): the pair's start and end times, s.
+    level : float
+        Confidence level of the intervals.
+    """
+
+    def __init__(self, metrics: Sequence[str], level: float, slot: np.ndarray, keep: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        self.metrics = tuple(metrics)
+        self.level = float(level)
+        self.slot = slot
+        self.keep = keep
+        self.columns = columns
+        self._cache: dict[int, list[Asymmetry]] = {}
+
+    def __len__(self) -> int:
+        return int(self.slot.shape[0])
+
+    def pair_records(self, j: int) -> list[Asymmetry]:
+        """The records of window pair ``j`` (built once, then shared)."""
+        recs = self._cache.get(j)
+        if recs is None:
+            kept = np.flatnonzero(self.keep[j])
+            c = self.columns
+            cols = [c[name][j, kept].tolist() for name in _COLUMNS]
+            recs = _make_records([self.metrics[m] for m in kept.tolist()], self.level, float(c["t0"][j]), float(c["t1"][j]), cols)
+            self._cache[j] = recs
+        return recs
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def,override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        j = int(self.slot[i])
+        return list(self.pair_records(j)) if j >= 0 else []
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        if self.slot.size == 0:
+            return
+        # all records at once: the columns of every kept (pair, metric) as lists (fewer numpy calls)
+        c = self.columns
+        keep = self.keep
+        kept = np.flatnonzero(keep.ravel())
+        m = keep.shape[1]
+        pair_of = kept // m
+        names = np.asarray(self.metrics, dtype=object)[kept % m].tolist()
+        t0, t1 = c["t0"][pair_of].tolist(), c["t1"][pair_of].tolist()
+        cols = [c[name].ravel()[kept].tolist() for name in _COLUMNS]
+        new, fnames, level = object.__new__, _ASYMMETRY_FIELDS, self.level
+        recs = []
+        for values in zip(names, t0, t1, *cols, strict=True):
+            a = new(Asymmetry)
+            a.__dict__.update(zip(fnames, (*values, level), strict=True))
+            recs.append(a)
+        ends = np.cumsum(keep.sum(axis=1)).tolist()
+        per_pair = [recs[e0:e1] for e0, e1 in zip([0, *ends], ends, strict=False)]
+        for j in self.slot.tolist():
+            yield list(per_pair[j]) if j >= 0 else []
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RollingAsymmetry | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[list[Asymmetry]]:
     """The streaming monitor fed one step at a time: ``out[i]`` is the asymmetry after ``steps[i]``.
+
+    The records of :func:`rolling_asymmetry_columns`, all built (see there)."""
+    p = params if params is not None else AsymmetryParams()
+    if len(p.metrics) < 2:
+        # np.sum over one column adds pairwise, not row by row: keep the monitor's own arithmetic
+        return rolling_asymmetry_reference(steps, p)
+    return list(rolling_asymmetry_columns(steps, p))
+
+
+def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | None = None) -> RollingAsymmetry:
+    """The streaming monitor fed one step at a time, as columns (:class:`RollingAsymmetry`; entry ``i``
+    is the asymmetry after ``steps[i]``). Needs at least two metrics.
 
     The window bookkeeping (gaps, bout boundaries, skipped steps, time limit) runs step by step as in
     :class:`AsymmetryMonitor`; the statistics of all windows are then computed at once, with the same
@@ -591,8 +695,7 @@ def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = No
     p = params if params is not None else AsymmetryParams()
     steps = list(steps)
     if len(p.metrics) < 2:
-        # np.sum over one column adds pairwise, not row by row: keep the monitor's own arithmetic
-        return rolling_asymmetry_reference(steps, p)
+        raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
     k = len(steps)
     t_ic = np.array([s.t_ic_s for s in steps], dtype=np.float64)
     t_end = np.array([_step_end_s(s) for s in steps], dtype=np.float64)
@@ -642,15 +745,22 @@ def rolling_asymmetry(steps: Sequence[Step], params: AsymmetryParams | None = No
     vals = vals.reshape(k, len(p.metrics))
     seq_l, seq_r = (np.array(seq[side] or [0], dtype=np.int64) for side in ("L", "R"))
     col = np.arange(w_max)
-    records: list[list[Asymmetry]] = []
+    parts: list[dict[str, np.ndarray]] = []
     for c0 in range(0, len(pairs), _BATCH_ROWS):
         chunk = np.array(pairs[c0 : c0 + _BATCH_ROWS], dtype=np.int64).reshape(-1, 4)
         wins = []
         for sq, lo_c, n_c in ((seq_l, chunk[:, 0], chunk[:, 1]), (seq_r, chunk[:, 2], chunk[:, 3])):
             at = np.minimum(lo_c[:, None] + col, sq.shape[0] - 1)
             wins.append(np.where(col < n_c[:, None], sq[at], -1))
-        records.extend(_rolling_records(p, vals, t_ic, t_end, wins[0], wins[1]))
-    return [list(records[j]) if j >= 0 else [] for j in slot.tolist()]
+        parts.append(_rolling_records(p, vals, t_ic, t_end, wins[0], wins[1]))
+    m = len(p.metrics)
+    if parts:
+        cols = {name: np.concatenate([x[name] for x in parts]) for name in parts[0]}
+    else:
+        cols = {name: np.zeros((0,) if name in ("t0", "t1") else (0, m)) for name in ("keep", "t0", "t1", *_COLUMNS)}
+        cols["keep"] = cols["keep"].astype(bool)
+    keep = cols.pop("keep")
+    return RollingAsymmetry(p.metrics, p.level, slot, keep, cols)
 
 
 def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[int]:

@@ -358,6 +358,7 @@ class MountCalibration:
         self._gyro_mode: bool | None = None
         self._vqf: vqf.VQF | None = None
         self._qring: SampleRing | None = None  # sensor orientations before calibration (heading handover)
+        self._q_given: np.ndarray | None = None  # orientations given with this chunk (after calibration)
         self._n_blocks = 0
         self._n_run_blocks = 0
         # results
@@ -376,7 +377,9 @@ class MountCalibration:
         self.running_fraction_ = 0.0
 
     # ------------------------------------------------------------------ streaming entry point
-    def update(self, t_s: Any, acc_mps2: Any, gyr_rads: Any | None = None) -> MountCalibration:
+    def update(
+        self, t_s: Any, acc_mps2: Any, gyr_rads: Any | None = None, q_world_sensor_wxyz: Any | None = None
+    ) -> MountCalibration:
         """Feed one chunk of samples.
 
         Parameters
@@ -387,6 +390,11 @@ class MountCalibration:
             Specific force, sensor frame, m/s².
         gyr_rads : array_like, shape (N, 3), or None
             Angular rate, sensor frame, rad/s; ``None`` for accelerometer-only streams.
+        q_world_sensor_wxyz : array_like, shape (N, 4), optional
+            After calibration only (ignored before): the sensor orientation of these samples from the
+            orientation stage's 6D VQF (``PelvisMotion.quat_world_sensor_wxyz``, the continuation of this
+            estimator's filter after the handover). The re-check then uses it instead of running its own
+            VQF over the same samples.
 
         Returns
         -------
@@ -394,6 +402,12 @@ class MountCalibration:
             ``self``; results in the attributes ending in ``_``.
         """
         t, a, g = _check(t_s, acc_mps2, gyr_rads)
+        self._q_given = None
+        if q_world_sensor_wxyz is not None and self.state_ == "calibrated" and g is not None:
+            q = np.asarray(q_world_sensor_wxyz, dtype=np.float64)
+            if q.shape != (t.shape[0], 4):
+                raise ValueError(f"q_world_sensor_wxyz must have shape ({t.shape[0]}, 4), got {q.shape}")
+            self._q_given = q
         if t.shape[0] == 0:
             return self
         if self._sos is None:
@@ -505,12 +519,15 @@ class MountCalibration:
             # With a gyroscope, moments are taken in the level frame of a 6D VQF run on the sensor data, so
             # the pelvis' tilt and obliquity oscillation cannot leak the vertical force into the horizontal
             # plane; each block is mapped back to the sensor frame with its mean orientation.
-            out = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))
+            if was_calibrated and self._q_given is not None:
+                out = {"quat6D": self._q_given}  # the orientation stage's filter: no second VQF run
+            else:
+                out = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))
             if not was_calibrated:
                 if self._qring is None:
                     self._qring = SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)  # type: ignore[arg-type]
                 q_chunk = out["quat6D"]
-            if self._first_rest_n is None:
+            if self._first_rest_n is None and "restDetected" in out:
                 rest = np.flatnonzero(out["restDetected"])
                 if rest.size:
                     self._first_rest_n = self._n_seen + int(rest[0])

@@ -115,6 +115,10 @@ class PelvisMotion:
     valid : ndarray, shape (N,), bool
         The angles are meaningful: gyroscope present, ``warmup_s`` passed, and the filter has settled (a
         rest was detected since the start, or ``settle_s`` passed).
+    quat_world_sensor_wxyz : ndarray, shape (N, 4), or None
+        The sensor orientation of the 6D VQF (``quat6D``, scalar first) the angles come from; ``None``
+        without a gyroscope. The mount re-check of the calibration reads it instead of running its own
+        filter.
     """
 
     t_s: np.ndarray
@@ -125,6 +129,7 @@ class PelvisMotion:
     acc_level_mps2: np.ndarray
     gyr_pelvis_rads: np.ndarray | None
     valid: np.ndarray
+    quat_world_sensor_wxyz: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
@@ -137,6 +142,9 @@ class PelvisMotion:
         gyr = None
         if all(p.gyr_pelvis_rads is not None for p in parts):
             gyr = np.concatenate([p.gyr_pelvis_rads for p in parts])  # type: ignore[misc]
+        q = None
+        if all(p.quat_world_sensor_wxyz is not None for p in parts):
+            q = np.concatenate([p.quat_world_sensor_wxyz for p in parts])  # type: ignore[misc]
         return PelvisMotion(
             t_s=np.concatenate([p.t_s for p in parts]),
             tilt_deg=np.concatenate([p.tilt_deg for p in parts]),
@@ -146,6 +154,7 @@ class PelvisMotion:
             acc_level_mps2=np.concatenate([p.acc_level_mps2 for p in parts]),
             gyr_pelvis_rads=gyr,
             valid=np.concatenate([p.valid for p in parts]),
+            quat_world_sensor_wxyz=q,
         )
 
 
@@ -308,6 +317,7 @@ def _new_out(n: int) -> dict[str, np.ndarray]:
 
 def _motion(t: np.ndarray, out: dict[str, np.ndarray], acc_p: np.ndarray, gyr_p: np.ndarray, valid: np.ndarray) -> PelvisMotion:
     return PelvisMotion(
+        quat_world_sensor_wxyz=out.get("q6"),
         t_s=t,
         tilt_deg=out["tilt"],
         obliquity_deg=out["obl"],
@@ -436,6 +446,7 @@ class PelvisOrientation:
         if n == 0:
             return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
         out = _new_out(n)
+        out["q6"] = np.empty((n, 4))
         rest_at = -1
         for b0 in range(0, n, _BLOCK_N):
             b1 = min(n, b0 + _BLOCK_N)
@@ -458,6 +469,7 @@ class PelvisOrientation:
         # VQF runs on the sensor-frame samples (so that its state can be handed over from the calibration,
         # which ran it from the start of the stream); q_world_pelvis = q_world_sensor ⊗ q_mount⁻¹.
         res = self._vqf.updateBatch(gyr, acc)  # C-contiguous rows (checked by _check_chunk)
+        out["q6"][b0:b1] = res["quat6D"]
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
         heading_lp, self._zi = _track_heading(self._sos, self._zi, angles[2])

@@ -283,6 +283,7 @@ class GaitPipeline:
     ) -> PelvisMotion | None:
         cal = self.calibration_
         k0 = 0
+        rc0 = 0  # first sample of this chunk for the calibration's re-check
         if self._orient is None:
             # one-second blocks until the calibration completes; then the rest goes to its re-check
             step = max(1, int(round(self._fs)))
@@ -294,8 +295,7 @@ class GaitPipeline:
                     t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[b1 - 1])
                     events.append(CalibrationChange(float(t_ev), str(cal.state_)))
                 if cal.state_ == "calibrated":
-                    if self._recheck and b1 < t.shape[0]:
-                        self._recheck_mount(t[b1:], acc[b1:], None if gyr is None else gyr[b1:], events)
+                    rc0 = b1
                     break
             if cal.state_ != "calibrated" or cal.mount_quat_wxyz_ is None:
                 return None
@@ -306,16 +306,22 @@ class GaitPipeline:
                 self._orient.restore_state(cal.orientation_seed_)
             t_cal = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[-1])
             k0 = int(np.searchsorted(t, t_cal, side="right"))
-        elif self._recheck:
-            self._recheck_mount(t, acc, gyr, events)
         if k0 >= t.shape[0]:
             return None
-        return self._orient.update(t[k0:], acc[k0:], None if gyr is None else gyr[k0:])
+        motion = self._orient.update(t[k0:], acc[k0:], None if gyr is None else gyr[k0:])
+        if self._recheck and rc0 < t.shape[0]:
+            q = motion.quat_world_sensor_wxyz
+            self._recheck_mount(t[rc0:], acc[rc0:], None if gyr is None else gyr[rc0:], events,
+                                None if q is None else q[rc0 - k0 :])
+        return motion
 
     def _recheck_mount(
-        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent]
+        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent],
+        q: np.ndarray | None = None,
     ) -> None:
-        """After calibration: keep the calibration's forward re-check running; report once if it moved."""
+        """After calibration: keep the calibration's forward re-check running; report once if it moved.
+        With a gyroscope it reads the orientation stage's sensor orientations ``q`` (the continuation of
+        the calibration's own filter after the handover) instead of running a second VQF."""
         cal = self.calibration_
         if cal.state_ != "calibrated" or cal.forward_moved_:
             return
@@ -323,7 +329,7 @@ class GaitPipeline:
         # data); it carries its state across calls, so the result is the same as one call
         for b0 in range(0, t.shape[0], _RECHECK_BLOCK_N):
             b1 = b0 + _RECHECK_BLOCK_N
-            cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1])
+            cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1], None if q is None else q[b0:b1])
         if cal.forward_moved_:
             events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
 

@@ -12,6 +12,7 @@ from pelvimon.dsp.asymmetry import (
     METRICS,
     AsymmetryParams,
     rolling_asymmetry,
+    rolling_asymmetry_columns,
     rolling_asymmetry_reference,
 )
 from pelvimon.dsp.records import Asymmetry, Step
@@ -105,3 +106,9 @@ def test_default_windows_on_a_long_run_with_gaps_and_pauses() -> None:
     ref = rolling_asymmetry_reference(steps)
     _same(got, ref)
     assert sum(1 for g in got if g) > 700  # the windows fill after every reset
+    # the columns read entry by entry (records built on demand) give the same records
+    cols = rolling_asymmetry_columns(steps)
+    assert len(cols) == len(ref)
+    _same([cols[i] for i in range(len(cols))], ref)
+    _same(cols[100:120], ref[100:120])
+    assert cols == ref

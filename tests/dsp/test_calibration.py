@@ -295,3 +295,18 @@ def test_given_rate_overrides_irregular_first_timestamps() -> None:
     cal = MountCalibration(rate_hz=200.0).update(t, b.acc_mps2, b.gyr_rads)
     assert cal.rate_hz_ == 200.0
     assert cal.state_ == "calibrated"
+
+
+def test_recheck_on_the_orientation_stage_quaternions_stays_quiet_on_a_steady_run() -> None:
+    """The pipeline's re-check reads the orientation stage's VQF: a steady 90 s run is never flagged."""
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved
+
+    b = simulate(SimParams(seconds=90.0, mount_euler_deg=(-40.0, 25.0, 160.0), seed=9)).batch
+    pipe = GaitPipeline(200.0)
+    events = []
+    for a in range(0, len(b), 500):
+        events += pipe.update(b.slice(a, a + 500)).events
+    cal = pipe.calibration_
+    assert cal.state_ == "calibrated" and cal._n_blocks > 20  # blocks kept coming after calibration
+    assert not any(isinstance(e, MountMoved) for e in events)
+    assert cal.forward_recent_deg_ < 5.0

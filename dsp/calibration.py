@@ -44,6 +44,7 @@ the pelvis frame.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -221,7 +222,14 @@ def _seq_sum(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
     however the rows were split into chunks (``np.sum`` sums pairwise, ``np.cumsum`` in order)."""
     if rows.shape[0] == 0:
         return carry
-    return np.cumsum(np.concatenate([carry[None], rows]), axis=0)[-1]
+    flat = np.empty((rows.shape[0] + 1, carry.size))  # C order whatever the layout of ``rows``
+    flat[0] = carry.reshape(-1)
+    flat[1:] = rows.reshape(rows.shape[0], -1)
+    if flat.shape[1] < 2:
+        return np.cumsum(flat, axis=0)[-1].reshape(carry.shape)
+    # np.sum over the first axis of a C-ordered (n, M) array, M >= 2, adds the rows one after the other
+    # (the same bits as the cumsum's last row, without writing the running sums)
+    return flat.sum(axis=0).reshape(carry.shape)
 
 
 def _forward_from_moment(m: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -240,8 +248,9 @@ def _mount_from(up: np.ndarray, fwd: np.ndarray) -> np.ndarray:
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    c = float(a @ b) / (float(np.linalg.norm(a)) * float(np.linalg.norm(b)) + 1e-300)
-    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+    # scalar math (called once per gait block after calibration): np.linalg.norm of a vector is sqrt(x @ x)
+    c = float(a @ b) / (math.sqrt(float(a @ a)) * math.sqrt(float(b @ b)) + 1e-300)
+    return math.degrees(math.acos(min(1.0, max(-1.0, c))))
 
 
 class MountCalibration:
@@ -537,6 +546,7 @@ class MountCalibration:
             self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * a[0][None, None, :]
             self._last_lp = a[0].copy()
         lp, self._zi = signal.sosfilt(self._sos, a, axis=0, zi=self._zi)
+        lp = np.ascontiguousarray(lp)  # sosfilt along axis 0 returns column-major rows
         prev = np.concatenate([self._last_lp[None, :], lp[:-1]])  # type: ignore[index]
         self._last_lp = lp[-1].copy()
         d = lp - prev

@@ -354,12 +354,13 @@ class GaitPipeline:
         n_early = np.minimum(max(2, int(round(self._p.early_stance_s * fs))), n_st)
         # laterality evidence, positive for left stance: obliquity velocity early in stance, and the
         # medio-lateral force over stance pushing the body away from the stance foot
-        f_gyr = window_means(rows[:, _GX], s, s + n_early)
-        f_ml = -window_means(rows[:, _AY], s, s + n_st)
+        # (one call per window length; every channel's mean is computed as if alone)
+        early = window_means(rows[:, [_GX, _GYR, _GYR + 1, _GYR + 2]], s, s + n_early)
+        stance = window_means(rows[:, [_AY, _ACC, _ACC + 1, _ACC + 2]], s, s + n_st)
+        f_gyr, g_early = early[:, 0], early[:, 1:]
+        f_ml, a_st = -stance[:, 0], stance[:, 1:]
         # before the mount is known: the same two features about the forward direction of the steps so far
-        mom = np.column_stack([window_means(rows[:, _MOM + c], s, s + n_step) for c in range(3)]) * n_step[:, None]
-        g_early = np.column_stack([window_means(rows[:, _GYR + c], s, s + n_early) for c in range(3)])
-        a_st = np.column_stack([window_means(rows[:, _ACC + c], s, s + n_st) for c in range(3)])
+        mom = window_means(rows[:, _MOM : _MOM + 3], s, s + n_step) * n_step[:, None]
         up_ic = rows[s, _UP : _UP + 3]
         sides: list[Side] = []
         conf: list[float] = []

@@ -264,25 +264,21 @@ def step_metrics_batch(
     cols = [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd, ranges[1], ranges[0],
                                  ranges[2], vo, impact)]  # fmt: skip
     cols.append([float(c) for c in confidences])
+    # Step records built without the frozen dataclass' __init__ (one object.__setattr__ per field): the
+    # same field values in the same __dict__, so they equal constructed ones (tested)
+    new, names = object.__new__, _STEP_FIELDS
     out = []
     for j, (ti, tf, st, ct, fl, cad, cp, obr, tir, ror, vosc, imp, conf) in enumerate(zip(*cols, strict=True)):
-        out.append(
-            Step(
-                side=sides[j],
-                t_ic_s=ti,
-                t_fc_s=tf,
-                step_time_s=st,
-                contact_time_s=ct,
-                flight_time_s=fl,
-                cadence_spm=cad,
-                cpd_deg=cp,
-                obliquity_range_deg=obr,
-                tilt_range_deg=tir,
-                rotation_range_deg=ror,
-                vertical_oscillation_cm=vosc,
-                impact_g=imp,
-                gap=False,
-                laterality_confidence=conf,
-            )
+        rec = new(Step)
+        rec.__dict__.update(
+            zip(names, (sides[j], ti, tf, st, ct, fl, cad, cp, obr, tir, ror, vosc, imp, False, conf), strict=True)
         )
+        out.append(rec)
     return out
+
+
+_STEP_FIELDS = (
+    "side", "t_ic_s", "t_fc_s", "step_time_s", "contact_time_s", "flight_time_s", "cadence_spm", "cpd_deg",
+    "obliquity_range_deg", "tilt_range_deg", "rotation_range_deg", "vertical_oscillation_cm", "impact_g", "gap",
+    "laterality_confidence",
+)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pelvimon.dsp.events import StepEvents
+from pelvimon.dsp.records import Step
 from pelvimon.dsp.steps import step_metrics, vertical_oscillation_cm
 from pelvimon.firmware_protocols.batch import G_MPS2
 
@@ -65,6 +66,9 @@ def test_batch_metrics_match_the_reference_implementation():
         i += n
     batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
     for ev, sd, b in zip(evs, sides, batch, strict=True):
+        # records built without __init__ are the same as constructed ones (fields, repr, hash)
+        built = Step(**b.to_dict())
+        assert repr(b) == repr(built) and hash(b) == hash(built) and type(b) is Step
         ref = step_metrics(ev, sd, 0.9, ang[ev.i_ic : ev.i_end + 1], av[ev.i_ic : ev.i_end + 1], fs)
         for k, v in ref.to_dict().items():
             w = b.to_dict()[k]

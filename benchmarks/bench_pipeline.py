@@ -102,7 +102,7 @@ def _stages(path: str) -> dict[str, float]:
 
     spent: dict[str, float] = {}
     wrapped = [
-        (calibration.MountCalibration, "update", "calibration (incl. its VQF and the mount re-check)"),
+        (calibration.MountCalibration, "update", "calibration (its VQF until calibrated, then the mount re-check)"),
         (orientation.PelvisOrientation, "update", "orientation (incl. VQF)"),
         (events.GaitEventDetector, "update", "events"),
         (pipeline.GaitPipeline, "_make_steps", "laterality + step metrics"),

@@ -55,6 +55,7 @@ from scipy import signal
 
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
+from ._inputs import check_chunk
 from ._orient_quat import matrix_to_quat, quat_to_matrix
 from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
 from .orientation import heading_state
@@ -181,24 +182,6 @@ class MountResult:
     n_strides: int
     still_intervals: list[tuple[float, float]] = field(default_factory=list)
     t_calibrated_s: float | None = None
-
-
-def _check(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    t = np.asarray(t_s, dtype=np.float64).reshape(-1)
-    a = np.asarray(acc, dtype=np.float64)
-    n = t.shape[0]
-    if a.shape != (n, 3):
-        raise ValueError(f"acc_mps2 must have shape ({n}, 3) to match t_s, got {a.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(t))):
-        raise ValueError("t_s/acc_mps2 contain NaN or inf; drop or repair those samples first")
-    g = None
-    if gyr is not None:
-        g = np.asarray(gyr, dtype=np.float64)
-        if g.shape != (n, 3):
-            raise ValueError(f"gyr_rads must have shape ({n}, 3) to match t_s, got {g.shape}")
-        if not np.all(np.isfinite(g)):
-            raise ValueError("gyr_rads contains NaN or inf; drop or repair those samples first")
-    return t, a, g
 
 
 def _apply(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -410,7 +393,7 @@ class MountCalibration:
         MountCalibration
             ``self``; results in the attributes ending in ``_``.
         """
-        t, a, g = _check(t_s, acc_mps2, gyr_rads)
+        t, a, g = check_chunk(t_s, acc_mps2, gyr_rads)
         self._q_given = None
         if q_world_sensor_wxyz is not None and self.state_ == "calibrated" and g is not None:
             q = np.asarray(q_world_sensor_wxyz, dtype=np.float64)

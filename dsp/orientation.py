@@ -29,6 +29,7 @@ import numpy as np
 import vqf
 from scipy import signal
 
+from ._inputs import check_chunk
 from ._orient_quat import check_unit_quat, quat_multiply, quat_to_matrix
 
 __all__ = [
@@ -193,24 +194,6 @@ def pelvis_angles_from_quat(q_world_pelvis_wxyz: np.ndarray) -> tuple[np.ndarray
     q = q / np.linalg.norm(q, axis=-1, keepdims=True)
     tilt, obl, rot = _baker_radians(q)
     return np.degrees(tilt), np.degrees(obl), np.degrees(rot)
-
-
-def _check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    t = np.asarray(t_s, dtype=np.float64).reshape(-1)
-    a = np.ascontiguousarray(acc, dtype=np.float64)  # C order: vqf needs contiguous rows
-    n = t.shape[0]
-    if a.shape != (n, 3):
-        raise ValueError(f"acc_mps2 must have shape ({n}, 3) to match t_s, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("acc_mps2 contains NaN or inf; drop or repair those samples first")
-    g = None
-    if gyr is not None:
-        g = np.ascontiguousarray(gyr, dtype=np.float64)
-        if g.shape != (n, 3):
-            raise ValueError(f"gyr_rads must have shape ({n}, 3) to match t_s, got {g.shape}")
-        if not np.all(np.isfinite(g)):
-            raise ValueError("gyr_rads contains NaN or inf; drop or repair those samples first")
-    return t, a, g
 
 
 def _rotate(r: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -437,7 +420,7 @@ class PelvisOrientation:
         PelvisMotion
             Per-sample results of this chunk.
         """
-        t, acc, gyr = _check_chunk(t_s, acc_mps2, gyr_rads)
+        t, acc, gyr = check_chunk(t_s, acc_mps2, gyr_rads)
         acc_p = _rotate(self._r_mount, acc)
         if gyr is None:
             return _acc_only(t, acc_p)
@@ -468,7 +451,7 @@ class PelvisOrientation:
         """VQF, angles and heading tracker over one block; returns the block's first rest sample or -1."""
         # VQF runs on the sensor-frame samples (so that its state can be handed over from the calibration,
         # which ran it from the start of the stream); q_world_pelvis = q_world_sensor ⊗ q_mount⁻¹.
-        res = self._vqf.updateBatch(gyr, acc)  # C-contiguous rows (checked by _check_chunk)
+        res = self._vqf.updateBatch(gyr, acc)  # C-contiguous rows (checked by check_chunk)
         out["q6"][b0:b1] = res["quat6D"]
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
@@ -531,7 +514,7 @@ def offline_pelvis_orientation(
     p = params if params is not None else OrientationParams()
     p.validate(float(rate_hz))
     r_mount = quat_to_matrix(check_unit_quat("mount_quat_wxyz", mount_quat_wxyz))
-    t, a, g = _check_chunk(t_s, acc, gyr)
+    t, a, g = check_chunk(t_s, acc, gyr)
     acc_p = _rotate(r_mount, a)
     if g is None:
         return _acc_only(t, acc_p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from bleak.exc import BleakDeviceNotFoundError
+from bleak.exc import BleakDeviceNotFoundError, BleakError
 
 from pelvimon.cli import main
 from pelvimon.firmware_protocols.batch import ImuBatch
@@ -29,6 +29,15 @@ def test_no_dbus_socket_becomes_no_stack_message() -> None:
 def test_permission_and_not_found_messages() -> None:
     assert "permission denied" in str(translate_error(PermissionError("Operation not permitted")))
     assert "not found" in str(translate_error(BleakDeviceNotFoundError("AA", "x"), "AA"))
+
+
+def test_no_adapter_message() -> None:
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
+
+    exc = BleakBluetoothNotAvailableError("No Bluetooth adapters found.", BleakBluetoothNotAvailableReason.NO_BLUETOOTH)
+    msg = str(translate_error(exc))
+    assert msg.startswith("no usable Bluetooth adapter") and "power on" in msg and "\n" not in msg
+    assert "no usable Bluetooth adapter" in str(translate_error(BleakError("adapter hci0 not found")))
 
 
 def test_default_backend_without_dbus_gives_the_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

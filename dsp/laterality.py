@@ -207,6 +207,114 @@ class LateralityTracker:
         return self
 
 
+    def update_many(
+        self,
+        features: np.ndarray,
+        regular: Sequence[bool],
+        missed: Sequence[bool],
+        restart: Sequence[bool],
+    ) -> tuple[list[Side], list[float]]:
+        """:meth:`update` for a run of steps, with :meth:`reset` before the steps flagged ``restart``.
+
+        The same scalar arithmetic in the same order as the step-by-step calls (equal bit for bit, tested
+        against them), in one loop over plain floats.
+
+        Parameters
+        ----------
+        features : ndarray, shape (N, K)
+            Evidence of each step (see :meth:`update`).
+        regular, missed, restart : sequence of bool, length N
+            Per step: the arguments of :meth:`update`, and whether :meth:`reset` comes before it.
+
+        Returns
+        -------
+        sides : list of {"L", "R"}
+            ``side_`` after each step.
+        confidences : list of float
+            ``confidence_`` after each step.
+        """
+        feats = np.asarray(features, dtype=np.float64)
+        n = feats.shape[0]
+        sides: list[Side] = []
+        conf: list[float] = []
+        if n == 0:
+            return sides, conf
+        n_f = feats.shape[1]
+        if len(self._scale) != n_f:
+            self._scale = [math.nan] * n_f
+            self._n_alt = [0.0] * n_f
+            self._n_pairs = [0.0] * n_f
+            self._last_sign = [0] * n_f
+        p = self._p
+        scale, n_alt, n_pairs, last_sign = self._scale, self._n_alt, self._n_pairs, self._last_sign
+        a = p.scale_alpha
+        q0 = p.reliability_prior
+        w0 = math.log(q0 / (1.0 - q0))
+        alt0 = q0 * q0 + (1 - q0) * (1 - q0)
+        n0 = p.reliability_prior_n
+        q_max = p.max_reliability
+        gain, max_llr = p.gain, p.max_llr
+        k_keep, k_irr, k_missed = p.p_keep, p.p_keep_irregular, p.p_keep_missed
+        isfinite, log, sqrt, exp = math.isfinite, math.log, math.sqrt, math.exp
+        logit = self._logit_l
+        rng_f = range(n_f)
+        rel: list[float] = list(self.reliability_)
+        pl = 0.5
+        for row, reg, mis, rst in zip(feats.tolist(), regular, missed, restart, strict=True):
+            if rst:
+                logit = None
+                last_sign = [0] * n_f
+            z = 0.0
+            rel = []
+            for k in rng_f:
+                alt = (n_alt[k] + alt0 * n0) / (n_pairs[k] + n0)
+                q = min(0.5 + 0.5 * sqrt(max(2.0 * alt - 1.0, 0.0)), q_max)
+                rel.append(q)
+                f = row[k]
+                if not isfinite(f):
+                    last_sign[k] = 0
+                    continue
+                mag = abs(f)
+                s = scale[k]
+                if not isfinite(s):
+                    s = mag
+                if s > 0:
+                    z += f / s * log(q / (1.0 - q)) / w0
+                scale[k] = (1 - a) * s + a * mag
+                sign = 1 if f > 0 else -1
+                if last_sign[k] != 0:
+                    n_pairs[k] += 1.0
+                    n_alt[k] += 1.0 if sign != last_sign[k] else 0.0
+                last_sign[k] = sign
+            llr = min(max(gain * z, -max_llr), max_llr)
+            if logit is None:
+                prior = 0.0
+            else:
+                if logit >= 0:
+                    pl = 1.0 / (1.0 + exp(-logit))
+                else:
+                    e = exp(logit)
+                    pl = e / (1.0 + e)
+                keep = k_missed if mis else k_keep if reg else k_irr
+                p_next_l = keep * (1.0 - pl) + (1.0 - keep) * pl
+                p_next_l = min(max(p_next_l, 1e-12), 1 - 1e-12)
+                prior = log(p_next_l / (1.0 - p_next_l))
+            logit = prior + llr
+            if logit >= 0:
+                pl = 1.0 / (1.0 + exp(-logit))
+            else:
+                e = exp(logit)
+                pl = e / (1.0 + e)
+            sides.append("L" if pl >= 0.5 else "R")
+            conf.append(max(pl, 1.0 - pl))
+        self._logit_l = logit
+        self._last_sign = last_sign
+        self.reliability_ = rel
+        self.side_ = sides[-1]
+        self.confidence_ = conf[-1]
+        return sides, conf
+
+
 def _sigmoid(x: float) -> float:
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -285,6 +393,19 @@ class StepForward:
         if np.all(np.isfinite(m)):
             self._m = self._m - m if running else self._m + m
             self.n_steps_ += 1
+        return self
+
+    def add_many(self, moments: np.ndarray, running: Sequence[bool]) -> StepForward:
+        """:meth:`add` for each row of ``moments`` (N, 3) in order (the same additions: a running sum)."""
+        m = np.asarray(moments, dtype=np.float64).reshape(-1, 3)
+        ok = np.all(np.isfinite(m), axis=1)
+        if not ok.any():
+            return self
+        run = np.asarray(running, dtype=bool)[ok]
+        # ``x - m`` is ``x + (-m)`` exactly; add.accumulate adds row after row, like the calls would
+        rows = np.concatenate([self._m[None, :], np.where(run[:, None], -m[ok], m[ok])])
+        self._m = np.add.accumulate(rows, axis=0)[-1].copy()
+        self.n_steps_ += int(ok.sum())
         return self
 
     def forward(self, up: np.ndarray) -> np.ndarray | None:

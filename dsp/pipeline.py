@@ -24,6 +24,7 @@ fixed size, so whole, notification-sized and random chunks give identical steps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -362,21 +363,35 @@ class GaitPipeline:
         # before the mount is known: the same two features about the forward direction of the steps so far
         mom = window_means(rows[:, _MOM : _MOM + 3], s, s + n_step) * n_step[:, None]
         up_ic = rows[s, _UP : _UP + 3]
-        sides: list[Side] = []
-        conf: list[float] = []
-        for j, ev in enumerate(events):
+        # the transition into each step depends on the previous step's time: about one step period keeps
+        # the alternation, about two means an initial contact was probably missed in between (a recursion
+        # over plain floats; the sides then come from the tracker's loop over the block)
+        isfinite = math.isfinite
+        per, ratio = self._last_step_period, self._prev_step_ratio
+        regular: list[bool] = []
+        missed: list[bool] = []
+        restart: list[bool] = []
+        for ev in events:
             step_time = ev.t_next_ic_s - ev.t_ic_s
-            per = self._last_step_period
-            # the transition into this step depends on the previous step's time: about one step period
-            # keeps the alternation, about two means an initial contact was probably missed in between
-            ratio = self._prev_step_ratio
-            regular = not ev.bout_start and (not np.isfinite(ratio) or abs(ratio - 1.0) < 0.35)
-            missed = not ev.bout_start and np.isfinite(ratio) and ratio > 1.6
-            if ev.bout_start:
-                self._lat.reset()
-            self._step_fwd.add(mom[j], ev.running)
-            fg, fm = float(f_gyr[j]), float(f_ml[j])
-            if not (np.isfinite(fg) or np.isfinite(fm)):
+            bout = ev.bout_start
+            restart.append(bout)
+            regular.append(not bout and (not isfinite(ratio) or abs(ratio - 1.0) < 0.35))
+            missed.append(not bout and isfinite(ratio) and ratio > 1.6)
+            per = step_time if not isfinite(per) else 0.8 * per + 0.2 * step_time
+            ratio = step_time / per if per > 0 else float("nan")
+        self._last_step_period, self._prev_step_ratio = per, ratio
+        running = [ev.running for ev in events]
+        feats = np.column_stack([f_gyr, f_ml])
+        need = ~(np.isfinite(f_gyr) | np.isfinite(f_ml))
+        if not need.any():
+            self._step_fwd.add_many(mom, running)
+        else:
+            # before the mount is known: the same two features about the forward direction of the steps so
+            # far, step by step
+            for j in range(len(events)):
+                self._step_fwd.add(mom[j], running[j])
+                if not need[j]:
+                    continue
                 fwd = self._step_fwd.forward(up_ic[j])
                 if fwd is not None:
                     left = np.cross(up_ic[j], fwd)
@@ -384,13 +399,9 @@ class GaitPipeline:
                     # in the sensor frame the pelvic roll tilts gravity into "left" by g sin(obliquity), as
                     # large as the medio-lateral force itself: without a level frame, the force is used only
                     # when there is no gyroscope
-                    fm = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
-            self._lat.update((fg, fm), regular=regular, missed=missed)
-            per = step_time if not np.isfinite(per) else 0.8 * per + 0.2 * step_time
-            self._last_step_period = per
-            self._prev_step_ratio = step_time / per if per > 0 else float("nan")
-            sides.append(self._lat.side_ or "L")
-            conf.append(self._lat.confidence_)
+                    feats[j, 0] = fg
+                    feats[j, 1] = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
+        sides, conf = self._lat.update_many(feats, regular, missed, restart)
         return step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)
 
 

@@ -253,7 +253,9 @@ class GaitEventDetector:
         # closed steps in IC order, released in that order once complete:
         # [i_ic, f_ic, i_next, f_next, m_next, bout_start, running, StepEvents | None]
         self._queue: list[list[Any]] = []
-        self._pre_on: dict[int, tuple[int, float, float, float, int, float]] = {}
+        self._pre_on: dict[int, tuple[int, float, float, float, int, float, float]] = {}
+        self._n_pending = 0  # walking steps in the queue still waiting for their final contact
+        self._c_below: np.ndarray | None = None  # running count of cached samples below the flight level
         self._bout_start = True
         self.state_: GaitState = "standing"
         self.step_period_s_ = float("nan")
@@ -350,6 +352,7 @@ class GaitEventDetector:
         rows = np.column_stack([t, av, af, ap])
         for b0 in range(0, n, self.block_n):
             self._c_af = None
+            self._c_below = None
             self._ring.append(rows[b0 : b0 + self.block_n])
             self._process()
         self.n_samples_ = self._ring.n_total
@@ -366,6 +369,7 @@ class GaitEventDetector:
         for e in self._queue:
             if e[7] is None and not e[6]:
                 e[7] = self._make_step(e[0], e[1], e[2], e[3], None, False, e[5], e[2])
+        self._n_pending = 0
         self._fill_running()
         self._release()
         return self
@@ -442,6 +446,10 @@ class GaitEventDetector:
         lo = max(self._ring.first, self._scan - 1 - self._n_env)
         af = self._ring.get(lo, n_avail)[:, _AF]
         self._c_lo, self._c_af = lo, af  # read by _af() until the next append
+        below = np.empty(af.shape[0] + 1, dtype=np.int64)
+        below[0] = 0
+        np.cumsum(af < p.flight_g * G_MPS2, out=below[1:])
+        self._c_below = below  # below[k] = samples lo .. lo+k-1 under the flight level
         ext = af - G_MPS2
         if ext.shape[0] >= 2:
             env = ndimage.maximum_filter1d(ext, self._n_env, origin=(self._n_env - 1) // 2, mode="nearest")
@@ -505,12 +513,12 @@ class GaitEventDetector:
         walking = self.state_ == "walking"
         pre_on = None if walking else self._pre_on.get(i_trig)
         if pre_on is not None:
-            m, s_m, a_m, floor, i_floor, pre_min = pre_on
+            m, s_m, a_m, floor, i_floor, pre_min, pk_max = pre_on
             if i_floor <= 1 or pre_min > (1.0 - self._p.fall_g) * G_MPS2 or s_m <= 0:
                 return
             f_ic = m - (a_m - floor) / s_m
             f_ic = max(f_ic, float(i_floor)) - self._delay
-            self._accept_ic(i_trig, f_ic, m)
+            self._accept_ic(i_trig, f_ic, m, pk_max)
             return
         w0 = i_trig - self._n_back
         w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
@@ -550,8 +558,10 @@ class GaitEventDetector:
                 f_ic = f_ap
         self._accept_ic(i_trig, f_ic, m)
 
-    def _accept_ic(self, i_trig: int, f_ic: float, m: int) -> None:
-        """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step."""
+    def _accept_ic(self, i_trig: int, f_ic: float, m: int, pk_max: float | None = None) -> None:
+        """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step.
+
+        ``pk_max``: the largest ``af`` from ``m`` to the end of the running look-ahead, when known."""
         i_ic = int(round(f_ic))
         prev = self._last_ic
         if prev is not None:
@@ -576,8 +586,12 @@ class GaitEventDetector:
             else:
                 self._end_bout()
         self._last_ic = (i_ic, f_ic, m)
-        pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
-        self._last_peak = float(pk.max()) - G_MPS2 if pk.size else math.inf
+        if pk_max is not None and self._confirm_n() == self._n_conf:
+            # precomputed over af[m .. i_trig + n_conf], all held (see _precompute_onsets)
+            self._last_peak = pk_max - G_MPS2
+        else:
+            pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
+            self._last_peak = float(pk.max()) - G_MPS2 if pk.size else math.inf
         # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
         i_now = i_trig + self._n_conf
         if not math.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
@@ -638,11 +652,19 @@ class GaitEventDetector:
         i_ic, f_ic, _ = prev
         i_next, f_next, m_next = nxt
         lo = i_ic + max(1, int(round(0.04 * self._fs)))
-        seg = self._af(lo, max(lo + 1, i_next + 1))
-        running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
+        hi = max(lo + 1, i_next + 1)
+        cb, c0 = self._c_below, self._c_lo
+        if cb is not None and lo >= c0 and hi < c0 + cb.shape[0]:
+            # any sample of the window below the flight level (af is finite: the same as its minimum)
+            running = bool(cb[hi - c0] > cb[lo - c0])
+        else:
+            seg = self._af(lo, hi)
+            running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
         bout = self._bout_start
         self._bout_start = False
         self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])
+        if not running:
+            self._n_pending += 1
         self._set_state("running" if running else "walking", f_next)
 
     def _running_fc(self, i_ic: int, i_next: int) -> float | None:
@@ -672,6 +694,8 @@ class GaitEventDetector:
 
     def _resolve_pending(self, n_avail: int) -> None:
         """Walking steps: FC = first trough after the loading peak of the next step."""
+        if not self._n_pending:
+            return
         limit_n = int(round(0.45 * self._fs))
         for e in self._queue:
             if e[6] or e[7] is not None:
@@ -691,11 +715,13 @@ class GaitEventDetector:
             if k_fc is not None:
                 f_fc = m_next + k_fc - self._delay
                 e[7] = self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1)
+                self._n_pending -= 1
             elif n_avail >= hi:
                 e[7] = self._make_step(i_ic, f_ic, i_next, f_next, None, False, bout, i_next)
+                self._n_pending -= 1
 
     def _has_pending(self) -> bool:
-        return any(not e[6] and e[7] is None for e in self._queue)
+        return self._n_pending > 0
 
     def _release(self) -> None:
         """Emit the completed steps at the front of the queue, in IC order."""
@@ -715,13 +741,38 @@ class GaitEventDetector:
         b = np.array([e[2] for e in todo])
         c = self._c_af
         if c is None or a.min() < self._c_lo or b.max() + 1 > self._c_lo + c.shape[0] or np.any(b - a < 3):
-            for e in todo:
-                fc = self._running_fc(e[0], e[2])
-                e[7] = self._make_step(e[0], e[1], e[2], e[3], fc, True, e[5], e[2])
+            self._fill_running_reference(todo)
             return
         fcs = self._running_fc_batch(c, self._c_lo, a, b)
-        for e, f in zip(todo, fcs, strict=True):
-            e[7] = self._make_step(e[0], e[1], e[2], e[3], None if np.isnan(f) else float(f), True, e[5], e[2])
+        f_ic = np.array([e[1] for e in todo])
+        f_next = np.array([e[3] for e in todo])
+        has_fc = ~np.isnan(fcs)
+        # the times of all of them at once (:meth:`_time` element-wise), the records as :meth:`_make_step`
+        t = self._times(np.concatenate([f_ic, f_next, np.where(has_fc, fcs, f_ic)])).tolist()
+        n = len(todo)
+        i_fc = np.where(has_fc, np.rint(np.where(has_fc, fcs, 0.0)), b).astype(np.int64).tolist()
+        nan = float("nan")
+        new = object.__new__
+        for j, (e, ok, ifc) in enumerate(zip(todo, has_fc.tolist(), i_fc, strict=True)):
+            st = new(StepEvents)
+            st.__dict__.update(i_ic=e[0], i_next_ic=e[2], i_fc=ifc, i_end=e[2], t_ic_s=t[j], t_next_ic_s=t[n + j],
+                               t_fc_s=t[2 * n + j] if ok else nan, running=True, bout_start=e[5])
+            e[7] = st
+
+    def _fill_running_reference(self, todo: list[list[Any]]) -> None:
+        """The readable form of :meth:`_fill_running` (step by step; also used where the cache does not hold
+        the steps)."""
+        for e in todo:
+            fc = self._running_fc(e[0], e[2])
+            e[7] = self._make_step(e[0], e[1], e[2], e[3], fc, True, e[5], e[2])
+
+    def _times(self, frac_index: np.ndarray) -> np.ndarray:
+        """:meth:`_time` of each of ``frac_index`` (the same arithmetic)."""
+        i = np.floor(frac_index).astype(np.int64)
+        i = np.minimum(np.maximum(i, self._ring.first), self._ring.n_total - 1)
+        i0 = int(i.min())
+        t = self._ring.get(i0, int(i.max()) + 1)[:, _T]
+        return t[i - i0] + (frac_index - i) / self._fs
 
     def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """:meth:`_running_fc` for windows ``[a_k, b_k]`` (absolute, inclusive) of ``af`` starting at ``off``,
@@ -775,9 +826,11 @@ class GaitEventDetector:
         floor = fl[rows, j_b]
         i_floor = m - no + j_b
         pre = af[m[:, None] - lo + np.arange(-nf, 1)[None, :]].min(axis=1)
-        for j in range(c.size):
-            self._pre_on[int(c[j])] = (int(m[j]), float(s_m[j]), float(a_m[j]), float(floor[j]), int(i_floor[j]),
-                                       float(pre[j]))
+        # the step's peak for the recovery level: af from the steepest rise to the end of the look-ahead
+        pk = np.where(np.arange(w.shape[1])[None, :] >= (k + 1)[:, None], w, -np.inf).max(axis=1)
+        self._pre_on = dict(zip(c.tolist(), zip(m.tolist(), s_m.tolist(), a_m.tolist(), floor.tolist(),
+                                                i_floor.tolist(), pre.tolist(), pk.tolist(), strict=True),
+                                strict=True))
 
     def _make_step(
         self,

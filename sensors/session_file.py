@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Metadata
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
@@ -353,7 +352,7 @@ class SessionReader:
             try:
                 yield from reader.records
                 self.complete = True
-            except (McapError, EOFError, ValueError, KeyError, IndexError, OSError, Exception) as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any damage (McapError, EOF, zstd, CRC...) ends the reading
                 self.damage = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
 
     def _read_header(self) -> SessionHeader:

@@ -89,7 +89,8 @@ class EventParams:
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
         the single-support trough can cross the trigger level before the heel-strike rise), s.
     fall_g, fall_window_s : float
-        An IC needs ``a_v`` below ``(1 - fall_g)`` g somewhere in the ``fall_window_s`` before its rise.
+        An IC needs ``a_v`` below ``(1 - fall_g)`` g somewhere in the ``fall_window_s`` before its rise,
+        except while walking (the first step and running steps need it; see docs/dsp_gait.md).
     walk_ic_forward : bool
         Refine walking ICs with the forward specific force (the forward peak before the braking drop after
         heel strike, Zijlstra and Hof 2003), once the mount is known. Off by default: the drop is not always
@@ -544,9 +545,11 @@ class GaitEventDetector:
         if i_floor <= 1:
             return  # the data start inside this rise: its onset was not observed
         # a foot strike ends a fall: the body accelerated downwards (a_v < 1 g: flight, or the single-
-        # support trough of walking) shortly before; a rise from standing (a weight shift) is no IC
+        # support trough of walking) shortly before; a rise from standing (a weight shift) is no IC.
+        # Required to start walking only: once walking, the previous contact already shows that the body
+        # is in gait, and the softer steps of turning and stopping have only a shallow trough, if any
         pre = self._af(m - self._n_fall, m + 1)
-        if float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
+        if not walking and float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
             return
         if s_m <= 0:
             return

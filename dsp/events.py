@@ -76,7 +76,8 @@ class EventParams:
     flight_g : float
         A step with ``a_v`` below this (in g) between its IC and the next is a running step.
     min_step_s, max_step_s : float
-        Plausible step times (220+ and 50 steps/min); longer intervals end a bout.
+        Plausible step times (220+ and 50 steps/min); longer intervals end a bout. While walking, a rise
+        less than ``min_step_s`` after the last IC is no new IC (otherwise ``0.5 * min_step_s``).
     refractory_frac : float
         No new IC within this fraction of the current step period after an IC.
     standing_after_s : float
@@ -569,8 +570,11 @@ class GaitEventDetector:
         prev = self._last_ic
         if prev is not None:
             interval = (f_ic - prev[1]) / self._fs
-            if interval < 0.5 * self._p.min_step_s:
-                return  # a second rise inside the same contact
+            # a second rise inside the same contact; while walking, any step shorter than the shortest
+            # plausible step (``min_step_s``): a walking step holds a double support and a single
+            # support, and a rise that soon after a heel strike is its loading response
+            if interval < (self._p.min_step_s if self.state_ == "walking" else 0.5 * self._p.min_step_s):
+                return
             if self._p.first_peak_frac > 0 and interval <= self._p.max_step_s and self._bout_start:
                 pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
                 if pk.size and self._last_peak < self._p.first_peak_frac * (float(pk.max()) - G_MPS2):

@@ -27,12 +27,12 @@ def test_walking_ics_and_laterality(validate):
     f1 = 2 * tp / sum(s.n_det + s.n_ref for s in sc)
     ic = np.concatenate([s.ic_err_s for s in sc])
     lat = np.concatenate([s.side_ok for s in sc])
-    # the target is 0.90, not met: this subset measures 0.903 and all 110 trials 0.899 (docs/dsp_gait.md):
-    # the last steps before stopping, the U-turns, gait initiation and stretches where the L5 rise and the
-    # foot-sensor contact are more than the 150 ms tolerance apart
-    assert f1 >= 0.89
+    # the target is 0.90: this subset measures 0.902 and all 110 trials 0.901 (docs/dsp_gait.md); the errors
+    # left are the last steps before stopping, the U-turns, gait initiation and stretches where the L5 rise
+    # and the foot-sensor contact are more than the 150 ms tolerance apart
+    assert f1 >= 0.895
     assert np.median(np.abs(ic)) <= 0.025
-    # laterality: this subset measures 0.944, all 110 trials 0.909
+    # laterality: this subset measures 0.946, all 110 trials 0.910
     assert lat.mean() >= 0.93
 
 
@@ -44,5 +44,5 @@ def test_walking_streaming_laterality(validate):
     assert all(s.calibrated for s in sc)
     lat = np.concatenate([s.side_ok for s in sc])
     assert lat.size > 300
-    # the target is 0.90: this subset measures 0.919, all 110 trials 0.903 (docs/dsp_gait.md)
+    # the target is 0.90: this subset measures 0.921, all 110 trials 0.903 (docs/dsp_gait.md)
     assert lat.mean() >= 0.90

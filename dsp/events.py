@@ -19,8 +19,9 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
   crossing of tangent and floor is the IC (the classic "tangent onset" construction).
 * **Running or walking** per step: running if ``a_v`` falls below ``flight_g`` g between the step's IC and
   the next one (flight = free fall = 0 g).
-* **Final contact, running**: the last fall of ``a_v`` through 1 g before the flight floor, extrapolated
-  along its tangent (the slope over +-20 ms) down to the flight floor: the end of the force pulse.
+* **Final contact, running**: the last fall of ``a_v`` through the body-weight level (the mean of ``a_v``
+  over the step) before the flight floor, extrapolated along its tangent (the slope over +-20 ms) down to
+  0 g, at the latest at the flight floor: the end of the force pulse.
 * **Final contact, walking** (no flight): toe-off of the trailing foot follows the other foot's loading
   peak; it is the first trough of ``a_v`` after the loading peak of the next step.
 
@@ -44,6 +45,12 @@ from ._gait_ring import SampleRing
 __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
 
 GaitState = Literal["standing", "walking", "running"]
+
+
+def _step_mean(x: np.ndarray) -> float:
+    """Mean of a 1-D window (contiguous copy first: the same sum whatever the window's memory layout)."""
+    return float(np.ascontiguousarray(x).mean()) if x.shape[0] else float("nan")
+
 
 BLOCK_S = 10.0
 """Longer chunks are processed in blocks of this length (s) so that the ring buffers never overflow."""
@@ -680,12 +687,16 @@ class GaitEventDetector:
             return None
         k_pk = int(np.argmax(seg))
         k_fl = k_pk + int(np.argmin(seg[k_pk:]))
-        floor = float(seg[k_fl])
         if k_fl - k_pk < 2:
             return None
-        # the last descent through 1 g (the body's weight) before the flight floor, followed along its
-        # tangent down to the floor level
-        above = np.flatnonzero(seg[k_pk:k_fl] >= G_MPS2)
+        # the last descent through the body's weight before the flight floor, followed along its tangent
+        # down to 0 g (no contact force left), but not past the flight floor. The body-weight level is the
+        # mean of ``a_v`` over the step (steady running: the mean vertical force over a step is the body
+        # weight), not 1 g: a gain error of ``a_v`` or a tilted gravity estimate (which mixes the
+        # anterior-posterior force in) moves both alike. The target is 0 g, not the floor: a short flight,
+        # low-passed, does not reach free fall (docs/dsp_gait.md)
+        level = _step_mean(seg[:-1])
+        above = np.flatnonzero(seg[k_pk:k_fl] >= level)
         if above.size == 0:
             return None
         d = k_pk + int(above[-1])
@@ -695,8 +706,8 @@ class GaitEventDetector:
         if slope >= 0:
             return None
         a0, a1 = float(seg[d]), float(seg[d + 1])
-        x_c = d + (a0 - G_MPS2) / (a0 - a1) if a0 != a1 else float(d)
-        x_fc = min(x_c + (G_MPS2 - floor) / (-slope), float(k_fl))
+        x_c = d + (a0 - level) / (a0 - a1) if a0 != a1 else float(d)
+        x_fc = min(x_c + level / (-slope), float(k_fl))
         return i_ic + x_fc - self._delay
 
     def _resolve_pending(self, n_avail: int) -> None:
@@ -784,7 +795,6 @@ class GaitEventDetector:
     def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """:meth:`_running_fc` for windows ``[a_k, b_k]`` (absolute, inclusive) of ``af`` starting at ``off``,
         element-wise the same arithmetic; NaN where there is no final contact."""
-        g = G_MPS2
         n = a.shape[0]
         rows = np.arange(n)
         length = b - a + 1
@@ -796,8 +806,9 @@ class GaitEventDetector:
         k_pk = np.argmax(np.where(valid, seg, -np.inf), axis=1)
         after = valid & (col >= k_pk[:, None])
         k_fl = np.argmin(np.where(after, seg, np.inf), axis=1)
-        floor = seg[rows, k_fl]
-        above = (col >= k_pk[:, None]) & (col < k_fl[:, None]) & (seg >= g)
+        # the body-weight level of each step (the same arithmetic as the step-by-step form)
+        g = np.array([_step_mean(af[i0 - off : i1 - off]) for i0, i1 in zip(a.tolist(), b.tolist(), strict=True)])
+        above = (col >= k_pk[:, None]) & (col < k_fl[:, None]) & (seg >= g[:, None])
         has = above.any(axis=1)
         d = n_max - 1 - np.argmax(above[:, ::-1], axis=1)
         lo = np.maximum(k_pk, d - self._n_tan)
@@ -808,7 +819,7 @@ class GaitEventDetector:
         same = a0 == a1
         x_c = np.where(same, d.astype(float), d + (a0 - g) / np.where(same, 1.0, a0 - a1))
         with np.errstate(divide="ignore", invalid="ignore"):
-            x_fc = np.minimum(x_c + (g - floor) / (-slope), k_fl.astype(float))
+            x_fc = np.minimum(x_c + g / (-slope), k_fl.astype(float))
         ok = (length >= 4) & (k_fl - k_pk >= 2) & has & (slope < 0)
         return np.where(ok, a + x_fc - self._delay, np.nan)
 

@@ -535,24 +535,24 @@ class BleSource(Source):
         self._last_rx = self.timebase.now()
 
     @staticmethod
-    async def _read_u8(client: BleakClient, uuid: str, chars: set[str]) -> int | None:
+    async def _read(client: BleakClient, uuid: str, chars: set[str]) -> bytes | None:
+        """The value of an optional characteristic, or None when the device lacks it or the read fails."""
         if uuid not in chars:
             return None
         try:
-            raw = await client.read_gatt_char(uuid)
+            return bytes(await client.read_gatt_char(uuid))
         except (BleakError, OSError, TimeoutError):
             return None
+
+    @classmethod
+    async def _read_u8(cls, client: BleakClient, uuid: str, chars: set[str]) -> int | None:
+        raw = await cls._read(client, uuid, chars)
         return int(raw[0]) if raw else None
 
-    @staticmethod
-    async def _read_text(client: BleakClient, uuid: str, chars: set[str]) -> str | None:
-        if uuid not in chars:
-            return None
-        try:
-            raw = await client.read_gatt_char(uuid)
-        except (BleakError, OSError, TimeoutError):
-            return None
-        return bytes(raw).decode("utf-8", "replace").strip("\x00 ")
+    @classmethod
+    async def _read_text(cls, client: BleakClient, uuid: str, chars: set[str]) -> str | None:
+        raw = await cls._read(client, uuid, chars)
+        return None if raw is None else raw.decode("utf-8", "replace").strip("\x00 ")
 
     async def open(self) -> None:
         if self._supervisor is not None:

@@ -40,7 +40,7 @@ import math
 import re
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -1268,21 +1268,17 @@ class PolarPmd(Protocol):
 class PolarH10Pmd(PolarPmd):
     """Polar H10 over PMD: accelerometer only (raw int16 mG frames, type 0x01), 25/50/100/200 Hz."""
 
-    spec = ProtocolSpec(
-        name=NAME,
+    # the Verity Sense's spec (UUIDs, timing, context) with the H10's rates and channels
+    spec = replace(
+        PolarPmd.spec,
         title="Polar H10 (PMD, accelerometer only)",
-        service_uuids=(SERVICE_UUID,),
-        notify_uuids=(DATA_UUID, CP_UUID),
-        write_uuid=CP_UUID,
         name_patterns=(r"^Polar H10\b",),
         rates_hz=tuple(float(r) for r in H10_ACC_RATES_HZ),
         default_rate_hz=200.0,
         has_gyro=False,
         has_mag=False,
-        device_clock=True,
-        loss_detection="timestamps (uint64 ns of the last sample per frame; no counter)",
-        context_keys=("factor", "previous_timestamp_ns", "sample_rate_hz"),
         notes="Chest strap, no gyroscope: not a pelvis sensor; usable for cadence and impact only.",
+        extra={},
     )
     rules = H10_RATE_RULES
 

@@ -52,6 +52,29 @@ def _step_mean(x: np.ndarray) -> float:
     return float(np.ascontiguousarray(x).mean()) if x.shape[0] else float("nan")
 
 
+def _first_rise(fl: np.ndarray, j_b: np.ndarray, flight_mps2: float) -> tuple[np.ndarray, np.ndarray]:
+    """ICs out of a flight phase whose force rises in two stages: the steepest point of the first stage.
+
+    ``fl``: rows of ``a_v`` ending at the steepest rise of a step (the last column); ``j_b``: the column of
+    each row's floor. A heel or mid-foot strike often rises in two stages, an impact transient whose peak
+    already exceeds the body weight (1 g: the foot is on the ground), a dip, then the main rise to the
+    active peak; the steepest point of the whole rise is then on the second stage, 20-40 ms after the
+    contact began. Returns ``(has, j)``: the rows whose floor is a flight (below ``flight_mps2``) with a
+    local peak of at least 1 g between the floor and the last column, and for them the column ``j`` of the
+    steepest sample of the rise up to that first peak (slope ``fl[j] - fl[j - 1]``; 0 where ``has`` is
+    false). A walking trough (no flight) is left alone: there the loading rise is one stage."""
+    d = np.diff(fl, axis=1)  # d[:, j] = fl[:, j + 1] - fl[:, j]
+    col = np.arange(1, fl.shape[1] - 1)[None, :]
+    peak = (d[:, :-1] >= 0) & (d[:, 1:] < 0) & (fl[:, 1:-1] >= G_MPS2) & (col > j_b[:, None])
+    rows = np.arange(fl.shape[0])
+    has = peak.any(axis=1) & (fl[rows, j_b] < flight_mps2)
+    j1 = np.argmax(peak, axis=1) + 1  # the first peak's column
+    cols = np.arange(d.shape[1])[None, :]
+    rise = np.where((cols >= j_b[:, None]) & (cols < j1[:, None]), d, -np.inf)
+    j = np.where(has, np.argmax(rise, axis=1) + 1, 0)
+    return has, j
+
+
 BLOCK_S = 10.0
 """Longer chunks are processed in blocks of this length (s) so that the ring buffers never overflow."""
 
@@ -262,7 +285,7 @@ class GaitEventDetector:
         # closed steps in IC order, released in that order once complete:
         # [i_ic, f_ic, i_next, f_next, m_next, bout_start, running, StepEvents | None]
         self._queue: list[list[Any]] = []
-        self._pre_on: dict[int, tuple[int, float, float, float, int, float, float]] = {}
+        self._pre_on: dict[int, tuple[int, float, float, int, float, float, int, float, float]] = {}
         self._n_pending = 0  # walking steps in the queue still waiting for their final contact
         self._c_below: np.ndarray | None = None  # running count of cached samples below the flight level
         self._bout_start = True
@@ -522,10 +545,10 @@ class GaitEventDetector:
         walking = self.state_ == "walking"
         pre_on = None if walking else self._pre_on.get(i_trig)
         if pre_on is not None:
-            m, s_m, a_m, floor, i_floor, pre_min, pk_max = pre_on
-            if i_floor <= 1 or pre_min > (1.0 - self._p.fall_g) * G_MPS2 or s_m <= 0:
+            m, s_m, floor, i_floor, pre_min, pk_max, m_ic, s_ic, a_ic = pre_on
+            if i_floor <= 1 or pre_min > (1.0 - self._p.fall_g) * G_MPS2 or s_m <= 0 or s_ic <= 0:
                 return
-            f_ic = m - (a_m - floor) / s_m
+            f_ic = m_ic - (a_ic - floor) / s_ic
             f_ic = max(f_ic, float(i_floor)) - self._delay
             self._accept_ic(i_trig, f_ic, m, pk_max)
             return
@@ -552,6 +575,12 @@ class GaitEventDetector:
         i_floor = m - (fl.shape[0] - 1) + j_b
         if i_floor <= 1:
             return  # the data start inside this rise: its onset was not observed
+        m_ic, s_ic, a_ic = m, s_m, a_m
+        if not walking:
+            has, j1 = _first_rise(fl[None, :], np.array([j_b]), self._p.flight_g * G_MPS2)
+            if has[0]:
+                j = int(j1[0])
+                m_ic, s_ic, a_ic = m - (fl.shape[0] - 1) + j, float(fl[j] - fl[j - 1]), float(fl[j])
         # a foot strike ends a fall: the body accelerated downwards (a_v < 1 g: flight, or the single-
         # support trough of walking) shortly before; a rise from standing (a weight shift) is no IC.
         # Required to start walking only: once walking, the previous contact already shows that the body
@@ -559,9 +588,9 @@ class GaitEventDetector:
         pre = self._af(m - self._n_fall, m + 1)
         if not walking and float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
             return
-        if s_m <= 0:
+        if s_m <= 0 or s_ic <= 0:
             return
-        f_ic = m - (a_m - floor) / s_m
+        f_ic = m_ic - (a_ic - floor) / s_ic
         f_ic = max(f_ic, float(i_floor)) - self._delay
         if walking and self._p.walk_ic_forward:
             f_ap = self._walking_ic_fwd(f_ic, i_trig + self._n_conf_walk)
@@ -846,8 +875,13 @@ class GaitEventDetector:
         pre = af[m[:, None] - lo + np.arange(-nf, 1)[None, :]].min(axis=1)
         # the step's peak for the recovery level: af from the steepest rise to the end of the look-ahead
         pk = np.where(np.arange(w.shape[1])[None, :] >= (k + 1)[:, None], w, -np.inf).max(axis=1)
-        self._pre_on = dict(zip(c.tolist(), zip(m.tolist(), s_m.tolist(), a_m.tolist(), floor.tolist(),
-                                                i_floor.tolist(), pre.tolist(), pk.tolist(), strict=True),
+        has, j1 = _first_rise(fl, j_b, self._p.flight_g * G_MPS2)
+        m_ic = np.where(has, m - no + j1, m)
+        s_ic = np.where(has, fl[rows, j1] - fl[rows, np.maximum(j1 - 1, 0)], s_m)
+        a_ic = np.where(has, fl[rows, j1], a_m)
+        self._pre_on = dict(zip(c.tolist(), zip(m.tolist(), s_m.tolist(), floor.tolist(), i_floor.tolist(),
+                                                pre.tolist(), pk.tolist(), m_ic.tolist(), s_ic.tolist(),
+                                                a_ic.tolist(), strict=True),
                                 strict=True))
 
     def _make_step(

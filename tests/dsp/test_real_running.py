@@ -30,9 +30,9 @@ def test_running_contacts_against_force(shared_dir, validate):
     ct = np.concatenate([s.contact_err_s for s in sc])
     assert f1 >= 0.97
     assert np.median(np.abs(ic)) <= 0.020
-    # contact time: the target is 25 ms RMSE; this subset measures 25.0 ms, all 31 trials 25.1 ms; the
-    # median error is -13 ms here (-10 ms on all trials, about 6 ms of it from the late ICs)
-    assert np.sqrt(np.nanmean(ct**2)) <= 0.026
+    # contact time: the target is 25 ms RMSE; this subset measures 21.4 ms, all 31 trials 21.8 ms (25.0 and
+    # 25.1 ms when a two-stage rise was timed at its second, steeper stage); the median error is -11 ms
+    assert np.sqrt(np.nanmean(ct**2)) <= 0.023
     assert abs(np.nanmedian(ct)) <= 0.015
     # the toe-off rule does not follow the slope: the mean error per slope spans 20 ms here (31 ms with the
     # earlier rule at a fixed 1 g level, which read +10 deg steps long and level ones short)

@@ -223,6 +223,11 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
         )
     except Exception:  # noqa: BLE001 - any parser complaint: let the reference parser name the line
         return None
+    return _checked_values(frame, layout, extra)
+
+
+def _checked_values(frame: Any, layout: _Layout, extra: bool) -> np.ndarray | None:
+    """The parsed frame's design columns as one array, or None if anything looks wrong."""
     if frame.shape[0] == 0 or (not extra and frame.shape[1] != len(layout.names)):
         return None
     values = frame.to_numpy(dtype=np.float64)
@@ -234,6 +239,40 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
     if t.shape[0] > 1 and not (np.diff(t) > 0).all():
         return None
     return data
+
+
+def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.ndarray, _Layout] | None:
+    """The fast path on a plain file, read by pandas from its path (which pandas reads about twice as fast
+    as the same bytes in memory): no byte-order mark, carriage return, NUL, ``#`` or columns beyond the
+    design's. None for any other file, or if anything looks wrong: the bytes path then decides, with the
+    same result or the line-numbered error."""
+    import mmap
+
+    import pandas as pd
+
+    try:
+        with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            if mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r", b"#")):
+                return None
+            head = mm[: 1 << 16]
+    except (OSError, ValueError):  # unreadable, or empty (mmap of 0 bytes)
+        return None
+    try:
+        header, header_line, start = _split_header(str(p), head)
+    except CsvFormatError:
+        return None
+    if start > len(head):  # the header line may go on past the head
+        return None
+    layout = _Layout(str(p), header, header_line, columns)
+    if len(layout.names) > len(layout.cols):
+        return None
+    try:
+        frame = pd.read_csv(p, header=None, skiprows=header_line, sep=",", dtype=np.float64,
+                            skip_blank_lines=True, engine="c", encoding="utf-8")
+    except Exception:  # noqa: BLE001 - any parser complaint: the bytes path names the line
+        return None
+    data = _checked_values(frame, layout, False)
+    return None if data is None else (data, layout)
 
 
 def _is_number(text: str) -> float | None:
@@ -365,6 +404,10 @@ def read_imu_csv(
         not strictly increase; one line naming the file, the line number and the fix.
     """
     p = Path(path)
+    _check_units(acc_unit, gyr_unit)
+    fast = _fast_parse_file(p, columns)
+    if fast is not None:
+        return _to_batch(fast[0], fast[1], acc_unit, gyr_unit)
     try:
         raw = p.read_bytes()
     except OSError as exc:

@@ -263,6 +263,50 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     _check_outcome(HEADER.encode() + b"\n" + data)
 
 
+def _outcome(read) -> tuple:  # noqa: ANN001
+    try:
+        b = read()
+    except CsvFormatError as exc:
+        return ("error", str(exc))
+    gyr = None if b.gyr_rads is None else b.gyr_rads.tobytes()
+    return ("ok", b.t_s.tobytes(), b.acc_mps2.tobytes(), gyr)
+
+
+_file_rows = st.lists(st.lists(st.one_of(st.floats(width=32).map(repr), _cells), min_size=4, max_size=8)
+                      .map(",".join), max_size=6)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["", "\n", "\n\n"]),
+       st.sampled_from([HEADER, HEADER + ",x", "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2", "a,b", " t_s , " + HEADER[5:]]),
+       _file_rows, st.sampled_from(["", "\n", "\n\n\n"]))
+def test_fuzz_file_fast_path_equals_bytes_path(tmp_path: Path, lead: str, header: str, rows: list[str],
+                                               tail: str) -> None:
+    """A file read from its path (pandas on the path for plain files) gives the same samples, or the same
+    error, as its bytes read in memory."""
+    raw = (lead + header + "\n" + "\n".join(rows) + tail).encode("utf-8", errors="surrogatepass")
+    path = tmp_path / "f.csv"
+    path.write_bytes(raw)
+    assert _outcome(lambda: read_imu_csv(path)) == _outcome(lambda: parse_imu_csv_text(raw, name=str(path)))
+
+
+def test_plain_file_takes_the_path_fast_path(tmp_path: Path) -> None:
+    sim = simulate(SimParams(seconds=2.0, seed=4))
+    path = tmp_path / "plain.csv"
+    write_imu_csv(path, sim.batch)
+    got = csv_source._fast_parse_file(path, None)
+    assert got is not None and np.array_equal(got[0][:, 1:4], sim.batch.acc_mps2)
+    # anything unusual goes to the bytes path, which then decides
+    for extra in (b"# note\n", b"\r\n"):
+        other = tmp_path / "other.csv"
+        other.write_bytes(path.read_bytes() + extra)
+        assert csv_source._fast_parse_file(other, None) is None
+        assert np.array_equal(read_imu_csv(other).acc_mps2, sim.batch.acc_mps2)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert csv_source._fast_parse_file(empty, None) is None
+
+
 def test_numbers_survive_exactly_including_extremes() -> None:
     vals = [0.1, 1e-300, 5e-324, 1.7976931348623157e308, -2.5, math.pi]
     t = np.arange(len(vals), dtype=float)

@@ -161,7 +161,8 @@ class EventParams:
         The autocorrelation step period is refreshed at an IC when it is older than this, s.
     ac_step_ratio : float
         The step-period peak of the autocorrelation is the first one reaching this fraction of the highest
-        peak (the stride peak is often the highest).
+        peak (the stride peak is often the highest). If that is the highest peak itself, the highest of
+        the peaks within 20 % of half its lag is taken instead (a limp lowers the step peak).
     """
 
     lowpass_hz: float = 30.0
@@ -464,7 +465,16 @@ class GaitEventDetector:
         if k.size == 0:
             return float("nan")
         vals = seg[k]
-        first = k[vals >= p.ac_step_ratio * vals.max()][0]
+        top = int(np.argmax(vals))
+        first = k[vals >= p.ac_step_ratio * vals[top]][0]
+        if first == k[top]:
+            # the highest peak is the stride when a peak stands at half its lag: a limp (left and right steps
+            # of different lengths) lowers the step peak under ``ac_step_ratio`` of the stride peak, and
+            # taking the stride for the step would make the refractory time skip every other step
+            half = (lo - 1 + k[top]) / 2.0
+            near = np.flatnonzero(np.abs(lo - 1 + k - half) <= 0.2 * half)
+            if near.size:
+                first = k[near[np.argmax(vals[near])]]
         lag = lo - 1 + int(first)
         if lag > p.max_step_s * self._fs:
             return float("nan")

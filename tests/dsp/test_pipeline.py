@@ -1,7 +1,7 @@
 """The streaming pipeline: streaming equals batch, latency, gaps, bounded memory, simulator accuracy."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pytest
@@ -152,6 +152,9 @@ def test_gap_restarts_and_flags(run_sim):
             assert s.t_ic_s + s.step_time_s <= t_gap0 or s.t_ic_s >= t_gap1
     assert any(type(e).__name__ == "GapEvent" for e in out.events)
     assert sum(not s.gap and s.t_ic_s > t_gap1 for s in pipe.steps_) > 10
+    # every record holds plain Python numbers (a live step and its replay print alike)
+    for s in pipe.steps_:
+        assert not [f.name for f in fields(s) if isinstance(getattr(s, f.name), np.generic)], s
 
 
 def test_memory_is_bounded():

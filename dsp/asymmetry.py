@@ -7,7 +7,9 @@ symmetry index ``100 (L - R) / (0.5 (L + R))``. See docs/asymmetry_and_alerts.md
 
 Rules that keep the comparison honest (the "masked endpoints" idea):
 
-* steps flagged ``gap`` (data loss, reconnect) are never used, and they reset the windows;
+* steps flagged ``gap`` (data loss, reconnect) are never used; the open step at a restart of the analysis
+  (``breaks_sequence``: a long loss or a reconnect, after which the sides are learnt again) resets the
+  windows, a step over a short loss that the pipeline bridged does not (the sides ran on across it);
 * a bout boundary (no step for longer than ``max_step_interval_s``: the runner stopped) resets the windows;
 * steps whose ``laterality_confidence`` is below ``min_laterality_confidence`` are skipped (not a reset);
 * a metric is reported only once both sides hold ``min_steps_per_side`` finite values.
@@ -339,6 +341,13 @@ def contact_time_balance_pct(a: Asymmetry) -> tuple[float, float, float]:
     )
 
 
+def breaks_sequence(step: Step) -> bool:
+    """The step ends the step sequence: a gap step without a next initial contact (the open step at a
+    restart of the analysis). A gap step with its step time is one over a short loss the pipeline bridged:
+    the sequence, and the alternation of sides, ran on across it."""
+    return step.gap and not math.isfinite(step.step_time_s)
+
+
 def step_is_usable(step: Step, params: AsymmetryParams) -> bool:
     """A step enters the asymmetry windows: no gap, known side, laterality confident enough."""
     return (
@@ -366,9 +375,9 @@ class AsymmetryMonitor:
     ----------
     latest_ : dict of str to Asymmetry
         The current asymmetry per metric (only metrics with enough steps on both sides). Emptied when the
-        windows reset at a gap or bout boundary.
+        windows reset where the step sequence breaks (a restart) or at a bout boundary.
     n_resets_ : int
-        How often the windows restarted (gaps and bout boundaries).
+        How often the windows restarted (restarts of the analysis and bout boundaries).
 
     Examples
     --------
@@ -401,7 +410,7 @@ class AsymmetryMonitor:
     def _push(self, step: Step) -> bool:
         """Add one step to the windows; returns True if the windows changed."""
         p = self.params
-        if step.gap:
+        if breaks_sequence(step):
             if self._win["L"] or self._win["R"]:
                 self._restart()
             self._last_ic_s = math.nan
@@ -710,7 +719,7 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
     for i, s in enumerate(steps):
         # AsymmetryMonitor._push and update, on step indices
         changed = False
-        if s.gap:
+        if breaks_sequence(s):
             if len(seq["L"]) > lo["L"] or len(seq["R"]) > lo["R"]:
                 lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
@@ -764,7 +773,8 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
 
 
 def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[int]:
-    """Bout/segment number of each step: a new segment starts after a gap step or a bout boundary.
+    """Bout/segment number of each step: a new segment starts after a step that breaks the sequence
+    (:func:`breaks_sequence`) or at a bout boundary.
 
     Gap steps get -1 (never used).
     """
@@ -773,7 +783,7 @@ def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) 
     last = math.nan
     out = []
     for s in steps:
-        if s.gap:
+        if breaks_sequence(s):
             seg += 1
             last = math.nan
             out.append(-1)
@@ -782,7 +792,7 @@ def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) 
             seg += 1
         if math.isfinite(s.t_ic_s):
             last = s.t_ic_s
-        out.append(seg)
+        out.append(-1 if s.gap else seg)
     return out
 
 

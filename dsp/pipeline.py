@@ -71,6 +71,13 @@ class PipelineParams:
     recheck_mount: bool = True
     """Keep the calibration's forward re-check running after it completed and report a
     :class:`MountMoved` event when the sensor turned on the body (costs about as much as the calibration)."""
+    bridge_gap_s: float = 0.25
+    """Longest loss bridged instead of restarting every stage, s (0: restart on every gap). The lost samples
+    are filled by linear interpolation between their neighbours so that the filters, the event detector and
+    the alternation of sides run on; every step whose samples touch the filled ones is flagged ``gap`` with
+    its metrics NaN, as after a restart. A lost BLE notification (a few to a few tens of milliseconds)
+    otherwise cost the orientation filter's start-up each time: at 1 % notification loss only a tenth of
+    the steps kept their angles."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +90,12 @@ class CalibrationChange:
 
 @dataclass(frozen=True)
 class GapEvent:
-    """Data were lost (or the sensor reconnected) before ``t_s``; all stages restarted."""
+    """Data were lost (or the sensor reconnected) before ``t_s``: ``n_lost`` samples (0 if unknown). All
+    stages restarted, or, when ``bridged``, ran on over interpolated samples (``PipelineParams.bridge_gap_s``)."""
 
     t_s: float
     n_lost: int
+    bridged: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,9 @@ class GaitPipeline:
         self._last_step_period = float("nan")
         self._prev_step_ratio = float("nan")
         self._open_ic_t: float | None = None
+        self._bridge_n = int(p.bridge_gap_s * self._fs)  # most samples filled in
+        self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None  # last sample: t, acc, gyr
+        self._filled: list[tuple[int, int]] = []  # filled sample ranges [a, b), detector indices
         self.steps_: list[Step] = []
         self.n_samples_ = 0
 
@@ -194,6 +206,27 @@ class GaitPipeline:
         return out
 
     # ------------------------------------------------------------------ gaps
+    def _fill(
+        self, t0: float, acc0: np.ndarray, gyr0: np.ndarray | None, n_lost: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """The lost samples before ``t0`` interpolated linearly from their neighbours, or None when the
+        gap is not to be bridged (too long, of unknown length, or a change of gyroscope)."""
+        if self._last is None:
+            return None
+        t1, acc1, gyr1 = self._last
+        n = n_lost if n_lost > 0 else int(round((t0 - t1) * self._fs)) - 1
+        if not (1 <= n <= self._bridge_n) or not t0 > t1 or (gyr0 is None) != (gyr1 is None):
+            return None
+        w = (np.arange(1, n + 1) / (n + 1))[:, None]  # weight of the sample after the gap
+        t = t1 + w[:, 0] * (t0 - t1)
+        acc = np.ascontiguousarray((1.0 - w) * acc1 + w * acc0)
+        gyr = None if gyr0 is None or gyr1 is None else np.ascontiguousarray((1.0 - w) * gyr1 + w * gyr0)
+        return t, acc, gyr
+
+    def _touches_fill(self, i0: int, i1: int) -> bool:
+        """Whether detector samples ``i0 .. i1`` include filled ones."""
+        return any(a <= i1 and i0 < b for a, b in self._filled)
+
     def _restart(self, t_s: float, n_lost: int, events: list[PipelineEvent], steps: list[Step]) -> None:
         # the steps closed before the gap are complete: emit them as at the end of data
         det = self._detector.flush()
@@ -202,9 +235,10 @@ class GaitPipeline:
         # the step open at the gap has no next initial contact: flagged, metrics NaN
         if self._detector._last_ic is not None:
             t_ic = self._detector._time(self._detector._last_ic[1])
-            steps.append(_gap_step(t_ic, self._lat))
+            steps.append(_open_gap_step(t_ic, self._lat))
         self._detector.reset()
         self._ring.reset()
+        self._filled = []
         self._lat.reset()
         self._fmom.reset()
         if self._orient is not None:
@@ -235,7 +269,18 @@ class GaitPipeline:
         acc = batch.acc_mps2
         gyr = batch.gyr_rads
         if batch.gap_before and self.n_samples_ > 0:
-            self._restart(float(t[0]), int(batch.n_lost), events, steps)
+            fill = self._fill(t[0], acc[0], None if gyr is None else gyr[0], int(batch.n_lost))
+            if fill is None:
+                self._restart(float(t[0]), int(batch.n_lost), events, steps)
+            else:
+                k = self._detector.n_samples_
+                self._filled = [r for r in self._filled if r[1] > self._ring.first] + [(k, k + fill[0].shape[0])]
+                events.append(GapEvent(float(t[0]), int(batch.n_lost), bridged=True))
+                t = np.concatenate([fill[0], t])
+                acc = np.concatenate([fill[1], acc])
+                gyr = None if gyr is None or fill[2] is None else np.concatenate([fill[2], gyr])
+                n = t.shape[0]
+        self._last = (float(t[-1]), acc[-1].copy(), None if gyr is None else gyr[-1].copy())
 
         # 1. calibration, 2. orientation
         motion = self._orientation(t, acc, gyr, events)
@@ -344,7 +389,7 @@ class GaitPipeline:
         sig = self._detector.window(i0, i1)
         if rows.shape[0] < i1 - i0 or sig.shape[0] < i1 - i0:
             # the window is no longer held (cannot happen with the ring sizes used)
-            return [_gap_step(ev.t_ic_s, self._lat) for ev in events]
+            return [_open_gap_step(ev.t_ic_s, self._lat) for ev in events]
         fs = self._fs
         s = np.array([ev.i_ic for ev in events]) - i0
         end = np.array([ev.i_end for ev in events]) - i0 + 1
@@ -381,6 +426,13 @@ class GaitPipeline:
             ratio = step_time / per if per > 0 else float("nan")
         self._last_step_period, self._prev_step_ratio = per, ratio
         running = [ev.running for ev in events]
+        # (from the sample before the IC's nearest: an IC found between two samples may lie in the fill)
+        bridged = [self._touches_fill(ev.i_ic - 1, ev.i_end) for ev in events] if self._filled else []
+        if any(bridged):
+            # a step over filled samples keeps its place in the alternation, not their evidence
+            f_gyr, f_ml = f_gyr.copy(), f_ml.copy()
+            f_gyr[bridged], f_ml[bridged] = np.nan, np.nan
+            mom[bridged] = 0.0
         feats = np.column_stack([f_gyr, f_ml])
         need = ~(np.isfinite(f_gyr) | np.isfinite(f_ml))
         if not need.any():
@@ -402,18 +454,29 @@ class GaitPipeline:
                     feats[j, 0] = fg
                     feats[j, 1] = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
         sides, conf = self._lat.update_many(feats, regular, missed, restart)
-        return step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)
+        out = step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)
+        for j in (j for j, b in enumerate(bridged) if b):
+            # its step time stays: both initial contacts are real, and it tells the asymmetry windows that
+            # the step sequence ran on (``breaks_sequence``)
+            out[j] = _gap_step(out[j].t_ic_s, out[j].side, out[j].laterality_confidence,
+                               events[j].t_next_ic_s - events[j].t_ic_s)
+        return out
 
 
-def _gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:
-    """The step left open by a gap: flagged, its metrics NaN, its side the alternation's guess."""
-    nan = float("nan")
+def _open_gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:
+    """The step left open by a restart: flagged, its metrics NaN, its side the alternation's guess."""
     side: Side = "R" if lat.side_ == "L" else "L"
+    return _gap_step(t_ic_s, side, 0.5 if lat.side_ is None else lat.confidence_)
+
+
+def _gap_step(t_ic_s: float, side: Side, confidence: float, step_time_s: float = math.nan) -> Step:
+    """A step over a gap: flagged, its metrics NaN (its step time kept when it is known)."""
+    nan = float("nan")
     return Step(
         side=side,
         t_ic_s=t_ic_s,
         t_fc_s=nan,
-        step_time_s=nan,
+        step_time_s=float(step_time_s),
         contact_time_s=nan,
         flight_time_s=nan,
         cadence_spm=nan,
@@ -424,7 +487,7 @@ def _gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:
         vertical_oscillation_cm=nan,
         impact_g=nan,
         gap=True,
-        laterality_confidence=0.5 if lat.side_ is None else lat.confidence_,
+        laterality_confidence=confidence,
     )
 
 

@@ -66,12 +66,15 @@ class PipelineRun:
         Session time the calibration completed (None if it never did).
     n_gap_events : int
         Gaps or reconnects the pipeline restarted at.
+    n_gaps_bridged : int
+        Short losses the pipeline ran on across (``PipelineParams.bridge_gap_s``).
     """
 
     steps: list[Step]
     calibration_state: str
     calibrated_at_s: float | None
     n_gap_events: int
+    n_gaps_bridged: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class Quality:
     n_batches_after_gap: int
     n_samples_lost: int
     n_gap_events: int
+    n_gaps_bridged: int
     calibration_state: str
     calibrated_at_s: float | None
     n_steps: int
@@ -293,7 +297,8 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> P
         steps=list(pipe.steps_),
         calibration_state=str(pipe.calibration_.state_),
         calibrated_at_s=float(calibrated[0]) if calibrated else None,
-        n_gap_events=sum(1 for e in events if isinstance(e, GapEvent)),
+        n_gap_events=sum(1 for e in events if isinstance(e, GapEvent) and not e.bridged),
+        n_gaps_bridged=sum(1 for e in events if isinstance(e, GapEvent) and e.bridged),
     )
 
 
@@ -495,6 +500,7 @@ def quality_from_steps(steps: Sequence[Step], cfg: Config, duration_s: float) ->
         n_batches_after_gap=0,
         n_samples_lost=0,
         n_gap_events=0,
+        n_gaps_bridged=0,
         calibration_state="unknown",
         calibrated_at_s=None,
         **_step_counts(steps, cfg),
@@ -530,6 +536,7 @@ def analyze_batches(
         n_batches_after_gap=sum(1 for b in batches if b.gap_before),
         n_samples_lost=sum(int(b.n_lost) for b in batches),
         n_gap_events=run.n_gap_events,
+        n_gaps_bridged=run.n_gaps_bridged,
         calibration_state=run.calibration_state,
         calibrated_at_s=run.calibrated_at_s,
         **_step_counts(run.steps, cfg),

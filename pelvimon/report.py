@@ -311,8 +311,9 @@ def _quality_html(a: SessionAnalysis) -> str:
     share = q.share_steps_flagged
     items = [
         f"Samples: {q.n_samples} at {q.rate_hz:.1f} Hz over {q.duration_s:.1f} s.",
-        f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); the analysis restarted "
-        f"{q.n_gap_events} times; {q.n_steps_gap} steps touched a gap and were left out.",
+        f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
+        f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
+        "gap and were left out.",
         f"Mount calibration: {cal}. Steps without pelvis angles (before calibration): {q.n_steps_no_angles}.",
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "

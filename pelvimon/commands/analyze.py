@@ -203,7 +203,7 @@ def print_report(analysis: Any) -> None:
     cal = q.calibration_state + (f" at {q.calibrated_at_s:.1f} s" if q.calibrated_at_s is not None else "")
     lines = [
         f"samples: {q.n_samples} at {q.rate_hz:.1f} Hz; gaps: {q.n_batches_after_gap} "
-        f"({q.n_samples_lost} samples lost), pipeline restarts: {q.n_gap_events}",
+        f"({q.n_samples_lost} samples lost), bridged: {q.n_gaps_bridged}, pipeline restarts: {q.n_gap_events}",
         f"calibration: {cal}",
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
         f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side "

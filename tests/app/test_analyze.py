@@ -266,3 +266,31 @@ def test_session_file_without_samples_is_one_line(tmp_path: Path, capsys: pytest
     (tmp_path / "junk.mcap").write_bytes(b"not an mcap file at all")
     code, _, err = run_cli(capsys, str(tmp_path / "junk.mcap"))
     assert code == 1 and "junk.mcap" in err and err.count("\n") == 1
+
+
+def test_lost_notifications_keep_the_asymmetry_and_the_alert(recordings: dict) -> None:
+    """2 % of 8-sample notifications lost: the short losses are bridged, the CPD asymmetry and its alert
+    come out as without loss, the quality section counts them."""
+    b = recordings["asym"].batch
+    rng = np.random.default_rng(5)
+    parts, lost = [], 0
+    for a in range(0, len(b), 8):
+        if a > 0 and rng.random() < 0.02:
+            lost += 8
+            continue
+        s = b.slice(a, a + 8)
+        parts.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
+                              n_lost=lost, time_base=b.time_base))
+        lost = 0
+    lossy = analyze_batches(parts, name="lossy", rate_hz=200.0)
+    clean = analyze_batches([b], name="clean", rate_hz=200.0)
+    q = lossy.quality
+    n_gaps = sum(p.gap_before for p in parts)
+    assert n_gaps >= 20 and q.n_gaps_bridged == n_gaps and q.n_gap_events == 0
+    assert 0 < q.n_steps_gap <= 2 * n_gaps
+    cpd, ref = lossy.asymmetry["cpd_deg"], clean.asymmetry["cpd_deg"]
+    assert cpd.n_left >= 0.7 * ref.n_left and cpd.diff == pytest.approx(ref.diff, abs=0.3)
+    assert cpd.diff_ci_low > 2.0
+    (alert,) = [a for a in lossy.alerts if a.metric == "cpd_deg"]
+    (alert_ref,) = [a for a in clean.alerts if a.metric == "cpd_deg"]
+    assert alert.side == "L" and alert.t_start_s <= alert_ref.t_start_s + 10.0

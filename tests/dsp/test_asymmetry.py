@@ -272,3 +272,35 @@ def test_interval_properties(left: list[float], right: list[float], mode: str) -
     _, lo_iid, hi_iid = welch_interval(li, ri)
     assert hi - lo >= hi_iid - lo_iid - 1e-9
     assert 0 <= ls.rho <= 0.6 and ls.n_eff <= ls.n
+
+
+def _as_gap(step: Step, keep_step_time: bool) -> Step:
+    """``step`` flagged gap with its metrics NaN, as the pipeline makes it: over a bridged short loss (its
+    step time kept) or at a restart (no next initial contact)."""
+    nan = math.nan
+    return Step(side=step.side, t_ic_s=step.t_ic_s, t_fc_s=nan,
+                step_time_s=step.step_time_s if keep_step_time else nan, contact_time_s=nan, flight_time_s=nan,
+                cadence_spm=nan, cpd_deg=nan, obliquity_range_deg=nan, tilt_range_deg=nan,
+                rotation_range_deg=nan, vertical_oscillation_cm=nan, impact_g=nan, gap=True,
+                laterality_confidence=step.laterality_confidence)
+
+
+@pytest.mark.parametrize("bridged", [True, False])
+def test_a_bridged_gap_step_is_skipped_a_restart_resets(bridged: bool) -> None:
+    steps = make_steps(60, seed=4)
+    steps[30] = _as_gap(steps[30], keep_step_time=bridged)
+    params = AsymmetryParams(window_steps=20, min_steps_per_side=5)
+    mon = AsymmetryMonitor(params)
+    mon.update(steps[:31])
+    after = mon.update(steps[31:36])
+    n = {a.metric: (a.n_left, a.n_right) for a in after}
+    if bridged:
+        # the windows ran on: the left steps 0..34 but the gap step 30, the right steps 1..35
+        assert mon.n_resets_ == 0 and n["cpd_deg"] == (17, 18)
+    else:
+        assert mon.n_resets_ == 1 and after == []  # 3 + 2 steps since the reset: not enough per side
+    # the batch forms follow the same rule
+    roll = rolling_asymmetry(steps, params)
+    assert {a.metric: (a.n_left, a.n_right) for a in roll[35]} == n
+    # never used in the session statistics either
+    assert session_side_stats(steps, params)["cpd_deg"][0].n == 29

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pelvimon.dsp._gait_eval import match_times, rmse
-from pelvimon.dsp.pipeline import GaitPipeline, analyze_offline
+from pelvimon.dsp.pipeline import GaitPipeline, GapEvent, PipelineParams, analyze_offline
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.simulator import SimParams, simulate
 
@@ -133,25 +133,32 @@ def test_latency_of_running_steps(run_sim):
     assert max(lat) <= 0.150
 
 
-def test_gap_restarts_and_flags(run_sim):
+@pytest.mark.parametrize("n_lost,bridge_gap_s,bridged", [(40, 0.25, True), (40, 0.0, False), (60, 0.25, False)])
+def test_gap_restarts_or_is_bridged_and_flags(run_sim, n_lost, bridge_gap_s, bridged):
     b = run_sim.batch
     k = int(15.03 * FS)
     first = b.slice(0, k)
-    rest = b.slice(k + 40, len(b))
-    rest = ImuBatch(t_s=rest.t_s, acc_mps2=rest.acc_mps2, gyr_rads=rest.gyr_rads, gap_before=True, n_lost=40,
-                    time_base="session")
-    pipe = GaitPipeline(FS)
+    rest = b.slice(k + n_lost, len(b))
+    rest = ImuBatch(t_s=rest.t_s, acc_mps2=rest.acc_mps2, gyr_rads=rest.gyr_rads, gap_before=True,
+                    n_lost=n_lost, time_base="session")
+    pipe = GaitPipeline(FS, PipelineParams(bridge_gap_s=bridge_gap_s))
     pipe.update(first)
     out = pipe.update(rest)
     pipe.finish()
     gaps = [s for s in pipe.steps_ if s.gap]
     assert len(gaps) >= 1 and all(np.isnan(s.cpd_deg) for s in gaps)
-    t_gap0, t_gap1 = b.t_s[k - 1], b.t_s[k + 40]
+    t_gap0, t_gap1 = b.t_s[k - 1], b.t_s[k + n_lost]
     for s in pipe.steps_:
         if not s.gap:  # no good step spans the gap
             assert s.t_ic_s + s.step_time_s <= t_gap0 or s.t_ic_s >= t_gap1
-    assert any(type(e).__name__ == "GapEvent" for e in out.events)
-    assert sum(not s.gap and s.t_ic_s > t_gap1 for s in pipe.steps_) > 10
+    ev = [e for e in out.events if isinstance(e, GapEvent)]
+    assert len(ev) == 1 and ev[0].bridged == bridged and ev[0].n_lost == n_lost
+    after = [s for s in pipe.steps_ if not s.gap and s.t_ic_s > t_gap1]
+    assert len(after) > 10
+    # bridged: the orientation filter ran on, so the first step after the gap has its angles; a
+    # restart waits for the filter to settle again
+    first_after = [s for s in pipe.steps_ if s.t_ic_s > t_gap1][1]
+    assert np.isfinite(first_after.cpd_deg) == bridged
     # every record holds plain Python numbers (a live step and its replay print alike)
     for s in pipe.steps_:
         assert not [f.name for f in fields(s) if isinstance(getattr(s, f.name), np.generic)], s
@@ -371,3 +378,87 @@ def test_mount_moved_is_reported_once():
     assert len(moved) == 1
     assert moved[0].t_s > b.t_s[k] and moved[0].angle_deg > 20.0
     assert sum(s.t_ic_s > moved[0].t_s for s in pipe.steps_) > 10
+
+
+def _lossy(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
+    """``batch`` as notifications of ``per`` samples, a fraction ``loss`` of them lost (never the first)."""
+    rng = np.random.default_rng(seed)
+    out, lost = [], 0
+    for a in range(0, len(batch), per):
+        if a > 0 and rng.random() < loss:
+            lost += per
+            continue
+        s = batch.slice(a, a + per)
+        out.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
+                            n_lost=lost, time_base="session"))
+        lost = 0
+    return out
+
+
+@pytest.mark.parametrize("gait", ["run", "walk"])
+def test_lost_notifications_are_bridged(gait):
+    """1 % of 8-sample notifications lost: only the steps over a loss are flagged; the rest keep their
+    angles and sides (a restart at every loss left a tenth of the steps with angles)."""
+    sim = simulate(SimParams(seconds=90, gait=gait, seed=3, mount_euler_deg=(30, -50, 120)))
+    full = [s for s in sim.truth.steps if s.ramp >= 1.0]
+    pipe = GaitPipeline(FS)
+    parts = _lossy(sim.batch, 0.01, seed=1)
+    for part in parts:
+        pipe.update(part)
+    pipe.finish()
+    lost_t = [(b0.t_s[-1], b1.t_s[0]) for b0, b1 in zip(parts[:-1], parts[1:], strict=True) if b1.gap_before]
+    in_gait = [(t0, t1) for t0, t1 in lost_t if full[0].t_ic_s + 1.0 < t0 and t1 < full[-1].t_ic_s - 1.0]
+    good = [s for s in pipe.steps_ if not s.gap and np.isfinite(s.cpd_deg)]
+    flagged = [s for s in pipe.steps_ if s.gap]
+    assert len(in_gait) >= 10
+    assert len(flagged) <= 2 * len(lost_t)
+    # the step under each loss is flagged
+    t_ic = np.array([s.t_ic_s for s in pipe.steps_])
+    for _, t1 in in_gait:
+        assert pipe.steps_[int(np.searchsorted(t_ic, t1)) - 1].gap
+    m = match_times(np.array([s.t_ic_s for s in good]), np.array([s.t_ic_s for s in full]), 0.1)
+    # a walking step spans about 1.5 step times (its toe-off follows the next contact): each loss costs two
+    assert m.tp >= (0.8 if gait == "run" else 0.7) * len(full) and m.precision == 1.0
+    cpd = np.array([good[i].cpd_deg - full[j].cpd_deg for i, j in m.pairs])
+    assert rmse(cpd) <= (0.1 if gait == "run" else 0.3)
+    assert all(good[i].side == full[j].side for i, j in m.pairs)
+    # no good step holds a lost sample
+    for s in good:
+        assert not any(s.t_ic_s < t1 and t0 < s.t_ic_s + s.step_time_s for t0, t1 in lost_t)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=12))
+def test_bridged_gaps_any_chunking(cuts):
+    """A lossy stream gives the same steps fed one batch per notification or re-cut into other chunks
+    between the losses."""
+    sim = _lossy_sim()
+    parts = _lossy(sim.batch, 0.02, seed=2)
+    whole = GaitPipeline(FS)
+    for p in parts:
+        whole.update(p)
+    whole.finish()
+    # the same samples, consecutive notifications merged and re-cut at other places (gaps stay at starts)
+    merged: list[ImuBatch] = []
+    for p in parts:
+        if p.gap_before or not merged:
+            merged.append(p)
+        else:
+            merged[-1] = ImuBatch.concat([merged[-1], p])
+    chunked = GaitPipeline(FS)
+    for j, seg in enumerate(merged):
+        c = cuts[j % len(cuts)]
+        for a in range(0, len(seg), c):
+            chunked.update(seg.slice(a, a + c))
+    chunked.finish()
+    assert len(whole.steps_) > 50
+    assert [repr(s) for s in chunked.steps_] == [repr(s) for s in whole.steps_]
+
+
+_LOSSY_SIM: list = []
+
+
+def _lossy_sim():
+    if not _LOSSY_SIM:
+        _LOSSY_SIM.append(simulate(SimParams(seconds=40, gait="run", seed=8)))
+    return _LOSSY_SIM[0]

@@ -27,13 +27,13 @@ def test_walking_ics_and_laterality(validate):
     f1 = 2 * tp / sum(s.n_det + s.n_ref for s in sc)
     ic = np.concatenate([s.ic_err_s for s in sc])
     lat = np.concatenate([s.side_ok for s in sc])
-    # the target is 0.90: this subset measures 0.902 and all 110 trials 0.901 (docs/dsp_gait.md); the errors
-    # left are the last steps before stopping, the U-turns, gait initiation and stretches where the L5 rise
-    # and the foot-sensor contact are more than the 150 ms tolerance apart
-    assert f1 >= 0.895
-    assert np.median(np.abs(ic)) <= 0.025
-    # laterality: this subset measures 0.946, all 110 trials 0.910
-    assert lat.mean() >= 0.93
+    # the target is 0.90: this subset measures 0.932 and all 110 trials 0.943 (docs/dsp_gait.md; 0.902 and
+    # 0.901 when the samples were timed by their row and not by the packet counter, with 1-10 % of the
+    # packets missing); the errors left are the last steps before stopping, the U-turns and gait initiation
+    assert f1 >= 0.925
+    assert np.median(np.abs(ic)) <= 0.020
+    # laterality: this subset measures 0.955, all 110 trials 0.932
+    assert lat.mean() >= 0.945
 
 
 def test_walking_streaming_laterality(validate):
@@ -44,5 +44,5 @@ def test_walking_streaming_laterality(validate):
     assert all(s.calibrated for s in sc)
     lat = np.concatenate([s.side_ok for s in sc])
     assert lat.size > 300
-    # the target is 0.90: this subset measures 0.921, all 110 trials 0.903 (docs/dsp_gait.md)
-    assert lat.mean() >= 0.90
+    # the target is 0.90: this subset measures 0.925, all 110 trials 0.925 (docs/dsp_gait.md)
+    assert lat.mean() >= 0.915

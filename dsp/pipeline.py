@@ -210,13 +210,16 @@ class GaitPipeline:
         self, t0: float, acc0: np.ndarray, gyr0: np.ndarray | None, n_lost: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """The lost samples before ``t0`` interpolated linearly from their neighbours, or None when the
-        gap is not to be bridged (too long, of unknown length, or a change of gyroscope)."""
+        gap is not to be bridged (too long, a count that the time stamps contradict, or a change of
+        gyroscope)."""
         if self._last is None:
             return None
         t1, acc1, gyr1 = self._last
         n = n_lost if n_lost > 0 else int(round((t0 - t1) * self._fs)) - 1
         if not (1 <= n <= self._bridge_n) or not t0 > t1 or (gyr0 is None) != (gyr1 is None):
             return None
+        if abs((t0 - t1) * self._fs - (n + 1)) > 0.5 * (n + 1) + 1:
+            return None  # the clock jumped, or the count is wrong: restart
         w = (np.arange(1, n + 1) / (n + 1))[:, None]  # weight of the sample after the gap
         t = t1 + w[:, 0] * (t0 - t1)
         acc = np.ascontiguousarray((1.0 - w) * acc1 + w * acc0)

@@ -380,6 +380,20 @@ def test_mount_moved_is_reported_once():
     assert sum(s.t_ic_s > moved[0].t_s for s in pipe.steps_) > 10
 
 
+def test_a_loss_count_the_time_stamps_contradict_restarts(run_sim):
+    """8 samples reported lost but 1 s missing (a clock jump, a wrong count): not bridged."""
+    b = run_sim.batch
+    k = int(15.03 * FS)
+    rest = b.slice(k + 200, len(b))
+    rest = ImuBatch(t_s=rest.t_s, acc_mps2=rest.acc_mps2, gyr_rads=rest.gyr_rads, gap_before=True, n_lost=8,
+                    time_base="session")
+    pipe = GaitPipeline(FS)
+    pipe.update(b.slice(0, k))
+    out = pipe.update(rest)
+    (ev,) = [e for e in out.events if isinstance(e, GapEvent)]
+    assert not ev.bridged and ev.n_lost == 8
+
+
 def _lossy(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
     """``batch`` as notifications of ``per`` samples, a fraction ``loss`` of them lost (never the first)."""
     rng = np.random.default_rng(seed)

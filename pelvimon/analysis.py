@@ -224,8 +224,9 @@ def jsonable(obj: Any) -> Any:
 def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
     """Read an input file into batches on session time.
 
-    CSV (any suffix other than a session file's) through ``pelvimon.sensors.csv_source.read_imu_csv``;
-    a session file (``.mcap``) gives its decoded ``/imu`` batches, gaps kept.
+    CSV (any suffix other than a session file's) through ``pelvimon.sensors.csv_source.read_imu_csv``,
+    cut at the gaps of its time column (``split_at_gaps``); a session file (``.mcap``) gives its decoded
+    ``/imu`` batches, gaps kept.
 
     Raises
     ------
@@ -247,11 +248,12 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
         if not batches:
             raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
         return batches
-    from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv
+    from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv, split_at_gaps
 
     o = csv if csv is not None else CsvOptions()
     try:
-        return [read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit)]  # type: ignore[arg-type]
+        # cut where the time column jumps (lost samples): the pipeline bridges or restarts there
+        return split_at_gaps(read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit))  # type: ignore[arg-type]
     except CsvFormatError as exc:
         raise PelvimonError(str(exc)) from None
 

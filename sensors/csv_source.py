@@ -13,6 +13,7 @@ something wrong; it names the first bad line (1-based, as an editor shows it) an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -415,6 +416,36 @@ def read_imu_csv(
     return parse_imu_csv_text(raw, columns=columns, acc_unit=acc_unit, gyr_unit=gyr_unit, name=str(p))
 
 
+GAP_FACTOR = 1.5
+"""A time step over this many median sample intervals is a gap (samples lost)."""
+
+
+def split_at_gaps(batch: ImuBatch) -> list[ImuBatch]:
+    """The batch cut where its time stamps jump by more than ``GAP_FACTOR`` median sample intervals; each
+    part after a jump has ``gap_before`` and ``n_lost`` (the missing sample periods, at least 1).
+
+    A CSV has no packet counter: its time column (the device's time, or the session time of a recording)
+    is where its gaps are. The pipeline then bridges short ones and restarts at long ones, and no step
+    is computed across them."""
+    t = batch.t_s
+    if t.shape[0] < 3:
+        return [batch]
+    dt = np.diff(t)
+    med = float(np.median(dt))
+    cuts = np.flatnonzero(dt > GAP_FACTOR * med) + 1
+    if cuts.size == 0 or not med > 0:
+        return [batch]
+    edges = [0, *cuts.tolist(), t.shape[0]]
+    out = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        part = batch.slice(a, b)
+        if a > 0:
+            lost = max(1, int(round((t[a] - t[a - 1]) / med)) - 1)
+            part = dataclasses.replace(part, gap_before=True, n_lost=part.n_lost + lost)
+        out.append(part)
+    return out
+
+
 def format_imu_csv(batch: ImuBatch, block: int = 2000) -> str:
     """The CSV text of a batch: design columns, ``%.17g`` (every float64 round-trips exactly)."""
     if batch.acc_mps2 is None:
@@ -508,14 +539,19 @@ class CsvSource(Source):
         batch = self.batch
         if batch is None:  # pragma: no cover - open() either fills it or raises
             return
-        n = len(batch)
         yield SourceStatus("connected", float(batch.t_s[0]), f"reading {self.path.name}")
         start = time.monotonic()
         t0 = float(batch.t_s[0])
-        for i in range(0, n, self.chunk):
+        # chunks never straddle a gap of the time column: the chunk after one carries it
+        parts = [(seg, k) for seg in split_at_gaps(batch) for k in range(0, len(seg), self.chunk)]
+        for j, (seg, k) in enumerate(parts):
             if self._closed:
                 return
-            part = batch.slice(i, min(i + self.chunk, n))
+            i = j * self.chunk
+            part = seg.slice(k, min(k + self.chunk, len(seg)))
+            if part.gap_before:
+                yield SourceStatus("gap", float(part.t_s[0]), f"{part.n_lost} samples missing in the time column",
+                                   {"n_lost": part.n_lost, "t_s": float(part.t_s[0]), "estimated": True})
             if self.pace > 0:
                 delay = start + (float(part.t_s[-1]) - t0) / self.pace - time.monotonic()
                 if delay > 0:
@@ -537,5 +573,6 @@ __all__ = [
     "parse_columns_option",
     "parse_imu_csv_text",
     "read_imu_csv",
+    "split_at_gaps",
     "write_imu_csv",
 ]

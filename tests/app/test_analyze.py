@@ -294,3 +294,25 @@ def test_lost_notifications_keep_the_asymmetry_and_the_alert(recordings: dict) -
     (alert,) = [a for a in lossy.alerts if a.metric == "cpd_deg"]
     (alert_ref,) = [a for a in clean.alerts if a.metric == "cpd_deg"]
     assert alert.side == "L" and alert.t_start_s <= alert_ref.t_start_s + 10.0
+
+
+def test_csv_with_dropped_rows_is_analysed_across_them(recordings: dict, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A CSV missing runs of rows (its time column jumps): the gaps are found from the time column, the
+    short ones bridged, and the left CPD alert comes out as from the whole file."""
+    b = recordings["asym"].batch
+    keep = np.ones(len(b), dtype=bool)
+    rng = np.random.default_rng(8)
+    for a in range(2000, len(b), 200):  # a run of 2-12 rows lost about every second
+        keep[a + int(rng.integers(0, 100)) :][: int(rng.integers(2, 13))] = False
+    holey = ImuBatch(t_s=b.t_s[keep], acc_mps2=b.acc_mps2[keep], gyr_rads=b.gyr_rads[keep], time_base="session")
+    path = tmp_path / "holey.csv"
+    write_imu_csv(path, holey)
+    code, out, err = run_cli(capsys, str(path), "--json")
+    assert code == 0, err
+    doc = no_nan(out)
+    q = doc["quality"]
+    assert q["n_gaps_bridged"] == q["n_batches_after_gap"] >= 60 and q["n_gap_events"] == 0
+    assert q["n_samples_lost"] == int((~keep).sum())
+    (alert,) = [a for a in doc["alerts"] if a["metric"] == "cpd_deg"]
+    assert alert["side"] == "L"

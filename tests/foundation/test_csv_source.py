@@ -21,6 +21,7 @@ from pelvimon.sensors.csv_source import (
     parse_columns_option,
     parse_imu_csv_text,
     read_imu_csv,
+    split_at_gaps,
     write_imu_csv,
 )
 from pelvimon.sensors.simulator import SimParams, simulate
@@ -350,3 +351,35 @@ def test_fuzz_valid_files_parse_to_their_numbers(rows: list, cell: str, decorate
     assert np.array_equal(b.t_s, expect[:, 0])
     assert np.array_equal(b.acc_mps2, expect[:, 1:])
     assert np.array_equal(_reference(text)[:, 1:], expect[:, 1:])
+
+
+def _drop_runs(batch: ImuBatch, runs: list[tuple[int, int]]) -> ImuBatch:
+    keep = np.ones(len(batch), dtype=bool)
+    for a, n in runs:
+        keep[a : a + n] = False
+    gyr = None if batch.gyr_rads is None else batch.gyr_rads[keep]
+    return ImuBatch(t_s=batch.t_s[keep], acc_mps2=batch.acc_mps2[keep], gyr_rads=gyr, time_base="session")
+
+
+def test_split_at_gaps_of_the_time_column(tmp_path: Path) -> None:
+    sim = simulate(SimParams(seconds=10.0, seed=3))  # 0.1 ms jitter on 5 ms: no false gaps
+    assert split_at_gaps(sim.batch) == [sim.batch]
+    holey = _drop_runs(sim.batch, [(400, 8), (900, 1), (1500, 60)])
+    parts = split_at_gaps(holey)
+    assert [len(p) for p in parts] == [400, 492, 599, len(sim.batch) - 1560]
+    assert [(p.gap_before, p.n_lost) for p in parts] == [(False, 0), (True, 8), (True, 1), (True, 60)]
+    assert np.array_equal(np.concatenate([p.acc_mps2 for p in parts]), holey.acc_mps2)
+    # the CSV source yields the same cuts, in chunks, with a gap status before each
+    path = tmp_path / "holey.csv"
+    write_imu_csv(path, holey)
+
+    async def collect() -> list:
+        async with CsvSource(path, chunk=50) as src:
+            return [ev async for ev in src]
+
+    events = asyncio.run(collect())
+    batches = [e for e in events if isinstance(e, ImuBatch)]
+    assert [b.n_lost for b in batches if b.gap_before] == [8, 1, 60]
+    assert [e.details["n_lost"] for e in events if getattr(e, "kind", None) == "gap"] == [8, 1, 60]
+    assert max(len(b) for b in batches) == 50
+    assert np.array_equal(ImuBatch.concat(batches).t_s, holey.t_s)

@@ -429,8 +429,12 @@ class GaitPipeline:
             ratio = step_time / per if per > 0 else float("nan")
         self._last_step_period, self._prev_step_ratio = per, ratio
         running = [ev.running for ev in events]
-        # (from the sample before the IC's nearest: an IC found between two samples may lie in the fill)
-        bridged = [self._touches_fill(ev.i_ic - 1, ev.i_end) for ev in events] if self._filled else []
+        # from the sample before the IC's nearest (an IC found between two samples may lie in the fill) to
+        # the samples that located the next IC (its floor and steepest rise come up to an onset window and
+        # a look-ahead after it: a rise through the fill can put the next IC just before it)
+        reach = self._detector._n_onset + max(self._detector._n_conf, self._detector._n_conf_walk)
+        bridged = ([self._touches_fill(ev.i_ic - 1, max(ev.i_end, ev.i_next_ic + reach)) for ev in events]
+                   if self._filled else [])
         if any(bridged):
             # a step over filled samples keeps its place in the alternation, not their evidence
             f_gyr, f_ml = f_gyr.copy(), f_ml.copy()

@@ -411,12 +411,12 @@ def _lossy(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBat
 
 @pytest.mark.parametrize("gait", ["run", "walk"])
 def test_lost_notifications_are_bridged(gait):
-    """1 % of 8-sample notifications lost: only the steps over a loss are flagged; the rest keep their
-    angles and sides (a restart at every loss left a tenth of the steps with angles)."""
+    """2 % of 16-sample packets lost: only the steps over a loss are flagged; the rest keep their angles and
+    sides (a restart at every loss left a tenth of the steps with angles at 1 %)."""
     sim = simulate(SimParams(seconds=90, gait=gait, seed=3, mount_euler_deg=(30, -50, 120)))
     full = [s for s in sim.truth.steps if s.ramp >= 1.0]
     pipe = GaitPipeline(FS)
-    parts = _lossy(sim.batch, 0.01, seed=1)
+    parts = _lossy(sim.batch, 0.02, seed=1, per=16)
     for part in parts:
         pipe.update(part)
     pipe.finish()
@@ -432,9 +432,13 @@ def test_lost_notifications_are_bridged(gait):
         assert pipe.steps_[int(np.searchsorted(t_ic, t1)) - 1].gap
     m = match_times(np.array([s.t_ic_s for s in good]), np.array([s.t_ic_s for s in full]), 0.1)
     # a walking step spans about 1.5 step times (its toe-off follows the next contact): each loss costs two
-    assert m.tp >= (0.8 if gait == "run" else 0.7) * len(full) and m.precision == 1.0
+    assert m.tp >= (0.7 if gait == "run" else 0.55) * len(full) and m.precision == 1.0
     cpd = np.array([good[i].cpd_deg - full[j].cpd_deg for i, j in m.pairs])
     assert rmse(cpd) <= (0.1 if gait == "run" else 0.3)
+    # no good step was closed by an initial contact located from filled samples (a rise through the fill
+    # can put it just before the loss: such a step came out 30 % short)
+    step_err = np.array([good[i].step_time_s - full[j].step_time_s for i, j in m.pairs])
+    assert np.max(np.abs(step_err)) <= 0.02
     assert all(good[i].side == full[j].side for i, j in m.pairs)
     # no good step holds a lost sample
     for s in good:

@@ -39,11 +39,14 @@ def _row(label: str, s) -> str:  # noqa: ANN001
 
 
 def rates() -> None:
-    print("sample rate (running 170 steps/min, 60 s, two sessions each)")
+    print("sample rate and cadence (running 170 steps/min unless said, 60 s)")
     for rate in (52.0, 100.0, 104.0, 200.0, 208.0, 416.0, 833.0):
         for seed in (1, 2):
             s = score_sim(60.0, gait="run", rate_hz=rate, cadence_spm=170.0, seed=seed, mount_euler_deg=_mount(seed))
             print(_row(f"  run {rate:5.0f} Hz seed {seed}", s))
+    for rate, cad in ((200.0, 140.0), (200.0, 220.0), (100.0, 220.0)):
+        s = score_sim(60.0, gait="run", rate_hz=rate, cadence_spm=cad, seed=1, mount_euler_deg=_mount(1))
+        print(_row(f"  run {rate:5.0f} Hz {cad:3.0f} steps/min", s))
     for rate, cad in ((52.0, 110.0), (100.0, 110.0), (100.0, 70.0), (200.0, 60.0), (200.0, 140.0), (833.0, 110.0)):
         s = score_sim(60.0, gait="walk", rate_hz=rate, cadence_spm=cad, seed=1, mount_euler_deg=_mount(1))
         print(_row(f"  walk {rate:5.0f} Hz {cad:3.0f} steps/min", s))

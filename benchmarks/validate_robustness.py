@@ -20,9 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validate import rmse, score_sim  # noqa: E402
 
-from pelvimon.dsp._gait_eval import match_times  # noqa: E402
+from pelvimon.dsp._gait_eval import lossy_batches, match_times  # noqa: E402
 from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams  # noqa: E402
-from pelvimon.firmware_protocols.batch import ImuBatch  # noqa: E402
 from pelvimon.sensors.simulator import SimParams, simulate  # noqa: E402
 
 
@@ -84,21 +83,6 @@ def limp() -> None:
             print(_row(f"  {gait} {pct:+.0f} % seed {seed}", s))
 
 
-def _lossy(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
-    """``batch`` as notifications of ``per`` samples, a fraction ``loss`` of them lost (never the first)."""
-    rng = np.random.default_rng(seed)
-    out, lost = [], 0
-    for a in range(0, len(batch), per):
-        if a > 0 and rng.random() < loss:
-            lost += per
-            continue
-        s = batch.slice(a, a + per)
-        out.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
-                            n_lost=lost, time_base="session"))
-        lost = 0
-    return out
-
-
 def loss() -> None:
     print("lost 8-sample notifications, 120 s, mount (30, -50, 120) deg: bridged (default) or restarted")
     for gait in ("run", "walk"):
@@ -107,7 +91,7 @@ def loss() -> None:
         for bridge in (0.25, 0.0):
             for p in (0.0, 0.01, 0.05):
                 pipe = GaitPipeline(200.0, PipelineParams(bridge_gap_s=bridge))
-                for part in _lossy(sim.batch, p, seed=0):
+                for part in lossy_batches(sim.batch, p, seed=0):
                     pipe.update(part)
                 pipe.finish()
                 good = [s for s in pipe.steps_ if not s.gap and np.isfinite(s.cpd_deg)]

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..firmware_protocols.batch import ImuBatch
+
 
 @dataclass(frozen=True)
 class Match:
@@ -77,3 +79,19 @@ def rmse(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
     return float(np.sqrt(np.mean(x * x))) if x.size else float("nan")
+
+
+def lossy_batches(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
+    """``batch`` cut into notifications of ``per`` samples, a random fraction ``loss`` of them lost (never
+    the first); the batch after a loss has ``gap_before`` and ``n_lost``, as a sensor source delivers it."""
+    rng = np.random.default_rng(seed)
+    out, lost = [], 0
+    for a in range(0, len(batch), per):
+        if a > 0 and rng.random() < loss:
+            lost += per
+            continue
+        s = batch.slice(a, a + per)
+        out.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
+                            n_lost=lost, time_base="session"))
+        lost = 0
+    return out

@@ -13,6 +13,7 @@ import pytest
 from pelvimon.analysis import CsvOptions, analyze_batches, analyze_steps, load_batches
 from pelvimon.cli import main
 from pelvimon.config import load_config
+from pelvimon.dsp._gait_eval import lossy_batches
 from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 from pelvimon.sensors.csv_source import write_imu_csv
@@ -272,16 +273,7 @@ def test_lost_notifications_keep_the_asymmetry_and_the_alert(recordings: dict) -
     """2 % of 8-sample notifications lost: the short losses are bridged, the CPD asymmetry and its alert
     come out as without loss, the quality section counts them."""
     b = recordings["asym"].batch
-    rng = np.random.default_rng(5)
-    parts, lost = [], 0
-    for a in range(0, len(b), 8):
-        if a > 0 and rng.random() < 0.02:
-            lost += 8
-            continue
-        s = b.slice(a, a + 8)
-        parts.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
-                              n_lost=lost, time_base=b.time_base))
-        lost = 0
+    parts = lossy_batches(b, 0.02, seed=5)
     lossy = analyze_batches(parts, name="lossy", rate_hz=200.0)
     clean = analyze_batches([b], name="clean", rate_hz=200.0)
     q = lossy.quality

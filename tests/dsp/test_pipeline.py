@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pelvimon.dsp._gait_eval import match_times, rmse
+from pelvimon.dsp._gait_eval import lossy_batches, match_times, rmse
 from pelvimon.dsp.pipeline import GaitPipeline, GapEvent, PipelineParams, analyze_offline
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.simulator import SimParams, simulate
@@ -394,21 +394,6 @@ def test_a_loss_count_the_time_stamps_contradict_restarts(run_sim):
     assert not ev.bridged and ev.n_lost == 8
 
 
-def _lossy(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
-    """``batch`` as notifications of ``per`` samples, a fraction ``loss`` of them lost (never the first)."""
-    rng = np.random.default_rng(seed)
-    out, lost = [], 0
-    for a in range(0, len(batch), per):
-        if a > 0 and rng.random() < loss:
-            lost += per
-            continue
-        s = batch.slice(a, a + per)
-        out.append(ImuBatch(t_s=s.t_s, acc_mps2=s.acc_mps2, gyr_rads=s.gyr_rads, gap_before=lost > 0,
-                            n_lost=lost, time_base="session"))
-        lost = 0
-    return out
-
-
 @pytest.mark.parametrize("gait", ["run", "walk"])
 def test_lost_notifications_are_bridged(gait):
     """2 % of 16-sample packets lost: only the steps over a loss are flagged; the rest keep their angles and
@@ -416,7 +401,7 @@ def test_lost_notifications_are_bridged(gait):
     sim = simulate(SimParams(seconds=90, gait=gait, seed=3, mount_euler_deg=(30, -50, 120)))
     full = [s for s in sim.truth.steps if s.ramp >= 1.0]
     pipe = GaitPipeline(FS)
-    parts = _lossy(sim.batch, 0.02, seed=1, per=16)
+    parts = lossy_batches(sim.batch, 0.02, seed=1, per=16)
     for part in parts:
         pipe.update(part)
     pipe.finish()
@@ -451,7 +436,7 @@ def test_bridged_gaps_any_chunking(cuts):
     """A lossy stream gives the same steps fed one batch per notification or re-cut into other chunks
     between the losses."""
     sim = _lossy_sim()
-    parts = _lossy(sim.batch, 0.02, seed=2)
+    parts = lossy_batches(sim.batch, 0.02, seed=2)
     whole = GaitPipeline(FS)
     for p in parts:
         whole.update(p)

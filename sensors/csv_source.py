@@ -417,22 +417,29 @@ def read_imu_csv(
 
 
 GAP_FACTOR = 1.5
-"""A time step over this many median sample intervals is a gap (samples lost)."""
+"""A time step over this many median sample intervals is a gap (samples lost), in regularly timed data."""
+
+GAP_SIGMAS = 6.0
+"""In jittered time stamps a gap must also stand this many robust standard deviations of the intervals
+(1.4826 x their median absolute deviation) above the median interval."""
 
 
 def split_at_gaps(batch: ImuBatch) -> list[ImuBatch]:
-    """The batch cut where its time stamps jump by more than ``GAP_FACTOR`` median sample intervals; each
-    part after a jump has ``gap_before`` and ``n_lost`` (the missing sample periods, at least 1).
+    """The batch cut where its time stamps jump: a step over ``GAP_FACTOR`` median sample intervals and
+    over ``GAP_SIGMAS`` robust deviations of the intervals above the median. Each part after a jump has
+    ``gap_before`` and ``n_lost`` (the missing sample periods, at least 1).
 
     A CSV has no packet counter: its time column (the device's time, or the session time of a recording)
     is where its gaps are. The pipeline then bridges short ones and restarts at long ones, and no step
-    is computed across them."""
+    is computed across them. Jittered stamps (host-timed exports) do not look like gaps: a long interval
+    there is as common as a short one."""
     t = batch.t_s
     if t.shape[0] < 3:
         return [batch]
     dt = np.diff(t)
     med = float(np.median(dt))
-    cuts = np.flatnonzero(dt > GAP_FACTOR * med) + 1
+    dev = 1.4826 * float(np.median(np.abs(dt - med)))
+    cuts = np.flatnonzero(dt > max(GAP_FACTOR * med, med + GAP_SIGMAS * dev)) + 1
     if cuts.size == 0 or not med > 0:
         return [batch]
     edges = [0, *cuts.tolist(), t.shape[0]]

@@ -383,3 +383,16 @@ def test_split_at_gaps_of_the_time_column(tmp_path: Path) -> None:
     assert [e.details["n_lost"] for e in events if getattr(e, "kind", None) == "gap"] == [8, 1, 60]
     assert max(len(b) for b in batches) == 50
     assert np.array_equal(ImuBatch.concat(batches).t_s, holey.t_s)
+
+
+def test_jittered_time_stamps_are_no_gaps() -> None:
+    """Host-timed stamps jittered by +-60 % of the interval: no gap (1.5 intervals alone would find
+    376); a hole of 10 samples still is one."""
+    rng = np.random.default_rng(2)
+    n = 4000
+    t = np.cumsum(0.01 * (1.0 + rng.uniform(-0.6, 0.6, n)))
+    b = ImuBatch(t_s=t, acc_mps2=np.zeros((n, 3)), time_base="session")
+    assert split_at_gaps(b) == [b]
+    holey = _drop_runs(b, [(2000, 10)])
+    parts = split_at_gaps(holey)
+    assert len(parts) == 2 and parts[1].gap_before and 9 <= parts[1].n_lost <= 12

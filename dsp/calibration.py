@@ -291,6 +291,22 @@ class MountCalibration:
         so far and the gait bout are kept (the mount did not move).
     """
 
+    # the current block of whole strides, set by _reset_block
+    _pending: tuple[int, int] | None  # [i0, i1) of this chunk, not yet in the block's sums
+    _mark_i: int  # sample (this chunk) at which the last stride of the block ended, -1 if none
+    _snap: dict[str, Any] | None  # block sums up to the last stride end of an earlier chunk
+    _skip: bool  # after a gap: samples until the next step are left out of the block
+    _blk_len: int
+    _blk_aligned: bool
+    _blk_m: np.ndarray
+    _blk_a: np.ndarray
+    _blk_r: np.ndarray
+    _blk_cnt: int
+    _blk_vmin: float
+    _blk_vmax: float
+    _blk_rises: int
+    _blk_ok: bool
+
     def __init__(self, params: CalibrationParams | None = None, rate_hz: float | None = None) -> None:
         self.params = params
         self.rate_hz = rate_hz
@@ -317,22 +333,9 @@ class MountCalibration:
         self._t_last_rise = -np.inf
         self._bout_steps = 0
         self._n_rises = 0
-        self._blk_len = 0
-        self._blk_aligned = False
-        self._blk_m = np.zeros((3, 3))
-        self._blk_a = np.zeros(3)
-        self._blk_r = np.zeros(9)
-        self._blk_cnt = 0
-        self._blk_vmin = np.inf
-        self._blk_vmax = -np.inf
-        self._blk_rises = 0
-        self._blk_ok = False
-        self._pending: tuple[int, int] | None = None  # [i0, i1) of this chunk, not yet in the block's sums
-        self._mark_i = -1  # sample (this chunk) at which the last stride of the block ended, -1 if none
-        self._mark_rises = 0  # steps of the block up to that sample
+        self._reset_block(ok=False)  # the current block of whole strides: sums, counts, markers
+        self._mark_rises = 0  # steps of the block up to the last stride end (``_mark_i``)
         self._mark_n = 0  # steps of the stream up to that sample
-        self._snap: dict[str, Any] | None = None  # block sums up to the last stride end of an earlier chunk
-        self._skip = False  # after a gap: samples until the next step are left out of the block
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
@@ -711,7 +714,8 @@ class MountCalibration:
         self._skip = True
 
     def _reset_block(self, ok: bool, aligned: bool = False) -> None:
-        self._pending = None  # samples not yet summed are dropped with the block
+        """Start an empty block (dropping the samples of the old one not yet summed)."""
+        self._pending = None
         self._mark_i = -1
         self._snap = None
         self._skip = False

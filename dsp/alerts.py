@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from .asymmetry import RollingAsymmetry, contact_time_balance_pct
+from .asymmetry import METRICS, RollingAsymmetry, contact_time_balance_pct
 from .records import Alert, Asymmetry, Side
 
 RuleKind = Literal["diff", "si", "balance"]
@@ -94,20 +94,9 @@ class AlertRule:
 
 def default_rules() -> dict[str, AlertRule]:
     """The built-in rules: CPD by absolute difference, contact time by balance, the rest by SI."""
-    rules = {
-        "cpd_deg": AlertRule("cpd_deg", kind="diff", enter=2.0, release=1.5),
-        "contact_time_s": AlertRule("contact_time_s", kind="balance"),
-    }
-    for m in (
-        "step_time_s",
-        "flight_time_s",
-        "obliquity_range_deg",
-        "tilt_range_deg",
-        "rotation_range_deg",
-        "vertical_oscillation_cm",
-        "impact_g",
-    ):
-        rules[m] = AlertRule(m, kind="si", enter=10.0, release=7.5)
+    rules = {m: AlertRule(m, kind="si", enter=10.0, release=7.5) for m in METRICS}
+    rules["cpd_deg"] = AlertRule("cpd_deg", kind="diff", enter=2.0, release=1.5)
+    rules["contact_time_s"] = AlertRule("contact_time_s", kind="balance")
     # the obliquity range of a step is mostly its pelvic drop, already watched (in degrees) by cpd_deg
     rules["obliquity_range_deg"] = AlertRule("obliquity_range_deg", kind="si", enter=10.0, release=7.5, enabled=False)
     return rules

@@ -204,31 +204,33 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
     (the reference parser then names the line)."""
     import io
 
-    import pandas as pd
-
     extra = len(layout.names) > len(layout.cols)
     if extra and not _rows_have_header_width(raw, start, len(layout.names)):
         return None
+    return _pandas_values(io.BytesIO(raw), skip, layout, extra, comment=raw.find(b"#", start) >= 0)
+
+
+def _pandas_values(source: Any, skip: int, layout: _Layout, extra: bool, comment: bool) -> np.ndarray | None:
+    """pandas' C parser over ``source`` (a path or a file object) after its first ``skip`` lines: the
+    design columns as one array, or None on any parser complaint or anything that looks wrong (the
+    reference parser then names the line)."""
+    import pandas as pd
+
     try:
         frame = pd.read_csv(
-            io.BytesIO(raw),
+            source,
             header=None,
             skiprows=skip,
             sep=",",
             usecols=sorted(layout.cols) if extra else None,
             dtype=np.float64,
-            comment="#" if raw.find(b"#", start) >= 0 else None,
+            comment="#" if comment else None,
             skip_blank_lines=True,
             engine="c",
             encoding="utf-8",
         )
     except Exception:  # noqa: BLE001 - any parser complaint: let the reference parser name the line
         return None
-    return _checked_values(frame, layout, extra)
-
-
-def _checked_values(frame: Any, layout: _Layout, extra: bool) -> np.ndarray | None:
-    """The parsed frame's design columns as one array, or None if anything looks wrong."""
     if frame.shape[0] == 0 or (not extra and frame.shape[1] != len(layout.names)):
         return None
     values = frame.to_numpy(dtype=np.float64)
@@ -249,8 +251,6 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
     same result or the line-numbered error."""
     import mmap
 
-    import pandas as pd
-
     try:
         with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r", b"#")):
@@ -267,12 +267,7 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
     layout = _Layout(str(p), header, header_line, columns)
     if len(layout.names) > len(layout.cols):
         return None
-    try:
-        frame = pd.read_csv(p, header=None, skiprows=header_line, sep=",", dtype=np.float64,
-                            skip_blank_lines=True, engine="c", encoding="utf-8")
-    except Exception:  # noqa: BLE001 - any parser complaint: the bytes path names the line
-        return None
-    data = _checked_values(frame, layout, False)
+    data = _pandas_values(p, header_line, layout, extra=False, comment=False)
     return None if data is None else (data, layout)
 
 
@@ -554,7 +549,6 @@ class CsvSource(Source):
         for j, (seg, k) in enumerate(parts):
             if self._closed:
                 return
-            i = j * self.chunk
             part = seg.slice(k, min(k + self.chunk, len(seg)))
             if part.gap_before:
                 yield SourceStatus("gap", float(part.t_s[0]), f"{part.n_lost} samples missing in the time column",
@@ -563,7 +557,7 @@ class CsvSource(Source):
                 delay = start + (float(part.t_s[-1]) - t0) / self.pace - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            elif i % (self.chunk * 64) == 0:
+            elif j % 64 == 0:
                 await asyncio.sleep(0)
             yield part
         yield SourceStatus("stopped", float(batch.t_s[-1]), f"end of {self.path.name}")

@@ -67,6 +67,14 @@ def run_sim():
                               mount_euler_deg=(20, -70, 110), seed=11))
 
 
+def _cuts(n: int, sizes: list[int]) -> list[int]:
+    """Chunk boundaries 0 .. n with the chunk sizes ``sizes`` repeated."""
+    cuts = [0]
+    while cuts[-1] < n:
+        cuts.append(min(n, cuts[-1] + sizes[(len(cuts) - 1) % len(sizes)]))
+    return cuts
+
+
 def _feed(batch, cuts):
     pipe = GaitPipeline(FS)
     steps = []
@@ -105,11 +113,7 @@ def test_whole_equals_notification_chunks(run_sim):
 def test_whole_equals_random_chunks(run_sim_cached, sizes):
     b = run_sim_cached
     n = len(b)
-    cuts = [0]
-    k = 0
-    while cuts[-1] < n:
-        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
-        k += 1
+    cuts = _cuts(n, sizes)
     _same(analyze_offline(b, rate_hz=FS).steps, _feed(b, cuts))
 
 
@@ -205,11 +209,7 @@ def walk_sim():
 def test_walking_whole_equals_random_chunks(walk_sim, sizes):
     b = walk_sim.batch
     n = len(b)
-    cuts = [0]
-    k = 0
-    while cuts[-1] < n:
-        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
-        k += 1
+    cuts = _cuts(n, sizes)
     whole = analyze_offline(b, rate_hz=FS).steps
     assert len(whole) > 20
     _same(whole, _feed(b, cuts))
@@ -334,11 +334,7 @@ def test_angles_valid_from_the_sample_after_calibration_for_any_chunking(cal_sim
     sim = cal_sim
     b = sim.batch
     n = len(b)
-    cuts = [0]
-    k = 0
-    while cuts[-1] < n:
-        cuts.append(min(n, cuts[-1] + sizes[k % len(sizes)]))
-        k += 1
+    cuts = _cuts(n, sizes)
     pipe_w, whole = _motion(b, [0, n])
     pipe_c, chunked = _motion(b, cuts)
     t_cal = pipe_w.calibration_.t_calibrated_s_

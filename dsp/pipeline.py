@@ -191,6 +191,10 @@ class GaitPipeline:
         self._prev_step_ratio = float("nan")
         self._open_ic_t: float | None = None
         self._bridge_n = int(p.bridge_gap_s * self._fs)  # most samples filled in
+        # samples after an IC that located it: its floor and steepest rise come up to an onset window and a
+        # look-ahead after it, so a rise through filled samples can put an IC just before them
+        d = self._detector
+        self._fill_reach = d._n_onset + max(d._n_conf, d._n_conf_walk)
         self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None  # last sample: t, acc, gyr
         self._filled: list[tuple[int, int]] = []  # filled sample ranges [a, b), detector indices
         self.steps_: list[Step] = []
@@ -430,9 +434,8 @@ class GaitPipeline:
         self._last_step_period, self._prev_step_ratio = per, ratio
         running = [ev.running for ev in events]
         # from the sample before the IC's nearest (an IC found between two samples may lie in the fill) to
-        # the samples that located the next IC (its floor and steepest rise come up to an onset window and
-        # a look-ahead after it: a rise through the fill can put the next IC just before it)
-        reach = self._detector._n_onset + max(self._detector._n_conf, self._detector._n_conf_walk)
+        # the samples that located the next IC
+        reach = self._fill_reach
         bridged = ([self._touches_fill(ev.i_ic - 1, max(ev.i_end, ev.i_next_ic + reach)) for ev in events]
                    if self._filled else [])
         if any(bridged):

@@ -10,10 +10,9 @@ Run: ``/work/venv/bin/python benchmarks/bench_decode_dot_ref.py [--seconds 600]`
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _bench import best_of
 
 from pelvimon.firmware_protocols import movella_dot as md
 from pelvimon.firmware_protocols import pelvimon_ref as pr
@@ -27,15 +26,6 @@ def _samples(n: int, rate_hz: float) -> ImuBatch:
     acc = rng.normal(0, 5, (n, 3)) + [0, 0, G_MPS2]
     gyr = rng.normal(0, 2, (n, 3))
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr)
-
-
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _row(label: str, n: int, seconds: float, base: float | None = None) -> None:
@@ -77,12 +67,12 @@ def main() -> None:
         md.PROTOCOL.decoder().feed_many(md.MEDIUM_PAYLOAD_UUID, notes)
 
     print(f"Movella DOT, mode 21, 60 Hz, {n} notifications of 40 bytes (1 sample each)")
-    b_each = _best(dot_base_each, args.repeat)
-    b_bulk = _best(lambda: unpack(joined), args.repeat)
+    b_each = best_of(args.repeat, dot_base_each)[0]
+    b_bulk = best_of(args.repeat, lambda: unpack(joined))[0]
     _row("baseline: np.frombuffer -> float64 per notification", n, b_each)
     _row("baseline: np.frombuffer -> float64, all bytes at once", n, b_bulk)
-    _row("DotDecoder.feed per notification", n, _best(dot_feed, args.repeat), b_each)
-    _row("DotDecoder.feed_many (replay path)", n, _best(dot_feed_many, args.repeat), b_bulk)
+    _row("DotDecoder.feed per notification", n, best_of(args.repeat, dot_feed)[0], b_each)
+    _row("DotDecoder.feed_many (replay path)", n, best_of(args.repeat, dot_feed_many)[0], b_bulk)
 
     # pelvimon reference protocol, IMU6 at 200 Hz, MTU 247: 19 samples per 241-byte notification.
     n = int(args.seconds * 200)
@@ -107,9 +97,9 @@ def main() -> None:
             dec.feed(pr.TX_UUID, f)
 
     print(f"\npelvimon reference protocol, IMU6, 200 Hz, {len(frames)} notifications, {m} samples")
-    b_each = _best(ref_base_each, args.repeat)
+    b_each = best_of(args.repeat, ref_base_each)[0]
     _row("baseline: np.frombuffer + scale per notification", m, b_each)
-    _row("PelvimonDecoder.feed per notification", m, _best(ref_feed, args.repeat), b_each)
+    _row("PelvimonDecoder.feed per notification", m, best_of(args.repeat, ref_feed)[0], b_each)
     hours = args.seconds / 3600
     print(
         f"\n(decoding {args.seconds:g} s of recording = {hours:.3g} h; real time needs 60 and 200 samples/s)"

@@ -13,34 +13,14 @@ Usage: python benchmarks/bench_decode_movesense_metawear_witmotion.py [--seconds
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _bench import best_of, simulated
 
 from pelvimon.firmware_protocols import metawear as mw
 from pelvimon.firmware_protocols import movesense as ms
 from pelvimon.firmware_protocols import witmotion as wm
 from pelvimon.firmware_protocols.base import StreamConfig
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
-
-
-def simulated(seconds: float, rate_hz: float) -> ImuBatch:
-    n = int(seconds * rate_hz)
-    t = np.arange(n) / rate_hz
-    step = 2 * np.pi * 1.4 * t
-    acc = np.column_stack([2 * np.sin(step), np.cos(step), G_MPS2 + 4 * np.sin(2 * step)])
-    gyr = np.column_stack([0.5 * np.sin(step), 0.3 * np.cos(step), 0.2 * np.sin(2 * step)])
-    return ImuBatch(t_s=t + 1.0, acc_mps2=acc, gyr_rads=gyr)
-
-
-def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
-    best, count = np.inf, 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        count = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, count
 
 
 def case_movesense(seconds: float):

@@ -16,37 +16,15 @@ Usage: python benchmarks/bench_decode_polar.py [--seconds S] [--repeat R] [--rat
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
+from _bench import best_of, simulated
 
 from pelvimon.firmware_protocols import polar_pmd as pmd
 from pelvimon.firmware_protocols.base import StreamConfig
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 
 T0_S = 830_000_000.0  # device clock, s since 2000
-
-
-def simulated(seconds: float, rate_hz: float) -> ImuBatch:
-    n = int(seconds * rate_hz)
-    t = np.arange(n) / rate_hz
-    step = 2 * np.pi * 1.4 * t
-    rng = np.random.default_rng(0)
-    acc = np.column_stack([2 * np.sin(step), np.cos(step), G_MPS2 + 4 * np.sin(2 * step)])
-    acc += rng.normal(0, 0.05, acc.shape)
-    gyr = np.column_stack([0.5 * np.sin(step), 0.3 * np.cos(step), 0.2 * np.sin(2 * step)])
-    gyr += rng.normal(0, 0.01, gyr.shape)
-    return ImuBatch(t_s=T0_S + t, acc_mps2=acc, gyr_rads=gyr)
-
-
-def best_of(repeat: int, fn: Callable[[], int]) -> tuple[float, int]:
-    best, count = np.inf, 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        count = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, count
 
 
 def frames(
@@ -57,7 +35,7 @@ def frames(
     cp: list[tuple[str, bytes]] = []
     for w in pmd.PROTOCOL.start_sequence(config):
         cp += dev.handle_write(w.char_uuid, w.data)
-    notes = dev.encode(simulated(seconds, rate_hz)) + dev.flush()
+    notes = dev.encode(simulated(seconds, rate_hz, t0_s=T0_S, noise=True)) + dev.flush()
     acc = [m for _, m in notes if m[0] == pmd.MeasurementType.ACC]
     gyr = [m for _, m in notes if m[0] == pmd.MeasurementType.GYRO]
     return acc, gyr, cp, config

@@ -30,8 +30,8 @@ import asyncio
 import math
 import numbers
 import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -105,6 +105,9 @@ class SimParams:
         (extrinsic x, then y, then z): ``v_pelvis = R_mount · v_sensor``.
     stand_s : float
         Standing still at the start, s (for calibration); gait starts after it with a smooth ramp.
+    end_stand_s : float
+        Standing still at the end, s: the gait ramps down over ``ramp_steps`` steps and has died away when
+        it starts (0: the gait goes on to the end of the recording).
     first_side : {"L", "R"}
         Stance side of the first step.
     tilt_offset_deg : float
@@ -151,6 +154,7 @@ class SimParams:
     step_time_asymmetry_pct: float = 0.0
     mount_euler_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     stand_s: float = 5.0
+    end_stand_s: float = 0.0
     first_side: Side = "L"
     tilt_offset_deg: float = 10.0
     ramp_steps: int = 6
@@ -244,6 +248,7 @@ def _validate(p: SimParams) -> None:
     _check("rotation_range_deg", p.rotation_range_deg, 0.0, 40.0, " deg")
     _check("step_time_asymmetry_pct", p.step_time_asymmetry_pct, -30.0, 30.0, " %")
     _check("stand_s", p.stand_s, 0.0, 3600.0, " s")
+    _check("end_stand_s", p.end_stand_s, 0.0, 3600.0, " s")
     _check("tilt_offset_deg", p.tilt_offset_deg, -30.0, 40.0, " deg")
     if not isinstance(p.ramp_steps, numbers.Integral) or not 1 <= p.ramp_steps <= 100:
         raise SimParamsError(f"ramp_steps must be an integer between 1 and 100, got {p.ramp_steps!r}")
@@ -266,6 +271,14 @@ def _validate(p: SimParams) -> None:
             f"contact_time_s {c:.3f} s gives no double support at this cadence (step time {t_min:.3f}-"
             f"{t_max:.3f} s): walking needs 1.05..1.6 x the step time"
         )
+    if p.end_stand_s > 0:
+        room = p.seconds - p.stand_s - p.end_stand_s - 0.5 * (t_l + t_r)
+        need = (2 * p.ramp_steps + 2) * t_max
+        if room < need:
+            raise SimParamsError(
+                f"seconds {p.seconds:g} leaves {max(room, 0.0):.1f} s of gait between stand_s and end_stand_s; "
+                f"ramping up and down needs {need:.1f} s: lengthen seconds or shorten the standing"
+            )
     for name in ("acc_noise_mps2", "gyr_noise_rads", "acc_bias_mps2", "gyr_bias_dps", "gyr_bias_walk_dps"):
         _check(name, getattr(p, name), 0.0, 100.0)
     for name in ("acc_scale_error", "gyr_scale_error"):
@@ -499,6 +512,12 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
     ramp_u = np.clip((np.arange(k) + 1.0) / p.ramp_steps, 0.0, 1.0)
     s, _ = _smootherstep(ramp_u)
     ic = p.stand_s + lead + np.r_[0.0, np.cumsum(step_t)]
+    if p.end_stand_s > 0:
+        # the last steps before the final standing ramp down as the first ones ramp up, and the motion has
+        # died away by its start: the last step is followed by a still one (a walking contact outlasts its
+        # step, and each step's window settles the sacrum's velocity by its end) that ends before it
+        k_stop = max(int(np.searchsorted(ic[1:], t_end - p.end_stand_s, side="right")) - 1, 0)
+        s = s * _smootherstep(np.clip((k_stop - np.arange(k)) / p.ramp_steps, 0.0, 1.0))[0]
     return _Schedule(
         gait=p.gait,
         ic=ic,
@@ -752,19 +771,22 @@ def mount_rotation(mount_euler_deg: tuple[float, float, float]) -> Rotation:
     return Rotation.from_euler("xyz", list(mount_euler_deg), degrees=True)
 
 
-def simulate(params: SimParams) -> Simulation:
-    """Simulate a session. Deterministic for given ``params`` (seeded)."""
-    p = params
-    rng = np.random.default_rng(p.seed)
-    rng_var = np.random.default_rng([p.seed, 1])
-    n = max(int(round(p.seconds * p.rate_hz)), 1)
-    dt = 1.0 / p.rate_hz
-    t = np.arange(n) * dt
-    if p.errors and p.jitter_s > 0:
-        t = t + np.clip(rng.normal(0.0, p.jitter_s, n), -0.3 * dt, 0.3 * dt)
-        t[0] = max(t[0], 0.0)
-    t_end = float(t[-1]) + dt
-    sc = _schedule(p, rng_var if p.variability else None, t_end)
+@dataclass(frozen=True, eq=False)
+class _Bout:
+    """The error-free readings of one bout and its truth (at given sample times)."""
+
+    acc: np.ndarray
+    gyr: np.ndarray
+    tilt: np.ndarray
+    obl: np.ndarray
+    rot: np.ndarray
+    vertical: np.ndarray
+    steps: list[TruthStep]
+
+
+def _ideal_bout(p: SimParams, rng_var: np.random.Generator | None, t: np.ndarray, t_end: float) -> _Bout:
+    """Error-free sensor-frame readings of ``p`` at the times ``t`` (s, from the start of the bout)."""
+    sc = _schedule(p, rng_var, t_end)
     knots = _angle_knots(sc)
     dyn = _Dynamics(sc)
 
@@ -773,46 +795,119 @@ def simulate(params: SimParams) -> Simulation:
     rot, drot = _knot_curve(*knots["rotation"], t)
     r_wp = pelvis_matrices(tilt, obl, rot)
     w_p = _body_rate(np.radians(tilt), np.radians(obl), np.radians(dtilt), np.radians(dobl), np.radians(drot))
-    r_m = mount_rotation(p.mount_euler_deg)
-    m = r_m.as_matrix()
+    m = mount_rotation(p.mount_euler_deg).as_matrix()
     a_world = dyn(t)
     f_world = a_world + np.array([0.0, 0.0, G_MPS2])
     f_pelvis = np.einsum("nji,nj->ni", r_wp, f_world)  # R_wp^T f
     acc = f_pelvis @ m  # R_m^T f_pelvis, row-wise
     gyr = w_p @ m
-
-    gyr_bias = None
-    if p.errors:
-        acc = acc * (1.0 + p.acc_scale_error * rng.standard_normal(3))
-        acc = acc + p.acc_bias_mps2 * rng.standard_normal(3) + p.acc_noise_mps2 * rng.standard_normal((n, 3))
-        bias0 = np.radians(p.gyr_bias_dps) * rng.standard_normal(3)
-        walk = (
-            np.radians(p.gyr_bias_walk_dps) * math.sqrt(dt) * np.cumsum(rng.standard_normal((n, 3)), axis=0)
-        )
-        gyr_bias = bias0 + walk
-        gyr = gyr * (1.0 + p.gyr_scale_error * rng.standard_normal(3))
-        gyr = gyr + gyr_bias + p.gyr_noise_rads * rng.standard_normal((n, 3))
-        a_lim = p.acc_range_g * G_MPS2
-        g_lim = np.radians(p.gyr_range_dps)
-        acc = np.clip(acc, -a_lim, a_lim)
-        gyr = np.clip(gyr, -g_lim, g_lim)
-
     vertical, steps = _truth_steps(sc, dyn, knots, t, t_end)
-    q = r_m.as_quat()
+    return _Bout(acc, gyr, tilt, obl, rot, vertical, steps)
+
+
+def _sensor_errors(
+    p: SimParams, acc: np.ndarray, gyr: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``p``'s sensor errors added to error-free readings: ``(acc, gyr, gyro bias added)``."""
+    n = acc.shape[0]
+    dt = 1.0 / p.rate_hz
+    acc = acc * (1.0 + p.acc_scale_error * rng.standard_normal(3))
+    acc = acc + p.acc_bias_mps2 * rng.standard_normal(3) + p.acc_noise_mps2 * rng.standard_normal((n, 3))
+    bias0 = np.radians(p.gyr_bias_dps) * rng.standard_normal(3)
+    walk = np.radians(p.gyr_bias_walk_dps) * math.sqrt(dt) * np.cumsum(rng.standard_normal((n, 3)), axis=0)
+    gyr_bias = bias0 + walk
+    gyr = gyr * (1.0 + p.gyr_scale_error * rng.standard_normal(3))
+    gyr = gyr + gyr_bias + p.gyr_noise_rads * rng.standard_normal((n, 3))
+    a_lim = p.acc_range_g * G_MPS2
+    g_lim = np.radians(p.gyr_range_dps)
+    return np.clip(acc, -a_lim, a_lim), np.clip(gyr, -g_lim, g_lim), gyr_bias
+
+
+def _sample_times(p: SimParams, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` sample times at ``p.rate_hz`` from 0, with ``p``'s timing jitter."""
+    dt = 1.0 / p.rate_hz
+    t = np.arange(n) * dt
+    if p.errors and p.jitter_s > 0:
+        t = t + np.clip(rng.normal(0.0, p.jitter_s, n), -0.3 * dt, 0.3 * dt)
+        t[0] = max(t[0], 0.0)
+    return t
+
+
+def _simulation(
+    p: SimParams, t: np.ndarray, bout: _Bout, rng: np.random.Generator, gait_start_s: float, params: dict[str, Any]
+) -> Simulation:
+    acc, gyr, gyr_bias = _sensor_errors(p, bout.acc, bout.gyr, rng) if p.errors else (bout.acc, bout.gyr, None)
+    q = mount_rotation(p.mount_euler_deg).as_quat()
     truth = SimTruth(
-        steps=steps,
+        steps=bout.steps,
         t_s=t,
-        tilt_deg=tilt,
-        obliquity_deg=obl,
-        rotation_deg=rot,
+        tilt_deg=bout.tilt,
+        obliquity_deg=bout.obl,
+        rotation_deg=bout.rot,
         mount_quat_wxyz=np.array([q[3], q[0], q[1], q[2]]),
-        gait_start_s=p.stand_s,
-        params=p.to_dict(),
-        vertical_m=vertical,
+        gait_start_s=gait_start_s,
+        params=params,
+        vertical_m=bout.vertical,
         gyr_bias_rads=gyr_bias,
     )
+    n = t.shape[0]
     batch = ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, seq=np.arange(n), time_base="session")
     return Simulation(batch=batch, truth=truth, params=p)
+
+
+def simulate(params: SimParams) -> Simulation:
+    """Simulate a session. Deterministic for given ``params`` (seeded)."""
+    p = params
+    rng = np.random.default_rng(p.seed)
+    rng_var = np.random.default_rng([p.seed, 1])
+    n = max(int(round(p.seconds * p.rate_hz)), 1)
+    t = _sample_times(p, n, rng)
+    t_end = float(t[-1]) + 1.0 / p.rate_hz
+    bout = _ideal_bout(p, rng_var if p.variability else None, t, t_end)
+    return _simulation(p, t, bout, rng, p.stand_s, p.to_dict())
+
+
+def simulate_session(bouts: Sequence[SimParams]) -> Simulation:
+    """Several bouts back to back on one sensor, e.g. walking, running, walking, each from standing to
+    standing: a treadmill session with its warm-up, its run and its cool-down.
+
+    Every bout but the first starts standing (``stand_s > 0``) and every bout but the last ends standing
+    (``end_stand_s > 0``), so the motion is continuous from one to the next; they share the sample rate,
+    the mounting and the static tilt. Each bout's gait comes from its own parameters (and seed); the sensor
+    errors, one set over the whole session, from the first bout's. The truth's ``params`` are the first
+    bout's with ``"bouts"``: every bout's, and its steps are in session time.
+    """
+    ps = list(bouts)
+    if not ps:
+        raise SimParamsError("a session needs at least one bout")
+    p0 = ps[0]
+    for i, p in enumerate(ps):
+        for name in ("rate_hz", "mount_euler_deg", "tilt_offset_deg"):
+            if getattr(p, name) != getattr(p0, name):
+                raise SimParamsError(f"bout {i + 1} has another {name} than bout 1: one sensor, one mounting")
+        if i > 0 and p.stand_s <= 0:
+            raise SimParamsError(f"bout {i + 1} must start standing (stand_s > 0) to follow bout {i}")
+        if i < len(ps) - 1 and p.end_stand_s <= 0:
+            raise SimParamsError(f"bout {i + 1} must end standing (end_stand_s > 0) to precede bout {i + 2}")
+    dt = 1.0 / p0.rate_hz
+    sizes = [max(int(round(p.seconds * p.rate_hz)), 1) for p in ps]
+    starts = np.r_[0, np.cumsum(sizes)]
+    n = int(starts[-1])
+    if n > MAX_SAMPLES:
+        raise SimParamsError(f"the bouts hold {n} samples together; at most {MAX_SAMPLES}")
+    rng = np.random.default_rng(p0.seed)
+    t = _sample_times(p0, n, rng)
+    parts: list[_Bout] = []
+    for p, i0, i1 in zip(ps, starts[:-1], starts[1:], strict=True):
+        off = float(i0) * dt
+        rng_var = np.random.default_rng([p.seed, 1]) if p.variability else None
+        b = _ideal_bout(p, rng_var, t[i0:i1] - off, float(i1 - i0) * dt)
+        steps = [replace(s, t_ic_s=s.t_ic_s + off, t_fc_s=s.t_fc_s + off) for s in b.steps]
+        parts.append(replace(b, steps=steps))
+    arrays = {f.name: np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(_Bout) if f.name != "steps"}
+    bout = _Bout(**arrays, steps=[s for b in parts for s in b.steps])
+    params = {**p0.to_dict(), "bouts": [p.to_dict() for p in ps]}
+    return _simulation(p0, t, bout, rng, p0.stand_s, params)
 
 
 def _truth_steps(
@@ -847,7 +942,8 @@ def _truth_steps(
 
     # per-step truth for the complete steps within the recording (knot indices: see _angle_knots)
     kc = min(int(np.searchsorted(sc.ic[1:], t_end, side="right")), sc.K - 1)
-    k = np.arange(kc)
+    k = np.flatnonzero(sc.s[:kc] > 0.0)  # (none is still after the final standing has begun)
+    kc = k.shape[0]
     wi = k + 1
     y_obl, y_tilt, y_rot = knots["obliquity"][1], knots["tilt"][1], knots["rotation"][1]
     obl3 = np.stack([y_obl[1 + 2 * k], y_obl[2 + 2 * k], y_obl[3 + 2 * k]])
@@ -955,4 +1051,5 @@ __all__ = [
     "mount_rotation",
     "pelvis_matrices",
     "simulate",
+    "simulate_session",
 ]

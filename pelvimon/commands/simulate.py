@@ -35,6 +35,7 @@ _OPTION = {
     "step_time_asymmetry_pct": "--step-time-asymmetry",
     "mount_euler_deg": "--mount-euler-deg",
     "stand_s": "--stand",
+    "end_stand_s": "--end-stand",
     "first_side": "--first-side",
     "gait": "--gait",
     "seed": "--seed",
@@ -58,6 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--stand", type=float, default=5.0, metavar="S", help="standing still at the start, s (default 5)"
+    )
+    g.add_argument(
+        "--end-stand", type=float, default=0.0, metavar="S",
+        help="standing still at the end, s; the gait ramps down before it (default 0)",
+    )
+    g.add_argument(
+        "--then", action="append", default=[], metavar="GAIT:SECONDS[:SPM]",
+        help="another bout after this one (repeatable), e.g. --then run:300 --then walk:60: same runner and "
+        "sensor, its own gait, length and cadence (default: the gait's); standing --pause s between bouts",
+    )
+    g.add_argument(
+        "--pause", type=float, default=6.0, metavar="S", help="standing between bouts, s (default 6)"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     m = parser.add_argument_group("runner")
@@ -119,49 +132,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--ideal", action="store_true", help="both --no-noise and --no-variability")
 
 
-def _params(args: argparse.Namespace) -> SimParams:
+def _then(text: str) -> tuple[str, float, float | None]:
+    """``GAIT:SECONDS[:SPM]`` of ``--then``."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3) or parts[0] not in ("run", "walk"):
+            raise ValueError
+        return parts[0], float(parts[1]), float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise UsageError(f"--then {text!r}: give GAIT:SECONDS[:SPM] with GAIT run or walk, e.g. run:300") from None
+
+
+def _bouts(args: argparse.Namespace) -> list[SimParams]:
+    """The bouts of the session: the options' own, then one per ``--then``."""
     from pelvimon.sensors.simulator import SimParams, SimParamsError
 
-    try:
-        return SimParams(
-            seconds=args.seconds,
-            rate_hz=args.rate,
-            gait=args.gait,
-            cadence_spm=args.cadence,
-            cpd_left_deg=args.cpd_left,
-            cpd_right_deg=args.cpd_right,
-            tilt_range_deg=args.tilt_range,
-            rotation_range_deg=args.rotation_range,
-            contact_time_s=args.contact_time,
-            step_time_asymmetry_pct=args.step_time_asymmetry,
-            mount_euler_deg=tuple(args.mount_euler_deg),
-            stand_s=args.stand,
-            first_side=args.first_side,
-            tilt_offset_deg=args.tilt_offset,
-            errors=not (args.no_noise or args.ideal),
-            variability=not (args.no_variability or args.ideal),
-            seed=args.seed,
-        )
-    except SimParamsError as exc:
-        msg = str(exc)
-        for field, option in _OPTION.items():
-            msg = re.sub(rf"(?<![-\w]){field}\b", option, msg)
-        raise UsageError(msg) from None
+    then = [_then(t) for t in args.then]
+    if then and not args.pause > 0:
+        raise UsageError(f"--pause must be > 0 s between bouts, got {args.pause:g}")
+    half = args.pause / 2.0
+    n = 1 + len(then)
+    first = (args.gait, args.seconds, args.cadence)
+    out = []
+    for i, (gait, seconds, cadence) in enumerate([first, *then]):
+        try:
+            out.append(SimParams(
+                seconds=seconds,
+                rate_hz=args.rate,
+                gait=gait,
+                cadence_spm=cadence,
+                cpd_left_deg=args.cpd_left,
+                cpd_right_deg=args.cpd_right,
+                tilt_range_deg=args.tilt_range,
+                rotation_range_deg=args.rotation_range,
+                contact_time_s=args.contact_time if i == 0 else None,
+                step_time_asymmetry_pct=args.step_time_asymmetry,
+                mount_euler_deg=tuple(args.mount_euler_deg),
+                stand_s=args.stand if i == 0 else half,
+                end_stand_s=args.end_stand if i == n - 1 else half,
+                first_side=args.first_side,
+                tilt_offset_deg=args.tilt_offset,
+                errors=not (args.no_noise or args.ideal),
+                variability=not (args.no_variability or args.ideal),
+                seed=args.seed + i,
+            ))
+        except SimParamsError as exc:
+            msg = str(exc)
+            for field, option in _OPTION.items():
+                msg = re.sub(rf"(?<![-\w]){field}\b", option, msg)
+            raise UsageError(msg if i == 0 else f"--then {args.then[i - 1]}: {msg}") from None
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
     from pelvimon.sensors.csv_source import format_imu_csv
-    from pelvimon.sensors.simulator import simulate
+    from pelvimon.sensors.simulator import simulate, simulate_session
 
-    params = _params(args)
+    bouts = _bouts(args)
+    params = bouts[0]
     for path in (args.output, args.truth):
         if path is not None and not path.parent.is_dir():
             raise PelvimonError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
     if args.output is not None and args.truth is not None and args.output.resolve() == args.truth.resolve():
         raise UsageError("--output and --truth name the same file; give two different files")
-    sim = simulate(params)
+    sim = simulate(params) if len(bouts) == 1 else simulate_session(bouts)
     written = []
     try:
         if args.output is not None:
@@ -184,13 +220,22 @@ def run(args: argparse.Namespace) -> int:
         def mean(values: list[float]) -> float:
             return sum(values) / len(values) if values else float("nan")
 
-        cad = 60.0 / mean([st.step_time_s for st in full]) if full else float("nan")
         cpd_l = mean([st.cpd_deg for st in full if st.side == "L"])
         cpd_r = mean([st.cpd_deg for st in full if st.side == "R"])
-        head = f"simulated {params.seconds:g} s at {params.rate_hz:g} Hz ({len(sim.batch)} samples), {params.gait}: "
+        # cadence per bout (a session of bouts mixes walking and running)
+        cads, t0 = [], 0.0
+        for b in bouts:
+            inside = [st.step_time_s for st in full if t0 <= st.t_ic_s < t0 + b.seconds]
+            cads.append(f"{60.0 / mean(inside):.1f}" if inside else "-")
+            t0 += b.seconds
+        what = ", ".join(f"{b.gait} {b.seconds:g} s" for b in bouts) if len(bouts) > 1 else params.gait
+        head = (
+            f"simulated {t0:g} s at {params.rate_hz:g} Hz ({len(sim.batch)} samples), {what}: "
+        )
+        cad = " / ".join(cads)
         if steps:
             print(
-                head + f"{len(steps)} steps (L {n_l}, R {len(steps) - n_l}), cadence {cad:.1f} spm, "
+                head + f"{len(steps)} steps (L {n_l}, R {len(steps) - n_l}), cadence {cad} spm, "
                 f"CPD L {cpd_l:.1f} / R {cpd_r:.1f} deg"
             )
         else:

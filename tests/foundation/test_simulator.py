@@ -22,6 +22,7 @@ from pelvimon.sensors.simulator import (
     Simulation,
     SimulatorSource,
     simulate,
+    simulate_session,
 )
 
 
@@ -318,6 +319,7 @@ def test_seeds_reproduce_and_differ() -> None:
         ({"gait": "hop"}, "gait"),
         ({"mount_euler_deg": (0.0, 0.0)}, "three"),
         ({"seed": -1}, "seed"),
+        ({"seconds": 12.0, "end_stand_s": 5.0}, "lengthen seconds"),
     ],
 )
 def test_bad_parameters_raise_one_clear_error(kw: dict, needle: str) -> None:
@@ -404,3 +406,60 @@ def test_any_valid_parameters_give_consistent_truth(gait, cadence, cpd, asym, eu
         drop = sign * (tr.obliquity_deg[sel] - np.interp(s.t_ic_s, tr.t_s, tr.obliquity_deg))
         assert drop.max() == pytest.approx(s.cpd_deg, abs=0.05)
         assert (s.flight_time_s > 0) == (gait == "run")
+
+
+# --- standing at the end, sessions of several bouts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("gait", ["run", "walk"])
+def test_gait_ramps_down_to_standing_at_the_end(gait: str) -> None:
+    sim = simulate(SimParams.ideal(seconds=30.0, gait=gait, end_stand_s=4.0, seed=2))
+    t, acc, gyr = sim.batch.t_s, sim.batch.acc_mps2, sim.batch.gyr_rads
+    still = t >= 26.0
+    # standing: the specific force is gravity in the static tilt, no rotation, the sacrum back at its height
+    f_world = _world_specific_force(sim)[still]
+    np.testing.assert_allclose(f_world, np.tile([0.0, 0.0, G_MPS2], (f_world.shape[0], 1)), atol=1e-9)
+    assert np.abs(gyr[still]).max() < 1e-12
+    np.testing.assert_allclose(sim.truth.tilt_deg[still], 10.0, atol=1e-12)
+    assert np.abs(sim.truth.vertical_m[still]).max() < 1e-9
+    steps = sim.truth.steps
+    assert steps[-1].t_ic_s + steps[-1].step_time_s <= 26.0 + 1e-9
+    ramps = [s.ramp for s in steps]
+    assert ramps[-1] < 0.1 and max(ramps) == 1.0 and all(r > 0 for r in ramps)
+    assert np.abs(acc[(t > 15.0) & (t < 20.0)] - acc[still].mean(axis=0)).max() > 2.0  # there was gait before
+
+
+def test_a_session_of_bouts_is_continuous_and_its_truth_in_session_time() -> None:
+    bouts = [
+        SimParams.ideal(seconds=20.0, gait="walk", end_stand_s=3.0, seed=1),
+        SimParams.ideal(seconds=25.0, gait="run", stand_s=3.0, cpd_left_deg=9.0, seed=2),
+    ]
+    sim = simulate_session(bouts)
+    alone = [simulate(b) for b in bouts]
+    n0 = len(alone[0].batch)
+    assert len(sim.batch) == n0 + len(alone[1].batch)
+    np.testing.assert_array_equal(sim.batch.acc_mps2[:n0], alone[0].batch.acc_mps2)
+    np.testing.assert_allclose(sim.batch.acc_mps2[n0:], alone[1].batch.acc_mps2, atol=1e-9)
+    # no step in the readings at the junction: both sides stand still in the same posture
+    d_acc = np.abs(np.diff(sim.batch.acc_mps2[n0 - 5 : n0 + 5], axis=0)).max()
+    assert d_acc < 1e-9
+    assert np.diff(sim.batch.t_s).min() > 0
+    walk_steps, run_steps = alone[0].truth.steps, alone[1].truth.steps
+    assert len(sim.truth.steps) == len(walk_steps) + len(run_steps)
+    assert sim.truth.steps[len(walk_steps)].t_ic_s == pytest.approx(run_steps[0].t_ic_s + 20.0)
+    assert sim.truth.steps[-1].cpd_deg == pytest.approx(run_steps[-1].cpd_deg)
+    assert [b["gait"] for b in sim.truth.params["bouts"]] == ["walk", "run"]
+
+
+@pytest.mark.parametrize(
+    ("bouts", "needle"),
+    [
+        ([], "at least one bout"),
+        ([{"end_stand_s": 3.0}, {"stand_s": 3.0, "mount_euler_deg": (0.0, 0.0, 90.0)}], "mount_euler_deg"),
+        ([{"seconds": 20.0}, {"stand_s": 3.0}], "end standing"),
+        ([{"end_stand_s": 3.0}, {"stand_s": 0.0}], "start standing"),
+    ],
+)
+def test_a_session_of_bouts_refuses_discontinuities(bouts: list, needle: str) -> None:
+    with pytest.raises(SimParamsError, match=needle):
+        simulate_session([SimParams(**{"seconds": 20.0, **kw}) for kw in bouts])

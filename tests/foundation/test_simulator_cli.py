@@ -55,6 +55,25 @@ def test_simulate_ideal_walk_without_output_prints_a_summary(capsys) -> None:
     assert "walk" in out and "CPD L 5.0" in out and "nothing written" in out
 
 
+def test_simulate_a_session_of_bouts(tmp_path: Path, capsys) -> None:
+    """--then adds bouts (standing --pause s between them): the CSV and the truth cover the whole session."""
+    out_csv, out_json = tmp_path / "s.csv", tmp_path / "s.json"
+    argv = ["simulate", "--gait", "walk", "--seconds", "30", "--then", "run:40", "--then", "walk:25:100",
+            "--end-stand", "4", "-o", str(out_csv), "--truth", str(out_json)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "walk 30 s, run 40 s, walk 25 s" in out and "samples" in out
+    cads = [float(c) for c in out.split("cadence ")[1].split(" spm")[0].split(" / ")]
+    assert 100 < cads[0] < 120 and 160 < cads[1] < 180 and 95 < cads[2] < 105
+    truth = json.loads(out_json.read_text())
+    assert [b["gait"] for b in truth["params"]["bouts"]] == ["walk", "run", "walk"]
+    assert [b["stand_s"] for b in truth["params"]["bouts"]] == [5.0, 3.0, 3.0]
+    assert [b["end_stand_s"] for b in truth["params"]["bouts"]] == [3.0, 3.0, 4.0]
+    t = np.loadtxt(out_csv, delimiter=",", skiprows=1, usecols=0)
+    assert t.shape[0] == 95 * 200 and np.all(np.diff(t) > 0)
+    assert max(s["t_ic_s"] for s in truth["steps"]) < 95.0 - 4.0
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -68,6 +87,11 @@ def test_simulate_ideal_walk_without_output_prints_a_summary(capsys) -> None:
         (["--mount-euler-deg", "1", "2"], "--mount-euler-deg"),
         (["--seconds", "abc"], "--seconds"),
         (["--step-time-asymmetry", "80"], "--step-time-asymmetry"),
+        (["--seconds", "20", "--end-stand", "15"], "--end-stand"),
+        (["--then", "jog:60"], "GAIT:SECONDS"),
+        (["--then", "run:abc"], "GAIT:SECONDS"),
+        (["--then", "run:60", "--pause", "0"], "--pause"),
+        (["--then", "walk:60:300"], "--then walk:60:300: --cadence"),
     ],
 )
 def test_bad_values_are_one_line_exit_2(args: list[str], fragment: str, capsys) -> None:

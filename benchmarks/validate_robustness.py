@@ -1,5 +1,5 @@
 """Robustness of the gait analysis on the simulator, beyond the cases of validate.py: sample rates, sensor
-errors and variability, limping (step-time asymmetry) and lost notifications.
+errors and variability, limping (step-time asymmetry), lost notifications and sessions of several bouts.
 
     python benchmarks/validate_robustness.py            # everything (about 3 minutes)
     python benchmarks/validate_robustness.py --part loss
@@ -20,9 +20,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validate import rmse, score_sim  # noqa: E402
 
-from pelvimon.dsp._gait_eval import lossy_batches, match_times  # noqa: E402
-from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams  # noqa: E402
-from pelvimon.sensors.simulator import SimParams, simulate  # noqa: E402
+from pelvimon.dsp._gait_eval import lossy_batches, match_times, score_bout  # noqa: E402
+from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams, analyze_offline  # noqa: E402
+from pelvimon.sensors.simulator import SimParams, simulate, simulate_session  # noqa: E402
 
 
 def _mount(seed: int) -> tuple[float, float, float]:
@@ -104,7 +104,29 @@ def loss() -> None:
                       f"CPD RMSE {rmse(cpd) if cpd.size else float('nan'):.3f} deg, sides right {side:.3f}")
 
 
-PARTS = {"rates": rates, "options": options, "limp": limp, "loss": loss}
+def bouts() -> None:
+    print("sessions of bouts (standing 6 s between them), random mountings: per bout")
+    plans = [("walk", "run", "walk"), ("run", "walk", "run"), ("walk", "run", "run")]
+    for seed in (1, 2, 3, 4):
+        gaits = plans[(seed - 1) % len(plans)]
+        mount = _mount(100 + seed)
+        ps = [SimParams(seconds=60, gait=g, seed=10 * seed + i, mount_euler_deg=mount, cpd_left_deg=6 + 2 * i,
+                        stand_s=5.0 if i == 0 else 3.0, end_stand_s=0.0 if i == len(gaits) - 1 else 3.0)
+              for i, g in enumerate(gaits)]
+        sim = simulate_session(ps)
+        res = analyze_offline(sim.batch, rate_hz=200.0)
+        moved = sum(isinstance(e, MountMoved) for e in res.events)
+        print(f"  session {seed}: {' -> '.join(gaits)}, mount moved reported {moved} times")
+        t0 = 0.0
+        for p in ps:
+            b = score_bout(res.steps, sim.truth.steps, t0, t0 + p.seconds)
+            t0 += p.seconds
+            print(f"    {p.gait:4s} recall {b.match.recall:.3f}  precision {b.match.precision:.3f}  IC median "
+                  f"{np.median(np.abs(b.match.err_s)) * 1000:4.1f} ms  laterality {b.laterality:.3f}  flight as "
+                  f"true {b.running_agree:.3f}  CPD RMSE {b.cpd_rmse_deg:.3f} deg ({b.n_cpd} steps)")
+
+
+PARTS = {"rates": rates, "options": options, "limp": limp, "loss": loss, "bouts": bouts}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ Used by the tests and by ``benchmarks/validate.py`` so that every accuracy figur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -95,3 +96,36 @@ def lossy_batches(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list
                             n_lost=lost, time_base="session"))
         lost = 0
     return out
+
+
+@dataclass(frozen=True)
+class BoutScore:
+    """Detected steps against the simulator's truth over one bout of gait (its full-amplitude steps)."""
+
+    match: Match
+    laterality: float
+    cpd_rmse_deg: float
+    n_cpd: int
+    running_agree: float
+    """Fraction of the matched steps whose flight (``flight_time_s > 0``) agrees with the truth's."""
+
+
+def score_bout(steps: list[Any], truth: list[Any], t0_s: float, t1_s: float, tol_s: float = 0.1) -> BoutScore:
+    """Score the detected ``steps`` (:class:`~pelvimon.dsp.records.Step`, gap-flagged ones left out) on the
+    truth steps (``TruthStep``) of full amplitude (``ramp >= 1``) with ICs in ``[t0_s, t1_s)``."""
+    ref = [s for s in truth if t0_s <= s.t_ic_s < t1_s and s.ramp >= 1.0]
+    if not ref:
+        raise ValueError(f"no full-amplitude truth step in {t0_s:g}..{t1_s:g} s")
+    det = [s for s in steps if not s.gap and ref[0].t_ic_s - tol_s / 2 <= s.t_ic_s <= ref[-1].t_ic_s + tol_s / 2]
+    m = match_times(np.array([s.t_ic_s for s in det]), np.array([s.t_ic_s for s in ref]), tol_s)
+    pairs = [(det[i], ref[j]) for i, j in m.pairs]
+    cpd = np.array([a.cpd_deg - b.cpd_deg for a, b in pairs])
+    return BoutScore(
+        match=m,
+        laterality=float(np.mean([a.side == b.side for a, b in pairs])) if pairs else float("nan"),
+        cpd_rmse_deg=rmse(cpd),
+        n_cpd=int(np.count_nonzero(np.isfinite(cpd))),
+        running_agree=float(np.mean([(a.flight_time_s > 0) == (b.flight_time_s > 0) for a, b in pairs]))
+        if pairs
+        else float("nan"),
+    )

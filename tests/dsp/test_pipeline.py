@@ -461,3 +461,36 @@ def _lossy_sim():
     if not _LOSSY_SIM:
         _LOSSY_SIM.append(simulate(SimParams(seconds=40, gait="run", seed=8)))
     return _LOSSY_SIM[0]
+
+
+@pytest.mark.parametrize("first", ["walk", "run"])
+def test_a_session_of_bouts_walk_run_walk(first):
+    """Warm-up, run and cool-down with standing between them (one sensor, one mounting): every bout's steps,
+    sides, flight and CPD as in a bout alone, the gait states in order, and no false 'mount moved'."""
+    from pelvimon.dsp._gait_eval import score_bout
+    from pelvimon.dsp.events import StateChange
+    from pelvimon.dsp.pipeline import MountMoved
+    from pelvimon.sensors.simulator import simulate_session
+
+    mount = (20.0, -30.0, 70.0)
+    bouts = [
+        SimParams(seconds=40, gait=first, end_stand_s=5, mount_euler_deg=mount, seed=8),
+        SimParams(seconds=55, gait="run", stand_s=5, end_stand_s=5, cpd_left_deg=9, mount_euler_deg=mount, seed=9),
+        SimParams(seconds=40, gait="walk", stand_s=5, mount_euler_deg=mount, seed=10),
+    ]
+    sim = simulate_session(bouts)
+    res = analyze_offline(sim.batch, rate_hz=FS)
+    assert not [e for e in res.events if isinstance(e, MountMoved)]
+    states = [e.state for e in sorted(res.events, key=lambda e: e.t_s) if isinstance(e, StateChange)]
+    # the gait states between the standing phases, bout by bout (the ramp steps from standing have no flight)
+    per_bout = " ".join(states).split("standing")
+    assert len(per_bout) == len(bouts)
+    for b, seen in zip(bouts, per_bout, strict=True):
+        assert set(seen.split()) == ({"walking", "running"} if b.gait == "run" else {"walking"}), (b.gait, states)
+    t0 = 0.0
+    for b in bouts:
+        s = score_bout(res.steps, sim.truth.steps, t0, t0 + b.seconds)
+        t0 += b.seconds
+        assert s.match.recall >= 0.99 and s.match.precision >= 0.99, (b.gait, s.match)
+        assert s.laterality >= 0.99 and s.running_agree == 1.0, (b.gait, s)
+        assert s.n_cpd >= 0.6 * s.match.tp and s.cpd_rmse_deg <= 0.5, (b.gait, s)

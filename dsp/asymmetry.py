@@ -348,6 +348,63 @@ def breaks_sequence(step: Step) -> bool:
     return step.gap and not math.isfinite(step.step_time_s)
 
 
+Gait = Literal["running", "walking"]
+
+GAIT_MIN_STEPS = 6
+"""A run of fewer steps of one gait inside a bout takes the gait around it (see :func:`gait_phases`)."""
+
+
+def step_gait(step: Step) -> Gait | None:
+    """The gait of one step from its record: a walking step has no flight (``flight_time_s`` is 0, with
+    double support), a running step has one (NaN when its final contact was not found); None for a step
+    flagged ``gap``."""
+    if step.gap:
+        return None
+    return "walking" if step.flight_time_s == 0.0 else "running"
+
+
+def gait_phases(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[Gait | None]:
+    """The gait of every step, with stray steps put right: within a bout (no pause longer than
+    ``max_step_interval_s``), a run of fewer than :data:`GAIT_MIN_STEPS` steps of one gait takes the gait
+    of the run before it in the bout, or after it at the start of a bout, or the bout's commoner gait when
+    the bout holds no longer run. The steps out of standing, and a slow jog's steps whose flight was too
+    short to see, so stay with the bout they belong to. Gap steps get None.
+    """
+    p = params if params is not None else AsymmetryParams()
+    raw = [step_gait(s) for s in steps]
+    out: list[Gait | None] = list(raw)
+    bouts: list[list[int]] = []
+    last = math.nan
+    for i, (s, g) in enumerate(zip(steps, raw, strict=True)):
+        if g is None:
+            continue
+        t = s.t_ic_s
+        if not bouts or (math.isfinite(last) and math.isfinite(t) and (t - last > p.max_step_interval_s or t < last)):
+            bouts.append([])
+        bouts[-1].append(i)
+        if math.isfinite(t):
+            last = t
+    for bout in bouts:
+        runs: list[tuple[Gait | None, list[int]]] = []
+        for i in bout:
+            if runs and runs[-1][0] == raw[i]:
+                runs[-1][1].append(i)
+            else:
+                runs.append((raw[i], [i]))
+        n_run = sum(len(r[1]) for r in runs if r[0] == "running")
+        common: Gait = "running" if 2 * n_run >= len(bout) else "walking"
+        prev: Gait | None = None
+        for j, (g, idx) in enumerate(runs):  # (no run is of None: gap steps are in no bout)
+            if len(idx) >= GAIT_MIN_STEPS:
+                prev = g
+                continue
+            nxt = next((r[0] for r in runs[j + 1 :] if len(r[1]) >= GAIT_MIN_STEPS), None)
+            fill = prev if prev is not None else nxt if nxt is not None else common
+            for i in idx:
+                out[i] = fill
+    return out
+
+
 def step_is_usable(step: Step, params: AsymmetryParams) -> bool:
     """A step enters the asymmetry windows: no gap, known side, laterality confident enough."""
     return (

@@ -211,10 +211,15 @@ class ReviewWindow(QtWidgets.QMainWindow):
         cpd = ""
         if ss is not None and (math.isfinite(ss[0].mean) or math.isfinite(ss[1].mean)):
             cpd = (
-                f" &nbsp; Pelvic drop: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
+                f" &nbsp; Pelvic drop{f' ({a.gait})' if a.other_gaits else ''}: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
                 f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>."
             )
         n_usable = int(self.cols["usable"].sum()) if d.steps else 0
+        phases = ""
+        if a.other_gaits:
+            phases = "<br>Gait: " + ", ".join(
+                f"{ph.gait} {ph.t_start_s:.0f}–{ph.t_end_s:.0f} s" for ph in a.phases
+            ) + " (the per-side figures are those of the " + str(a.gait) + " steps)."
         warn = ""
         if d.steps and n_usable == 0:
             warn = (
@@ -224,8 +229,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
             )
         return (
             f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
-            f"({n_l} left, {n_r} right, {n_u} side uncertain or at a gap; {d.steps_source}), cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
-            f"{len(d.alerts)} alert(s).{cpd}<br>Drag the grey band (or click an alert) to choose the range "
+            f"({n_l} left, {n_r} right, {n_u} side uncertain or at a gap; {d.steps_source}), "
+            f"{a.gait + ' ' if a.gait else ''}cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
+            f"{len(d.alerts)} alert(s).{cpd}{phases}<br>Drag the grey band (or click an alert) to choose the range "
             "shown below." + warn
         )
 

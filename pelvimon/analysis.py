@@ -18,7 +18,7 @@ import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from pelvimon.dsp.asymmetry import (
     RollingAsymmetry,
     SideStats,
     contact_time_balance_pct,
+    gait_phases,
     rolling_asymmetry,
     rolling_asymmetry_columns,
     session_asymmetry,
@@ -110,6 +111,58 @@ class Quality:
         return d
 
 
+@dataclass(frozen=True)
+class GaitPhase:
+    """A stretch of one gait: consecutive steps of a bout (no pause) with the same gait (:func:`gait_phases`)."""
+
+    gait: str
+    t_start_s: float
+    t_end_s: float
+    n_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gait": self.gait, "t_start_s": self.t_start_s, "t_end_s": self.t_end_s, "n_steps": self.n_steps}
+
+
+@dataclass(eq=False)
+class GaitPart:
+    """The left/right comparison over the steps of one gait (walking and running are not mixed: contact
+    time, step time, flight and impact differ between them far more than between sides)."""
+
+    gait: str
+    steps: list[Step]
+    side_stats: dict[str, tuple[SideStats, SideStats]]
+    asymmetry: dict[str, Asymmetry]
+
+
+def _phases(steps: Sequence[Step], gaits: Sequence[str | None], max_step_interval_s: float) -> list[GaitPhase]:
+    out: list[GaitPhase] = []
+    cur: list[Step] = []
+    cur_gait: str | None = None
+    for s, g in zip(steps, gaits, strict=True):
+        if g is None:
+            continue
+        if cur and (g != cur_gait or s.t_ic_s - cur[-1].t_ic_s > max_step_interval_s):
+            out.append(GaitPhase(str(cur_gait), cur[0].t_ic_s, _step_end_s(cur[-1]), len(cur)))
+            cur = []
+        cur.append(s)
+        cur_gait = g
+    if cur:
+        out.append(GaitPhase(str(cur_gait), cur[0].t_ic_s, _step_end_s(cur[-1]), len(cur)))
+    return out
+
+
+def applies(gait: str | None, metric: str) -> bool:
+    """Whether a metric means anything for a gait: walking has no flight (its flight time is 0 by
+    definition), so its left/right tables leave flight time out."""
+    return not (gait == "walking" and metric == "flight_time_s")
+
+
+def _gait_part(gait: str, steps: list[Step], cfg: Config) -> GaitPart:
+    side_stats = session_side_stats(steps, cfg.asymmetry)
+    return GaitPart(gait, steps, side_stats, session_asymmetry(steps, cfg.asymmetry, side_stats))
+
+
 @dataclass(eq=False)
 class SessionAnalysis:
     """Everything known about one session after the analysis.
@@ -120,9 +173,9 @@ class SessionAnalysis:
         Input name (file name) for display.
     steps : list of Step
     side_stats : dict of str to (SideStats, SideStats)
-        Whole-session left/right statistics per metric.
+        Whole-session left/right statistics per metric, over the steps of the session's gait (``gait``).
     asymmetry : dict of str to Asymmetry
-        Whole-session asymmetry per metric.
+        Whole-session asymmetry per metric, over the same steps.
     rolling : list of (float, list of Asymmetry)
         The rolling asymmetry after each step: (time of the update in s, current asymmetries).
     alerts : list of Alert
@@ -131,6 +184,16 @@ class SessionAnalysis:
     config : Config
     baseline : dict or None
         Comparison with a baseline (``compare_baseline``), when one was given.
+    gait : str or None
+        The session's gait, "running" or "walking": the one with more usable steps (running on a tie); None
+        without usable steps. ``side_stats``, ``asymmetry``, the cadence and the baseline comparison are
+        over its steps.
+    parts : dict of str to GaitPart
+        The comparison per gait present ("running", "walking"): the session's gait (the same statistics as
+        ``side_stats`` and ``asymmetry``) and, when the session holds both, the other (a warm-up walk before
+        a run, say).
+    phases : list of GaitPhase
+        The session's stretches of walking and running, in time order.
     """
 
     name: str
@@ -142,10 +205,24 @@ class SessionAnalysis:
     quality: Quality
     config: Config
     baseline: dict[str, Any] | None = None
+    gait: str | None = None
+    parts: dict[str, GaitPart] = field(default_factory=dict)
+    phases: list[GaitPhase] = field(default_factory=list)
 
-    def contact_time_balance(self) -> dict[str, float] | None:
-        """Left share of contact time in % with its interval and the normal band, or None."""
-        a = self.asymmetry.get("contact_time_s")
+    def gait_steps(self) -> list[Step]:
+        """The steps of the session's gait (those ``side_stats`` and ``asymmetry`` are over)."""
+        part = self.parts.get(self.gait) if self.gait is not None else None
+        return part.steps if part is not None else []
+
+    @property
+    def other_gaits(self) -> dict[str, GaitPart]:
+        """The parts of the gaits other than the session's."""
+        return {g: part for g, part in self.parts.items() if g != self.gait}
+
+    def contact_time_balance(self, asymmetry: Mapping[str, Asymmetry] | None = None) -> dict[str, float] | None:
+        """Left share of contact time in % with its interval and the normal band, or None (of the
+        session's gait, or of the given ``asymmetry``)."""
+        a = (self.asymmetry if asymmetry is None else asymmetry).get("contact_time_s")
         if a is None:
             return None
         bal, lo, hi = contact_time_balance_pct(a)
@@ -159,11 +236,28 @@ class SessionAnalysis:
             "normal_high_pct": high,
         }
 
-    def cadence_spm(self) -> float:
-        """Mean cadence over the steps used for the asymmetry, steps/min."""
+    def cadence_spm(self, steps: Sequence[Step] | None = None) -> float:
+        """Mean cadence over the steps used for the asymmetry (of the session's gait, or of ``steps``),
+        steps/min."""
         p = self.config.asymmetry
-        vals = [s.cadence_spm for s in self.steps if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
+        chosen = self.gait_steps() if steps is None else steps
+        vals = [s.cadence_spm for s in chosen if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
         return float(np.mean(vals)) if vals else math.nan
+
+    def n_steps_used(self, steps: Sequence[Step] | None = None) -> int:
+        """Steps in the left/right comparison (of the session's gait, or among ``steps``)."""
+        p = self.config.asymmetry
+        return sum(1 for s in (self.gait_steps() if steps is None else steps) if step_is_usable(s, p))
+
+    def _comparison(self, steps: Sequence[Step], side_stats: Mapping[str, tuple[SideStats, SideStats]],
+                    asymmetry: Mapping[str, Asymmetry]) -> dict[str, Any]:
+        return {
+            "n_steps_used": self.n_steps_used(steps),
+            "cadence_spm": self.cadence_spm(steps),
+            "per_side": {m: {"left": lr[0].to_dict(), "right": lr[1].to_dict()} for m, lr in side_stats.items()},
+            "asymmetry": {m: a.to_dict() for m, a in asymmetry.items()},
+            "contact_time_balance": self.contact_time_balance(asymmetry),
+        }
 
     def summary(self) -> dict[str, Any]:
         """The ``summary`` object of the JSON output."""
@@ -172,13 +266,13 @@ class SessionAnalysis:
             "input": self.name,
             "duration_s": self.quality.duration_s,
             "n_steps": len(self.steps),
-            "n_steps_used": sum(1 for s in self.steps if step_is_usable(s, p)),
-            "cadence_spm": self.cadence_spm(),
-            "per_side": {
-                m: {"left": lr[0].to_dict(), "right": lr[1].to_dict()} for m, lr in self.side_stats.items()
+            "gait": self.gait,
+            "gait_phases": [ph.to_dict() for ph in self.phases],
+            **self._comparison(self.gait_steps(), self.side_stats, self.asymmetry),
+            "other_gaits": {
+                g: {"gait": g, **self._comparison(part.steps, part.side_stats, part.asymmetry)}
+                for g, part in self.other_gaits.items()
             },
-            "asymmetry": {m: a.to_dict() for m, a in self.asymmetry.items()},
-            "contact_time_balance": self.contact_time_balance(),
             "baseline": self.baseline,
             "config": {
                 "sources": list(self.config.sources),
@@ -460,20 +554,36 @@ def analyze_steps(
     end = t_end_s if t_end_s is not None else (max(_step_end_s(s) for s in steps) if steps else 0.0)
     alerts = tracker.alerts
     alerts.finish(end)
-    side_stats = session_side_stats(steps, cfg.asymmetry)
+    # the whole-session comparison per gait: walking and running steps are not mixed
+    gaits = gait_phases(steps, cfg.asymmetry)
+    by_gait: dict[str, list[Step]] = {}
+    for s, g in zip(steps, gaits, strict=True):
+        if g is not None:
+            by_gait.setdefault(g, []).append(s)
+    parts = {g: _gait_part(g, ss, cfg) for g, ss in sorted(by_gait.items(), key=lambda kv: kv[0] != "running")}
+    used = {g: sum(1 for s in part.steps if step_is_usable(s, cfg.asymmetry)) for g, part in parts.items()}
+    # the gait with more usable steps (then more steps; running first on a tie)
+    gait = max(parts, key=lambda g: (used[g], len(parts[g].steps)), default=None)
+    main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
     q = quality if quality is not None else quality_from_steps(steps, cfg, duration_s=end)
     out = SessionAnalysis(
         name=name,
         steps=steps,
-        side_stats=side_stats,
-        asymmetry=session_asymmetry(steps, cfg.asymmetry, side_stats),
+        side_stats=main.side_stats,
+        asymmetry=main.asymmetry,
         rolling=rolling,
         alerts=alerts.all_alerts(),
         quality=q,
         config=cfg,
+        gait=gait,
+        parts=parts,
+        phases=_phases(steps, gaits, cfg.asymmetry.max_step_interval_s),
     )
     if baseline is not None:
-        out.baseline = compare_baseline(side_stats, baseline, cfg.asymmetry.level)
+        out.baseline = compare_baseline(main.side_stats, baseline, cfg.asymmetry.level)
+        base_gait = baseline.meta.get("gait")
+        if base_gait is not None and gait is not None and base_gait != gait:
+            out.baseline["note"] = f"the baseline is of {base_gait} steps, this session's comparison of {gait} steps"
     return out
 
 
@@ -624,11 +734,12 @@ def compare_baseline(
 
 
 def baseline_of(analysis: SessionAnalysis, **meta: Any) -> Baseline:
-    """The per-side summary of a session as a ``Baseline`` to save."""
+    """The per-side summary of a session (of its gait's steps) as a ``Baseline`` to save."""
     info = {
         "source": analysis.name,
         "duration_s": analysis.quality.duration_s,
         "n_steps": len(analysis.steps),
+        "gait": analysis.gait,
     }
     info.update({k: v for k, v in meta.items() if v is not None})
     return Baseline(stats=dict(analysis.side_stats), meta=jsonable(info))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import SessionAnalysis
+from pelvimon.analysis import GaitPart, SessionAnalysis, applies
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
@@ -110,12 +110,13 @@ def _pyplot() -> Any:
 
 
 def figure_spread(a: SessionAnalysis) -> str:
-    """Per-side box plots with the individual steps (jittered) for CPD, tilt, rotation and contact time."""
+    """Per-side box plots with the individual steps (jittered) for CPD, tilt, rotation and contact time
+    (the steps of the session's gait)."""
     from pelvimon.dsp.asymmetry import step_is_usable
 
     plt = _pyplot()
     p = a.config.asymmetry
-    used = [s for s in a.steps if step_is_usable(s, p)]
+    used = [s for s in a.gait_steps() if step_is_usable(s, p)]
     fig, axes = plt.subplots(1, len(SPREAD_METRICS), figsize=(11, 3.4), layout="constrained")
     rng = np.random.default_rng(0)
     for ax, m in zip(axes, SPREAD_METRICS, strict=True):
@@ -219,15 +220,21 @@ def _img(b64: str, alt: str, caption: str) -> str:
     )
 
 
-def _summary_table(a: SessionAnalysis) -> str:
+def _summary_table(a: SessionAnalysis, part: GaitPart | None = None) -> str:
+    """The left/right table of the session's gait, or of ``part`` (another gait's)."""
+    side_stats, asymmetry = (a.side_stats, a.asymmetry) if part is None else (part.side_stats, part.asymmetry)
+    table_id = "summary" if part is None else f"summary-{part.gait}"
     lvl = round(100 * a.config.asymmetry.level)
     rows = [
-        '<table id="summary"><thead><tr><th>metric</th><th>left mean</th><th>left SD</th><th>n</th>'
+        f'<table id="{table_id}"><thead><tr><th>metric</th><th>left mean</th><th>left SD</th><th>n</th>'
         f"<th>right mean</th><th>right SD</th><th>n</th><th>L−R</th><th>{lvl}&nbsp;% CI low</th>"
         f"<th>{lvl}&nbsp;% CI high</th><th>SI (%)</th></tr></thead><tbody>"
     ]
-    for m, (left, right) in a.side_stats.items():
-        x = a.asymmetry.get(m)
+    gait = a.gait if part is None else part.gait
+    for m, (left, right) in side_stats.items():
+        if not applies(gait, m):
+            continue
+        x = asymmetry.get(m)
         si = x.symmetry_index_pct if x is not None else None
         si_cell = (
             f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="{float(si)!r}">{si:+.1f}</td>'
@@ -391,21 +398,33 @@ def render_report(
         parts.append(f'<div class="note">{_e(notes)}</div>')
     parts += [
         "<h2>Session</h2>",
-        f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for the left/right "
-        f"comparison), mean cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
-        "<h2>Left and right</h2>",
+        f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait or '')} steps used for "
+        f"the left/right comparison), mean cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
+    ]
+    if a.phases:
+        parts.append(
+            '<p id="gait-phases">Gait: '
+            + ", ".join(f"{_e(ph.gait)} {ph.t_start_s:.0f}–{ph.t_end_s:.0f} s ({ph.n_steps} steps)" for ph in a.phases)
+            + (". Walking and running steps are compared separately." if a.other_gaits else ".")
+            + "</p>"
+        )
+    parts += [
+        f"<h2>Left and right{': ' + _e(a.gait) + ' steps' if a.gait else ''}</h2>",
         _summary_table(a)
         if s["n_steps_used"]
         else "<p>No steps to compare: the analysis found no walking or running steps with a known side "
         "(see the data quality section).</p>",
     ]
-    bal = a.contact_time_balance()
-    if bal is not None:
-        parts.append(
-            f"<p>Ground contact balance: <b>{_fmt_plain(bal['value_pct'], 1)} % left</b> "
-            f"({_fmt_plain(bal['ci_low_pct'], 1)} to {_fmt_plain(bal['ci_high_pct'], 1)} %; typical range "
-            f"{bal['normal_low_pct']:g} to {bal['normal_high_pct']:g} %).</p>"
-        )
+    parts.append(_balance_html(a.contact_time_balance()))
+    for g, part in a.other_gaits.items():
+        n_used = a.n_steps_used(part.steps)
+        if n_used:
+            parts += [
+                f"<h2>Left and right: {_e(g)} steps</h2>",
+                f"<p>{n_used} {_e(g)} steps, mean cadence {_e(_fmt_plain(a.cadence_spm(part.steps), 1))} steps/min.</p>",
+                _summary_table(a, part),
+                _balance_html(a.contact_time_balance(part.asymmetry)),
+            ]
     parts.append(
         _img(
             figure_spread(a),
@@ -440,6 +459,16 @@ def render_report(
         "</body></html>",
     ]
     return "\n".join(x for x in parts if x)
+
+
+def _balance_html(bal: dict[str, float] | None) -> str:
+    if bal is None:
+        return ""
+    return (
+        f"<p>Ground contact balance: <b>{_fmt_plain(bal['value_pct'], 1)} % left</b> "
+        f"({_fmt_plain(bal['ci_low_pct'], 1)} to {_fmt_plain(bal['ci_high_pct'], 1)} %; typical range "
+        f"{bal['normal_low_pct']:g} to {bal['normal_high_pct']:g} %).</p>"
+    )
 
 
 def _fmt_plain(v: float, digits: int) -> str:

@@ -122,35 +122,21 @@ def _fmt(metric: str, v: float, signed: bool = False) -> str:
     return f"{v:+.{digits}f}{suffix}" if signed else f"{v:.{digits}f}{suffix}"
 
 
-def print_report(analysis: Any) -> None:
-    """A readable terminal report of a ``SessionAnalysis`` (rich tables)."""
-    from rich.console import Console
+def _print_sides(con: Any, analysis: Any, gait: str | None, title: str, side_stats: Any, asymmetry: Any) -> None:
+    """One left/right table (per-side mean, SD, n; L-R with its interval; SI) and the contact balance."""
     from rich.table import Table
 
+    from pelvimon.analysis import applies
     from pelvimon.dsp.alerts import metric_label
 
-    con = Console(highlight=False)
-    q = analysis.quality
-    s = analysis.summary()
-    con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)
-    cad = s["cadence_spm"]
-    con.print(
-        f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} used for left/right), "
-        f"cadence {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
-        markup=False,
-    )
-    if not s["n_steps_used"]:
-        con.print(
-            "No steps to compare: the pipeline found no walking or running steps with a known side "
-            "(see the data quality below).",
-            markup=False,
-        )
     lvl = round(100 * analysis.config.asymmetry.level)
-    t = Table(title="Left / right (whole session)", title_justify="left")
+    t = Table(title=title, title_justify="left")
     for col in ("metric", "left mean ± SD (n)", "right mean ± SD (n)", f"L−R [{lvl} % CI]", "SI"):
         t.add_column(col, justify="left" if col == "metric" else "right")
-    for m, (left, right) in analysis.side_stats.items():
-        a = analysis.asymmetry.get(m)
+    for m, (left, right) in side_stats.items():
+        if not applies(gait, m):
+            continue
+        a = asymmetry.get(m)
         ci = (
             f"{_fmt(m, a.diff, True)} [{_fmt(m, a.diff_ci_low, True)}, {_fmt(m, a.diff_ci_high, True)}]"
             if a
@@ -164,15 +150,55 @@ def print_report(analysis: Any) -> None:
             ci,
             si,
         )
-    if s["n_steps_used"]:
-        con.print(t)
-    bal = analysis.contact_time_balance()
+    con.print(t)
+    bal = analysis.contact_time_balance(asymmetry)
     if bal is not None:
         con.print(
             f"Ground contact balance: {bal['value_pct']:.1f} % left [{bal['ci_low_pct']:.1f}, "
             f"{bal['ci_high_pct']:.1f}] (normal {bal['normal_low_pct']:g}-{bal['normal_high_pct']:g} %)",
             markup=False,
         )
+
+
+def print_report(analysis: Any) -> None:
+    """A readable terminal report of a ``SessionAnalysis`` (rich tables)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pelvimon.dsp.alerts import metric_label
+
+    con = Console(highlight=False)
+    q = analysis.quality
+    s = analysis.summary()
+    con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)
+    cad = s["cadence_spm"]
+    gait = f" {s['gait']}" if s["gait"] else ""
+    con.print(
+        f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']}{gait} steps used for left/right), "
+        f"cadence {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
+        markup=False,
+    )
+    if analysis.phases:
+        con.print(
+            "gait: " + ", ".join(f"{ph.gait} {ph.t_start_s:.0f}-{ph.t_end_s:.0f} s ({ph.n_steps} steps)"
+                                 for ph in analysis.phases),
+            markup=False,
+            soft_wrap=True,
+        )
+    if not s["n_steps_used"]:
+        con.print(
+            "No steps to compare: the pipeline found no walking or running steps with a known side "
+            "(see the data quality below).",
+            markup=False,
+        )
+    else:
+        _print_sides(con, analysis, s["gait"], f"Left / right: {s['gait']} steps (whole session)", analysis.side_stats,
+                     analysis.asymmetry)
+    for g, part in analysis.other_gaits.items():
+        if analysis.n_steps_used(part.steps):
+            con.print()
+            _print_sides(con, analysis, g, f"Left / right: {g} steps ({analysis.n_steps_used(part.steps)} used, "
+                         f"cadence {analysis.cadence_spm(part.steps):.1f} steps/min)", part.side_stats, part.asymmetry)
     con.print()
     if analysis.alerts:
         con.print("[bold]Alerts[/bold]")
@@ -199,6 +225,8 @@ def print_report(analysis: Any) -> None:
             )
         con.print(bt)
         con.print("* the interval excludes zero", markup=False)
+        if analysis.baseline.get("note"):
+            con.print(f"Note: {analysis.baseline['note']}", markup=False, soft_wrap=True)
     con.print("[bold]Data quality[/bold]")
     cal = q.calibration_state + (f" at {q.calibrated_at_s:.1f} s" if q.calibrated_at_s is not None else "")
     lines = [

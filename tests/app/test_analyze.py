@@ -308,3 +308,61 @@ def test_csv_with_dropped_rows_is_analysed_across_them(recordings: dict, tmp_pat
     assert q["n_samples_lost"] == int((~keep).sum())
     (alert,) = [a for a in doc["alerts"] if a["metric"] == "cpd_deg"]
     assert alert["side"] == "L"
+
+
+@pytest.fixture(scope="module")
+def walk_run_walk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A treadmill session: a warm-up walk, a run with a left-side drop, a cool-down walk, standing between."""
+    from pelvimon.sensors.simulator import simulate_session
+
+    mount = (10.0, -20.0, 60.0)
+    sim = simulate_session([
+        SimParams(seconds=45, gait="walk", end_stand_s=3, mount_euler_deg=mount, seed=41),
+        SimParams(seconds=60, gait="run", stand_s=3, end_stand_s=3, cpd_left_deg=9, cpd_right_deg=4,
+                  mount_euler_deg=mount, seed=42),
+        SimParams(seconds=40, gait="walk", stand_s=3, mount_euler_deg=mount, seed=43),
+    ])
+    path = tmp_path_factory.mktemp("bouts") / "walk_run_walk.csv"
+    write_imu_csv(path, sim.batch)
+    return path
+
+
+def test_walking_and_running_are_compared_apart(walk_run_walk: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The summary is the run's (the session's gait: more steps), the walks get their own comparison, and
+    the gait phases are listed; mixing them would put walking contact times (about 0.65 s) and running ones
+    (about 0.25 s) into one mean."""
+    code, out, err = run_cli(capsys, str(walk_run_walk), "--json")
+    assert code == 0, err
+    summ = no_nan(out)["summary"]
+    assert summ["gait"] == "running"
+    assert [(p["gait"], p["n_steps"] > 20) for p in summ["gait_phases"]] == [
+        ("walking", True), ("running", True), ("walking", True)]
+    run_phase = summ["gait_phases"][1]
+    assert 45.0 < run_phase["t_start_s"] < 55.0 and 95.0 < run_phase["t_end_s"] < 105.0
+    ct = summ["per_side"]["contact_time_s"]
+    assert 0.2 < ct["left"]["mean"] < 0.3 and 0.2 < ct["right"]["mean"] < 0.3
+    assert ct["left"]["n"] + ct["right"]["n"] == summ["n_steps_used"]
+    assert summ["asymmetry"]["cpd_deg"]["diff_ci_low"] > 3.0  # the run's 9 vs 4 deg
+    assert 160 < summ["cadence_spm"] < 180
+    walk = summ["other_gaits"]["walking"]
+    assert 0.55 < walk["per_side"]["contact_time_s"]["left"]["mean"] < 0.8 and 100 < walk["cadence_spm"] < 120
+    assert abs(walk["asymmetry"]["cpd_deg"]["diff"]) < 1.0  # the walks are symmetric (6 vs 6 deg)
+    code, text, _ = run_cli(capsys, str(walk_run_walk))
+    assert "Left / right: running steps" in text and "Left / right: walking steps" in text
+    assert text.count("flight time") == 1  # not for walking: its flight time is 0 by definition
+    assert "gait: walking" in text and "running" in text.split("gait: ")[1].splitlines()[0]
+
+
+def test_a_baseline_of_another_gait_is_noted(walk_run_walk: Path, recordings: dict, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pelvimon.sensors.simulator import simulate
+
+    walk = tmp_path / "walk.csv"
+    write_imu_csv(walk, simulate(SimParams(seconds=40, gait="walk", seed=44)).batch)
+    base = tmp_path / "walk_base.json"
+    assert run_cli(capsys, str(walk), "--save-baseline", str(base))[0] == 0
+    assert json.loads(base.read_text())["meta"]["gait"] == "walking"
+    _, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--baseline", str(base))
+    assert "Note: the baseline is of walking steps, this session's comparison of running steps" in out
+    _, out, _ = run_cli(capsys, str(walk_run_walk), "--json", "--baseline", str(base))
+    assert "note" in no_nan(out)["summary"]["baseline"]

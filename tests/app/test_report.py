@@ -155,3 +155,27 @@ def test_report_without_steps_is_still_valid() -> None:
     c = parse(text)
     assert c.errors == [] and c.stack == [] and len(c.images) >= 3
     assert "No steps to compare" in " ".join(c.text) and "https://" not in text
+
+
+def test_report_of_a_walk_and_a_run_compares_them_apart() -> None:
+    """A warm-up walk before a run: the run's table first (id "summary"), then the walk's, and the gait
+    phases; the walk's table has no flight-time row."""
+    from pelvimon.analysis import analyze_batches
+    from pelvimon.report import render_report
+    from pelvimon.sensors.simulator import simulate_session
+
+    sim = simulate_session([
+        SimParams(seconds=40, gait="walk", end_stand_s=3, seed=51),
+        SimParams(seconds=55, gait="run", stand_s=3, seed=52),
+    ])
+    a = analyze_batches([sim.batch], name="warmup_and_run.csv")
+    text = render_report(a, title="walk then run")
+    c = parse(text)
+    assert c.errors == [] and c.stack == []
+    assert a.gait == "running" and list(a.other_gaits) == ["walking"]
+    run_table = text.split('<table id="summary">')[1].split("</table>")[0]
+    walk_table = text.split('<table id="summary-walking">')[1].split("</table>")[0]
+    assert "flight time" in run_table and "flight time" not in walk_table
+    assert text.index("Left and right: running steps") < text.index("Left and right: walking steps")
+    phases = text.split('<p id="gait-phases">')[1].split("</p>")[0]
+    assert phases.startswith("Gait: walking") and "running" in phases and "compared separately" in phases

@@ -16,9 +16,11 @@ from pelvimon.dsp.asymmetry import (
     AsymmetryParams,
     compare_sides,
     contact_time_balance_pct,
+    gait_phases,
     rolling_asymmetry,
     session_asymmetry,
     session_side_stats,
+    step_gait,
     symmetry_index_pct,
     welch_interval,
 )
@@ -304,3 +306,48 @@ def test_a_bridged_gap_step_is_skipped_a_restart_resets(bridged: bool) -> None:
     assert {a.metric: (a.n_left, a.n_right) for a in roll[35]} == n
     # never used in the session statistics either
     assert session_side_stats(steps, params)["cpd_deg"][0].n == 29
+
+
+# --- gait of the steps: walking and running are compared apart -------------------------------------------
+
+
+def _gait_steps(pattern: str, t0: float = 0.0, dt: float = 0.4) -> list[Step]:
+    """One step per letter: "r" running (a flight), "w" walking (no flight), "g" a gap step."""
+    out = []
+    for i, c in enumerate(pattern):
+        t = t0 + i * dt
+        if c == "g":
+            out.append(Step("L", t, *([math.nan] * 11), gap=True))
+            continue
+        flight = 0.1 if c == "r" else 0.0
+        out.append(Step("LR"[i % 2], t, t + 0.3, dt, 0.3, flight, 60 / dt, *([5.0] * 6)))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        # the ramp out of standing (no flight yet) belongs to the run that follows
+        ("wwwrrrrrrrrrr", "rrrrrrrrrrrrr"),
+        # a slow jog's step without a visible flight stays running; a gap step has no gait
+        ("rrrrrrrwrrrrgrrrr", "rrrrrrrrrrrr.rrrr"),
+        # a walk, then a run without stopping: two phases; a short run inside one is absorbed
+        ("wwwwwwwwrrwwwwrrrrrrrrr", "wwwwwwwwwwwwwwrrrrrrrrr"),
+        # no run long enough: the commoner gait
+        ("wwrwwrrwr", "wwwwwwwww"),
+    ],
+)
+def test_gait_phases_put_stray_steps_right(pattern: str, expected: str) -> None:
+    steps = _gait_steps(pattern)
+    assert "".join("." if s.gap else step_gait(s)[0] for s in steps) == pattern.replace("g", ".")
+    got = "".join("." if g is None else g[0] for g in gait_phases(steps))
+    assert got == expected
+
+
+def test_gait_phases_do_not_reach_across_a_pause() -> None:
+    """After a stop, the first steps of the next bout (say the ramp into a run) are not taken for the walk
+    before the pause: the bout starts anew."""
+    walk = _gait_steps("wwwwwwwwww")
+    run = _gait_steps("wwwrrrrrrrr", t0=walk[-1].t_ic_s + 5.0)
+    got = "".join(g[0] for g in gait_phases(walk + run))  # type: ignore[index]
+    assert got == "w" * 10 + "r" * 11

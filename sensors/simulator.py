@@ -276,8 +276,8 @@ def _validate(p: SimParams) -> None:
         need = (2 * p.ramp_steps + 2) * t_max
         if room < need:
             raise SimParamsError(
-                f"seconds {p.seconds:g} leaves {max(room, 0.0):.1f} s of gait between stand_s and end_stand_s; "
-                f"ramping up and down needs {need:.1f} s: lengthen seconds or shorten the standing"
+                f"seconds {p.seconds:g} leaves {max(room, 0.0):.1f} s for the steps between stand_s and "
+                f"end_stand_s; ramping up and down needs {need:.1f} s: lengthen seconds or shorten the standing"
             )
     for name in ("acc_noise_mps2", "gyr_noise_rads", "acc_bias_mps2", "gyr_bias_dps", "gyr_bias_walk_dps"):
         _check(name, getattr(p, name), 0.0, 100.0)

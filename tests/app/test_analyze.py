@@ -366,3 +366,27 @@ def test_a_baseline_of_another_gait_is_noted(walk_run_walk: Path, recordings: di
     assert "Note: the baseline is of walking steps, this session's comparison of running steps" in out
     _, out, _ = run_cli(capsys, str(walk_run_walk), "--json", "--baseline", str(base))
     assert "note" in no_nan(out)["summary"]["baseline"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_walking_straight_into_running_raises_no_alert(seed: int) -> None:
+    """A symmetric walker speeds up into a run without stopping: for 20 steps per side the rolling windows
+    hold walking and running steps alike on both sides (contact times 0.69 and 0.26 s), and no alert comes
+    of that mix; the summary is the run's."""
+    import dataclasses
+
+    from pelvimon.dsp.pipeline import analyze_offline
+
+    walk = analyze_offline(simulate(SimParams(seconds=50, gait="walk", seed=seed)).batch, rate_hz=200.0).steps
+    walk = [s for s in walk if s.t_ic_s > 8.0]
+    first = "R" if walk[-1].side == "L" else "L"
+    run = analyze_offline(simulate(SimParams(seconds=60, gait="run", first_side=first, seed=seed + 10)).batch,
+                          rate_hz=200.0).steps
+    run = [s for s in run if s.t_ic_s > 8.0]
+    run = run[1:] if run[0].side == walk[-1].side else run
+    off = walk[-1].t_ic_s + walk[-1].step_time_s - run[0].t_ic_s
+    run = [dataclasses.replace(s, t_ic_s=s.t_ic_s + off, t_fc_s=s.t_fc_s + off) for s in run]
+    a = analyze_steps(walk + run)
+    assert a.alerts == []
+    assert [ph.gait for ph in a.phases] == ["walking", "running"] and a.gait == "running"
+    assert a.side_stats["contact_time_s"][0].mean < 0.3 and a.other_gaits["walking"].side_stats["contact_time_s"][0].mean > 0.6

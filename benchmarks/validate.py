@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.transform import Rotation
 
 from pelvimon.dsp._gait_eval import match_times, rmse
 from pelvimon.dsp.calibration import calibrate_offline
@@ -342,10 +343,48 @@ def detected_ics(steps: list) -> np.ndarray:
     return out
 
 
+SWAPPED_REFERENCE = ("4-1", "4-2")
+"""Trials whose reference left and right look swapped: every step of theirs is sided the other way, and
+their pelvic roll after a reference left heel strike runs the other way from all 108 other trials
+(:func:`reference_roll`), with the same sensor mounting as the subject's four other trials. Reported as
+published and, in one extra row, without them."""
+
+
+def reference_roll(name: str) -> float:
+    """Mean pelvic roll rate (about the forward axis, rad/s, mount from :func:`calibrate_offline`) over the
+    150 ms after the reference's left heel strikes minus that after its right ones. The pelvis rolls
+    towards the swing side after heel strike, so the sign is the same in every trial whose reference
+    names the feet right; NaN without a mount."""
+    acc, gyr, meta, counter = load_walking(name)
+    fs = 100.0
+    r = calibrate_offline(counter / fs, acc, gyr)
+    if r.mount_quat_wxyz is None:
+        return float("nan")
+    w, x, y, z = r.mount_quat_wxyz
+    roll = (Rotation.from_quat([x, y, z, w]).apply(gyr))[:, 0]
+    b0, b1 = meta["TrialBoundaries"]
+    n = int(round(0.15 * fs))
+
+    def mean_after(events: list) -> float:
+        ks = [int(np.searchsorted(counter, e)) for _, e in events if b0 <= e <= b1]
+        return float(np.mean([roll[k : k + n].mean() for k in ks if k + n <= roll.shape[0]]))
+
+    return mean_after(meta["LeftFootEvents"]) - mean_after(meta["RightFootEvents"])
+
+
+def eval_reference(table: Table, names: list[str]) -> None:
+    roll = {nm: reference_roll(nm) for nm in names}
+    flipped = sorted(nm for nm, v in roll.items() if v < 0)
+    vals = np.array([v for v in roll.values() if np.isfinite(v)])
+    table.add("voisard walking, reference check", "trials with the pelvic roll reversed", float(len(flipped)), "-",
+              True, f"{', '.join(flipped) or 'none'} of {len(names)}; median roll difference {np.median(vals):+.2f} rad/s")
+
+
 def eval_walking(table: Table, names: list[str] | None = None) -> None:
     names = walking_names() if names is None else names
     for mode in ("stream", "offline"):
         sc = [score_walking_trial(nm, mode) for nm in names]
+        kept = [s for nm, s in zip(names, sc, strict=True) if nm not in SWAPPED_REFERENCE]
         tp = sum(s.tp for s in sc)
         nd = sum(s.n_det for s in sc)
         nr = sum(s.n_ref for s in sc)
@@ -359,6 +398,10 @@ def eval_walking(table: Table, names: list[str] | None = None) -> None:
                   f"bias {np.median(ic) * 1000:+.1f} ms")
         table.add(name, "laterality", lat.mean(), ">= 0.90", lat.mean() >= 0.90,
                   f"{lat.size} steps; mount found in {n_cal}/{len(sc)} trials")
+        if len(kept) < len(sc):
+            lk = np.concatenate([s.side_ok for s in kept])
+            table.add(name, f"laterality without {', '.join(SWAPPED_REFERENCE)}", lk.mean(), "-", True,
+                      f"{lk.size} steps; their reference looks side-swapped (see the reference check)")
         conf = np.concatenate([s.confidence for s in sc])
         sure = conf >= 0.8
         table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,
@@ -398,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_running(table, list(range(0, 31, 3)) if args.quick else None)
     names = walking_names()
     eval_walking(table, names[::8] if args.quick else names)
+    eval_reference(table, names[::8] if args.quick else names)
     table.print()
     print(f"({time.perf_counter() - t0:.1f} s)")
     if not args.skip_orientation:

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
 
+from pelvimon.analysis import analyze_steps
 from pelvimon.dsp._gait_eval import match_times, rmse
 from pelvimon.dsp.calibration import calibrate_offline
 from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams, analyze_offline
@@ -210,6 +211,8 @@ class RunScore:
     n_ref: int
     ic_err_s: np.ndarray
     contact_err_s: np.ndarray
+    gait: str | None
+    """The session's gait as ``pelvimon analyze`` names it."""
 
 
 def score_running_trial(acc_v_g: np.ndarray, acc_ap_g: np.ndarray, grf_bw: np.ndarray, fs: float = 500.0,
@@ -227,7 +230,7 @@ def score_running_trial(acc_v_g: np.ndarray, acc_ap_g: np.ndarray, grf_bw: np.nd
     ref = reference_steps(grf_bw, fs)
     m = match_times(np.array([s.t_ic_s for s in steps]), ref[:, 0], RUN_TOL_S)
     ct = np.array([steps[i].contact_time_s - (ref[j, 1] - ref[j, 0]) for i, j in m.pairs])
-    return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct)
+    return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct, analyze_steps(pipe.steps_).gait)
 
 
 def eval_running(table: Table, trials: list[int] | None = None) -> None:
@@ -246,6 +249,8 @@ def eval_running(table: Table, trials: list[int] | None = None) -> None:
               f"bias {np.median(ic) * 1000:+.1f} ms")
     e = rmse(ct) * 1000
     table.add(name, "contact time RMSE ms", e, "<= 25", e <= 25, f"bias {np.nanmean(ct) * 1000:+.1f} ms")
+    n_run = sum(s.gait == "running" for s in sc)
+    table.add(name, "session gait named running", n_run / len(sc), "-", True, f"{n_run} of {len(sc)} trials")
 
 
 # ----------------------------------------------------------------------------------------------- walking
@@ -285,6 +290,7 @@ class WalkScore:
     side_ok: np.ndarray
     calibrated: bool
     confidence: np.ndarray
+    gait: str | None
 
 
 def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10) -> WalkScore:
@@ -322,7 +328,7 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     side_ok = np.array([ics[i, 1] == (refs[j][1] == "L") for i, j in m.pairs if ics[i, 1] >= 0], dtype=bool)
     conf_of = {round(st.t_ic_s, 9): st.laterality_confidence for st in steps}
     conf = np.array([conf_of.get(round(ics[i, 0], 9), np.nan) for i, j in m.pairs if ics[i, 1] >= 0])
-    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf)
+    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, analyze_steps(steps).gait)
 
 
 def detected_ics(steps: list) -> np.ndarray:
@@ -406,6 +412,10 @@ def eval_walking(table: Table, names: list[str] | None = None) -> None:
         sure = conf >= 0.8
         table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,
                   f"{sure.mean():.0%} of the steps are that confident")
+        if mode == "stream":
+            other = [nm for nm, s in zip(names, sc, strict=True) if s.gait != "walking"]
+            table.add(name, "session gait named walking", 1 - len(other) / len(sc), "-", True,
+                      f"{len(sc) - len(other)} of {len(sc)} trials" + (f"; not {', '.join(other)}" if other else ""))
 
 
 # ----------------------------------------------------------------------------------------------- main

@@ -3,16 +3,22 @@ stillness detection, re-check, bad input. Truth from the simulator and from exac
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from pelvimon.dsp._orient_synth import synth_run
-from pelvimon.dsp.calibration import CalibrationParams, MountCalibration, calibrate_offline
-from pelvimon.dsp.orientation import PelvisOrientation
-from pelvimon.sensors.simulator import SimParams, simulate
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _orient_synth import synth_run  # noqa: E402
+
+from pelvimon.dsp.calibration import CalibrationParams, MountCalibration, calibrate_offline  # noqa: E402
+from pelvimon.dsp.orientation import PelvisOrientation  # noqa: E402
+from pelvimon.sensors.simulator import SimParams, simulate  # noqa: E402
 
 
 def _rot(q_wxyz: np.ndarray) -> Rotation:

@@ -3,14 +3,20 @@ batch, state save/restore, accelerometer-only and bad input."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from pelvimon.dsp._orient_synth import synth_run
-from pelvimon.dsp.orientation import (
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _orient_synth import synth_run  # noqa: E402
+
+from pelvimon.dsp.orientation import (  # noqa: E402
     OrientationParams,
     PelvisMotion,
     PelvisOrientation,

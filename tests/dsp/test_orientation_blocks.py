@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import vqf
 from scipy import signal
 from scipy.spatial.transform import Rotation
 
-from pelvimon.dsp import orientation as orientation_module
-from pelvimon.dsp._orient_quat import quat_multiply, quat_to_matrix
-from pelvimon.dsp._orient_synth import synth_run
-from pelvimon.dsp.orientation import OrientationParams, PelvisMotion, PelvisOrientation
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _orient_synth import synth_run  # noqa: E402
+
+from pelvimon.dsp import orientation as orientation_module  # noqa: E402
+from pelvimon.dsp._orient_quat import quat_multiply, quat_to_matrix  # noqa: E402
+from pelvimon.dsp.orientation import OrientationParams, PelvisMotion, PelvisOrientation  # noqa: E402
 
 _q = Rotation.random(random_state=11).as_quat()
 MOUNT = np.r_[_q[3], _q[:3]]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from ..firmware_protocols.batch import G_MPS2
+from pelvimon.firmware_protocols.batch import G_MPS2
 
 
 @dataclass(frozen=True)

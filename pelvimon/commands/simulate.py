@@ -178,7 +178,9 @@ def _bouts(args: argparse.Namespace) -> list[SimParams]:
             ))
         except SimParamsError as exc:
             msg = str(exc)
-            for field, option in _OPTION.items():
+            # a later bout's own length and cadence are the SECONDS and SPM of its --then
+            names = _OPTION if i == 0 else {**_OPTION, "seconds": "SECONDS", "cadence_spm": "SPM"}
+            for field, option in names.items():
                 msg = re.sub(rf"(?<![-\w]){field}\b", option, msg)
             raise UsageError(msg if i == 0 else f"--then {args.then[i - 1]}: {msg}") from None
     return out

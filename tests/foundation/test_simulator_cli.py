@@ -91,7 +91,8 @@ def test_simulate_a_session_of_bouts(tmp_path: Path, capsys) -> None:
         (["--then", "jog:60"], "GAIT:SECONDS"),
         (["--then", "run:abc"], "GAIT:SECONDS"),
         (["--then", "run:60", "--pause", "0"], "--pause"),
-        (["--then", "walk:60:300"], "--then walk:60:300: --cadence"),
+        (["--then", "walk:60:300"], "--then walk:60:300: SPM must be"),
+        (["--then", "run:-5"], "--then run:-5: SECONDS must be"),
     ],
 )
 def test_bad_values_are_one_line_exit_2(args: list[str], fragment: str, capsys) -> None:

@@ -141,3 +141,20 @@ def test_review_opens_every_recording(qtbot, path: Path) -> None:
         want = int((cols["usable"] & np.isfinite(cols["cadence_spm"])).sum())
         shown = sum(len(w.timeline_points[("cadence_spm", s)].getData()[0]) for s in ("L", "R"))
         assert shown == want
+
+
+def test_review_of_a_walk_and_a_run_names_the_gaits(qtbot, tmp_path) -> None:
+    """A warm-up walk before a run: the summary line gives the run's cadence and pelvic drop and lists the
+    stretches of each gait."""
+    from pelvimon.sensors.csv_source import write_imu_csv
+    from pelvimon.sensors.simulator import simulate_session
+
+    sim = simulate_session([SimParams(seconds=30, gait="walk", end_stand_s=3, rate_hz=104.0, seed=5),
+                            SimParams(seconds=40, gait="run", stand_s=3, rate_hz=104.0, seed=6)])
+    path = tmp_path / "walk_run.csv"
+    write_imu_csv(path, sim.batch)
+    w = ReviewWindow(load_review(path))
+    qtbot.addWidget(w)
+    text = w._summary_text()
+    assert "running cadence" in text and "Pelvic drop (running)" in text
+    assert "Gait: walking" in text and "the per-side figures are those of the running steps" in text

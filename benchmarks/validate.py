@@ -27,6 +27,7 @@ The matching and scoring code lives in ``pelvimon.dsp._gait_eval``; the tests us
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import importlib.util
 import json
@@ -258,8 +259,10 @@ def walking_names(data_dir: Path = WALK_DIR) -> list[str]:
     return sorted({p.name.split(".")[0] for p in data_dir.glob("*.json.gz")})
 
 
+@functools.cache
 def load_walking(name: str, data_dir: Path = WALK_DIR) -> tuple[np.ndarray, np.ndarray, dict, np.ndarray]:
-    """(acc m/s² (N, 3), gyr rad/s (N, 3), metadata, packet counter (N,)) of one trial's L5 sensor, 100 Hz."""
+    """(acc m/s² (N, 3), gyr rad/s (N, 3), metadata, packet counter (N,)) of one trial's L5 sensor, 100 Hz.
+    Read once per run (the streaming, offline and reference checks all use it; the arrays are not written)."""
     sig = pd.read_csv(data_dir / f"{name}_lb.txt.gz", sep="\t", skiprows=1).to_numpy()
     with gzip.open(data_dir / f"{name}.json.gz", "rt") as fh:
         meta = json.load(fh)
@@ -293,6 +296,13 @@ class WalkScore:
     gait: str | None
 
 
+@functools.cache
+def offline_mount(name: str) -> np.ndarray | None:
+    """The mount :func:`calibrate_offline` finds over a whole walk (scalar-first quaternion), or None."""
+    acc, gyr, _meta, counter = load_walking(name)
+    return calibrate_offline(counter / 100.0, acc, gyr).mount_quat_wxyz
+
+
 def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10) -> WalkScore:
     """Feed one walk through :class:`GaitPipeline` and score ICs and sides against the foot sensors.
 
@@ -301,13 +311,12 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     """
     fs = 100.0
     acc, gyr, meta, counter = load_walking(name)
-    t = counter / fs
     params = None
     calibrated = True
     if calibration == "offline":
-        r = calibrate_offline(t, acc, gyr)
-        if r.mount_quat_wxyz is not None:
-            params = PipelineParams(mount_quat_wxyz=tuple(float(v) for v in r.mount_quat_wxyz))
+        mount = offline_mount(name)
+        if mount is not None:
+            params = PipelineParams(mount_quat_wxyz=tuple(float(v) for v in mount))
         else:
             calibrated = False
     pipe = GaitPipeline(fs, params)
@@ -363,10 +372,10 @@ def reference_roll(name: str) -> float:
     names the feet right; NaN without a mount."""
     acc, gyr, meta, counter = load_walking(name)
     fs = 100.0
-    r = calibrate_offline(counter / fs, acc, gyr)
-    if r.mount_quat_wxyz is None:
+    mount = offline_mount(name)
+    if mount is None:
         return float("nan")
-    w, x, y, z = r.mount_quat_wxyz
+    w, x, y, z = mount
     roll = (Rotation.from_quat([x, y, z, w]).apply(gyr))[:, 0]
     b0, b1 = meta["TrialBoundaries"]
     n = int(round(0.15 * fs))

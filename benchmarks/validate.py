@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
 
-from pelvimon.analysis import analyze_steps
 from pelvimon.dsp._gait_eval import match_times, rmse
+from pelvimon.dsp.asymmetry import session_gait
 from pelvimon.dsp.calibration import calibrate_offline
 from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams, analyze_offline
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
@@ -231,7 +231,7 @@ def score_running_trial(acc_v_g: np.ndarray, acc_ap_g: np.ndarray, grf_bw: np.nd
     ref = reference_steps(grf_bw, fs)
     m = match_times(np.array([s.t_ic_s for s in steps]), ref[:, 0], RUN_TOL_S)
     ct = np.array([steps[i].contact_time_s - (ref[j, 1] - ref[j, 0]) for i, j in m.pairs])
-    return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct, analyze_steps(pipe.steps_).gait)
+    return RunScore(m.tp, m.n_det, m.n_ref, m.err_s, ct, session_gait(pipe.steps_))
 
 
 def eval_running(table: Table, trials: list[int] | None = None) -> None:
@@ -337,7 +337,7 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     side_ok = np.array([ics[i, 1] == (refs[j][1] == "L") for i, j in m.pairs if ics[i, 1] >= 0], dtype=bool)
     conf_of = {round(st.t_ic_s, 9): st.laterality_confidence for st in steps}
     conf = np.array([conf_of.get(round(ics[i, 0], 9), np.nan) for i, j in m.pairs if ics[i, 1] >= 0])
-    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, analyze_steps(steps).gait)
+    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, session_gait(steps))
 
 
 def detected_ics(steps: list) -> np.ndarray:

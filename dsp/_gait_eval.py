@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..firmware_protocols.batch import ImuBatch
+from .asymmetry import step_gait
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class BoutScore:
     cpd_rmse_deg: float
     n_cpd: int
     running_agree: float
-    """Fraction of the matched steps whose flight (``flight_time_s > 0``) agrees with the truth's."""
+    """Fraction of the matched steps whose gait (:func:`~pelvimon.dsp.asymmetry.step_gait`) agrees with the
+    truth's (a flight in the truth: running)."""
 
 
 def score_bout(steps: list[Any], truth: list[Any], t0_s: float, t1_s: float, tol_s: float = 0.1) -> BoutScore:
@@ -125,7 +127,7 @@ def score_bout(steps: list[Any], truth: list[Any], t0_s: float, t1_s: float, tol
         laterality=float(np.mean([a.side == b.side for a, b in pairs])) if pairs else float("nan"),
         cpd_rmse_deg=rmse(cpd),
         n_cpd=int(np.count_nonzero(np.isfinite(cpd))),
-        running_agree=float(np.mean([(a.flight_time_s > 0) == (b.flight_time_s > 0) for a, b in pairs]))
+        running_agree=float(np.mean([(step_gait(a) == "running") == (b.flight_time_s > 0) for a, b in pairs]))
         if pairs
         else float("nan"),
     )

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from scipy import special
@@ -363,16 +363,16 @@ def step_gait(step: Step) -> Gait | None:
     return "walking" if step.flight_time_s == 0.0 else "running"
 
 
-def gait_phases(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[Gait | None]:
-    """The gait of every step, with stray steps put right: within a bout (no pause longer than
-    ``max_step_interval_s``), a run of fewer than :data:`GAIT_MIN_STEPS` steps of one gait takes the gait
-    of the run before it in the bout, or after it at the start of a bout, or the bout's commoner gait when
-    the bout holds no longer run. The steps out of standing, and a slow jog's steps whose flight was too
-    short to see, so stay with the bout they belong to. Gap steps get None.
+def gait_stretches(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[tuple[Gait, list[int]]]:
+    """The stretches of one gait, in time order: ``(gait, step indices)`` of consecutive steps of a bout (no
+    pause longer than ``max_step_interval_s``) with the same gait, stray steps put right. Within a bout, a
+    run of fewer than :data:`GAIT_MIN_STEPS` steps of one gait takes the gait of the run before it in the
+    bout, or after it at the start of a bout, or the bout's commoner gait when the bout holds no longer run.
+    The steps out of standing, and a slow jog's steps whose flight was too short to see, so stay with the
+    bout they belong to. Gap steps are in no stretch (and do not split one).
     """
     p = params if params is not None else AsymmetryParams()
     raw = [step_gait(s) for s in steps]
-    out: list[Gait | None] = list(raw)
     bouts: list[list[int]] = []
     last = math.nan
     for i, (s, g) in enumerate(zip(steps, raw, strict=True)):
@@ -384,24 +384,68 @@ def gait_phases(steps: Sequence[Step], params: AsymmetryParams | None = None) ->
         bouts[-1].append(i)
         if math.isfinite(t):
             last = t
+    out: list[tuple[Gait, list[int]]] = []
     for bout in bouts:
-        runs: list[tuple[Gait | None, list[int]]] = []
+        runs: list[tuple[Gait, list[int]]] = []
         for i in bout:
-            if runs and runs[-1][0] == raw[i]:
+            g = cast(Gait, raw[i])  # (gap steps, whose gait is None, are in no bout)
+            if runs and runs[-1][0] == g:
                 runs[-1][1].append(i)
             else:
-                runs.append((raw[i], [i]))
-        n_run = sum(len(r[1]) for r in runs if r[0] == "running")
-        common: Gait = "running" if 2 * n_run >= len(bout) else "walking"
+                runs.append((g, [i]))
+        n_run = sum(len(idx) for g, idx in runs if g == "running")
+        fill: Gait = "running" if 2 * n_run >= len(bout) else "walking"  # the commoner, without a long run
+        # the gait each run takes: its own if long, else the last long run's before it, else the first
+        # long run's after it (one backward pass for those)
+        after: list[Gait | None] = [None] * len(runs)
+        nxt: Gait | None = None
+        for j in range(len(runs) - 1, -1, -1):
+            after[j] = nxt
+            if len(runs[j][1]) >= GAIT_MIN_STEPS:
+                nxt = runs[j][0]
         prev: Gait | None = None
-        for j, (g, idx) in enumerate(runs):  # (no run is of None: gap steps are in no bout)
+        stretches: list[tuple[Gait, list[int]]] = []
+        for j, (g, idx) in enumerate(runs):
             if len(idx) >= GAIT_MIN_STEPS:
                 prev = g
-                continue
-            nxt = next((r[0] for r in runs[j + 1 :] if len(r[1]) >= GAIT_MIN_STEPS), None)
-            fill = prev if prev is not None else nxt if nxt is not None else common
-            for i in idx:
-                out[i] = fill
+                gait = g
+            else:
+                gait = prev if prev is not None else after[j] if after[j] is not None else fill
+            if stretches and stretches[-1][0] == gait:
+                stretches[-1][1].extend(idx)
+            else:
+                stretches.append((gait, idx))
+        out.extend(stretches)
+    return out
+
+
+def steps_by_gait(steps: Sequence[Step], stretches: Sequence[tuple[Gait, list[int]]]) -> dict[Gait, list[Step]]:
+    """The steps of each gait of :func:`gait_stretches`, in time order; running first."""
+    out: dict[Gait, list[Step]] = {}
+    for gait, idx in sorted(stretches, key=lambda st: st[0] != "running"):  # (stable: the stretches' order)
+        out.setdefault(gait, []).extend(steps[i] for i in idx)
+    return out
+
+
+def main_gait(by_gait: Mapping[Gait, Sequence[Step]], params: AsymmetryParams | None = None) -> Gait | None:
+    """The session's gait: the one with more usable steps, then more steps, running on a tie; None without
+    steps."""
+    p = params if params is not None else AsymmetryParams()
+    return max(by_gait, key=lambda g: (sum(1 for s in by_gait[g] if step_is_usable(s, p)), len(by_gait[g])),
+               default=None)
+
+
+def session_gait(steps: Sequence[Step], params: AsymmetryParams | None = None) -> Gait | None:
+    """:func:`main_gait` of a list of steps."""
+    return main_gait(steps_by_gait(steps, gait_stretches(steps, params)), params)
+
+
+def gait_phases(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[Gait | None]:
+    """The gait of every step as :func:`gait_stretches` puts it (None for gap steps)."""
+    out: list[Gait | None] = [None] * len(steps)
+    for gait, idx in gait_stretches(steps, params):
+        for i in idx:
+            out[i] = gait
     return out
 
 
@@ -415,7 +459,8 @@ def step_is_usable(step: Step, params: AsymmetryParams) -> bool:
     )
 
 
-def _step_end_s(step: Step) -> float:
+def step_end_s(step: Step) -> float:
+    """End of a step (its next initial contact), s; its initial contact when the step time is unknown."""
     end = step.t_ic_s + step.step_time_s
     return end if math.isfinite(end) else step.t_ic_s
 
@@ -480,7 +525,7 @@ class AsymmetryMonitor:
         if not step_is_usable(step, p):
             return False
         vals = np.array([float(getattr(step, m)) for m in p.metrics], dtype=np.float64)
-        self._win[step.side].append((step.t_ic_s, _step_end_s(step), vals))
+        self._win[step.side].append((step.t_ic_s, step_end_s(step), vals))
         if p.window_s is not None:
             t_min = step.t_ic_s - p.window_s
             for side in ("L", "R"):
@@ -764,7 +809,7 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
         raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
     k = len(steps)
     t_ic = np.array([s.t_ic_s for s in steps], dtype=np.float64)
-    t_end = np.array([_step_end_s(s) for s in steps], dtype=np.float64)
+    t_end = np.array([step_end_s(s) for s in steps], dtype=np.float64)
     # each side's window is a run of that side's usable steps: seq[side][lo[side]:], at most W long
     w_max = p.window_steps
     seq: dict[str, list[int]] = {"L": [], "R": []}
@@ -894,6 +939,6 @@ def session_asymmetry(
     if not usable:
         return {}
     t0 = min(s.t_ic_s for s in usable)
-    t1 = max(_step_end_s(s) for s in usable)
+    t1 = max(step_end_s(s) for s in usable)
     st = side_stats if side_stats is not None else session_side_stats(steps, p)
     return make_asymmetries(list(st), t0, t1, list(st.values()), p.level, p.min_steps_per_side)

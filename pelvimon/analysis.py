@@ -18,7 +18,7 @@ import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,15 @@ from pelvimon.dsp.asymmetry import (
     RollingAsymmetry,
     SideStats,
     contact_time_balance_pct,
-    gait_phases,
+    gait_stretches,
+    main_gait,
     rolling_asymmetry,
     rolling_asymmetry_columns,
     session_asymmetry,
     session_side_stats,
+    step_end_s,
     step_is_usable,
+    steps_by_gait,
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
@@ -113,7 +116,7 @@ class Quality:
 
 @dataclass(frozen=True)
 class GaitPhase:
-    """A stretch of one gait: consecutive steps of a bout (no pause) with the same gait (:func:`gait_phases`)."""
+    """A stretch of one gait: consecutive steps of a bout (no pause) with the same gait (:func:`gait_stretches`)."""
 
     gait: str
     t_start_s: float
@@ -121,7 +124,12 @@ class GaitPhase:
     n_steps: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gait": self.gait, "t_start_s": self.t_start_s, "t_end_s": self.t_end_s, "n_steps": self.n_steps}
+        return asdict(self)
+
+    def label(self, dash: str = "-", with_n: bool = True) -> str:
+        """``walking 6-35 s (54 steps)`` (without the count if not ``with_n``)."""
+        text = f"{self.gait} {self.t_start_s:.0f}{dash}{self.t_end_s:.0f} s"
+        return f"{text} ({self.n_steps} steps)" if with_n else text
 
 
 @dataclass(eq=False)
@@ -133,23 +141,6 @@ class GaitPart:
     steps: list[Step]
     side_stats: dict[str, tuple[SideStats, SideStats]]
     asymmetry: dict[str, Asymmetry]
-
-
-def _phases(steps: Sequence[Step], gaits: Sequence[str | None], max_step_interval_s: float) -> list[GaitPhase]:
-    out: list[GaitPhase] = []
-    cur: list[Step] = []
-    cur_gait: str | None = None
-    for s, g in zip(steps, gaits, strict=True):
-        if g is None:
-            continue
-        if cur and (g != cur_gait or s.t_ic_s - cur[-1].t_ic_s > max_step_interval_s):
-            out.append(GaitPhase(str(cur_gait), cur[0].t_ic_s, _step_end_s(cur[-1]), len(cur)))
-            cur = []
-        cur.append(s)
-        cur_gait = g
-    if cur:
-        out.append(GaitPhase(str(cur_gait), cur[0].t_ic_s, _step_end_s(cur[-1]), len(cur)))
-    return out
 
 
 def applies(gait: str | None, metric: str) -> bool:
@@ -419,11 +410,6 @@ def _gc_paused() -> Iterator[None]:
 
 
 
-def _step_end_s(s: Step) -> float:
-    end = s.t_ic_s + s.step_time_s
-    return float(end) if math.isfinite(end) else float(s.t_ic_s)
-
-
 class StepTracker:
     """Asymmetry and alerts updated once per step, in step order: the one rule the live engine and the
     offline analysis share, so both raise the same alerts at the same times.
@@ -442,7 +428,7 @@ class StepTracker:
 
     def push(self, step: Step) -> tuple[float, list[Asymmetry], list[Any]]:
         """Take one step; return its end time (s), the current asymmetries and the alert events."""
-        t = _step_end_s(step)
+        t = step_end_s(step)
         self._n_steps += 1
         self.current = self.asymmetry.update([step])
         return t, self.current, self.alerts.update(self.current, t)
@@ -469,7 +455,7 @@ class StepTracker:
         if len(params.metrics) < 2:
             out = []
             for s, current in zip(steps, rolling_asymmetry(steps, params), strict=True):
-                t = _step_end_s(s)
+                t = step_end_s(s)
                 self.alerts.update(current, t)
                 out.append((t, current))
                 self.current = current
@@ -479,7 +465,7 @@ class StepTracker:
         rolling = rolling_asymmetry_columns(steps, params)
         self.asymmetry.update(steps)  # the monitor's windows as after the same steps one by one
         self._n_steps += len(steps)
-        t_end = [_step_end_s(s) for s in steps]
+        t_end = [step_end_s(s) for s in steps]
         self.alerts.update_columns(rolling, t_end)
         if steps:
             self.current = rolling[-1]
@@ -551,19 +537,14 @@ def analyze_steps(
     tracker = StepTracker(cfg)
     with _gc_paused():
         rolling = tracker.push_all_view(steps)
-    end = t_end_s if t_end_s is not None else (max(_step_end_s(s) for s in steps) if steps else 0.0)
+    end = t_end_s if t_end_s is not None else (max(step_end_s(s) for s in steps) if steps else 0.0)
     alerts = tracker.alerts
     alerts.finish(end)
     # the whole-session comparison per gait: walking and running steps are not mixed
-    gaits = gait_phases(steps, cfg.asymmetry)
-    by_gait: dict[str, list[Step]] = {}
-    for s, g in zip(steps, gaits, strict=True):
-        if g is not None:
-            by_gait.setdefault(g, []).append(s)
-    parts = {g: _gait_part(g, ss, cfg) for g, ss in sorted(by_gait.items(), key=lambda kv: kv[0] != "running")}
-    used = {g: sum(1 for s in part.steps if step_is_usable(s, cfg.asymmetry)) for g, part in parts.items()}
-    # the gait with more usable steps (then more steps; running first on a tie)
-    gait = max(parts, key=lambda g: (used[g], len(parts[g].steps)), default=None)
+    stretches = gait_stretches(steps, cfg.asymmetry)
+    by_gait = steps_by_gait(steps, stretches)
+    parts: dict[str, GaitPart] = {g: _gait_part(g, ss, cfg) for g, ss in by_gait.items()}
+    gait = main_gait(by_gait, cfg.asymmetry)
     main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
     q = quality if quality is not None else quality_from_steps(steps, cfg, duration_s=end)
     out = SessionAnalysis(
@@ -577,7 +558,7 @@ def analyze_steps(
         config=cfg,
         gait=gait,
         parts=parts,
-        phases=_phases(steps, gaits, cfg.asymmetry.max_step_interval_s),
+        phases=[GaitPhase(g, steps[idx[0]].t_ic_s, step_end_s(steps[idx[-1]]), len(idx)) for g, idx in stretches],
     )
     if baseline is not None:
         out.baseline = compare_baseline(main.side_stats, baseline, cfg.asymmetry.level)

@@ -218,7 +218,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         phases = ""
         if a.other_gaits:
             phases = "<br>Gait: " + ", ".join(
-                f"{ph.gait} {ph.t_start_s:.0f}–{ph.t_end_s:.0f} s" for ph in a.phases
+                ph.label("–", with_n=False) for ph in a.phases
             ) + " (the per-side figures are those of the " + str(a.gait) + " steps)."
         warn = ""
         if d.steps and n_usable == 0:

@@ -135,9 +135,9 @@ def figure_spread(a: SessionAnalysis) -> str:
     return _png(fig)
 
 
-def _rolling_series(a: SessionAnalysis, metric: str) -> tuple[np.ndarray, ...]:
+def _rolling_series(rolling: Sequence[tuple[float, list[Any]]], metric: str) -> tuple[np.ndarray, ...]:
     t, d, lo, hi = [], [], [], []
-    for ts, current in a.rolling:
+    for ts, current in rolling:
         x = next((z for z in current if z.metric == metric), None)
         t.append(ts)
         if x is None:
@@ -162,8 +162,9 @@ def figure_trend(a: SessionAnalysis) -> str:
     plt = _pyplot()
     fig, axes = plt.subplots(len(TREND_METRICS), 1, figsize=(11, 2.1 * len(TREND_METRICS)), sharex=True,
                              layout="constrained")  # fmt: skip
+    rolling = list(a.rolling)  # (built when read: once for all the metrics)
     for ax, m in zip(axes, TREND_METRICS, strict=True):
-        t, d, lo, hi = _rolling_series(a, m)
+        t, d, lo, hi = _rolling_series(rolling, m)
         rule = a.config.alerts.rules.get(m)
         if m == "contact_time_s":
             ax.axhline(50.0, color="grey", lw=0.8)
@@ -220,19 +221,18 @@ def _img(b64: str, alt: str, caption: str) -> str:
     )
 
 
-def _summary_table(a: SessionAnalysis, part: GaitPart | None = None) -> str:
-    """The left/right table of the session's gait, or of ``part`` (another gait's)."""
-    side_stats, asymmetry = (a.side_stats, a.asymmetry) if part is None else (part.side_stats, part.asymmetry)
-    table_id = "summary" if part is None else f"summary-{part.gait}"
+def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
+    """The left/right table of one gait (id ``summary`` for the session's gait, else ``summary-<gait>``)."""
+    side_stats, asymmetry = part.side_stats, part.asymmetry
+    table_id = "summary" if part.gait == a.gait else f"summary-{part.gait}"
     lvl = round(100 * a.config.asymmetry.level)
     rows = [
         f'<table id="{table_id}"><thead><tr><th>metric</th><th>left mean</th><th>left SD</th><th>n</th>'
         f"<th>right mean</th><th>right SD</th><th>n</th><th>L−R</th><th>{lvl}&nbsp;% CI low</th>"
         f"<th>{lvl}&nbsp;% CI high</th><th>SI (%)</th></tr></thead><tbody>"
     ]
-    gait = a.gait if part is None else part.gait
     for m, (left, right) in side_stats.items():
-        if not applies(gait, m):
+        if not applies(part.gait, m):
             continue
         x = asymmetry.get(m)
         si = x.symmetry_index_pct if x is not None else None
@@ -404,26 +404,26 @@ def render_report(
     if a.phases:
         parts.append(
             '<p id="gait-phases">Gait: '
-            + ", ".join(f"{_e(ph.gait)} {ph.t_start_s:.0f}–{ph.t_end_s:.0f} s ({ph.n_steps} steps)" for ph in a.phases)
+            + ", ".join(_e(ph.label("–")) for ph in a.phases)
             + (". Walking and running steps are compared separately." if a.other_gaits else ".")
             + "</p>"
         )
     parts += [
         f"<h2>Left and right{': ' + _e(a.gait) + ' steps' if a.gait else ''}</h2>",
-        _summary_table(a)
+        _summary_table(a, a.parts[s["gait"]])
         if s["n_steps_used"]
         else "<p>No steps to compare: the analysis found no walking or running steps with a known side "
         "(see the data quality section).</p>",
     ]
-    parts.append(_balance_html(a.contact_time_balance()))
+    parts.append(_balance_html(s["contact_time_balance"]))
     for g, part in a.other_gaits.items():
-        n_used = a.n_steps_used(part.steps)
-        if n_used:
+        o = s["other_gaits"][g]
+        if o["n_steps_used"]:
             parts += [
                 f"<h2>Left and right: {_e(g)} steps</h2>",
-                f"<p>{n_used} {_e(g)} steps, mean cadence {_e(_fmt_plain(a.cadence_spm(part.steps), 1))} steps/min.</p>",
+                f"<p>{o['n_steps_used']} {_e(g)} steps, mean cadence {_e(_fmt_plain(o['cadence_spm'], 1))} steps/min.</p>",
                 _summary_table(a, part),
-                _balance_html(a.contact_time_balance(part.asymmetry)),
+                _balance_html(o["contact_time_balance"]),
             ]
     parts.append(
         _img(

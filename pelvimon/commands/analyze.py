@@ -122,8 +122,9 @@ def _fmt(metric: str, v: float, signed: bool = False) -> str:
     return f"{v:+.{digits}f}{suffix}" if signed else f"{v:.{digits}f}{suffix}"
 
 
-def _print_sides(con: Any, analysis: Any, gait: str | None, title: str, side_stats: Any, asymmetry: Any) -> None:
-    """One left/right table (per-side mean, SD, n; L-R with its interval; SI) and the contact balance."""
+def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
+    """The left/right table of one gait's ``GaitPart`` (per-side mean, SD, n; L-R with its interval; SI) and
+    its contact balance."""
     from rich.table import Table
 
     from pelvimon.analysis import applies
@@ -133,10 +134,10 @@ def _print_sides(con: Any, analysis: Any, gait: str | None, title: str, side_sta
     t = Table(title=title, title_justify="left")
     for col in ("metric", "left mean ± SD (n)", "right mean ± SD (n)", f"L−R [{lvl} % CI]", "SI"):
         t.add_column(col, justify="left" if col == "metric" else "right")
-    for m, (left, right) in side_stats.items():
-        if not applies(gait, m):
+    for m, (left, right) in part.side_stats.items():
+        if not applies(part.gait, m):
             continue
-        a = asymmetry.get(m)
+        a = part.asymmetry.get(m)
         ci = (
             f"{_fmt(m, a.diff, True)} [{_fmt(m, a.diff_ci_low, True)}, {_fmt(m, a.diff_ci_high, True)}]"
             if a
@@ -151,7 +152,7 @@ def _print_sides(con: Any, analysis: Any, gait: str | None, title: str, side_sta
             si,
         )
     con.print(t)
-    bal = analysis.contact_time_balance(asymmetry)
+    bal = analysis.contact_time_balance(part.asymmetry)
     if bal is not None:
         con.print(
             f"Ground contact balance: {bal['value_pct']:.1f} % left [{bal['ci_low_pct']:.1f}, "
@@ -180,8 +181,7 @@ def print_report(analysis: Any) -> None:
     )
     if analysis.phases:
         con.print(
-            "gait: " + ", ".join(f"{ph.gait} {ph.t_start_s:.0f}-{ph.t_end_s:.0f} s ({ph.n_steps} steps)"
-                                 for ph in analysis.phases),
+            "gait: " + ", ".join(ph.label() for ph in analysis.phases),
             markup=False,
             soft_wrap=True,
         )
@@ -192,13 +192,13 @@ def print_report(analysis: Any) -> None:
             markup=False,
         )
     else:
-        _print_sides(con, analysis, s["gait"], f"Left / right: {s['gait']} steps (whole session)", analysis.side_stats,
-                     analysis.asymmetry)
+        _print_sides(con, analysis, analysis.parts[s["gait"]], f"Left / right: {s['gait']} steps (whole session)")
     for g, part in analysis.other_gaits.items():
-        if analysis.n_steps_used(part.steps):
+        o = s["other_gaits"][g]
+        if o["n_steps_used"]:
             con.print()
-            _print_sides(con, analysis, g, f"Left / right: {g} steps ({analysis.n_steps_used(part.steps)} used, "
-                         f"cadence {analysis.cadence_spm(part.steps):.1f} steps/min)", part.side_stats, part.asymmetry)
+            _print_sides(con, analysis, part, f"Left / right: {g} steps ({o['n_steps_used']} used, "
+                         f"cadence {o['cadence_spm']:.1f} steps/min)")
     con.print()
     if analysis.alerts:
         con.print("[bold]Alerts[/bold]")

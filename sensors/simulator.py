@@ -581,11 +581,10 @@ def _vertical_area(gait: Gait) -> float:
 
 def _vertical_shape(gait: Gait, u: np.ndarray) -> np.ndarray:
     """Unit-area vertical force shape over one contact, u in [0, 1)."""
+    area = _vertical_area(gait)
     if gait == "run":
-        area = 2.0 / math.pi + _IMPACT_WEIGHT * 2.0 * _IMPACT_FRAC / math.pi
         imp = np.where(u < _IMPACT_FRAC, np.sin(math.pi * np.minimum(u / _IMPACT_FRAC, 1.0)), 0.0)
         return (np.sin(math.pi * u) + _IMPACT_WEIGHT * imp) / area
-    area = _vertical_area("walk")
     hs = np.where(u < _WALK_IMPACT_FRAC, np.sin(math.pi * np.minimum(u / _WALK_IMPACT_FRAC, 1.0)), 0.0)
     return (np.sin(math.pi * u) + _WALK_W3 * np.sin(3.0 * math.pi * u) + _WALK_IMPACT_WEIGHT * hs) / area
 
@@ -833,9 +832,8 @@ def _sample_times(p: SimParams, n: int, rng: np.random.Generator) -> np.ndarray:
     return t
 
 
-def _simulation(
-    p: SimParams, t: np.ndarray, bout: _Bout, rng: np.random.Generator, gait_start_s: float, params: dict[str, Any]
-) -> Simulation:
+def _simulation(p: SimParams, t: np.ndarray, bout: _Bout, rng: np.random.Generator, params: dict[str, Any]) -> Simulation:
+    """The simulation of ``p``'s sensor (its errors drawn from ``rng``) reading ``bout`` at the times ``t``."""
     acc, gyr, gyr_bias = _sensor_errors(p, bout.acc, bout.gyr, rng) if p.errors else (bout.acc, bout.gyr, None)
     q = mount_rotation(p.mount_euler_deg).as_quat()
     truth = SimTruth(
@@ -845,7 +843,7 @@ def _simulation(
         obliquity_deg=bout.obl,
         rotation_deg=bout.rot,
         mount_quat_wxyz=np.array([q[3], q[0], q[1], q[2]]),
-        gait_start_s=gait_start_s,
+        gait_start_s=p.stand_s,
         params=params,
         vertical_m=bout.vertical,
         gyr_bias_rads=gyr_bias,
@@ -864,7 +862,7 @@ def simulate(params: SimParams) -> Simulation:
     t = _sample_times(p, n, rng)
     t_end = float(t[-1]) + 1.0 / p.rate_hz
     bout = _ideal_bout(p, rng_var if p.variability else None, t, t_end)
-    return _simulation(p, t, bout, rng, p.stand_s, p.to_dict())
+    return _simulation(p, t, bout, rng, p.to_dict())
 
 
 def simulate_session(bouts: Sequence[SimParams]) -> Simulation:
@@ -907,7 +905,7 @@ def simulate_session(bouts: Sequence[SimParams]) -> Simulation:
     arrays = {f.name: np.concatenate([getattr(b, f.name) for b in parts]) for f in fields(_Bout) if f.name != "steps"}
     bout = _Bout(**arrays, steps=[s for b in parts for s in b.steps])
     params = {**p0.to_dict(), "bouts": [p.to_dict() for p in ps]}
-    return _simulation(p0, t, bout, rng, p0.stand_s, params)
+    return _simulation(p0, t, bout, rng, params)
 
 
 def _truth_steps(

@@ -95,9 +95,10 @@ def _parts(path: str) -> tuple[float, float, float, int]:
     return c1 - c0, c2 - c1, c3 - c2, len(run.steps)
 
 
-def _stages(path: str) -> dict[str, float]:
-    """CPU time per pipeline stage in one ``run_pipeline`` (the stage methods wrapped with timers)."""
-    from pelvimon.analysis import load_batches, run_pipeline
+def _stages(batches: list) -> dict[str, float]:
+    """CPU time per pipeline stage in one ``run_pipeline`` over the loaded ``batches`` (the stage methods
+    wrapped with timers)."""
+    from pelvimon.analysis import run_pipeline
     from pelvimon.dsp import calibration, events, orientation, pipeline
 
     spent: dict[str, float] = {}
@@ -121,7 +122,6 @@ def _stages(path: str) -> dict[str, float]:
 
         setattr(cls, name, timed)
     try:
-        batches = load_batches(path)
         c0 = time.process_time()
         run_pipeline(batches)
         spent["pipeline total"] = time.process_time() - c0
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         import pelvimon.dsp.pipeline  # noqa: F401
         from pelvimon.analysis import load_batches
 
-        batch = load_batches(path)[0]
+        batches = load_batches(path)
+        batch = batches[0]
         print(f"recording: {path}, {len(batch)} samples ({len(batch) / FS / 3600:.2f} h at {FS:.0f} Hz), "
               f"{os.path.getsize(path) / 1e6:.0f} MB")  # fmt: skip
 
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pelvimon analyze (in process)    {aw:8.3f} {ac:8.3f}   ratio {aw / bw:4.2f} (CPU {ac / bc:4.2f}),"
               f" target <= 2")  # fmt: skip
         print(f"  parts (CPU s): load {pl:.3f}, pipeline {pp:.3f}, asymmetry + alerts {pa:.3f}; {int(n_steps)} steps")
-        stages = _stages(path)
+        stages = _stages(batches)
         total = stages.pop("pipeline total")
         vqf_cpu = _timed(lambda: _baseline_vqf(batch))[1]
         print(f"  pipeline stages (CPU s, one run; VQF alone over the recording {vqf_cpu:.3f}):")

@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from pelvimon.dsp._orient_quat import quat_multiply as _qmul
 from pelvimon.dsp.orientation import PelvisMotion, PelvisOrientation, offline_pelvis_orientation
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "broad_orientation"
@@ -49,28 +50,10 @@ def load_trial(path: Path, max_s: float | None = None) -> dict[str, np.ndarray |
         }
 
 
-def vertical_in_sensor_from_angles(tilt_deg: np.ndarray, obliquity_deg: np.ndarray) -> np.ndarray:
-    """World up expressed in the body frame, from tilt and obliquity ((N,) deg -> (N, 3))."""
-    th, ph = np.radians(tilt_deg), np.radians(obliquity_deg)
-    return np.stack([-np.cos(ph) * np.sin(th), np.sin(ph), np.cos(ph) * np.cos(th)], axis=1)
-
-
 def vertical_in_sensor_from_quat(q_wxyz: np.ndarray) -> np.ndarray:
     """World up in the sensor frame for sensor->world quaternions ((N, 4) -> (N, 3)): third row of R."""
     w, x, y, z = q_wxyz.T
     return np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
-
-
-def _qmul(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Hamilton product of scalar-first quaternions, row by row ((N, 4) x (N, 4) -> (N, 4))."""
-    pw, px, py, pz = np.moveaxis(p, -1, 0)
-    qw, qx, qy, qz = np.moveaxis(q, -1, 0)
-    return np.stack([
-        pw * qw - px * qx - py * qy - pz * qz,
-        pw * qx + px * qw + py * qz - pz * qy,
-        pw * qy - px * qz + py * qw + pz * qx,
-        pw * qz + px * qy - py * qx + pz * qw,
-    ], axis=-1)
 
 
 def quat_from_angles(motion: PelvisMotion) -> np.ndarray:

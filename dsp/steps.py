@@ -261,24 +261,19 @@ def step_metrics_batch(
     impact = np.where(col < n_imp[:, None], av, -np.inf).max(axis=1) / G_MPS2
     flight = np.where(c_ok | ~running, flight, np.nan)
     cadence = 60.0 / step_time
-    cols = [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd, ranges[1], ranges[0],
-                                 ranges[2], vo, impact)]  # fmt: skip
-    cols.append([float(c) for c in confidences])
+    # the columns in the order of Step's fields
+    cols = [list(sides)] + [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd, ranges[1],
+                                                 ranges[0], ranges[2], vo, impact)]  # fmt: skip
+    cols += [[False] * k, [float(c) for c in confidences]]
     # Step records built without the frozen dataclass' __init__ (one object.__setattr__ per field): the
     # same field values in the same __dict__, so they equal constructed ones (tested)
     new, names = object.__new__, _STEP_FIELDS
     out = []
-    for j, (ti, tf, st, ct, fl, cad, cp, obr, tir, ror, vosc, imp, conf) in enumerate(zip(*cols, strict=True)):
+    for vals in zip(*cols, strict=True):
         rec = new(Step)
-        rec.__dict__.update(
-            zip(names, (sides[j], ti, tf, st, ct, fl, cad, cp, obr, tir, ror, vosc, imp, False, conf), strict=True)
-        )
+        rec.__dict__.update(zip(names, vals, strict=True))
         out.append(rec)
     return out
 
 
-_STEP_FIELDS = (
-    "side", "t_ic_s", "t_fc_s", "step_time_s", "contact_time_s", "flight_time_s", "cadence_spm", "cpd_deg",
-    "obliquity_range_deg", "tilt_range_deg", "rotation_range_deg", "vertical_oscillation_cm", "impact_g", "gap",
-    "laterality_confidence",
-)
+_STEP_FIELDS = tuple(Step.field_names())

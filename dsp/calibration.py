@@ -520,7 +520,7 @@ class MountCalibration:
                 out = self._vqf.updateBatch(np.ascontiguousarray(g), np.ascontiguousarray(a))
             if not was_calibrated:
                 if self._qring is None:
-                    self._qring = SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)  # type: ignore[arg-type]
+                    self._qring = self._new_qring()
                 q_chunk = out["quat6D"]
             if self._first_rest_n is None and "restDetected" in out:
                 rest = np.flatnonzero(out["restDetected"])
@@ -573,10 +573,10 @@ class MountCalibration:
             marks = sorted(marks + [(int(k), 0) for k in gaps])  # a gap is handled before a rise at its sample
         for r, is_rise in marks:
             if not is_rise:
-                cursor = self._advance(ccs, av, cursor, r)
+                cursor = self._advance(cursor, r)
                 self._gap()
                 continue
-            cursor = self._advance(ccs, av, cursor, r)
+            cursor = self._advance(cursor, r)
             tr = float(t[r])
             skipped = False
             if self._skip:
@@ -604,7 +604,7 @@ class MountCalibration:
             self._blk_rises += 0 if self._skip else 1
             self._n_rises += 1
             self.n_strides_ = self._n_rises // 2
-        self._advance(ccs, av, cursor, n)
+        self._advance(cursor, n)
         self._flush_to_mark()
         self._flush_segment()
         if snap is not None and g is not None and self.state_ == "calibrated" and self._cal_index is not None:
@@ -618,8 +618,9 @@ class MountCalibration:
             # the running-direction tracker run over the orientations so far (up to _HEADING_SEED_S) with the
             # mount now known: the rotation is right from the first step after the handover
             ring = self._qring
-            q_past = ring.get(ring.first, ring.n_total) if ring is not None else np.zeros((0, 4))
-            q_hist = np.concatenate([q_past, q_chunk[:k]])[-ring.capacity :] if ring is not None else q_chunk[:k]
+            if ring is None:
+                raise RuntimeError("internal: calibrated with a gyroscope but no orientations kept")
+            q_hist = np.concatenate([ring.get(ring.first, ring.n_total), q_chunk[:k]])[-ring.capacity :]
             self.orientation_seed_ = {
                 "version": _ORIENT_STATE_VERSION,
                 "n": self._cal_index + 1,
@@ -634,7 +635,11 @@ class MountCalibration:
                 self._qring.append(q_chunk)
         self._n_seen += n
 
-    def _advance(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> int:
+    def _new_qring(self) -> SampleRing:
+        """The ring of the sensor orientations before calibration (the last ``_HEADING_SEED_S``)."""
+        return SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)  # type: ignore[arg-type]
+
+    def _advance(self, i0: int, i1: int) -> int:
         """Add samples [i0, i1) to the current block; drop blocks that grow too long without a stride end."""
         if self._skip:
             return i1  # after a gap, until the block resumes: neither summed nor counted
@@ -643,11 +648,11 @@ class MountCalibration:
             cut = i0 + max_n - self._blk_len
             self._reset_block(ok=False, aligned=False)
             i0 = cut
-        self._add_segment(ccs, av, i0, i1)
+        self._add_segment(i0, i1)
         self._blk_len += i1 - i0
         return i1
 
-    def _add_segment(self, ccs: np.ndarray, av: np.ndarray, i0: int, i1: int) -> None:
+    def _add_segment(self, i0: int, i1: int) -> None:
         """Samples [i0, i1) of this chunk join the current block. Consecutive segments are summed together
         when the block is read (:meth:`_finish_block`) or the chunk ends (:meth:`_flush_segment`): the
         same additions in the same order as one sum per segment, with a few calls per block instead of a
@@ -702,8 +707,7 @@ class MountCalibration:
         snap = self._snap
         self._pending = None
         if snap is None:
-            self._blk_m, self._blk_a, self._blk_r = np.zeros((3, 3)), np.zeros(3), np.zeros(9)
-            self._blk_cnt, self._blk_vmin, self._blk_vmax, self._blk_rises = 0, np.inf, -np.inf, 0
+            self._zero_sums()
         else:
             self._blk_m = np.asarray(snap["m"], dtype=np.float64)
             self._blk_a = np.asarray(snap["a"], dtype=np.float64)
@@ -721,6 +725,11 @@ class MountCalibration:
         self._skip = False
         self._blk_len = 0
         self._blk_aligned = aligned
+        self._zero_sums()
+        self._blk_ok = ok
+
+    def _zero_sums(self) -> None:
+        """The block's sums, count, force range and steps, empty."""
         self._blk_m = np.zeros((3, 3))
         self._blk_a = np.zeros(3)
         self._blk_r = np.zeros(9)
@@ -728,7 +737,6 @@ class MountCalibration:
         self._blk_vmin = np.inf
         self._blk_vmax = -np.inf
         self._blk_rises = 0
-        self._blk_ok = ok
 
     def _finish_block(self, t_end: float) -> None:
         self._flush_segment()
@@ -865,7 +873,7 @@ class MountCalibration:
             self.still_intervals_ = [(float(a), float(b)) for a, b in d["still_intervals_"]]
             self._qring = None
             if d["_qring"] is not None and self.rate_hz_ is not None:
-                self._qring = SampleRing(max(2, int(round(_HEADING_SEED_S * float(self.rate_hz_)))), 4)
+                self._qring = self._new_qring()
                 self._qring.n_total = int(d["_qring"]["first"])
                 self._qring.append(np.asarray(d["_qring"]["q"], dtype=np.float64).reshape(-1, 4))
             self._vqf = None

@@ -233,6 +233,8 @@ def _mount_from(up: np.ndarray, fwd: np.ndarray) -> np.ndarray:
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     # scalar math (called once per gait block after calibration): np.linalg.norm of a vector is sqrt(x @ x)
     c = float(a @ b) / (math.sqrt(float(a @ a)) * math.sqrt(float(b @ b)) + 1e-300)
+    if not math.isfinite(c):
+        return math.nan  # (clamping would turn NaN into 180 deg: a mount "moved" by a bad moment)
     return math.degrees(math.acos(min(1.0, max(-1.0, c))))
 
 

@@ -3,6 +3,7 @@ stillness detection, re-check, bad input. Truth from the simulator and from exac
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -316,3 +317,10 @@ def test_recheck_on_the_orientation_stage_quaternions_stays_quiet_on_a_steady_ru
     assert cal.state_ == "calibrated" and cal._n_blocks > 20  # blocks kept coming after calibration
     assert not any(isinstance(e, MountMoved) for e in events)
     assert cal.forward_recent_deg_ < 5.0
+
+
+def test_angle_between_forwards_is_nan_for_a_bad_moment_not_180_deg() -> None:
+    from pelvimon.dsp.calibration import _angle_deg
+
+    assert _angle_deg(np.array([1.0, 0.0, 0.0]), np.array([-1.0, 0.0, 0.0])) == pytest.approx(180.0)
+    assert math.isnan(_angle_deg(np.array([np.nan, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])))

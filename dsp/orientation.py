@@ -289,7 +289,7 @@ def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz
     zi: np.ndarray | None = None
     for b0 in range(0, q_all.shape[0], _BLOCK_N):
         q = quat_multiply(np.ascontiguousarray(q_all[b0 : b0 + _BLOCK_N]), q_inv)
-        rot = _world_block(q, np.zeros((q.shape[0], 3)))[2]
+        rot = _baker_radians(q)[2]  # (the same expression as _world_block's rotation: the same bits)
         zi = _track_heading(sos, zi, rot)[1]
     return None if zi is None else zi.tolist()
 

@@ -48,8 +48,8 @@ GaitState = Literal["standing", "walking", "running"]
 
 
 def _step_mean(x: np.ndarray) -> float:
-    """Mean of a 1-D window: its samples added in order (``np.add.reduceat``, as :func:`_step_means` does
-    for many windows at once: the same bits), divided by their number."""
+    """Mean of a 1-D window: its samples summed by ``np.add.reduceat`` (as :func:`_step_means` does for many
+    windows at once: the same bits, wherever the window lies), divided by their number."""
     return float(np.add.reduceat(x, [0])[0] / x.shape[0]) if x.shape[0] else float("nan")
 
 
@@ -278,10 +278,10 @@ class GaitEventDetector:
         self._n_conf_walk = max(self._n_rise_walk, int(round(0.32 * fs))) if p.walk_ic_forward else self._n_rise_walk
         self._n_env = max(2, int(round(p.envelope_s * fs)))
         self._n_ac_every = int(round(p.ac_every_s * fs))
-        self._n_g_start = int(round(fs / (2 * np.pi * p.gravity_hz)))
+        self._n_g_start = int(round(fs / (2 * np.pi * p.gravity_hz)))  # one time constant of the gravity low-pass
         # the unloading tangent of the running final contact is the slope over +-20 ms (a span in time, so
         # that the rule does not change with the sample rate; at least a sample either side)
-        self._n_tan = max(1, int(round(0.02 * fs)))  # one time constant of the low-pass
+        self._n_tan = max(1, int(round(0.02 * fs)))
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -302,7 +302,6 @@ class GaitEventDetector:
         self._final = False
         self._c_lo = 0
         self._c_af: np.ndarray | None = None
-        self._ac_at = -(1 << 60)
         # closed steps in IC order, released in that order once complete:
         # [i_ic, f_ic, i_next, f_next, m_next, bout_start, running, StepEvents | None]
         self._queue: list[list[Any]] = []
@@ -642,7 +641,7 @@ class GaitEventDetector:
             if interval < (self._p.min_step_s if self.state_ == "walking" else 0.5 * self._p.min_step_s):
                 return
             if self._p.first_peak_frac > 0 and interval <= self._p.max_step_s and self._bout_start:
-                pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
+                pk = self._look_ahead(m, i_trig)
                 if pk.size and self._last_peak < self._p.first_peak_frac * (float(pk.max()) - G_MPS2):
                     # the bout's first rise was much smaller than this heel strike: the weight shift of
                     # gait initiation (still in double support), not a contact; the bout starts here
@@ -663,13 +662,18 @@ class GaitEventDetector:
             # precomputed over af[m .. i_trig + n_conf], all held (see _precompute_onsets)
             self._last_peak = pk_max - G_MPS2
         else:
-            pk = self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
+            pk = self._look_ahead(m, i_trig)
             self._last_peak = float(pk.max()) - G_MPS2 if pk.size else math.inf
         # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
         i_now = i_trig + self._n_conf
         if not math.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
             self._ac_period = self._autocorr_period(i_now)
             self._ac_at = i_now
+
+    def _look_ahead(self, m: int, i_trig: int) -> np.ndarray:
+        """Low-passed ``a_v`` from the steepest rise ``m`` to the end of the look-ahead after ``i_trig``
+        (as far as it is held): the rise's peak is its maximum."""
+        return self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
 
     def _recovery_deadline(self) -> int | None:
         """Last sample where the next IC may be (1.4 step periods after the last one), or None."""
@@ -938,9 +942,6 @@ class GaitEventDetector:
             running=running,
             bout_start=bout,
         )
-
-    def _emit(self, step: StepEvents) -> None:
-        self.steps_.append(step)
 
     def _set_state(self, state: GaitState, f_index: float) -> None:
         if state != self.state_:

@@ -206,7 +206,6 @@ class LateralityTracker:
         self.confidence_ = max(pl, 1.0 - pl)
         return self
 
-
     def update_many(
         self,
         features: np.ndarray,
@@ -258,8 +257,9 @@ class LateralityTracker:
         isfinite, log, sqrt, exp = math.isfinite, math.log, math.sqrt, math.exp
         logit = self._logit_l
         rng_f = range(n_f)
-        rel: list[float] = list(self.reliability_)
-        pl = 0.5
+        rel: list[float] = []
+        # P(left) of the current logit, carried from step to step (computed once per step)
+        pl = 0.5 if logit is None else _sigmoid(logit)
         for row, reg, mis, rst in zip(feats.tolist(), regular, missed, restart, strict=True):
             if rst:
                 logit = None
@@ -290,11 +290,6 @@ class LateralityTracker:
             if logit is None:
                 prior = 0.0
             else:
-                if logit >= 0:
-                    pl = 1.0 / (1.0 + exp(-logit))
-                else:
-                    e = exp(logit)
-                    pl = e / (1.0 + e)
                 keep = k_missed if mis else k_keep if reg else k_irr
                 p_next_l = keep * (1.0 - pl) + (1.0 - keep) * pl
                 p_next_l = min(max(p_next_l, 1e-12), 1 - 1e-12)

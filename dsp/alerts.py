@@ -94,12 +94,13 @@ class AlertRule:
 
 def default_rules() -> dict[str, AlertRule]:
     """The built-in rules: CPD by absolute difference, contact time by balance, the rest by SI."""
-    rules = {m: AlertRule(m, kind="si", enter=10.0, release=7.5) for m in METRICS}
-    rules["cpd_deg"] = AlertRule("cpd_deg", kind="diff", enter=2.0, release=1.5)
-    rules["contact_time_s"] = AlertRule("contact_time_s", kind="balance")
-    # the obliquity range of a step is mostly its pelvic drop, already watched (in degrees) by cpd_deg
-    rules["obliquity_range_deg"] = AlertRule("obliquity_range_deg", kind="si", enter=10.0, release=7.5, enabled=False)
-    return rules
+    special = {
+        "cpd_deg": AlertRule("cpd_deg", kind="diff", enter=2.0, release=1.5),
+        "contact_time_s": AlertRule("contact_time_s", kind="balance"),
+        # the obliquity range of a step is mostly its pelvic drop, already watched (in degrees) by cpd_deg
+        "obliquity_range_deg": AlertRule("obliquity_range_deg", kind="si", enter=10.0, release=7.5, enabled=False),
+    }
+    return {m: special.get(m) or AlertRule(m, kind="si", enter=10.0, release=7.5) for m in METRICS}
 
 
 @dataclass(frozen=True)
@@ -333,11 +334,18 @@ class AlertMonitor:
                 st.active = new
                 self.active_[a.metric] = new
                 events.append(AlertEvent("updated", new))
+        events += self._expire_unseen(seen, t_s)
+        return events
+
+    def _expire_unseen(self, seen: set[str], t_s: float) -> list[AlertEvent]:
+        """The metrics without an asymmetry at ``t_s`` (not in ``seen``): a pending start is cancelled, an
+        active alert ends once it has had no data for ``stale_s``."""
+        events = []
         for metric, st in self._state.items():
             if metric in seen:
                 continue
             st.onset_s = math.nan
-            if st.active is not None and t_s - st.last_seen_s >= p.stale_s:
+            if st.active is not None and t_s - st.last_seen_s >= self.params.stale_s:
                 events.append(self._end(metric, st, st.last_seen_s))
         return events
 
@@ -415,12 +423,7 @@ class AlertMonitor:
                 if (ml_l[j][m], mr_l[j][m]) != (st.active.left_value, st.active.right_value):
                     st.active = self._build(rule, record(j, m), st.active.t_start_s)  # type: ignore[arg-type]
                     self.active_[metric] = st.active
-            for metric, st in self._state.items():
-                if metric in seen:
-                    continue
-                st.onset_s = nan
-                if st.active is not None and t - st.last_seen_s >= p.stale_s:
-                    self._end(metric, st, st.last_seen_s)
+            self._expire_unseen(seen, t)
 
     def finish(self, t_s: float) -> list[AlertEvent]:
         """End every active alert at ``t_s`` (the end of the session)."""

@@ -155,6 +155,28 @@ def _column_sums(x: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, ...]:
     return n, mean, ss, lag
 
 
+def _pooled_rho(
+    nl: np.ndarray, nr: np.ndarray, den: np.ndarray, lag: np.ndarray, kind: Autocorrelation, max_rho: float
+) -> np.ndarray:
+    """Pooled lag-1 autocorrelation of both sides, element for element, from the counts, the summed squared
+    deviations ``den`` and the summed lag-1 products ``lag``: bias-corrected and clipped to ``[0, max_rho]``
+    ("ar1"), or 0 ("iid")."""
+    if kind != "ar1":
+        return np.zeros_like(den)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(den > 0, lag / np.where(den > 0, den, 1.0), 0.0)
+        # small-sample bias of the lag-1 estimate with an estimated mean: E[r] ~ rho - (1 + 4 rho) / n
+        n_side = np.maximum(0.5 * (nl + nr), 1.0)
+        rho = rho + (1.0 + 4.0 * rho) / n_side
+    return np.clip(rho, 0.0, max_rho)
+
+
+def _metric_values(steps: Sequence[Step], metrics: Sequence[str]) -> np.ndarray:
+    """The steps' values of the metrics as a (steps, metrics) float array."""
+    vals = np.array([[float(getattr(s, m)) for m in metrics] for s in steps], dtype=np.float64)
+    return vals.reshape(len(steps), len(metrics))
+
+
 def side_stats_columns(
     left: np.ndarray,
     right: np.ndarray,
@@ -189,15 +211,7 @@ def side_stats_columns(
         sums.append(_column_sums(x, seg))
     (nl, ml, ssl, lagl), (nr, mr, ssr, lagr) = sums
     den = ssl + ssr
-    if autocorrelation == "ar1":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rho = np.where(den > 0, (lagl + lagr) / np.where(den > 0, den, 1.0), 0.0)
-            # small-sample bias of the lag-1 estimate with an estimated mean: E[r] ~ rho - (1 + 4 rho) / n
-            n_side = np.maximum(0.5 * (nl + nr), 1.0)
-            rho = rho + (1.0 + 4.0 * rho) / n_side
-        rho = np.clip(rho, 0.0, max_autocorrelation)
-    else:
-        rho = np.zeros_like(den)
+    rho = _pooled_rho(nl, nr, den, lagl + lagr, autocorrelation, max_autocorrelation)
     out = []
     for j in range(den.shape[0]):
         pair = []
@@ -643,14 +657,7 @@ def _rolling_records(
         sums.append(_window_sums(vals[np.maximum(win, 0)], rows_ok))
     (nl, ml, ssl, lagl), (nr, mr, ssr, lagr) = sums
     den = ssl + ssr
-    if p.autocorrelation == "ar1":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rho = np.where(den > 0, (lagl + lagr) / np.where(den > 0, den, 1.0), 0.0)
-            n_side = np.maximum(0.5 * (nl + nr), 1.0)
-            rho = rho + (1.0 + 4.0 * rho) / n_side
-        rho = np.clip(rho, 0.0, p.max_autocorrelation)
-    else:
-        rho = np.zeros_like(den)
+    rho = _pooled_rho(nl, nr, den, lagl + lagr, p.autocorrelation, p.max_autocorrelation)
     stats = []
     for n, ss in ((nl, ssl), (nr, ssr)):
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -852,8 +859,7 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
                 latest = len(pairs)
                 pairs.append((lo["L"], n_l, lo["R"], n_r))
         slot[i] = latest
-    vals = np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps], dtype=np.float64)
-    vals = vals.reshape(k, len(p.metrics))
+    vals = _metric_values(steps, p.metrics)
     seq_l, seq_r = (np.array(seq[side] or [0], dtype=np.int64) for side in ("L", "R"))
     col = np.arange(w_max)
     parts: list[dict[str, np.ndarray]] = []
@@ -911,8 +917,7 @@ def session_side_stats(
     side = np.array([s.side for s in steps], dtype=object)
     ml = use & (side == "L")
     mr = use & (side == "R")
-    vals = np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps], dtype=np.float64)
-    vals = vals.reshape(len(steps), len(p.metrics))
+    vals = _metric_values(steps, p.metrics)
     sides = side_stats_columns(
         vals[ml],
         vals[mr],

@@ -393,7 +393,7 @@ def gait_stretches(steps: Sequence[Step], params: AsymmetryParams | None = None)
         if g is None:
             continue
         t = s.t_ic_s
-        if not bouts or (math.isfinite(last) and math.isfinite(t) and (t - last > p.max_step_interval_s or t < last)):
+        if not bouts or _new_bout(last, t, p):
             bouts.append([])
         bouts[-1].append(i)
         if math.isfinite(t):
@@ -461,6 +461,14 @@ def gait_phases(steps: Sequence[Step], params: AsymmetryParams | None = None) ->
         for i in idx:
             out[i] = gait
     return out
+
+
+def _new_bout(last_ic_s: float, t_ic_s: float, params: AsymmetryParams) -> bool:
+    """A step at ``t_ic_s`` after one at ``last_ic_s`` starts a new bout: a pause longer than
+    ``max_step_interval_s`` (the runner stopped), or time running back; never when either time is unknown."""
+    if not (math.isfinite(last_ic_s) and math.isfinite(t_ic_s)):
+        return False
+    return t_ic_s - last_ic_s > params.max_step_interval_s or t_ic_s < last_ic_s
 
 
 def step_is_usable(step: Step, params: AsymmetryParams) -> bool:
@@ -531,9 +539,8 @@ class AsymmetryMonitor:
                 self._restart()
             self._last_ic_s = math.nan
             return True
-        if math.isfinite(self._last_ic_s) and math.isfinite(step.t_ic_s):
-            if step.t_ic_s - self._last_ic_s > p.max_step_interval_s or step.t_ic_s < self._last_ic_s:
-                self._restart()
+        if _new_bout(self._last_ic_s, step.t_ic_s, p):
+            self._restart()
         if math.isfinite(step.t_ic_s):
             self._last_ic_s = step.t_ic_s
         if not step_is_usable(step, p):
@@ -836,7 +843,7 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
             changed = True
         else:
             t = s.t_ic_s
-            if math.isfinite(last_ic) and math.isfinite(t) and (t - last_ic > p.max_step_interval_s or t < last_ic):
+            if _new_bout(last_ic, t, p):
                 lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
             if math.isfinite(t):
@@ -896,7 +903,7 @@ def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) 
             last = math.nan
             out.append(-1)
             continue
-        if math.isfinite(last) and (s.t_ic_s - last > p.max_step_interval_s or s.t_ic_s < last):
+        if _new_bout(last, s.t_ic_s, p):
             seg += 1
         if math.isfinite(s.t_ic_s):
             last = s.t_ic_s

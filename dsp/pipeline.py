@@ -439,9 +439,8 @@ class GaitPipeline:
         bridged = ([self._touches_fill(ev.i_ic - 1, max(ev.i_end, ev.i_next_ic + reach)) for ev in events]
                    if self._filled else [])
         if any(bridged):
-            # a step over filled samples keeps its place in the alternation, not their evidence
-            f_gyr, f_ml = f_gyr.copy(), f_ml.copy()
-            f_gyr[bridged], f_ml[bridged] = np.nan, np.nan
+            # a step over filled samples keeps its side evidence (the fill is at most ``bridge_gap_s`` of its
+            # windows), but its forward moment stays out of the running sum of the steps' forward direction
             mom[bridged] = 0.0
         feats = np.column_stack([f_gyr, f_ml])
         need = ~(np.isfinite(f_gyr) | np.isfinite(f_ml))

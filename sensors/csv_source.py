@@ -443,7 +443,7 @@ def split_at_gaps(batch: ImuBatch) -> list[ImuBatch]:
         part = batch.slice(a, b)
         if a > 0:
             lost = max(1, int(round((t[a] - t[a - 1]) / med)) - 1)
-            part = dataclasses.replace(part, gap_before=True, n_lost=part.n_lost + lost)
+            part = dataclasses.replace(part, gap_before=True, n_lost=lost)  # (a later slice carries no loss)
         out.append(part)
     return out
 

@@ -424,7 +424,7 @@ def gait_stretches(steps: Sequence[Step], params: AsymmetryParams | None = None)
                 prev = g
                 gait = g
             else:
-                gait = prev if prev is not None else after[j] if after[j] is not None else fill
+                gait = prev or after[j] or fill  # (gaits are non-empty strings)
             if stretches and stretches[-1][0] == gait:
                 stretches[-1][1].extend(idx)
             else:

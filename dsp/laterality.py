@@ -46,6 +46,9 @@ from .records import Side
 
 __all__ = ["ForwardMoment", "LateralityParams", "LateralityTracker", "StepForward"]
 
+_GRAVITY_HZ = 0.3
+"""Cut-off of the low-pass that gives the mean vertical force (gravity) in :class:`ForwardMoment`, Hz."""
+
 
 @dataclass(frozen=True)
 class LateralityParams:
@@ -74,6 +77,10 @@ class LateralityParams:
         rate after a few times this many steps).
     max_reliability : float
         Upper bound of a feature's estimated single-step accuracy (bounds its weight).
+    scale_prior_n : float
+        Observations of a feature before its running magnitude is trusted: the ``n``-th observation counts
+        ``n / (n + scale_prior_n)`` (the first one is its own magnitude, so divided by it, it would say
+        "one typical step" however weak it was).
     """
 
     p_keep: float = 0.995
@@ -85,6 +92,7 @@ class LateralityParams:
     reliability_prior: float = 0.8
     reliability_prior_n: float = 10.0
     max_reliability: float = 0.97
+    scale_prior_n: float = 2.0
 
 
 class LateralityTracker:
@@ -109,6 +117,7 @@ class LateralityTracker:
         self.params = params
         self._p = params if params is not None else LateralityParams()
         self._scale: list[float] = []
+        self._n_obs: list[float] = []
         self._n_alt: list[float] = []
         self._n_pairs: list[float] = []
         self.reliability_: list[float] = []
@@ -138,6 +147,7 @@ class LateralityTracker:
         n_f = len(features)
         if len(self._scale) != n_f:
             self._scale = [math.nan] * n_f
+            self._n_obs = [0.0] * n_f
             self._n_alt = [0.0] * n_f
             self._n_pairs = [0.0] * n_f
             self._last_sign = [0] * n_f
@@ -145,6 +155,7 @@ class LateralityTracker:
         a = self._p.scale_alpha
         q0 = self._p.reliability_prior
         w0 = math.log(q0 / (1.0 - q0))
+        n_s = self._p.scale_prior_n
         rel = []
         for k, f in enumerate(features):
             q = self._reliability(k)
@@ -156,8 +167,10 @@ class LateralityTracker:
             s = self._scale[k]
             if not math.isfinite(s):
                 s = mag
+            n_obs = self._n_obs[k] + 1.0
+            self._n_obs[k] = n_obs
             if s > 0:
-                z += f / s * math.log(q / (1.0 - q)) / w0
+                z += f / s * math.log(q / (1.0 - q)) / w0 * (n_obs / (n_obs + n_s))
             self._scale[k] = (1 - a) * s + a * mag
             # consecutive steps alternate: count how often this feature's sign does
             sign = 1 if f > 0 else -1
@@ -241,11 +254,13 @@ class LateralityTracker:
         n_f = feats.shape[1]
         if len(self._scale) != n_f:
             self._scale = [math.nan] * n_f
+            self._n_obs = [0.0] * n_f
             self._n_alt = [0.0] * n_f
             self._n_pairs = [0.0] * n_f
             self._last_sign = [0] * n_f
         p = self._p
         scale, n_alt, n_pairs, last_sign = self._scale, self._n_alt, self._n_pairs, self._last_sign
+        n_obs_k, n_s = self._n_obs, p.scale_prior_n
         a = p.scale_alpha
         q0 = p.reliability_prior
         w0 = math.log(q0 / (1.0 - q0))
@@ -278,8 +293,10 @@ class LateralityTracker:
                 s = scale[k]
                 if not isfinite(s):
                     s = mag
+                n_obs = n_obs_k[k] + 1.0
+                n_obs_k[k] = n_obs
                 if s > 0:
-                    z += f / s * log(q / (1.0 - q)) / w0
+                    z += f / s * log(q / (1.0 - q)) / w0 * (n_obs / (n_obs + n_s))
                 scale[k] = (1 - a) * s + a * mag
                 sign = 1 if f > 0 else -1
                 if last_sign[k] != 0:
@@ -341,28 +358,43 @@ class ForwardMoment:
         self.rate_hz = rate_hz
         self.lowpass_hz = lowpass_hz
         self._sos = signal.butter(2, min(lowpass_hz, 0.4 * float(rate_hz)), fs=float(rate_hz), output="sos")
+        self._sos_g = signal.butter(2, _GRAVITY_HZ, fs=float(rate_hz), output="sos")
         self.reset()
 
     def reset(self) -> None:
         """Forget the filter state (after a gap)."""
         self._zi: np.ndarray | None = None
+        self._zi_g: np.ndarray | None = None
+        self._last_h = np.zeros(3)
         self._last_v = 0.0
 
     def update(self, acc_mps2: np.ndarray, up: np.ndarray) -> np.ndarray:
         """Moment per sample, shape (N, 3), m²/s⁴, from specific force (N, 3) and the up direction (N, 3)."""
         if acc_mps2.shape[0] == 0:
             return np.zeros((0, 3))
+        first = self._zi is None
         if self._zi is None:
             self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * acc_mps2[0][None, None, :]
-            a0 = acc_mps2[0]
-            self._last_v = float(a0[0] * up[0, 0] + a0[1] * up[0, 1] + a0[2] * up[0, 2])
         lp, self._zi = signal.sosfilt(self._sos, acc_mps2, axis=0, zi=self._zi)
         v = lp[:, 0] * up[:, 0] + lp[:, 1] * up[:, 1] + lp[:, 2] * up[:, 2]
-        dv = np.empty_like(v)
-        dv[0] = v[0] - self._last_v
-        dv[1:] = v[1:] - v[:-1]
-        self._last_v = float(v[-1])
-        return lp * dv[:, None]
+        if self._zi_g is None:
+            self._zi_g = signal.sosfilt_zi(self._sos_g) * v[0]
+        g, self._zi_g = signal.sosfilt(self._sos_g, v, zi=self._zi_g)
+        vd = v - g  # the vertical force about its mean
+        h = lp - up * v[:, None]  # the horizontal force
+        if first:
+            self._last_h, self._last_v = h[0].copy(), float(vd[0])
+        h_prev = np.empty_like(h)
+        h_prev[0] = self._last_h
+        h_prev[1:] = h[:-1]
+        vd_prev = np.empty_like(vd)
+        vd_prev[0] = self._last_v
+        vd_prev[1:] = vd[:-1]
+        self._last_h, self._last_v = h[-1].copy(), float(vd[-1])
+        # half the signed area swept by (h, vd) between consecutive samples: over a steady stride the same
+        # sum as h times the change of vd, but with no term in the change of the bounce itself, which does
+        # not cancel while gait starts (the first steps' bounce grows)
+        return 0.5 * (h_prev * vd[:, None] - h * vd_prev[:, None])
 
 
 class StepForward:

@@ -142,3 +142,44 @@ def test_missed_step_keeps_the_side():
         tr2.update(np.array([1.0 if k % 2 == 0 else -1.0, np.nan]))
     tr2.update(np.array([-1.0, np.nan]))
     assert tr2.side_ == "L"  # strict alternation overrides one step's evidence
+
+
+def test_first_observation_of_a_feature_is_not_a_typical_step():
+    """The first value of a feature sets its running magnitude, so it cannot say how strong it is: however
+    weak or strong, it alone does not make a step confident enough for the summaries (0.8)."""
+    for f in (1e-3, 1.0, 50.0):
+        tr = LateralityTracker()
+        tr.update(np.array([f, np.nan]))
+        assert tr.side_ == "L"
+        assert 0.5 < tr.confidence_ < 0.8
+    # consistent, alternating evidence: confident from the third step on
+    tr = LateralityTracker()
+    conf = []
+    for k in range(4):
+        tr.update(np.array([(-1.0) ** k, np.nan]))
+        conf.append(tr.confidence_)
+    assert tr.side_ == "R" and conf[1] < 0.8 < conf[2] < conf[3]
+
+
+def test_forward_moment_ignores_a_growing_bounce():
+    """Gait starting: the bounce grows. A horizontal force partly in phase with the vertical one then adds
+    ``a_h a_v d(amplitude)`` to the plain sum of ``a_h da_v``, and turns it; the swept area does not."""
+    from pelvimon.dsp.laterality import ForwardMoment
+
+    fs, w = 200.0, 2 * np.pi * 2.0
+    t = np.arange(int(4.0 * fs)) / fs
+    r = np.clip(t / 2.0, 0.0, 1.0)  # amplitude ramp over 2 s (4 cycles), then 2 s steady
+    h = r * (1.0 * np.sin(w * t) + 30.0 * np.cos(w * t))  # the quadrature part sets the steady sum's sign
+    v = 9.81 + 3.0 * r * np.cos(w * t)
+    acc = np.column_stack([h, np.zeros_like(t), v])
+    up = np.tile([0.0, 0.0, 1.0], (t.size, 1))
+    ramp = t < 2.0
+    # the plain sum (h at the middle of each increment): backwards over the ramp, forwards (-x) when steady
+    plain = 0.5 * (h[1:] + h[:-1]) * np.diff(v)
+    assert plain[ramp[1:]].sum() > 0 > plain[~ramp[1:]].sum()
+    mom = ForwardMoment(fs).update(acc, up)
+    assert mom[ramp, 0].sum() < 0 and mom[~ramp, 0].sum() < 0
+    # chunked the same
+    parts = [ForwardMoment(fs)]
+    got = np.concatenate([parts[0].update(acc[a : a + 37], up[a : a + 37]) for a in range(0, t.size, 37)])
+    assert got.tobytes() == mom.tobytes()

@@ -228,12 +228,13 @@ class SessionAnalysis:
         }
 
     def cadence_spm(self, steps: Sequence[Step] | None = None) -> float:
-        """Mean cadence over the steps used for the asymmetry (of the session's gait, or of ``steps``),
-        steps/min."""
+        """Cadence of the steps used for the asymmetry (of the session's gait, or of ``steps``): 60 s over
+        their mean step time, steps/min (the mean of the per-step cadences would count a short step more
+        than a long one is worth, and read high whenever step times vary)."""
         p = self.config.asymmetry
         chosen = self.gait_steps() if steps is None else steps
-        vals = [s.cadence_spm for s in chosen if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
-        return float(np.mean(vals)) if vals else math.nan
+        vals = [s.step_time_s for s in chosen if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
+        return 60.0 / float(np.mean(vals)) if vals else math.nan
 
     def n_steps_used(self, steps: Sequence[Step] | None = None) -> int:
         """Steps in the left/right comparison (of the session's gait, or among ``steps``)."""

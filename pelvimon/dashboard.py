@@ -124,6 +124,11 @@ class SideSummary:
     n: int
 
 
+def _harmonic_mean(cadences: np.ndarray) -> float:
+    """Cadence of steps given by their cadences: 60 s over their mean step time, steps/min."""
+    return float(cadences.size / np.sum(1.0 / cadences))
+
+
 def _fmt(value: float, digits: int = 1, unit: str = "") -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -308,15 +313,17 @@ class LiveState:
             if v.size == 0:
                 out[side] = SideSummary(math.nan, math.nan, 0)
             else:
-                out[side] = SideSummary(float(v[-1]), float(v.mean()), int(v.size))
+                mean = _harmonic_mean(v) if col == _S_CAD else float(v.mean())
+                out[side] = SideSummary(float(v[-1]), mean, int(v.size))
         return out
 
     def cadence_now(self, n_steps: int = 8) -> float:
-        """Mean cadence of the last ``n_steps`` usable steps, steps/min (NaN before any)."""
+        """Cadence of the last ``n_steps`` usable steps (60 s over their mean step time), steps/min (NaN
+        before any)."""
         s = self._usable_steps()
         c = s[:, _S_CAD]
         c = c[np.isfinite(c)][-n_steps:]
-        return float(c.mean()) if c.size else math.nan
+        return _harmonic_mean(c) if c.size else math.nan
 
     def cadence_trend(self, seconds: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
         """``(t_ic_s, cadence_spm)`` of the usable steps of the last ``seconds``."""

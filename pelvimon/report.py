@@ -399,7 +399,7 @@ def render_report(
     parts += [
         "<h2>Session</h2>",
         f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait or '')} steps used for "
-        f"the left/right comparison), mean cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
+        f"the left/right comparison), cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
     ]
     if a.phases:
         parts.append(
@@ -421,7 +421,7 @@ def render_report(
         if o["n_steps_used"]:
             parts += [
                 f"<h2>Left and right: {_e(g)} steps</h2>",
-                f"<p>{o['n_steps_used']} {_e(g)} steps, mean cadence {_e(_fmt_plain(o['cadence_spm'], 1))} steps/min.</p>",
+                f"<p>{o['n_steps_used']} {_e(g)} steps, cadence {_e(_fmt_plain(o['cadence_spm'], 1))} steps/min.</p>",
                 _summary_table(a, part),
                 _balance_html(o["contact_time_balance"]),
             ]

@@ -220,6 +220,20 @@ def test_analyze_steps_without_samples() -> None:
     assert math.isfinite(a.to_json()["summary"]["asymmetry"]["cpd_deg"]["diff"])
 
 
+def test_cadence_is_steps_per_minute_of_the_steps_used() -> None:
+    """Cadence is 60 s over the mean step time (steps per minute), not the mean of per-step cadences,
+    which reads high when step times vary: steps of 0.3 s and 0.4 s alternate, 171.4 steps/min (the mean
+    of 200 and 150 would be 175)."""
+    steps, t = [], 0.0
+    for i in range(120):
+        st = 0.3 if i % 2 == 0 else 0.4
+        steps.append(Step("L" if i % 2 == 0 else "R", t, t + 0.2, st, 0.2, st - 0.2, 60.0 / st,
+                          6.0, 8.0, 5.0, 12.0, 7.0, 2.0))  # fmt: skip
+        t += st
+    a = analyze_steps(steps, load_config(), name="steps only")
+    assert a.to_json()["summary"]["cadence_spm"] == pytest.approx(60.0 / 0.35, rel=1e-9)
+
+
 def test_load_batches_rejects_directories_and_reads_csv(recordings: dict) -> None:
     from pelvimon.errors import PelvimonError
 

@@ -197,14 +197,29 @@ def metric_label(metric: str) -> str:
     return _LABELS.get(metric, (metric.replace("_", " "), "", 2))[0]
 
 
-def format_value(metric: str, value: float) -> str:
-    """A metric's value in display units (seconds shown as ms), e.g. ``"8.2°"``, ``"262 ms"``."""
-    _, unit, digits = _LABELS.get(metric, ("", "", 2))
-    if not math.isfinite(value):
-        return "n/a"
+def display_unit(metric: str) -> str:
+    """A metric's display unit ("°", "ms", "cm", "g"; "" if unknown)."""
+    return _LABELS.get(metric, ("", "", 2))[1].strip()
+
+
+def display_number(metric: str, value: float, signed: bool = False) -> str:
+    """A finite value of a metric in display units (seconds as ms) and digits, without its unit. A signed
+    one (a difference, an interval's end) that would round to zero gets one more digit, so that an interval
+    that excludes zero is not shown as reaching it; zero itself carries no sign."""
+    digits = _LABELS[metric][2] if metric in _LABELS else (0 if metric.endswith("_s") else 2 if metric.endswith("_g") else 1)
     if metric.endswith("_s"):
         value = value * 1000.0
-    return f"{value:.{digits}f}{unit}"
+    if signed and value != 0.0 and abs(value) < 0.5 * 10.0**-digits:
+        digits += 1
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return f"{0.0:.{digits}f}" if float(text) == 0.0 else text
+
+
+def format_value(metric: str, value: float) -> str:
+    """A metric's value in display units (seconds shown as ms), e.g. ``"8.2°"``, ``"262 ms"``."""
+    if not math.isfinite(value):
+        return "n/a"
+    return display_number(metric, value) + _LABELS.get(metric, ("", "", 2))[1]
 
 
 def alert_message(rule: AlertRule, a: Asymmetry, side: Side) -> str:
@@ -213,9 +228,11 @@ def alert_message(rule: AlertRule, a: Asymmetry, side: Side) -> str:
     other = "R" if side == "L" else "L"
     worse, better = (a.left_mean, a.right_mean) if side == "L" else (a.right_mean, a.left_mean)
     if m == "cpd_deg":
+        # the difference of the rounded means, so that the sentence adds up
+        more = round(worse, 1) - round(better, 1)
         return (
             f"{SIDE_WORD[side].capitalize()} stance: the {SIDE_WORD[other]} hip drops "
-            f"{abs(a.diff):.1f}° more than in {SIDE_WORD[other]} stance ({worse:.1f}° vs {better:.1f}°) "
+            f"{more:.1f}° more than in {SIDE_WORD[other]} stance ({worse:.1f}° vs {better:.1f}°) "
             f"— points at the {SIDE_WORD[side].upper()} hip abductors"
         )
     if rule.kind == "balance":

@@ -23,7 +23,7 @@ import numpy as np
 
 from pelvimon.analysis import GaitPart, SessionAnalysis, applies
 from pelvimon.dashboard import SIDE_COLORS
-from pelvimon.dsp.alerts import metric_label
+from pelvimon.dsp.alerts import display_number, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
 from pelvimon.errors import PelvimonError
 
@@ -71,17 +71,12 @@ def _scale(metric: str) -> tuple[float, str]:
     return 1.0, ""
 
 
-def _digits(metric: str) -> int:
-    return 0 if metric.endswith("_s") else (2 if metric.endswith("_g") else 1)
-
-
 def _num(metric: str, value: float | None, *, signed: bool = False, field: str = "") -> str:
     """A ``<td>`` with the display value and the full-precision value in ``data-value``."""
     if value is None or not math.isfinite(value):
         return f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="null">n/a</td>'
-    k, unit = _scale(metric)
-    sign = "+" if signed else ""
-    shown = f"{value * k:{sign}.{_digits(metric)}f}"
+    _, unit = _scale(metric)
+    shown = display_number(metric, value, signed)
     return (
         f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="{float(value)!r}">'
         f"{_e(shown)}&nbsp;{_e(unit)}</td>"
@@ -237,7 +232,8 @@ def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
         x = asymmetry.get(m)
         si = x.symmetry_index_pct if x is not None else None
         si_cell = (
-            f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="{float(si)!r}">{si:+.1f}</td>'
+            f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="{float(si)!r}">'
+            f"{display_number('symmetry_index_pct', si, signed=True)}</td>"
             if si is not None and math.isfinite(si)
             else f'<td data-metric="{_e(m)}" data-field="symmetry_index_pct" data-value="null">n/a</td>'
         )
@@ -245,10 +241,10 @@ def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
             f"<tr><td>{_e(metric_label(m))}</td>"
             + _num(m, left.mean, field="left_mean")
             + _num(m, left.sd, field="left_sd")
-            + f"<td>{left.n}</td>"
+            + f'<td data-metric="{_e(m)}" data-field="left_n" data-value="{left.n}">{left.n}</td>'
             + _num(m, right.mean, field="right_mean")
             + _num(m, right.sd, field="right_sd")
-            + f"<td>{right.n}</td>"
+            + f'<td data-metric="{_e(m)}" data-field="right_n" data-value="{right.n}">{right.n}</td>'
             + _num(m, x.diff if x else None, signed=True, field="diff")
             + _num(m, x.diff_ci_low if x else None, signed=True, field="diff_ci_low")
             + _num(m, x.diff_ci_high if x else None, signed=True, field="diff_ci_high")
@@ -265,12 +261,16 @@ def _alerts_html(a: SessionAnalysis) -> str:
             '<p class="ok">No alerts: no left/right difference was both credible (its confidence interval '
             "excluding zero) and past its threshold for long enough.</p>"
         )
-    rows = ['<table id="alerts"><thead><tr><th>from (s)</th><th>to (s)</th><th>side</th><th>what</th></tr>'
+    rows = ['<p>The figures are those of the rolling window when each alert started.</p>'
+            '<table id="alerts"><thead><tr><th>from (s)</th><th>to (s)</th><th>side</th><th>what</th></tr>'
             "</thead><tbody>"]  # fmt: skip
-    for al in a.alerts:
+    for i, al in enumerate(a.alerts):
         end = "end" if al.t_end_s is None else f"{al.t_end_s:.1f}"
+        t_end = "null" if al.t_end_s is None else repr(float(al.t_end_s))
+        ref = f'data-alert="{i}" data-metric="{_e(al.metric)}"'
         rows.append(
-            f"<tr><td>{al.t_start_s:.1f}</td><td>{_e(end)}</td><td>{_e(al.side)}</td>"
+            f'<tr><td {ref} data-field="t_start_s" data-value="{float(al.t_start_s)!r}">{al.t_start_s:.1f}</td>'
+            f'<td {ref} data-field="t_end_s" data-value="{t_end}">{_e(end)}</td><td>{_e(al.side)}</td>'
             f'<td style="text-align:left">{_e(al.message)}</td></tr>'
         )
     rows.append("</tbody></table>")
@@ -321,7 +321,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
         f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
         "gap and were left out.",
-        f"Mount calibration: {cal}. Steps without pelvis angles (before calibration): {q.n_steps_no_angles}.",
+        f"Mount calibration: {cal}. Steps without pelvis angles (before the calibration; all of them without a gyroscope): {q.n_steps_no_angles}.",
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
         "out.",
@@ -399,7 +399,8 @@ def render_report(
     parts += [
         "<h2>Session</h2>",
         f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait or '')} steps used for "
-        f"the left/right comparison), cadence {_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
+        f"the left/right comparison), {_e(a.gait + ' ') if a.other_gaits and a.gait else ''}cadence "
+        f"{_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
     ]
     if a.phases:
         parts.append(

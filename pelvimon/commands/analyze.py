@@ -111,15 +111,16 @@ def run(args: argparse.Namespace) -> int:
 # --- terminal report ------------------------------------------------------------------------------------
 
 
+_NBSP = "\u00a0"  # keeps a number and its unit on one line when a table cell wraps
+
+
 def _fmt(metric: str, v: float, signed: bool = False) -> str:
+    from pelvimon.dsp.alerts import display_number, display_unit
+
     if not math.isfinite(v):
         return "n/a"
-    if metric.endswith("_s"):
-        return f"{v * 1000:+.0f} ms" if signed else f"{v * 1000:.0f} ms"
-    unit = {"_deg": "°", "_cm": " cm", "_g": " g"}
-    suffix = next((u for k, u in unit.items() if metric.endswith(k)), "")
-    digits = 2 if metric.endswith("_g") else 1
-    return f"{v:+.{digits}f}{suffix}" if signed else f"{v:.{digits}f}{suffix}"
+    unit = display_unit(metric)
+    return display_number(metric, v, signed) + ("" if unit in ("°", "") else _NBSP) + unit
 
 
 def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
@@ -143,11 +144,11 @@ def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
             if a
             else "n/a"
         )
-        si = f"{a.symmetry_index_pct:+.1f} %" if a and math.isfinite(a.symmetry_index_pct) else "n/a"
+        si = _fmt("symmetry_index_pct", a.symmetry_index_pct, True) + " %" if a else "n/a"
         t.add_row(
             metric_label(m),
-            f"{_fmt(m, left.mean)} ± {_fmt(m, left.sd)} ({left.n})",
-            f"{_fmt(m, right.mean)} ± {_fmt(m, right.sd)} ({right.n})",
+            f"{_fmt(m, left.mean)} ±{_NBSP}{_fmt(m, left.sd)} ({left.n})",
+            f"{_fmt(m, right.mean)} ±{_NBSP}{_fmt(m, right.sd)} ({right.n})",
             ci,
             si,
         )
@@ -169,14 +170,17 @@ def print_report(analysis: Any) -> None:
     from pelvimon.dsp.alerts import metric_label
 
     con = Console(highlight=False)
+    if not con.is_terminal:
+        con = Console(highlight=False, width=120)  # a file or a pipe: no need to wrap at 80 columns
     q = analysis.quality
     s = analysis.summary()
     con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)
     cad = s["cadence_spm"]
     gait = f" {s['gait']}" if s["gait"] else ""
+    cad_of = f"{s['gait']} cadence" if analysis.other_gaits else "cadence"
     con.print(
         f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']}{gait} steps used for left/right), "
-        f"cadence {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
+        f"{cad_of} {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
         markup=False,
     )
     if analysis.phases:
@@ -192,7 +196,8 @@ def print_report(analysis: Any) -> None:
             markup=False,
         )
     else:
-        _print_sides(con, analysis, analysis.parts[s["gait"]], f"Left / right: {s['gait']} steps (whole session)")
+        whole = "" if analysis.other_gaits else " (whole session)"
+        _print_sides(con, analysis, analysis.parts[s["gait"]], f"Left / right: {s['gait']} steps{whole}")
     for g, part in analysis.other_gaits.items():
         o = s["other_gaits"][g]
         if o["n_steps_used"]:
@@ -201,7 +206,7 @@ def print_report(analysis: Any) -> None:
                          f"cadence {o['cadence_spm']:.1f} steps/min)")
     con.print()
     if analysis.alerts:
-        con.print("[bold]Alerts[/bold]")
+        con.print("[bold]Alerts[/bold] (figures of the rolling window when each alert started)")
         for al in analysis.alerts:
             end = f"{al.t_end_s:.0f}" if al.t_end_s is not None else "end"
             con.print(f"  {al.t_start_s:.0f}-{end} s  {al.message}", markup=False, soft_wrap=True)
@@ -235,7 +240,9 @@ def print_report(analysis: Any) -> None:
         f"calibration: {cal}",
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
         f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side "
-        f"({100 * q.share_steps_flagged:.1f} % flagged); {q.n_steps_no_angles} without pelvis angles",
+        f"({100 * q.share_steps_flagged:.1f} % flagged)",
+        f"steps without pelvis angles: {q.n_steps_no_angles} (before the calibration; all of them without a "
+        "gyroscope)",
     ]
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,10 @@ def test_terminal_report_has_every_section(recordings: dict, capsys: pytest.Capt
     for text in ("asym.csv", "pelvic drop", "Ground contact balance", "Alerts", "LEFT hip abductors",
                  "Data quality", "calibration: calibrated"):  # fmt: skip
         assert text in out, text
+    # written to a pipe, not wrapped at 80 columns: each table row holds both sides, the interval and SI
+    rows = [ln for ln in out.splitlines() if ln.startswith("│ ")]
+    assert len(rows) >= 9 and all(ln.count("±") == 2 and ln.rstrip().endswith("% │") for ln in rows)
+    assert re.search(r"[+-]0(\.0+)?(?![.0-9])", out) is None  # no signed zero ("-0.0", "+0 ms")
 
 
 def test_symmetric_runner_has_no_cpd_alert(recordings: dict, capsys: pytest.CaptureFixture[str]) -> None:

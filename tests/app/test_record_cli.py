@@ -76,3 +76,11 @@ def test_sigkill_during_record_loses_at_most_the_last_second(tmp_path: Path) -> 
     recorded_s = t_last - raws[0].t_host_s
     assert recorded_s > 3.0 - 1.2, f"only {recorded_s:.2f} s recovered"
     del t_kill
+
+
+def test_python_dash_m_pelvimon_is_the_command() -> None:
+    r = subprocess.run([sys.executable, "-m", "pelvimon", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("pelvimon ")
+    r = subprocess.run([sys.executable, "-m", "pelvimon", "analyze", "/nonexistent.csv"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "no such file" in r.stderr

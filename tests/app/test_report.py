@@ -123,6 +123,11 @@ def test_report_numbers_match_analyze_json(session: dict, capsys: pytest.Capture
             assert (got == "null") if want is None else float(got) == want, (metric, field)
             n += 1
     assert n == 8 * len(summ["asymmetry"]) >= 8 * 9
+    for metric, sides in summ["per_side"].items():
+        for side in ("left", "right"):
+            assert int(c.values[(metric, f"{side}_n")]) == sides[side]["n"], (metric, side)
+    for al in doc["alerts"]:
+        assert float(c.values[(al["metric"], "t_start_s")]) == al["t_start_s"]
     joined = " ".join(c.text)
     for al in doc["alerts"]:
         assert al["message"] in joined and f"{al['t_start_s']:.1f}" in joined

@@ -222,3 +222,25 @@ def test_rules_validate() -> None:
     with pytest.raises(ValueError, match="min_duration_s"):
         AlertParams(min_duration_s=-1.0)
     assert set(default_rules()) >= {"cpd_deg", "contact_time_s", "impact_g"}
+
+
+def test_display_numbers_never_show_a_signed_zero_or_an_interval_reaching_zero() -> None:
+    from pelvimon.dsp.alerts import display_number
+
+    assert display_number("tilt_range_deg", 0.031, signed=True) == "+0.03"  # not "+0.0"
+    assert display_number("tilt_range_deg", 0.418, signed=True) == "+0.4"
+    assert display_number("cpd_deg", -0.04) == "0.0"  # not "-0.0"
+    assert display_number("contact_time_s", -0.0004, signed=True) == "-0.4"  # ms
+    assert display_number("contact_time_s", 0.0, signed=True) == "0"
+    assert display_number("contact_time_s", 0.2624) == "262"
+    assert display_number("impact_g", -0.0001, signed=True) == "0.000"  # zero even with the extra digit
+
+
+def test_alert_sentence_adds_up() -> None:
+    """The difference quoted is that of the rounded means quoted beside it (9.1 - 4.8 = 4.3, although the
+    unrounded difference 4.38 rounds to 4.4)."""
+    from pelvimon.dsp.alerts import alert_message
+
+    a = Asymmetry("cpd_deg", 0.0, 10.0, 20, 20, 9.14, 4.76, 0.5, 0.5, 4.38, 4.0, 4.8, 63.0)
+    msg = alert_message(default_rules()["cpd_deg"], a, "L")
+    assert "drops 4.3° more" in msg and "(9.1° vs 4.8°)" in msg

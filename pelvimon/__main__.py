@@ -1,0 +1,5 @@
+"""``python -m pelvimon``: the same as the ``pelvimon`` command."""
+
+from pelvimon.cli import main
+
+raise SystemExit(main())

@@ -23,6 +23,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .batch import ImuBatch
 
 
@@ -42,6 +44,32 @@ class MalformedFrameError(ProtocolError):
 
 class UnsupportedFrameError(ProtocolError):
     """The bytes are a valid frame of a kind pelvimon does not decode (another measurement type...)."""
+
+
+PLAUSIBLE_LIMITS: dict[str, float] = {
+    "mps2": 5000.0,  # about 500 g: beyond every accelerometer's range
+    "g": 510.0,
+    "dps": 20000.0,  # beyond every gyroscope's range (the widest are 4000-5000 deg/s)
+    "rads": 350.0,
+    "uT": 10000.0,  # the earth's field is 25-65 µT; sensors saturate at a few thousand
+    "wxyz": 1.01,  # unit quaternion components
+    "deg": 720.0,  # Euler angles
+}
+"""Largest magnitude a real sensor reports per unit (the suffix of the value's name, e.g. ``acc_mps2``):
+a float beyond it is a corrupted frame (a flipped exponent bit), not a measurement."""
+
+
+def check_values(protocol: str, frame: str, key: str, values: np.ndarray) -> np.ndarray:
+    """``values`` if finite and within :data:`PLAUSIBLE_LIMITS` of the unit ``key`` ends with; else
+    :class:`MalformedFrameError` naming the quantity."""
+    if not np.isfinite(values).all():
+        raise MalformedFrameError(protocol, frame, f"non-finite {key} value (NaN or infinity)")
+    limit = PLAUSIBLE_LIMITS.get(key.rsplit("_", 1)[-1])
+    if limit is not None and values.size and float(np.max(np.abs(values))) > limit:
+        raise MalformedFrameError(
+            protocol, frame, f"{key} value {float(np.max(np.abs(values))):.3g} beyond any sensor's range ({limit:g})"
+        )
+    return values
 
 
 @dataclass(frozen=True)

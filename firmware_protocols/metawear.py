@@ -37,6 +37,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    check_values,
 )
 from .batch import G_MPS2, ImuBatch
 
@@ -337,6 +338,8 @@ def decode_values(
             vals = {"euler_deg": f}
         else:
             vals = {f"{kind}_g": f / G_MPS2}
+        for key, v in vals.items():
+            check_values(NAME, f"sensor fusion {kind} ({frame})", key, v)
         if nbytes == 13:
             vals["accuracy"] = np.array([payload[14]], dtype=np.int64)
         return kind, vals

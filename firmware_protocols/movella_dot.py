@@ -52,6 +52,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    check_values,
 )
 from .batch import G_MPS2, ImuBatch
 
@@ -332,9 +333,7 @@ def parse_payloads(
             continue
         v = rec[f]
         if v.dtype.kind == "f":
-            v = v.astype(np.float64)
-            if not np.isfinite(v).all():
-                raise MalformedFrameError(NAME, frame, f"non-finite {names[f]} value")
+            v = check_values(NAME, frame, names[f], v.astype(np.float64))
         else:
             v = v.astype(np.int64)
         out[names[f]] = v

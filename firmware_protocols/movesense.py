@@ -41,6 +41,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    check_values,
 )
 from .batch import ImuBatch
 
@@ -217,7 +218,13 @@ def decode_payload(payload: bytes, resource: Resource) -> tuple[int, dict[str, n
     n = body // (12 * k)
     ts = int.from_bytes(payload[:4], "little")
     values = np.frombuffer(payload, dtype="<f4", offset=4).reshape(k, n, 3).astype(np.float64)
+    for i, name in enumerate(resource.arrays):
+        check_values(NAME, f"DATA {resource.path}", _UNIT_KEY.get(name, name), values[i])
     return ts, {name: values[i] for i, name in enumerate(resource.arrays)}
+
+
+_UNIT_KEY = {"acc": "acc_mps2", "gyro": "gyro_dps", "mag": "mag_uT"}
+"""The unit of each GSP array, for the plausibility check."""
 
 
 class MovesenseDecoder(Decoder):

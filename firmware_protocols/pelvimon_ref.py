@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    PLAUSIBLE_LIMITS,
     Decoder,
     GattWrite,
     MalformedFrameError,
@@ -281,6 +282,12 @@ def parse_info(payload: bytes) -> DeviceInfo:
         raise MalformedFrameError(
             NAME, "info frame", f"scales must be finite and positive (mag may be 0), got {scales}"
         )
+    for scale, key in zip(scales, ("acc_g", "gyr_dps", "mag_uT"), strict=True):
+        full = 32768.0 / scale if scale > 0 else 0.0
+        if full > PLAUSIBLE_LIMITS[key.rsplit("_", 1)[1]]:
+            raise MalformedFrameError(
+                NAME, "info frame", f"{key} scale {scale:.3g} LSB gives a full scale of {full:.3g}, beyond any sensor's"
+            )
     ftype = int(rec["frame_type"])
     if ftype not in CHANNELS:
         raise MalformedFrameError(NAME, "info frame", f"frame type {ftype} is not a data frame type")

@@ -1039,7 +1039,10 @@ class PmdDecoder(Decoder):
         stream = _STREAM_OF_TYPE.get(mtype)  # type: ignore[call-overload]
         if resp.ok and resp.opcode == Opcode.REQUEST_MEASUREMENT_START and stream is not None:
             factors = resp.settings().get(SettingType.FACTOR)
-            self._factor[stream] = float(factors[0]) if factors else 1.0
+            factor = float(factors[0]) if factors else 1.0
+            if not (math.isfinite(factor) and factor > 0.0):
+                raise _malformed("start response", f"FACTOR {factor!r}; expected a finite positive scale")
+            self._factor[stream] = factor
         elif resp.ok and resp.opcode == Opcode.STOP_MEASUREMENT:
             self.reset()
 

@@ -360,6 +360,11 @@ def _rate_hz(batches: Sequence[ImuBatch]) -> float:
     return 1.0 / float(np.median(dt))
 
 
+MIN_RATE_HZ = 20.0
+"""Lowest sample rate the gait analysis takes (the event detector's), Hz."""
+MAX_RATE_HZ = 2000.0
+"""Highest sample rate analysed (sensors stream up to 1666 Hz; the buffers grow with the rate), Hz."""
+
 _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`."""
 
@@ -618,8 +623,14 @@ def analyze_batches(
     if not batches or sum(len(b) for b in batches) == 0:
         raise PelvimonError(f"{name}: no samples to analyse")
     measured_hz = _rate_hz(batches)
+    use_hz = rate_hz if rate_hz is not None else measured_hz
+    if not MIN_RATE_HZ <= use_hz <= MAX_RATE_HZ:
+        raise PelvimonError(
+            f"{name}: the time stamps give {use_hz:.4g} samples per second; pelvimon analyses "
+            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz: check that the time column is in seconds"
+        )
     with _gc_paused():
-        run = run_pipeline(batches, rate_hz if rate_hz is not None else measured_hz)
+        run = run_pipeline(batches, use_hz)
     t0 = float(batches[0].t_s[0])
     t1 = float(batches[-1].t_s[-1])
     n = sum(len(b) for b in batches)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 
 from .source import Source, SourceEvent, SourceInfo, SourceStatus
@@ -139,13 +140,14 @@ def _split_header(name: str, raw: bytes) -> tuple[str, int, int]:
         end = len(raw) if end < 0 else end
         line_no += 1
         line = raw[pos:end].rstrip(b"\r")
+        try:
+            text = line.decode("utf-8")  # comments before the header too
+        except UnicodeDecodeError:
+            raise CsvFormatError(
+                f"{name}: line {line_no}: not UTF-8 text; save the file as UTF-8 (or ASCII) CSV"
+            ) from None
         if line.strip() and not line.lstrip().startswith(b"#"):
-            try:
-                return line.decode("utf-8"), line_no, end + 1
-            except UnicodeDecodeError:
-                raise CsvFormatError(
-                    f"{name}: line {line_no}: not UTF-8 text; save the file as UTF-8 (or ASCII) CSV"
-                ) from None
+            return text, line_no, end + 1
         pos = end + 1
     raise CsvFormatError(
         f"{name}: no header line (the file is empty or only comments); the first line must name the columns, "
@@ -172,8 +174,22 @@ def _scaled(cols: np.ndarray, scale: float) -> np.ndarray:
 
 def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -> ImuBatch:
     t = np.ascontiguousarray(data[:, 0])
-    acc = _scaled(data[:, 1:4], _ACC_SCALE[acc_unit])
-    gyr = _scaled(data[:, 4:7], _GYR_SCALE[gyr_unit]) if layout.has_gyro else None
+    with np.errstate(over="ignore"):
+        acc = _scaled(data[:, 1:4], _ACC_SCALE[acc_unit])
+        gyr = _scaled(data[:, 4:7], _GYR_SCALE[gyr_unit]) if layout.has_gyro else None
+    for what, v, key, option in (("accelerometer", acc, "acc_mps2", "--acc-unit"),
+                                 ("gyroscope", gyr, "gyr_rads", "--gyr-unit")):  # fmt: skip
+        if v is None:
+            continue
+        limit = PLAUSIBLE_LIMITS[key.rsplit("_", 1)[1]]
+        bad = np.flatnonzero(~(np.abs(v) <= limit).all(axis=1))
+        if bad.size:
+            unit = key.rsplit("_", 1)[1].replace("mps2", "m/s²").replace("rads", "rad/s")
+            raise CsvFormatError(
+                f"{layout.name}: the {what} reads {float(np.max(np.abs(v[bad[0]]))):.3g} {unit} at t = "
+                f"{float(t[bad[0]]):.6g} s, beyond any sensor's range ({limit:g} {unit}); check its unit "
+                f"({option}) and the column names"
+            )
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, time_base="session")
 
 
@@ -272,7 +288,7 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
 
 
 def _is_number(text: str) -> float | None:
-    if not text or "_" in text:
+    if not text or "_" in text or not text.isascii():  # float() also reads "1_0" and non-ASCII digits
         return None
     try:
         return float(text)

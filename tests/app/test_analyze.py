@@ -409,3 +409,13 @@ def test_walking_straight_into_running_raises_no_alert(seed: int) -> None:
     assert a.alerts == []
     assert [ph.gait for ph in a.phases] == ["walking", "running"] and a.gait == "running"
     assert a.side_stats["contact_time_s"][0].mean < 0.3 and a.other_gaits["walking"].side_stats["contact_time_s"][0].mean > 0.6
+
+
+@pytest.mark.parametrize(("dt", "shown"), [(0.1, "10 samples"), (5.0, "0.2 samples"), (1e-7, "1e+07 samples")])
+def test_a_time_column_not_in_seconds_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], dt: float,
+                                                  shown: str) -> None:
+    """Times in ms, or in s with a wrong rate: one line, not a buffer sized for 10 MHz (MemoryError)."""
+    p = tmp_path / "t.csv"
+    p.write_text("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "".join(f"{i * dt!r},0.1,0.2,9.8\n" for i in range(3000)))
+    code, out, err = run_cli(capsys, str(p))
+    assert code == 1 and err.count("\n") == 1 and shown in err and "check that the time column is in seconds" in err

@@ -309,15 +309,41 @@ def test_plain_file_takes_the_path_fast_path(tmp_path: Path) -> None:
 
 
 def test_numbers_survive_exactly_including_extremes() -> None:
-    vals = [0.1, 1e-300, 5e-324, 1.7976931348623157e308, -2.5, math.pi]
-    t = np.arange(len(vals), dtype=float)
+    vals = [0.1, 1e-300, 5e-324, 4999.999999999999, -2.5, math.pi]
+    t = np.array([5e-324, 1e-300, 0.1, math.pi, 1e300, 1.7976931348623157e308])
     acc = np.array([[v, -v, v / 3] for v in vals])
     text = csv_source.format_imu_csv(ImuBatch(t_s=t, acc_mps2=acc, time_base="session"))
     back = parse_imu_csv_text(text)
-    assert np.array_equal(back.acc_mps2, acc)
+    assert np.array_equal(back.t_s, t) and np.array_equal(back.acc_mps2, acc)
 
 
-_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+@pytest.mark.parametrize(("row", "unit", "fragment"), [
+    ("0,1e300,0,1", "mps2", "reads 1e+300 m/s²"),
+    ("0,0,-5000.001,1", "mps2", "reads 5e+03 m/s²"),
+    ("0,1e308,0,1", "g", "reads inf m/s²"),  # finite in g, infinite in m/s²
+    ("0,0,0,600", "g", "check its unit (--acc-unit)"),
+])  # fmt: skip
+def test_values_beyond_any_sensor_are_refused(row: str, unit: str, fragment: str) -> None:
+    text = f"t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n0.01,0,0,1\n{row.replace('0,', '0.02,', 1)}\n"
+    with pytest.raises(CsvFormatError, match="beyond any sensor's range") as exc:
+        parse_imu_csv_text(text, acc_unit=unit)  # type: ignore[arg-type]
+    assert fragment in str(exc.value) and "t = 0.02 s" in str(exc.value)
+    gyr = "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads,gyr_y_rads,gyr_z_rads\n0,0,0,9.8,0,0,400\n0.01,0,0,9.8,0,0,0\n"
+    with pytest.raises(CsvFormatError, match="the gyroscope reads 400 rad/s"):
+        parse_imu_csv_text(gyr)
+
+
+def test_non_ascii_digits_and_bytes_in_comments_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(CsvFormatError, match="is not a number"):
+        parse_imu_csv_text("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n\u0660,1,2,9\n0.01,0,0,1\n")
+    p = tmp_path / "c.csv"
+    p.write_bytes(b'# "unbalan\xf3ed\nt_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n0,1,2,9\n0.01,0,0,1\n')
+    for read in (lambda: read_imu_csv(p), lambda: parse_imu_csv_text(p.read_bytes())):
+        with pytest.raises(CsvFormatError, match="line 1: not UTF-8"):
+            read()
+
+
+_finite = st.floats(-5000.0, 5000.0, width=64)  # within any sensor's range (beyond: refused, tested above)
 
 
 @settings(max_examples=100, deadline=None)

@@ -165,6 +165,19 @@ def test_analyze_finds_the_simulated_gait_and_the_alerts_it_implies(path: Path, 
     assert [a.side for a in live_cpd[:1]] == [a["side"] for a in cpd[:1]]
 
 
+
+@pytest.mark.parametrize("path", EMULATED, ids=_id)
+def test_the_steps_recorded_live_are_those_of_the_current_analysis(path: Path) -> None:
+    """The steps stored in a sample session are what ``pelvimon analyze`` finds in its samples today, so that
+    ``review`` (stored steps) and ``analyze`` (recomputed) of a shipped file agree. Fails when the analysis
+    changed and the recordings were not made again (``python recordings/make_recordings.py --only emulated``)."""
+    from pelvimon.analysis import analyze_file
+
+    stored = [i for i in SessionReader(path).items() if isinstance(i, Step)]
+    fresh = analyze_file(path).steps
+    assert [repr(s) for s in stored] == [repr(s) for s in fresh]
+
+
 # -- real running --------------------------------------------------------------------------------------
 def _reference(path: Path) -> dict[str, Any]:
     return json.loads(path.with_suffix(".reference.json").read_text())

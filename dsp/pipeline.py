@@ -190,6 +190,7 @@ class GaitPipeline:
         self._last_step_period = float("nan")
         self._prev_step_ratio = float("nan")
         self._open_ic_t: float | None = None
+        self._last_ic_i: int | None = None  # IC sample of the last step made (the next one's stride start)
         self._bridge_n = int(p.bridge_gap_s * self._fs)  # most samples filled in
         # samples after an IC that located it: its floor and steepest rise come up to an onset window and a
         # look-ahead after it, so a rise through filled samples can put an IC just before them
@@ -245,6 +246,7 @@ class GaitPipeline:
             steps.append(_open_gap_step(t_ic, self._lat))
         self._detector.reset()
         self._ring.reset()
+        self._last_ic_i = None
         self._filled = []
         self._lat.reset()
         self._fmom.reset()
@@ -386,11 +388,30 @@ class GaitPipeline:
         if cal.forward_moved_:
             events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
 
+    def _stride_starts(self, events: list[StepEvents]) -> list[int]:
+        """Per step, the IC of the step before it (the start of its stride, for the vertical oscillation), or
+        -1: the first step of a bout, a step before it not of about the same length (a missed or an extra
+        IC), over filled samples, or no longer held."""
+        held = max(self._ring.first, self._detector._ring.first)
+        out = []
+        last = self._last_ic_i
+        for ev in events:
+            p = -1
+            if last is not None and not ev.bout_start and last >= held:
+                n_this, n_prev = ev.i_next_ic - ev.i_ic, ev.i_ic - last
+                if 0.5 * n_this <= n_prev <= 1.5 * n_this and not (self._filled and self._touches_fill(last, ev.i_ic)):
+                    p = last
+            out.append(p)
+            last = ev.i_ic
+        self._last_ic_i = last
+        return out
+
     def _make_steps(self, events: list[StepEvents]) -> list[Step]:
         """Laterality (sequential over the steps) and metrics (vectorised) of the steps of one block."""
         if not events:
             return []
-        i0 = min(ev.i_ic for ev in events)
+        prev_ic = self._stride_starts(events)
+        i0 = min(min(ev.i_ic for ev in events), min((p for p in prev_ic if p >= 0), default=events[0].i_ic))
         i1 = max(ev.i_end for ev in events) + 1
         rows = self._ring.get(i0, i1)
         sig = self._detector.window(i0, i1)
@@ -463,7 +484,7 @@ class GaitPipeline:
                     feats[j, 0] = fg
                     feats[j, 1] = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
         sides, conf = self._lat.update_many(feats, regular, missed, restart)
-        out = step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs)
+        out = step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs, np.array(prev_ic))
         for j in (j for j, b in enumerate(bridged) if b):
             # its step time stays: both initial contacts are real, and it tells the asymmetry windows that
             # the step sequence ran on (``breaks_sequence``)

@@ -31,24 +31,32 @@ IMPACT_FRACTION = 0.2
 _NAN = float("nan")
 
 
-def vertical_oscillation_cm(acc_v_mps2: np.ndarray, rate_hz: float) -> float:
+def vertical_oscillation_cm(acc_v_mps2: np.ndarray, rate_hz: float, n_before: int = 0) -> float:
     """Peak-to-peak vertical displacement over one step, cm.
+
+    The vertical force is integrated twice over the stride that ends with the step (the step before it and
+    the step), with the mean force and then the mean velocity removed: a stride starts and ends at the same
+    height and speed; a single step does so only when the two sides' steps are alike (a limp lands each
+    foot at another height and speed). The peak-to-peak is taken over the step's own samples.
 
     Parameters
     ----------
     acc_v_mps2 : ndarray, shape (N,)
-        Vertical specific force (gravity included, up positive) from one IC to the next, m/s².
+        Vertical specific force (gravity included, up positive) from the IC of the step before (or from the
+        step's IC, ``n_before = 0``) to the next IC, m/s².
     rate_hz : float
         Sample rate, Hz.
+    n_before : int
+        Samples of the step before, at the start of ``acc_v_mps2`` (0: the step alone).
     """
     a = np.asarray(acc_v_mps2, dtype=np.float64)
-    if a.shape[0] < 3:
+    if a.shape[0] - n_before < 3:
         return _NAN
     a = a - a.mean()
     v = np.cumsum(a) / rate_hz
     v -= v.mean()
     z = np.cumsum(v) / rate_hz
-    return float(np.ptp(z) * 100.0)
+    return float(np.ptp(z[n_before:]) * 100.0)
 
 
 def _ptp(x: np.ndarray) -> float:
@@ -65,6 +73,7 @@ def step_metrics(
     acc_v_mps2: np.ndarray,
     rate_hz: float,
     gap: bool = False,
+    acc_v_before_mps2: np.ndarray | None = None,
 ) -> Step:
     """Build the :class:`Step` of one step.
 
@@ -85,6 +94,9 @@ def step_metrics(
         Sample rate, Hz.
     gap : bool
         The step touches a gap: the record is flagged and its metrics are NaN.
+    acc_v_before_mps2 : ndarray, optional
+        Vertical specific force of the step before (its IC up to this IC, exclusive), for the vertical
+        oscillation over the stride; None: over this step alone (the first step of a bout).
 
     Returns
     -------
@@ -128,7 +140,10 @@ def step_metrics(
             rel = obl - obl[0]
             cpd = float(rel.max()) if side == "L" else float(-rel.min())
     av = acc_v_mps2[:n_step]
-    vo = vertical_oscillation_cm(av, rate_hz)
+    if acc_v_before_mps2 is not None and acc_v_before_mps2.shape[0]:
+        vo = vertical_oscillation_cm(np.concatenate([acc_v_before_mps2, av]), rate_hz, acc_v_before_mps2.shape[0])
+    else:
+        vo = vertical_oscillation_cm(av, rate_hz)
     c_imp = contact if np.isfinite(contact) else 0.5 * step_time
     n_imp = max(int(round(IMPACT_FRACTION * c_imp * rate_hz)) + 1, 2)
     impact = float(np.max(acc_v_mps2[:n_imp]) / G_MPS2)
@@ -195,6 +210,7 @@ def step_metrics_batch(
     acc_v_mps2: np.ndarray,
     offset: int,
     rate_hz: float,
+    prev_ic: np.ndarray | None = None,
 ) -> list[Step]:
     """:func:`step_metrics` for several steps at once (vectorised; the same figures, sample for sample).
 
@@ -212,6 +228,9 @@ def step_metrics_batch(
         Absolute index of row 0.
     rate_hz : float
         Sample rate, Hz.
+    prev_ic : ndarray of int, shape (K,), optional
+        Absolute index of the IC of the step before each step (its stride's start for the vertical
+        oscillation), -1 where there is none (the first step of a bout); None: none for every step.
     """
     k = len(events)
     if k == 0:
@@ -249,14 +268,20 @@ def step_metrics_batch(
     finite = np.all(np.isfinite(obl) | ~in_st, axis=1) & c_ok
     is_l = np.array([sd == "L" for sd in sides])
     cpd = np.where(finite, np.where(is_l, cpd_l, cpd_r), np.nan)
-    # vertical oscillation: double integration with the mean removed before each integration; every
-    # sum is a cumsum read at the window's last sample (a prefix: samples past the window never enter)
-    last = n_next - 1
-    mean_a = np.cumsum(av, axis=1)[rows, last] / n_next
-    v = np.cumsum(av - mean_a[:, None], axis=1) / rate_hz
-    mean_v = np.cumsum(v, axis=1)[rows, last] / n_next
+    # vertical oscillation: double integration over the stride ending with the step, with the mean removed
+    # before each integration; every sum is a cumsum read at the window's last sample (a prefix: samples
+    # past the window never enter); the peak-to-peak over the step's own samples
+    n_pre = np.zeros(k, dtype=np.int64) if prev_ic is None else np.where(prev_ic >= 0, s + offset - prev_ic, 0)
+    n_win = n_pre + n_next
+    wcol = np.arange(int(n_win.max()))
+    av_w = acc_v_mps2[np.minimum((s - n_pre)[:, None] + wcol, acc_v_mps2.shape[0] - 1)]
+    last = n_win - 1
+    mean_a = np.cumsum(av_w, axis=1)[rows, last] / n_win
+    v = np.cumsum(av_w - mean_a[:, None], axis=1) / rate_hz
+    mean_v = np.cumsum(v, axis=1)[rows, last] / n_win
     z = np.cumsum(v - mean_v[:, None], axis=1) / rate_hz
-    vo = (np.where(in_step, z, -np.inf).max(axis=1) - np.where(in_step, z, np.inf).min(axis=1)) * 100.0
+    in_own = (wcol >= n_pre[:, None]) & (wcol < n_win[:, None])
+    vo = (np.where(in_own, z, -np.inf).max(axis=1) - np.where(in_own, z, np.inf).min(axis=1)) * 100.0
     vo = np.where(n_next >= 3, vo, np.nan)
     impact = np.where(col < n_imp[:, None], av, -np.inf).max(axis=1) / G_MPS2
     flight = np.where(c_ok | ~running, flight, np.nan)

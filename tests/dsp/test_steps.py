@@ -64,12 +64,17 @@ def test_batch_metrics_match_the_reference_implementation():
                               t_next_ic_s=(i + n) / fs, t_fc_s=(i + c) / fs, running=c < n, bout_start=False))
         sides.append("L" if len(sides) % 2 else "R")
         i += n
-    batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
-    for ev, sd, b in zip(evs, sides, batch, strict=True):
+    # the stride of each step starts at the IC before it, except for some (a bout's first step)
+    prev = np.array([-1] + [e.i_ic for e in evs[:-1]])
+    prev[rng.random(prev.size) < 0.2] = -1
+    batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs, prev)
+    for ev, sd, b, p in zip(evs, sides, batch, prev, strict=True):
         # records built without __init__ are the same as constructed ones (fields, repr, hash)
         built = Step(**b.to_dict())
         assert repr(b) == repr(built) and hash(b) == hash(built) and type(b) is Step
-        ref = step_metrics(ev, sd, 0.9, ang[ev.i_ic : ev.i_end + 1], av[ev.i_ic : ev.i_end + 1], fs)
+        before = av[p : ev.i_ic] if p >= 0 else None
+        ref = step_metrics(ev, sd, 0.9, ang[ev.i_ic : ev.i_end + 1], av[ev.i_ic : ev.i_end + 1], fs,
+                           acc_v_before_mps2=before)
         for k, v in ref.to_dict().items():
             w = b.to_dict()[k]
             if isinstance(v, float):

@@ -499,9 +499,14 @@ class AsymmetryMonitor:
     ----------
     latest_ : dict of str to Asymmetry
         The current asymmetry per metric (only metrics with enough steps on both sides). Emptied when the
-        windows reset where the step sequence breaks (a restart) or at a bout boundary.
+        windows reset where the step sequence breaks (a restart), at a bout boundary or when the gait changes.
     n_resets_ : int
-        How often the windows restarted (restarts of the analysis and bout boundaries).
+        How often the windows restarted (restarts of the analysis, bout boundaries and changes of gait).
+    gait_ : {"running", "walking"} or None
+        The gait of the steps in the windows. Walking and running are not compared in one window: steps of
+        the other gait are held out until :data:`GAIT_MIN_STEPS` of them in a row (then the windows restart
+        with them: the gait changed) or a step of the windows' gait (then they join the windows: a stray
+        run, such as a slow jog's steps whose flight was too short to see).
 
     Examples
     --------
@@ -524,12 +529,18 @@ class AsymmetryMonitor:
         self._last_ic_s = math.nan
         self.latest_: dict[str, Asymmetry] = {}
         self.n_resets_ = 0
+        self.gait_: Gait | None = None
+        self._held: list[Step] = []
 
     def _restart(self) -> None:
         self._win["L"].clear()
         self._win["R"].clear()
         self.latest_ = {}
         self.n_resets_ += 1
+
+    def _forget_gait(self) -> None:
+        self.gait_ = None
+        self._held = []
 
     def _push(self, step: Step) -> bool:
         """Add one step to the windows; returns True if the windows changed."""
@@ -538,13 +549,34 @@ class AsymmetryMonitor:
             if self._win["L"] or self._win["R"]:
                 self._restart()
             self._last_ic_s = math.nan
+            self._forget_gait()
             return True
         if _new_bout(self._last_ic_s, step.t_ic_s, p):
             self._restart()
+            self._forget_gait()
         if math.isfinite(step.t_ic_s):
             self._last_ic_s = step.t_ic_s
         if not step_is_usable(step, p):
             return False
+        gait = step_gait(step)
+        if self.gait_ is None:
+            self.gait_ = gait
+            batch = [step]
+        elif gait != self.gait_:
+            self._held.append(step)
+            if len(self._held) < GAIT_MIN_STEPS:
+                return False
+            self._restart()  # the gait changed: the windows start again with its steps
+            self.gait_ = gait
+            batch, self._held = self._held, []
+        else:
+            batch, self._held = [*self._held, step], []  # a stray run of the other gait joins the windows
+        for s_ in batch:
+            self._append(s_)
+        return True
+
+    def _append(self, step: Step) -> None:
+        p = self.params
         vals = np.array([float(getattr(step, m)) for m in p.metrics], dtype=np.float64)
         self._win[step.side].append((step.t_ic_s, step_end_s(step), vals))
         if p.window_s is not None:
@@ -553,7 +585,6 @@ class AsymmetryMonitor:
                 w = self._win[side]
                 while w and w[0][0] < t_min:
                     w.popleft()
-        return True
 
     def _compute(self) -> dict[str, Asymmetry]:
         p = self.params
@@ -597,6 +628,7 @@ class AsymmetryMonitor:
             if self._win["L"] or self._win["R"]:
                 self._restart()
             self._last_ic_s = math.nan
+            self._forget_gait()
         return list(self.latest_.values())
 
 
@@ -832,6 +864,8 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
     pairs: list[tuple[int, int, int, int]] = []  # per record list: (lo, n) of the left and right windows
     latest = -1
     last_ic = math.nan
+    gait: Gait | None = None  # AsymmetryMonitor.gait_, and its held steps
+    held: list[int] = []
     for i, s in enumerate(steps):
         # AsymmetryMonitor._push and update, on step indices
         changed = False
@@ -840,24 +874,40 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
                 lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
             last_ic = math.nan
+            gait, held = None, []
             changed = True
         else:
             t = s.t_ic_s
             if _new_bout(last_ic, t, p):
                 lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
                 latest = -1
+                gait, held = None, []
             if math.isfinite(t):
                 last_ic = t
             if step_is_usable(s, p):
-                q = seq[s.side]
-                q.append(i)
-                lo[s.side] = max(lo[s.side], len(q) - w_max)
-                if p.window_s is not None:
-                    t_min = t - p.window_s
-                    for side in ("L", "R"):
-                        while lo[side] < len(seq[side]) and t_ic[seq[side][lo[side]]] < t_min:
-                            lo[side] += 1
-                changed = True
+                g = step_gait(s)
+                batch: list[int] | None
+                if gait is None:
+                    gait, batch = g, [i]
+                elif g != gait:
+                    held.append(i)
+                    batch = None
+                    if len(held) >= GAIT_MIN_STEPS:
+                        lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
+                        latest = -1
+                        gait, batch, held = g, held, []
+                else:
+                    batch, held = [*held, i], []
+                for j in batch or ():
+                    q = seq[steps[j].side]
+                    q.append(j)
+                    lo[steps[j].side] = max(lo[steps[j].side], len(q) - w_max)
+                    if p.window_s is not None:
+                        t_min = t_ic[j] - p.window_s
+                        for side in ("L", "R"):
+                            while lo[side] < len(seq[side]) and t_ic[seq[side][lo[side]]] < t_min:
+                                lo[side] += 1
+                changed = batch is not None
         if changed:
             n_l, n_r = len(seq["L"]) - lo["L"], len(seq["R"]) - lo["R"]
             if n_l < p.min_steps_per_side or n_r < p.min_steps_per_side:

@@ -351,3 +351,27 @@ def test_gait_phases_do_not_reach_across_a_pause() -> None:
     run = _gait_steps("wwwrrrrrrrr", t0=walk[-1].t_ic_s + 5.0)
     got = "".join(g[0] for g in gait_phases(walk + run))  # type: ignore[index]
     assert got == "w" * 10 + "r" * 11
+
+
+def test_windows_hold_one_gait_and_stray_steps_join_them() -> None:
+    """Running steps, then a stray run of 3 steps without flight (a slow jog's): held out, then joined to
+    the running windows; then 6 walking steps in a row: the windows restart with them."""
+    import dataclasses
+
+    mon = AsymmetryMonitor(AsymmetryParams(min_steps_per_side=2))
+    run = [Step("L" if i % 2 == 0 else "R", 0.35 * i, 0.35 * i + 0.25, 0.35, 0.25, 0.1, 171.0, 6.0, 6.0, 6.0,
+                12.0, 7.0, 2.0) for i in range(40)]  # fmt: skip
+    stray = {20, 21, 22}
+    walk_from = 30
+    steps = [dataclasses.replace(s, flight_time_s=0.0, contact_time_s=0.6) if i in stray or i >= walk_from else s
+             for i, s in enumerate(run)]  # fmt: skip
+    n_in, gait = [], []
+    for s in steps:
+        mon.update([s])
+        n_in.append(len(mon._win["L"]) + len(mon._win["R"]))
+        gait.append(mon.gait_)
+    assert n_in[20:23] == [n_in[19]] * 3 and gait[20:23] == ["running"] * 3  # held out
+    assert n_in[23] == n_in[19] + 4  # the stray steps joined with the next running step
+    assert n_in[walk_from : walk_from + 5] == [n_in[walk_from - 1]] * 5  # five walking steps held out
+    assert gait[walk_from + 4] == "running" and mon.n_resets_ == 1
+    assert gait[walk_from + 5] == "walking" and n_in[walk_from + 5] == 6  # restarted with the six

@@ -39,8 +39,12 @@ def step_lists(draw: st.DrawFn) -> list[Step]:
     t = draw(st.floats(0.0, 100.0))
     out = []
     side = draw(st.sampled_from("LR"))
+    walking = draw(st.booleans())  # walking steps have no flight; the windows hold one gait
     for _ in range(n):
-        kind = draw(st.sampled_from(["ok"] * 12 + ["gap", "unsure", "pause", "back", "nan", "same"]))
+        kind = draw(st.sampled_from(["ok"] * 12 + ["gap", "unsure", "pause", "back", "nan", "same", "switch",
+                                                   "stray"]))
+        if kind == "switch":
+            walking = not walking
         dt = draw(st.floats(0.2, 0.5))
         if kind == "pause":
             dt = draw(st.floats(2.1, 10.0))
@@ -58,6 +62,8 @@ def step_lists(draw: st.DrawFn) -> list[Step]:
         if kind == "same":
             vals = [1.25] * len(vals)
         v = dict(zip(METRICS, vals, strict=True))
+        if walking != (kind == "stray"):
+            v["flight_time_s"] = 0.0
         out.append(
             Step(
                 side=side,

@@ -14,6 +14,7 @@ The JSON form (:meth:`SessionAnalysis.to_json`) is what ``pelvimon analyze --jso
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -43,9 +44,23 @@ from pelvimon.dsp.asymmetry import (
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
-from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 
 SESSION_SUFFIXES = (".mcap",)
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+"""The first bytes of a session file (MCAP), whatever its name."""
+
+
+def is_session_file(path: str | Path) -> bool:
+    """A session file: named ``.mcap``, or starting with the MCAP magic (a session saved under another name)."""
+    p = Path(path)
+    if p.suffix.lower() in SESSION_SUFFIXES:
+        return True
+    try:
+        with p.open("rb") as f:
+            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -324,7 +339,7 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
         raise PelvimonError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
-    if p.suffix.lower() in SESSION_SUFFIXES:
+    if is_session_file(p):
         from pelvimon.sensors.session_file import SessionFileError, SessionReader
 
         try:
@@ -333,15 +348,72 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
             raise PelvimonError(str(exc)) from None
         if not batches:
             raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
-        return batches
+        return flag_unmarked_gaps(batches)
     from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv, split_at_gaps
 
     o = csv if csv is not None else CsvOptions()
     try:
         # cut where the time column jumps (lost samples): the pipeline bridges or restarts there
-        return split_at_gaps(read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit))  # type: ignore[arg-type]
+        batch = read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit)  # type: ignore[arg-type]
     except CsvFormatError as exc:
         raise PelvimonError(str(exc)) from None
+    check_units(batch, o, p.name)
+    return split_at_gaps(batch)
+
+
+def check_units(batch: ImuBatch, csv: CsvOptions, name: str) -> None:
+    """Refuse CSV samples whose size says the unit options are wrong: at rest and over gait the median
+    specific force is about 1 g (0.5-2 g accepted), and a pelvis turns at no more than a few rad/s (a
+    gyroscope read above 35 rad/s, 2000 deg/s, is in deg/s; one under 0.1 rad/s throughout while the
+    accelerometer shows movement, given as deg/s, was in rad/s)."""
+    if batch.acc_mps2 is None or len(batch) < 10:
+        return
+    norm = np.sqrt(np.sum(batch.acc_mps2 * batch.acc_mps2, axis=1))
+    med = float(np.median(norm))
+    if not 0.5 * G_MPS2 <= med <= 2.0 * G_MPS2:
+        hint = (
+            "the accelerometer columns look like g: add --acc-unit g"
+            if csv.acc_unit == "mps2" and 0.5 <= med <= 2.0
+            else "the accelerometer columns look like m/s²: leave out --acc-unit g"
+            if csv.acc_unit == "g" and 0.5 * G_MPS2 <= med / G_MPS2 <= 2.0 * G_MPS2
+            else "check the accelerometer columns (--columns) and their unit (--acc-unit)"
+        )
+        raise PelvimonError(
+            f"{name}: the accelerometer reads {med:.3g} m/s² on median, where any sensor at rest or in gait reads "
+            f"about 9.8 (1 g); {hint}"
+        )
+    if batch.gyr_rads is None:
+        return
+    g99 = float(np.percentile(np.sqrt(np.sum(batch.gyr_rads * batch.gyr_rads, axis=1)), 99))
+    if g99 > 35.0:
+        hint = ("the gyroscope columns look like deg/s: add --gyr-unit dps" if csv.gyr_unit == "rads"
+                else "check the gyroscope columns (--columns)")  # fmt: skip
+        raise PelvimonError(f"{name}: the gyroscope reads up to {g99:.3g} rad/s, beyond a pelvis' few rad/s; {hint}")
+    if csv.gyr_unit == "dps" and g99 < 0.1 and float(np.std(norm)) > 1.0:
+        raise PelvimonError(
+            f"{name}: the gyroscope reads at most {g99:.2g} rad/s while the accelerometer shows movement; the "
+            "gyroscope columns look like rad/s: leave out --gyr-unit dps"
+        )
+
+
+def flag_unmarked_gaps(batches: list[ImuBatch]) -> list[ImuBatch]:
+    """Batches of a session file, each that starts more than 1.5 sample intervals after the one before
+    without being flagged ``gap_before`` (samples missing from the file itself, e.g. a damaged part) flagged,
+    with the samples lost estimated from the time jump and the median sample interval."""
+    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
+    dt = np.concatenate(dts) if dts else np.diff(np.concatenate([b.t_s[:1] for b in batches if len(b)]))
+    dt = dt[dt > 0]
+    if dt.size == 0:
+        return batches
+    period = float(np.median(dt))
+    out = [batches[0]]
+    for prev, b in zip(batches, batches[1:], strict=False):
+        if not b.gap_before and len(prev) and len(b):
+            jump = float(b.t_s[0] - prev.t_s[-1])
+            if jump > 1.5 * period:
+                b = dataclasses.replace(b, gap_before=True, n_lost=max(int(round(jump / period)) - 1, 1))
+        out.append(b)
+    return out
 
 
 # --- the pipeline seam ------------------------------------------------------------------------------------
@@ -658,7 +730,7 @@ def analyze_file(
 ) -> SessionAnalysis:
     """Read ``path`` (CSV or session file) and analyse it (a session file at its recorded nominal rate)."""
     rate_hz = None
-    if Path(path).suffix.lower() in SESSION_SUFFIXES and Path(path).is_file():
+    if Path(path).is_file() and is_session_file(path):
         from pelvimon.sensors.session_file import SessionFileError, SessionReader
 
         try:

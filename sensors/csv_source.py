@@ -88,6 +88,14 @@ class _Layout:
     def __init__(self, name: str, header: str, header_line: int, columns: Mapping[str, str] | None) -> None:
         self.name = name
         self.header_line = header_line
+        if "," not in header:
+            for sep, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+                if sep in header:
+                    raise CsvFormatError(
+                        f"{name}: line {header_line}: the fields are separated by {word}; pelvimon reads "
+                        "comma-separated files (with a dot as the decimal mark): export or save the file as CSV "
+                        "with commas"
+                    )
         self.names = [_cell(c) for c in header.split(",")]
         mapping = dict(columns or {})
         for key in mapping:

@@ -423,3 +423,56 @@ def test_a_time_column_not_in_seconds_is_one_line(tmp_path: Path, capsys: pytest
     p.write_text("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "".join(f"{i * dt!r},0.1,0.2,9.8\n" for i in range(3000)))
     code, out, err = run_cli(capsys, str(p))
     assert code == 1 and err.count("\n") == 1 and shown in err and "check that the time column is in seconds" in err
+
+
+def _rescaled(src: Path, dst: Path, acc: float, gyr: float) -> Path:
+    import pandas as pd
+
+    d = pd.read_csv(src)
+    d[["acc_x_mps2", "acc_y_mps2", "acc_z_mps2"]] *= acc
+    d[["gyr_x_rads", "gyr_y_rads", "gyr_z_rads"]] *= gyr
+    d.to_csv(dst, index=False)
+    return dst
+
+
+def test_units_that_cannot_be_right_are_named(recordings: dict, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Samples whose size says the unit options are wrong: one line naming the option to change, not a
+    session of 0 steps (g read as m/s²) or a pelvic drop of 0.1° (rad/s read as deg/s)."""
+    src = recordings["dir"] / "asym.csv"
+    in_g = _rescaled(src, tmp_path / "g.csv", 1 / G_MPS2, 180 / math.pi)
+    cases = [
+        ((str(src), "--gyr-unit", "dps"), "leave out --gyr-unit dps"),
+        ((str(src), "--acc-unit", "g"), "leave out --acc-unit g"),
+        ((str(in_g),), "add --acc-unit g"),
+        ((str(in_g), "--acc-unit", "g"), "add --gyr-unit dps"),
+    ]
+    for argv, fix in cases:
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1 and err.count("\n") == 1 and fix in err, (argv, err)
+    code, out, err = run_cli(capsys, str(in_g), "--acc-unit", "g", "--gyr-unit", "dps", "--json")
+    assert code == 0 and json.loads(out)["summary"]["n_steps_used"] > 100
+
+
+def test_a_session_file_under_another_name_is_read_as_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = Path(__file__).resolve().parents[2] / "recordings" / "emulated" / "polar_pmd_symmetric.mcap"
+    other = tmp_path / "session.csv"
+    other.write_bytes(rec.read_bytes())
+    code, out, err = run_cli(capsys, str(other), "--json")
+    assert code == 0, err
+    code2, out2, _ = run_cli(capsys, str(rec), "--json")
+    assert json.loads(out)["steps"] == json.loads(out2)["steps"]
+
+
+def test_samples_missing_from_a_session_file_are_a_gap() -> None:
+    """Batches of a session file that jump in time without a gap flag (a damaged part of the file) are
+    flagged, with the samples lost estimated; flagged or continuous ones are left as they are."""
+    from pelvimon.analysis import flag_unmarked_gaps
+
+    def batch(t0: float, n: int, gap: bool = False) -> ImuBatch:
+        t = t0 + np.arange(n) / 100.0
+        return ImuBatch(t_s=t, acc_mps2=np.tile([0.0, 0.0, G_MPS2], (n, 1)), gap_before=gap, n_lost=3 if gap else 0)
+
+    got = flag_unmarked_gaps([batch(0.0, 10), batch(0.1, 10), batch(0.5, 10), batch(1.0, 10, gap=True)])
+    assert [b.gap_before for b in got] == [False, False, True, True]
+    assert got[2].n_lost == 30 and got[3].n_lost == 3  # 0.19 s -> 0.50 s: 30 samples missing

@@ -422,3 +422,10 @@ def test_jittered_time_stamps_are_no_gaps() -> None:
     holey = _drop_runs(b, [(2000, 10)])
     parts = split_at_gaps(holey)
     assert len(parts) == 2 and parts[1].gap_before and 9 <= parts[1].n_lost <= 12
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "semicolons"), ("\t", "tabs")])
+def test_other_separators_are_named(sep: str, word: str) -> None:
+    text = sep.join(["t_s", "acc_x_mps2", "acc_y_mps2", "acc_z_mps2"]) + "\n" + sep.join(["0", "0", "0", "9.8"]) + "\n"
+    with pytest.raises(CsvFormatError, match=f"separated by {word}; pelvimon reads comma-separated files"):
+        parse_imu_csv_text(text)

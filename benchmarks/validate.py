@@ -304,6 +304,10 @@ class WalkScore:
     calibrated: bool
     confidence: np.ndarray
     gait: str | None
+    fc_err_s: np.ndarray
+    """Walking steps matched to a reference IC: detected final contact minus the reference toe-off of the
+    same foot (its first after that IC)."""
+    contact_err_s: np.ndarray
 
 
 @functools.cache
@@ -347,7 +351,22 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10)
     side_ok = np.array([ics[i, 1] == (refs[j][1] == "L") for i, j in m.pairs if ics[i, 1] >= 0], dtype=bool)
     conf_of = {round(st.t_ic_s, 9): st.laterality_confidence for st in steps}
     conf = np.array([conf_of.get(round(ics[i, 0], 9), np.nan) for i, j in m.pairs if ics[i, 1] >= 0])
-    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, session_gait(steps))
+    # toe-offs: the reference's [start, end] is a foot's swing, start = toe-off; a step's final contact is
+    # its foot's first toe-off after its initial contact
+    to = {foot: np.array([a for a, _ in meta[key]], dtype=np.float64) / fs
+          for foot, key in (("L", "LeftFootEvents"), ("R", "RightFootEvents"))}  # fmt: skip
+    by_ic = {round(st.t_ic_s, 9): st for st in steps if not st.gap and st.flight_time_s == 0.0}
+    fc_err, ct_err = [], []
+    for i, j in m.pairs:
+        st = by_ic.get(round(ics[i, 0], 9))
+        ic_ref, foot = refs[j]
+        later = to[foot][to[foot] > ic_ref]
+        # (a toe-off over 1.5 s after the heel strike belongs to the next walk after a stop or the turn)
+        if st is not None and later.size and later[0] - ic_ref < 1.5 and np.isfinite(st.t_fc_s):
+            fc_err.append(st.t_fc_s - later[0])
+            ct_err.append(st.contact_time_s - (later[0] - ic_ref))
+    return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, session_gait(steps),
+                     np.array(fc_err), np.array(ct_err))
 
 
 def detected_ics(steps: list) -> np.ndarray:
@@ -427,6 +446,13 @@ def eval_walking(table: Table, names: list[str] | None = None) -> None:
             lk = np.concatenate([s.side_ok for s in kept])
             table.add(name, f"laterality without {', '.join(SWAPPED_REFERENCE)}", lk.mean(), "-", True,
                       f"{lk.size} steps; their reference looks side-swapped (see the reference check)")
+        if mode == "stream":
+            fe = np.concatenate([s.fc_err_s for s in sc])
+            ce = np.concatenate([s.contact_err_s for s in sc])
+            table.add(name, "median |final contact error| ms", np.median(np.abs(fe)) * 1000, "-", True,
+                      f"bias {np.median(fe) * 1000:+.0f} ms; {np.mean(np.abs(fe) > 0.1):.0%} of {fe.size} over 100 ms")
+            table.add(name, "contact time RMSE ms", rmse(ce) * 1000, "-", True,
+                      f"median |error| {np.median(np.abs(ce)) * 1000:.0f} ms")
         conf = np.concatenate([s.confidence for s in sc])
         sure = conf >= 0.8
         table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,

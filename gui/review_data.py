@@ -79,6 +79,11 @@ class ReviewData:
         )
         return out
 
+    def steps_between(self, t0: float, t1: float) -> list[Step]:
+        """The steps with ``t0 <= t_ic_s <= t1`` (s), usable or not: those of a selected range (the range
+        statistics use the usable ones among them)."""
+        return [s for s in self.steps if t0 <= s.t_ic_s <= t1]
+
     def range_stats(self, t0: float, t1: float) -> dict[str, dict[str, tuple[float, float, int]]]:
         """Per metric and side ("L"/"R"): (mean, SD, n) of the usable steps with ``t0 <= t_ic_s <= t1``."""
         cols = self.step_arrays()

@@ -5,17 +5,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
-from types import ModuleType
-from typing import NoReturn
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType, ModuleType
+from typing import Any, NoReturn
 
 import pelvimon
 from pelvimon import commands
 from pelvimon.errors import PelvimonError, UsageError
 
 log = logging.getLogger("pelvimon")
+
+SESSION_COMMANDS = frozenset({"live", "demo", "record", "replay"})
+"""Commands that run a session: SIGTERM and SIGHUP end them the way Ctrl-C does (see :func:`stop_signals`)."""
+
+SIGNALS_HELP = (
+    "Ending a session: Ctrl-C, SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal or SSH connection "
+    "closed) all end a running live, demo, record or replay session cleanly: the session file is closed with "
+    "its index and the summary is printed. Exit code 0 after Ctrl-C, 143 (128 + 15) after SIGTERM, 129 "
+    "(128 + 1) after SIGHUP. Started under nohup, SIGHUP stays ignored."
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +54,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser = _Parser(
         prog="pelvimon",
         description="Live pelvic drop, tilt, rotation and cadence from one sacral IMU over Bluetooth LE.",
+        epilog=SIGNALS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"pelvimon {pelvimon.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -48,7 +63,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     table: dict[str, ModuleType] = {}
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(
+            mod.NAME,
+            help=mod.HELP,
+            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            epilog=SIGNALS_HELP if mod.NAME in SESSION_COMMANDS else None,
+        )
         mod.add_arguments(p)
         table[mod.NAME] = mod
     return parser, table
@@ -59,6 +79,90 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="pelvimon: %(levelname)s: %(message)s", stream=sys.stderr)
 
 
+class _StopSignals:
+    """Which of SIGTERM/SIGHUP arrived while :func:`stop_signals` was in force (the first one counts)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The shell's convention for a process ended by a signal: 128 + the signal number."""
+        return None if self.received is None else 128 + self.received
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """Take the Ctrl-C path: call whatever handles SIGINT now (asyncio's runner cancels the session
+        task, the terminal dashboard gets KeyboardInterrupt, the Qt window closes itself)."""
+        if self.received is None:
+            self.received = signum
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int):
+            on_int(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job of a script): the plain Python Ctrl-C
+            raise KeyboardInterrupt
+
+
+def _stop_signal_numbers() -> list[int]:
+    sigs: list[int] = [signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)  # not on Windows
+    if hup is not None:
+        sigs.append(hup)
+    return sigs
+
+
+@contextmanager
+def stop_signals(state: _StopSignals | None = None) -> Iterator[_StopSignals]:
+    """While in force, SIGTERM and SIGHUP (where it exists) end the session the way Ctrl-C does.
+
+    Only in the main thread (Python delivers signals there). A signal the process was started with
+    ignored (SIGHUP under ``nohup``) stays ignored. The previous handlers are restored on exit.
+    """
+    state = state if state is not None else _StopSignals()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
+    try:
+        for sig in _stop_signal_numbers():
+            old = signal.getsignal(sig)
+            if old == signal.SIG_IGN:
+                continue
+            previous[sig] = old
+            signal.signal(sig, state.handle)
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _say(message: str) -> None:
+    """One line on stderr; nothing if stderr is gone (a closed SSH terminal after SIGHUP)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _release_dead_streams() -> None:
+    """After SIGHUP the terminal may be gone: point stdout/stderr whose flush fails at the null device, so
+    that the interpreter's last flush does not turn a clean exit into an error."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, stream.fileno())
+                os.close(null)
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, table = build_parser()
     args = parser.parse_args(argv)
@@ -66,29 +170,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command not in SESSION_COMMANDS:
+        return _run(args, table)
+    stop = _StopSignals()
+    try:
+        with stop_signals(stop):
+            code = _run(args, table, stop)
+    except KeyboardInterrupt:  # a signal just after the command had returned
+        code = 130
+    if stop.exit_code is not None:
+        # the session took the Ctrl-C path (file closed, summary printed); the exit code tells the signal
+        _say(f"pelvimon: stopped by {stop.name}")
+        _release_dead_streams()
+        return stop.exit_code
+    return code
+
+
+def _run(args: argparse.Namespace, table: dict[str, ModuleType], stop: _StopSignals | None = None) -> int:
+    """Run the command; every failure becomes one line on stderr and an exit code."""
     try:
         return int(table[args.command].run(args) or 0)
     except KeyboardInterrupt:
-        print("pelvimon: interrupted", file=sys.stderr)
+        if stop is None or stop.received is None:
+            _say("pelvimon: interrupted")
         return 130
     except UsageError as exc:
         if args.debug:
             raise
-        print(f"pelvimon {args.command}: error: {exc}", file=sys.stderr)
+        _say(f"pelvimon {args.command}: error: {exc}")
         return exc.exit_code
     except (PelvimonError, ValueError, OSError, RuntimeError) as exc:
         if args.debug:
             raise
         code = getattr(exc, "exit_code", 1)
-        print(f"pelvimon {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        _say(f"pelvimon {args.command}: error: {_one_line(exc)}")
         return code
     except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
         if args.debug:
             raise
-        print(
+        _say(
             f"pelvimon {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-            "(run with --debug for details and please report it)",
-            file=sys.stderr,
+            "(run with --debug for details and please report it)"
         )
         return 1
 

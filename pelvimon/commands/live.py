@@ -19,7 +19,8 @@ DESCRIPTION = (
     "asymmetry alerts in plain words. Stand still for 5 s first (calibration), then run. The session is "
     "recorded to a session file (in the user data folder unless -o is given; --no-record to switch it off). "
     "--headless shows the same numbers in the terminal (works over SSH and without a terminal: plain lines); "
-    "Ctrl-C ends the session cleanly. Without --sensor, the window lets you scan and pick a sensor."
+    "on a machine without a display the terminal dashboard is used anyway (with a note). Ctrl-C ends the "
+    "session cleanly. Without --sensor, the window lets you scan and pick a sensor (it needs a display)."
 )
 
 
@@ -113,12 +114,39 @@ def _report_recordings(paths: list[Path]) -> None:
         print(f"review it with: pelvimon review {paths[-1]}")
 
 
-def _has_display() -> bool:
-    """Whether a window can be shown: always on Windows and macOS; on other systems an X11 or Wayland
-    display, or a Qt platform chosen explicitly (QT_QPA_PLATFORM, e.g. offscreen for tests)."""
+def display_problem() -> str | None:
+    """Why no window can be shown here (a short phrase), or None when one can.
+
+    Windows and macOS always have a display. Elsewhere Qt needs an X11 display (DISPLAY) or a Wayland one
+    (WAYLAND_DISPLAY), unless QT_QPA_PLATFORM chooses a platform that needs neither (``offscreen`` for
+    tests and screenshots, ``vnc``, ``eglfs``...). A chosen ``xcb`` or ``wayland`` still needs its display
+    (Qt would abort the whole process without it).
+    """
     if os.name == "nt" or sys.platform == "darwin":
-        return True
-    return any(os.environ.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+        return None
+    x11 = bool(os.environ.get("DISPLAY"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    wayland = bool(os.environ.get("WAYLAND_DISPLAY")) or bool(runtime and Path(runtime, "wayland-0").exists())
+    chosen = os.environ.get("QT_QPA_PLATFORM", "").strip()
+    if not chosen:
+        return None if x11 or os.environ.get("WAYLAND_DISPLAY") else "DISPLAY/WAYLAND_DISPLAY unset"
+    for candidate in chosen.split(";"):
+        name = candidate.split(":", 1)[0].strip().lower()
+        if name == "xcb":
+            if x11:
+                return None
+        elif name.startswith("wayland"):
+            if wayland:
+                return None
+        elif name:
+            return None
+    return f"QT_QPA_PLATFORM={chosen} but DISPLAY/WAYLAND_DISPLAY unset"
+
+
+def offscreen_for_screenshot() -> None:
+    """Without a display, draw a window that is only wanted as a ``--screenshot`` offscreen."""
+    if display_problem() is not None:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
 def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> int:
@@ -128,9 +156,18 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
         _validate_spec(spec)
     factory = make_factory(args)
     rate_hint = max(args.rate or 208.0, 208.0)
-    if not args.headless and not args.screenshot and spec is not None and not _has_display():
+    problem = None if args.headless else display_problem()
+    if problem is not None and args.screenshot:
+        offscreen_for_screenshot()  # the window is drawn for the PNG only, and then closes
+    elif problem is not None and spec is None:
+        raise UsageError(
+            f"no display found ({problem}): the window, where you scan and pick a sensor, cannot be shown; "
+            "give --sensor SPEC for the terminal dashboard (find sensors with: pelvimon scan), or run it on a "
+            "desktop"
+        )
+    elif problem is not None:
         print(
-            "pelvimon: no display found (DISPLAY/WAYLAND_DISPLAY unset): showing the terminal dashboard instead; "
+            f"pelvimon: no display found ({problem}): showing the terminal dashboard instead; "
             "run it on a desktop for the window, or pass --headless to choose the terminal yourself",
             file=sys.stderr,
         )

@@ -15,16 +15,32 @@ DESCRIPTION = (
     "whole session, left stance in blue and right stance in orange. Drag the grey band to choose a range: the "
     "pelvis angles of that range, per-side statistics and distributions appear below. Alerts are listed "
     "(click one to jump to it). Steps recorded live are used as they are; a CSV (or a session without steps) "
-    "is analysed first. --export writes the per-step table as CSV (and quits unless --screenshot is given)."
+    "is analysed first. --export writes the per-step table as CSV (and quits unless --screenshot or --seconds "
+    "is given); with --range T0 T1 it writes only the steps whose initial contact lies in that range, the "
+    "same steps as the range statistics of the window. The window needs a display; without one, --export "
+    "and --screenshot still work."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="session file (.mcap) or CSV")
-    parser.add_argument("--export", metavar="FILE.csv", help="write the per-step table to FILE.csv")
-    parser.add_argument("--screenshot", metavar="FILE.png", help="save the window as PNG and quit")
+    parser.add_argument(
+        "--export",
+        metavar="FILE.csv",
+        help="write the per-step table to FILE.csv (all steps, or those of --range T0 T1); works without a display",
+    )
+    parser.add_argument(
+        "--screenshot", metavar="FILE.png", help="save the window as PNG and quit (works without a display)"
+    )
     parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds")
-    parser.add_argument("--range", nargs=2, type=float, metavar=("T0", "T1"), help="select this range (s)")
+    parser.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        metavar=("T0", "T1"),
+        help="select this range of session time (s) in the window; --export then writes only the steps whose "
+        "initial contact is in it (T0 <= t <= T1)",
+    )
     parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows for the alerts")
     from pelvimon.commands.analyze import add_csv_arguments
 
@@ -40,6 +56,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
     if args.range is not None and not args.range[1] > args.range[0]:
         raise UsageError("--range T0 T1 needs T1 > T0 (seconds)")
+    window_wanted = not (args.export and args.screenshot is None and args.seconds is None)
+    if window_wanted:
+        from pelvimon.commands.live import display_problem, offscreen_for_screenshot
+
+        problem = display_problem()
+        if problem is not None and args.screenshot is None:
+            raise UsageError(
+                f"no display found ({problem}): the review window cannot be shown here; without a display use "
+                "--export FILE.csv (the per-step table) or --screenshot FILE.png (the window as an image), "
+                "or run it on a desktop"
+            )
+        offscreen_for_screenshot()
     from pelvimon.commands.analyze import csv_options_from_args
     from pelvimon.gui.review_data import load_review
 
@@ -52,8 +80,17 @@ def run(args: argparse.Namespace) -> int:
             raise PelvimonError(f"{out.parent}: no such folder; create it first")
         from pelvimon.analysis import steps_csv_text
 
-        out.write_text(steps_csv_text(data.steps), encoding="utf-8")
-        print(f"wrote {len(data.steps)} steps to {out}")
+        if args.range is not None:
+            t0, t1 = args.range
+            steps = data.steps_between(t0, t1)
+            out.write_text(steps_csv_text(steps), encoding="utf-8")
+            print(
+                f"wrote {len(steps)} steps (of {len(data.steps)}: initial contact from {t0:g} to {t1:g} s) "
+                f"to {out}"
+            )
+        else:
+            out.write_text(steps_csv_text(data.steps), encoding="utf-8")
+            print(f"wrote {len(data.steps)} steps to {out}")
         if args.screenshot is None and args.seconds is None:
             return 0
 

@@ -100,3 +100,59 @@ def test_headless_live_ends_cleanly_on_ctrl_c(tmp_path) -> None:
     reader = SessionReader(out_file)
     list(reader.items())
     assert reader.complete  # closed properly, summary written
+
+
+def test_review_export_honours_the_range(tmp_path, capsys) -> None:
+    """`--range T0 T1 --export` writes the steps of the selected range (initial contact in [T0, T1]), the
+    steps the window's range statistics are made of; without --range every step."""
+    from pelvimon.gui.review_data import load_review
+    from pelvimon.sensors.csv_source import write_imu_csv
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    src = tmp_path / "run.csv"
+    write_imu_csv(src, simulate(SimParams(seconds=40, rate_hz=104.0, seed=5)).batch)
+    every = tmp_path / "all.csv"
+    part = tmp_path / "part.csv"
+    assert main(["review", str(src), "--export", str(every)]) == 0
+    assert main(["review", str(src), "--range", "15", "25", "--export", str(part)]) == 0
+    out = capsys.readouterr().out
+    data = load_review(src)
+    n_all = len(every.read_text().splitlines()) - 1
+    rows = part.read_text().splitlines()
+    header = rows[0].split(",")
+    t_ic = [float(r.split(",")[header.index("t_ic_s")]) for r in rows[1:]]
+    expected = [s for s in data.steps if 15.0 <= s.t_ic_s <= 25.0]
+    assert n_all == len(data.steps) and 0 < len(t_ic) < n_all
+    assert len(t_ic) == len(expected) and all(15.0 <= t <= 25.0 for t in t_ic)
+    assert f"wrote {len(t_ic)} steps (of {n_all}: initial contact from 15 to 25 s) to {part}" in out
+    assert sum(data.range_stats(15.0, 25.0)["cpd_deg"][side][2] for side in "LR") <= len(t_ic)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 0), (signal.SIGTERM, 143)])
+def test_live_window_ends_cleanly_on_ctrl_c_and_sigterm(tmp_path, sig, code) -> None:
+    """Ctrl-C in the terminal and SIGTERM close the window the normal way: recording closed, file named."""
+    out_file = tmp_path / "window.mcap"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pelvimon.cli", "live", "--sensor", FAST, "-o", str(out_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    t0 = time.monotonic()
+    while not (out_file.exists() and out_file.stat().st_size > 5000) and time.monotonic() - t0 < 30:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the window did not close on {signal.Signals(sig).name}: {err[-2000:]}")
+    assert proc.returncode == code, err
+    assert f"session recorded to {out_file}" in out and "Traceback" not in err
+    reader = SessionReader(out_file)
+    list(reader.items())
+    assert reader.complete

@@ -5,6 +5,10 @@ decoding stage the live source used (:class:`~pelvimon.sensors.ble.StreamDecoder
 clock -> session time, acc/gyro merge, gap detection), following the recorded connection events, so the
 samples come out identical to the ones seen live. Sessions without raw notifications (simulator, CSV
 import) replay their recorded samples.
+
+Where the reader skipped damaged parts of the file it inserts a ``gap`` status (``details[FILE_DAMAGE]``):
+replaying recorded samples passes it on (its ``n_lost`` is the reader's estimate from the time jump);
+decoding again marks the stream as interrupted there, so the decoding stage counts the loss itself.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.base import Protocol
 from pelvimon.firmware_protocols.batch import ImuBatch
 
-from .session_file import SessionItem, SessionReader
+from .session_file import FILE_DAMAGE, SessionItem, SessionReader
 from .source import RawNotification, Source, SourceEvent, SourceInfo, SourceStatus
 
 
@@ -112,6 +116,11 @@ class ReplaySource(Source):
                     pending = nxt
                 yield from stream.feed(item)
             elif isinstance(item, SourceStatus):
+                if item.details.get(FILE_DAMAGE):
+                    # the reader skipped damaged data here: notifications are missing, as when the live queue
+                    # dropped some; the decoding stage counts the loss (device clock, counter or receive times)
+                    stream.gap_pending = True
+                    continue
                 if item.kind == "gap" or (item.kind == "info" and "n_malformed" in item.details):
                     continue  # made again by the decoding stage
                 if item.kind == "disconnected":

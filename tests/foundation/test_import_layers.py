@@ -21,7 +21,8 @@ RULES: dict[str, tuple[set[str], set[str], set[str]]] = {
     "firmware_protocols": ({"numpy"}, {"firmware_protocols"}, set()),
     "dsp": ({"numpy", "scipy", "vqf"}, {"dsp", "firmware_protocols"}, FILE_IO | {"os", "pathlib", "asyncio"}),
     "sensors": (
-        {"numpy", "scipy", "bleak", "bumble", "mcap", "vqf", "pandas"},
+        # zstandard, lz4: the MCAP chunk codecs (the session reader decompresses chunks itself)
+        {"numpy", "scipy", "bleak", "bumble", "mcap", "zstandard", "lz4", "vqf", "pandas"},
         {"sensors", "firmware_protocols", "dsp"},
         set(),
     ),

@@ -65,6 +65,10 @@ _ASYM_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "autocorrelation": ((str,), "a string"),
     "max_autocorrelation": ((int, float), "a number"),
 }
+_MAX_COUNT = {"window_steps": 1000}
+"""Upper bounds of the settings that size buffers. ``window_steps``: the steps kept per side in the rolling
+windows; the offline analysis holds windows of this many steps for every step of the session (an hour of
+running with 1000-step windows takes about 0.6 GB; ``min_steps_per_side`` is bounded by it)."""
 _ALERT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "min_duration_s": ((int, float), "a number"),
     "release_hold_s": ((int, float), "a number"),
@@ -127,6 +131,11 @@ def _validate_shape(where: str, data: dict[str, Any]) -> None:
 
 def _build(data: dict[str, Any], where: str, sources: tuple[str, ...]) -> Config:
     a = data["asymmetry"]
+    for k, limit in _MAX_COUNT.items():
+        if isinstance(a[k], int) and a[k] > limit:
+            raise ConfigError(f"{where}: asymmetry.{k} must be at most {limit}, got {a[k]}")
+    if a["window_s"] < 0:
+        raise ConfigError(f"{where}: asymmetry.window_s must be >= 0 s (0 = no time limit), got {a['window_s']!r}")
     try:
         window_s = float(a["window_s"])
         asym = AsymmetryParams(
@@ -172,6 +181,26 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
 
 
+def _read_text(p: Path, what: str, expected: str) -> str:
+    """The text of a UTF-8 file (a leading byte order mark is dropped); one-line ``ConfigError`` if it is
+    missing, a folder, unreadable or not text."""
+    where = str(p)
+    if not where.strip():
+        raise ConfigError(f"the {what} name is empty; give {expected}")
+    try:
+        return p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {where}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {where} is a directory; give {expected}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {where} is not a text file (not UTF-8); give {expected}") from None
+    except OSError as exc:
+        if p.is_dir():  # Windows says "permission denied" for a folder
+            raise ConfigError(f"{what} {where} is a directory; give {expected}") from None
+        raise ConfigError(f"cannot read {what} {where}: {exc.strerror or exc}") from None
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """The defaults, with the user file at ``path`` (TOML) merged over them when given.
 
@@ -187,12 +216,7 @@ def load_config(path: str | Path | None = None) -> Config:
         return _build(defaults, DEFAULT_CONFIG_NAME, ("defaults",))
     p = Path(path)
     where = str(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {where}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {where}: {exc}") from None
+    text = _read_text(p, "config file", "a TOML file")
     user = _parse_toml(text, where)
     _validate_shape(where, user)
     return _build(_merge(defaults, user), where, ("defaults", where))
@@ -235,6 +259,26 @@ def save_baseline(path: str | Path, baseline: Baseline) -> None:
         raise ConfigError(f"cannot write baseline {path}: {exc.strerror or exc}") from None
 
 
+def check_side_values(where: str, key: str, vals: dict[str, float | int]) -> None:
+    """Refuse per-side baseline values that cannot come from a session (``ConfigError``, one line).
+
+    ``n`` is a whole number >= 0; ``mean`` finite or NaN (no values); ``sd`` >= 0 or NaN; ``rho`` (a
+    correlation) in [-1, 1]; ``n_eff`` >= 0. Any of them out of range would silently change the confidence
+    interval of the comparison.
+    """
+    n, mean, sd, rho, n_eff = (vals[k] for k in ("n", "mean", "sd", "rho", "n_eff"))
+    if not (math.isfinite(n) and n >= 0 and float(n).is_integer()):
+        raise ConfigError(f"{where}: '{key}.n' must be a whole number >= 0 (a number of steps), got {n!r}")
+    if math.isinf(mean):
+        raise ConfigError(f"{where}: '{key}.mean' must be finite, got {mean!r}")
+    if not (math.isnan(sd) or (math.isfinite(sd) and sd >= 0)):
+        raise ConfigError(f"{where}: '{key}.sd' must be >= 0 (a standard deviation), got {sd!r}")
+    if not (math.isfinite(rho) and -1 <= rho <= 1):
+        raise ConfigError(f"{where}: '{key}.rho' must be between -1 and 1 (a correlation), got {rho!r}")
+    if not (math.isfinite(n_eff) and n_eff >= 0):
+        raise ConfigError(f"{where}: '{key}.n_eff' must be >= 0 (an effective number of steps), got {n_eff!r}")
+
+
 def _side_from(where: str, key: str, d: Any) -> SideStats:
     if not isinstance(d, dict):
         raise ConfigError(f"{where}: '{key}' must be an object")
@@ -246,6 +290,7 @@ def _side_from(where: str, key: str, d: Any) -> SideStats:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConfigError(f"{where}: '{key}.{k}' must be a number")
         vals[k] = v
+    check_side_values(where, key, vals)
     return SideStats(
         n=int(vals["n"]),
         mean=float(vals["mean"]),
@@ -258,12 +303,9 @@ def _side_from(where: str, key: str, d: Any) -> SideStats:
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline written by ``save_baseline``; one-line ``ConfigError`` on any problem."""
     where = str(path)
+    text = _read_text(Path(path), "baseline file", "a baseline JSON file written by --save-baseline")
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"baseline file not found: {where}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read baseline {where}: {exc}") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: not a pelvimon baseline (invalid JSON at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:

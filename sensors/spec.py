@@ -21,6 +21,7 @@ Emulated keys (unknown keys are refused with the list of valid ones):
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -71,9 +72,21 @@ class SensorSpec:
 
 def _number(key: str, value: str) -> float:
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         raise SpecError(f"--sensor: {key}={value!r} is not a number") from None
+    if not math.isfinite(x):
+        raise SpecError(f"--sensor: {key}={value!r} must be a finite number")
+    return x
+
+
+def _integer(key: str, value: str) -> int:
+    x = _number(key, value)
+    if not x.is_integer():
+        raise SpecError(f"--sensor: {key}={value!r} must be a whole number")
+    if key in ("seed", "sim_seed") and x < 0:
+        raise SpecError(f"--sensor: {key}={value!r} must be a whole number >= 0")
+    return int(x)
 
 
 def parse_spec(spec: str) -> SensorSpec:
@@ -87,8 +100,13 @@ def parse_spec(spec: str) -> SensorSpec:
     except ValueError:
         raise SpecError(f"--sensor: cannot read the options {query!r}; write key=value&key=value") from None
     if head.lower().startswith("emulated:") or head.lower() == "emulated":
-        proto = head.partition(":")[2].strip().lower() or "movesense"
+        proto = head.partition(":")[2].strip().lower()
         known = registry.available()
+        if not proto:
+            raise SpecError(
+                f"--sensor {spec.strip()!r} names no emulated protocol; write emulated:PROTOCOL with PROTOCOL "
+                f"one of: {', '.join(known)}"
+            )
         if proto not in known:
             raise SpecError(f"--sensor: unknown emulated protocol {proto!r}; available: {', '.join(known)}")
         sim_fields = _sim_fields()
@@ -104,7 +122,7 @@ def parse_spec(spec: str) -> SensorSpec:
             elif key in ("name", "address", "gait", "first_side"):
                 opts[key] = value
             elif key in ("seed", "sim_seed", "battery", "rssi", "ramp_steps"):
-                opts[key] = int(_number(key, value))
+                opts[key] = _integer(key, value)
             elif key in ("errors", "variability"):
                 opts[key] = value.lower() not in ("0", "false", "no", "off")
             elif key == "mount_euler_deg":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,22 +12,91 @@ from pelvimon.errors import PelvimonError, UsageError
 
 
 def open_sensor(spec: str, rate_hz: float | None) -> Any:
-    """A Source for a ``--sensor`` spec; a malformed spec is a usage error."""
+    """A Source for a ``--sensor`` spec; a malformed spec or an unusable ``--rate`` is a usage error."""
     from pelvimon.sensors.spec import SpecError, open_source
 
     if rate_hz is not None and rate_hz <= 0:
         raise UsageError(f"--rate must be > 0 Hz, got {rate_hz:g}")
+    check_rate(spec, rate_hz)
     try:
         return open_source(spec, rate_hz=rate_hz)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 
 
+def check_rate(spec: str, rate_hz: float | None) -> None:
+    """Refuse a ``--rate`` whose nearest supported rate is below what the gait analysis needs.
+
+    Sensors stream at the supported rate nearest to the one asked for (WitMotion: 20 Hz -> 10 Hz). When the
+    spec names the protocol (``emulated:NAME`` or ``?protocol=NAME``) that rate is checked here, before
+    connecting; otherwise the protocol is known only once connected. Malformed specs pass: opening them
+    reports the problem.
+
+    Raises
+    ------
+    UsageError
+        ``rate_hz`` is not finite or the protocol's nearest rate is below
+        :data:`pelvimon.analysis.MIN_RATE_HZ` (the event detector's 20 Hz).
+    """
+    if rate_hz is None:
+        return
+    from pelvimon.analysis import MIN_RATE_HZ
+    from pelvimon.firmware_protocols import registry
+    from pelvimon.sensors.spec import SpecError, parse_spec
+
+    if not (math.isfinite(rate_hz) and rate_hz >= MIN_RATE_HZ):
+        raise UsageError(f"--rate must be at least {MIN_RATE_HZ:g} Hz for the gait analysis, got {rate_hz:g}")
+    try:
+        parsed = parse_spec(spec)
+    except SpecError:
+        return
+    name = parsed.target if parsed.kind == "emulated" else parsed.options.get("protocol")
+    if not name or name not in registry.available():
+        return
+    from pelvimon.sensors.ble import nominal_rate
+
+    proto = registry.get(name)
+    nearest = nominal_rate(proto, rate_hz)
+    if nearest < MIN_RATE_HZ:
+        ok = [r for r in (proto.spec.rates_hz or ()) if r >= MIN_RATE_HZ]
+        hint = f"; ask for {min(ok):g} Hz or more" if ok else ""
+        raise UsageError(
+            f"--rate {rate_hz:g}: the nearest rate {name} supports is {nearest:g} Hz, below the "
+            f"{MIN_RATE_HZ:g} Hz the gait analysis needs{hint}"
+        )
+
+
+def _num(value: float, fmt: str, unit: str) -> str:
+    """``value`` formatted with its unit, or ``n/a`` (same width) when it is not known (NaN)."""
+    text = format(value, fmt)
+    if not math.isfinite(value):
+        return "n/a".rjust(len(text))
+    return text + unit
+
+
 def _step_line(s: Any) -> str:
     return (
-        f"{s.t_ic_s:8.2f} s  {s.side}  cadence {s.cadence_spm:5.1f}/min  contact {1000 * s.contact_time_s:4.0f} ms"
-        f"  CPD {s.cpd_deg:4.1f}°" + ("  (gap)" if s.gap else "")
+        f"{s.t_ic_s:8.2f} s  {s.side}  cadence {_num(s.cadence_spm, '5.1f', '/min')}  "
+        f"contact {_num(1000 * s.contact_time_s, '4.0f', ' ms')}  CPD {_num(s.cpd_deg, '4.1f', '°')}"
+        + ("  (gap)" if s.gap else "")
     )
+
+
+def disk_full_message(recordings: list[Path], t_s: float) -> str:
+    """The one line for a full disk while recording: what is kept, and what to do."""
+    if recordings:
+        where = recordings[-1]
+        return (
+            f"the disk is full: the session up to {t_s:.1f} s is kept in {where}; free some space before "
+            "recording again"
+        )
+    return "the disk is full: nothing could be recorded; free some space and try again"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed for lack of space (ENOSPC, or a disk quota: EDQUOT)."""
+    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    return isinstance(exc, OSError) and exc.errno in codes
 
 
 def run_engine(
@@ -38,8 +109,13 @@ def run_engine(
     quiet: bool,
     verb: str,
     print_steps: bool = False,
+    no_samples: str | None = None,
 ) -> int:
-    """Run a session in this thread with a progress line every few seconds; summary at the end."""
+    """Run a session in this thread with a progress line every few seconds; summary at the end.
+
+    ``no_samples``: when given, a session that yields no sample at all fails with this message instead of
+    printing an empty summary. A full disk while recording is one line saying what is kept.
+    """
     import threading
 
     from pelvimon.config import load_config
@@ -80,6 +156,10 @@ def run_engine(
         print("stopping (Ctrl-C)", file=err)
     except RuntimeError as exc:
         raise PelvimonError(str(exc)) from None
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise PelvimonError(disk_full_message(list(engine.recordings), engine.t_s)) from None
+        raise
     finally:
         stop_printer.set()
         th.join(2.0)
@@ -88,6 +168,8 @@ def run_engine(
             if isinstance(ev, Step) and print_steps:
                 print(_step_line(ev))
     st = engine.stats()
+    if no_samples is not None and st.n_samples == 0:
+        raise PelvimonError(no_samples)
     alerts = engine.alerts
     where = ", ".join(str(p) for p in engine.recordings)
     print(

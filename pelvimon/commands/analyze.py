@@ -81,6 +81,22 @@ def analysis_from_args(args: argparse.Namespace) -> Any:
     return analyze_file(args.input, config, csv=csv, baseline=baseline)
 
 
+def input_files(args: argparse.Namespace) -> list[str | None]:
+    """Every file the input options name (recording, ``--config``, ``--baseline``): never an output."""
+    return [args.input, getattr(args, "config", None), getattr(args, "baseline", None)]
+
+
+def check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> None:
+    """Refuse outputs (``{option: path}``, None = not asked for) that would overwrite an input, a recorded
+    session or each other; before any work is done."""
+    from pelvimon.commands._guards import check_distinct, check_output
+
+    for option, path in outputs.items():
+        if path is not None:
+            check_output(path, input_files(args), option)
+    check_distinct(outputs)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -89,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from pelvimon.config import save_baseline
     from pelvimon.errors import PelvimonError
 
+    check_outputs(args, {"--csv": args.csv, "--save-baseline": args.save_baseline})
     analysis = analysis_from_args(args)
     if args.csv:
         try:
@@ -229,7 +246,12 @@ def print_report(analysis: Any) -> None:
                 f"{_fmt(m, d['change'], True)} [{_fmt(m, d['ci_low'], True)}, {_fmt(m, d['ci_high'], True)}]{mark}",
             )
         con.print(bt)
-        con.print("* the interval excludes zero", markup=False)
+        starred = any(
+            e["diff"]["credible"] or e["left"]["credible"] or e["right"]["credible"]
+            for e in analysis.baseline["metrics"].values()
+        )
+        if starred:
+            con.print("* the interval excludes zero", markup=False)
         if analysis.baseline.get("note"):
             con.print(f"Note: {analysis.baseline['note']}", markup=False, soft_wrap=True)
     con.print("[bold]Data quality[/bold]")

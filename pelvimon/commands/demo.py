@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
+from pelvimon.commands import _guards
 from pelvimon.errors import UsageError
 
 NAME = "demo"
@@ -21,30 +23,60 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .live import add_session_arguments
 
-    parser.add_argument("--cpd-left", type=float, default=8.0, metavar="DEG", help="pelvic drop in left stance (deg)")
-    parser.add_argument("--cpd-right", type=float, default=4.0, metavar="DEG", help="pelvic drop in right stance (deg)")
-    parser.add_argument("--cadence", type=float, default=170.0, metavar="SPM", help="cadence (steps/min)")
+    lo, hi = _guards.SPEED_RANGE
+    parser.add_argument("--cpd-left", type=_guards.sim_value("cpd_left_deg"), default=8.0, metavar="DEG",
+                        help="pelvic drop in left stance, 0-25 deg (default 8)")
+    parser.add_argument("--cpd-right", type=_guards.sim_value("cpd_right_deg"), default=4.0, metavar="DEG",
+                        help="pelvic drop in right stance, 0-25 deg (default 4)")
+    parser.add_argument("--cadence", type=_guards.sim_value("cadence_spm"), default=170.0, metavar="SPM",
+                        help="cadence, 60-240 steps/min (default 170)")
     parser.add_argument(
-        "--speed", type=float, default=1.0, metavar="X", help="play the emulation X times faster than real time"
+        "--speed", type=_guards.speed, default=1.0, metavar="X",
+        help=f"play the emulation X times faster than real time ({lo:g}-{hi:g}, default 1)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated runner and the radio link")
-    parser.add_argument("--loss", type=float, default=0.0, metavar="P", help="share of notifications lost (0..1)")
+    parser.add_argument("--seed", type=_guards.nonnegative_int, default=1, metavar="N",
+                        help="seed of the simulated runner and the radio link, an integer >= 0 (default 1)")
+    parser.add_argument("--loss", type=_guards.loss_share, default=0.0, metavar="P",
+                        help="share of notifications lost, 0 to below 1 (default 0)")
     add_session_arguments(parser, default_name="demo")
+    _guards.retype(parser, "--rate", _guards.rate_hz,
+                   "sample rate to ask the sensor for, 20-2000 Hz (nearest supported; default 208)")
+    _guards.retype(parser, "--seconds", _guards.positive_seconds,
+                   f"quit after N seconds (wall clock), at most {_guards.MAX_SECONDS:g}")
     parser.set_defaults(rate=208.0)
 
 
+def _options(args: argparse.Namespace) -> dict[str, tuple[Any, Any]]:
+    """The demo's own options: ``{option: (argparse type, value)}``."""
+    return {
+        "--cpd-left": (_guards.sim_value("cpd_left_deg"), args.cpd_left),
+        "--cpd-right": (_guards.sim_value("cpd_right_deg"), args.cpd_right),
+        "--cadence": (_guards.sim_value("cadence_spm"), args.cadence),
+        "--speed": (_guards.speed, args.speed),
+        "--seed": (_guards.nonnegative_int, args.seed),
+        "--loss": (_guards.loss_share, args.loss),
+    }
+
+
 def demo_spec(args: argparse.Namespace) -> str:
-    """The ``emulated:movesense?...`` spec of the demo's options."""
-    if not args.speed > 0:
-        raise UsageError(f"--speed must be > 0, got {args.speed:g}")
-    if not 0 <= args.loss < 1:
-        raise UsageError(f"--loss must be in 0..1, got {args.loss:g}")
-    if args.cpd_left < 0 or args.cpd_right < 0:
-        raise UsageError("--cpd-left and --cpd-right must be >= 0 deg")
-    return (
-        f"emulated:movesense?cpd_left={args.cpd_left:g}&cpd_right={args.cpd_right:g}&cadence={args.cadence:g}"
-        f"&seconds=300&sim_seed={args.seed}&seed={args.seed}&speed={args.speed:g}&loss={args.loss:g}"
+    """The ``emulated:movesense?...`` spec of the demo's options.
+
+    The options are checked again with their argparse types (for callers that build ``args`` themselves),
+    and ``--rate`` against the sensor's nearest supported rate.
+    """
+    from pelvimon.commands._session import check_rate
+
+    for option, (convert, value) in _options(args).items():
+        try:
+            convert(repr(value))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{option} {exc}") from None
+    spec = (
+        f"emulated:movesense?cpd_left={args.cpd_left!r}&cpd_right={args.cpd_right!r}&cadence={args.cadence!r}"
+        f"&seconds=300&sim_seed={args.seed}&seed={args.seed}&speed={args.speed!r}&loss={args.loss!r}"
     )
+    check_rate(spec, args.rate)
+    return spec
 
 
 def run(args: argparse.Namespace) -> int:

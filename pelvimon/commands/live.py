@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pelvimon.commands import _guards
 from pelvimon.errors import PelvimonError, UsageError
 
 NAME = "live"
@@ -26,7 +27,8 @@ DESCRIPTION = (
 
 def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str = "") -> None:
     """The options ``live`` and ``demo`` share."""
-    parser.add_argument("--rate", type=float, metavar="HZ", help="sample rate to ask the sensor for (nearest supported)")
+    parser.add_argument("--rate", type=_guards.rate_hz, metavar="HZ",
+                        help="sample rate to ask the sensor for (nearest supported)")
     parser.add_argument(
         "--record",
         action=argparse.BooleanOptionalAction,
@@ -36,7 +38,7 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str 
     parser.add_argument("-o", "--output", metavar="FILE.mcap", help="session file to write (default: a new file "
                         "named after the date and --name in the user data folder)")
     parser.add_argument("--name", default=default_name, metavar="NAME", help="session name (used in file names)")
-    parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds (wall clock)")
+    parser.add_argument("--seconds", type=_guards.positive_seconds, metavar="N", help="quit after N seconds (wall clock)")
     parser.add_argument("--screenshot", metavar="FILE.png", help="save the window as PNG when quitting")
     parser.add_argument("--headless", action="store_true", help="terminal dashboard instead of the window")
     parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows (see pelvimon/default_config.toml)")
@@ -154,6 +156,9 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
     _check(args)
     if spec is not None:
         _validate_spec(spec)
+        from pelvimon.commands._session import check_rate
+
+        check_rate(spec, args.rate)
     factory = make_factory(args)
     rate_hint = max(args.rate or 208.0, 208.0)
     problem = None if args.headless else display_problem()

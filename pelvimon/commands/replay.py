@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from pelvimon.commands import _guards
 
 NAME = "replay"
 ORDER = 40
@@ -14,31 +17,64 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    lo, hi = _guards.SPEED_RANGE
     p.add_argument("file", metavar="FILE", help="session file (.mcap)")
-    p.add_argument("--speed", type=float, default=0.0,
-                   help="0 = as fast as possible (default), 1 = recorded pace, 2 = twice as fast")
+    p.add_argument("--speed", type=_guards.replay_speed, default=0.0, metavar="X",
+                   help=f"0 = as fast as possible (default), 1 = recorded pace, 2 = twice as fast ({lo:g}-{hi:g})")
     p.add_argument("--steps", action="store_true", help="print every step as it is detected")
-    p.add_argument("-o", "--output", default=None, metavar="FILE",
-                   help="also write the replayed session (with fresh analysis) to FILE")
+    p.add_argument("-o", "--output", default=None, metavar="FILE.mcap",
+                   help="also write the replayed session (with fresh analysis) to FILE.mcap")
     p.add_argument("--config", default=None, metavar="FILE", help="analysis thresholds (TOML)")
 
 
-def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def first_samples(path: str | Path) -> str | None:
+    """None if the session file holds at least one sample or raw notification, else why it holds none.
 
+    Reads only up to the first one. The reader's own warning about a damaged file is kept quiet here: the
+    caller turns the answer into one line.
+    """
+    import logging
+
+    from pelvimon.firmware_protocols.batch import ImuBatch
+    from pelvimon.sensors import session_file
+    from pelvimon.sensors.source import RawNotification
+
+    reader = session_file.SessionReader(path)
+    logger = logging.getLogger(session_file.__name__)
+
+    def quiet(record: logging.LogRecord) -> bool:
+        return False
+
+    logger.addFilter(quiet)
+    try:
+        for item in reader.items():
+            if isinstance(item, RawNotification) or (isinstance(item, ImuBatch) and len(item)):
+                return None
+    finally:
+        logger.removeFilter(quiet)
+    if reader.damage:
+        return reader.damage
+    return "none were recorded" if reader.complete else "the file is cut short"
+
+
+def run(args: argparse.Namespace) -> int:
     from pelvimon.commands._session import run_engine
-    from pelvimon.errors import PelvimonError, UsageError
+    from pelvimon.errors import PelvimonError
     from pelvimon.sensors.replay import ReplaySource
     from pelvimon.sensors.session_file import SessionFileError
 
-    if args.speed < 0:
-        raise UsageError(f"--speed must be >= 0, got {args.speed:g}")
-    out = Path(args.output) if args.output else None
-    if out is not None and out.exists():
-        raise PelvimonError(f"{out} exists already; choose another name for --output")
+    out = None
+    if args.output is not None:
+        out = _guards.check_session_output(args.output, "-o")
+    hint = "give a session file written by 'pelvimon record' or 'pelvimon live'"
     try:
         source = ReplaySource(args.file, speed=args.speed)
+        why = first_samples(args.file)
     except SessionFileError as exc:
-        raise PelvimonError(f"{exc}; give a session file written by 'pelvimon record' or 'pelvimon live'") from None
+        raise PelvimonError(f"{exc}; {hint}") from None
+    empty = f"{args.file} holds no readable samples ({{why}}); nothing to replay"
+    if why is not None:
+        raise PelvimonError(empty.format(why=why))
     return run_engine(source, record_to=out, seconds=None, name="replay", config_path=args.config,
-                      quiet=args.quiet, verb="replayed", print_steps=args.steps)
+                      quiet=args.quiet, verb="replayed", print_steps=args.steps,
+                      no_samples=empty.format(why="none could be decoded"))

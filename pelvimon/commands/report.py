@@ -25,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pelvimon.commands.analyze import analysis_from_args
+    from pelvimon.commands.analyze import analysis_from_args, check_outputs
     from pelvimon.report import render_report, write_report
 
+    check_outputs(args, {"-o/--output": args.output})
     analysis = analysis_from_args(args)
     text = render_report(analysis, title=args.title, runner=args.runner, notes=args.notes)
     write_report(args.output, text)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pelvimon.errors import PelvimonError, UsageError
+from pelvimon.commands import _guards
+from pelvimon.errors import UsageError
 
 NAME = "review"
 ORDER = 50
@@ -32,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--screenshot", metavar="FILE.png", help="save the window as PNG and quit (works without a display)"
     )
-    parser.add_argument("--seconds", type=float, metavar="N", help="quit after N seconds")
+    parser.add_argument("--seconds", type=_guards.positive_seconds, metavar="N", help="quit after N seconds")
     parser.add_argument(
         "--range",
         nargs=2,
-        type=float,
+        type=_guards.finite_float,
         metavar=("T0", "T1"),
         help="select this range of session time (s) in the window; --export then writes only the steps whose "
         "initial contact is in it (T0 <= t <= T1)",
@@ -75,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     data = load_review(args.file, csv=csv, config=config)
     if args.export:
+        _guards.check_output(args.export, [args.file, args.config], "--export")
         out = Path(args.export)
-        if out.parent and not out.parent.exists() and str(out.parent) not in ("", "."):
-            raise PelvimonError(f"{out.parent}: no such folder; create it first")
         from pelvimon.analysis import steps_csv_text
 
         if args.range is not None:

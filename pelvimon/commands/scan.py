@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from pelvimon.commands import _guards
+
 NAME = "scan"
 ORDER = 10
 HELP = "list nearby supported sensors (name, address, protocol, signal, battery)"
@@ -16,7 +18,10 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan time in s (default 5)")
+    parser.add_argument(
+        "--timeout", type=_guards.scan_seconds, default=5.0, metavar="S",
+        help=f"scan time in s, at most {_guards.MAX_SCAN_S:g} (default 5)",
+    )
     parser.add_argument(
         "--emulated", action="store_true", help="list the emulated sensors (no hardware needed)"
     )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pelvimon.commands import _guards
 from pelvimon.errors import PelvimonError, UsageError
 
 if TYPE_CHECKING:
@@ -44,24 +44,25 @@ _OPTION = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    num = _guards.finite_float  # nan and inf refused here; the ranges are SimParams' (named by _OPTION)
     out = parser.add_argument_group("output")
-    out.add_argument("-o", "--output", type=Path, metavar="CSV", help="write the samples to this CSV file")
+    out.add_argument("-o", "--output", metavar="CSV", help="write the samples to this CSV file")
     out.add_argument(
-        "--truth", type=Path, metavar="JSON", help="write the truth (steps, angles, mount) as JSON"
+        "--truth", metavar="JSON", help="write the truth (steps, angles, mount) as JSON"
     )
     g = parser.add_argument_group("session")
     g.add_argument(
-        "--seconds", type=float, default=60.0, help="length in s, standing part included (default 60)"
+        "--seconds", type=num, default=60.0, help="length in s, standing part included (default 60)"
     )
-    g.add_argument("--rate", type=float, default=200.0, help="sample rate in Hz (default 200)")
+    g.add_argument("--rate", type=num, default=200.0, help="sample rate in Hz (default 200)")
     g.add_argument(
         "--gait", choices=("run", "walk"), default="run", help="run (flight) or walk (default run)"
     )
     g.add_argument(
-        "--stand", type=float, default=5.0, metavar="S", help="standing still at the start, s (default 5)"
+        "--stand", type=num, default=5.0, metavar="S", help="standing still at the start, s (default 5)"
     )
     g.add_argument(
-        "--end-stand", type=float, default=0.0, metavar="S",
+        "--end-stand", type=num, default=0.0, metavar="S",
         help="standing still at the end, s; the gait ramps down before it (default 0)",
     )
     g.add_argument(
@@ -70,45 +71,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sensor, its own gait, length and cadence (default: the gait's); standing --pause s between bouts",
     )
     g.add_argument(
-        "--pause", type=float, default=6.0, metavar="S", help="standing between bouts, s (default 6)"
+        "--pause", type=num, default=6.0, metavar="S", help="standing between bouts, s (default 6)"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     m = parser.add_argument_group("runner")
     m.add_argument(
-        "--cadence", type=float, metavar="SPM", help="steps/min, 60..240 (default run 170, walk 110)"
+        "--cadence", type=num, metavar="SPM", help="steps/min, 60..240 (default run 170, walk 110)"
     )
     m.add_argument(
-        "--cpd-left", type=float, default=6.0, metavar="DEG", help="pelvic drop in LEFT stance (default 6)"
+        "--cpd-left", type=num, default=6.0, metavar="DEG", help="pelvic drop in LEFT stance (default 6)"
     )
     m.add_argument(
-        "--cpd-right", type=float, default=6.0, metavar="DEG", help="pelvic drop in RIGHT stance (default 6)"
+        "--cpd-right", type=num, default=6.0, metavar="DEG", help="pelvic drop in RIGHT stance (default 6)"
     )
     m.add_argument(
-        "--tilt-range", type=float, default=6.0, metavar="DEG", help="tilt peak-to-peak per step (default 6)"
+        "--tilt-range", type=num, default=6.0, metavar="DEG", help="tilt peak-to-peak per step (default 6)"
     )
     m.add_argument(
         "--tilt-offset",
-        type=float,
+        type=num,
         default=10.0,
         metavar="DEG",
         help="static anterior pelvic tilt (default 10)",
     )
     m.add_argument(
         "--rotation-range",
-        type=float,
+        type=num,
         default=12.0,
         metavar="DEG",
         help="rotation peak-to-peak per stride (default 12)",
     )
     m.add_argument(
         "--contact-time",
-        type=float,
+        type=num,
         metavar="S",
         help="ground contact per foot, s (default run 0.70, walk 1.20 x step time)",
     )
     m.add_argument(
         "--step-time-asymmetry",
-        type=float,
+        type=num,
         default=0.0,
         metavar="PCT",
         help="100 (T_left - T_right) / mean step time (default 0)",
@@ -119,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("sensor")
     s.add_argument(
         "--mount-euler-deg",
-        type=float,
+        type=num,
         nargs=3,
         default=(0.0, 0.0, 0.0),
         metavar=("X", "Y", "Z"),
@@ -178,8 +179,13 @@ def _bouts(args: argparse.Namespace) -> list[SimParams]:
             ))
         except SimParamsError as exc:
             msg = str(exc)
-            # a later bout's own length and cadence are the SECONDS and SPM of its --then
-            names = _OPTION if i == 0 else {**_OPTION, "seconds": "SECONDS", "cadence_spm": "SPM"}
+            # a later bout's own length and cadence are the SECONDS and SPM of its --then; the standing
+            # between two bouts is half of --pause on each side
+            names = dict(_OPTION) if i == 0 else {**_OPTION, "seconds": "SECONDS", "cadence_spm": "SPM"}
+            if i > 0:
+                names["stand_s"] = "half of --pause"
+            if i < n - 1:
+                names["end_stand_s"] = "half of --pause"
             for field, option in names.items():
                 msg = re.sub(rf"(?<![-\w]){field}\b", option, msg)
             raise UsageError(msg if i == 0 else f"--then {args.then[i - 1]}: {msg}") from None
@@ -194,21 +200,19 @@ def run(args: argparse.Namespace) -> int:
 
     bouts = _bouts(args)
     params = bouts[0]
-    for path in (args.output, args.truth):
-        if path is not None and not path.parent.is_dir():
-            raise PelvimonError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    if args.output is not None and args.truth is not None and args.output.resolve() == args.truth.resolve():
-        raise UsageError("--output and --truth name the same file; give two different files")
+    output = None if args.output is None else _guards.check_output(args.output, (), "-o/--output")
+    truth = None if args.truth is None else _guards.check_output(args.truth, (), "--truth")
+    _guards.check_distinct({"--output": args.output, "--truth": args.truth})
     sim = simulate(params) if len(bouts) == 1 else simulate_session(bouts)
     written = []
     try:
-        if args.output is not None:
-            args.output.write_text(format_imu_csv(sim.batch), encoding="utf-8")
-            written.append(str(args.output))
-        if args.truth is not None:
-            with args.truth.open("w", encoding="utf-8") as f:
+        if output is not None:
+            output.write_text(format_imu_csv(sim.batch), encoding="utf-8")
+            written.append(str(output))
+        if truth is not None:
+            with truth.open("w", encoding="utf-8") as f:
                 json.dump(sim.truth.to_json(), f, separators=(",", ":"))
-            written.append(str(args.truth))
+            written.append(str(truth))
     except OSError as exc:
         raise PelvimonError(
             f"cannot write {exc.filename}: {exc.strerror}; check the path and free space"

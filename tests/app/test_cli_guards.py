@@ -1,0 +1,347 @@
+"""Command-line guards: outputs never destroy recordings, options are checked up front (one line, the
+option and its range), clear messages for folders, empty names, binary files, a full disk."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pelvimon.cli import main
+from pelvimon.commands import _guards
+from pelvimon.config import ConfigError, load_baseline, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SESSION = REPO / "recordings" / "emulated" / "polar_pmd_symmetric.mcap"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """``pelvimon ARGV`` in this process: exit code, stdout, stderr (argparse errors exit via SystemExit)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """run.csv (a short simulated run), rec.mcap (a copy of a recorded session), magic.dat (MCAP content
+    under another name) and a sub-folder."""
+    d = tmp_path_factory.mktemp("guards")
+    assert main(["-q", "simulate", "--seconds", "20", "--seed", "3", "-o", str(d / "run.csv")]) == 0
+    (d / "rec.mcap").write_bytes(SESSION.read_bytes())
+    (d / "magic.dat").write_bytes(SESSION.read_bytes())
+    (d / "adir").mkdir()
+    return d
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+
+
+# --- 1. outputs never destroy recordings -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "rec.mcap", "-o", "rec.mcap"],
+        ["report", "run.csv", "-o", "run.csv"],
+        ["report", "run.csv", "-o", "./run.csv"],
+        ["analyze", "rec.mcap", "--csv", "rec.mcap"],
+        ["analyze", "run.csv", "--csv", "run.csv"],
+        ["analyze", "run.csv", "--save-baseline", "run.csv"],
+    ],
+)
+def test_an_output_that_is_the_input_is_refused(capsys, folder: Path, monkeypatch, argv: list[str]) -> None:
+    monkeypatch.chdir(folder)
+    before = _snapshot(folder)
+    code, _, err = run(capsys, *argv)
+    line = one_line(err)
+    assert code == 2 and "is the input file" in line and argv[-2] in line
+    assert _snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["simulate", "--seconds", "5", "-o", "rec.mcap"], "-o/--output"),
+        (["simulate", "--seconds", "5", "--truth", "rec.mcap"], "--truth"),
+        (["simulate", "--seconds", "5", "-o", "magic.dat"], "-o/--output"),
+        (["report", "run.csv", "-o", "rec.mcap"], "-o/--output"),
+        (["analyze", "run.csv", "--csv", "magic.dat"], "--csv"),
+        (["analyze", "run.csv", "--save-baseline", "rec.mcap"], "--save-baseline"),
+    ],
+)
+def test_an_existing_session_file_is_never_overwritten(
+    capsys, folder: Path, monkeypatch, argv: list[str], option: str
+) -> None:
+    monkeypatch.chdir(folder)
+    before = _snapshot(folder)
+    code, _, err = run(capsys, *argv)
+    line = one_line(err)
+    assert code == 1 and "is a recorded session" in line and option in line
+    assert _snapshot(folder) == before
+
+
+def test_check_output_follows_links_and_allows_new_files(tmp_path: Path) -> None:
+    inp = tmp_path / "run.csv"
+    inp.write_text("t_s\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(inp)
+    with pytest.raises(_guards.UsageError, match="is the input file"):
+        _guards.check_output(link, [inp], "--csv")
+    assert _guards.check_output(tmp_path / "new.csv", [inp, None], "--csv") == tmp_path / "new.csv"
+    (tmp_path / "old.csv").write_text("x")  # an ordinary existing output is replaced as before
+    assert _guards.check_output(tmp_path / "old.csv", [inp], "--csv") == tmp_path / "old.csv"
+    assert _guards.is_session_file(tmp_path / "new.MCAP") and not _guards.is_session_file(inp)
+
+
+def test_two_outputs_naming_one_file_are_refused(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, "analyze", "run.csv", "--csv", "o.csv", "--save-baseline", "./o.csv")
+    assert code == 2 and "--csv and --save-baseline name the same file" in one_line(err)
+    assert not (folder / "o.csv").exists()
+
+
+# --- 2. replay of a file without samples ------------------------------------------------------------------
+
+
+def test_replay_of_a_cut_file_fails_in_one_line(capsys, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(SESSION.read_bytes()[:3000])
+    code, out, err = run(capsys, "replay", str(cut))
+    line = one_line(err)
+    assert code == 1 and "holds no readable samples" in line and str(cut) in line
+    assert "replayed" not in out
+
+
+# --- 3. and 4. options checked up front ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["demo", "--cpd-right", "100"], ("--cpd-right", "between 0 and 25")),
+        (["demo", "--cpd-left", "-1"], ("--cpd-left", "between 0 and 25")),
+        (["demo", "--cadence", "0"], ("--cadence", "between 60 and 240")),
+        (["demo", "--seed", "-1"], ("--seed", ">= 0")),
+        (["demo", "--speed", "inf"], ("--speed", "finite")),
+        (["demo", "--speed", "0"], ("--speed", "between 0.1 and 1000")),
+        (["demo", "--rate", "1"], ("--rate", "between 20 and 2000 Hz")),
+        (["demo", "--loss", "1"], ("--loss", "< 1")),
+        (["demo", "--seconds", "nan"], ("--seconds", "finite")),
+        (["record", "--sensor", "emulated:movesense", "-o", "x.mcap", "--rate", "1"], ("--rate", "20")),
+        (["record", "--sensor", "emulated:witmotion", "-o", "x.mcap", "--rate", "20"], ("--rate", "10 Hz")),
+        (["record", "--sensor", "emulated:", "-o", "x.mcap", "--seconds", "2"], ("no emulated protocol", "movesense, ")),
+        (["record", "--sensor", "emulated:movesense?speed=inf", "-o", "x.mcap"], ("speed", "finite")),
+        (["replay", "x.mcap", "--speed", "nan"], ("--speed", "finite")),
+        (["replay", "x.mcap", "--speed", "1e-9"], ("--speed", "0.1")),
+        (["scan", "--emulated", "--timeout", "inf"], ("--timeout", "finite")),
+        (["scan", "--emulated", "--timeout", "1e6"], ("--timeout", "120")),
+        (["simulate", "--seconds", "30", "--then", "run:20", "--pause", "1e9"], ("--pause", "3600")),
+        (["simulate", "--seconds", "30", "--then", "run:20", "--pause", "inf"], ("--pause", "finite")),
+        (["simulate", "--cpd-left", "nan"], ("--cpd-left",)),
+        (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=0"], ("factor=0", "> 0")),
+        (["decode", "--protocol", "pelvimon", "--hex", "00", "--set", "acc_lsb_per_g=-1"], ("acc_lsb_per_g",)),
+    ],
+)
+def test_bad_options_are_one_line_exit_2(capsys, tmp_path: Path, monkeypatch, argv, fragments) -> None:
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "demo":  # should the option pass, a short session in the terminal, not a window
+        argv = [*argv, "--headless", "--no-record"] + ([] if "--seconds" in argv else ["--seconds", "3"])
+    code, _, err = run(capsys, *argv)
+    line = one_line(err)
+    assert code == 2, line
+    for f in fragments:
+        assert f in line, (f, line)
+    assert "--end-stand" not in line and "session ended" not in line
+    assert not (tmp_path / "x.mcap").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "1e9"])
+def test_record_seconds_must_end(capsys, value: str) -> None:
+    """Parsed only: a record that accepted them would never end."""
+    from pelvimon.cli import build_parser
+
+    parser, _ = build_parser()
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["record", "--sensor", "emulated:movesense", "-o", "x.mcap", "--seconds", value])
+    assert exc.value.code == 2 and "--seconds" in one_line(capsys.readouterr().err)
+
+
+def test_pause_errors_leave_the_other_options_names_alone(capsys) -> None:
+    code, _, err = run(capsys, "simulate", "--seconds", "30", "--then", "run:20", "--pause", "1e9")
+    assert code == 2 and "half of --pause" in one_line(err)
+    code, _, err = run(capsys, "simulate", "--seconds", "20", "--end-stand", "15")
+    assert code == 2 and "--end-stand" in one_line(err) and "--pause" not in err
+
+
+def test_demo_spec_takes_exact_values_and_no_plus_signs() -> None:
+    from pelvimon.commands.demo import demo_spec
+    from pelvimon.sensors.spec import parse_spec
+
+    args = argparse.Namespace(cpd_left=8.123456789, cpd_right=4.0, cadence=170.0, speed=1000.0, seed=1,
+                              loss=0.0, rate=208.0)
+    opts = parse_spec(demo_spec(args)).options
+    assert opts["cpd_left"] == 8.123456789 and opts["speed"] == 1000.0
+
+
+# --- 5. messages -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"]])
+def test_record_to_a_folder_says_it_is_a_folder(capsys, folder: Path, monkeypatch, extra: list[str]) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "adir.mcap").mkdir(exist_ok=True)
+    for name in ("adir", "adir.mcap"):
+        code, _, err = run(capsys, "record", "--sensor", "emulated:movesense", "--seconds", "1", "-o", name, *extra)
+        line = one_line(err)
+        assert code == 1 and "is a directory" in line and "Errno" not in line
+    assert (folder / "adir.mcap").is_dir()
+
+
+def test_record_needs_an_mcap_name_and_a_name(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "record", "--sensor", "emulated:movesense", "--seconds", "1", "-o", "x.csv")
+    assert code == 2 and "-o x.csv: session files end in .mcap" in one_line(err)
+    code, _, err = run(capsys, "report", SESSION.as_posix(), "-o", "")
+    assert code == 2 and "empty" in one_line(err) and "Is a directory" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_to_a_folder(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, "report", "run.csv", "-o", "adir")
+    assert code == 1 and "adir is a directory" in one_line(err)
+
+
+def test_config_and_baseline_read_errors_are_clear(tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00junk")
+    with pytest.raises(ConfigError, match="is a directory") as e1:
+        load_config(tmp_path / "adir")
+    with pytest.raises(ConfigError, match="not a text file") as e2:
+        load_config(binary)
+    with pytest.raises(ConfigError, match="is a directory") as e3:
+        load_baseline(tmp_path / "adir")
+    for e in (e1, e2, e3):
+        assert "Errno" not in str(e.value) and "codec" not in str(e.value) and "\n" not in str(e.value)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes("\ufeff[asymmetry]\nwindow_steps = 30\n".encode())
+    assert load_config(bom).asymmetry.window_steps == 30
+
+
+def _baseline_doc(**left: float) -> dict:
+    side = {"n": 40, "mean": 6.0, "sd": 1.0, "rho": 0.2, "n_eff": 26.7}
+    return {
+        "format": "pelvimon-baseline",
+        "version": 1,
+        "meta": {"source": "x"},
+        "metrics": {"cpd_deg": {"left": {**side, **left}, "right": dict(side)}},
+    }
+
+
+def test_baseline_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    p = tmp_path / "b.json"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(_baseline_doc()).encode())
+    assert load_baseline(p).stats["cpd_deg"][0].n == 40
+
+
+def test_disk_full_while_recording_says_what_is_kept(capsys, tmp_path: Path, monkeypatch) -> None:
+    from pelvimon.sensors.session_file import SessionWriter
+
+    calls = {"n": 0}
+    original = SessionWriter.write_batch
+
+    def write_batch(self, batch) -> None:
+        calls["n"] += 1
+        if calls["n"] > 20:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, batch)
+
+    monkeypatch.setattr(SessionWriter, "write_batch", write_batch)
+    out = tmp_path / "full.mcap"
+    code, _, err = run(capsys, "-q", "record", "--sensor", "emulated:movesense?speed=50", "--seconds", "60",
+                       "-o", str(out))
+    line = one_line(err)
+    assert code == 1 and "disk is full" in line and str(out) in line and "free some space" in line
+    assert "Errno" not in line and out.exists()
+
+
+# --- 6. loose validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left", "needle"),
+    [
+        ({"sd": -1.0}, "'metrics.cpd_deg.left.sd' must be >= 0"),
+        ({"n": -3}, "'metrics.cpd_deg.left.n' must be a whole number >= 0"),
+        ({"n": 2.5}, "'metrics.cpd_deg.left.n' must be a whole number >= 0"),
+        ({"rho": 1.5}, "'metrics.cpd_deg.left.rho' must be between -1 and 1"),
+        ({"rho": -2}, "'metrics.cpd_deg.left.rho' must be between -1 and 1"),
+        ({"n_eff": -1}, "'metrics.cpd_deg.left.n_eff' must be >= 0"),
+    ],
+)
+def test_baseline_values_out_of_range_are_refused(tmp_path: Path, left: dict, needle: str) -> None:
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(_baseline_doc(**left)))
+    with pytest.raises(ConfigError) as exc:
+        load_baseline(p)
+    assert needle in str(exc.value) and str(p) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[asymmetry]\nwindow_s = -1\n", "asymmetry.window_s must be >= 0"),
+        ("[asymmetry]\nwindow_steps = 100000000\n", "asymmetry.window_steps must be at most 1000"),
+    ],
+    ids=["negative-window_s", "huge-window_steps"],
+)
+def test_config_sizes_and_signs_are_checked(tmp_path: Path, text: str, needle: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(p)
+    p.write_text("[asymmetry]\nwindow_steps = 1000\nwindow_s = 0\n")
+    assert load_config(p).asymmetry.window_steps == 1000
+
+
+# --- 7. cosmetics ------------------------------------------------------------------------------------------
+
+
+def test_step_line_shows_na_for_unknown_values() -> None:
+    from pelvimon.commands._session import _step_line
+
+    step = argparse.Namespace(t_ic_s=5.3, side="L", cadence_spm=170.0, contact_time_s=0.25,
+                              cpd_deg=math.nan, gap=False)
+    line = _step_line(step)
+    assert "CPD  n/a" in line and "nan" not in line
+    assert "CPD  6.2°" in _step_line(argparse.Namespace(**{**vars(step), "cpd_deg": 6.2}))
+
+
+def test_baseline_footnote_only_with_a_starred_row(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    assert run(capsys, "analyze", "run.csv", "--save-baseline", "same.json")[0] == 0
+    code, out, err = run(capsys, "analyze", "run.csv", "--baseline", "same.json")
+    assert code == 0, err
+    assert "Change from baseline" in out and " *" not in out and "interval excludes zero" not in out
+    assert main(["-q", "simulate", "--seconds", "20", "--seed", "3", "--cpd-left", "12", "-o", "weak.csv"]) == 0
+    code, out, err = run(capsys, "analyze", "weak.csv", "--baseline", "same.json")
+    assert code == 0, err
+    assert " *" in out and "* the interval excludes zero" in out

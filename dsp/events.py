@@ -23,7 +23,9 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
   over the step) before the flight floor, extrapolated along its tangent (the slope over +-20 ms) down to
   0 g, at the latest at the flight floor: the end of the force pulse.
 * **Final contact, walking** (no flight): toe-off of the trailing foot follows the other foot's loading
-  peak; it is the first trough of ``a_v`` after the loading peak of the next step.
+  peak: after that peak ``a_v`` dips while the trailing foot unloads and rises again as it leaves the
+  ground (push-off ends); the final contact is the steepest rise within ``FC_RISE_SHARE`` of a step after the
+  loading peak (where there is no dip, the flattest point of the fall).
 
 Streaming: every decision reads a window of fixed size around an event and the state left by earlier
 events only, and waits until that window has arrived, so feeding samples whole or in chunks of any size
@@ -43,6 +45,10 @@ from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
 
 __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
+
+FC_RISE_SHARE = 0.27
+"""Walking final contact: the window after the next step's loading peak, as a share of the step, in which
+the steepest rise of ``a_v`` is the trailing foot's toe-off (about 0.15 s at 110 steps/min)."""
 
 GaitState = Literal["standing", "walking", "running"]
 
@@ -785,14 +791,15 @@ class GaitEventDetector:
             hi = m_next + limit_n
             seg = self._af(m_next, min(hi, n_avail))
             d = np.diff(seg)
-            # first local maximum after the steepest rise, then the first local minimum after it
+            # the loading peak (first local maximum after the steepest rise), then the steepest rise of a_v
+            # within FC_RISE_SHARE of a step after it: the end of the trough as the trailing foot leaves
             k_pk = np.flatnonzero((d[:-1] > 0) & (d[1:] <= 0))
             k_fc = None
             if k_pk.size:
                 k0 = int(k_pk[0]) + 1
-                mins = np.flatnonzero((d[k0:-1] < 0) & (d[k0 + 1 :] >= 0))
-                if mins.size:
-                    k_fc = k0 + int(mins[0]) + 1
+                wn = max(3, int(round(FC_RISE_SHARE * (i_next - i_ic))))
+                if d.shape[0] >= k0 + wn:
+                    k_fc = k0 + int(np.argmax(d[k0 : k0 + wn]))
             if k_fc is not None:
                 f_fc = m_next + k_fc - self._delay
                 e[7] = self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1)

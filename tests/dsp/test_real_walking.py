@@ -32,8 +32,9 @@ def test_walking_ics_and_laterality(validate):
     # packets missing); the errors left are the last steps before stopping, the U-turns and gait initiation
     assert f1 >= 0.925
     assert np.median(np.abs(ic)) <= 0.020
-    # laterality: this subset measures 0.955, all 110 trials 0.932
-    assert lat.mean() >= 0.945
+    # laterality: this subset measures 0.936, all 110 trials 0.933 (0.955 and 0.932 before the walking final
+    # contact moved to the end of the unloading dip, which changes the stance window of the medio-lateral force)
+    assert lat.mean() >= 0.93
 
 
 def test_walking_streaming_laterality(validate):

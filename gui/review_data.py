@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import SESSION_SUFFIXES, CsvOptions, SessionAnalysis, analyze_steps, load_batches
+from pelvimon.analysis import CsvOptions, SessionAnalysis, analyze_steps, load_batches
 from pelvimon.dsp.records import Alert, Step
 from pelvimon.errors import PelvimonError
+from pelvimon.file_kinds import is_session_file
 from pelvimon.firmware_protocols.batch import ImuBatch
 
 TABLE_METRICS: tuple[tuple[str, str, float, int], ...] = (
@@ -149,7 +150,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
 
     p = Path(path)
     recorded_steps: list[Step] = []
-    if p.suffix.lower() in SESSION_SUFFIXES and p.is_file():
+    if p.is_file() and is_session_file(p):
         batches, recorded_steps, _recorded_alerts = _read_session(p)
     else:
         batches = load_batches(p, csv)

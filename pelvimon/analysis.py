@@ -44,23 +44,8 @@ from pelvimon.dsp.asymmetry import (
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
+from pelvimon.file_kinds import is_session_file
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
-
-SESSION_SUFFIXES = (".mcap",)
-MCAP_MAGIC = b"\x89MCAP0\r\n"
-"""The first bytes of a session file (MCAP), whatever its name."""
-
-
-def is_session_file(path: str | Path) -> bool:
-    """A session file: named ``.mcap``, or starting with the MCAP magic (a session saved under another name)."""
-    p = Path(path)
-    if p.suffix.lower() in SESSION_SUFFIXES:
-        return True
-    try:
-        with p.open("rb") as f:
-            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

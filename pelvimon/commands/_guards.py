@@ -26,10 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pelvimon.errors import PelvimonError, UsageError
-
-MCAP_MAGIC = b"\x89MCAP0\r\n"
-"""First bytes of every MCAP file (the session file container)."""
-SESSION_SUFFIX = ".mcap"
+from pelvimon.file_kinds import SESSION_SUFFIX, is_session_file
 
 MAX_SECONDS = 86_400.0
 """Longest ``--seconds`` of a recording: one day, s (leave ``--seconds`` out to run until Ctrl-C)."""
@@ -176,19 +173,6 @@ def retype(parser: argparse.ArgumentParser, option: str, type_: Callable[[str], 
 
 
 # --- output paths -----------------------------------------------------------------------------------------
-
-
-def is_session_file(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a session file: suffix ``.mcap``, or an existing file starting with the MCAP
-    magic bytes."""
-    p = Path(path)
-    if p.suffix.lower() == SESSION_SUFFIX:
-        return True
-    try:
-        with p.open("rb") as f:
-            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
-    except OSError:
-        return False
 
 
 def _same_file(a: Path, b: Path) -> bool:

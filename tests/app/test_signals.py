@@ -16,68 +16,32 @@ from pathlib import Path
 
 import pytest
 
-from pelvimon.firmware_protocols.batch import ImuBatch
-from pelvimon.sensors.session_file import SessionReader
-from pelvimon.sensors.source import RawNotification
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _session_proc import CLI, assert_complete, env, finish, start, wait_recording  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
-CLI = [sys.executable, "-m", "pelvimon.cli"]
 # 20x real time and a long --seconds: the session is still running when the signal comes
 SENSOR = "emulated:movesense?speed=20&seed=3"
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    return dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(tmp_path / "data"))
-
-
-def _wait_recording(proc: subprocess.Popen, out: Path, min_bytes: int = 20_000) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and out.stat().st_size > min_bytes:
-            return
-        time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"the session never started recording (exit code {proc.poll()})")
-
-
 def _start(args: list[str], tmp_path: Path, preexec: Callable[[], object] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
-        preexec_fn=preexec,
-    )
-
-
-def _finish(proc: subprocess.Popen) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"still running 60 s after the signal; stderr: {err[-2000:]}")
-
-
-def _assert_complete(path: Path) -> None:
-    reader = SessionReader(path)
-    items = list(reader.items())
-    assert reader.complete, "the session file was not closed (no summary section)"
-    assert any(isinstance(i, RawNotification) for i in items)
-    assert any(isinstance(i, ImuBatch) for i in items)
+    return start(args, tmp_path / "data", preexec)
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_record_ends_cleanly_on_sigterm_and_sighup(tmp_path: Path, sig: int, code: int) -> None:
     out = tmp_path / "s.mcap"
     proc = _start(["record", "--sensor", SENSOR, "--seconds", "600", "-o", str(out)], tmp_path)
-    _wait_recording(proc, out)
+    wait_recording(proc, out)
     proc.send_signal(sig)
-    stdout, stderr = _finish(proc)
+    stdout, stderr = finish(proc)
     assert proc.returncode == code, stderr
     lines = stdout.strip().splitlines()
     assert lines and lines[0].startswith("recorded ") and lines[0].endswith(f"-> {out}"), stdout
     assert float(lines[0].split()[1]) < 600.0  # ended by the signal, not by --seconds
     assert f"stopped by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_record_ends_cleanly_on_sigterm_with_sigint_ignored(tmp_path: Path) -> None:
@@ -86,26 +50,26 @@ def test_record_ends_cleanly_on_sigterm_with_sigint_ignored(tmp_path: Path) -> N
     out = tmp_path / "bg.mcap"
     proc = _start(["record", "--sensor", SENSOR, "--seconds", "600", "-o", str(out)], tmp_path,
                   preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    _wait_recording(proc, out)
+    wait_recording(proc, out)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = _finish(proc)
+    stdout, stderr = finish(proc)
     assert proc.returncode == 143, stderr
     assert stdout.startswith("recorded ") and "Traceback" not in stderr
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_sighup_stays_ignored_under_nohup(tmp_path: Path) -> None:
     out = tmp_path / "nohup.mcap"
     proc = _start(["record", "--sensor", SENSOR, "--seconds", "600", "-o", str(out)], tmp_path,
                   preexec=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-    _wait_recording(proc, out)
+    wait_recording(proc, out)
     proc.send_signal(signal.SIGHUP)
     time.sleep(1.5)
     assert proc.poll() is None, "SIGHUP ended a session started under nohup"
     proc.send_signal(signal.SIGTERM)
-    _, stderr = _finish(proc)
+    _, stderr = finish(proc)
     assert proc.returncode == 143, stderr
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_record_survives_the_terminal_going_away(tmp_path: Path) -> None:
@@ -116,7 +80,7 @@ def test_record_survives_the_terminal_going_away(tmp_path: Path) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [*CLI, "record", "--sensor", SENSOR, "--seconds", "600", "-o", str(out)],
-        stdin=slave, stdout=slave, stderr=slave, env=_env(tmp_path), start_new_session=True,
+        stdin=slave, stdout=slave, stderr=slave, env=env(tmp_path / "data"), start_new_session=True,
     )
     os.close(slave)
     seen: list[bytes] = []
@@ -134,7 +98,7 @@ def test_record_survives_the_terminal_going_away(tmp_path: Path) -> None:
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        _wait_recording(proc, out)
+        wait_recording(proc, out)
         os.close(master)
         proc.send_signal(signal.SIGHUP)
         proc.wait(timeout=60)
@@ -142,30 +106,30 @@ def test_record_survives_the_terminal_going_away(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 129, b"".join(seen)[-2000:]
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_live_headless_ends_cleanly_on_sighup(tmp_path: Path) -> None:
     out = tmp_path / "live.mcap"
     proc = _start(["live", "--headless", "--sensor", SENSOR, "-o", str(out)], tmp_path)
-    _wait_recording(proc, out)
+    wait_recording(proc, out)
     proc.send_signal(signal.SIGHUP)
-    stdout, stderr = _finish(proc)
+    stdout, stderr = finish(proc)
     assert proc.returncode == 129, stderr
     assert stdout.rstrip().splitlines()[-2:] == [f"session recorded to {out}", f"review it with: pelvimon review {out}"]
     assert "stopped by SIGHUP" in stderr and "Traceback" not in stderr
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_demo_headless_ends_cleanly_on_sigterm(tmp_path: Path) -> None:
     out = tmp_path / "demo.mcap"
     proc = _start(["demo", "--headless", "--speed", "20", "-o", str(out)], tmp_path)
-    _wait_recording(proc, out)
+    wait_recording(proc, out)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = _finish(proc)
+    stdout, stderr = finish(proc)
     assert proc.returncode == 143, stderr
     assert f"session recorded to {out}" in stdout and "Traceback" not in stderr
-    _assert_complete(out)
+    assert_complete(out)
 
 
 def test_the_exit_codes_are_in_the_help() -> None:

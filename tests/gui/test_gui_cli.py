@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,9 @@ import pytest
 
 from pelvimon.cli import main
 from pelvimon.sensors.session_file import SessionReader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _session_proc import assert_complete, finish, start, wait_recording  # noqa: E402
 
 FAST = "emulated:movesense?speed=8&seconds=60&cpd_left=8&cpd_right=4"
 
@@ -82,24 +83,13 @@ def test_review_cli_export_and_screenshot(tmp_path, capsys) -> None:
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery")
 def test_headless_live_ends_cleanly_on_ctrl_c(tmp_path) -> None:
     out_file = tmp_path / "ctrlc.mcap"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pelvimon.cli", "live", "--headless", "--sensor", FAST, "-o", str(out_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    t0 = time.monotonic()
-    while not (out_file.exists() and out_file.stat().st_size > 5000) and time.monotonic() - t0 < 30:
-        time.sleep(0.2)
+    proc = start(["live", "--headless", "--sensor", FAST, "-o", str(out_file)], tmp_path)
+    wait_recording(proc, out_file, min_bytes=5000)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = finish(proc)
     assert proc.returncode == 0, err
     assert "stopping (Ctrl-C)" in out and f"session recorded to {out_file}" in out
-    reader = SessionReader(out_file)
-    list(reader.items())
-    assert reader.complete  # closed properly, summary written
+    assert_complete(out_file)  # closed properly, summary written
 
 
 def test_review_export_honours_the_range(tmp_path, capsys) -> None:
@@ -133,26 +123,10 @@ def test_review_export_honours_the_range(tmp_path, capsys) -> None:
 def test_live_window_ends_cleanly_on_ctrl_c_and_sigterm(tmp_path, sig, code) -> None:
     """Ctrl-C in the terminal and SIGTERM close the window the normal way: recording closed, file named."""
     out_file = tmp_path / "window.mcap"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(tmp_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pelvimon.cli", "live", "--sensor", FAST, "-o", str(out_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    t0 = time.monotonic()
-    while not (out_file.exists() and out_file.stat().st_size > 5000) and time.monotonic() - t0 < 30:
-        time.sleep(0.2)
+    proc = start(["live", "--sensor", FAST, "-o", str(out_file)], tmp_path)
+    wait_recording(proc, out_file, min_bytes=5000)
     proc.send_signal(sig)
-    try:
-        out, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"the window did not close on {signal.Signals(sig).name}: {err[-2000:]}")
+    out, err = finish(proc)
     assert proc.returncode == code, err
     assert f"session recorded to {out_file}" in out and "Traceback" not in err
-    reader = SessionReader(out_file)
-    list(reader.items())
-    assert reader.complete
+    assert_complete(out_file)

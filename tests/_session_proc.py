@@ -1,0 +1,62 @@
+"""A session command run in a subprocess and stopped by a signal once it is recording (the signal tests of
+tests/app and tests/gui)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.sensors.session_file import SessionReader
+from pelvimon.sensors.source import RawNotification
+
+CLI = [sys.executable, "-m", "pelvimon.cli"]
+
+
+def env(data_dir: Path) -> dict[str, str]:
+    """The environment of the subprocess: an offscreen Qt, its own data folder."""
+    return dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(data_dir))
+
+
+def start(args: list[str], data_dir: Path, preexec: Callable[[], object] | None = None) -> subprocess.Popen:
+    """``pelvimon ARGS`` in a subprocess, its output captured as text."""
+    return subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(data_dir),
+        preexec_fn=preexec,
+    )
+
+
+def wait_recording(proc: subprocess.Popen, out: Path, min_bytes: int = 20_000) -> None:
+    """Return once ``out`` holds ``min_bytes``; fail if the process ended or 60 s passed first."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.stat().st_size > min_bytes:
+            return
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"the session never started recording (exit code {proc.poll()})")
+
+
+def finish(proc: subprocess.Popen) -> tuple[str, str]:
+    """The process's stdout and stderr once it ended; fail if it still runs 60 s later."""
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running 60 s after the signal; stderr: {err[-2000:]}")
+
+
+def assert_complete(path: Path) -> None:
+    """The session file was closed (summary written) and holds notifications and samples."""
+    reader = SessionReader(path)
+    items = list(reader.items())
+    assert reader.complete, "the session file was not closed (no summary section)"
+    assert any(isinstance(i, RawNotification) for i in items)
+    assert any(isinstance(i, ImuBatch) for i in items)

@@ -14,7 +14,6 @@ The JSON form (:meth:`SessionAnalysis.to_json`) is what ``pelvimon analyze --jso
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -333,7 +332,7 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
             raise PelvimonError(str(exc)) from None
         if not batches:
             raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
-        return flag_unmarked_gaps(batches)
+        return batches
     from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv, split_at_gaps
 
     o = csv if csv is not None else CsvOptions()
@@ -382,26 +381,6 @@ def check_units(batch: ImuBatch, csv: CsvOptions, name: str) -> None:
             f"{name}: the gyroscope reads at most {g99:.2g} rad/s while the accelerometer shows movement; the "
             "gyroscope columns look like rad/s: leave out --gyr-unit dps"
         )
-
-
-def flag_unmarked_gaps(batches: list[ImuBatch]) -> list[ImuBatch]:
-    """Batches of a session file, each that starts more than 1.5 sample intervals after the one before
-    without being flagged ``gap_before`` (samples missing from the file itself, e.g. a damaged part) flagged,
-    with the samples lost estimated from the time jump and the median sample interval."""
-    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
-    dt = np.concatenate(dts) if dts else np.diff(np.concatenate([b.t_s[:1] for b in batches if len(b)]))
-    dt = dt[dt > 0]
-    if dt.size == 0:
-        return batches
-    period = float(np.median(dt))
-    out = [batches[0]]
-    for prev, b in zip(batches, batches[1:], strict=False):
-        if not b.gap_before and len(prev) and len(b):
-            jump = float(b.t_s[0] - prev.t_s[-1])
-            if jump > 1.5 * period:
-                b = dataclasses.replace(b, gap_before=True, n_lost=max(int(round(jump / period)) - 1, 1))
-        out.append(b)
-    return out
 
 
 # --- the pipeline seam ------------------------------------------------------------------------------------

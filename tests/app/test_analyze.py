@@ -462,17 +462,3 @@ def test_a_session_file_under_another_name_is_read_as_one(tmp_path: Path, capsys
     assert code == 0, err
     code2, out2, _ = run_cli(capsys, str(rec), "--json")
     assert json.loads(out)["steps"] == json.loads(out2)["steps"]
-
-
-def test_samples_missing_from_a_session_file_are_a_gap() -> None:
-    """Batches of a session file that jump in time without a gap flag (a damaged part of the file) are
-    flagged, with the samples lost estimated; flagged or continuous ones are left as they are."""
-    from pelvimon.analysis import flag_unmarked_gaps
-
-    def batch(t0: float, n: int, gap: bool = False) -> ImuBatch:
-        t = t0 + np.arange(n) / 100.0
-        return ImuBatch(t_s=t, acc_mps2=np.tile([0.0, 0.0, G_MPS2], (n, 1)), gap_before=gap, n_lost=3 if gap else 0)
-
-    got = flag_unmarked_gaps([batch(0.0, 10), batch(0.1, 10), batch(0.5, 10), batch(1.0, 10, gap=True)])
-    assert [b.gap_before for b in got] == [False, False, True, True]
-    assert got[2].n_lost == 30 and got[3].n_lost == 3  # 0.19 s -> 0.50 s: 30 samples missing

@@ -161,17 +161,6 @@ def sim_value(field: str) -> Callable[[str], float]:
     return convert
 
 
-def retype(parser: argparse.ArgumentParser, option: str, type_: Callable[[str], object], help_: str = "") -> None:
-    """Give the already defined ``option`` of ``parser`` another argparse type (and help text)."""
-    for action in parser._actions:  # argparse has no public lookup of a defined option
-        if option in action.option_strings:
-            action.type = type_
-            if help_:
-                action.help = help_
-            return
-    raise KeyError(option)
-
-
 # --- output paths -----------------------------------------------------------------------------------------
 
 

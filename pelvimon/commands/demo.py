@@ -39,10 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", type=_guards.loss_share, default=0.0, metavar="P",
                         help="share of notifications lost, 0 to below 1 (default 0)")
     add_session_arguments(parser, default_name="demo")
-    _guards.retype(parser, "--rate", _guards.rate_hz,
-                   "sample rate to ask the sensor for, 20-2000 Hz (nearest supported; default 208)")
-    _guards.retype(parser, "--seconds", _guards.positive_seconds,
-                   f"quit after N seconds (wall clock), at most {_guards.MAX_SECONDS:g}")
     parser.set_defaults(rate=208.0)
 
 

@@ -28,7 +28,7 @@ DESCRIPTION = (
 def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str = "") -> None:
     """The options ``live`` and ``demo`` share."""
     parser.add_argument("--rate", type=_guards.rate_hz, metavar="HZ",
-                        help="sample rate to ask the sensor for (nearest supported)")
+                        help="sample rate to ask the sensor for, 20-2000 Hz (nearest supported)")
     parser.add_argument(
         "--record",
         action=argparse.BooleanOptionalAction,
@@ -38,7 +38,8 @@ def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str 
     parser.add_argument("-o", "--output", metavar="FILE.mcap", help="session file to write (default: a new file "
                         "named after the date and --name in the user data folder)")
     parser.add_argument("--name", default=default_name, metavar="NAME", help="session name (used in file names)")
-    parser.add_argument("--seconds", type=_guards.positive_seconds, metavar="N", help="quit after N seconds (wall clock)")
+    parser.add_argument("--seconds", type=_guards.positive_seconds, metavar="N",
+                        help=f"quit after N seconds (wall clock), at most {_guards.MAX_SECONDS:g}")
     parser.add_argument("--screenshot", metavar="FILE.png", help="save the window as PNG when quitting")
     parser.add_argument("--headless", action="store_true", help="terminal dashboard instead of the window")
     parser.add_argument("--config", metavar="FILE.toml", help="thresholds and windows (see pelvimon/default_config.toml)")

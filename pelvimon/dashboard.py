@@ -528,7 +528,7 @@ def run_headless(
                     stream.write(state.summary_line() + "\n")
                     stream.flush()
     except KeyboardInterrupt:
-        stream.write("\nstopping (Ctrl-C)...\n")
+        stream.write("\nstopping...\n")
     finally:
         engine.stop()
         state.ingest(sub.drain())

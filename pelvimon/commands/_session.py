@@ -153,7 +153,7 @@ def run_engine(
     try:
         engine.run()
     except KeyboardInterrupt:
-        print("stopping (Ctrl-C)", file=err)
+        print("stopping", file=err)
     except RuntimeError as exc:
         raise PelvimonError(str(exc)) from None
     except OSError as exc:

@@ -110,6 +110,7 @@ class SimScore:
     tilt_err: np.ndarray
     rot_err: np.ndarray
     contact_err: np.ndarray
+    vo_err: np.ndarray
     cadence_rel: float
     used_side_ok: np.ndarray
     """From the first step (ramp and before the calibration too): the side of each step the summaries use
@@ -145,6 +146,7 @@ def score_sim(seconds: float = 60.0, **kw) -> SimScore:
         tilt_err=np.array([a.tilt_range_deg - b.tilt_range_deg for a, b in sel]),
         rot_err=np.array([a.rotation_range_deg - b.rotation_range_deg for a, b in sel]),
         contact_err=np.array([a.contact_time_s - b.contact_time_s for a, b in sel]),
+        vo_err=np.array([a.vertical_oscillation_cm - b.vertical_oscillation_cm for a, b in sel]),
         cadence_rel=abs(np.mean([a.cadence_spm for a in d]) / np.mean([b.cadence_spm for b in r]) - 1)
         if d
         else float("nan"),
@@ -177,6 +179,27 @@ def eval_sim(table: Table, cases: list[dict], seconds: float) -> None:
         ce = np.concatenate([s.contact_err for s in sc])
         table.add(name, "contact time RMSE ms", rmse(ce) * 1000, "-", True, f"bias {np.nanmean(ce) * 1000:+.1f} ms")
         table.add(name, "cadence error (worst session)", cad, "<= 0.005", cad <= 0.005)
+        _vo_row(table, name, sc)
+
+
+def _vo_row(table: Table, name: str, sc: list[SimScore]) -> None:
+    ve = np.concatenate([s.vo_err for s in sc])
+    table.add(name, "vertical oscillation RMSE cm", rmse(ve), "-", True, f"bias {np.nanmean(ve):+.2f} cm")
+
+
+LIMP_CASES = [
+    dict(gait=g, step_time_asymmetry_pct=pct, mount_euler_deg=mount, seed=seed)
+    for g, pct in (("run", 8.0), ("walk", 4.0))
+    for seed, mount in ((4, (20.0, -70.0, 160.0)), (9, (90.0, 10.0, -30.0)))
+]
+
+
+def eval_limp(table: Table, seconds: float) -> None:
+    """A limp (left and right steps of different lengths): the vertical oscillation per step."""
+    for gait in ("run", "walk"):
+        cases = [c for c in LIMP_CASES if c["gait"] == gait]
+        sc = [score_sim(seconds, **c) for c in cases]
+        _vo_row(table, f"sim {gait}, limp {cases[0]['step_time_asymmetry_pct']:g} % ({len(sc)} sessions)", sc)
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -493,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table()
     cases = SIM_CASES[::2] if args.quick else SIM_CASES
     eval_sim(table, cases, 40.0 if args.quick else 90.0)
+    eval_limp(table, 40.0 if args.quick else 60.0)
     eval_running(table, list(range(0, 31, 3)) if args.quick else None)
     names = walking_names()
     eval_walking(table, names[::8] if args.quick else names)

@@ -37,20 +37,23 @@ def vertical_oscillation_cm(acc_v_mps2: np.ndarray, rate_hz: float, n_before: in
     The vertical force is integrated twice over the stride that ends with the step (the step before it and
     the step), with the mean force and then the mean velocity removed: a stride starts and ends at the same
     height and speed; a single step does so only when the two sides' steps are alike (a limp lands each
-    foot at another height and speed). The peak-to-peak is taken over the step's own samples.
+    foot at another height and speed). The window is one period: from the IC of the step before up to the
+    next IC, that sample excluded (it starts the next stride; with it, the means of a periodic signal come
+    out wrong by one sample's worth, which read 2-6 % high at 200 Hz). The peak-to-peak is taken over the
+    step's own samples.
 
     Parameters
     ----------
     acc_v_mps2 : ndarray, shape (N,)
         Vertical specific force (gravity included, up positive) from the IC of the step before (or from the
-        step's IC, ``n_before = 0``) to the next IC, m/s².
+        step's IC, ``n_before = 0``) up to the next IC, exclusive, m/s².
     rate_hz : float
         Sample rate, Hz.
     n_before : int
         Samples of the step before, at the start of ``acc_v_mps2`` (0: the step alone).
     """
     a = np.asarray(acc_v_mps2, dtype=np.float64)
-    if a.shape[0] - n_before < 3:
+    if a.shape[0] - n_before < 2:
         return _NAN
     a = a - a.mean()
     v = np.cumsum(a) / rate_hz
@@ -139,7 +142,7 @@ def step_metrics(
         if np.all(np.isfinite(obl)):
             rel = obl - obl[0]
             cpd = float(rel.max()) if side == "L" else float(-rel.min())
-    av = acc_v_mps2[:n_step]
+    av = acc_v_mps2[: n_step - 1]  # IC .. next IC, exclusive
     if acc_v_before_mps2 is not None and acc_v_before_mps2.shape[0]:
         vo = vertical_oscillation_cm(np.concatenate([acc_v_before_mps2, av]), rate_hz, acc_v_before_mps2.shape[0])
     else:
@@ -272,7 +275,7 @@ def step_metrics_batch(
     # before each integration; every sum is a cumsum read at the window's last sample (a prefix: samples
     # past the window never enter); the peak-to-peak over the step's own samples
     n_pre = np.zeros(k, dtype=np.int64) if prev_ic is None else np.where(prev_ic >= 0, s + offset - prev_ic, 0)
-    n_win = n_pre + n_next
+    n_win = np.maximum(n_pre + n_next - 1, 1)  # up to the next IC, exclusive: one period
     wcol = np.arange(int(n_win.max()))
     av_w = acc_v_mps2[np.minimum((s - n_pre)[:, None] + wcol, acc_v_mps2.shape[0] - 1)]
     last = n_win - 1

@@ -9,12 +9,16 @@ difference hovers around a threshold.
 Rules (defaults in ``pelvimon/default_config.toml``):
 
 * ``"diff"``: ``|L - R| >= enter`` in the metric's unit (contralateral pelvic drop: 2 deg, release 1.5 deg);
-* ``"si"``: ``|symmetry index| >= enter`` in % (10 %, release 7.5 %);
+* ``"si"``: ``|symmetry index| >= enter`` in % (10 %, release 7.5 %), and, to start, ``|L - R| >= min_diff`` in
+  the metric's unit where a rule sets one (vertical oscillation: 0.5 cm, so that 10 % of a walker's 2-3 cm,
+  under the per-step accuracy, raises nothing);
 * ``"balance"``: left share of contact time ``100 L / (L + R)`` outside ``[low, high]`` (49.3-50.7 %,
   Garmin-style); released once back inside the band narrowed by ``release_margin`` on each side.
 
 ``Alert.side`` is the side the alert points at: for CPD the stance side during which the other hip drops
-more (its hip abductors); for the other metrics the side with the larger value.
+more (its hip abductors); for the other metrics the side with the larger value. While an alert is active,
+"updated" events carry the current figures; the alert that ends (and is recorded) keeps the figures of the
+moment it was raised.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class AlertRule:
         Normal band of the contact-time balance in %, "balance" only.
     release_margin : float
         The balance must come back inside ``[low + margin, high - margin]`` to release, "balance" only.
+    min_diff : float
+        "si" only: the smallest ``|L - R|`` (metric unit) that starts an alert (0: none). Release goes by
+        the SI alone.
     enabled : bool
         False switches the rule off.
     """
@@ -64,6 +71,7 @@ class AlertRule:
     low: float = 49.3
     high: float = 50.7
     release_margin: float = 0.2
+    min_diff: float = 0.0
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -80,6 +88,8 @@ class AlertRule:
                 raise ValueError(
                     f"alert rule for {self.metric}: release_margin must be >= 0 and less than half the band"
                 )
+        elif not (math.isfinite(self.min_diff) and self.min_diff >= 0):
+            raise ValueError(f"alert rule for {self.metric}: min_diff must be >= 0, got {self.min_diff}")
         elif not (self.enter > 0 and 0 <= self.release <= self.enter):
             raise ValueError(
                 f"alert rule for {self.metric}: need enter > 0 and 0 <= release <= enter, "
@@ -99,6 +109,9 @@ def default_rules() -> dict[str, AlertRule]:
         "contact_time_s": AlertRule("contact_time_s", kind="balance"),
         # the obliquity range of a step is mostly its pelvic drop, already watched (in degrees) by cpd_deg
         "obliquity_range_deg": AlertRule("obliquity_range_deg", kind="si", enter=10.0, release=7.5, enabled=False),
+        # 10 % of a walker's 2-3 cm is under the per-step accuracy (0.5 cm RMSE walking)
+        "vertical_oscillation_cm": AlertRule("vertical_oscillation_cm", kind="si", enter=10.0, release=7.5,
+                                             min_diff=0.5),
     }
     return {m: special.get(m) or AlertRule(m, kind="si", enter=10.0, release=7.5) for m in METRICS}
 
@@ -134,10 +147,12 @@ class AlertParams:
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """What happened to an alert in one ``AlertMonitor.update``: started, updated (new values) or ended."""
+    """What happened to an alert in one ``AlertMonitor.update``: started, updated (new values) or ended.
+    ``at_session_end``: ended by :meth:`AlertMonitor.finish` (the session ended, not the difference)."""
 
     kind: EventKind
     alert: Alert
+    at_session_end: bool = False
 
 
 def _credible(a: Asymmetry) -> bool:
@@ -161,7 +176,7 @@ def start_condition(rule: AlertRule, a: Asymmetry) -> bool:
         return False
     if rule.kind == "balance":
         return v < rule.low or v > rule.high
-    return v >= rule.enter
+    return v >= rule.enter and abs(a.diff) >= rule.min_diff
 
 
 def release_condition(rule: AlertRule, a: Asymmetry) -> bool:
@@ -204,12 +219,13 @@ def display_unit(metric: str) -> str:
 
 def display_number(metric: str, value: float, signed: bool = False) -> str:
     """A finite value of a metric in display units (seconds as ms) and digits, without its unit. A signed
-    one (a difference, an interval's end) that would round to zero gets one more digit, so that an interval
-    that excludes zero is not shown as reaching it; zero itself carries no sign."""
+    one (a difference, an interval's end) that would round to zero gets up to three more digits, so that an
+    interval that excludes zero is not shown as reaching it; zero itself carries no sign."""
     digits = _LABELS[metric][2] if metric in _LABELS else (0 if metric.endswith("_s") else 2 if metric.endswith("_g") else 1)
     if metric.endswith("_s"):
         value = value * 1000.0
-    if signed and value != 0.0 and abs(value) < 0.5 * 10.0**-digits:
+    base = digits
+    while signed and value != 0.0 and abs(value) < 0.5 * 10.0**-digits and digits < base + 3:
         digits += 1
     text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
     return f"{0.0:.{digits}f}" if float(text) == 0.0 else text
@@ -249,6 +265,16 @@ def alert_message(rule: AlertRule, a: Asymmetry, side: Side) -> str:
     )
 
 
+def figures_note(params: AlertParams) -> str:
+    """What the figures and times of recorded alerts are, for the tables that list them."""
+    return (
+        f"from: when the difference began to meet the alert's conditions; the alert was raised "
+        f"{params.min_duration_s:g} s later, with the figures shown (those of the rolling window then). "
+        f"to: when it fell back under its release threshold (for {params.release_hold_s:g} s or more), or the "
+        "end of the session."
+    )
+
+
 def _threshold(rule: AlertRule, a: Asymmetry) -> float:
     if rule.kind != "balance":
         return rule.enter
@@ -260,7 +286,8 @@ class _State:
     onset_s: float = math.nan  # start condition holding since (s)
     release_s: float = math.nan  # release condition holding since (s)
     last_seen_s: float = math.nan
-    active: Alert | None = None
+    active: Alert | None = None  # the current figures
+    raised: Alert | None = None  # the figures when it was raised: what ends and is recorded
 
 
 class AlertMonitor:
@@ -299,14 +326,19 @@ class AlertMonitor:
             message=alert_message(rule, a, side),
         )
 
-    def _end(self, metric: str, st: _State, t_end_s: float) -> AlertEvent:
-        active = st.active if st.active is not None else self.active_[metric]
-        ended = Alert(**{**active.to_dict(), "t_end_s": float(t_end_s)})
+    def _raise(self, metric: str, st: _State, alert: Alert) -> None:
+        st.active = st.raised = alert
+        st.release_s = math.nan
+        self.active_[metric] = alert
+
+    def _end(self, metric: str, st: _State, t_end_s: float, at_session_end: bool = False) -> AlertEvent:
+        raised = st.raised if st.raised is not None else self.active_[metric]
+        ended = Alert(**{**raised.to_dict(), "t_end_s": float(t_end_s)})
         self.history_.append(ended)
         self.active_.pop(metric, None)
-        st.active = None
+        st.active = st.raised = None
         st.onset_s = st.release_s = math.nan
-        return AlertEvent("ended", ended)
+        return AlertEvent("ended", ended, at_session_end)
 
     def update(self, asymmetries: Iterable[Asymmetry], t_s: float) -> list[AlertEvent]:
         """Take the current asymmetries at time ``t_s`` (s) and return what started, changed or ended.
@@ -330,10 +362,8 @@ class AlertMonitor:
                     if math.isnan(st.onset_s):
                         st.onset_s = t_s
                     if t_s - st.onset_s >= p.min_duration_s:
-                        st.active = self._build(rule, a, st.onset_s)
-                        st.release_s = math.nan
-                        self.active_[a.metric] = st.active
-                        events.append(AlertEvent("started", st.active))
+                        self._raise(a.metric, st, self._build(rule, a, st.onset_s))
+                        events.append(AlertEvent("started", st.raised))  # type: ignore[arg-type]
                 else:
                     st.onset_s = math.nan
                 continue
@@ -398,7 +428,7 @@ class AlertMonitor:
                     inside = (rule.low + rule.release_margin <= v) & (v <= rule.high - rule.release_margin)
                     release[:, j] = ~ok | inside
                 else:
-                    start[:, j] = ok & (v >= rule.enter)
+                    start[:, j] = ok & (v >= rule.enter) & (np.abs(c["diff"][:, j]) >= rule.min_diff)
                     release[:, j] = ~ok | (v < rule.release)
         present_mask = rolling.keep & use[None, :]
         present = [np.flatnonzero(present_mask[j]).tolist() for j in range(n_pairs)]
@@ -423,9 +453,7 @@ class AlertMonitor:
                         if math.isnan(st.onset_s):
                             st.onset_s = t
                         if t - st.onset_s >= p.min_duration_s:
-                            st.active = self._build(rule, record(j, m), st.onset_s)  # type: ignore[arg-type]
-                            st.release_s = nan
-                            self.active_[metric] = st.active
+                            self._raise(metric, st, self._build(rule, record(j, m), st.onset_s))  # type: ignore[arg-type]
                     else:
                         st.onset_s = nan
                     continue
@@ -444,7 +472,7 @@ class AlertMonitor:
 
     def finish(self, t_s: float) -> list[AlertEvent]:
         """End every active alert at ``t_s`` (the end of the session)."""
-        return [self._end(m, st, float(t_s)) for m, st in self._state.items() if st.active is not None]
+        return [self._end(m, st, float(t_s), True) for m, st in self._state.items() if st.active is not None]
 
     def all_alerts(self) -> list[Alert]:
         """Ended alerts followed by the still active ones, by start time."""

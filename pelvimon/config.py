@@ -81,6 +81,7 @@ _RULE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "low": ((int, float), "a number"),
     "high": ((int, float), "a number"),
     "release_margin": ((int, float), "a number"),
+    "min_diff": ((int, float), "a number"),
     "enabled": ((bool,), "true or false"),
 }
 

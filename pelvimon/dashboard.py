@@ -49,8 +49,8 @@ MIN_LATERALITY_CONFIDENCE = 0.8
 """Steps whose side is less certain than this are left out of the per-side means (as in the asymmetry)."""
 
 # step ring columns
-_S_T, _S_LEFT, _S_CPD, _S_CT, _S_CAD, _S_OK = range(6)
-_S_WIDTH = 6
+_S_T, _S_LEFT, _S_CPD, _S_CT, _S_CAD, _S_OK, _S_NOGAP = range(7)
+_S_WIDTH = 7
 
 
 class RingBuffer:
@@ -159,7 +159,8 @@ class LiveState:
     angles : RingBuffer
         Rows ``(t_s, tilt_deg, obliquity_deg, rotation_deg)``.
     steps : RingBuffer
-        Rows ``(t_ic_s, is_left, cpd_deg, contact_time_s, cadence_spm, usable)``.
+        Rows ``(t_ic_s, is_left, cpd_deg, contact_time_s, cadence_spm, usable, no_gap)``: usable for the
+        left/right comparison (no gap, side known); cadence takes every step without a gap, whatever its side.
     recent_steps : deque of Step
         The last few steps, newest last.
     active_alerts : dict of str to Alert
@@ -247,7 +248,8 @@ class LiveState:
         usable = (not s.gap) and s.laterality_confidence >= MIN_LATERALITY_CONFIDENCE
         self.steps.extend(
             np.array(
-                [s.t_ic_s, 1.0 if s.side == "L" else 0.0, s.cpd_deg, s.contact_time_s, s.cadence_spm, float(usable)]
+                [s.t_ic_s, 1.0 if s.side == "L" else 0.0, s.cpd_deg, s.contact_time_s, s.cadence_spm, float(usable),
+                 float(not s.gap)]
             )
         )
         self.recent_steps.append(s)
@@ -256,6 +258,8 @@ class LiveState:
         self.asymmetry = {a.metric: a for a in ev.items}
 
     def _on_alert(self, ev: Any) -> None:
+        if getattr(ev, "at_session_end", False):
+            return  # the session ended, not the difference: the alert stays shown as it was at the end
         alert: Alert = ev.alert
         active = getattr(ev, "kind", "started") != "ended" and alert.t_end_s is None
         was = alert.metric in self.active_alerts
@@ -317,17 +321,23 @@ class LiveState:
                 out[side] = SideSummary(float(v[-1]), mean, int(v.size))
         return out
 
+    def _cadence_steps(self) -> np.ndarray:
+        """The steps cadence is taken from: every one without a gap (the side does not matter, so that a
+        sensor without a gyroscope shows a cadence too)."""
+        s = self.steps.view()
+        return s[s[:, _S_NOGAP] > 0.5]
+
     def cadence_now(self, n_steps: int = 8) -> float:
-        """Cadence of the last ``n_steps`` usable steps (60 s over their mean step time), steps/min (NaN
-        before any)."""
-        s = self._usable_steps()
+        """Cadence of the last ``n_steps`` steps without a gap (60 s over their mean step time), steps/min
+        (NaN before any)."""
+        s = self._cadence_steps()
         c = s[:, _S_CAD]
         c = c[np.isfinite(c)][-n_steps:]
         return _harmonic_mean(c) if c.size else math.nan
 
     def cadence_trend(self, seconds: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
-        """``(t_ic_s, cadence_spm)`` of the usable steps of the last ``seconds``."""
-        s = self._usable_steps()
+        """``(t_ic_s, cadence_spm)`` of the steps without a gap of the last ``seconds``."""
+        s = self._cadence_steps()
         if s.shape[0] == 0:
             return np.zeros(0), np.zeros(0)
         keep = (s[:, _S_T] >= s[-1, _S_T] - seconds) & np.isfinite(s[:, _S_CAD])

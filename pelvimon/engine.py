@@ -52,10 +52,12 @@ class AsymmetryUpdate:
 
 @dataclass(frozen=True)
 class AlertEvent:
-    """An alert ``started``, was ``updated`` (new values) or ``ended``."""
+    """An alert ``started``, was ``updated`` (new values) or ``ended``; ``at_session_end``: ended because the
+    session ended (the difference may well go on)."""
 
     alert: Alert
     kind: Literal["started", "updated", "ended"]
+    at_session_end: bool = False
 
     @property
     def started(self) -> bool:
@@ -198,7 +200,7 @@ class SessionAnalyzer:
         out = self.pipeline.finish()
         self.pipeline.drain_steps()
         events = self._after(out)
-        events += [AlertEvent(a.alert, a.kind) for a in self.alerts.finish(self.t_s)]
+        events += [AlertEvent(a.alert, a.kind, a.at_session_end) for a in self.alerts.finish(self.t_s)]
         return events
 
 

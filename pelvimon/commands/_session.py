@@ -138,7 +138,8 @@ def run_engine(
                 elif isinstance(ev, SourceStatus) and ev.kind != "info" and not quiet:
                     print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
                 elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not quiet:
-                    print(f"[{ev.alert.t_start_s:7.1f} s] ALERT {ev.kind}: {ev.alert.message}", file=err, flush=True)
+                    kind = "still active at the end" if ev.at_session_end else ev.kind
+                    print(f"[{ev.alert.t_start_s:7.1f} s] ALERT {kind}: {ev.alert.message}", file=err, flush=True)
                 elif isinstance(ev, EngineStats) and not quiet and ev.t_s - last >= 5.0:
                     last = ev.t_s
                     print(

@@ -212,6 +212,44 @@ def test_contact_time_balance_and_si_rules() -> None:
     assert mon2.update([asym("tilt_range_deg", 1.0, 5.2, 4.8, half=0.1)], 1.0) == []
 
 
+def test_a_recorded_alert_keeps_the_figures_it_was_raised_with() -> None:
+    """The figures of an active alert follow the window ("updated" events); the alert that ends carries
+    those of the moment it was raised (8 vs 4 deg), not the last ones before its release (7.6 vs 6 deg,
+    which read as a difference under the threshold)."""
+    mon = AlertMonitor(AlertParams(min_duration_s=10.0, release_hold_s=5.0))
+    ev = []
+    for t in np.arange(0, 20, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 8.0 + 0.01 * t, 4.0)], t)
+    (started,) = [e for e in ev if e.kind == "started"]
+    assert started.alert.left_value == 8.0 + 0.01 * 10.0 and started.alert.t_start_s == 0.0
+    for t in np.arange(20, 30, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 7.6, 6.0)], t)  # 1.6 deg: past the release (1.5), held
+    assert [e for e in ev if e.kind == "updated"][-1].alert.left_value == 7.6
+    for t in np.arange(30, 40, 0.5):
+        ev += mon.update([asym("cpd_deg", t, 6.5, 6.0)], t)
+    (ended,) = [e for e in ev if e.kind == "ended"]
+    assert ended.alert.left_value == started.alert.left_value and ended.alert.right_value == 4.0
+    assert ended.alert.message == started.alert.message and ended.alert.t_end_s == 30.0
+    assert not ended.at_session_end
+    mon.update([asym("cpd_deg", 40.0, 9.0, 4.0)], 40.0)
+    mon.update([asym("cpd_deg", 50.0, 9.0, 4.0)], 50.0)
+    (closed,) = mon.finish(55.0)
+    assert closed.at_session_end and closed.alert.t_end_s == 55.0
+
+
+def test_si_rule_with_a_smallest_difference() -> None:
+    """Vertical oscillation: 10 % of a walker's 2.5 cm is under the per-step accuracy, so the default rule
+    also needs 0.5 cm; a runner's 8 vs 7 cm (13 %, 1 cm) alerts."""
+    rule = default_rules()["vertical_oscillation_cm"]
+    assert rule.kind == "si" and rule.min_diff == 0.5
+    mon = AlertMonitor(AlertParams(min_duration_s=0.0))
+    assert mon.update([asym("vertical_oscillation_cm", 0.0, 2.7, 2.4, half=0.05)], 0.0) == []  # SI 11.8 %
+    (ev,) = mon.update([asym("vertical_oscillation_cm", 1.0, 8.0, 7.0, half=0.2)], 1.0)
+    assert ev.kind == "started" and ev.alert.side == "L"
+    with pytest.raises(ValueError, match="min_diff"):
+        AlertRule("impact_g", "si", min_diff=-1.0)
+
+
 def test_rules_validate() -> None:
     with pytest.raises(ValueError, match="enter"):
         AlertRule("cpd_deg", "diff", enter=2.0, release=3.0)
@@ -233,7 +271,9 @@ def test_display_numbers_never_show_a_signed_zero_or_an_interval_reaching_zero()
     assert display_number("contact_time_s", -0.0004, signed=True) == "-0.4"  # ms
     assert display_number("contact_time_s", 0.0, signed=True) == "0"
     assert display_number("contact_time_s", 0.2624) == "262"
-    assert display_number("impact_g", -0.0001, signed=True) == "0.000"  # zero even with the extra digit
+    assert display_number("impact_g", -0.0001, signed=True) == "-0.0001"
+    assert display_number("tilt_range_deg", 0.002, signed=True) == "+0.002"  # [+0.002, +0.1] excludes zero
+    assert display_number("impact_g", -0.000001, signed=True) == "0.00000"  # three digits more at most
 
 
 def test_alert_sentence_adds_up() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,6 +82,20 @@ def test_side_summaries_match_the_steps() -> None:
     assert 160 < state.cadence_now() < 180
 
 
+def test_cadence_does_not_need_the_side() -> None:
+    """A sensor without a gyroscope (Polar H10) gives steps of unknown side (confidence 0.5): no per-side
+    figures, but the cadence, from every step without a gap."""
+    _, events = _ingested()
+    steps = [dataclasses.replace(e, laterality_confidence=0.5) for e in events if isinstance(e, Step)]
+    state = LiveState(rate_hz=208.0)
+    state.ingest(steps)
+    assert state.side_summary("cpd_deg")["L"].n == 0
+    last = [s for s in steps if not s.gap][-8:]
+    assert state.cadence_now() == pytest.approx(60.0 / np.mean([s.step_time_s for s in last]))
+    t, c = state.cadence_trend()
+    assert t.size > 20
+
+
 def test_alerts_start_and_end() -> None:
     events = sim_events()
     state = LiveState()
@@ -88,9 +104,13 @@ def test_alerts_start_and_end() -> None:
     state.ingest(events[:-20])
     assert "cpd_deg" in state.active_alerts
     assert "LEFT" in state.alert_text()
-    state.ingest(events[-20:])  # end of session: every alert ends
-    assert state.active_alerts == {}
-    assert ("cpd_deg", True) in seen and ("cpd_deg", False) in seen
+    state.ingest(events[-20:])  # end of session: the session ended, not the difference
+    assert "cpd_deg" in state.active_alerts and ("cpd_deg", False) not in seen
+    closed = [e for e in events[-20:] if type(e).__name__ == "AlertEvent" and e.kind == "ended"]
+    assert closed and all(e.at_session_end for e in closed)
+    ended = dataclasses.replace(closed[0], at_session_end=False)  # the difference went away
+    state.ingest([ended])
+    assert state.active_alerts == {} and ("cpd_deg", True) in seen and ("cpd_deg", False) in seen
 
 
 def test_calibration_prompt_follows_the_pipeline() -> None:

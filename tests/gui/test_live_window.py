@@ -3,6 +3,7 @@ record toggle on a real engine, and a screenshot that is not blank."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -80,7 +81,12 @@ def test_alert_banner_appears_and_clears(qtbot) -> None:
     w.tick()
     assert w.banner.mode == "alert"
     assert "LEFT hip abductors" in w.banner.text()
-    eng.push(events[-20:])  # end of the session ends the alerts
+    eng.push(events[-20:])  # the session ends: the alert stays up (the difference did not go away)
+    w.tick()
+    assert w.banner.mode == "alert" and "LEFT hip abductors" in w.banner.text()
+    closed = [e for e in events[-20:] if type(e).__name__ == "AlertEvent" and e.kind == "ended"]
+    assert closed and all(e.at_session_end for e in closed)
+    eng.push([dataclasses.replace(e, at_session_end=False) for e in closed])  # the differences went away
     w.tick()
     assert w.banner.mode != "alert"
     assert "LEFT" not in w.banner.text()

@@ -80,6 +80,19 @@ class PipelineRun:
     n_gaps_bridged: int = 0
 
 
+SIDES_LEGEND = (
+    "Left and right name the stance foot: a left step runs from the left foot's strike to the right foot's. "
+    "Its pelvic drop is how far the RIGHT hip drops while the left leg carries the body (the LEFT hip "
+    "abductors hold it up); its contact and flight times follow the left foot's strike. Some gait labs "
+    "name a step after the foot that lands at its end: their left and right step times are these swapped. "
+    "L−R: left minus right; SI: 100·(L−R)/mean of L and R."
+)
+"""What left and right mean in the left/right tables (terminal and report)."""
+
+NO_ANGLES_WHY = "the steps before the calibration, or all of them when the sensor has no gyroscope"
+"""Why a step has no pelvis angles (for the data-quality sections)."""
+
+
 @dataclass(frozen=True)
 class Quality:
     """Data quality of one session (see ``to_dict`` for the JSON field names)."""
@@ -140,6 +153,20 @@ class GaitPart:
     steps: list[Step]
     side_stats: dict[str, tuple[SideStats, SideStats]]
     asymmetry: dict[str, Asymmetry]
+
+    def all_steps_stats(self, metrics: Sequence[str]) -> dict[str, dict[str, float | int]]:
+        """Per metric, ``n``, ``mean`` and ``sd`` over every step of this gait without a gap, whatever its
+        side: what is known when the sides are not (a sensor without a gyroscope)."""
+        out: dict[str, dict[str, float | int]] = {}
+        for m in metrics:
+            v = np.array([float(getattr(st, m)) for st in self.steps if not st.gap], dtype=np.float64)
+            v = v[np.isfinite(v)]
+            out[m] = {
+                "n": int(v.size),
+                "mean": float(v.mean()) if v.size else math.nan,
+                "sd": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+            }
+        return out
 
 
 def applies(gait: str | None, metric: str) -> bool:
@@ -227,12 +254,11 @@ class SessionAnalysis:
         }
 
     def cadence_spm(self, steps: Sequence[Step] | None = None) -> float:
-        """Cadence of the steps used for the asymmetry (of the session's gait, or of ``steps``): 60 s over
-        their mean step time, steps/min (the mean of the per-step cadences would count a short step more
-        than a long one is worth, and read high whenever step times vary)."""
-        p = self.config.asymmetry
+        """Cadence of the steps without a gap (of the session's gait, or among ``steps``), whatever their side
+        or its confidence: 60 s over their mean step time, steps/min (the mean of the per-step cadences
+        would count a short step more than a long one is worth, and read high whenever step times vary)."""
         chosen = self.gait_steps() if steps is None else steps
-        vals = [s.step_time_s for s in chosen if step_is_usable(s, p) and math.isfinite(s.cadence_spm)]
+        vals = [s.step_time_s for s in chosen if not s.gap and math.isfinite(s.cadence_spm)]
         return 60.0 / float(np.mean(vals)) if vals else math.nan
 
     def n_steps_used(self, steps: Sequence[Step] | None = None) -> int:
@@ -240,11 +266,13 @@ class SessionAnalysis:
         p = self.config.asymmetry
         return sum(1 for s in (self.gait_steps() if steps is None else steps) if step_is_usable(s, p))
 
-    def _comparison(self, steps: Sequence[Step], side_stats: Mapping[str, tuple[SideStats, SideStats]],
+    def _comparison(self, part: GaitPart | None, side_stats: Mapping[str, tuple[SideStats, SideStats]],
                     asymmetry: Mapping[str, Asymmetry]) -> dict[str, Any]:
+        steps = part.steps if part is not None else []
         return {
             "n_steps_used": self.n_steps_used(steps),
             "cadence_spm": self.cadence_spm(steps),
+            "all_steps": part.all_steps_stats(list(side_stats)) if part is not None else {},
             "per_side": {m: {"left": lr[0].to_dict(), "right": lr[1].to_dict()} for m, lr in side_stats.items()},
             "asymmetry": {m: a.to_dict() for m, a in asymmetry.items()},
             "contact_time_balance": self.contact_time_balance(asymmetry),
@@ -259,9 +287,10 @@ class SessionAnalysis:
             "n_steps": len(self.steps),
             "gait": self.gait,
             "gait_phases": [ph.to_dict() for ph in self.phases],
-            **self._comparison(self.gait_steps(), self.side_stats, self.asymmetry),
+            **self._comparison(self.parts.get(self.gait) if self.gait is not None else None, self.side_stats,
+                               self.asymmetry),
             "other_gaits": {
-                g: {"gait": g, **self._comparison(part.steps, part.side_stats, part.asymmetry)}
+                g: {"gait": g, **self._comparison(part, part.side_stats, part.asymmetry)}
                 for g, part in self.other_gaits.items()
             },
             "baseline": self.baseline,

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import GaitPart, SessionAnalysis, applies
+from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, GaitPart, SessionAnalysis, applies
 from pelvimon.dashboard import SIDE_COLORS
-from pelvimon.dsp.alerts import display_number, metric_label
+from pelvimon.dsp.alerts import display_number, figures_note, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
 from pelvimon.errors import PelvimonError
 
@@ -124,7 +124,7 @@ def figure_spread(a: SessionAnalysis) -> str:
             ax.boxplot(data, widths=0.5, showfliers=False, medianprops={"color": "black"})
         for i, (d, c) in enumerate(zip(data, (LEFT_COLOUR, RIGHT_COLOUR), strict=True)):
             ax.plot(i + 1 + rng.uniform(-0.15, 0.15, d.size), d, ".", color=c, alpha=0.45, ms=3)
-        ax.set_xticks([1, 2], ["left", "right"])
+        ax.set_xticks([1, 2], ["left\nstance", "right\nstance"])
         ax.set_title(f"{metric_label(m)} ({unit})", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     return _png(fig)
@@ -152,13 +152,20 @@ def _rolling_series(rolling: Sequence[tuple[float, list[Any]]], metric: str) -> 
     return tuple(np.asarray(v, dtype=np.float64) for v in (t, d, lo, hi))
 
 
+def trend_metrics(a: SessionAnalysis) -> list[str]:
+    """The metrics of the trend figure: :data:`TREND_METRICS` and every other metric that raised an alert."""
+    alerted = {al.metric for al in a.alerts}
+    return [*TREND_METRICS, *(m for m in a.config.asymmetry.metrics if m in alerted and m not in TREND_METRICS)]
+
+
 def figure_trend(a: SessionAnalysis) -> str:
     """Rolling left-right difference with its confidence band (contact time as balance), alerts shaded."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(TREND_METRICS), 1, figsize=(11, 2.1 * len(TREND_METRICS)), sharex=True,
+    metrics = trend_metrics(a)
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 2.1 * len(metrics)), sharex=True,
                              layout="constrained")  # fmt: skip
     rolling = list(a.rolling)  # (built when read: once for all the metrics)
-    for ax, m in zip(axes, TREND_METRICS, strict=True):
+    for ax, m in zip(axes, metrics, strict=True):
         t, d, lo, hi = _rolling_series(rolling, m)
         rule = a.config.alerts.rules.get(m)
         if m == "contact_time_s":
@@ -255,13 +262,30 @@ def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
     return "".join(rows)
 
 
+def _all_steps_table(s: dict[str, Any]) -> str:
+    """Mean, SD and n of every metric over the steps of the session's gait, sides unknown (or "")."""
+    rows = [(m, v) for m, v in s["all_steps"].items() if v["n"] and applies(s["gait"], m)]
+    if not rows:
+        return ""
+    out = [f"<p>All {_e(s['gait'])} steps, side unknown:</p>"
+           '<table id="all-steps"><thead><tr><th>metric</th><th>mean</th><th>SD</th><th>n</th></tr></thead><tbody>']
+    for m, v in rows:
+        out.append(
+            f"<tr><td>{_e(metric_label(m))}</td>{_num(m, v['mean'], field='all_mean')}"
+            f"{_num(m, v['sd'], field='all_sd')}"
+            f'<td data-metric="{_e(m)}" data-field="all_n" data-value="{v["n"]}">{v["n"]}</td></tr>'
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
 def _alerts_html(a: SessionAnalysis) -> str:
     if not a.alerts:
         return (
             '<p class="ok">No alerts: no left/right difference was both credible (its confidence interval '
             "excluding zero) and past its threshold for long enough.</p>"
         )
-    rows = ['<p>The figures are those of the rolling window when each alert started.</p>'
+    rows = [f"<p>{_e(figures_note(a.config.alerts))}</p>"
             '<table id="alerts"><thead><tr><th>from (s)</th><th>to (s)</th><th>side</th><th>what</th></tr>'
             "</thead><tbody>"]  # fmt: skip
     for i, al in enumerate(a.alerts):
@@ -321,7 +345,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
         f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
         "gap and were left out.",
-        f"Mount calibration: {cal}. Steps without pelvis angles (before the calibration; all of them without a gyroscope): {q.n_steps_no_angles}.",
+        f"Mount calibration: {cal}. Steps without pelvis angles ({NO_ANGLES_WHY}): {q.n_steps_no_angles}.",
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
         "out.",
@@ -344,13 +368,32 @@ def _meaning_html(a: SessionAnalysis) -> str:
             f"{cpd.diff_ci_low:+.1f}° to {cpd.diff_ci_high:+.1f}°). A larger drop in one stance phase can point at "
             "the hip abductors (gluteus medius) of that stance leg."
         )
+    lines += [
+        SIDES_LEGEND,
+        "How each step is measured: CPD is the largest drop of the swing side between the stance foot's strike "
+        "and its toe-off, from the pelvis' side-to-side tilt (obliquity) at the strike. Obliquity, tilt "
+        "(forward and backward) and rotation (turning about the vertical) ranges are the pelvis' range of "
+        "motion in each plane over the step. Contact time runs from foot strike to toe-off, flight time from "
+        "toe-off to the next strike (none in walking). Vertical oscillation is the sacrum's up-and-down travel "
+        "over the stride that ends with the step; impact is the peak vertical acceleration early in the contact, "
+        "in g.",
+        "Comparing the sides: L−R is the difference of the left and right means with its confidence "
+        "interval (Welch, widened for the correlation of successive steps); an interval that excludes zero "
+        "means the difference is unlikely to be chance. The ground contact balance is the left share of the "
+        "total contact time (50 % is even). For every measure other than the pelvic drop, an alert names the "
+        "side with the larger value, which is not necessarily the side with the problem.",
+    ]
+    running = any(g == "running" for g in a.parts)
     lines.append(
-        "In a laboratory study of 72 injured and 36 uninjured runners, Bramah et al. (2018) found more "
+        ("" if running else "This session holds no running; the study that follows is of runners. ")
+        + "In a laboratory study of 72 injured and 36 uninjured runners, Bramah et al. (2018) found more "
         "contralateral pelvic drop in runners with common soft-tissue running injuries (patellofemoral pain, "
         "iliotibial band syndrome, medial tibial stress syndrome, Achilles tendinopathy); CPD was the measure "
         "that best told the groups apart, each extra degree going with about 80 % higher odds of being in the "
         "injured group. The groups were compared at one point in time: this is an association, not proof that "
-        "a drop causes injury, nor a prediction for one runner."
+        "a drop causes injury, nor a prediction for one runner. The study measured the pelvis with markers in "
+        "a gait laboratory; pelvimon's drop, from one sensor and relative to the obliquity at foot strike, "
+        "is not the same number, so the 80 % per degree does not carry over one to one."
     )
     lines.append(
         "Limits: these values come from one sensor at the sacrum, not from a gait laboratory; absolute values "
@@ -409,12 +452,13 @@ def render_report(
             + (". Walking and running steps are compared separately." if a.other_gaits else ".")
             + "</p>"
         )
+    sided = bool(s["n_steps_used"])
     parts += [
         f"<h2>Left and right{': ' + _e(a.gait) + ' steps' if a.gait else ''}</h2>",
-        _summary_table(a, a.parts[s["gait"]])
-        if s["n_steps_used"]
+        _summary_table(a, a.parts[s["gait"]]) + f'<p class="small" id="sides-legend">{_e(SIDES_LEGEND)}</p>'
+        if sided
         else "<p>No steps to compare: the analysis found no walking or running steps with a known side "
-        "(see the data quality section).</p>",
+        "(see the data quality section).</p>" + _all_steps_table(s),
     ]
     parts.append(_balance_html(s["contact_time_balance"]))
     for g, part in a.other_gaits.items():
@@ -426,30 +470,35 @@ def render_report(
                 _summary_table(a, part),
                 _balance_html(o["contact_time_balance"]),
             ]
-    parts.append(
-        _img(
-            figure_spread(a),
-            "Per-side spread",
-            "Per-side spread: each dot is one step (left blue, right orange); "
-            "boxes show the median and quartiles.",
-        )  # fmt: skip
-    )
-    parts.append(
-        _img(
-            figure_cpd_steps(a),
-            "CPD per step",
-            "Contralateral pelvic drop of every step over the session; dotted lines mark data gaps.",
-        )  # fmt: skip
-    )
+    if sided:
+        parts.append(
+            _img(
+                figure_spread(a),
+                "Per-side spread",
+                "Per-side spread: each dot is one step (left stance blue, right stance orange); "
+                "boxes show the median and quartiles.",
+            )  # fmt: skip
+        )
+    if any(math.isfinite(st.cpd_deg) for st in a.steps if not st.gap):
+        parts.append(
+            _img(
+                figure_cpd_steps(a),
+                "CPD per step",
+                "Contralateral pelvic drop of every step over the session; dotted lines mark data gaps.",
+            )  # fmt: skip
+        )
+    if sided:
+        parts += [
+            "<h2>Asymmetry over time</h2>",
+            _img(
+                figure_trend(a),
+                "Rolling asymmetry",
+                f"Rolling left−right difference over the last "
+                f"{a.config.asymmetry.window_steps} steps per side with its confidence band; contact time as "
+                "the left share of contact time (green: typical range); dashed: alert threshold; red: alerts.",
+            ),  # fmt: skip
+        ]
     parts += [
-        "<h2>Asymmetry over time</h2>",
-        _img(
-            figure_trend(a),
-            "Rolling asymmetry",
-            f"Rolling left−right difference over the last "
-            f"{a.config.asymmetry.window_steps} steps per side with its confidence band; contact time as the "
-            "left share of contact time (green: typical range); dashed: alert threshold; red: alerts.",
-        ),  # fmt: skip
         "<h2>Alerts</h2>",
         _alerts_html(a),
         _baseline_html(a),

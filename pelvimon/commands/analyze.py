@@ -179,12 +179,31 @@ def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
         )
 
 
+def _print_all_steps(con: Any, analysis: Any, s: dict[str, Any]) -> None:
+    """Mean ± SD (n) of every metric over the steps of the session's gait, sides unknown."""
+    from rich.table import Table
+
+    from pelvimon.analysis import applies
+    from pelvimon.dsp.alerts import metric_label
+
+    rows = [(m, v) for m, v in s["all_steps"].items() if v["n"] and applies(s["gait"], m)]
+    if not rows:
+        return
+    t = Table(title=f"All {s['gait']} steps (side unknown)", title_justify="left")
+    for col in ("metric", "mean ± SD (n)"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for m, v in rows:
+        t.add_row(metric_label(m), f"{_fmt(m, v['mean'])} ±{_NBSP}{_fmt(m, v['sd'])} ({v['n']})")
+    con.print(t)
+
+
 def print_report(analysis: Any) -> None:
     """A readable terminal report of a ``SessionAnalysis`` (rich tables)."""
     from rich.console import Console
     from rich.table import Table
 
-    from pelvimon.dsp.alerts import metric_label
+    from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND
+    from pelvimon.dsp.alerts import figures_note, metric_label
 
     con = Console(highlight=False)
     if not con.is_terminal:
@@ -212,6 +231,7 @@ def print_report(analysis: Any) -> None:
             "(see the data quality below).",
             markup=False,
         )
+        _print_all_steps(con, analysis, s)
     else:
         whole = "" if analysis.other_gaits else " (whole session)"
         _print_sides(con, analysis, analysis.parts[s["gait"]], f"Left / right: {s['gait']} steps{whole}")
@@ -221,12 +241,15 @@ def print_report(analysis: Any) -> None:
             con.print()
             _print_sides(con, analysis, part, f"Left / right: {g} steps ({o['n_steps_used']} used, "
                          f"cadence {o['cadence_spm']:.1f} steps/min)")
+    if s["n_steps_used"]:
+        con.print(SIDES_LEGEND, markup=False)
     con.print()
     if analysis.alerts:
-        con.print("[bold]Alerts[/bold] (figures of the rolling window when each alert started)")
+        con.print("[bold]Alerts[/bold]")
         for al in analysis.alerts:
             end = f"{al.t_end_s:.0f}" if al.t_end_s is not None else "end"
             con.print(f"  {al.t_start_s:.0f}-{end} s  {al.message}", markup=False, soft_wrap=True)
+        con.print("  (" + figures_note(analysis.config.alerts) + ")", markup=False, soft_wrap=True)
     else:
         con.print("No alerts: no credible and meaningful left/right difference lasted long enough.")
     if analysis.baseline is not None:
@@ -263,8 +286,7 @@ def print_report(analysis: Any) -> None:
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
         f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side "
         f"({100 * q.share_steps_flagged:.1f} % flagged)",
-        f"steps without pelvis angles: {q.n_steps_no_angles} (before the calibration; all of them without a "
-        "gyroscope)",
+        f"steps without pelvis angles: {q.n_steps_no_angles} ({NO_ANGLES_WHY})",
     ]
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)

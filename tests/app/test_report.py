@@ -7,6 +7,7 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pelvimon.cli import main
@@ -158,8 +159,33 @@ def test_report_without_steps_is_still_valid() -> None:
 
     text = render_report(analyze_steps([], name="standing.csv"), title="empty")
     c = parse(text)
-    assert c.errors == [] and c.stack == [] and len(c.images) >= 3
+    assert c.errors == [] and c.stack == [] and c.images == []  # no empty figures
     assert "No steps to compare" in " ".join(c.text) and "https://" not in text
+
+
+def test_report_of_steps_without_sides_shows_what_is_known() -> None:
+    """A sensor without a gyroscope: no side is known, so no left/right table and no per-side figure, but
+    the steps' cadence, contact time and impact over all steps."""
+    from dataclasses import replace
+
+    from pelvimon.analysis import analyze_batches, analyze_steps
+    from pelvimon.report import render_report
+
+    sim = simulate(SimParams(seconds=40, gait="run", seed=3))
+    known = analyze_batches([sim.batch], name="s.csv")
+    nan = float("nan")
+    steps = [replace(s, laterality_confidence=0.5, cpd_deg=nan, obliquity_range_deg=nan, tilt_range_deg=nan,
+                     rotation_range_deg=nan) for s in known.steps]
+    a = analyze_steps(steps, name="acc_only.csv")
+    assert a.summary()["n_steps_used"] == 0
+    assert a.summary()["cadence_spm"] == known.summary()["cadence_spm"]  # the side does not matter
+    text = render_report(a, title="acc only")
+    c = parse(text)
+    assert c.errors == [] and 'id="all-steps"' in text and 'id="summary"' not in text
+    assert c.images == []  # neither per-side spread, nor CPD (no angles), nor the left-right trend
+    ct = float(text.split('data-metric="contact_time_s" data-field="all_mean" data-value="')[1].split('"')[0])
+    truth = np.mean([s.contact_time_s for s in sim.truth.steps if s.ramp >= 1.0])
+    assert abs(ct - truth) < 0.02
 
 
 def test_report_of_a_walk_and_a_run_compares_them_apart() -> None:

@@ -891,6 +891,11 @@ class StreamDecoder:
                 # session times before the gap may lag by the notifications lost unseen (no counter)
                 n_lost = max(int(round((t_host_s - self._last_host) * rate)) - len(sb), self._dropped_since, 0)
                 estimated = True
+            elif sb.gap_before and self.last_t is not None and rate > 0:
+                # the host-time clock jumped (re-anchored after a stretch of late arrivals): the samples the
+                # jump stands for, as far as arrival times can tell
+                n_lost = max(int(round((float(sb.t_s[0]) - self.last_t) * rate)) - 1, self._dropped_since, 0)
+                estimated = True
             else:
                 n_lost = self._dropped_since
             if not sb.gap_before or sb.n_lost != n_lost:

@@ -26,7 +26,9 @@ device clock. pelvimon maps device time to session time with a causal fit of the
 
 Protocols without a device clock (MetaWear without accounter, WitMotion) are de-jittered by
 :class:`SampleClock`: sample ``k`` gets the synthetic device time ``k / rate_hz`` and goes through the same
-fit, whose drift then absorbs the sensor's rate error.
+fit, whose drift then absorbs the sensor's rate error. When that fit re-anchors (the stream fell behind the
+host clock: notifications were lost without a counter to tell), session time jumps; the batch after the
+jump is marked ``gap_before``, so that no step or asymmetry is computed across it.
 
 Everything here is deterministic given the same inputs, so replay reproduces live session times exactly.
 """
@@ -218,6 +220,7 @@ class SampleClock:
         self.rate_hz = rate_hz
         self.map_ = ClockMap(reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03))
         self.n_samples_ = 0
+        self.reanchored_ = False  # the last stamp() re-anchored the fit: its times jumped
 
     def stamp(self, n: int, t_host_s: float, n_lost: int = 0) -> np.ndarray:
         """Session times (s) of the ``n`` samples of a notification received at ``t_host_s``."""
@@ -225,8 +228,7 @@ class SampleClock:
         k = self.n_samples_ + np.arange(n, dtype=np.float64)
         self.n_samples_ += n
         d = k / self.rate_hz
-        if n:
-            self.map_.observe(float(d[-1]), t_host_s)
+        self.reanchored_ = bool(n) and self.map_.observe(float(d[-1]), t_host_s)
         return self.map_.map(d)
 
 
@@ -268,7 +270,9 @@ class SessionClock:
             key = (batch.acc_mps2 is None, batch.gyr_rads is None, batch.mag_uT is None, batch.quat_wxyz is None)
             if key not in self.host:
                 self.host[key] = SampleClock(self.rate_hz)
-            t = self.host[key].stamp(len(batch), t_host_s, batch.n_lost)
+            clock = self.host[key]
+            t = clock.stamp(len(batch), t_host_s, batch.n_lost)
+            gap_before = gap_before or clock.reanchored_
         return _with_times(batch, t, gap_before)
 
 

@@ -56,10 +56,15 @@ def test_every_protocol_records_with_loss_and_a_disconnect_and_replays_bit_for_b
         # no counter, no device clock: a lost notification cannot be seen; the link drop is estimated
         # from the receive times of the notifications on either side, so within their delivery delays
         # (at most the emulation's max_lag_s each; a few connection intervals on a real link)
+        # The single lost notifications are not seen, but once the host clock has fallen behind by their
+        # samples, session time jumps: that batch is flagged as after a gap (estimated too), so that no step
+        # spans the jump. Those estimates never add up to more than what was really lost.
         gaps = [e for e in events if isinstance(e, SourceStatus) and e.kind == "gap" and e.details["estimated"]]
-        assert len(gaps) == 1
         k = sensor.delivered_k()
-        hole = int(np.max(np.diff(k))) - 1  # the samples around the link drop the sensor did not deliver
+        holes = np.diff(k) - 1
+        hole = int(np.max(holes))  # the samples around the link drop the sensor did not deliver
         assert hole >= sensor.n_skipped > 0
-        # one delivery delay on each side of the drop, plus a sample of rounding each
-        assert gaps[0].details["n_lost"] == pytest.approx(hole, abs=2 * src.timebase.max_lag_s * rate + 2)
+        tol = 2 * src.timebase.max_lag_s * rate + 2  # one delivery delay on each side, a sample of rounding each
+        lost = sorted(g.details["n_lost"] for g in gaps)
+        assert lost[-1] == pytest.approx(hole, abs=tol)
+        assert sum(lost[:-1]) <= int(holes[holes > 0].sum()) - hole + tol * len(lost[:-1])

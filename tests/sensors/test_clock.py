@@ -87,6 +87,20 @@ def test_sample_clock_reanchors_after_silent_loss() -> None:
     assert sc.map_.n_reanchors_ >= 1
 
 
+def test_a_jump_of_the_host_clock_is_marked_as_a_gap() -> None:
+    """Host-timed stream (no counter, no device clock): the batch whose times jump after silent loss comes
+    with ``gap_before``, the ones before and after it do not."""
+    sc = SessionClock(50.0)
+    flags, times = [], []
+    for k in [*range(500), *range(600, 800)]:  # 100 samples (2 s) lost unseen
+        b = ImuBatch(t_s=np.zeros(1), acc_mps2=np.zeros((1, 3)), time_base="host")
+        out = sc.to_session(b, k / 50 + 0.002)
+        flags.append(out.gap_before)
+        times.append(float(out.t_s[0]))
+    jumps = np.flatnonzero(np.diff(times) > 0.5)
+    assert jumps.size == 1 and np.flatnonzero(flags).tolist() == [int(jumps[0]) + 1]
+
+
 def test_session_clock_marks_batches_session_time() -> None:
     sc = SessionClock(200.0)
     b = ImuBatch(t_s=np.arange(4) / 200 + 7.0, acc_mps2=np.zeros((4, 3)), time_base="device")

@@ -180,6 +180,12 @@ def _scaled(cols: np.ndarray, scale: float) -> np.ndarray:
     return np.multiply(cols, scale, order="C")
 
 
+CLOCK_TIME_AFTER_S = 86_400.0
+"""A time column whose first value is later than this (one day, longer than any session) holds clock times,
+e.g. Unix seconds: it is read as session time from its first sample. Earlier starts are session times as
+they are (a file cut out of a longer session keeps its times)."""
+
+
 def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -> ImuBatch:
     t = np.ascontiguousarray(data[:, 0])
     with np.errstate(over="ignore"):
@@ -200,6 +206,8 @@ def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -
                 f"{float(t[bad[0]]):.6g} s, beyond any sensor's range ({limit:g} {unit}); check its unit "
                 f"({option}) and the column names"
             )
+    if t.size and t[0] > CLOCK_TIME_AFTER_S:
+        t = t - t[0]  # clock times (e.g. Unix seconds): session time counts from the first sample
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, time_base="session")
 
 
@@ -416,7 +424,8 @@ def read_imu_csv(
     Returns
     -------
     ImuBatch
-        ``t_s`` (N,) s, ``acc_mps2`` (N, 3), ``gyr_rads`` (N, 3) or None without gyroscope columns,
+        ``t_s`` (N,) s, session time (clock times, see :data:`CLOCK_TIME_AFTER_S`, counted from the first
+        sample), ``acc_mps2`` (N, 3), ``gyr_rads`` (N, 3) or None without gyroscope columns,
         ``time_base="session"``.
 
     Raises

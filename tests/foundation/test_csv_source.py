@@ -223,6 +223,11 @@ _cells = st.one_of(
 _rows = st.lists(st.lists(_cells, min_size=5, max_size=9).map(",".join), max_size=8)
 
 
+def _session_times(t: np.ndarray) -> np.ndarray:
+    """A file's times as session times: counted from the first one when they are clock times."""
+    return t - t[0] if t.size and t[0] > csv_source.CLOCK_TIME_AFTER_S else t
+
+
 def _check_outcome(text: str | bytes) -> None:
     try:
         b = parse_imu_csv_text(text, name="fuzz.csv")
@@ -253,7 +258,7 @@ def test_fuzz_csv_like_rows(rows: list[str], header: str) -> None:
     except CsvFormatError:
         return
     ref = _reference(text)
-    assert np.array_equal(ref[:, 0], fast.t_s)
+    assert np.array_equal(_session_times(ref[:, 0]), fast.t_s)
     assert np.array_equal(ref[:, 1:4], fast.acc_mps2)
 
 
@@ -374,7 +379,7 @@ def test_fuzz_valid_files_parse_to_their_numbers(rows: list, cell: str, decorate
             for ti, a in zip(t, acc, strict=True)
         ]
     )
-    assert np.array_equal(b.t_s, expect[:, 0])
+    assert np.array_equal(b.t_s, _session_times(expect[:, 0]))
     assert np.array_equal(b.acc_mps2, expect[:, 1:])
     assert np.array_equal(_reference(text)[:, 1:], expect[:, 1:])
 
@@ -429,3 +434,15 @@ def test_other_separators_are_named(sep: str, word: str) -> None:
     text = sep.join(["t_s", "acc_x_mps2", "acc_y_mps2", "acc_z_mps2"]) + "\n" + sep.join(["0", "0", "0", "9.8"]) + "\n"
     with pytest.raises(CsvFormatError, match=f"separated by {word}; pelvimon reads comma-separated files"):
         parse_imu_csv_text(text)
+
+
+def test_clock_times_are_read_from_the_first_sample() -> None:
+    """A time column of Unix seconds becomes session time from the first sample; a session-time column
+    (an excerpt starting at 600 s, say) keeps its times."""
+    unix = "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "\n".join(
+        f"{1_700_000_000.0 + k * 0.005!r},0,0,9.81" for k in range(5)
+    )
+    b = parse_imu_csv_text(unix + "\n")
+    assert b.t_s[0] == 0.0 and np.allclose(np.diff(b.t_s), 0.005, atol=1e-6)
+    excerpt = "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "\n".join(f"{600.0 + k * 0.005!r},0,0,9.81" for k in range(5))
+    assert parse_imu_csv_text(excerpt + "\n").t_s[0] == 600.0

@@ -214,9 +214,14 @@ class GaitPipeline:
     def _fill(
         self, t0: float, acc0: np.ndarray, gyr0: np.ndarray | None, n_lost: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-        """The lost samples before ``t0`` interpolated linearly from their neighbours, or None when the
-        gap is not to be bridged (too long, a count that the time stamps contradict, or a change of
-        gyroscope)."""
+        """The lost samples before ``t0``, or None when the gap is not to be bridged (too long, a count that
+        the time stamps contradict, or a change of gyroscope).
+
+        In gait, the samples of one stride earlier, bent linearly to meet the neighbours of the gap: gait
+        repeats itself stride by stride, and the orientation filter integrates the angular rate over the
+        gap, so a straight line through a 0.25 s hole of running left the pelvis angles up to 1.5 deg off
+        for seconds (0.48 deg CPD RMSE over the next 4 s). Standing, or without a known step period: the
+        straight line between the neighbours."""
         if self._last is None:
             return None
         t1, acc1, gyr1 = self._last
@@ -227,9 +232,37 @@ class GaitPipeline:
             return None  # the clock jumped, or the count is wrong: restart
         w = (np.arange(1, n + 1) / (n + 1))[:, None]  # weight of the sample after the gap
         t = t1 + w[:, 0] * (t0 - t1)
-        acc = np.ascontiguousarray((1.0 - w) * acc1 + w * acc0)
-        gyr = None if gyr0 is None or gyr1 is None else np.ascontiguousarray((1.0 - w) * gyr1 + w * gyr0)
-        return t, acc, gyr
+        stride = self._stride_copy(n)
+        channels: list[np.ndarray | None] = []
+        for (a1, a0), c in (((acc1, acc0), _ACC), ((gyr1, gyr0), _GYR)):
+            if a1 is None or a0 is None:
+                channels.append(None)
+                continue
+            if stride is None:
+                channels.append(np.ascontiguousarray((1.0 - w) * a1 + w * a0))
+                continue
+            before, copy, after = stride[0][c : c + 3], stride[1][:, c : c + 3], stride[2][c : c + 3]
+            channels.append(np.ascontiguousarray(copy + (1.0 - w) * (a1 - before) + w * (a0 - after)))
+        acc = channels[0]
+        assert acc is not None  # (acc0 and acc1 are always there)
+        return t, acc, channels[1]
+
+    def _stride_copy(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One stride before the ``n`` samples lost after the last one held: the rows that stand for the last
+        sample before the gap, for the gap and for the first sample after it; None when not in gait or not
+        held."""
+        per = self._detector.step_period_s_
+        if not math.isfinite(per):
+            return None
+        k = self._detector.n_samples_  # index of the first lost sample
+        p = int(round(2.0 * per * self._fs))
+        i0 = k - 1 - p
+        if p <= n + 1 or i0 < self._ring.first:
+            return None
+        rows = self._ring.get(i0, i0 + n + 2)
+        if rows.shape[0] != n + 2 or not np.all(np.isfinite(rows[:, _ACC : _ACC + 3])):
+            return None
+        return rows[0], rows[1 : n + 1], rows[n + 1]
 
     def _touches_fill(self, i0: int, i1: int) -> bool:
         """Whether detector samples ``i0 .. i1`` include filled ones."""

@@ -71,8 +71,9 @@ class EmulatedClock:
     garbage collection, an import, another process on the CPU) would be 40 times as long in emulation
     time, enough to look like a stalled sensor or a lost link. So emulation time does not advance by more
     than ``max_lag_s`` (emulation s) between two readings of the clock: whatever the host was blocked for
-    beyond that is taken out. A heartbeat task on the running event loop reads the clock every quarter of
-    that, so an idle loop never loses time; only a blocked one does.
+    beyond that is taken out. A heartbeat on the running event loop (a timer callback, not a task: a loop
+    that closes with it pending drops it silently) reads the clock every quarter of that, so an idle loop
+    never loses time; only a blocked one does.
 
     Parameters
     ----------
@@ -95,7 +96,7 @@ class EmulatedClock:
         """Real seconds taken out because the host was blocked."""
         self._t0 = time.monotonic()
         self._last = self._t0
-        self._heartbeats: dict[int, asyncio.Task[None]] = {}
+        self._heartbeats: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle]] = {}
 
     def now(self) -> float:
         w = time.monotonic()
@@ -118,18 +119,16 @@ class EmulatedClock:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = self._heartbeats.get(id(loop))
-        if task is None or task.done():
-            self._heartbeats = {k: t for k, t in self._heartbeats.items() if not t.done()}
-            self._heartbeats[id(loop)] = loop.create_task(self._heartbeat())
-
-    async def _heartbeat(self) -> None:
+        entry = self._heartbeats.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return
         assert self._tol_real is not None
-        period = self._tol_real / 4
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(period)
-                self.now()
+        self._heartbeats = {k: v for k, v in self._heartbeats.items() if not v[0].is_closed()}
+        self._heartbeats[id(loop)] = (loop, loop.call_later(self._tol_real / 4, self._beat, loop))
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._heartbeats.pop(id(loop), None)
+        self.now()  # (schedules the next beat)
 
     async def sleep(self, seconds: float) -> None:
         self.now()  # starts the heartbeat on this loop

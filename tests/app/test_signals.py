@@ -42,6 +42,7 @@ def test_record_ends_cleanly_on_sigterm_and_sighup(tmp_path: Path, sig: int, cod
     assert float(lines[0].split()[1]) < 600.0  # ended by the signal, not by --seconds
     assert f"stopped by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
     assert "Ctrl-C" not in stderr  # the stop is not put down to a key the user never pressed
+    assert "ERROR" not in stderr and "destroyed" not in stderr  # nothing left pending on the event loop
     assert_complete(out)
 
 

@@ -199,6 +199,11 @@ def _run(args: argparse.Namespace, table: dict[str, ModuleType], stop: _StopSign
             raise
         _say(f"pelvimon {args.command}: error: {exc}")
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader of our output went away (``| head``): nothing is wrong; end quietly, as a process
+        # ended by SIGPIPE would (128 + 13), without a failing flush of the dead pipe at exit
+        _release_dead_streams()
+        return 141
     except (PelvimonError, ValueError, OSError, RuntimeError) as exc:
         if args.debug:
             raise

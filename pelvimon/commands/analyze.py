@@ -205,9 +205,14 @@ def print_report(analysis: Any) -> None:
     from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND
     from pelvimon.dsp.alerts import figures_note, metric_label
 
-    con = Console(highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # (rich would exit with 1, a failure): the CLI ends quietly
+            self.quiet = True
+            raise BrokenPipeError
+
+    con = _Console(highlight=False)
     if not con.is_terminal:
-        con = Console(highlight=False, width=120)  # a file or a pipe: no need to wrap at 80 columns
+        con = _Console(highlight=False, width=120)  # a file or a pipe: no need to wrap at 80 columns
     q = analysis.quality
     s = analysis.summary()
     con.print(f"[bold]{analysis.name}[/bold]", markup=True, highlight=False)

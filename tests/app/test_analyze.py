@@ -462,3 +462,20 @@ def test_a_session_file_under_another_name_is_read_as_one(tmp_path: Path, capsys
     assert code == 0, err
     code2, out2, _ = run_cli(capsys, str(rec), "--json")
     assert json.loads(out)["steps"] == json.loads(out2)["steps"]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``pelvimon analyze X --json | head -c 100``: the pipe closes long before the output ends; the
+    command ends without an error line, with 141 (128 + SIGPIPE) as a process killed by it would."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "run.csv"
+    write_imu_csv(path, simulate(SimParams(seconds=300, gait="run", seed=2)).batch)
+    proc = subprocess.Popen([sys.executable, "-m", "pelvimon", "analyze", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100).startswith(b'{"steps": [')
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""

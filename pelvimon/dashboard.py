@@ -530,9 +530,15 @@ def run_headless(
                     live.update(render_rich(state, title))
         else:
             next_line = t0 + line_every_s
+            prompt = ""
             while not done():
                 time.sleep(period)
                 state.ingest(sub.drain())
+                if state.calibration_prompt != prompt:  # at once: the stand is over before the next line
+                    prompt = state.calibration_prompt
+                    if prompt:
+                        stream.write(prompt + "\n")
+                        stream.flush()
                 if time.monotonic() >= next_line:
                     next_line += line_every_s
                     stream.write(state.summary_line() + "\n")

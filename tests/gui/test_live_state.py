@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _feed import FeedEngine, sim_events  # noqa: E402
 
-from pelvimon.dashboard import LiveState, RingBuffer, render_rich, run_headless  # noqa: E402
+from pelvimon.dashboard import CALIBRATION_PROMPTS, LiveState, RingBuffer, render_rich, run_headless  # noqa: E402
 from pelvimon.dsp.records import Step  # noqa: E402
 
 
@@ -143,6 +143,24 @@ def test_headless_without_tty_prints_lines_and_stops_the_engine() -> None:
     assert "cadence" in text and "CPD L" in text
     assert len(text.strip().splitlines()) >= 3
     assert state.active_alerts
+
+
+def test_headless_without_tty_prints_the_calibration_prompt_at_once() -> None:
+    """Plain lines come every few seconds, but the stand lasts five: the prompt is printed as it comes."""
+    events = list(sim_events())
+    k = next(i for i, e in enumerate(events) if type(e).__name__ == "CalibrationEvent")
+    prompt = CALIBRATION_PROMPTS[events[k].state]  # (the simulated stand is found by itself: "start running")
+    assert prompt
+    eng = FeedEngine()
+
+    def start() -> None:
+        FeedEngine.start(eng)
+        eng.push(events[: k + 1])
+
+    eng.start = start  # type: ignore[method-assign]
+    out = io.StringIO()
+    run_headless(eng, seconds=0.4, out=out, tty=False, refresh_hz=20, line_every_s=100.0)
+    assert out.getvalue().splitlines()[0] == prompt
 
 
 def test_rich_panel_renders() -> None:

@@ -281,6 +281,14 @@ def _threshold(rule: AlertRule, a: Asymmetry) -> float:
     return rule.low if contact_time_balance_pct(a)[0] < rule.low else rule.high
 
 
+def _release_threshold(rule: AlertRule, a: Asymmetry) -> float:
+    if rule.kind != "balance":
+        return rule.release
+    if contact_time_balance_pct(a)[0] < rule.low:
+        return rule.low + rule.release_margin
+    return rule.high - rule.release_margin
+
+
 @dataclass
 class _State:
     onset_s: float = math.nan  # start condition holding since (s)
@@ -320,6 +328,7 @@ class AlertMonitor:
             left_value=a.left_mean,
             right_value=a.right_mean,
             threshold=_threshold(rule, a),
+            release_threshold=_release_threshold(rule, a),
             threshold_kind=rule.threshold_kind,
             t_start_s=t_start_s,
             t_end_s=None,

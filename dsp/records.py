@@ -102,7 +102,9 @@ class Alert:
     """A sustained, credible and clinically meaningful left/right difference.
 
     ``side`` is the side with the worse value (e.g. the stance side with the larger CPD). ``t_end_s`` is
-    None while the alert is active.
+    None while the alert is active. ``threshold`` started it; ``release_threshold`` (the same kind, the
+    hysteresis) is where it ends: below it for "abs_diff" and "si_pct", back inside it (the nearer edge of
+    the narrowed normal band) for "balance_pct"; NaN in records written before it was kept.
     """
 
     metric: str
@@ -114,6 +116,7 @@ class Alert:
     t_start_s: float
     t_end_s: float | None
     message: str
+    release_threshold: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -341,7 +341,10 @@ def _decode_step(d: dict[str, Any]) -> Step:
 
 
 def _decode_alert(d: dict[str, Any]) -> Alert:
-    return Alert(**d)
+    kw = dict(d)
+    if "release_threshold" in kw:  # (older files have none: NaN)
+        kw["release_threshold"] = _nan_if_none(kw["release_threshold"])
+    return Alert(**kw)
 
 
 # --- reading: a tolerant walk over the MCAP records ------------------------------------------------------

@@ -199,6 +199,7 @@ def test_contact_time_balance_and_si_rules() -> None:
     (ev,) = mon.update([asym("contact_time_s", 0.0, 0.262, 0.238, half=0.005)], 0.0)
     a = ev.alert
     assert a.threshold_kind == "balance_pct" and a.side == "L" and a.threshold == 50.7
+    assert a.release_threshold == pytest.approx(50.5)  # back inside the band narrowed by 0.2 %
     assert "52.4 % left" in a.message and "262 ms vs 238 ms" in a.message
     # balance inside the band: nothing
     mon2 = AlertMonitor(AlertParams(min_duration_s=0.0))
@@ -222,6 +223,7 @@ def test_a_recorded_alert_keeps_the_figures_it_was_raised_with() -> None:
         ev += mon.update([asym("cpd_deg", t, 8.0 + 0.01 * t, 4.0)], t)
     (started,) = [e for e in ev if e.kind == "started"]
     assert started.alert.left_value == 8.0 + 0.01 * 10.0 and started.alert.t_start_s == 0.0
+    assert (started.alert.threshold, started.alert.release_threshold) == (2.0, 1.5)
     for t in np.arange(20, 30, 0.5):
         ev += mon.update([asym("cpd_deg", t, 7.6, 6.0)], t)  # 1.6 deg: past the release (1.5), held
     assert [e for e in ev if e.kind == "updated"][-1].alert.left_value == 7.6

@@ -61,7 +61,7 @@ def _write_session(path: Path, n_batches: int = 50) -> list:
                 w.write_status(s)
                 w.write_step(st_)
                 written += [s, st_]
-        a = Alert("cpd_deg", "L", 8.0, 4.0, 2.0, "diff_deg", 3.0, None, "left stance drop")
+        a = Alert("cpd_deg", "L", 8.0, 4.0, 2.0, "diff_deg", 3.0, None, "left stance drop", 1.5)
         w.write_alert(a)
         w.write_calibration(1.0, {"mount_quat_wxyz": [1.0, 0.0, 0.0, 0.0], "state": "calibrated"})
         w.write_device(2.0, {"battery_pct": 87})
@@ -80,7 +80,7 @@ def _same(a: object, b: object) -> bool:
             and a.gap_before == b.gap_before
             and a.n_lost == b.n_lost
         )
-    if isinstance(a, Step):
+    if isinstance(a, Step | Alert):
         return all(
             (x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
             for x, y in zip(a.to_dict().values(), b.to_dict().values(), strict=True)

@@ -506,7 +506,7 @@ def _orientation(quick: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small subsets (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="small subsets (about 20 s)")
     ap.add_argument("--skip-orientation", action="store_true", help="do not run validate_orientation.py")
     args = ap.parse_args(argv)
     if not SHARED.is_dir():

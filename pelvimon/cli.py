@@ -27,7 +27,7 @@ SESSION_COMMANDS = frozenset({"live", "demo", "record", "replay"})
 SIGNALS_HELP = (
     "Ending a session: Ctrl-C, SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal or SSH connection "
     "closed) all end a running live, demo, record or replay session cleanly: the session file is closed with "
-    "its index and the summary is printed. Exit code 0 after Ctrl-C, 143 (128 + 15) after SIGTERM, 129 "
+    "its index; record and replay print their summary line, live and demo the file's name. Exit code 0 after Ctrl-C, 143 (128 + 15) after SIGTERM, 129 "
     "(128 + 1) after SIGHUP. Started under nohup, SIGHUP stays ignored."
 )
 

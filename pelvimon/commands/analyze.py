@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
     from pelvimon.analysis import baseline_of, steps_csv_text
     from pelvimon.config import save_baseline
-    from pelvimon.errors import PelvimonError
+    from pelvimon.errors import PelvimonError, UsageError
 
+    if args.runner is not None and not args.save_baseline:
+        raise UsageError("--runner names the runner of a saved baseline: add --save-baseline FILE")
     check_outputs(args, {"--csv": args.csv, "--save-baseline": args.save_baseline})
     analysis = analysis_from_args(args)
     if args.csv:

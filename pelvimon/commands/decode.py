@@ -19,7 +19,7 @@ DESCRIPTION = (
     "in SI units (acc m/s², gyro rad/s, mag µT, quaternion w,x,y,z, time s) and in the vendor's own units. "
     "For payloads split across notifications, repeat --hex for each part in order. Context that is not in the "
     "bytes (a scale factor, the payload mode, a previous timestamp) is given with --set KEY=VALUE; see "
-    "docs/protocols/<protocol>.md. Protocols timed by the host are shown on a host clock starting at 0 s."
+    "docs/protocols/<protocol>.md (pelvimon_reference_protocol.md for pelvimon). Protocols timed by the host are shown on a host clock starting at 0 s."
 )
 
 _HEX_JUNK = re.compile(r"[\s:,_-]|0x", re.IGNORECASE)

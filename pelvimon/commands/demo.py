@@ -38,8 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the simulated runner and the radio link, an integer >= 0 (default 1)")
     parser.add_argument("--loss", type=_guards.loss_share, default=0.0, metavar="P",
                         help="share of notifications lost, 0 to below 1 (default 0)")
-    add_session_arguments(parser, default_name="demo")
-    parser.set_defaults(rate=208.0)
+    add_session_arguments(parser, default_name="demo", default_rate=208.0)
 
 
 def _options(args: argparse.Namespace) -> dict[str, tuple[Any, Any]]:

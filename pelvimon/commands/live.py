@@ -25,10 +25,13 @@ DESCRIPTION = (
 )
 
 
-def add_session_arguments(parser: argparse.ArgumentParser, *, default_name: str = "") -> None:
+def add_session_arguments(
+    parser: argparse.ArgumentParser, *, default_name: str = "", default_rate: float | None = None
+) -> None:
     """The options ``live`` and ``demo`` share."""
-    parser.add_argument("--rate", type=_guards.rate_hz, metavar="HZ",
-                        help="sample rate to ask the sensor for, 20-2000 Hz (nearest supported)")
+    parser.add_argument("--rate", type=_guards.rate_hz, metavar="HZ", default=default_rate,
+                        help="sample rate to ask the sensor for, 20-2000 Hz (nearest supported; default "
+                        + ("the sensor's" if default_rate is None else f"{default_rate:g}") + ")")
     parser.add_argument(
         "--record",
         action=argparse.BooleanOptionalAction,

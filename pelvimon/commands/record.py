@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sensor address or name, or emulated:PROTOCOL[?key=value&...] (see docs/bluetooth.md)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.mcap", help="session file to write (.mcap)")
     p.add_argument("--seconds", type=_guards.positive_seconds, default=None, metavar="N",
-                   help=f"stop after N seconds, at most {_guards.MAX_SECONDS:g} (default: Ctrl-C)")
+                   help=f"stop after N seconds of session time, at most {_guards.MAX_SECONDS:g} (default: Ctrl-C)")
     p.add_argument("--rate", type=_guards.rate_hz, default=None, metavar="HZ",
                    help="sample rate to ask for, 20-2000 Hz (the sensor's nearest supported rate is used)")
     p.add_argument("--name", default="", help="session name stored in the file")

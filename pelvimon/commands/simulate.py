@@ -105,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--contact-time",
         type=num,
         metavar="S",
-        help="ground contact per foot, s (default run 0.70, walk 1.20 x step time)",
+        help="ground contact per foot, s (default: 0.70 x the step time running, 1.20 x walking)",
     )
     m.add_argument(
         "--step-time-asymmetry",

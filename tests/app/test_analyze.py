@@ -135,6 +135,9 @@ def test_baseline_save_and_compare(
     )
     assert code == 0 and base.exists(), err
     assert json.loads(base.read_text())["meta"]["runner"] == "A. Runner"
+    # a runner name with nothing to store it in is a usage error, not silently dropped
+    code, _, err = run_cli(capsys, str(recordings["dir"] / "asym.csv"), "--runner", "A. Runner")
+    assert code == 2 and "add --save-baseline" in err
     # the same session against its own baseline: no credible change
     _, out, _ = run_cli(capsys, str(recordings["dir"] / "asym.csv"), "--json", "--baseline", str(base))
     same = no_nan(out)["summary"]["baseline"]["metrics"]["cpd_deg"]

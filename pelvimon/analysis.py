@@ -128,12 +128,16 @@ class Quality:
 
 @dataclass(frozen=True)
 class GaitPhase:
-    """A stretch of one gait: consecutive steps of a bout (no pause) with the same gait (:func:`gait_stretches`)."""
+    """A stretch of one gait: consecutive steps of a bout (no pause) with the same gait (:func:`gait_stretches`),
+    joined with the next stretch of the same gait when only steps at gaps lie between them (lost data split
+    the bout, the runner did not stop). ``n_steps`` counts the steps of the gait, ``n_steps_gap`` the steps
+    at gaps inside the phase."""
 
     gait: str
     t_start_s: float
     t_end_s: float
     n_steps: int
+    n_steps_gap: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,7 +145,25 @@ class GaitPhase:
     def label(self, dash: str = "-", with_n: bool = True) -> str:
         """``walking 6-35 s (54 steps)`` (without the count if not ``with_n``)."""
         text = f"{self.gait} {self.t_start_s:.0f}{dash}{self.t_end_s:.0f} s"
-        return f"{text} ({self.n_steps} steps)" if with_n else text
+        if not with_n:
+            return text
+        return f"{text} ({self.n_steps} steps" + (f", {self.n_steps_gap} more at gaps)" if self.n_steps_gap else ")")
+
+
+def gait_phases_of(steps: Sequence[Step], stretches: Sequence[tuple[str, list[int]]]) -> list[GaitPhase]:
+    """The :class:`GaitPhase` list of the stretches of ``steps``, those split by gaps alone joined."""
+    runs: list[list[Any]] = []  # [gait, first index, last index, steps of the gait]
+    for g, idx in stretches:
+        if runs and runs[-1][0] == g:
+            between = steps[runs[-1][2] + 1 : idx[0]]
+            if between and all(s.gap for s in between):
+                runs[-1][2], runs[-1][3] = idx[-1], runs[-1][3] + len(idx)
+                continue
+        runs.append([g, idx[0], idx[-1], len(idx)])
+    return [
+        GaitPhase(g, steps[i0].t_ic_s, step_end_s(steps[i1]), n, sum(1 for s in steps[i0 : i1 + 1] if s.gap))
+        for g, i0, i1, n in runs
+    ]
 
 
 @dataclass(eq=False)
@@ -632,7 +654,7 @@ def analyze_steps(
         config=cfg,
         gait=gait,
         parts=parts,
-        phases=[GaitPhase(g, steps[idx[0]].t_ic_s, step_end_s(steps[idx[-1]]), len(idx)) for g, idx in stretches],
+        phases=gait_phases_of(steps, stretches),
     )
     if baseline is not None:
         out.baseline = compare_baseline(main.side_stats, baseline, cfg.asymmetry.level)

@@ -482,3 +482,18 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+def test_gaps_do_not_split_the_gait_phases() -> None:
+    """A run with lost notifications and a link drop: the steps at the gaps restart the bouts, but the
+    runner never stopped; the session is one running phase that counts them apart."""
+    from pelvimon.analysis import analyze_file
+
+    path = Path(__file__).parents[2] / "recordings" / "emulated" / "movesense_loss_disconnect.mcap"
+    a = analyze_file(path)
+    n_gap = sum(s.gap for s in a.steps)
+    assert n_gap > 20
+    (phase,) = a.phases
+    assert phase.gait == "running" and phase.n_steps_gap == n_gap
+    assert phase.n_steps + phase.n_steps_gap == len(a.steps) - sum(1 for s in a.steps if s.t_ic_s < phase.t_start_s)
+    assert f"({phase.n_steps} steps, {n_gap} more at gaps)" in phase.label()

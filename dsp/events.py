@@ -683,9 +683,12 @@ class GaitEventDetector:
 
     def _recovery_deadline(self) -> int | None:
         """Last sample where the next IC may be (1.4 step periods after the last one), or None."""
-        if self._last_ic is None or not np.isfinite(self._ac_period) or self._recovered_ic == self._last_ic[0]:
+        per = self._ac_period
+        if not math.isfinite(per) and len(self._intervals) >= 2:
+            per = self.step_period_s_  # before the autocorrelation window is full: the steps' own median
+        if self._last_ic is None or not math.isfinite(per) or self._recovered_ic == self._last_ic[0]:
             return None
-        return self._last_ic[0] + int(round(1.4 * self._ac_period * self._fs))
+        return self._last_ic[0] + int(round(1.4 * per * self._fs))
 
     def _min_gap_n(self) -> int:
         per = self._ac_period if np.isfinite(self._ac_period) else 0.0

@@ -191,10 +191,11 @@ def test_running_recordings_score_against_the_force_treadmill(capsys: pytest.Cap
         ics = np.array([s["t_ic_s"] for s in out["steps"] if not s["gap"]])
         ref_ic = np.array(ref["steps_ic_to_s"], dtype=float)[:, 0]
         m = match_times(ics, ref_ic, ref["match_tolerance_s"])
-        assert m.f1 >= 0.9, f"{path.name}: F1 {m.f1:.3f}"
+        # (each excerpt starts mid-run: soft steps before the step period is known are found too)
+        assert m.f1 >= 0.95, f"{path.name}: F1 {m.f1:.3f}"
         tp, n_det, n_ref = tp + m.tp, n_det + m.n_det, n_ref + m.n_ref
     f1 = 2 * tp / (n_det + n_ref)
-    assert f1 >= 0.95, f"pooled F1 {f1:.3f} (tp {tp}, det {n_det}, ref {n_ref})"
+    assert f1 >= 0.98, f"pooled F1 {f1:.3f} (tp {tp}, det {n_det}, ref {n_ref})"
 
 
 def test_running_conversion_keeps_the_data_set_and_its_reference_rule(shared_dir: Path) -> None:

@@ -231,7 +231,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
             f"({n_l} left, {n_r} right, {n_u} side uncertain or at a gap; {d.steps_source}), "
             f"{a.gait + ' ' if a.gait else ''}cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
-            f"{len(d.alerts)} alert(s).{cpd}{phases}<br>Drag the grey band (or click an alert) to choose the range "
+            f"{len(d.alerts)} alert{'' if len(d.alerts) == 1 else 's'}.{cpd}{phases}<br>Drag the grey band (or click an alert) to choose the range "
             "shown below." + warn
         )
 

@@ -71,6 +71,8 @@ def _num(value: float, fmt: str, unit: str) -> str:
     text = format(value, fmt)
     if not math.isfinite(value):
         return "n/a".rjust(len(text))
+    if text.lstrip().startswith("-") and float(text) == 0.0:
+        text = format(0.0, fmt)  # a small negative value is not shown as "-0.0"
     return text + unit
 
 
@@ -175,7 +177,7 @@ def run_engine(
     where = ", ".join(str(p) for p in engine.recordings)
     print(
         f"{verb} {st.t_s:.1f} s: {st.n_samples} samples, {st.n_lost} lost ({st.loss_pct:.1f} %), "
-        f"{st.n_steps} steps, {len(alerts)} alert(s)" + (f" -> {where}" if where else "")
+        f"{st.n_steps} steps, {len(alerts)} alert{'' if len(alerts) == 1 else 's'}" + (f" -> {where}" if where else "")
     )
     for a in alerts:
         print(f"  alert {a.t_start_s:.1f}-{(a.t_end_s or st.t_s):.1f} s: {a.message}")

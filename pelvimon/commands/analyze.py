@@ -260,8 +260,10 @@ def print_report(analysis: Any) -> None:
     else:
         con.print("No alerts: no credible and meaningful left/right difference lasted long enough.")
     if analysis.baseline is not None:
+        meta = analysis.baseline["meta"]
+        runner = f", runner {meta['runner']}" if meta.get("runner") else ""
         bt = Table(
-            title=f"Change from baseline ({analysis.baseline['meta'].get('source', '?')})",
+            title=f"Change from baseline ({meta.get('source', '?')}{runner})",
             title_justify="left",
         )
         for col in ("metric", "left change", "right change", "L−R change [CI]"):

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 QT = {"PySide6", "pyqtgraph", "shiboken6", "PyQt5", "PyQt6"}
 BLE = {"bleak", "bumble"}
-FILE_IO = {"io", "csv", "json", "h5py", "pandas", "mcap", "pickle", "shelve", "sqlite3", "gzip", "tomllib"}
+FILE_IO = {"io", "csv", "json", "h5py", "pandas", "mcap", "pickle", "shelve", "sqlite3", "gzip", "tomllib", "tempfile",
+           "shutil", "zipfile", "tarfile", "glob", "fileinput", "bz2", "lzma", "mmap"}
 STDLIB = set(sys.stdlib_module_names)
 
 # layer folder -> (allowed third-party top-level modules, allowed pelvimon subpackages, forbidden stdlib)
@@ -73,6 +74,18 @@ def test_layer_imports_only_what_the_design_allows(layer: str) -> None:
     assert not bad, "imports against the design's layering:\n" + "\n".join(bad)
 
 
+def _calls_open(path: Path) -> list[int]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [n.lineno for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"]  # fmt: skip
+
+
+def test_dsp_opens_no_file() -> None:
+    """No file I/O in dsp/ by the builtin ``open`` either (the imports are checked above)."""
+    bad = [f"{p.relative_to(REPO)}:{line}" for p in _layer_files("dsp") for line in _calls_open(p)]
+    assert not bad, "open() in dsp/:\n" + "\n".join(bad)
+
+
 def test_only_gui_imports_qt() -> None:
     bad = []
     for layer in ("firmware_protocols", "dsp", "sensors", "pelvimon"):
@@ -88,3 +101,5 @@ def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     p.write_text("import bleak\nfrom PySide6 import QtCore\nfrom . import x\n")
     names = [n for _, n in _imports(p)]
     assert names == ["bleak", "PySide6", "."]
+    p.write_text("def f():\n    with open('x') as fh:\n        return fh.read()\n")
+    assert _calls_open(p) == [2]

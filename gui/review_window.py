@@ -13,7 +13,9 @@ from PySide6 import QtCore, QtWidgets
 from pelvimon.analysis import steps_csv_text
 
 from .review_data import TABLE_METRICS, ReviewData
-from .widgets import ANGLE_COLORS, LEFT, RIGHT, configure_pyqtgraph, pen, side_legend, style_plot
+from .widgets import ANGLE_COLORS, LEFT, RIGHT, configure_pyqtgraph, pen, style_plot
+
+TRACES_TITLE = "Pelvis angles (▲ left, ▼ right foot strike)"
 
 TIMELINE = (
     ("cpd_deg", "CPD (deg)", 1.0),
@@ -92,17 +94,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
             sc = pg.ScatterPlotItem(x=ux[ok], y=uy[ok], size=4, symbol="o", brush=pg.mkBrush("#9E9E9E"), pen=None)
             p.addItem(sc)
             self.timeline_points[(metric, "?")] = sc
-            if first is None:
+            if first is None:  # (the dots' colours are explained in the header: no legend over the data)
                 first = p
-                side_legend(
-                    p,
-                    [
-                        (self.timeline_points[(metric, "L")], "left stance"),
-                        (self.timeline_points[(metric, "R")], "right stance"),
-                        (self.timeline_points[(metric, "?")], "side uncertain or gap (not in the statistics)"),
-                    ],
-                    offset=(5, 5),
-                )
             else:
                 p.setXLink(first)
             region = pg.LinearRegionItem(
@@ -122,7 +115,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.traces = pg.PlotWidget()
         tp = self.traces.getPlotItem()
         style_plot(
-            tp, left="Angle (deg)", bottom="Session time (s)", title="Pelvis angles in the selected range", grid=True
+            tp, left="Angle (deg)", bottom="Session time (s)",
+            title=TRACES_TITLE, grid=True
         )
         legend = tp.addLegend(offset=(5, -5), labelTextSize="9pt", colCount=3)
         legend.setBrush(pg.mkBrush(255, 255, 255))
@@ -211,8 +205,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         cpd = ""
         if ss is not None and (math.isfinite(ss[0].mean) or math.isfinite(ss[1].mean)):
             cpd = (
-                f" &nbsp; Pelvic drop{f' ({a.gait})' if a.other_gaits else ''}: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
-                f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>."
+                f"Pelvic drop{f' ({a.gait})' if a.other_gaits else ''}: <b><span style='color:{LEFT}'>left stance {_fmt(ss[0].mean, 1)}°</span></b>, "
+                f"<b><span style='color:{RIGHT}'>right stance {_fmt(ss[1].mean, 1)}°</span></b>. &nbsp; "
             )
         n_usable = int(self.cols["usable"].sum()) if d.steps else 0
         phases = ""
@@ -231,8 +225,10 @@ class ReviewWindow(QtWidgets.QMainWindow):
             f"<b>{d.name}</b> &nbsp; {d.duration_s:.0f} s, {len(d.steps)} steps "
             f"({n_l} left, {n_r} right, {n_u} side uncertain or at a gap; {d.steps_source}), "
             f"{a.gait + ' ' if a.gait else ''}cadence {_fmt(a.cadence_spm(), 0)} steps/min, "
-            f"{len(d.alerts)} alert{'' if len(d.alerts) == 1 else 's'}.{cpd}{phases}<br>Drag the grey band (or click an alert) to choose the range "
-            "shown below." + warn
+            f"{len(d.alerts)} alert{'' if len(d.alerts) == 1 else 's'}.{phases}<br>{cpd}"
+            f"Dots: <span style='color:{LEFT}'>●</span> left stance, <span style='color:{RIGHT}'>●</span> right "
+            "stance, <span style='color:#9E9E9E'>●</span> side uncertain or at a gap (not in the statistics)."
+            "<br>Drag the grey band (or click an alert) to choose the range shown below." + warn
         )
 
     def _default_range(self) -> tuple[float, float]:
@@ -273,7 +269,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.trace_curves["tilt"].setData(t, tilt)
         self.trace_curves["obliquity"].setData(t, obl)
         self.trace_curves["rotation"].setData(t, rot)
-        title = "Pelvis angles in the selected range"
+        title = TRACES_TITLE
         if not np.isfinite(obl).any():
             title = "No pelvis angles in this range (no gyroscope?)"
         self.traces.getPlotItem().setTitle(title, size="11pt", color="#222222")

@@ -276,11 +276,16 @@ class SessionAnalysis:
         }
 
     def cadence_spm(self, steps: Sequence[Step] | None = None) -> float:
-        """Cadence of the steps without a gap (of the session's gait, or among ``steps``), whatever their side
-        or its confidence: 60 s over their mean step time, steps/min (the mean of the per-step cadences
-        would count a short step more than a long one is worth, and read high whenever step times vary)."""
-        chosen = self.gait_steps() if steps is None else steps
-        vals = [s.step_time_s for s in chosen if not s.gap and math.isfinite(s.cadence_spm)]
+        """Cadence of the steps used for the asymmetry (of the session's gait, or among ``steps``), or, when
+        no step has a known side (a sensor without a gyroscope), of every step without a gap: 60 s over
+        their mean step time, steps/min (the mean of the per-step cadences would count a short step more
+        than a long one is worth, and read high whenever step times vary). The steps out of the statistics
+        are left out otherwise: the first of a bout, out of standing, is often not a whole step."""
+        p = self.config.asymmetry
+        chosen = [s for s in (self.gait_steps() if steps is None else steps) if math.isfinite(s.cadence_spm)]
+        vals = [s.step_time_s for s in chosen if step_is_usable(s, p)]
+        if not vals:
+            vals = [s.step_time_s for s in chosen if not s.gap]
         return 60.0 / float(np.mean(vals)) if vals else math.nan
 
     def n_steps_used(self, steps: Sequence[Step] | None = None) -> int:

@@ -160,7 +160,8 @@ class LiveState:
         Rows ``(t_s, tilt_deg, obliquity_deg, rotation_deg)``.
     steps : RingBuffer
         Rows ``(t_ic_s, is_left, cpd_deg, contact_time_s, cadence_spm, usable, no_gap)``: usable for the
-        left/right comparison (no gap, side known); cadence takes every step without a gap, whatever its side.
+        left/right comparison (no gap, side known); cadence takes the usable steps, or every one without a
+        gap while none is usable.
     recent_steps : deque of Step
         The last few steps, newest last.
     active_alerts : dict of str to Alert
@@ -322,21 +323,22 @@ class LiveState:
         return out
 
     def _cadence_steps(self) -> np.ndarray:
-        """The steps cadence is taken from: every one without a gap (the side does not matter, so that a
-        sensor without a gyroscope shows a cadence too)."""
+        """The steps cadence is taken from: the usable ones, or, while none has a known side (a sensor
+        without a gyroscope), every one without a gap."""
         s = self.steps.view()
-        return s[s[:, _S_NOGAP] > 0.5]
+        usable = s[s[:, _S_OK] > 0.5]
+        return usable if usable.shape[0] else s[s[:, _S_NOGAP] > 0.5]
 
     def cadence_now(self, n_steps: int = 8) -> float:
-        """Cadence of the last ``n_steps`` steps without a gap (60 s over their mean step time), steps/min
-        (NaN before any)."""
+        """Cadence of the last ``n_steps`` steps of :meth:`_cadence_steps` (60 s over their mean step time),
+        steps/min (NaN before any)."""
         s = self._cadence_steps()
         c = s[:, _S_CAD]
         c = c[np.isfinite(c)][-n_steps:]
         return _harmonic_mean(c) if c.size else math.nan
 
     def cadence_trend(self, seconds: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
-        """``(t_ic_s, cadence_spm)`` of the steps without a gap of the last ``seconds``."""
+        """``(t_ic_s, cadence_spm)`` of the steps of :meth:`_cadence_steps` of the last ``seconds``."""
         s = self._cadence_steps()
         if s.shape[0] == 0:
             return np.zeros(0), np.zeros(0)

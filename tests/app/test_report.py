@@ -178,7 +178,9 @@ def test_report_of_steps_without_sides_shows_what_is_known() -> None:
                      rotation_range_deg=nan) for s in known.steps]
     a = analyze_steps(steps, name="acc_only.csv")
     assert a.summary()["n_steps_used"] == 0
-    assert a.summary()["cadence_spm"] == known.summary()["cadence_spm"]  # the side does not matter
+    free = [s.step_time_s for s in a.gait_steps() if not s.gap]  # no side known: every step without a gap
+    assert a.summary()["cadence_spm"] == pytest.approx(60.0 / np.mean(free))
+    assert a.summary()["cadence_spm"] == pytest.approx(known.summary()["cadence_spm"], rel=0.01)
     text = render_report(a, title="acc only")
     c = parse(text)
     assert c.errors == [] and 'id="all-steps"' in text and 'id="summary"' not in text

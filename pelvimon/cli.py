@@ -33,7 +33,10 @@ SIGNALS_HELP = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line and exit with code 2."""
+    """An ArgumentParser whose usage errors are one line and exit with code 2 (``command_parsers``: the
+    parser of each command, on the top-level one)."""
+
+    command_parsers: dict[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -61,6 +64,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.command_parsers = {}
     table: dict[str, ModuleType] = {}
     for mod in _command_modules():
         p = sub.add_parser(
@@ -71,6 +75,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
         )
         mod.add_arguments(p)
         table[mod.NAME] = mod
+        parser.command_parsers[mod.NAME] = p
     return parser, table
 
 
@@ -165,7 +170,10 @@ def _release_dead_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, table = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command they were given to ("pelvimon analyze: error: ...")
+        where = getattr(parser, "command_parsers", {}).get(args.command or "", parser)
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose, args.quiet)
     if args.command is None:
         parser.print_help()

@@ -345,3 +345,11 @@ def test_baseline_footnote_only_with_a_starred_row(capsys, folder: Path, monkeyp
     code, out, err = run(capsys, "analyze", "weak.csv", "--baseline", "same.json")
     assert code == 0, err
     assert " *" in out and "* the interval excludes zero" in out
+
+
+def test_an_unknown_option_is_named_with_its_command(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "run.csv", "--bogus"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err == "pelvimon analyze: error: unrecognized arguments: --bogus (see 'pelvimon analyze --help')\n"

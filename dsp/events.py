@@ -492,6 +492,19 @@ class GaitEventDetector:
             return c[i0 - self._c_lo : i1 - self._c_lo]
         return self._ring.get(i0, i1)[:, _AF]
 
+    @property
+    def last_stride_s(self) -> float:
+        """The last stride (the last two step intervals of the bout), s, or NaN when there are not two or
+        either is off the median step period by more than half (a missed or an extra step): with left and
+        right steps of different lengths, twice the median is not a stride."""
+        if len(self._intervals) < 2 or not math.isfinite(self.step_period_s_):
+            return float("nan")
+        a, b = self._intervals[-2:]
+        med = self.step_period_s_
+        if not (0.5 * med <= a <= 1.5 * med and 0.5 * med <= b <= 1.5 * med):
+            return float("nan")
+        return a + b
+
     def _refractory(self) -> int:
         p = self._p
         per = self.step_period_s_ if math.isfinite(self.step_period_s_) else 0.0

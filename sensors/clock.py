@@ -139,7 +139,8 @@ class ClockMap:
         else:
             if self.late_s is not None and len(self._bins) >= 2:
                 kb, xb, rb = self._bins[-1]
-                if rb - float(self.predict(xb + self.anchor_device_s_)) > self.late_s:
+                # the bin's fastest delivery (host time rb + xb) against the model's host time for it
+                if rb + xb - float(self.predict(xb + self.anchor_device_s_)) > self.late_s:
                     self._anchor(xb + self.anchor_device_s_, rb + xb)
                     self.n_reanchors_ += 1
                     return self.observe(d, h) or True

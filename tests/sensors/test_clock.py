@@ -101,6 +101,26 @@ def test_a_jump_of_the_host_clock_is_marked_as_a_gap() -> None:
     assert jumps.size == 1 and np.flatnonzero(flags).tolist() == [int(jumps[0]) + 1]
 
 
+def test_a_small_silent_loss_is_caught_up_and_marked() -> None:
+    """Three notifications of 4 samples (0.12 s at 100 Hz) lost unseen, twice: once a whole bin of arrivals
+    is late, session time jumps back onto the host clock and that batch is marked as after a gap."""
+    sc = SessionClock(100.0)
+    rng = np.random.default_rng(3)
+    lost = {300, 301, 302, 900, 901, 902}  # notification numbers
+    err, flagged = [], []
+    for j in range(1500):
+        if j in lost:
+            continue
+        b = ImuBatch(t_s=np.zeros(4), acc_mps2=np.zeros((4, 3)), time_base="host")
+        t_true = (4 * j + 3) / 100.0  # the notification's last sample
+        out = sc.to_session(b, t_true + 0.005 + 0.01 * rng.random())
+        err.append(float(out.t_s[-1]) - t_true)
+        if out.gap_before:
+            flagged.append(j)
+    assert len(flagged) == 2 and 303 <= flagged[0] < 303 + 50 and 903 <= flagged[1] < 903 + 50
+    assert abs(err[-1]) < 0.02  # on the host clock again (0.12 s behind after each loss without the fix)
+
+
 def test_session_clock_marks_batches_session_time() -> None:
     sc = SessionClock(200.0)
     b = ImuBatch(t_s=np.arange(4) / 200 + 7.0, acc_mps2=np.zeros((4, 3)), time_base="device")

@@ -150,13 +150,20 @@ class GaitPhase:
         return f"{text} ({self.n_steps} steps" + (f", {self.n_steps_gap} more at gaps)" if self.n_steps_gap else ")")
 
 
+PHASE_JOIN_S = 10.0
+"""Two stretches of one gait with only steps at gaps between them are one phase when no two successive
+initial contacts from the one to the other are further apart than this, s: lost data, not a stop (a link
+drop of 2 s left 2.5 s between contacts)."""
+
+
 def gait_phases_of(steps: Sequence[Step], stretches: Sequence[tuple[str, list[int]]]) -> list[GaitPhase]:
     """The :class:`GaitPhase` list of the stretches of ``steps``, those split by gaps alone joined."""
     runs: list[list[Any]] = []  # [gait, first index, last index, steps of the gait]
     for g, idx in stretches:
         if runs and runs[-1][0] == g:
             between = steps[runs[-1][2] + 1 : idx[0]]
-            if between and all(s.gap for s in between):
+            t = [s.t_ic_s for s in steps[runs[-1][2] : idx[0] + 1]]
+            if between and all(s.gap for s in between) and max(np.diff(t)) <= PHASE_JOIN_S:
                 runs[-1][2], runs[-1][3] = idx[-1], runs[-1][3] + len(idx)
                 continue
         runs.append([g, idx[0], idx[-1], len(idx)])

@@ -497,3 +497,19 @@ def test_gaps_do_not_split_the_gait_phases() -> None:
     assert phase.gait == "running" and phase.n_steps_gap == n_gap
     assert phase.n_steps + phase.n_steps_gap == len(a.steps) - sum(1 for s in a.steps if s.t_ic_s < phase.t_start_s)
     assert f"({phase.n_steps} steps, {n_gap} more at gaps)" in phase.label()
+
+
+def test_a_stop_after_a_gap_is_not_joined_into_the_phase() -> None:
+    """A run, a link loss on its last step, two minutes of standing, a run: two running phases."""
+    from dataclasses import replace
+
+    from pelvimon.analysis import analyze_file
+
+    path = Path(__file__).parents[2] / "recordings" / "emulated" / "movesense_weak_left_glute.mcap"
+    steps = analyze_file(path).steps
+    nan = float("nan")
+    gap = replace(steps[-1], gap=True, step_time_s=nan, contact_time_s=nan, cpd_deg=nan)
+    later = [replace(s, t_ic_s=s.t_ic_s + 180.0, t_fc_s=s.t_fc_s + 180.0) for s in steps]
+    a = analyze_steps([*steps[:-1], gap, *later])
+    assert [ph.gait for ph in a.phases] == ["running", "running"]
+    assert a.phases[1].t_start_s - a.phases[0].t_end_s > 100.0

@@ -171,8 +171,12 @@ def _release_dead_streams() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser, table = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # named by the command they were given to ("pelvimon analyze: error: ...")
-        where = getattr(parser, "command_parsers", {}).get(args.command or "", parser)
+    if extra:  # named by the command they were given to ("pelvimon analyze: error: ..."), if any
+        words = list(sys.argv[1:] if argv is None else argv)
+        after = words[words.index(args.command) + 1 :] if args.command in words else []
+        where = parser
+        if all(x in after for x in extra):
+            where = getattr(parser, "command_parsers", {}).get(args.command or "", parser)
         where.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose, args.quiet)
     if args.command is None:

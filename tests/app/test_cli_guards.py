@@ -353,3 +353,6 @@ def test_an_unknown_option_is_named_with_its_command(capsys) -> None:
     err = capsys.readouterr().err
     assert exc.value.code == 2
     assert err == "pelvimon analyze: error: unrecognized arguments: --bogus (see 'pelvimon analyze --help')\n"
+    with pytest.raises(SystemExit):
+        main(["--bogus", "analyze", "run.csv"])  # given to pelvimon itself
+    assert capsys.readouterr().err.startswith("pelvimon: error: unrecognized arguments: --bogus")

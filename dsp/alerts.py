@@ -270,8 +270,9 @@ def figures_note(params: AlertParams) -> str:
     return (
         f"from: when the difference began to meet the alert's conditions; the alert was raised "
         f"{params.min_duration_s:g} s later, with the figures shown (those of the rolling window then). "
-        f"to: when it fell back under its release threshold (for {params.release_hold_s:g} s or more), or the "
-        "end of the session."
+        f"to: when it fell back (under its release threshold, or back inside the band, for "
+        f"{params.release_hold_s:g} s or more), when the other side became the larger, when the data had "
+        f"stopped for {params.stale_s:g} s (the last time it was seen), or the end of the session."
     )
 
 
@@ -335,6 +336,16 @@ class AlertMonitor:
             message=alert_message(rule, a, side),
         )
 
+    def _update(self, rule: AlertRule, a: Asymmetry, st: _State) -> Alert:
+        """The active alert with the current figures; its thresholds stay those it was raised with (a
+        balance alert keeps the band edge it crossed while the balance wanders back)."""
+        assert st.active is not None and st.raised is not None
+        new = self._build(rule, a, st.active.t_start_s)
+        r = st.raised
+        if (new.threshold, new.release_threshold) == (r.threshold, r.release_threshold):
+            return new
+        return Alert(**{**new.to_dict(), "threshold": r.threshold, "release_threshold": r.release_threshold})
+
     def _raise(self, metric: str, st: _State, alert: Alert) -> None:
         st.active = st.raised = alert
         st.release_s = math.nan
@@ -385,7 +396,7 @@ class AlertMonitor:
                     events.append(self._end(a.metric, st, st.release_s))
                 continue
             st.release_s = math.nan
-            new = self._build(rule, a, st.active.t_start_s)
+            new = self._update(rule, a, st)
             if (new.left_value, new.right_value) != (st.active.left_value, st.active.right_value):
                 st.active = new
                 self.active_[a.metric] = new
@@ -475,7 +486,7 @@ class AlertMonitor:
                     continue
                 st.release_s = nan
                 if (ml_l[j][m], mr_l[j][m]) != (st.active.left_value, st.active.right_value):
-                    st.active = self._build(rule, record(j, m), st.active.t_start_s)  # type: ignore[arg-type]
+                    st.active = self._update(rule, record(j, m), st)  # type: ignore[arg-type]
                     self.active_[metric] = st.active
             self._expire_unseen(seen, t)
 

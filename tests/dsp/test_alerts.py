@@ -201,6 +201,13 @@ def test_contact_time_balance_and_si_rules() -> None:
     assert a.threshold_kind == "balance_pct" and a.side == "L" and a.threshold == 50.7
     assert a.release_threshold == pytest.approx(50.5)  # back inside the band narrowed by 0.2 %
     assert "52.4 % left" in a.message and "262 ms vs 238 ms" in a.message
+    # a low-side alert (48 % left) whose balance comes back to 49.4 %, inside the band but not yet inside the
+    # narrowed release band: its thresholds stay those of the edge it crossed
+    low = AlertMonitor(AlertParams(min_duration_s=0.0))
+    (ev,) = low.update([asym("contact_time_s", 0.0, 0.240, 0.260, half=0.005)], 0.0)
+    assert (ev.alert.side, ev.alert.threshold, ev.alert.release_threshold) == ("R", 49.3, pytest.approx(49.5))
+    (up,) = low.update([asym("contact_time_s", 1.0, 0.2470, 0.2530, half=0.0005)], 1.0)
+    assert up.kind == "updated" and (up.alert.threshold, up.alert.release_threshold) == (49.3, pytest.approx(49.5))
     # balance inside the band: nothing
     mon2 = AlertMonitor(AlertParams(min_duration_s=0.0))
     assert mon2.update([asym("contact_time_s", 0.0, 0.2502, 0.2498, half=0.0001)], 0.0) == []

@@ -694,17 +694,26 @@ class GaitEventDetector:
         (as far as it is held): the rise's peak is its maximum."""
         return self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
 
+    def _recovery_period(self) -> float:
+        """The step period the missed-step recovery works with, s: the autocorrelation's, or, when that
+        gives none (its window not full yet, or no clear peak), the median of the bout's step intervals once
+        it has two; NaN otherwise."""
+        if math.isfinite(self._ac_period):
+            return self._ac_period
+        return self.step_period_s_ if len(self._intervals) >= 2 else float("nan")
+
     def _recovery_deadline(self) -> int | None:
         """Last sample where the next IC may be (1.4 step periods after the last one), or None."""
-        per = self._ac_period
-        if not math.isfinite(per) and len(self._intervals) >= 2:
-            per = self.step_period_s_  # before the autocorrelation window is full: the steps' own median
+        per = self._recovery_period()
         if self._last_ic is None or not math.isfinite(per) or self._recovered_ic == self._last_ic[0]:
             return None
         return self._last_ic[0] + int(round(1.4 * per * self._fs))
 
     def _min_gap_n(self) -> int:
-        per = self._ac_period if np.isfinite(self._ac_period) else 0.0
+        """Where the recovery search starts after the last IC: 0.6 autocorrelation periods (not the
+        fallback of :meth:`_recovery_period`: with it, real walks lost 2 contacts and 0.2 % of their sides
+        right), at least 0.8 of the shortest step."""
+        per = self._ac_period if math.isfinite(self._ac_period) else 0.0
         return int(round(max(0.6 * per, 0.8 * self._p.min_step_s) * self._fs))
 
     def _confirm_n(self) -> int:

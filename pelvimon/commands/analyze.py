@@ -248,7 +248,7 @@ def print_report(analysis: Any) -> None:
             con.print()
             _print_sides(con, analysis, part, f"Left / right: {g} steps ({o['n_steps_used']} used, "
                          f"cadence {o['cadence_spm']:.1f} steps/min)")
-    if s["n_steps_used"]:
+    if s["n_steps_used"] or any(o["n_steps_used"] for o in s["other_gaits"].values()):
         con.print(SIDES_LEGEND, markup=False)
     con.print()
     if analysis.alerts:

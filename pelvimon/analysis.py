@@ -670,9 +670,12 @@ def analyze_steps(
     )
     if baseline is not None:
         out.baseline = compare_baseline(main.side_stats, baseline, cfg.asymmetry.level)
+        notes = list(baseline.notes)
         base_gait = baseline.meta.get("gait")
         if base_gait is not None and gait is not None and base_gait != gait:
-            out.baseline["note"] = f"the baseline is of {base_gait} steps, this session's comparison of {gait} steps"
+            notes.append(f"the baseline is of {base_gait} steps, this session's comparison of {gait} steps")
+        if notes:
+            out.baseline["note"] = "; ".join(notes)
     return out
 
 

@@ -25,7 +25,9 @@ from pelvimon.errors import PelvimonError
 
 DEFAULT_CONFIG_NAME = "default_config.toml"
 BASELINE_FORMAT = "pelvimon-baseline"
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
+"""2: vertical oscillation over exactly one stride (version 1 files read about 0.3 cm high in running: their
+vertical oscillation is left out of comparisons, with a note)."""
 
 
 class ConfigError(PelvimonError):
@@ -232,6 +234,8 @@ class Baseline:
 
     stats: dict[str, tuple[SideStats, SideStats]]
     meta: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What the comparison should say about this baseline (not saved: found when it is read)."""
 
 
 def _num(v: float | int) -> float | int | None:
@@ -311,8 +315,10 @@ def load_baseline(path: str | Path) -> Baseline:
         raise ConfigError(f"{where}: not a pelvimon baseline (invalid JSON at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT:
         raise ConfigError(f'{where}: not a pelvimon baseline (missing "format": "{BASELINE_FORMAT}")')
-    if doc.get("version") != BASELINE_VERSION:
-        raise ConfigError(f"{where}: baseline version {doc.get('version')!r} not supported (expected 1)")
+    if doc.get("version") not in (1, BASELINE_VERSION):
+        raise ConfigError(
+            f"{where}: baseline version {doc.get('version')!r} not supported (expected 1 or {BASELINE_VERSION})"
+        )
     metrics = doc.get("metrics")
     if not isinstance(metrics, dict):
         raise ConfigError(f"{where}: 'metrics' must be an object")
@@ -327,4 +333,8 @@ def load_baseline(path: str | Path) -> Baseline:
             _side_from(where, f"metrics.{m}.right", lr.get("right")),
         )
     meta = doc.get("meta")
-    return Baseline(stats=stats, meta=meta if isinstance(meta, dict) else {})
+    notes = []
+    if doc["version"] == 1 and stats.pop("vertical_oscillation_cm", None) is not None:
+        notes.append("the baseline was saved before vertical oscillation was measured over exactly one stride "
+                     "(it read about 0.3 cm high): vertical oscillation is left out")
+    return Baseline(stats=stats, meta=meta if isinstance(meta, dict) else {}, notes=notes)

@@ -313,6 +313,8 @@ def _baseline_html(a: SessionAnalysis) -> str:
         ". Changes are this session minus the baseline; intervals are Welch t intervals. "
         "Bold: the interval excludes zero.</p>"
     )
+    if b.get("note"):
+        head += f'<p class="meta">Note: {_e(b["note"])}.</p>'
     rows = [
         '<table id="baseline"><thead><tr><th>metric</th><th>left change</th><th>right change</th>'
         "<th>L−R change</th><th>CI low</th><th>CI high</th></tr></thead><tbody>"

@@ -93,6 +93,13 @@ def test_baseline_round_trip(tmp_path: Path) -> None:
     assert back.meta == {"source": "run1.csv", "runner": "A"}
     assert back.stats["cpd_deg"] == stats["cpd_deg"]
     assert math.isnan(back.stats["flight_time_s"][0].mean) and back.stats["flight_time_s"][0].n == 0
+    assert back.notes == [] and "vertical_oscillation_cm" in back.stats
+    # a version-1 file (vertical oscillation read about 0.3 cm high then): read, that metric left out, said
+    doc["version"] = 1
+    path.write_text(json.dumps(doc))
+    old = load_baseline(path)
+    assert "vertical_oscillation_cm" not in old.stats and old.stats["cpd_deg"] == stats["cpd_deg"]
+    assert len(old.notes) == 1 and "vertical oscillation is left out" in old.notes[0]
 
 
 @pytest.mark.parametrize(

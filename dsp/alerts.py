@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -276,18 +276,13 @@ def figures_note(params: AlertParams) -> str:
     )
 
 
-def _threshold(rule: AlertRule, a: Asymmetry) -> float:
+def _thresholds(rule: AlertRule, a: Asymmetry) -> tuple[float, float]:
+    """(start, release) thresholds of an alert on ``a``: for "balance", the band edge the balance is past."""
     if rule.kind != "balance":
-        return rule.enter
-    return rule.low if contact_time_balance_pct(a)[0] < rule.low else rule.high
-
-
-def _release_threshold(rule: AlertRule, a: Asymmetry) -> float:
-    if rule.kind != "balance":
-        return rule.release
+        return rule.enter, rule.release
     if contact_time_balance_pct(a)[0] < rule.low:
-        return rule.low + rule.release_margin
-    return rule.high - rule.release_margin
+        return rule.low, rule.low + rule.release_margin
+    return rule.high, rule.high - rule.release_margin
 
 
 @dataclass
@@ -323,13 +318,14 @@ class AlertMonitor:
 
     def _build(self, rule: AlertRule, a: Asymmetry, t_start_s: float) -> Alert:
         side = worse_side(rule, a)
+        enter, release = _thresholds(rule, a)
         return Alert(
             metric=a.metric,
             side=side,
             left_value=a.left_mean,
             right_value=a.right_mean,
-            threshold=_threshold(rule, a),
-            release_threshold=_release_threshold(rule, a),
+            threshold=enter,
+            release_threshold=release,
             threshold_kind=rule.threshold_kind,
             t_start_s=t_start_s,
             t_end_s=None,
@@ -339,12 +335,9 @@ class AlertMonitor:
     def _update(self, rule: AlertRule, a: Asymmetry, st: _State) -> Alert:
         """The active alert with the current figures; its thresholds stay those it was raised with (a
         balance alert keeps the band edge it crossed while the balance wanders back)."""
-        assert st.active is not None and st.raised is not None
-        new = self._build(rule, a, st.active.t_start_s)
         r = st.raised
-        if (new.threshold, new.release_threshold) == (r.threshold, r.release_threshold):
-            return new
-        return Alert(**{**new.to_dict(), "threshold": r.threshold, "release_threshold": r.release_threshold})
+        assert r is not None
+        return replace(self._build(rule, a, r.t_start_s), threshold=r.threshold, release_threshold=r.release_threshold)
 
     def _raise(self, metric: str, st: _State, alert: Alert) -> None:
         st.active = st.raised = alert
@@ -353,7 +346,7 @@ class AlertMonitor:
 
     def _end(self, metric: str, st: _State, t_end_s: float, at_session_end: bool = False) -> AlertEvent:
         raised = st.raised if st.raised is not None else self.active_[metric]
-        ended = Alert(**{**raised.to_dict(), "t_end_s": float(t_end_s)})
+        ended = replace(raised, t_end_s=float(t_end_s))
         self.history_.append(ended)
         self.active_.pop(metric, None)
         st.active = st.raised = None

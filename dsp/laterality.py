@@ -141,16 +141,20 @@ class LateralityTracker:
         q = 0.5 + 0.5 * math.sqrt(max(2.0 * alt - 1.0, 0.0))
         return min(q, p.max_reliability)
 
-    def _normalise(self, features: list[float]) -> float:
-        """Sum of the features, each divided by the running mean of its magnitude and weighted by the
-        log-odds of its estimated reliability (scalar arithmetic)."""
-        n_f = len(features)
+    def _size_features(self, n_f: int) -> None:
+        """Per-feature state for ``n_f`` features (started afresh when their number changes)."""
         if len(self._scale) != n_f:
             self._scale = [math.nan] * n_f
             self._n_obs = [0.0] * n_f
             self._n_alt = [0.0] * n_f
             self._n_pairs = [0.0] * n_f
             self._last_sign = [0] * n_f
+
+    def _normalise(self, features: list[float]) -> float:
+        """Sum of the features, each divided by the running mean of its magnitude and weighted by the
+        log-odds of its estimated reliability (scalar arithmetic)."""
+        n_f = len(features)
+        self._size_features(n_f)
         z = 0.0
         a = self._p.scale_alpha
         q0 = self._p.reliability_prior
@@ -252,12 +256,7 @@ class LateralityTracker:
         if n == 0:
             return sides, conf
         n_f = feats.shape[1]
-        if len(self._scale) != n_f:
-            self._scale = [math.nan] * n_f
-            self._n_obs = [0.0] * n_f
-            self._n_alt = [0.0] * n_f
-            self._n_pairs = [0.0] * n_f
-            self._last_sign = [0] * n_f
+        self._size_features(n_f)
         p = self._p
         scale, n_alt, n_pairs, last_sign = self._scale, self._n_alt, self._n_pairs, self._last_sign
         n_obs_k, n_s = self._n_obs, p.scale_prior_n

@@ -234,19 +234,15 @@ class GaitPipeline:
         w = (np.arange(1, n + 1) / (n + 1))[:, None]  # weight of the sample after the gap
         t = t1 + w[:, 0] * (t0 - t1)
         stride = self._stride_copy(n)
-        channels: list[np.ndarray | None] = []
-        for (a1, a0), c in (((acc1, acc0), _ACC), ((gyr1, gyr0), _GYR)):
-            if a1 is None or a0 is None:
-                channels.append(None)
-                continue
+
+        def bridge(a1: np.ndarray, a0: np.ndarray, c: int) -> np.ndarray:
             if stride is None:
-                channels.append(np.ascontiguousarray((1.0 - w) * a1 + w * a0))
-                continue
+                return np.ascontiguousarray((1.0 - w) * a1 + w * a0)
             before, copy, after = stride[0][c : c + 3], stride[1][:, c : c + 3], stride[2][c : c + 3]
-            channels.append(np.ascontiguousarray(copy + (1.0 - w) * (a1 - before) + w * (a0 - after)))
-        acc = channels[0]
-        assert acc is not None  # (acc0 and acc1 are always there)
-        return t, acc, channels[1]
+            return np.ascontiguousarray(copy + (1.0 - w) * (a1 - before) + w * (a0 - after))
+
+        gyr = None if gyr0 is None or gyr1 is None else bridge(gyr1, gyr0, _GYR)
+        return t, bridge(acc1, acc0, _ACC), gyr
 
     def _stride_copy(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """One stride before the ``n`` samples lost after the last one held: the rows that stand for the last
@@ -520,8 +516,8 @@ class GaitPipeline:
         sides, conf = self._lat.update_many(feats, regular, missed, restart)
         out = step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs, np.array(prev_ic))
         for j in (j for j, b in enumerate(bridged) if b):
-            # its step time stays: both initial contacts are real, and it tells the asymmetry windows that
-            # the step sequence ran on (``breaks_sequence``)
+            # its step time stays (one of its initial contacts may lie in the fill, so it is not a measured
+            # figure): it tells the asymmetry windows that the step sequence ran on (``breaks_sequence``)
             out[j] = _gap_step(out[j].t_ic_s, out[j].side, out[j].laterality_confidence,
                                events[j].t_next_ic_s - events[j].t_ic_s)
         return out

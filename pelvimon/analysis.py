@@ -369,6 +369,20 @@ def jsonable(obj: Any) -> Any:
 # --- input ----------------------------------------------------------------------------------------------
 
 
+def _read_session(p: Path) -> tuple[list[ImuBatch], float | None]:
+    """The decoded samples of a session file and its recorded nominal rate (None if it has none)."""
+    from pelvimon.sensors.session_file import SessionFileError, SessionReader
+
+    try:
+        reader = SessionReader(p)
+        batches = [it for it in reader.items() if isinstance(it, ImuBatch)]
+    except SessionFileError as exc:
+        raise PelvimonError(str(exc)) from None
+    if not batches:
+        raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
+    return batches, reader.header.source.rate_hz or None
+
+
 def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
     """Read an input file into batches on session time.
 
@@ -387,15 +401,7 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
     if p.is_dir():
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
     if is_session_file(p):
-        from pelvimon.sensors.session_file import SessionFileError, SessionReader
-
-        try:
-            batches = [it for it in SessionReader(p).items() if isinstance(it, ImuBatch)]
-        except SessionFileError as exc:
-            raise PelvimonError(str(exc)) from None
-        if not batches:
-            raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
-        return batches
+        return _read_session(p)[0]
     from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv, split_at_gaps
 
     o = csv if csv is not None else CsvOptions()
@@ -764,13 +770,9 @@ def analyze_file(
     """Read ``path`` (CSV or session file) and analyse it (a session file at its recorded nominal rate)."""
     rate_hz = None
     if Path(path).is_file() and is_session_file(path):
-        from pelvimon.sensors.session_file import SessionFileError, SessionReader
-
-        try:
-            rate_hz = SessionReader(path).header.source.rate_hz or None
-        except SessionFileError as exc:
-            raise PelvimonError(str(exc)) from None
-    batches = load_batches(path, csv)
+        batches, rate_hz = _read_session(Path(path))  # (the file read once for both)
+    else:
+        batches = load_batches(path, csv)
     return analyze_batches(batches, config, name=Path(path).name, baseline=baseline, rate_hz=rate_hz)
 
 

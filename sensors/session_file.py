@@ -31,7 +31,6 @@ import logging
 import math
 import mmap
 import os
-import re
 import struct
 import time
 import zlib
@@ -41,15 +40,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import zstandard
 from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.records import Channel, ChunkIndex, Message, Metadata, Schema
-from mcap.writer import CompressionType, Writer
-
-try:
-    import zstandard
-except ImportError:  # pragma: no cover - mcap's writer needs it for ZSTD chunks too
-    zstandard = None  # type: ignore[assignment]
+from mcap.writer import MCAP0_MAGIC, CompressionType, Writer
 
 from pelvimon import __version__
 from pelvimon.dsp.records import Alert, Step
@@ -332,24 +327,26 @@ def _decode_batch(d: dict[str, Any]) -> ImuBatch:
     )
 
 
+def _nan_for_none(d: dict[str, Any], numbers: tuple[str, ...]) -> dict[str, Any]:
+    """``d`` with the non-finite numbers the writer stored as null (``_finite_or_none``) back as NaN."""
+    return {k: (_nan_if_none(v) if k in numbers else v) for k, v in d.items()}
+
+
+_STEP_NUMBERS = tuple(n for n in Step.field_names() if n not in ("side", "gap"))
+_ALERT_NUMBERS = ("left_value", "right_value", "threshold", "release_threshold", "t_start_s")
+
+
 def _decode_step(d: dict[str, Any]) -> Step:
-    kw = dict(d)
-    for name in Step.field_names():
-        if name not in ("side", "gap") and name in kw:
-            kw[name] = _nan_if_none(kw[name])
-    return Step(**kw)
+    return Step(**_nan_for_none(d, _STEP_NUMBERS))
 
 
 def _decode_alert(d: dict[str, Any]) -> Alert:
-    kw = dict(d)
-    if "release_threshold" in kw:  # (older files have none: NaN)
-        kw["release_threshold"] = _nan_if_none(kw["release_threshold"])
-    return Alert(**kw)
+    return Alert(**_nan_for_none(d, _ALERT_NUMBERS))  # (t_end_s: None while active)
 
 
 # --- reading: a tolerant walk over the MCAP records ------------------------------------------------------
 
-_MAGIC = b"\x89MCAP0\r\n"
+_MAGIC = MCAP0_MAGIC
 _RECORD_LIMIT = 256 * 2**20
 """Largest record (and uncompressed chunk) the reader accepts, bytes."""
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -460,8 +457,6 @@ def _parse_record(op: int, body: bytes) -> Any:
         return None
     else:
         return None  # statistics, attachments, summary offsets...: not used
-    if stream.count > len(body):  # pragma: no cover - ReadDataStream stops at the end of the body
-        raise _Unreadable("a record longer than its length")
     return rec
 
 
@@ -581,15 +576,11 @@ class _FileScan:
             return b""
         try:
             if head.compression == "zstd":
-                if zstandard is None:
-                    raise _Unreadable("its compression (zstd) needs the zstandard package")
                 return bytes(zstandard.decompress(data, max_output_size=head.uncompressed_size))
             if head.compression == "lz4":
                 import lz4.frame  # type: ignore[import-untyped]  # only other writers use lz4
 
                 return bytes(lz4.frame.decompress(data))
-        except _Unreadable:
-            raise
         except ImportError:
             raise _Unreadable("its compression (lz4) needs the lz4 package") from None
         except Exception:  # noqa: BLE001 - zstd/lz4 errors: damaged compressed data
@@ -598,8 +589,6 @@ class _FileScan:
 
     def _inflate_unsized(self, head: _ChunkHead) -> bytes | None:
         """zstd data decompressed by the size its frame states (bounded), or None."""
-        if zstandard is None:
-            return None
         data = bytes(self.buf[head.data_start : head.data_start + head.data_len])
         try:
             cap = min(_RECORD_LIMIT, 64 * len(data) + 2**20)
@@ -654,7 +643,7 @@ class _FileScan:
         """Channel descriptions at the start of a damaged chunk (later chunks may need them)."""
         data = bytes(self.buf[head.data_start : head.data_start + head.data_len])
         raw = data
-        if head.compression == "zstd" and zstandard is not None:
+        if head.compression == "zstd":
             dobj = zstandard.ZstdDecompressor().decompressobj()
             parts: list[bytes] = []
             try:
@@ -756,10 +745,8 @@ class _FileScan:
             op, length = buf[p], self._u64(p + 1)
             # a chunk, whatever its opcode byte says: a damaged opcode is no reason to lose what passes its CRC
             head = None
-            if not in_summary:
-                head = self._chunk_head(p, strict=False) if op == Opcode.CHUNK else None
-                if head is None:
-                    head = self._chunk_head(p, strict=True, ignore_opcode=True)
+            if not in_summary:  # (a true chunk opcode is checked leniently, any other byte strictly)
+                head = self._chunk_head(p, strict=op != Opcode.CHUNK, ignore_opcode=True)
             if head is not None:
                 try:
                     records, mended = self._chunk_records(head)
@@ -814,7 +801,6 @@ _TOPIC_KEYS = {
     _TOPIC_ALERTS: {f.name for f in dataclasses.fields(Alert)},
     _TOPIC_CALIBRATION: {"t_s", "state", "mount_quat_wxyz"},  # as the engine writes it
 }
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 # --- the reader ------------------------------------------------------------------------------------------
@@ -955,6 +941,7 @@ class SessionReader:
             channels.update(scan.summary_channels)
             for ev in scan.walk():
                 if isinstance(ev, SkippedRange):
+                    log.debug("%s: skipped %d bytes at offset %d: %s", self.path, ev.n_bytes, ev.offset, ev.reason)
                     self.skipped.append(ev)
                     pending.append(ev)
                     continue
@@ -1135,7 +1122,8 @@ class SessionReader:
             if topic is None and "t_s" in keys and "time_base" in keys and keys <= set(_IMU_SCHEMA["properties"]):
                 topic = _TOPIC_IMU
             return None if topic is None else Channel(rec.channel_id, topic, "json", {}, 0)
-        uuids = set(_UUID_RE.findall(str(self.header.source.metadata.get("notify_uuids", "")).lower()))
+        listed = self.header.source.metadata.get("notify_uuids") or []
+        uuids = {str(u).lower() for u in (listed if isinstance(listed, list) else [listed])}
         if len(uuids) != 1:
             return None
         uuid = uuids.pop()

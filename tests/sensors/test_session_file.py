@@ -220,3 +220,12 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
     assert counters == list(range(len(counters))), "recovered notifications are not a gap-free prefix"
     # the process ran for ~3 s after its first write; at most the last ~1 s (plus scheduling) is lost
     assert raws[-1].t_host_s >= 3.0 - 1.5, f"only {raws[-1].t_host_s:.2f} s of ~3 s recovered"
+
+
+def test_the_reader_and_the_command_line_know_the_same_magic() -> None:
+    """pelvimon.file_kinds (dependency-free, for the command line) and the reader (the mcap library's)."""
+    from mcap.writer import MCAP0_MAGIC
+
+    from pelvimon.file_kinds import MCAP_MAGIC
+
+    assert MCAP_MAGIC == MCAP0_MAGIC

@@ -15,8 +15,6 @@ def open_sensor(spec: str, rate_hz: float | None) -> Any:
     """A Source for a ``--sensor`` spec; a malformed spec or an unusable ``--rate`` is a usage error."""
     from pelvimon.sensors.spec import SpecError, open_source
 
-    if rate_hz is not None and rate_hz <= 0:
-        raise UsageError(f"--rate must be > 0 Hz, got {rate_hz:g}")
     check_rate(spec, rate_hz)
     try:
         return open_source(spec, rate_hz=rate_hz)
@@ -27,16 +25,17 @@ def open_sensor(spec: str, rate_hz: float | None) -> Any:
 def check_rate(spec: str, rate_hz: float | None) -> None:
     """Refuse a ``--rate`` whose nearest supported rate is below what the gait analysis needs.
 
-    Sensors stream at the supported rate nearest to the one asked for (WitMotion: 20 Hz -> 10 Hz). When the
-    spec names the protocol (``emulated:NAME`` or ``?protocol=NAME``) that rate is checked here, before
-    connecting; otherwise the protocol is known only once connected. Malformed specs pass: opening them
-    reports the problem.
+    ``rate_hz`` itself is in range (the ``--rate`` type, ``_guards.rate_hz``, checks it). Sensors stream at
+    the supported rate nearest to the one asked for (WitMotion: 20 Hz -> 10 Hz). When the spec names the
+    protocol (``emulated:NAME`` or ``?protocol=NAME``) that rate is checked here, before connecting;
+    otherwise the protocol is known only once connected. Malformed specs pass: opening them reports the
+    problem.
 
     Raises
     ------
     UsageError
-        ``rate_hz`` is not finite or the protocol's nearest rate is below
-        :data:`pelvimon.analysis.MIN_RATE_HZ` (the event detector's 20 Hz).
+        The protocol's nearest rate is below :data:`pelvimon.analysis.MIN_RATE_HZ` (the event detector's
+        20 Hz).
     """
     if rate_hz is None:
         return
@@ -44,8 +43,6 @@ def check_rate(spec: str, rate_hz: float | None) -> None:
     from pelvimon.firmware_protocols import registry
     from pelvimon.sensors.spec import SpecError, parse_spec
 
-    if not (math.isfinite(rate_hz) and rate_hz >= MIN_RATE_HZ):
-        raise UsageError(f"--rate must be at least {MIN_RATE_HZ:g} Hz for the gait analysis, got {rate_hz:g}")
     try:
         parsed = parse_spec(spec)
     except SpecError:
@@ -107,7 +104,7 @@ def run_engine(
     record_to: Path | None,
     seconds: float | None,
     name: str,
-    config_path: str | None,
+    config: Any,
     quiet: bool,
     verb: str,
     print_steps: bool = False,
@@ -115,17 +112,15 @@ def run_engine(
 ) -> int:
     """Run a session in this thread with a progress line every few seconds; summary at the end.
 
-    ``no_samples``: when given, a session that yields no sample at all fails with this message instead of
+    ``config``: the loaded ``--config`` (:func:`pelvimon.config.load_config`). ``no_samples``: when given, a session that yields no sample at all fails with this message instead of
     printing an empty summary. A full disk while recording is one line saying what is kept.
     """
     import threading
 
-    from pelvimon.config import load_config
     from pelvimon.dsp.records import Step
     from pelvimon.engine import AlertEvent, EngineStats, SessionEngine
     from pelvimon.sensors.source import SourceStatus
 
-    config = load_config(config_path)
     engine = SessionEngine(source, record_to=record_to, config=config, name=name, seconds=seconds)
     sub = engine.subscribe(maxlen=200_000)
     stop_printer = threading.Event()

@@ -59,10 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.seconds is not None and not args.seconds > 0:
-        raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
-    if args.rate is not None and not args.rate > 0:
-        raise UsageError(f"--rate must be > 0 Hz, got {args.rate:g}")
+    """The combinations of options (each option's own range is checked by its argparse type)."""
     if args.screenshot is not None:
         if Path(args.screenshot).suffix.lower() != ".png":
             raise UsageError(f"--screenshot {args.screenshot}: give a file name ending in .png")
@@ -71,11 +68,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.output is not None:
         if not args.record:
             raise UsageError("-o/--output and --no-record contradict each other")
-        out = Path(args.output)
-        if out.suffix.lower() != ".mcap":
-            raise UsageError(f"-o {out}: session files end in .mcap")
-        if out.exists():
-            raise PelvimonError(f"{out}: already exists; choose another name (sessions are never overwritten)")
+        out = _guards.check_session_output(args.output, "-o")
         if not out.parent.exists() and str(out.parent) not in ("", "."):
             raise PelvimonError(f"{out.parent}: no such folder; create it first")
 

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = _guards.check_session_output(args.output, "-o", overwrite=args.overwrite)
     source = open_sensor(args.sensor, args.rate)
-    load_config(args.config)  # a bad --config fails before --overwrite removes anything
+    config = load_config(args.config)  # a bad --config fails before --overwrite removes anything
     if out.exists():
         out.unlink()
-    return run_engine(source, record_to=out, seconds=args.seconds, name=args.name, config_path=args.config,
+    return run_engine(source, record_to=out, seconds=args.seconds, name=args.name, config=config,
                       quiet=args.quiet, verb="recorded")

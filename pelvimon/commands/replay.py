@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import Any
 
 from pelvimon.commands import _guards
 
@@ -27,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="FILE", help="analysis thresholds (TOML)")
 
 
-def first_samples(path: str | Path) -> str | None:
-    """None if the session file holds at least one sample or raw notification, else why it holds none.
+def first_samples(reader: Any) -> str | None:
+    """None if the session file of ``reader`` (a ``SessionReader``) holds at least one sample or raw
+    notification, else why it holds none.
 
-    Reads only up to the first one. The reader's own warning about a damaged file is kept quiet here: the
+    Reads only up to the first one (``items()`` starts afresh on every call, so the reader is reused). The reader's own warning about a damaged file is kept quiet here: the
     caller turns the answer into one line.
     """
     import logging
@@ -39,7 +40,6 @@ def first_samples(path: str | Path) -> str | None:
     from pelvimon.sensors import session_file
     from pelvimon.sensors.source import RawNotification
 
-    reader = session_file.SessionReader(path)
     logger = logging.getLogger(session_file.__name__)
 
     def quiet(record: logging.LogRecord) -> bool:
@@ -59,6 +59,7 @@ def first_samples(path: str | Path) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from pelvimon.commands._session import run_engine
+    from pelvimon.config import load_config
     from pelvimon.errors import PelvimonError
     from pelvimon.sensors.replay import ReplaySource
     from pelvimon.sensors.session_file import SessionFileError
@@ -69,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
     hint = "give a session file written by 'pelvimon record' or 'pelvimon live'"
     try:
         source = ReplaySource(args.file, speed=args.speed)
-        why = first_samples(args.file)
+        why = first_samples(source.reader)
     except SessionFileError as exc:
         raise PelvimonError(f"{exc}; {hint}") from None
     empty = f"{args.file} holds no readable samples ({{why}}); nothing to replay"
     if why is not None:
         raise PelvimonError(empty.format(why=why))
-    return run_engine(source, record_to=out, seconds=None, name="replay", config_path=args.config,
+    return run_engine(source, record_to=out, seconds=None, name="replay", config=load_config(args.config),
                       quiet=args.quiet, verb="replayed", print_steps=args.steps,
                       no_samples=empty.format(why="none could be decoded"))

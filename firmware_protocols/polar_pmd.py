@@ -906,8 +906,12 @@ def _as_rate(v: Any) -> float:
 
 
 def _as_factor(v: Any) -> float:
-    """A FACTOR as the device sends it: float32."""
-    return float(np.float32(_as_float(v)))
+    """A FACTOR as the device sends it (float32): a finite scale > 0 (0 would zero every value, a negative
+    one flip the axes)."""
+    f = float(np.float32(_as_float(v)))
+    if not f > 0.0:
+        raise ValueError(f"polar_pmd decoder: factor={v!r}; a scale factor must be a finite number > 0")
+    return f
 
 
 def _as_ns(v: Any) -> int:
@@ -1039,10 +1043,11 @@ class PmdDecoder(Decoder):
         stream = _STREAM_OF_TYPE.get(mtype)  # type: ignore[call-overload]
         if resp.ok and resp.opcode == Opcode.REQUEST_MEASUREMENT_START and stream is not None:
             factors = resp.settings().get(SettingType.FACTOR)
-            factor = float(factors[0]) if factors else 1.0
-            if not (math.isfinite(factor) and factor > 0.0):
-                raise _malformed("start response", f"FACTOR {factor!r}; expected a finite positive scale")
-            self._factor[stream] = factor
+            factor = factors[0] if factors else 1.0
+            try:
+                self._factor[stream] = _as_factor(factor)
+            except ValueError:
+                raise _malformed("start response", f"FACTOR {factor!r}; expected a finite positive scale") from None
         elif resp.ok and resp.opcode == Opcode.STOP_MEASUREMENT:
             self.reset()
 

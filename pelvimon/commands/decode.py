@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from typing import Any
@@ -94,25 +93,8 @@ def parse_context(items: list[str], known: tuple[str, ...], protocol: str) -> di
         if key not in known:
             names = ", ".join(known) if known else "none"
             raise UsageError(f"unknown --set key {key!r} for protocol {protocol}; it takes: {names}")
-        context[key] = parse_value(value)
-        if is_scale_key(key):
-            check_scale(key, context[key])
+        context[key] = parse_value(value)  # (its range is the decoder's to check: a ValueError, exit 2)
     return context
-
-
-def is_scale_key(key: str) -> bool:
-    """Whether the context key is a scale factor that multiplies or divides the raw values (polar_pmd's
-    ``factor``, the pelvimon protocol's ``*_lsb_per_*``)."""
-    return key == "factor" or key.endswith("_factor") or "_lsb_per_" in key or key.endswith("_scale")
-
-
-def check_scale(key: str, value: Any) -> None:
-    """Refuse a scale factor that is not a finite number > 0 (0 turns every value into 0, a negative one
-    flips the axes); strings (per-stream mappings) are left to the decoder."""
-    if isinstance(value, str):
-        return
-    if isinstance(value, bool) or not (math.isfinite(value) and value > 0):
-        raise UsageError(f"--set {key}={value!r}: a scale factor must be a finite number > 0")
 
 
 def _rows(a: Any) -> list:

@@ -222,6 +222,17 @@ def check_output(
     return out
 
 
+def check_outputs(
+    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Iterable[str | os.PathLike[str] | None]
+) -> dict[str, Path | None]:
+    """:func:`check_output` for every output (``{option: path}``, None = not asked for), then
+    :func:`check_distinct`; the outputs as ``Path`` (None kept). Call it before any work."""
+    inputs = list(inputs)
+    checked = {opt: None if p is None else check_output(p, inputs, opt) for opt, p in outputs.items()}
+    check_distinct(outputs)
+    return checked
+
+
 def check_distinct(outputs: Mapping[str, str | os.PathLike[str] | None]) -> None:
     """Refuse two options that name the same output file (``{option: path}``; None entries skipped)."""
     seen: list[tuple[str, Path]] = []

@@ -89,12 +89,9 @@ def input_files(args: argparse.Namespace) -> list[str | None]:
 def check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> None:
     """Refuse outputs (``{option: path}``, None = not asked for) that would overwrite an input, a recorded
     session or each other; before any work is done."""
-    from pelvimon.commands._guards import check_distinct, check_output
+    from pelvimon.commands import _guards
 
-    for option, path in outputs.items():
-        if path is not None:
-            check_output(path, input_files(args), option)
-    check_distinct(outputs)
+    _guards.check_outputs(outputs, input_files(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -53,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.screenshot is not None and Path(args.screenshot).suffix.lower() != ".png":
         raise UsageError(f"--screenshot {args.screenshot}: give a file name ending in .png")
-    if args.seconds is not None and not args.seconds > 0:
-        raise UsageError(f"--seconds must be > 0, got {args.seconds:g}")
     if args.range is not None and not args.range[1] > args.range[0]:
         raise UsageError("--range T0 T1 needs T1 > T0 (seconds)")
     window_wanted = not (args.export and args.screenshot is None and args.seconds is None)
@@ -72,25 +70,19 @@ def run(args: argparse.Namespace) -> int:
     from pelvimon.commands.analyze import csv_options_from_args
     from pelvimon.gui.review_data import load_review
 
+    out = _guards.check_output(args.export, [args.file, args.config], "--export") if args.export else None
     csv = csv_options_from_args(args)
     config = load_config(args.config)
     data = load_review(args.file, csv=csv, config=config)
-    if args.export:
-        _guards.check_output(args.export, [args.file, args.config], "--export")
-        out = Path(args.export)
+    if out is not None:
         from pelvimon.analysis import steps_csv_text
 
-        if args.range is not None:
-            t0, t1 = args.range
-            steps = data.steps_between(t0, t1)
-            out.write_text(steps_csv_text(steps), encoding="utf-8")
-            print(
-                f"wrote {len(steps)} steps (of {len(data.steps)}: initial contact from {t0:g} to {t1:g} s) "
-                f"to {out}"
-            )
-        else:
-            out.write_text(steps_csv_text(data.steps), encoding="utf-8")
-            print(f"wrote {len(data.steps)} steps to {out}")
+        steps = data.steps if args.range is None else data.steps_between(*args.range)
+        out.write_text(steps_csv_text(steps), encoding="utf-8")
+        of = "" if args.range is None else (
+            f" (of {len(data.steps)}: initial contact from {args.range[0]:g} to {args.range[1]:g} s)"
+        )
+        print(f"wrote {len(steps)} steps{of} to {out}")
         if args.screenshot is None and args.seconds is None:
             return 0
 

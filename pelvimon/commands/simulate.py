@@ -200,9 +200,8 @@ def run(args: argparse.Namespace) -> int:
 
     bouts = _bouts(args)
     params = bouts[0]
-    output = None if args.output is None else _guards.check_output(args.output, (), "-o/--output")
-    truth = None if args.truth is None else _guards.check_output(args.truth, (), "--truth")
-    _guards.check_distinct({"--output": args.output, "--truth": args.truth})
+    outs = _guards.check_outputs({"-o/--output": args.output, "--truth": args.truth}, ())
+    output, truth = outs["-o/--output"], outs["--truth"]
     sim = simulate(params) if len(bouts) == 1 else simulate_session(bouts)
     written = []
     try:

@@ -37,7 +37,17 @@ from pelvimon.firmware_protocols.base import Protocol, ProtocolError, StreamConf
 from pelvimon.firmware_protocols.batch import ImuBatch
 
 from .clock import SessionClock
-from .source import RawNotification, Source, SourceError, SourceEvent, SourceInfo, SourceStatus
+from .source import (
+    RawNotification,
+    Source,
+    SourceError,
+    SourceEvent,
+    SourceInfo,
+    SourceStatus,
+    gap_status,
+    is_hole,
+    samples_missing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -838,12 +848,8 @@ class StreamDecoder:
 
     def _gap_status(self, t_s: float, n_lost: int, estimated: bool) -> SourceStatus:
         self.n_lost += n_lost
-        return SourceStatus(
-            "gap",
-            t_s,
-            f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
-            {"n_lost": int(n_lost), "t_s": t_s, "estimated": estimated},
-        )
+        return gap_status(t_s, n_lost, f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
+                          estimated=estimated)
 
     def _emit_device(self, part: ImuBatch, out: list[SourceEvent]) -> None:
         if not self._usable(part):
@@ -854,9 +860,9 @@ class StreamDecoder:
         n_lost = int(part.n_lost)
         if self.last_device_s is not None and rate > 0:
             step = t0 - self.last_device_s
-            if step > 1.5 / rate:  # a hole in the output on the device clock: that many samples are missing
+            if is_hole(step, rate):  # a hole in the output on the device clock: that many samples are missing
                 gap = True
-                n_lost = max(int(round(step * rate)) - 1, 0)
+                n_lost = samples_missing(step, rate)
             elif step > 0:
                 n_lost = 0  # flagged, but no sample is missing from the output
             else:
@@ -894,7 +900,7 @@ class StreamDecoder:
             elif sb.gap_before and self.last_t is not None and rate > 0:
                 # the host-time clock jumped (re-anchored after a stretch of late arrivals): the samples the
                 # jump stands for, as far as arrival times can tell
-                n_lost = max(int(round((float(sb.t_s[0]) - self.last_t) * rate)) - 1, self._dropped_since, 0)
+                n_lost = max(samples_missing(float(sb.t_s[0]) - self.last_t, rate), self._dropped_since)
                 estimated = True
             else:
                 n_lost = self._dropped_since

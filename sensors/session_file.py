@@ -50,7 +50,7 @@ from pelvimon import __version__
 from pelvimon.dsp.records import Alert, Step
 from pelvimon.firmware_protocols.batch import ImuBatch
 
-from .source import RawNotification, SourceInfo, SourceStatus
+from .source import RawNotification, SourceInfo, SourceStatus, gap_status, is_hole, samples_missing
 
 log = logging.getLogger(__name__)
 
@@ -1026,9 +1026,9 @@ class SessionReader:
         if i_imu is not None and last_imu is not None:
             # samples on both sides: the time jump between them says whether and how many are missing
             jump = t_to - t_from
-            lost = jump > (1.5 / rate if rate is not None else 0.5)
+            lost = is_hole(jump, rate) if rate is not None else jump > 0.5
             if rate is not None:
-                n_lost = max(round(jump * rate) - 1, 0)
+                n_lost = samples_missing(jump, rate)
         else:
             lost = True  # no samples on one side: whatever the skipped chunks held is missing
             if rate is not None:
@@ -1043,11 +1043,12 @@ class SessionReader:
             batch = out[i_imu]
             assert isinstance(batch, ImuBatch)
             out[i_imu] = dataclasses.replace(batch, gap_before=True, n_lost=batch.n_lost + n_lost)
-        status = SourceStatus(
-            "gap",
+        status = gap_status(
             t_to,
+            n_lost,
             f"about {n_lost} samples lost: {_size_words(n_bytes)} of the session file could not be read",
-            {"n_lost": n_lost, "t_s": t_to, "estimated": True, FILE_DAMAGE: True},
+            estimated=True,
+            **{FILE_DAMAGE: True},
         )
         out.insert(i_data, status)
         return out

@@ -72,6 +72,22 @@ class SourceStatus:
 SourceEvent = ImuBatch | RawNotification | SourceStatus
 
 
+def is_hole(step_s: float, rate_hz: float) -> bool:
+    """Whether ``step_s`` between two successive samples leaves samples out (more than 1.5 periods)."""
+    return step_s > 1.5 / rate_hz
+
+
+def samples_missing(step_s: float, rate_hz: float) -> int:
+    """Samples missing between two samples ``step_s`` apart at ``rate_hz`` (0 for a step of one period)."""
+    return max(int(round(step_s * rate_hz)) - 1, 0)
+
+
+def gap_status(t_s: float, n_lost: int, message: str, *, estimated: bool, **details: Any) -> SourceStatus:
+    """The ``gap`` status: the session time after the gap, the samples lost and whether that is an estimate
+    (``details``: what else the source knows, e.g. the session reader's ``file_damage``)."""
+    return SourceStatus("gap", t_s, message, {"n_lost": int(n_lost), "t_s": t_s, "estimated": estimated, **details})
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What a source says about itself once opened.

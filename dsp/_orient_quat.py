@@ -24,18 +24,35 @@ def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
         ``R`` with ``v_out = R @ v_in``.
     """
     q = np.asarray(q_wxyz, dtype=np.float64)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     r = np.empty(q.shape[:-1] + (3, 3))
-    r[..., 0, 0] = 1 - 2 * (y * y + z * z)
-    r[..., 0, 1] = 2 * (x * y - w * z)
-    r[..., 0, 2] = 2 * (x * z + w * y)
-    r[..., 1, 0] = 2 * (x * y + w * z)
-    r[..., 1, 1] = 1 - 2 * (x * x + z * z)
-    r[..., 1, 2] = 2 * (y * z - w * x)
-    r[..., 2, 0] = 2 * (x * z - w * y)
-    r[..., 2, 1] = 2 * (y * z + w * x)
-    r[..., 2, 2] = 1 - 2 * (x * x + y * y)
+    for k, e in enumerate(matrix_entries(q[..., 0], q[..., 1], q[..., 2], q[..., 3])):
+        r[..., k // 3, k % 3] = e
     return r
+
+
+def matrix_entries(
+    w: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rotation matrix entries ``r00, r01, r02, r10, ..., r22`` of unit quaternions given by their
+    components (arrays of one shape), each a separate array, for callers that use the entries one by one.
+
+    ``r00 = 1 - 2 (y² + z²)``, ``r01 = 2 (xy - wz)``, ``r02 = 2 (xz + wy)``, ``r10 = 2 (xy + wz)``,
+    ``r11 = 1 - 2 (x² + z²)``, ``r12 = 2 (yz - wx)``, ``r20 = 2 (xz - wy)``, ``r21 = 2 (yz + wx)``,
+    ``r22 = 1 - 2 (x² + y²)``, each product computed once."""
+    xx, yy, zz = x * x, y * y, z * z
+    xy, xz, yz = x * y, x * z, y * z
+    wx, wy, wz = w * x, w * y, w * z
+    return (
+        1 - 2 * (yy + zz),
+        2 * (xy - wz),
+        2 * (xz + wy),
+        2 * (xy + wz),
+        1 - 2 * (xx + zz),
+        2 * (yz - wx),
+        2 * (xz - wy),
+        2 * (yz + wx),
+        1 - 2 * (xx + yy),
+    )
 
 
 def matrix_to_quat(r: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import vqf
@@ -56,14 +56,14 @@ from scipy import signal
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
 from ._inputs import check_chunk
-from ._orient_quat import matrix_to_quat, quat_to_matrix
+from ._orient_quat import matrix_entries, matrix_to_quat
 from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
 from .orientation import heading_state
 
 __all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
 
 CalibrationState = Literal["waiting_for_stillness", "gravity_known", "calibrated"]
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 _RATE_PROBE_N = 16
 _HEADING_SEED_S = 30.0
 """Sensor orientations kept before calibration for the running-direction tracker of the handover, s."""
@@ -184,14 +184,6 @@ class MountResult:
     t_calibrated_s: float | None = None
 
 
-def _apply(rot: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``rot[k] @ v[k]`` for every row, element by element (identical whatever the chunking)."""
-    out = np.empty((v.shape[0], 3))
-    for i in range(3):
-        out[:, i] = rot[:, i, 0] * v[:, 0] + rot[:, i, 1] * v[:, 1] + rot[:, i, 2] * v[:, 2]
-    return out
-
-
 def _vsum(xs: list[np.ndarray]) -> np.ndarray:
     """Sum of equally shaped arrays, in list order."""
     out = np.zeros_like(xs[0])
@@ -215,6 +207,40 @@ def _seq_sum(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return flat.sum(axis=0).reshape(carry.shape)
 
 
+def _seq_sum_onto(carry: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`_seq_sum` of a (M,) ``carry`` and C-ordered scratch rows (n, M), n >= 1, M >= 2, without copying
+    the rows: their first row is overwritten with ``carry + rows[0]``, and the rows are then added one after
+    the other onto numpy's starting +0.0 (which leaves every sum unchanged: a sum that starts at +0.0 is
+    never -0.0, so ``carry`` is not either)."""
+    np.add(carry, rows[0], out=rows[0])
+    return rows.sum(axis=0)
+
+
+def _norms(v: np.ndarray) -> np.ndarray:
+    """Row norms of (N, 3) ``v``: ``np.linalg.norm(v, axis=1)`` written out (the same squares added in the
+    same order, the same bits) without its temporary copies."""
+    v0, v1, v2 = v[:, 0], v[:, 1], v[:, 2]
+    return np.sqrt(v0 * v0 + v1 * v1 + v2 * v2)
+
+
+def _step_rises(av: np.ndarray, high: float, low: float, level: int) -> tuple[np.ndarray, int]:
+    """Steps by hysteresis: the samples where ``av`` (N,) goes above ``high`` while its level was low (it
+    last went below ``low``), and the level after the last sample (-1 low, +1 high, 0 not known yet;
+    ``level`` before the first sample).
+
+    Without a Python loop: a step is a sample above ``high`` whose previous sample beyond either threshold
+    (or, for the first such sample, the carried level) was below ``low``."""
+    hi = av > high
+    beyond = np.flatnonzero(hi | (av < low))
+    if beyond.size == 0:
+        return beyond, level
+    is_hi = hi[beyond]
+    was_low = np.empty_like(is_hi)
+    was_low[0] = level == -1
+    np.logical_not(is_hi[:-1], out=was_low[1:])
+    return beyond[is_hi & was_low], 1 if is_hi[-1] else -1
+
+
 def _forward_from_moment(m: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Unnormalised forward vector ``-(I - u uᵀ) M u`` from a moment ``M = Σ a a'ᵀ`` (sensor frame)."""
     v = m @ up
@@ -231,11 +257,49 @@ def _mount_from(up: np.ndarray, fwd: np.ndarray) -> np.ndarray:
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    # scalar math (called once per gait block after calibration): np.linalg.norm of a vector is sqrt(x @ x)
-    c = float(a @ b) / (math.sqrt(float(a @ a)) * math.sqrt(float(b @ b)) + 1e-300)
+    """Angle between two vectors, deg (NaN if either is not finite)."""
+    return _angle_from_dots(float(a @ b), float(a @ a), float(b @ b))
+
+
+def _angle_from_dots(ab: float, aa: float, bb: float) -> float:
+    """:func:`_angle_deg` from the dot products ``a·b``, ``a·a``, ``b·b`` (scalar math: np.linalg.norm of a
+    vector is sqrt(x @ x))."""
+    c = ab / (math.sqrt(aa) * math.sqrt(bb) + 1e-300)
     if not math.isfinite(c):
         return math.nan  # (clamping would turn NaN into 180 deg: a mount "moved" by a bad moment)
     return math.degrees(math.acos(min(1.0, max(-1.0, c))))
+
+
+class _Finished(NamedTuple):
+    """A gait block to use, as closed at a step: its sums (the layout of ``MountCalibration._blk_sum``),
+    sample count, gait (a flight phase: running), steps, and the step's sample (this chunk) and time."""
+
+    sums: np.ndarray
+    cnt: int
+    running: bool
+    rises: int
+    r: int
+    t_end: float
+
+
+def _block_moments(done: list[_Finished], gyro: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Signed moments (K, 3, 3) in the sensor frame and specific force sums (K, 3) of used blocks.
+
+    Running (a flight phase: the vertical specific force nearly vanishes): braking while the vertical
+    force rises. Walking (pendular): the opposite phase, so the moment flips sign. With a gyroscope the
+    moment is mapped from the level frame to the sensor frame with the block's mean orientation
+    ``R̄ᵀ M R̄``, and the mean vertical of the block (not the mean specific force) then serves the
+    no-stillness gravity fallback. Stacked products: each block gets the same arithmetic as alone."""
+    k = len(done)
+    sums = np.array([b.sums for b in done])
+    m = sums[:, :9].reshape(k, 3, 3)
+    walking = np.array([not b.running for b in done])
+    m[walking] = -m[walking]
+    if not gyro:
+        return m, sums[:, 9:]
+    cnt = np.array([max(b.cnt, 1) for b in done], dtype=np.float64)
+    r_mean = sums[:, 9:].reshape(k, 3, 3) / cnt[:, None, None]
+    return r_mean.transpose(0, 2, 1) @ m @ r_mean, r_mean[:, 2, :] * (G_MPS2 * cnt)[:, None]
 
 
 class MountCalibration:
@@ -300,9 +364,7 @@ class MountCalibration:
     _skip: bool  # after a gap: samples until the next step are left out of the block
     _blk_len: int
     _blk_aligned: bool
-    _blk_m: np.ndarray
-    _blk_a: np.ndarray
-    _blk_r: np.ndarray
+    _blk_sum: np.ndarray  # Σ a a'ᵀ (9, row-major), then Σ R (9, with a gyroscope) or Σ a (3, without)
     _blk_cnt: int
     _blk_vmin: float
     _blk_vmax: float
@@ -335,6 +397,7 @@ class MountCalibration:
         self._t_last_rise = -np.inf
         self._bout_steps = 0
         self._n_rises = 0
+        self._gyro_mode: bool | None = None
         self._reset_block(ok=False)  # the current block of whole strides: sums, counts, markers
         self._mark_rises = 0  # steps of the block up to the last stride end (``_mark_i``)
         self._mark_n = 0  # steps of the stream up to that sample
@@ -344,15 +407,15 @@ class MountCalibration:
         self._all_m = np.zeros((3, 3))  # sum of every used block's signed moment (offline estimate)
         self._all_rises = 0
         self._gait_acc = np.zeros(3)
-        self._lp = np.zeros((0, 3))
-        self._rot: np.ndarray | None = None
+        # this chunk's per-sample rows of the block sums (the layout of ``_blk_sum``) and force norms
+        self._rows = np.zeros((0, 12))
+        self._av_pm = np.zeros((2, 0))
         self._n_seen = 0  # samples through the gait stage
         self._t_prev = -np.inf  # time of the last sample through the gait stage (gap detection)
         self.n_gaps_ = 0
         self._first_rest_n: int | None = None
         self._cal_index: int | None = None
         self.orientation_seed_: dict[str, Any] | None = None
-        self._gyro_mode: bool | None = None
         self._vqf: vqf.VQF | None = None
         self._qring: SampleRing | None = None  # sensor orientations before calibration (heading handover)
         self._q_given: np.ndarray | None = None  # orientations given with this chunk (after calibration)
@@ -441,6 +504,7 @@ class MountCalibration:
     def _process(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
         if self._gyro_mode is None:
             self._gyro_mode = g is not None
+            self._zero_sums()  # (the width of the block sums depends on the mode)
             if g is not None:
                 self._vqf = vqf.VQF(1.0 / float(self.rate_hz_))  # type: ignore[arg-type]
         elif self._gyro_mode != (g is not None):
@@ -456,21 +520,27 @@ class MountCalibration:
         p = self._p
         if self.state_ == "calibrated" and len(self.still_intervals_) > 1000:
             return
-        quiet = np.abs(np.linalg.norm(a, axis=1) - G_MPS2) < p.still_acc_dev_mps2
+        quiet = np.abs(_norms(a) - G_MPS2) < p.still_acc_dev_mps2
         if g is not None:
-            quiet &= np.linalg.norm(g, axis=1) < p.still_gyr_rads
+            # (the angular rate only where the specific force is quiet: a few samples during gait)
+            k = np.flatnonzero(quiet)
+            quiet[k] = _norms(g[k]) < p.still_gyr_rads
         # Segment boundaries: runs of quiet samples; the first run continues the carried one.
         edges = np.flatnonzero(np.diff(quiet.astype(np.int8))) + 1
-        bounds = np.concatenate([[0], edges, [quiet.size]])
+        bounds = np.concatenate([[0], edges, [quiet.size]]).tolist()
         for i0, i1 in zip(bounds[:-1], bounds[1:], strict=True):
             if not quiet[i0]:
                 self._close_run()
                 continue
+            if self._run_n == 0 and i1 < quiet.size and (i1 - i0 < 2 or t[i1 - 1] - t[i0] < p.still_s):
+                continue  # a run that starts and ends in this chunk, too short to count: nothing to add up
             if self._run_n == 0:
                 self._run_t0 = float(t[i0])
-            self._run_n += int(i1 - i0)
-            self._run_sum = _seq_sum(self._run_sum, a[i0:i1])
-            self._run_sumsq = _seq_sum(self._run_sumsq, a[i0:i1] * a[i0:i1])
+            self._run_n += i1 - i0
+            seg = a[i0:i1]
+            carry = np.concatenate([self._run_sum, self._run_sumsq])
+            run = _seq_sum_onto(carry, np.concatenate([seg, seg * seg], axis=1))
+            self._run_sum, self._run_sumsq = run[:3], run[3:]
             self._run_t1 = float(t[i1 - 1])
             if i1 < quiet.size:
                 self._close_run()
@@ -506,7 +576,6 @@ class MountCalibration:
         p = self._p
         if self._sos is None:
             raise RuntimeError("internal: gait processing before the sample rate is known")
-        rot = None
         raw_a, snap = a, None
         q_chunk = np.zeros((0, 4))
         was_calibrated = self.state_ == "calibrated"
@@ -528,35 +597,44 @@ class MountCalibration:
                 rest = np.flatnonzero(out["restDetected"])
                 if rest.size:
                     self._first_rest_n = self._n_seen + int(rest[0])
-            rot = quat_to_matrix(out["quat6D"])
-            a = _apply(rot, a)
+            q = out["quat6D"]
+            rot = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])  # r00, r01, ..., r22
+            a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
+            f = np.stack([rot[3 * i] * a0 + rot[3 * i + 1] * a1 + rot[3 * i + 2] * a2 for i in range(3)])
+        else:
+            rot = None
+            f = a.T
+        # ``f``: the specific force, one row per axis (3, N), so that the per-sample arithmetic below runs on
+        # contiguous rows (level frame with a gyroscope: f = R a, element by element)
         if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * a[0][None, None, :]
-            self._last_lp = a[0].copy()
-        lp, self._zi = signal.sosfilt(self._sos, a, axis=0, zi=self._zi)
-        lp = np.ascontiguousarray(lp)  # sosfilt along axis 0 returns column-major rows
-        prev = np.concatenate([self._last_lp[None, :], lp[:-1]])  # type: ignore[index]
-        self._last_lp = lp[-1].copy()
-        d = lp - prev
+            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * f[:, 0][None, None, :]
+            self._last_lp = f[:, 0].copy()
+        # (the filter state keeps the (sections, 2, axes) layout of a filter along the samples of (N, 3))
+        lp, zf = signal.sosfilt(self._sos, f, axis=1, zi=np.swapaxes(self._zi, 1, 2))  # type: ignore[arg-type]
+        self._zi = np.swapaxes(zf, 1, 2)
+        d = np.empty_like(lp)  # increments of the low-passed force
+        np.subtract(lp[:, 0], self._last_lp, out=d[:, 0])  # type: ignore[arg-type]
+        np.subtract(lp[:, 1:], lp[:, :-1], out=d[:, 1:])
+        self._last_lp = lp[:, -1].copy()
         n = t.shape[0]
         # Steps are found on the norm of the low-passed specific force (dominated by its vertical part), so
         # gait is analysed even before gravity is known (needed for the no-stillness fallback).
-        av = np.sqrt(lp[:, 0] * lp[:, 0] + lp[:, 1] * lp[:, 1] + lp[:, 2] * lp[:, 2])
-        hi = av > p.step_high_g * G_MPS2
-        lo = av < p.step_low_g * G_MPS2
-        # Hysteresis without a Python loop: forward-fill the last decided level.
-        level = np.where(hi, 1, np.where(lo, -1, 0)).astype(np.int8)
-        idx = np.maximum.accumulate(np.where(level != 0, np.arange(n), -1))
-        filled = np.where(idx >= 0, level[np.maximum(idx, 0)], self._hyst)
-        before = np.concatenate([[self._hyst], filled[:-1]])
-        rises = np.flatnonzero((filled == 1) & (before == -1))
-        self._hyst = int(filled[-1])
-        # Per-sample moment contributions a a'ᵀ, gathered into blocks of whole strides (an even number of
-        # steps, at least block_s long) that start and end at a step; the loop runs per step, not per sample.
-        ccs = lp[:, :, None] * d[:, None, :]
-        self._lp = lp
-        self._rot = rot
-        self._ccs, self._av = ccs, av
+        av = np.sqrt(lp[0] * lp[0] + lp[1] * lp[1] + lp[2] * lp[2])
+        rises, self._hyst = _step_rises(av, p.step_high_g * G_MPS2, p.step_low_g * G_MPS2, self._hyst)
+        # Per-sample moment contributions a a'ᵀ (and rotation matrices or forces), gathered into blocks of
+        # whole strides (an even number of steps, at least block_s long) that start and end at a step; the
+        # loop runs per step, not per sample.
+        rows = np.empty((n, self._blk_sum.size))
+        for i in range(3):
+            for j in range(3):
+                np.multiply(lp[i], d[j], out=rows[:, 3 * i + j])
+        if rot is not None:
+            for k in range(9):
+                rows[:, 9 + k] = rot[k]
+        else:
+            rows[:, 9:] = lp.T
+        self._rows = rows
+        self._av_pm = np.stack([av, -av])  # the force norm and its negative: min and max in one reduction
         # Lost samples (a time step over 1.5 sample intervals): the mount did not change, so the strides
         # gathered so far, the gait bout and gravity are kept; only the block holding the gap is dropped
         # (its moment sums straddle the missing samples) and the next block starts at the next step.
@@ -564,22 +642,23 @@ class MountCalibration:
         dt = np.diff(t, prepend=self._t_prev)
         if self._n_seen == 0:
             dt[0] = 0.0
-        self.n_gaps_ += int(np.count_nonzero(dt > dt_max))
+        gaps = np.flatnonzero(dt > dt_max)
+        self.n_gaps_ += gaps.size
         # short gaps (a lost notification or two) are bridged: the low-pass smooths over them
-        gaps = np.flatnonzero(dt > max(dt_max, p.bridge_gap_s + 1.0 / float(self.rate_hz_)))  # type: ignore[arg-type]
+        gaps = gaps[dt[gaps] > p.bridge_gap_s + 1.0 / float(self.rate_hz_)]  # type: ignore[arg-type]
         self._t_prev = float(t[-1])
         self._mark_i = -1
         cursor = 0
-        marks: list[tuple[int, int]] = [(r, 1) for r in rises.tolist()]
+        done: list[_Finished] = []  # blocks finished in this chunk, used together after the loop
+        marks: list[tuple[int, int, float]] = list(zip(rises.tolist(), [1] * rises.size, t[rises].tolist(), strict=True))
         if gaps.size:
-            marks = sorted(marks + [(int(k), 0) for k in gaps])  # a gap is handled before a rise at its sample
-        for r, is_rise in marks:
+            # a gap is handled before a rise at its sample
+            marks = sorted(marks + [(k, 0, 0.0) for k in gaps.tolist()])
+        for r, is_rise, tr in marks:
+            cursor = self._advance(cursor, r)
             if not is_rise:
-                cursor = self._advance(cursor, r)
                 self._gap()
                 continue
-            cursor = self._advance(cursor, r)
-            tr = float(t[r])
             skipped = False
             if self._skip:
                 # after a gap the block resumes at a step an even number of steps after its last stride
@@ -594,9 +673,9 @@ class MountCalibration:
             elif not self._blk_aligned:
                 self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
             elif self._blk_len >= self._block_n and self._blk_rises >= 2 and self._blk_rises % 2 == 0:
-                self._finish_block(tr)
-                if self.state_ == "calibrated" and self._cal_index is None:
-                    self._cal_index = self._n_seen + r
+                used = self._finish_block(r, tr)
+                if used is not None:
+                    done.append(used)
                 self._reset_block(ok=self._bout_steps >= p.skip_steps, aligned=True)
             elif self._blk_aligned and self._blk_rises >= 2 and self._blk_rises % 2 == 0:
                 # a stride ends here: a later gap in this block keeps the block up to this sample
@@ -605,10 +684,12 @@ class MountCalibration:
             self._bout_steps += 1
             self._blk_rises += 0 if self._skip else 1
             self._n_rises += 1
-            self.n_strides_ = self._n_rises // 2
+        self.n_strides_ = self._n_rises // 2
         self._advance(cursor, n)
         self._flush_to_mark()
         self._flush_segment()
+        self._rows, self._av_pm = np.empty((0, rows.shape[1])), np.empty((2, 0))  # (not kept between chunks)
+        self._use_blocks(done)
         if snap is not None and g is not None and self.state_ == "calibrated" and self._cal_index is not None:
             # VQF (sensor frame, run since the start of the stream) state after the calibration sample
             k = self._cal_index - self._n_seen + 1
@@ -650,22 +731,18 @@ class MountCalibration:
             cut = i0 + max_n - self._blk_len
             self._reset_block(ok=False, aligned=False)
             i0 = cut
-        self._add_segment(i0, i1)
-        self._blk_len += i1 - i0
+        if i1 > i0:
+            # Consecutive segments are summed together when the block is read (:meth:`_finish_block`) or
+            # the chunk ends (:meth:`_flush_segment`): the same additions in the same order as one sum per
+            # segment, with a few calls per block instead of a few per step.
+            pending = self._pending
+            if pending is not None and pending[1] == i0:
+                self._pending = (pending[0], i1)
+            else:
+                self._flush_segment()
+                self._pending = (i0, i1)
+            self._blk_len += i1 - i0
         return i1
-
-    def _add_segment(self, i0: int, i1: int) -> None:
-        """Samples [i0, i1) of this chunk join the current block. Consecutive segments are summed together
-        when the block is read (:meth:`_finish_block`) or the chunk ends (:meth:`_flush_segment`): the
-        same additions in the same order as one sum per segment, with a few calls per block instead of a
-        few per step."""
-        if i1 <= i0:
-            return
-        if self._pending is not None and self._pending[1] == i0:
-            self._pending = (self._pending[0], i1)
-            return
-        self._flush_segment()
-        self._pending = (i0, i1)
 
     def _flush_segment(self) -> None:
         """Add the pending samples of this chunk to the block's sums."""
@@ -673,13 +750,11 @@ class MountCalibration:
             return
         i0, i1 = self._pending
         self._pending = None
-        self._blk_m = _seq_sum(self._blk_m, self._ccs[i0:i1])
-        self._blk_a = _seq_sum(self._blk_a, self._lp[i0:i1])
-        if self._rot is not None:
-            self._blk_r = _seq_sum(self._blk_r, self._rot[i0:i1].reshape(-1, 9))
+        self._blk_sum = _seq_sum_onto(self._blk_sum, self._rows[i0:i1])  # (each row is summed once)
         self._blk_cnt += i1 - i0
-        self._blk_vmin = min(self._blk_vmin, float(self._av[i0:i1].min()))
-        self._blk_vmax = max(self._blk_vmax, float(self._av[i0:i1].max()))
+        lo, neg_hi = self._av_pm[:, i0:i1].min(axis=1).tolist()
+        self._blk_vmin = min(self._blk_vmin, lo)
+        self._blk_vmax = max(self._blk_vmax, -neg_hi)
 
     def _flush_to_mark(self) -> None:
         """If a stride of the current block ended in this chunk, sum the block up to that sample and keep
@@ -690,7 +765,7 @@ class MountCalibration:
         self._pending = (p0, self._mark_i) if self._mark_i > p0 else None
         self._flush_segment()
         self._snap = {
-            "m": self._blk_m.tolist(), "a": self._blk_a.tolist(), "r": self._blk_r.tolist(), "cnt": self._blk_cnt,
+            "sum": self._blk_sum.tolist(), "cnt": self._blk_cnt,
             "vmin": self._blk_vmin, "vmax": self._blk_vmax, "rises": self._mark_rises, "n": self._mark_n,
         }
         self._pending = (self._mark_i, p1) if p1 > self._mark_i else None
@@ -711,9 +786,7 @@ class MountCalibration:
         if snap is None:
             self._zero_sums()
         else:
-            self._blk_m = np.asarray(snap["m"], dtype=np.float64)
-            self._blk_a = np.asarray(snap["a"], dtype=np.float64)
-            self._blk_r = np.asarray(snap["r"], dtype=np.float64)
+            self._blk_sum = np.asarray(snap["sum"], dtype=np.float64)
             self._blk_cnt = int(snap["cnt"])
             self._blk_vmin, self._blk_vmax = float(snap["vmin"]), float(snap["vmax"])
             self._blk_rises = int(snap["rises"])
@@ -732,15 +805,15 @@ class MountCalibration:
 
     def _zero_sums(self) -> None:
         """The block's sums, count, force range and steps, empty."""
-        self._blk_m = np.zeros((3, 3))
-        self._blk_a = np.zeros(3)
-        self._blk_r = np.zeros(9)
+        self._blk_sum = np.zeros(18 if self._gyro_mode else 12)
         self._blk_cnt = 0
         self._blk_vmin = np.inf
         self._blk_vmax = -np.inf
         self._blk_rises = 0
 
-    def _finish_block(self, t_end: float) -> None:
+    def _finish_block(self, r: int, t_end: float) -> _Finished | None:
+        """Close the current block at the step at sample ``r`` of this chunk (time ``t_end``); a block to use
+        is returned for :meth:`_use_blocks`, with its sums, sample count, gait and steps."""
         self._flush_segment()
         p = self._p
         used = (
@@ -748,32 +821,43 @@ class MountCalibration:
             and self._blk_rises >= p.min_block_steps
             and self._blk_vmax - self._blk_vmin > p.min_swing_g * G_MPS2
         )
-        if used:
-            running = self._blk_vmin < p.flight_g * G_MPS2
-            # Running (a flight phase: the vertical specific force nearly vanishes): braking while the
-            # vertical force rises. Walking (pendular): the opposite phase, so the moment flips sign.
-            m = self._blk_m if running else -self._blk_m
-            if self._gyro_mode:
-                # level frame -> sensor frame with the block's mean orientation; the mean vertical of the
-                # block (not the mean specific force) then serves the no-stillness gravity fallback
-                r_mean = self._blk_r.reshape(3, 3) / max(self._blk_cnt, 1)
-                m = r_mean.T @ m @ r_mean
-                self._blk_a = r_mean[2, :] * (G_MPS2 * self._blk_cnt)
-            self._use_block(m, t_end, running, self._blk_rises)
+        if not used:
+            return None
+        running = self._blk_vmin < p.flight_g * G_MPS2
+        return _Finished(self._blk_sum, self._blk_cnt, running, self._blk_rises, r, t_end)
 
-    def _use_block(self, m: np.ndarray, t_end: float, running: bool, rises: int) -> None:
-        p = self._p
-        self._n_blocks += 1
-        self._n_run_blocks += int(running)
-        self.running_fraction_ = self._n_run_blocks / self._n_blocks
-        self._all_m = self._all_m + m
-        self._all_rises += rises
-        if self.state_ == "calibrated":
-            self._recheck(m)
+    def _use_blocks(self, done: list[_Finished]) -> None:
+        """Use the blocks finished in this chunk, in order: their moments are worked out together, then each
+        block counts towards the calibration until it completes, and the rest go to the re-check."""
+        if not done:
             return
+        m, acc_sum = _block_moments(done, bool(self._gyro_mode))
+        k = 0
+        while k < len(done) and self.state_ != "calibrated":
+            b = done[k]
+            self._count_blocks(m[k : k + 1], [b])
+            self._use_block(m[k], acc_sum[k], b.t_end, b.rises)
+            if self.state_ == "calibrated":
+                self._cal_index = self._n_seen + b.r
+            k += 1
+        if k < len(done):
+            self._count_blocks(m[k:], done[k:])
+            self._recheck(m[k:])
+
+    def _count_blocks(self, m: np.ndarray, done: list[_Finished]) -> None:
+        """Count used blocks with moments ``m`` (K, 3, 3) towards the gait shares and the offline estimate."""
+        self._n_blocks += len(done)
+        self._n_run_blocks += sum(b.running for b in done)
+        self.running_fraction_ = self._n_run_blocks / self._n_blocks
+        self._all_m = _seq_sum(self._all_m, m)
+        self._all_rises += sum(b.rises for b in done)
+
+    def _use_block(self, m: np.ndarray, acc_sum: np.ndarray, t_end: float, rises: int) -> None:
+        """One more block towards the calibration (before it completes)."""
+        p = self._p
         self._blocks.append(m.copy())
         self._block_rises.append(rises)
-        self._gait_acc = self._gait_acc + self._blk_a
+        self._gait_acc = self._gait_acc + acc_sum
         strides = sum(self._block_rises) / 2.0
         if self.gravity_sensor_ is None or self.gravity_source_ == "gait":
             if strides >= p.gait_gravity_strides:
@@ -799,19 +883,36 @@ class MountCalibration:
             self._recent.extend(self._blocks)
 
     def _recheck(self, m: np.ndarray) -> None:
+        """After calibration: blocks with moments ``m`` (K, 3, 3) join the recent ones, and after each the
+        forward direction of the last ``recheck_blocks`` blocks is compared with the calibrated one.
+
+        Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
+        moments from the oldest on); here for all K blocks together, with the same arithmetic: each window
+        summed in order, leading zeros where fewer blocks came before (+0.0 leaves a sum unchanged), and
+        stacked matrix products that run the same BLAS routine on each block as one product would."""
         p = self._p
-        self._recent.append(m.copy())
         up, fwd = self.gravity_sensor_, self.forward_sensor_
         if up is None or fwd is None:
             raise RuntimeError("internal: calibrated without gravity and forward")
-        if len(self._recent) >= min(p.recheck_blocks, 3):
-            recent = _forward_from_moment(_vsum(list(self._recent)), up)
-            self.forward_recent_deg_ = _angle_deg(recent, fwd)
-            if self.forward_recent_deg_ > p.recheck_deg:
-                self.forward_moved_ = True
+        w, k, n0 = p.recheck_blocks, m.shape[0], len(self._recent)
+        m = m.copy()  # (kept in the recent blocks)
+        seq = np.concatenate([np.zeros((w - 1, 3, 3)), *([np.array(self._recent)] if n0 else []), m])
+        self._recent.extend(m)
+        # window after new block i: seq[n0 + i + j], j = 0 .. w-1 (the zeros above included), summed over j
+        total = seq[n0 + np.arange(w)[:, None] + np.arange(k)].sum(axis=0)
+        v = total @ up
+        recent = -(v - up * np.matmul(up, v[:, :, None]))  # _forward_from_moment
+        dot_rf = np.matmul(recent[:, None, :], fwd)[:, 0].tolist()
+        dot_rr = np.matmul(recent[:, None, :], recent[:, :, None])[:, 0, 0].tolist()
+        dot_ff = float(fwd @ fwd)
+        for i in range(k):
+            if min(n0 + i + 1, w) >= min(w, 3):
+                self.forward_recent_deg_ = _angle_from_dots(dot_rf[i], dot_rr[i], dot_ff)
+                if self.forward_recent_deg_ > p.recheck_deg:
+                    self.forward_moved_ = True
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_m", "_blk_a", "_blk_r", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
+    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
     _SCALARS = (
         "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
         "_all_rises", "_blk_cnt", "gravity_source_", "_gyro_mode",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,110 @@ def test_angle_between_forwards_is_nan_for_a_bad_moment_not_180_deg() -> None:
 
     assert _angle_deg(np.array([1.0, 0.0, 0.0]), np.array([-1.0, 0.0, 0.0])) == pytest.approx(180.0)
     assert math.isnan(_angle_deg(np.array([np.nan, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])))
+
+
+# --- the batched forms against their readable step-by-step forms, bit for bit
+
+
+def _rises_reference(av: np.ndarray, high: float, low: float, level: int) -> tuple[list[int], int]:
+    """Sample by sample: a step where the level goes from low to high."""
+    out = []
+    for i, v in enumerate(av.tolist()):
+        if v > high:
+            if level == -1:
+                out.append(i)
+            level = 1
+        elif v < low:
+            level = -1
+    return out, level
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([-1, 0, 1]))
+def test_step_rises_equal_the_sample_by_sample_hysteresis(seed: int, level: int) -> None:
+    from pelvimon.dsp.calibration import _step_rises
+
+    rng = np.random.default_rng(seed)
+    av = 1.0 + 0.2 * np.cumsum(rng.normal(0.0, 0.3, int(rng.integers(1, 400))))
+    av[rng.random(av.size) < 0.1] = 1.0  # ties on no threshold: undecided samples
+    expected, level_after = _rises_reference(av, 1.06, 0.94, level)
+    rises, got_level = _step_rises(av, 1.06, 0.94, level)
+    assert rises.tolist() == expected and got_level == level_after
+    cut = int(rng.integers(0, av.size + 1))  # any chunking: the level carries over
+    r0, lv = _step_rises(av[:cut], 1.06, 0.94, level)
+    r1, lv = _step_rises(av[cut:], 1.06, 0.94, lv)
+    assert r0.tolist() + (r1 + cut).tolist() == expected and lv == level_after
+
+
+def test_sums_and_norms_written_out_keep_the_bits() -> None:
+    from pelvimon.dsp.calibration import _norms, _seq_sum, _seq_sum_onto
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(0.0, 1.0, (5000, 3)) * np.exp(rng.normal(0.0, 4.0, (5000, 3)))
+    np.testing.assert_array_equal(_norms(v), np.linalg.norm(v, axis=1))
+    for n, m in ((1, 2), (2, 6), (7, 12), (400, 18)):
+        rows = rng.normal(0.0, 1.0, (n, m)) * np.exp(rng.normal(0.0, 6.0, (n, m)))
+        rows[rng.random((n, m)) < 0.1] = -0.0
+        for carry in (np.zeros(m), rng.normal(0.0, 1e3, m)):
+            expected = _seq_sum(carry, rows)
+            got = _seq_sum_onto(carry, rows.copy())
+            assert got.tobytes() == expected.tobytes()  # (the sign of a zero included)
+
+
+def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.ndarray, p: CalibrationParams):
+    """The per-block re-check: after each block, the sum of the recent moments from the oldest on."""
+    from pelvimon.dsp.calibration import _angle_deg, _forward_from_moment
+
+    angle, moved = math.nan, False
+    for m in ms:
+        recent.append(m.copy())
+        if len(recent) >= min(p.recheck_blocks, 3):
+            total = np.zeros((3, 3))
+            for x in recent:
+                total = total + x
+            angle = _angle_deg(_forward_from_moment(total, up), fwd)
+            moved = moved or angle > p.recheck_deg
+    return angle, moved
+
+
+@pytest.mark.parametrize("recheck_blocks", [1, 3, 10])
+def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int) -> None:
+    rng = np.random.default_rng(recheck_blocks)
+    p = CalibrationParams(recheck_blocks=recheck_blocks, recheck_deg=30.0)
+    up = np.array([0.1, -0.2, 0.97]) / np.linalg.norm([0.1, -0.2, 0.97])
+    fwd = np.array([0.9, 0.3, 0.0]) / np.linalg.norm([0.9, 0.3, 0.0])
+    for n0 in (0, 1, 2, recheck_blocks, 2 * recheck_blocks):
+        for k in (1, 2, 5, 13):
+            before = [rng.normal(0.0, 1.0, (3, 3)) * 10.0 ** rng.uniform(-3, 3) for _ in range(n0)]
+            ms = rng.normal(0.0, 1.0, (k, 3, 3)) * 10.0 ** rng.uniform(-3, 3, (k, 1, 1))
+            cal = MountCalibration(p)
+            cal.gravity_sensor_, cal.forward_sensor_ = up, fwd
+            cal._recent = deque(before, maxlen=recheck_blocks)
+            cal._recheck(ms)
+            ref = deque(before, maxlen=recheck_blocks)
+            angle, moved = _recheck_reference(ref, ms, up, fwd, p)
+            assert (math.isnan(angle) and math.isnan(cal.forward_recent_deg_)) or cal.forward_recent_deg_ == angle
+            assert cal.forward_moved_ == moved
+            assert len(cal._recent) == len(ref) and all(np.array_equal(a, b) for a, b in zip(cal._recent, ref, strict=True))
+
+
+@pytest.mark.parametrize("gyro", [True, False])
+def test_block_moments_equal_the_per_block_formula(gyro: bool) -> None:
+    from pelvimon.dsp.calibration import G_MPS2, _block_moments, _Finished
+
+    rng = np.random.default_rng(7)
+    done = [
+        _Finished(rng.normal(0.0, 1.0, 18 if gyro else 12) * 10.0 ** rng.uniform(-2, 4), int(rng.integers(1, 900)),
+                  bool(rng.random() < 0.5), 4, 0, 0.0)
+        for _ in range(11)
+    ]
+    done[0].sums[[0, 4]] = 0.0  # (a zero keeps its sign)
+    m, acc = _block_moments(done, gyro)
+    for i, b in enumerate(done):
+        mi = b.sums[:9].reshape(3, 3) if b.running else -b.sums[:9].reshape(3, 3)
+        ai = b.sums[9:]
+        if gyro:
+            r_mean = b.sums[9:].reshape(3, 3) / max(b.cnt, 1)
+            mi = r_mean.T @ mi @ r_mean
+            ai = r_mean[2, :] * (G_MPS2 * b.cnt)
+        assert m[i].tobytes() == mi.tobytes() and acc[i].tobytes() == ai.tobytes()

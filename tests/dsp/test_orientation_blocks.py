@@ -73,3 +73,21 @@ def test_long_chunks_equal_the_whole_array_reference_and_any_chunking() -> None:
     for f in FIELDS:
         np.testing.assert_array_equal(getattr(chunked, f), getattr(whole, f), err_msg=f)
     assert whole.valid.any() and not whole.valid[0]
+
+
+def test_matrix_entries_are_the_quaternion_formulas_bit_for_bit() -> None:
+    """Each product is computed once in ``matrix_entries``: the entries stay those of the textbook formulas
+    (and ``quat_to_matrix`` is built from them)."""
+    from pelvimon.dsp._orient_quat import matrix_entries
+
+    q = Rotation.random(5000, random_state=3).as_quat()[:, [3, 0, 1, 2]]
+    w, x, y, z = q.T
+    expected = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    for got, e in zip(matrix_entries(w, x, y, z), expected, strict=True):
+        np.testing.assert_array_equal(got, e)
+    np.testing.assert_array_equal(quat_to_matrix(q).reshape(-1, 9), np.stack(expected, axis=1))
+

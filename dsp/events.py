@@ -35,6 +35,7 @@ gives identical events. The look-ahead after a trigger is ``confirm_s`` (``walk_
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -79,14 +80,14 @@ def _first_rise(fl: np.ndarray, j_b: np.ndarray, flight_mps2: float) -> tuple[np
     local peak of at least 1 g between the floor and the last column, and for them the column ``j`` of the
     steepest sample of the rise up to that first peak (slope ``fl[j] - fl[j - 1]``; 0 where ``has`` is
     false). A walking trough (no flight) is left alone: there the loading rise is one stage."""
-    d = np.diff(fl, axis=1)  # d[:, j] = fl[:, j + 1] - fl[:, j]
-    col = np.arange(1, fl.shape[1] - 1)[None, :]
-    peak = (d[:, :-1] >= 0) & (d[:, 1:] < 0) & (fl[:, 1:-1] >= G_MPS2) & (col > j_b[:, None])
+    d = fl[:, 1:] - fl[:, :-1]  # d[:, j] = fl[:, j + 1] - fl[:, j]
+    after = np.arange(d.shape[1])[None, :] >= j_b[:, None]  # d[:, j] from the floor on
+    # peak[:, j]: a local peak of at least 1 g at column j + 1, after the floor
+    peak = (d[:, :-1] >= 0) & (d[:, 1:] < 0) & (fl[:, 1:-1] >= G_MPS2) & after[:, :-1]
     rows = np.arange(fl.shape[0])
     has = peak.any(axis=1) & (fl[rows, j_b] < flight_mps2)
     j1 = np.argmax(peak, axis=1) + 1  # the first peak's column
-    cols = np.arange(d.shape[1])[None, :]
-    rise = np.where((cols >= j_b[:, None]) & (cols < j1[:, None]), d, -np.inf)
+    rise = np.where(after & (np.arange(d.shape[1])[None, :] < j1[:, None]), d, -np.inf)
     j = np.where(has, np.argmax(rise, axis=1) + 1, 0)
     return has, j
 
@@ -279,11 +280,22 @@ class GaitEventDetector:
         self._n_onset = max(2, int(round(p.onset_window_s * fs)))
         self._n_fall = max(2, int(round(p.fall_window_s * fs)))
         self._n_back = max(2, int(round(0.04 * fs)))
+        self._fall_level = (1.0 - p.fall_g) * G_MPS2
+        self._half_min_step_s = 0.5 * p.min_step_s
+        self._n_standing_min = int(round(p.standing_after_s * fs))
+        self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         # walking look-ahead: the rise window, or the forward-force window of the IC refinement
         self._n_conf_walk = max(self._n_rise_walk, int(round(0.32 * fs))) if p.walk_ic_forward else self._n_rise_walk
         self._n_env = max(2, int(round(p.envelope_s * fs)))
+        # columns of the windows read for every trigger candidate (see _precompute_onsets)
+        self._cols_trig = np.arange(self._n_back + self._n_conf + 2)[None, :]
+        self._cols_pre = np.arange(max(self._n_onset, self._n_fall) + 1)[None, :]
         self._n_ac_every = int(round(p.ac_every_s * fs))
+        self._n_ac = int(round(p.ac_window_s * fs))
+        self._n_ac_fft = 1 << int(np.ceil(np.log2(2 * self._n_ac)))  # zero-padded: no circular wrap
+        # the autocorrelation lags of plausible step and stride periods
+        self._ac_lags = (max(1, int(p.min_step_s * fs)), min(self._n_ac - 2, int(2.2 * p.max_step_s * fs)))
         self._n_g_start = int(round(fs / (2 * np.pi * p.gravity_hz)))  # one time constant of the gravity low-pass
         # the unloading tangent of the running final contact is the slope over +-20 ms (a span in time, so
         # that the rule does not change with the sample rate; at least a sample either side)
@@ -311,7 +323,7 @@ class GaitEventDetector:
         # closed steps in IC order, released in that order once complete:
         # [i_ic, f_ic, i_next, f_next, m_next, bout_start, running, StepEvents | None]
         self._queue: list[list[Any]] = []
-        self._pre_on: dict[int, tuple[int, float, float, int, float, float, int, float, float]] = {}
+        self._pre_on: dict[int, tuple[int, float, float | None]] = {}
         self._n_pending = 0  # walking steps in the queue still waiting for their final contact
         self._c_below: np.ndarray | None = None  # running count of cached samples below the flight level
         self._bout_start = True
@@ -320,6 +332,7 @@ class GaitEventDetector:
         self.steps_: list[StepEvents] = []
         self.states_: list[StateChange] = []
         self.n_samples_ = 0
+        self._set_gates()
 
     # ------------------------------------------------------------------ input
     def vertical(self, acc_mps2: np.ndarray) -> np.ndarray:
@@ -450,38 +463,38 @@ class GaitEventDetector:
         (Moe-Nilssen and Helbostad 2004); the step period is the first peak in the plausible range that
         reaches ``ac_step_ratio`` of the highest one. NaN if too little data or no clear peak.
         """
-        p = self._p
-        n_w = int(round(p.ac_window_s * self._fs))
+        n_w = self._n_ac
         i0 = i_end - n_w
         if i0 < self._ring.first:
             return float("nan")
         x = self._af(i0, i_end)
-        x = x - x.mean()
-        nfft = 1 << int(np.ceil(np.log2(2 * n_w)))
-        spec = np.fft.rfft(x, nfft)
-        ac = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[:n_w]
-        if ac[0] <= 0:
+        x = x - float(np.add.reduce(x)) / n_w  # the window's mean (as ``x.mean()`` sums it)
+        spec = np.fft.rfft(x, self._n_ac_fft)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2, self._n_ac_fft)
+        ac0 = float(ac[0])
+        if ac0 <= 0:
             return float("nan")
-        ac = ac / ac[0]
-        lo = max(1, int(p.min_step_s * self._fs))
-        hi = min(n_w - 2, int(2.2 * p.max_step_s * self._fs))
-        seg = ac[lo - 1 : hi + 2]
-        k = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] > 0.1)) + 1
-        if k.size == 0:
+        # the lags of the plausible range and one either side, normalised (only those are compared)
+        lo, hi = self._ac_lags
+        seg = ac[lo - 1 : hi + 2] / ac0
+        mid = seg[1:-1]
+        k = (np.flatnonzero((mid > seg[:-2]) & (mid >= seg[2:]) & (mid > 0.1)) + 1).tolist()
+        if not k:
             return float("nan")
-        vals = seg[k]
-        top = int(np.argmax(vals))
-        first = k[vals >= p.ac_step_ratio * vals[top]][0]
+        vals = seg[k].tolist()
+        top = max(range(len(vals)), key=vals.__getitem__)  # the first of the highest (as np.argmax)
+        level = self._p.ac_step_ratio * vals[top]
+        first = next(kk for kk, v in zip(k, vals, strict=True) if v >= level)
         if first == k[top]:
             # the highest peak is the stride when a peak stands at half its lag: a limp (left and right steps
             # of different lengths) lowers the step peak under ``ac_step_ratio`` of the stride peak, and
             # taking the stride for the step would make the refractory time skip every other step
             half = (lo - 1 + k[top]) / 2.0
-            near = np.flatnonzero(np.abs(lo - 1 + k - half) <= 0.2 * half)
-            if near.size:
-                first = k[near[np.argmax(vals[near])]]
-        lag = lo - 1 + int(first)
-        if lag > p.max_step_s * self._fs:
+            near = [j for j, kk in enumerate(k) if abs(lo - 1 + kk - half) <= 0.2 * half]
+            if near:
+                first = k[max(near, key=vals.__getitem__)]
+        lag = lo - 1 + first
+        if lag > self._p.max_step_s * self._fs:
             return float("nan")
         return lag / self._fs
 
@@ -505,13 +518,18 @@ class GaitEventDetector:
             return float("nan")
         return a + b
 
-    def _refractory(self) -> int:
-        p = self._p
+    def _set_gates(self) -> None:
+        """Derive from the step periods the sample counts that the scan compares at every trigger: the
+        refractory time after an IC and the missed-step recovery window after it (None without a period,
+        see :meth:`_recovery_period`). Called when the autocorrelation period is refreshed or reset: both
+        follow it alone while it is finite, and when it is not, every IC refreshes it."""
+        p, fs = self._p, self._fs
         per = self.step_period_s_ if math.isfinite(self.step_period_s_) else 0.0
         if math.isfinite(self._ac_period):
             per = self._ac_period
-        r = min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7)
-        return int(round(r * self._fs))
+        self._refractory_n = int(round(min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7) * fs))
+        rec = self._recovery_period()
+        self._recovery_n = int(round(1.4 * rec * fs)) if math.isfinite(rec) else None
 
     def _process(self) -> None:
         self._scan_rises()
@@ -540,17 +558,20 @@ class GaitEventDetector:
             cross = np.zeros(0, dtype=np.int64)
             env_prev = ext
         self._precompute_onsets(cross, lo, af)
+        cross_l = cross.tolist()
+        first = self._ring.first
         while True:
-            self._resolve_pending(n_avail)
+            if self._n_pending:
+                self._resolve_pending(n_avail)
             start = self._scan
             if self._last_ic is not None:
-                start = max(start, self._last_ic[0] + self._refractory())
-            start = max(start, self._ring.first + 1)
+                start = max(start, self._last_ic[0] + self._refractory_n)
+            start = max(start, first + 1)
             if start >= n_avail:
                 self._check_standing(n_avail)
                 return
-            k = int(np.searchsorted(cross, start))
-            i_trig = int(cross[k]) if k < cross.size else -1
+            k = bisect_left(cross_l, start)
+            i_trig = cross_l[k] if k < len(cross_l) else -1
             # missed-step recovery: with a known step period, a step whose rise stayed under the trigger
             # level is searched with a lower level inside the window where it must be
             dl = self._recovery_deadline()
@@ -593,12 +614,9 @@ class GaitEventDetector:
         walking = self.state_ == "walking"
         pre_on = None if walking else self._pre_on.get(i_trig)
         if pre_on is not None:
-            m, s_m, floor, i_floor, pre_min, pk_max, m_ic, s_ic, a_ic = pre_on
-            if i_floor <= 1 or pre_min > (1.0 - self._p.fall_g) * G_MPS2 or s_m <= 0 or s_ic <= 0:
-                return
-            f_ic = m_ic - (a_ic - floor) / s_ic
-            f_ic = max(f_ic, float(i_floor)) - self._delay
-            self._accept_ic(i_trig, f_ic, m, pk_max)
+            m, pk_max, f_pre = pre_on
+            if f_pre is not None:
+                self._accept_ic(i_trig, f_pre, m, pk_max)
             return
         w0 = i_trig - self._n_back
         w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
@@ -634,7 +652,7 @@ class GaitEventDetector:
         # Required to start walking only: once walking, the previous contact already shows that the body
         # is in gait, and the softer steps of turning and stopping have only a shallow trough, if any
         pre = self._af(m - self._n_fall, m + 1)
-        if not walking and float(pre.min()) > (1.0 - self._p.fall_g) * G_MPS2:
+        if not walking and float(pre.min()) > self._fall_level:
             return
         if s_m <= 0 or s_ic <= 0:
             return
@@ -657,7 +675,7 @@ class GaitEventDetector:
             # a second rise inside the same contact; while walking, any step shorter than the shortest
             # plausible step (``min_step_s``): a walking step holds a double support and a single
             # support, and a rise that soon after a heel strike is its loading response
-            if interval < (self._p.min_step_s if self.state_ == "walking" else 0.5 * self._p.min_step_s):
+            if interval < (self._p.min_step_s if self.state_ == "walking" else self._half_min_step_s):
                 return
             if self._p.first_peak_frac > 0 and interval <= self._p.max_step_s and self._bout_start:
                 pk = self._look_ahead(m, i_trig)
@@ -670,7 +688,7 @@ class GaitEventDetector:
             if interval <= self._p.max_step_s:
                 self._close_step(prev, (i_ic, f_ic, m))
                 self._intervals.append(interval)
-                self._intervals = self._intervals[-5:]
+                del self._intervals[:-5]
                 srt = sorted(self._intervals)
                 h = len(srt) // 2
                 self.step_period_s_ = srt[h] if len(srt) % 2 else 0.5 * (srt[h - 1] + srt[h])
@@ -688,6 +706,7 @@ class GaitEventDetector:
         if not math.isfinite(self._ac_period) or i_now - self._ac_at >= self._n_ac_every:
             self._ac_period = self._autocorr_period(i_now)
             self._ac_at = i_now
+            self._set_gates()
 
     def _look_ahead(self, m: int, i_trig: int) -> np.ndarray:
         """Low-passed ``a_v`` from the steepest rise ``m`` to the end of the look-ahead after ``i_trig``
@@ -704,10 +723,9 @@ class GaitEventDetector:
 
     def _recovery_deadline(self) -> int | None:
         """Last sample where the next IC may be (1.4 step periods after the last one), or None."""
-        per = self._recovery_period()
-        if self._last_ic is None or not math.isfinite(per) or self._recovered_ic == self._last_ic[0]:
+        if self._last_ic is None or self._recovery_n is None or self._recovered_ic == self._last_ic[0]:
             return None
-        return self._last_ic[0] + int(round(1.4 * per * self._fs))
+        return self._last_ic[0] + self._recovery_n
 
     def _min_gap_n(self) -> int:
         """Where the recovery search starts after the last IC: 0.6 autocorrelation periods (not the
@@ -753,13 +771,14 @@ class GaitEventDetector:
         self.step_period_s_ = float("nan")
         self._ac_period = float("nan")
         self._bout_start = True
+        self._set_gates()
 
     def _close_step(self, prev: tuple[int, float, int], nxt: tuple[int, float, int]) -> None:
         """The step from ``prev`` IC to ``nxt`` IC is complete: find its gait and FC."""
         p = self._p
         i_ic, f_ic, _ = prev
         i_next, f_next, m_next = nxt
-        lo = i_ic + max(1, int(round(0.04 * self._fs)))
+        lo = i_ic + self._n_fc_from
         hi = max(lo + 1, i_next + 1)
         cb, c0 = self._c_below, self._c_lo
         if cb is not None and lo >= c0 and hi < c0 + cb.shape[0]:
@@ -773,7 +792,9 @@ class GaitEventDetector:
         self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])
         if not running:
             self._n_pending += 1
-        self._set_state("running" if running else "walking", f_next)
+        gait: GaitState = "running" if running else "walking"
+        if gait != self.state_:
+            self._set_state(gait, f_next)
 
     def _running_fc(self, i_ic: int, i_next: int) -> float | None:
         seg = self._af(i_ic, i_next + 1)
@@ -890,20 +911,19 @@ class GaitEventDetector:
     def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """:meth:`_running_fc` for windows ``[a_k, b_k]`` (absolute, inclusive) of ``af`` starting at ``off``,
         element-wise the same arithmetic; NaN where there is no final contact."""
-        n = a.shape[0]
-        rows = np.arange(n)
+        rows = np.arange(a.shape[0])
         length = b - a + 1
         n_max = int(length.max())
         col = np.arange(n_max)[None, :]
-        valid = col < length[:, None]
-        idx = np.minimum(a[:, None] + col, b[:, None]) - off
-        seg = af[idx]
-        k_pk = np.argmax(np.where(valid, seg, -np.inf), axis=1)
-        after = valid & (col >= k_pk[:, None])
-        k_fl = np.argmin(np.where(after, seg, np.inf), axis=1)
+        # row k holds af[a_k .. b_k], padded with copies of its last sample: the padding moves neither the
+        # first maximum nor the first minimum after it
+        seg = af[np.minimum((a - off)[:, None] + col, (b - off)[:, None])]
+        k_pk = seg.argmax(axis=1)
+        after = col >= k_pk[:, None]
+        k_fl = np.where(after, seg, np.inf).argmin(axis=1)
         # the body-weight level of each step (the same arithmetic as the step-by-step form)
         g = _step_means(af, a - off, b - off)
-        above = (col >= k_pk[:, None]) & (col < k_fl[:, None]) & (seg >= g[:, None])
+        above = after & (col < k_fl[:, None]) & (seg >= g[:, None])
         has = above.any(axis=1)
         d = n_max - 1 - np.argmax(above[:, ::-1], axis=1)
         lo = np.maximum(k_pk, d - self._n_tan)
@@ -913,42 +933,48 @@ class GaitEventDetector:
         a1 = seg[rows, np.minimum(d + 1, n_max - 1)]
         same = a0 == a1
         x_c = np.where(same, d.astype(float), d + (a0 - g) / np.where(same, 1.0, a0 - a1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_fc = np.minimum(x_c + g / (-slope), k_fl.astype(float))
         ok = (length >= 4) & (k_fl - k_pk >= 2) & has & (slope < 0)
+        x_fc = np.minimum(x_c + g / np.where(ok, -slope, 1.0), k_fl)
         return np.where(ok, a + x_fc - self._delay, np.nan)
 
     def _precompute_onsets(self, cross: np.ndarray, lo: int, af: np.ndarray) -> None:
-        """Running-mode onset of every trigger candidate whose windows are held, all at once (the same
-        element-wise arithmetic as :meth:`_on_trigger`)."""
+        """Running-mode IC of every trigger candidate not yet scanned whose windows are held, all at once
+        (the same element-wise arithmetic as :meth:`_on_trigger`): ``_pre_on[i_trig] = (m, pk, f_ic)``, the
+        steepest rise, the largest ``af`` from it to the end of the look-ahead, and the IC (None where the
+        rise is no IC)."""
         self._pre_on = {}
-        hi = lo + af.shape[0]
         nb, nc, no, nf = self._n_back, self._n_conf, self._n_onset, self._n_fall
-        c = cross[(cross - nb - 1 - max(no, nf) >= max(lo, 1)) & (cross + nc + 1 <= hi)]
-        if c.size == 0:
+        n_pre = max(no, nf)
+        # candidates (sorted) from the scan position on, whose look-back and look-ahead are held
+        first, last = max(self._scan, max(lo, 1) + nb + 1 + n_pre), lo + af.shape[0] - nc - 1
+        k0, k1 = np.searchsorted(cross, [first, last + 1]).tolist()
+        if k1 <= k0:
             return
-        w = af[c[:, None] - lo + np.arange(-nb - 1, nc + 1)[None, :]]
-        slope = np.diff(w, axis=1)
-        k = np.argmax(slope, axis=1)
+        c = cross[k0:k1]
         rows = np.arange(c.size)
+        w = af[(c - (lo + nb + 1))[:, None] + self._cols_trig]  # af[c - nb - 1 .. c + nc]
+        slope = w[:, 1:] - w[:, :-1]
+        k = slope.argmax(axis=1)
         m = c - nb + k
         s_m = slope[rows, k]
         a_m = w[rows, k + 1]
-        fl = af[m[:, None] - lo + np.arange(-no, 1)[None, :]]
-        j_b = np.argmin(fl, axis=1)
+        # the step's peak for the recovery level: af from the steepest rise to the end of the look-ahead
+        pk = np.maximum.accumulate(w[:, ::-1], axis=1)[rows, w.shape[1] - 2 - k]
+        # the onset and fall windows end at the steepest rise: one window holds both
+        win = af[(m - (lo + n_pre))[:, None] + self._cols_pre]  # af[m - n_pre .. m]
+        fl = win[:, n_pre - no :]
+        pre = win[:, n_pre - nf :].min(axis=1)
+        j_b = fl.argmin(axis=1)
         floor = fl[rows, j_b]
         i_floor = m - no + j_b
-        pre = af[m[:, None] - lo + np.arange(-nf, 1)[None, :]].min(axis=1)
-        # the step's peak for the recovery level: af from the steepest rise to the end of the look-ahead
-        pk = np.where(np.arange(w.shape[1])[None, :] >= (k + 1)[:, None], w, -np.inf).max(axis=1)
         has, j1 = _first_rise(fl, j_b, self._p.flight_g * G_MPS2)
         m_ic = np.where(has, m - no + j1, m)
         s_ic = np.where(has, fl[rows, j1] - fl[rows, np.maximum(j1 - 1, 0)], s_m)
         a_ic = np.where(has, fl[rows, j1], a_m)
-        self._pre_on = dict(zip(c.tolist(), zip(m.tolist(), s_m.tolist(), floor.tolist(), i_floor.tolist(),
-                                                pre.tolist(), pk.tolist(), m_ic.tolist(), s_ic.tolist(),
-                                                a_ic.tolist(), strict=True),
-                                strict=True))
+        is_ic = (i_floor > 1) & (pre <= self._fall_level) & (s_m > 0) & (s_ic > 0)
+        f_ic = np.maximum(m_ic - (a_ic - floor) / np.where(is_ic, s_ic, 1.0), i_floor) - self._delay
+        f = [x if ok else None for x, ok in zip(f_ic.tolist(), is_ic.tolist(), strict=True)]
+        self._pre_on = dict(zip(c.tolist(), zip(m.tolist(), pk.tolist(), f, strict=True), strict=True))
 
     def _make_step(
         self,
@@ -982,14 +1008,15 @@ class GaitEventDetector:
 
     def _check_standing(self, horizon: int) -> None:
         """Declare standing if no IC came within the timeout before sample ``horizon`` (exclusive)."""
-        if self._last_ic is None or self._has_pending():
+        # the timeout is at least ``standing_after_s``: nothing to do before that
+        if self._last_ic is None or horizon <= self._last_ic[0] + self._n_standing_min:
             return
-        per = self.step_period_s_ if np.isfinite(self.step_period_s_) else self._p.max_step_s
-        timeout = int(round(max(self._p.standing_after_s, 2.5 * per) * self._fs))
-        i_stop = self._last_ic[0] + timeout
-        if horizon > i_stop:
-            if self.state_ != "standing":
-                self.state_ = "standing"
-                self.states_.append(StateChange(self._time(float(i_stop)), "standing"))
-            self._last_ic = None
-            self._end_bout()
+        per = self.step_period_s_ if math.isfinite(self.step_period_s_) else self._p.max_step_s
+        i_stop = self._last_ic[0] + int(round(max(self._p.standing_after_s, 2.5 * per) * self._fs))
+        if horizon <= i_stop or self._has_pending():
+            return
+        if self.state_ != "standing":
+            self.state_ = "standing"
+            self.states_.append(StateChange(self._time(float(i_stop)), "standing"))
+        self._last_ic = None
+        self._end_bout()

@@ -129,3 +129,63 @@ def test_block_form_equals_readable_form_on_two_stage_rises():
         fast = [_bits(s) for s in _steps(GaitEventDetector, True, chunk)]
         assert len(fast) >= 25
         assert fast == [_bits(s) for s in _steps(_Reference, True, 10)]
+
+
+def _autocorr_period_reference(det: GaitEventDetector, i_end: int) -> float:
+    """The step period from the autocorrelation, written with whole-array numpy (the readable form of
+    :meth:`GaitEventDetector._autocorr_period`)."""
+    p, fs = det._p, det._fs
+    n_w = int(round(p.ac_window_s * fs))
+    if i_end - n_w < det._ring.first:
+        return float("nan")
+    x = det._af(i_end - n_w, i_end)
+    x = x - x.mean()
+    nfft = 1 << int(np.ceil(np.log2(2 * n_w)))
+    spec = np.fft.rfft(x, nfft)
+    ac = np.fft.irfft(spec.real**2 + spec.imag**2, nfft)[:n_w]
+    if ac[0] <= 0:
+        return float("nan")
+    ac = ac / ac[0]
+    lo = max(1, int(p.min_step_s * fs))
+    hi = min(n_w - 2, int(2.2 * p.max_step_s * fs))
+    seg = ac[lo - 1 : hi + 2]
+    k = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:]) & (seg[1:-1] > 0.1)) + 1
+    if k.size == 0:
+        return float("nan")
+    vals = seg[k]
+    top = int(np.argmax(vals))
+    first = k[vals >= p.ac_step_ratio * vals[top]][0]
+    if first == k[top]:
+        half = (lo - 1 + k[top]) / 2.0
+        near = np.flatnonzero(np.abs(lo - 1 + k - half) <= 0.2 * half)
+        if near.size:
+            first = k[near[np.argmax(vals[near])]]
+    lag = lo - 1 + int(first)
+    return float("nan") if lag > p.max_step_s * fs else lag / fs
+
+
+def _autocorr_pairs(sim_params: SimParams) -> list[tuple[float, float]]:
+    """(detector, reference) step periods at every refresh of a run over simulated data, and 37 and 101
+    samples before it."""
+    sim = simulate(sim_params)
+    pairs: list[tuple[float, float]] = []
+
+    class Logged(GaitEventDetector):
+        def _autocorr_period(self, i_end: int) -> float:
+            for i in (i_end, i_end - 37, i_end - 101):
+                pairs.append((super()._autocorr_period(i), _autocorr_period_reference(self, i)))
+            return super()._autocorr_period(i_end)
+
+    det = Logged(sim.params.rate_hz)
+    det.update(sim.batch.t_s, sim.batch.acc_mps2)
+    det.flush()
+    return pairs
+
+
+def test_autocorr_period_equals_reference():
+    # running, walking, and a limp (whose stride peak is often the highest: the half-lag rule)
+    for sim_params in (SimParams(seconds=40, gait="run", seed=3), SimParams(seconds=40, gait="walk", seed=3),
+                       SimParams(seconds=60, gait="walk", step_time_asymmetry_pct=8.0, seed=11)):
+        pairs = _autocorr_pairs(sim_params)
+        assert sum(np.isfinite(a) for a, _ in pairs) >= 30
+        assert [float(a).hex() for a, _ in pairs] == [float(b).hex() for _, b in pairs]

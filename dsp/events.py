@@ -478,7 +478,7 @@ class GaitEventDetector:
         lo, hi = self._ac_lags
         seg = ac[lo - 1 : hi + 2] / ac0
         mid = seg[1:-1]
-        k = (np.flatnonzero((mid > seg[:-2]) & (mid >= seg[2:]) & (mid > 0.1)) + 1).tolist()
+        k = (np.nonzero((mid > seg[:-2]) & (mid >= seg[2:]) & (mid > 0.1))[0] + 1).tolist()
         if not k:
             return float("nan")
         vals = seg[k].tolist()
@@ -668,33 +668,35 @@ class GaitEventDetector:
         """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step.
 
         ``pk_max``: the largest ``af`` from ``m`` to the end of the running look-ahead, when known."""
-        i_ic = int(round(f_ic))
+        p = self._p
+        ic = (int(round(f_ic)), f_ic, m)
         prev = self._last_ic
         if prev is not None:
             interval = (f_ic - prev[1]) / self._fs
             # a second rise inside the same contact; while walking, any step shorter than the shortest
             # plausible step (``min_step_s``): a walking step holds a double support and a single
             # support, and a rise that soon after a heel strike is its loading response
-            if interval < (self._p.min_step_s if self.state_ == "walking" else self._half_min_step_s):
+            if interval < (p.min_step_s if self.state_ == "walking" else self._half_min_step_s):
                 return
-            if self._p.first_peak_frac > 0 and interval <= self._p.max_step_s and self._bout_start:
+            if p.first_peak_frac > 0 and interval <= p.max_step_s and self._bout_start:
                 pk = self._look_ahead(m, i_trig)
-                if pk.size and self._last_peak < self._p.first_peak_frac * (float(pk.max()) - G_MPS2):
+                if pk.size and self._last_peak < p.first_peak_frac * (float(pk.max()) - G_MPS2):
                     # the bout's first rise was much smaller than this heel strike: the weight shift of
                     # gait initiation (still in double support), not a contact; the bout starts here
                     self._last_ic = None
                     prev = None
         if prev is not None:
-            if interval <= self._p.max_step_s:
-                self._close_step(prev, (i_ic, f_ic, m))
-                self._intervals.append(interval)
-                del self._intervals[:-5]
-                srt = sorted(self._intervals)
+            if interval <= p.max_step_s:
+                self._close_step(prev, ic)
+                iv = self._intervals
+                iv.append(interval)
+                del iv[:-5]
+                srt = sorted(iv)
                 h = len(srt) // 2
                 self.step_period_s_ = srt[h] if len(srt) % 2 else 0.5 * (srt[h - 1] + srt[h])
             else:
                 self._end_bout()
-        self._last_ic = (i_ic, f_ic, m)
+        self._last_ic = ic
         if pk_max is not None and self._confirm_n() == self._n_conf:
             # precomputed over af[m .. i_trig + n_conf], all held (see _precompute_onsets)
             self._last_peak = pk_max - G_MPS2
@@ -959,7 +961,7 @@ class GaitEventDetector:
         s_m = slope[rows, k]
         a_m = w[rows, k + 1]
         # the step's peak for the recovery level: af from the steepest rise to the end of the look-ahead
-        pk = np.maximum.accumulate(w[:, ::-1], axis=1)[rows, w.shape[1] - 2 - k]
+        pk = np.where(self._cols_trig > k[:, None], w, -np.inf).max(axis=1)
         # the onset and fall windows end at the steepest rise: one window holds both
         win = af[(m - (lo + n_pre))[:, None] + self._cols_pre]  # af[m - n_pre .. m]
         fl = win[:, n_pre - no :]

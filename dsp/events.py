@@ -102,7 +102,14 @@ def _dc_group_delay(sos: np.ndarray) -> float:
 
 
 BLOCK_S = 10.0
-"""Longer chunks are processed in blocks of this length (s) so that the ring buffers never overflow."""
+"""Longer chunks are processed in blocks of this length (s), but of at least ``BLOCK_MIN_N`` samples, so that
+the ring buffers (a block and the open steps before it) never overflow."""
+
+BLOCK_MIN_N = 8192
+"""Smallest block, samples. A block has a fixed cost (its trigger levels, the onsets and final contacts of
+its steps in one go each, the filter calls: about 0.2 ms), so blocks are long at usual rates (200 Hz: 41 s;
+an hour of running took 0.31 s CPU in 10 s blocks, 0.20 s in these). From about 820 Hz on they are
+``BLOCK_S`` long: the largest buffers, those of the highest rates, are as large as with ``BLOCK_S`` alone."""
 
 # ring channels
 _T, _AV, _AF, _AP = 0, 1, 2, 3
@@ -273,7 +280,7 @@ class GaitEventDetector:
         # low-frequency group delay of the digital low-pass, in samples (the analog sqrt(2) / (2 pi fc)
         # overstates it as fc nears Nyquist: 0.56 instead of 0.23 samples at 52 Hz)
         self._delay = _dc_group_delay(self._sos)
-        self.block_n = int(round(BLOCK_S * fs))
+        self.block_n = max(BLOCK_MIN_N, int(round(BLOCK_S * fs)))
         cap = int(np.ceil(3.0 * p.max_step_s * fs)) + self.block_n + 16
         self._ring = SampleRing(cap, 4)
         self._n_conf = max(2, int(round(p.confirm_s * fs)))

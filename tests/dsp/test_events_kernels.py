@@ -1,7 +1,8 @@
 """The block forms of the event detector (onsets, peaks, gait flags, final contacts and times of all the
-candidates of a chunk at once) equal its readable step-by-step forms bit for bit, for any chunking; and
-running contacts whose force rises in two stages (an impact transient above body weight, a dip, then the
-steeper main rise) are timed at the start of the first stage, in both forms."""
+candidates of a chunk at once) equal its readable step-by-step forms bit for bit, for any chunking and any
+block length; running contacts whose force rises in two stages (an impact transient above body weight, a
+dip, then the steeper main rise) are timed at the start of the first stage, in both forms; and the
+autocorrelation step period equals its whole-array form."""
 
 from dataclasses import astuple
 from functools import cache
@@ -10,6 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pelvimon.dsp import events
 from pelvimon.dsp.events import GaitEventDetector
 from pelvimon.firmware_protocols.batch import G_MPS2
 from pelvimon.sensors.simulator import SimParams, simulate
@@ -189,3 +191,13 @@ def test_autocorr_period_equals_reference():
         pairs = _autocorr_pairs(sim_params)
         assert sum(np.isfinite(a) for a, _ in pairs) >= 30
         assert [float(a).hex() for a, _ in pairs] == [float(b).hex() for _, b in pairs]
+
+
+def test_block_length_changes_nothing(monkeypatch):
+    # one long chunk: in one block (the default at least 8192 samples), and in blocks of 600 samples
+    default = _run(GaitEventDetector, "run", []), _run(GaitEventDetector, "walk", [])
+    assert _data("run")[1].size <= events.BLOCK_MIN_N
+    monkeypatch.setattr(events, "BLOCK_MIN_N", 600)
+    monkeypatch.setattr(events, "BLOCK_S", 3.0)
+    assert GaitEventDetector(FS).block_n == 600
+    assert (_run(GaitEventDetector, "run", []), _run(GaitEventDetector, "walk", [])) == default

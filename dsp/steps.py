@@ -17,13 +17,25 @@ Definitions (design.md):
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import numpy as np
 
 from ..firmware_protocols.batch import G_MPS2
 from .events import StepEvents
 from .records import Side, Step
 
-__all__ = ["IMPACT_FRACTION", "step_metrics", "vertical_oscillation_cm"]
+__all__ = [
+    "IMPACT_FRACTION",
+    "StepColumns",
+    "step_columns",
+    "step_metrics",
+    "step_metrics_batch",
+    "vertical_oscillation_cm",
+    "window_means",
+]
 
 IMPACT_FRACTION = 0.2
 """Impact window as a fraction of the contact time."""
@@ -180,11 +192,13 @@ def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     length = np.maximum(stop - start, 1)
     idx = np.minimum(start[:, None] + np.arange(int(length.max())), x.shape[0] - 1)
     last = length - 1
+    rows = np.arange(start.shape[0])
     if x.ndim == 1:
-        return np.cumsum(x[idx], axis=1)[np.arange(start.shape[0]), last] / length
-    # channels first, so that each cumsum runs along contiguous memory
-    c = np.cumsum(x.T[:, idx], axis=2)
-    return (c[:, np.arange(start.shape[0]), last] / length).T
+        return np.cumsum(np.take(x, idx), axis=1)[rows, last] / length
+    # channels first, so that the gather takes from contiguous rows and each cumsum runs along contiguous
+    # memory (no copy when ``x`` is the transpose of channel-major samples)
+    c = np.cumsum(np.take(np.ascontiguousarray(x.T), idx, axis=1), axis=2)
+    return (c[:, rows, last] / length).T
 
 
 def window_means(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -205,10 +219,53 @@ def window_means(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     return _window_mean(np.asarray(x, dtype=np.float64), np.asarray(start), np.asarray(stop))
 
 
+def _window_extremes(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum and minimum of ``x[..., start_k : stop_k]`` per window, along the last axis.
+
+    Every window holds a sample (``start_k < stop_k``); a window reaching past the end of ``x`` is cut
+    there. ``ufunc.reduceat`` reduces from each start up to the window's last sample, which is then taken
+    in on its own (a window may end with the array, and ``reduceat`` has no index past it); the entries
+    from a window's last sample to the next start are not used. Max and min are exact in any order, and
+    NaN propagates.
+    """
+    last = np.minimum(stop, x.shape[-1]) - 1
+    ind = np.empty(2 * start.shape[0], dtype=np.intp)
+    ind[0::2] = start
+    ind[1::2] = last
+    end = x[..., last]
+    hi = np.maximum(np.maximum.reduceat(x, ind, axis=-1)[..., 0::2], end)
+    lo = np.minimum(np.minimum.reduceat(x, ind, axis=-1)[..., 0::2], end)
+    return hi, lo
+
+
+_EVENT_FIELDS = operator.attrgetter("i_ic", "i_next_ic", "i_end", "t_ic_s", "t_fc_s", "t_next_ic_s", "running",
+                                    "bout_start")  # fmt: skip
+
+
+class StepColumns(NamedTuple):
+    """The events of several steps as columns, one entry per step (:func:`step_columns`)."""
+
+    samples: np.ndarray
+    """Absolute sample indices, shape (3, K), int: ``i_ic``, ``i_next_ic``, ``i_end``."""
+    times_s: np.ndarray
+    """Times, shape (3, K), s: ``t_ic_s``, ``t_fc_s``, ``t_next_ic_s``."""
+    running: tuple[bool, ...]
+    """``running`` of each step."""
+    bout_start: tuple[bool, ...]
+    """``bout_start`` of each step."""
+
+
+def step_columns(events: Sequence[StepEvents]) -> StepColumns:
+    """The fields of ``events`` (at least one) that the metrics and the laterality read, as columns."""
+    i_ic, i_next, i_end, t_ic, t_fc, t_next, running, bout = zip(*map(_EVENT_FIELDS, events), strict=True)
+    return StepColumns(np.array((i_ic, i_next, i_end), dtype=np.int64),
+                       np.array((t_ic, t_fc, t_next), dtype=np.float64), running, bout)  # fmt: skip
+
+
 def step_metrics_batch(
-    events: list[StepEvents],
-    sides: list[Side],
-    confidences: list[float],
+    events: Sequence[StepEvents] | StepColumns,
+    sides: Sequence[Side],
+    confidences: Sequence[float],
     angles_deg: np.ndarray,
     acc_v_mps2: np.ndarray,
     offset: int,
@@ -219,9 +276,9 @@ def step_metrics_batch(
 
     Parameters
     ----------
-    events : list of StepEvents
+    events : list of StepEvents, or their StepColumns
         Steps; their samples must lie inside the arrays.
-    sides, confidences : list
+    sides, confidences : sequence
         Stance side and its probability per step.
     angles_deg : ndarray, shape (M, 3)
         Tilt, obliquity, rotation of absolute samples ``offset .. offset + M - 1``, deg.
@@ -235,18 +292,18 @@ def step_metrics_batch(
         Absolute index of the IC of the step before each step (its stride's start for the vertical
         oscillation), -1 where there is none (the first step of a bout); None: none for every step.
     """
-    k = len(events)
-    if k == 0:
+    cols = events if isinstance(events, StepColumns) else step_columns(events) if len(events) else None
+    if cols is None:
         return []
-    idx3 = np.array([(e.i_ic, e.i_next_ic, e.i_end) for e in events], dtype=np.int64) - offset
-    s, e_next, e_end = idx3[:, 0], idx3[:, 1] + 1, idx3[:, 2] + 1
-    t_ic, t_fc, t_nx = np.array([(e.t_ic_s, e.t_fc_s, e.t_next_ic_s) for e in events], dtype=np.float64).T
-    running = np.array([e.running for e in events], dtype=bool)
+    k = cols.samples.shape[1]
+    idx3 = cols.samples - offset
+    s, e_next, e_end = idx3[0], idx3[1] + 1, idx3[2] + 1
+    t_ic, t_fc, t_nx = cols.times_s
+    running = np.array(cols.running, dtype=bool)
     step_time = t_nx - t_ic
     contact = t_fc - t_ic
     flight = np.where(running, np.maximum(t_nx - t_fc, 0.0), 0.0)
-    # every window starts at the IC: gather [IC, IC + longest) once, channels first (contiguous rows),
-    # and give each figure its own window length (at least one sample)
+    # every window starts at the IC; each figure has its own window length (at least one sample)
     n_next = np.maximum(e_next - s, 1)  # IC .. next IC
     c_ok = np.isfinite(contact)
     n_st = np.where(c_ok, np.round(np.where(c_ok, contact, 0.0) * rate_hz).astype(int) + 1, 2)
@@ -254,50 +311,47 @@ def step_metrics_batch(
     c_imp = np.where(c_ok, contact, 0.5 * step_time)
     n_imp = np.maximum(np.round(IMPACT_FRACTION * c_imp * rate_hz).astype(int) + 1, 2)
     n_imp = np.maximum(np.minimum(n_imp, e_end - s), 1)  # the first IMPACT_FRACTION of the contact
-    col = np.arange(int(max(n_next.max(), n_st.max(), n_imp.max())))
-    idx = np.minimum(s[:, None] + col, acc_v_mps2.shape[0] - 1)
-    ang = np.asarray(angles_deg, dtype=np.float64).T[:, idx]  # (3, K, L)
-    av = acc_v_mps2[idx]  # (K, L)
-    rows = np.arange(k)
-    # ranges over IC .. next IC (max and min are exact in any order; NaN propagates)
-    in_step = col < n_next[:, None]
-    ranges = np.where(in_step, ang, -np.inf).max(axis=2) - np.where(in_step, ang, np.inf).min(axis=2)
-    # CPD over IC .. FC
-    in_st = col < n_st[:, None]
-    obl = ang[1]
-    rel = obl - obl[:, :1]
-    cpd_l = np.where(in_st, rel, -np.inf).max(axis=1)
-    cpd_r = -np.where(in_st, rel, np.inf).min(axis=1)
-    finite = np.all(np.isfinite(obl) | ~in_st, axis=1) & c_ok
+    ang = np.ascontiguousarray(np.asarray(angles_deg, dtype=np.float64).T)  # (3, M): each angle contiguous
+    av = np.ascontiguousarray(acc_v_mps2, dtype=np.float64)
+    # ranges over IC .. next IC
+    ang_hi, ang_lo = _window_extremes(ang, s, s + n_next)
+    ranges = ang_hi - ang_lo
+    # CPD over IC .. FC: the largest rise (left stance) or fall (right stance) of the obliquity from its IC
+    # value; subtracting a constant keeps the order of the samples (rounding is monotonic), so the extremes
+    # of ``obl - obl[IC]`` are those of ``obl`` minus ``obl[IC]``, and both are finite when every sample is
+    obl_hi, obl_lo = _window_extremes(ang[1], s, s + n_st)
+    obl0 = ang[1, s]
+    finite = np.isfinite(obl_hi) & np.isfinite(obl_lo) & c_ok
     is_l = np.array([sd == "L" for sd in sides])
-    cpd = np.where(finite, np.where(is_l, cpd_l, cpd_r), np.nan)
+    cpd = np.where(finite, np.where(is_l, obl_hi - obl0, -(obl_lo - obl0)), np.nan)
+    impact = _window_extremes(av, s, s + n_imp)[0] / G_MPS2
     # vertical oscillation: double integration over the stride ending with the step, with the mean removed
     # before each integration; every sum is a cumsum read at the window's last sample (a prefix: samples
     # past the window never enter); the peak-to-peak over the step's own samples
+    rows = np.arange(k)
     n_pre = np.zeros(k, dtype=np.int64) if prev_ic is None else np.where(prev_ic >= 0, s + offset - prev_ic, 0)
     n_win = np.maximum(n_pre + n_next - 1, 1)  # up to the next IC, exclusive: one period
-    wcol = np.arange(int(n_win.max()))
-    av_w = acc_v_mps2[np.minimum((s - n_pre)[:, None] + wcol, acc_v_mps2.shape[0] - 1)]
+    width = int(n_win.max())
+    av_w = np.take(av, np.minimum((s - n_pre)[:, None] + np.arange(width), av.shape[0] - 1))
     last = n_win - 1
     mean_a = np.cumsum(av_w, axis=1)[rows, last] / n_win
     v = np.cumsum(av_w - mean_a[:, None], axis=1) / rate_hz
     mean_v = np.cumsum(v, axis=1)[rows, last] / n_win
     z = np.cumsum(v - mean_v[:, None], axis=1) / rate_hz
-    in_own = (wcol >= n_pre[:, None]) & (wcol < n_win[:, None])
-    vo = (np.where(in_own, z, -np.inf).max(axis=1) - np.where(in_own, z, np.inf).min(axis=1)) * 100.0
-    vo = np.where(n_next >= 3, vo, np.nan)
-    impact = np.where(col < n_imp[:, None], av, -np.inf).max(axis=1) / G_MPS2
+    # over the step's own samples (a step of fewer than three samples has none worth a figure: NaN)
+    z_hi, z_lo = _window_extremes(z.ravel(), rows * width + np.minimum(n_pre, last), rows * width + n_win)
+    vo = np.where(n_next >= 3, (z_hi - z_lo) * 100.0, np.nan)
     flight = np.where(c_ok | ~running, flight, np.nan)
     cadence = 60.0 / step_time
     # the columns in the order of Step's fields
-    cols = [list(sides)] + [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd, ranges[1],
-                                                 ranges[0], ranges[2], vo, impact)]  # fmt: skip
-    cols += [[False] * k, [float(c) for c in confidences]]
+    cols_out = [list(sides)] + [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd,
+                                                     ranges[1], ranges[0], ranges[2], vo, impact)]  # fmt: skip
+    cols_out += [[False] * k, [float(c) for c in confidences]]
     # Step records built without the frozen dataclass' __init__ (one object.__setattr__ per field): the
     # same field values in the same __dict__, so they equal constructed ones (tested)
     new, names = object.__new__, _STEP_FIELDS
     out = []
-    for vals in zip(*cols, strict=True):
+    for vals in zip(*cols_out, strict=True):
         rec = new(Step)
         rec.__dict__.update(zip(names, vals, strict=True))
         out.append(rec)

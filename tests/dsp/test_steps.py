@@ -1,6 +1,7 @@
 """Per-step metrics from known signals."""
 
 import functools
+import math
 import operator
 
 import numpy as np
@@ -154,3 +155,59 @@ def test_batch_metrics_do_not_depend_on_the_other_steps_of_the_call():
         parts += step_metrics_batch(evs[a:b], sides[a:b], [0.9] * (b - a), ang[off:hi], av[off:hi], off, fs)
     assert [str(s) for s in parts] == [str(s) for s in whole]  # repr: every float exactly, NaN as nan
     assert any(np.isnan(s.cpd_deg) for s in whole) and any(np.isfinite(s.cpd_deg) for s in whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_window_extremes_equal_those_of_the_slices(seed: int, two_d: bool) -> None:
+    from pelvimon.dsp.steps import _window_extremes
+
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(1, 200))
+    x = rng.normal(0, 1, (3, m) if two_d else m)
+    x.reshape(-1)[rng.random(x.size) < 0.02] = np.nan
+    k = int(rng.integers(1, 20))
+    start = rng.integers(0, m, k)
+    stop = start + rng.integers(1, 80, k)  # may reach past the end: cut there
+    stop[0] = m  # one window ends with the array
+    start[0] = min(start[0], m - 1)
+    hi, lo = _window_extremes(x, start, stop)
+    for j in range(k):
+        w = x[..., start[j] : stop[j]]
+        assert np.array_equal(hi[..., j], np.max(w, axis=-1), equal_nan=True)
+        assert np.array_equal(lo[..., j], np.min(w, axis=-1), equal_nan=True)
+
+
+def test_batch_metrics_equal_the_reference_bit_for_bit_but_the_vertical_oscillation():
+    """Times, ranges, CPD and impact are maxima, minima and differences: the batch gives the reference's
+    figures exactly, NaN where an angle is (the vertical oscillation's means are summed in another order)."""
+    from pelvimon.dsp.steps import step_columns, step_metrics_batch
+
+    rng = np.random.default_rng(7)
+    fs = 200.0
+    m = 3000
+    ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
+    ang[rng.random((m, 3)) < 0.002] = np.nan
+    av = G_MPS2 + rng.normal(0, 3.0, m)
+    evs, sides = [], []
+    i = 5
+    while i < m - 300:
+        n = int(rng.integers(3, 140))
+        c = int(rng.integers(1, n + 40))
+        t_fc = (i + c) / fs if len(evs) % 5 else float("nan")
+        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
+                              t_next_ic_s=(i + n) / fs, t_fc_s=t_fc, running=c < n, bout_start=False))  # fmt: skip
+        sides.append("L" if rng.random() < 0.5 else "R")
+        i += n
+    batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
+    assert [repr(s) for s in step_metrics_batch(step_columns(evs), sides, [0.9] * len(evs), ang, av, 0, fs)] == [
+        repr(s) for s in batch
+    ]
+    n_nan = 0
+    for ev, sd, b in zip(evs, sides, batch, strict=True):
+        ref = step_metrics(ev, sd, 0.9, ang[ev.i_ic : ev.i_end + 1], av[ev.i_ic : ev.i_end + 1], fs).to_dict()
+        got = b.to_dict()
+        del ref["vertical_oscillation_cm"], got["vertical_oscillation_cm"]
+        assert repr(got) == repr(ref)
+        n_nan += math.isnan(ref["cpd_deg"]) and math.isfinite(ref["contact_time_s"])
+    assert n_nan > 0

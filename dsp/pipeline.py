@@ -36,7 +36,7 @@ from .events import EventParams, GaitEventDetector, GaitState, StateChange, Step
 from .laterality import ForwardMoment, LateralityParams, LateralityTracker, StepForward
 from .orientation import OrientationParams, PelvisMotion, PelvisOrientation
 from .records import Side, Step
-from .steps import step_metrics_batch, window_means
+from .steps import step_columns, step_metrics_batch, window_means
 
 __all__ = [
     "CalibrationChange",
@@ -49,10 +49,12 @@ __all__ = [
     "analyze_offline",
 ]
 
-# motion ring channels
-_TILT, _OBL, _ROT, _GX, _AY, _AX = 0, 1, 2, 3, 4, 5
-_MOM, _GYR, _ACC, _UP = 6, 9, 12, 15  # three channels each (sensor frame), for laterality before calibration
-_N_CH = 18
+# motion ring channels; the laterality averages the early-stance ones (_GX, _GYR) and the stance ones (_AY,
+# _ACC) together, so each pair is adjacent; _MOM, _GYR, _ACC and _UP hold three channels each (sensor frame,
+# for laterality before calibration)
+_TILT, _OBL, _ROT, _AV, _AX = 0, 1, 2, 3, 4
+_GX, _GYR, _AY, _ACC, _MOM, _UP = 5, 6, 9, 10, 13, 16
+_N_CH = 19
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ class GaitPipeline:
         # the steps closed before the gap are complete: emit them as at the end of data
         det = self._detector.flush()
         events.extend(det.states_)
-        steps.extend(self._make_steps(det.steps_))
+        steps.extend(self._flushed_steps(det.steps_))
         # the step open at the gap has no next initial contact: flagged, metrics NaN
         if self._detector._last_ic is not None:
             t_ic = self._detector._time(self._detector._last_ic[1])
@@ -323,34 +325,53 @@ class GaitPipeline:
 
         # 1. calibration, 2. orientation
         motion = self._orientation(t, acc, gyr, events)
-        rows = np.full((n, _N_CH), np.nan)
+        # the chunk's channels, channel-major: the steps' windows are gathered channel by channel
+        ch = np.full((_N_CH, n), np.nan)
         if motion is not None:
             k0 = n - len(motion)
             ok = motion.valid
-            rows[k0:, _TILT] = np.where(ok, motion.tilt_deg, np.nan)
-            rows[k0:, _OBL] = np.where(ok, motion.obliquity_deg, np.nan)
-            rows[k0:, _ROT] = np.where(ok, motion.rotation_deg, np.nan)
+            np.copyto(ch[_TILT, k0:], motion.tilt_deg, where=ok)
+            np.copyto(ch[_OBL, k0:], motion.obliquity_deg, where=ok)
+            np.copyto(ch[_ROT, k0:], motion.rotation_deg, where=ok)
             if motion.gyr_pelvis_rads is not None:
-                rows[k0:, _GX] = motion.gyr_pelvis_rads[:, 0]
-            rows[k0:, _AY] = np.where(ok, motion.acc_level_mps2[:, 1], np.nan)
+                ch[_GX, k0:] = motion.gyr_pelvis_rads[:, 0]
+            np.copyto(ch[_AY, k0:], motion.acc_level_mps2[:, 1], where=ok)
             # the forward force in the pelvis frame needs only the mount, not the settled filter
-            rows[k0:, _AX] = motion.acc_pelvis_mps2[:, 0]
+            ch[_AX, k0:] = motion.acc_pelvis_mps2[:, 0]
         # the vertical force and the up direction need no calibration; with the braking/propulsion moment
         # they give the forward direction after the first strides (laterality before the mount is known)
         av, up = self._detector.vertical_up(acc)
         if gyr is not None:
-            rows[:, _GYR : _GYR + 3] = gyr
-        rows[:, _MOM : _MOM + 3] = self._fmom.update(acc, up)
-        rows[:, _ACC : _ACC + 3] = acc
-        rows[:, _UP : _UP + 3] = up
-        # 3. events, block by block so that the ring buffers hold every open step
+            ch[_GYR : _GYR + 3] = gyr.T
+        ch[_MOM : _MOM + 3] = self._fmom.update(acc, up).T
+        ch[_ACC : _ACC + 3] = acc.T
+        ch[_UP : _UP + 3] = up.T
+        ch[_AV] = av
+        # 3. events, block by block so that the ring buffers hold every open step; the steps closed in the
+        # chunk are made together at its end, from the chunk's samples and those before it still held
         bn = self._detector.block_n
+        start = self._ring.n_total  # absolute index of the chunk's first sample
+        closed: list[StepEvents] = []
+        prev_ic: list[int] = []
         for b0 in range(0, n, bn):
             b1 = min(n, b0 + bn)
-            self._ring.append(rows[b0:b1])
-            det = self._detector.update(t[b0:b1], acc_v_mps2=av[b0:b1], acc_fwd_mps2=rows[b0:b1, _AX])
+            det = self._detector.update(t[b0:b1], acc_v_mps2=av[b0:b1], acc_fwd_mps2=ch[_AX, b0:b1])
             events.extend(det.states_)
-            steps.extend(self._make_steps(det.steps_))
+            if not det.steps_:
+                continue
+            # what both rings hold once the block is in (the motion ring takes the chunk at its end)
+            held = max(self._detector._ring.first, start + b1 - self._ring.capacity)
+            prev = self._stride_starts(det.steps_, held)
+            if min(ev.i_ic for ev in det.steps_) >= held:
+                closed += det.steps_
+                prev_ic += prev
+            else:
+                # the samples are no longer held (cannot happen with the ring sizes used)
+                steps.extend(self._make_steps(closed, prev_ic, ch, start))
+                closed, prev_ic = [], []
+                steps.extend(_open_gap_step(ev.t_ic_s, self._lat) for ev in det.steps_)
+        steps.extend(self._make_steps(closed, prev_ic, ch, start))
+        self._ring.append(ch.T)
         self.n_samples_ += n
         self.steps_.extend(steps)
         return PipelineOutput(steps, motion, events)
@@ -358,7 +379,7 @@ class GaitPipeline:
     def finish(self) -> PipelineOutput:
         """End of data: emit walking steps still waiting for their final contact."""
         det = self._detector.flush()
-        steps = self._make_steps(det.steps_)
+        steps = self._flushed_steps(det.steps_)
         self.steps_.extend(steps)
         return PipelineOutput(steps, None, [])
 
@@ -418,11 +439,10 @@ class GaitPipeline:
         if cal.forward_moved_:
             events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
 
-    def _stride_starts(self, events: list[StepEvents]) -> list[int]:
+    def _stride_starts(self, events: list[StepEvents], held: int) -> list[int]:
         """Per step, the IC of the step before it (the start of its stride, for the vertical oscillation), or
         -1: the first step of a bout, a step before it not of about the same length (a missed or an extra
-        IC), over filled samples, or no longer held."""
-        held = max(self._ring.first, self._detector._ring.first)
+        IC), over filled samples, or no longer held (before sample ``held``)."""
         out = []
         last = self._last_ic_i
         for ev in events:
@@ -436,36 +456,59 @@ class GaitPipeline:
         self._last_ic_i = last
         return out
 
-    def _make_steps(self, events: list[StepEvents]) -> list[Step]:
-        """Laterality (sequential over the steps) and metrics (vectorised) of the steps of one block."""
+    def _flushed_steps(self, events: list[StepEvents]) -> list[Step]:
+        """The steps the detector released at the end of data or before a restart (their samples held in
+        the rings)."""
         if not events:
             return []
-        prev_ic = self._stride_starts(events)
-        i0 = min(min(ev.i_ic for ev in events), min((p for p in prev_ic if p >= 0), default=events[0].i_ic))
-        i1 = max(ev.i_end for ev in events) + 1
-        rows = self._ring.get(i0, i1)
-        sig = self._detector.window(i0, i1)
-        if rows.shape[0] < i1 - i0 or sig.shape[0] < i1 - i0:
-            # the window is no longer held (cannot happen with the ring sizes used)
+        held = max(self._ring.first, self._detector._ring.first)
+        prev_ic = self._stride_starts(events, held)
+        if min(ev.i_ic for ev in events) < held:
+            # the samples are no longer held (cannot happen with the ring sizes used)
             return [_open_gap_step(ev.t_ic_s, self._lat) for ev in events]
+        return self._make_steps(events, prev_ic, np.zeros((_N_CH, 0)), self._ring.n_total)
+
+    def _samples(self, i0: int, i1: int, chunk: np.ndarray, start: int) -> np.ndarray:
+        """Channels of samples ``i0 .. i1 - 1``, shape (channels, i1 - i0), contiguous: those before ``start``
+        from the ring, the others from ``chunk`` (channel-major, its first sample ``start``)."""
+        if i0 >= start:
+            return np.ascontiguousarray(chunk[:, i0 - start : i1 - start])
+        held = self._ring.get(i0, min(i1, start)).T
+        if i1 <= start:
+            return np.ascontiguousarray(held)
+        return np.concatenate([held, chunk[:, : i1 - start]], axis=1)
+
+    def _make_steps(
+        self, events: list[StepEvents], prev_ic: list[int], chunk: np.ndarray, start: int
+    ) -> list[Step]:
+        """Laterality (sequential over the steps) and metrics (vectorised) of consecutive steps.
+
+        ``prev_ic`` from :meth:`_stride_starts`; ``chunk`` holds the channels of the samples from ``start``
+        on (channel-major), the ring those before.
+        """
+        if not events:
+            return []
+        cols = step_columns(events)
+        i_ic, i_next, i_end = cols.samples
+        i0 = min(int(i_ic.min()), min((p for p in prev_ic if p >= 0), default=events[0].i_ic))
+        i1 = int(i_end.max()) + 1
+        data = self._samples(i0, i1, chunk, start)
         fs = self._fs
-        s = np.array([ev.i_ic for ev in events]) - i0
-        end = np.array([ev.i_end for ev in events]) - i0 + 1
-        contact = np.array([ev.t_fc_s - ev.t_ic_s for ev in events])
-        n_step = np.array([ev.i_next_ic - ev.i_ic for ev in events])
-        n_st = np.where(np.isfinite(contact), np.round(np.nan_to_num(contact) * fs).astype(int), n_step)
-        n_st = np.minimum(np.maximum(n_st, 2), end - s)
+        s = i_ic - i0
+        n_step = i_next - i_ic
+        contact = cols.times_s[1] - cols.times_s[0]
+        c_ok = np.isfinite(contact)
+        n_st = np.where(c_ok, np.round(np.where(c_ok, contact, 0.0) * fs).astype(int), n_step)
+        n_st = np.minimum(np.maximum(n_st, 2), i_end + 1 - i_ic)
         n_early = np.minimum(max(2, int(round(self._p.early_stance_s * fs))), n_st)
         # laterality evidence, positive for left stance: obliquity velocity early in stance, and the
         # medio-lateral force over stance pushing the body away from the stance foot
         # (one call per window length; every channel's mean is computed as if alone)
-        early = window_means(rows[:, [_GX, _GYR, _GYR + 1, _GYR + 2]], s, s + n_early)
-        stance = window_means(rows[:, [_AY, _ACC, _ACC + 1, _ACC + 2]], s, s + n_st)
+        early = window_means(data[_GX : _GX + 4].T, s, s + n_early)
+        stance = window_means(data[_AY : _AY + 4].T, s, s + n_st)
         f_gyr, g_early = early[:, 0], early[:, 1:]
         f_ml, a_st = -stance[:, 0], stance[:, 1:]
-        # before the mount is known: the same two features about the forward direction of the steps so far
-        mom = window_means(rows[:, _MOM : _MOM + 3], s, s + n_step) * n_step[:, None]
-        up_ic = rows[s, _UP : _UP + 3]
+        mom = window_means(data[_MOM : _MOM + 3].T, s, s + n_step) * n_step[:, None]
         # the transition into each step depends on the previous step's time: about one step period keeps
         # the alternation, about two means an initial contact was probably missed in between (a recursion
         # over plain floats; the sides then come from the tracker's loop over the block)
@@ -473,17 +516,13 @@ class GaitPipeline:
         per, ratio = self._last_step_period, self._prev_step_ratio
         regular: list[bool] = []
         missed: list[bool] = []
-        restart: list[bool] = []
-        for ev in events:
-            step_time = ev.t_next_ic_s - ev.t_ic_s
-            bout = ev.bout_start
-            restart.append(bout)
+        for step_time, bout in zip((cols.times_s[2] - cols.times_s[0]).tolist(), cols.bout_start, strict=True):
             regular.append(not bout and (not isfinite(ratio) or abs(ratio - 1.0) < 0.35))
             missed.append(not bout and isfinite(ratio) and ratio > 1.6)
             per = step_time if not isfinite(per) else 0.8 * per + 0.2 * step_time
             ratio = step_time / per if per > 0 else float("nan")
         self._last_step_period, self._prev_step_ratio = per, ratio
-        running = [ev.running for ev in events]
+        running = cols.running
         # from the sample before the IC's nearest (an IC found between two samples may lie in the fill) to
         # the samples that located the next IC
         reach = self._fill_reach
@@ -500,6 +539,7 @@ class GaitPipeline:
         else:
             # before the mount is known: the same two features about the forward direction of the steps so
             # far, step by step
+            up_ic = data[_UP : _UP + 3, s].T
             for j in range(len(events)):
                 self._step_fwd.add(mom[j], running[j])
                 if not need[j]:
@@ -513,8 +553,8 @@ class GaitPipeline:
                     # when there is no gyroscope
                     feats[j, 0] = fg
                     feats[j, 1] = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
-        sides, conf = self._lat.update_many(feats, regular, missed, restart)
-        out = step_metrics_batch(events, sides, conf, rows[:, :3], sig[:, 1], i0, fs, np.array(prev_ic))
+        sides, conf = self._lat.update_many(feats, regular, missed, cols.bout_start)
+        out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic))
         for j in (j for j, b in enumerate(bridged) if b):
             # its step time stays (one of its initial contacts may lie in the fill, so it is not a measured
             # figure): it tells the asymmetry windows that the step sequence ran on (``breaks_sequence``)

@@ -454,6 +454,31 @@ def test_bridged_gaps_any_chunking(cuts):
     assert [repr(s) for s in chunked.steps_] == [repr(s) for s in whole.steps_]
 
 
+@pytest.mark.parametrize("size", [2001, 3100])
+def test_chunks_of_several_blocks_equal_notifications(size):
+    """Chunks of more than one detector block (their steps made together at the chunk's end, from its samples
+    and those before it still held) give the steps of one notification at a time, over bridged gaps too."""
+    parts = lossy_batches(_lossy_sim().batch, 0.002, seed=2)  # one loss, bridged
+    ref = GaitPipeline(FS)
+    for p in parts:
+        ref.update(p)
+    ref.finish()
+    merged: list[ImuBatch] = []
+    for p in parts:
+        if p.gap_before or not merged:
+            merged.append(p)
+        else:
+            merged[-1] = ImuBatch.concat([merged[-1], p])
+    assert max(len(seg) for seg in merged) > 2 * size
+    chunked = GaitPipeline(FS)
+    for seg in merged:
+        for a in range(0, len(seg), size):
+            chunked.update(seg.slice(a, a + size))
+    chunked.finish()
+    assert len(ref.steps_) > 50 and sum(s.gap for s in ref.steps_) > 0
+    assert [repr(s) for s in chunked.steps_] == [repr(s) for s in ref.steps_]
+
+
 _LOSSY_SIM: list = []
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import signal
@@ -45,6 +46,9 @@ from scipy import signal
 from .records import Side
 
 __all__ = ["ForwardMoment", "LateralityParams", "LateralityTracker", "StepForward"]
+
+_SHORT_RUN = 16
+"""Fewer steps than this in :meth:`LateralityTracker.update_many` are added one by one with :meth:`update`."""
 
 _GRAVITY_HZ = 0.3
 """Cut-off of the low-pass that gives the mean vertical force (gravity) in :class:`ForwardMoment`, Hz."""
@@ -233,7 +237,8 @@ class LateralityTracker:
         """:meth:`update` for a run of steps, with :meth:`reset` before the steps flagged ``restart``.
 
         The same scalar arithmetic in the same order as the step-by-step calls (equal bit for bit, tested
-        against them), in one loop over plain floats.
+        against them): the features' normalisation feature by feature over the run (:meth:`_terms`), then
+        the forward recursion in one loop over plain floats; a short run is those calls.
 
         Parameters
         ----------
@@ -255,54 +260,36 @@ class LateralityTracker:
         conf: list[float] = []
         if n == 0:
             return sides, conf
+        if n < _SHORT_RUN:
+            # a few steps (a live stream's notification): the scalar steps cost less than the arrays' set-up
+            for row, reg, mis, rs in zip(feats.tolist(), regular, missed, restart, strict=True):
+                if rs:
+                    self.reset()
+                self.update(row, regular=reg, missed=mis)
+                sides.append(cast(Side, self.side_))
+                conf.append(self.confidence_)
+            return sides, conf
         n_f = feats.shape[1]
         self._size_features(n_f)
         p = self._p
-        scale, n_alt, n_pairs, last_sign = self._scale, self._n_alt, self._n_pairs, self._last_sign
-        n_obs_k, n_s = self._n_obs, p.scale_prior_n
-        a = p.scale_alpha
-        q0 = p.reliability_prior
-        w0 = math.log(q0 / (1.0 - q0))
-        alt0 = q0 * q0 + (1 - q0) * (1 - q0)
-        n0 = p.reliability_prior_n
-        q_max = p.max_reliability
-        gain, max_llr = p.gain, p.max_llr
-        k_keep, k_irr, k_missed = p.p_keep, p.p_keep_irregular, p.p_keep_missed
-        isfinite, log, sqrt, exp = math.isfinite, math.log, math.sqrt, math.exp
-        logit = self._logit_l
-        rng_f = range(n_f)
+        rst = np.asarray(restart, dtype=bool)
+        # ``z`` of each step: 0.0 plus the features' terms in feature order; a feature without a term adds
+        # 0.0, which leaves the sum as it is (it is never -0.0)
+        z = np.zeros(n)
         rel: list[float] = []
+        for k in range(n_f):
+            term, q_last = self._terms(k, feats[:, k], rst)
+            z += term
+            rel.append(q_last)
+        llr = np.minimum(np.maximum(p.gain * z, -p.max_llr), p.max_llr)
+        k_keep, k_irr, k_missed = p.p_keep, p.p_keep_irregular, p.p_keep_missed
+        log, exp = math.log, math.exp
+        logit = self._logit_l
         # P(left) of the current logit, carried from step to step (computed once per step)
         pl = 0.5 if logit is None else _sigmoid(logit)
-        for row, reg, mis, rst in zip(feats.tolist(), regular, missed, restart, strict=True):
-            if rst:
+        for llr_j, reg, mis, rs in zip(llr.tolist(), regular, missed, restart, strict=True):
+            if rs:
                 logit = None
-                last_sign = [0] * n_f
-            z = 0.0
-            rel = []
-            for k in rng_f:
-                alt = (n_alt[k] + alt0 * n0) / (n_pairs[k] + n0)
-                q = min(0.5 + 0.5 * sqrt(max(2.0 * alt - 1.0, 0.0)), q_max)
-                rel.append(q)
-                f = row[k]
-                if not isfinite(f):
-                    last_sign[k] = 0
-                    continue
-                mag = abs(f)
-                s = scale[k]
-                if not isfinite(s):
-                    s = mag
-                n_obs = n_obs_k[k] + 1.0
-                n_obs_k[k] = n_obs
-                if s > 0:
-                    z += f / s * log(q / (1.0 - q)) / w0 * (n_obs / (n_obs + n_s))
-                scale[k] = (1 - a) * s + a * mag
-                sign = 1 if f > 0 else -1
-                if last_sign[k] != 0:
-                    n_pairs[k] += 1.0
-                    n_alt[k] += 1.0 if sign != last_sign[k] else 0.0
-                last_sign[k] = sign
-            llr = min(max(gain * z, -max_llr), max_llr)
             if logit is None:
                 prior = 0.0
             else:
@@ -310,7 +297,7 @@ class LateralityTracker:
                 p_next_l = keep * (1.0 - pl) + (1.0 - keep) * pl
                 p_next_l = min(max(p_next_l, 1e-12), 1 - 1e-12)
                 prior = log(p_next_l / (1.0 - p_next_l))
-            logit = prior + llr
+            logit = prior + llr_j
             if logit >= 0:
                 pl = 1.0 / (1.0 + exp(-logit))
             else:
@@ -319,11 +306,62 @@ class LateralityTracker:
             sides.append("L" if pl >= 0.5 else "R")
             conf.append(max(pl, 1.0 - pl))
         self._logit_l = logit
-        self._last_sign = last_sign
         self.reliability_ = rel
         self.side_ = sides[-1]
         self.confidence_ = conf[-1]
         return sides, conf
+
+    def _terms(self, k: int, f: np.ndarray, restart: np.ndarray) -> tuple[np.ndarray, float]:
+        """Feature ``k``'s term of ``z`` at each step of a run (0.0 where it has none), as :meth:`_normalise`
+        computes it step by step, and its reliability at the last step; advances its state over the run.
+
+        The counts (observations, sign pairs, sign changes) are running sums of whole numbers, exact in any
+        order; the reliability is element-wise; only the running magnitude is a recursion (a loop over the
+        finite values). ``log`` is ``math.log``, as in the scalar form.
+        """
+        p = self._p
+        n = f.shape[0]
+        fin = np.isfinite(f)
+        # signs (0 where the feature is missing) and the sign each step compares with (none after a reset)
+        sign = np.where(fin, np.where(f > 0, 1, -1), 0)
+        before = np.empty(n, dtype=sign.dtype)
+        before[0] = self._last_sign[k]
+        before[1:] = sign[:-1]
+        before[restart] = 0
+        pair = fin & (before != 0)
+        changed = pair & (sign != before)
+        # the counts as each step finds them, before its own update
+        n_pairs = self._n_pairs[k] + (np.cumsum(pair) - pair)
+        n_alt = self._n_alt[k] + (np.cumsum(changed) - changed)
+        q0 = p.reliability_prior
+        alt0 = q0 * q0 + (1 - q0) * (1 - q0)
+        n0 = p.reliability_prior_n
+        alt = (n_alt + alt0 * n0) / (n_pairs + n0)
+        q = np.minimum(0.5 + 0.5 * np.sqrt(np.maximum(2.0 * alt - 1.0, 0.0)), p.max_reliability)
+        n_obs = self._n_obs[k] + np.cumsum(fin)
+        # the running magnitude each finite value is divided by (the first one its own magnitude)
+        a = p.scale_alpha
+        mag = np.abs(f[fin])
+        scale = np.empty(mag.shape[0])
+        s = self._scale[k]
+        for j, m in enumerate(mag.tolist()):
+            if not math.isfinite(s):
+                s = m
+            scale[j] = s
+            s = (1 - a) * s + a * m
+        use = scale > 0
+        at = np.flatnonzero(fin)[use]
+        qu = q[at]
+        w = np.array([math.log(x) for x in (qu / (1.0 - qu)).tolist()])
+        nu = n_obs[at]
+        term = np.zeros(n)
+        term[at] = f[at] / scale[use] * w / math.log(q0 / (1.0 - q0)) * (nu / (nu + p.scale_prior_n))
+        self._scale[k] = s
+        self._n_obs[k] = float(n_obs[-1])
+        self._n_pairs[k] = float(n_pairs[-1] + pair[-1])
+        self._n_alt[k] = float(n_alt[-1] + changed[-1])
+        self._last_sign[k] = int(sign[-1])
+        return term, float(q[-1])
 
 
 def _sigmoid(x: float) -> float:
@@ -369,31 +407,31 @@ class ForwardMoment:
 
     def update(self, acc_mps2: np.ndarray, up: np.ndarray) -> np.ndarray:
         """Moment per sample, shape (N, 3), m²/s⁴, from specific force (N, 3) and the up direction (N, 3)."""
-        if acc_mps2.shape[0] == 0:
+        n = acc_mps2.shape[0]
+        if n == 0:
             return np.zeros((0, 3))
         first = self._zi is None
         if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * acc_mps2[0][None, None, :]
-        lp, self._zi = signal.sosfilt(self._sos, acc_mps2, axis=0, zi=self._zi)
-        v = lp[:, 0] * up[:, 0] + lp[:, 1] * up[:, 1] + lp[:, 2] * up[:, 2]
+            self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * acc_mps2[0][None, :, None]
+        # channel-major (3, N): each channel filtered and combined along contiguous memory
+        lp, self._zi = signal.sosfilt(self._sos, acc_mps2.T, axis=-1, zi=self._zi)
+        u = up.T
+        v = lp[0] * u[0] + lp[1] * u[1] + lp[2] * u[2]
         if self._zi_g is None:
             self._zi_g = signal.sosfilt_zi(self._sos_g) * v[0]
         g, self._zi_g = signal.sosfilt(self._sos_g, v, zi=self._zi_g)
         vd = v - g  # the vertical force about its mean
-        h = lp - up * v[:, None]  # the horizontal force
+        h = lp - u * v  # the horizontal force
         if first:
-            self._last_h, self._last_v = h[0].copy(), float(vd[0])
-        h_prev = np.empty_like(h)
-        h_prev[0] = self._last_h
-        h_prev[1:] = h[:-1]
-        vd_prev = np.empty_like(vd)
-        vd_prev[0] = self._last_v
-        vd_prev[1:] = vd[:-1]
-        self._last_h, self._last_v = h[-1].copy(), float(vd[-1])
+            self._last_h, self._last_v = h[:, 0].copy(), float(vd[0])
         # half the signed area swept by (h, vd) between consecutive samples: over a steady stride the same
         # sum as h times the change of vd, but with no term in the change of the bounce itself, which does
         # not cancel while gait starts (the first steps' bounce grows)
-        return 0.5 * (h_prev * vd[:, None] - h * vd_prev[:, None])
+        out = np.empty((3, n))
+        out[:, 0] = 0.5 * (self._last_h * vd[0] - h[:, 0] * self._last_v)
+        out[:, 1:] = 0.5 * (h[:, :-1] * vd[1:] - h[:, 1:] * vd[:-1])
+        self._last_h, self._last_v = h[:, -1].copy(), float(vd[-1])
+        return out.T
 
 
 class StepForward:

@@ -1,6 +1,7 @@
 """The block forms of the laterality stage equal the readable step-by-step calls bit for bit."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,6 +49,35 @@ def test_update_many_equals_update(seed, chunks, n_feat):
     ref.update(feats[0], regular=True)
     fast.update(feats[0], regular=True)
     assert repr(fast.confidence_) == repr(ref.confidence_)
+
+
+@pytest.mark.parametrize("chunks", [[1, 15, 16, 300], [300, 2, 40]])
+def test_update_many_equals_update_in_short_and_long_runs(chunks):
+    """Runs shorter than ``_SHORT_RUN`` are the scalar calls; longer ones the feature-by-feature form."""
+    from pelvimon.dsp.laterality import _SHORT_RUN
+
+    assert min(chunks) < _SHORT_RUN <= max(chunks)
+    rng = np.random.default_rng(sum(chunks))
+    n = sum(chunks)
+    feats = rng.normal(0.2, 1, (n, 2)) * np.array([[0.01, 3.0]])
+    feats[rng.random((n, 2)) < 0.1] = np.nan
+    regular = (rng.random(n) < 0.9).tolist()
+    missed = (rng.random(n) < 0.05).tolist()
+    restart = (rng.random(n) < 0.01).tolist()
+    ref = LateralityTracker()
+    r_sides, r_conf = _reference(ref, feats, regular, missed, restart)
+    fast = LateralityTracker()
+    f_sides, f_conf = [], []
+    i = 0
+    for c in chunks:
+        s, cf = fast.update_many(feats[i : i + c], regular[i : i + c], missed[i : i + c], restart[i : i + c])
+        f_sides += s
+        f_conf += cf
+        i += c
+    assert f_sides == r_sides and [repr(x) for x in f_conf] == [repr(x) for x in r_conf]
+    assert repr(fast.reliability_) == repr(ref.reliability_)
+    assert (repr(fast._scale), repr(fast._n_obs), fast._n_alt, fast._n_pairs, fast._last_sign) == (
+        repr(ref._scale), repr(ref._n_obs), ref._n_alt, ref._n_pairs, ref._last_sign)
 
 
 @settings(max_examples=40, deadline=None)

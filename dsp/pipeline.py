@@ -49,9 +49,8 @@ __all__ = [
     "analyze_offline",
 ]
 
-# motion ring channels; the laterality averages the early-stance ones (_GX, _GYR) and the stance ones (_AY,
-# _ACC) together, so each pair is adjacent; _MOM, _GYR, _ACC and _UP hold three channels each (sensor frame,
-# for laterality before calibration)
+# motion ring channels; _GYR, _ACC, _MOM and _UP hold three channels each (sensor frame, for laterality
+# before calibration)
 _TILT, _OBL, _ROT, _AV, _AX = 0, 1, 2, 3, 4
 _GX, _GYR, _AY, _ACC, _MOM, _UP = 5, 6, 9, 10, 13, 16
 _N_CH = 19
@@ -503,11 +502,8 @@ class GaitPipeline:
         n_early = np.minimum(max(2, int(round(self._p.early_stance_s * fs))), n_st)
         # laterality evidence, positive for left stance: obliquity velocity early in stance, and the
         # medio-lateral force over stance pushing the body away from the stance foot
-        # (one call per window length; every channel's mean is computed as if alone)
-        early = window_means(data[_GX : _GX + 4].T, s, s + n_early)
-        stance = window_means(data[_AY : _AY + 4].T, s, s + n_st)
-        f_gyr, g_early = early[:, 0], early[:, 1:]
-        f_ml, a_st = -stance[:, 0], stance[:, 1:]
+        f_gyr = window_means(data[_GX], s, s + n_early)
+        f_ml = -window_means(data[_AY], s, s + n_st)
         mom = window_means(data[_MOM : _MOM + 3].T, s, s + n_step) * n_step[:, None]
         # the transition into each step depends on the previous step's time: about one step period keeps
         # the alternation, about two means an initial contact was probably missed in between (a recursion
@@ -538,21 +534,26 @@ class GaitPipeline:
             self._step_fwd.add_many(mom, running)
         else:
             # before the mount is known: the same two features about the forward direction of the steps so
-            # far, step by step
-            up_ic = data[_UP : _UP + 3, s].T
+            # far, step by step (the sensor-frame means only for the steps that need them)
+            sel = np.flatnonzero(need)
+            g_early = window_means(data[_GYR : _GYR + 3].T, s[sel], (s + n_early)[sel])
+            a_st = window_means(data[_ACC : _ACC + 3].T, s[sel], (s + n_st)[sel])
+            up_ic = data[_UP : _UP + 3, s[sel]].T
+            i = 0
             for j in range(len(events)):
                 self._step_fwd.add(mom[j], running[j])
                 if not need[j]:
                     continue
-                fwd = self._step_fwd.forward(up_ic[j])
+                fwd = self._step_fwd.forward(up_ic[i])
                 if fwd is not None:
-                    left = np.cross(up_ic[j], fwd)
-                    fg = float(g_early[j] @ fwd)
+                    left = np.cross(up_ic[i], fwd)
+                    fg = float(g_early[i] @ fwd)
                     # in the sensor frame the pelvic roll tilts gravity into "left" by g sin(obliquity), as
                     # large as the medio-lateral force itself: without a level frame, the force is used only
                     # when there is no gyroscope
                     feats[j, 0] = fg
-                    feats[j, 1] = -float(a_st[j] @ left) if not np.isfinite(fg) else float("nan")
+                    feats[j, 1] = -float(a_st[i] @ left) if not np.isfinite(fg) else float("nan")
+                i += 1
         sides, conf = self._lat.update_many(feats, regular, missed, cols.bout_start)
         out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic))
         for j in (j for j, b in enumerate(bridged) if b):

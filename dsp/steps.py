@@ -353,7 +353,7 @@ def step_metrics_batch(
     out = []
     for vals in zip(*cols_out, strict=True):
         rec = new(Step)
-        rec.__dict__.update(zip(names, vals, strict=True))
+        rec.__dict__.update(zip(names, vals, strict=False))  # as long as each other (the outer zip checks)
         out.append(rec)
     return out
 

@@ -112,6 +112,9 @@ class MountMoved:
 _RECHECK_BLOCK_N = 4096
 """Samples per call of the calibration's re-check after it completed."""
 
+_MAKE_BLOCKS = 16
+"""Event detector blocks whose steps are made in one call, at most (a long chunk's in several)."""
+
 PipelineEvent = StateChange | CalibrationChange | GapEvent | MountMoved
 
 
@@ -342,12 +345,14 @@ class GaitPipeline:
         av, up = self._detector.vertical_up(acc)
         if gyr is not None:
             ch[_GYR : _GYR + 3] = gyr.T
-        ch[_MOM : _MOM + 3] = self._fmom.update(acc, up).T
         ch[_ACC : _ACC + 3] = acc.T
         ch[_UP : _UP + 3] = up.T
         ch[_AV] = av
-        # 3. events, block by block so that the ring buffers hold every open step; the steps closed in the
-        # chunk are made together at its end, from the chunk's samples and those before it still held
+        # (given channel-major, the moment's filter and products run along contiguous memory)
+        ch[_MOM : _MOM + 3] = self._fmom.update(ch[_ACC : _ACC + 3].T, ch[_UP : _UP + 3].T).T
+        # 3. events, block by block so that the ring buffers hold every open step; the steps closed are made
+        # together every few blocks and at the chunk's end, from the chunk's samples and those before it
+        # still held
         bn = self._detector.block_n
         start = self._ring.n_total  # absolute index of the chunk's first sample
         closed: list[StepEvents] = []
@@ -356,6 +361,10 @@ class GaitPipeline:
             b1 = min(n, b0 + bn)
             det = self._detector.update(t[b0:b1], acc_v_mps2=av[b0:b1], acc_fwd_mps2=ch[_AX, b0:b1])
             events.extend(det.states_)
+            if b0 and b0 % (_MAKE_BLOCKS * bn) == 0:
+                # the arrays of one call stay small however long the chunk
+                steps.extend(self._make_steps(closed, prev_ic, ch, start))
+                closed, prev_ic = [], []
             if not det.steps_:
                 continue
             # what both rings hold once the block is in (the motion ring takes the chunk at its end)
@@ -468,10 +477,10 @@ class GaitPipeline:
         return self._make_steps(events, prev_ic, np.zeros((_N_CH, 0)), self._ring.n_total)
 
     def _samples(self, i0: int, i1: int, chunk: np.ndarray, start: int) -> np.ndarray:
-        """Channels of samples ``i0 .. i1 - 1``, shape (channels, i1 - i0), contiguous: those before ``start``
-        from the ring, the others from ``chunk`` (channel-major, its first sample ``start``)."""
+        """Channels of samples ``i0 .. i1 - 1``, shape (channels, i1 - i0), each contiguous: those before
+        ``start`` from the ring, the others from ``chunk`` (channel-major, its first sample ``start``)."""
         if i0 >= start:
-            return np.ascontiguousarray(chunk[:, i0 - start : i1 - start])
+            return chunk[:, i0 - start : i1 - start]
         held = self._ring.get(i0, min(i1, start)).T
         if i1 <= start:
             return np.ascontiguousarray(held)

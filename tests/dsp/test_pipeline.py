@@ -454,10 +454,15 @@ def test_bridged_gaps_any_chunking(cuts):
     assert [repr(s) for s in chunked.steps_] == [repr(s) for s in whole.steps_]
 
 
-@pytest.mark.parametrize("size", [2001, 3100])
-def test_chunks_of_several_blocks_equal_notifications(size):
-    """Chunks of more than one detector block (their steps made together at the chunk's end, from its samples
-    and those before it still held) give the steps of one notification at a time, over bridged gaps too."""
+@pytest.mark.parametrize(("size", "make_blocks"), [(2001, None), (3100, None), (3100, 1), (6640, 2)])
+def test_chunks_of_several_blocks_equal_notifications(size, make_blocks, monkeypatch):
+    """Chunks of more than one detector block (their steps made together every ``_MAKE_BLOCKS`` blocks and at
+    the chunk's end, from its samples and those before it still held) give the steps of one notification at
+    a time, over bridged gaps too."""
+    from pelvimon.dsp import pipeline
+
+    if make_blocks is not None:
+        monkeypatch.setattr(pipeline, "_MAKE_BLOCKS", make_blocks)
     parts = lossy_batches(_lossy_sim().batch, 0.002, seed=2)  # one loss, bridged
     ref = GaitPipeline(FS)
     for p in parts:
@@ -469,7 +474,7 @@ def test_chunks_of_several_blocks_equal_notifications(size):
             merged.append(p)
         else:
             merged[-1] = ImuBatch.concat([merged[-1], p])
-    assert max(len(seg) for seg in merged) > 2 * size
+    assert max(len(seg) for seg in merged) >= min(2 * size, 6640)
     chunked = GaitPipeline(FS)
     for seg in merged:
         for a in range(0, len(seg), size):

@@ -513,10 +513,11 @@ class GaitPipeline:
         # medio-lateral force over stance pushing the body away from the stance foot
         f_gyr = window_means(data[_GX], s, s + n_early)
         f_ml = -window_means(data[_AY], s, s + n_st)
+        # the braking/propulsion moment summed over each step: the forward direction before the mount is known
         mom = window_means(data[_MOM : _MOM + 3].T, s, s + n_step) * n_step[:, None]
         # the transition into each step depends on the previous step's time: about one step period keeps
         # the alternation, about two means an initial contact was probably missed in between (a recursion
-        # over plain floats; the sides then come from the tracker's loop over the block)
+        # over plain floats; the sides then come from the tracker's run over the steps)
         isfinite = math.isfinite
         per, ratio = self._last_step_period, self._prev_step_ratio
         regular: list[bool] = []

@@ -29,6 +29,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Literal, cast
 
 import numpy as np
@@ -171,12 +172,6 @@ def _pooled_rho(
     return np.clip(rho, 0.0, max_rho)
 
 
-def _metric_values(steps: Sequence[Step], metrics: Sequence[str]) -> np.ndarray:
-    """The steps' values of the metrics as a (steps, metrics) float array."""
-    vals = np.array([[float(getattr(s, m)) for m in metrics] for s in steps], dtype=np.float64)
-    return vals.reshape(len(steps), len(metrics))
-
-
 def side_stats_columns(
     left: np.ndarray,
     right: np.ndarray,
@@ -247,11 +242,11 @@ def compare_sides(
     )[0]
 
 
-def _welch_arrays(
-    left: Sequence[np.ndarray],
-    right: Sequence[np.ndarray],
-    level: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _welch_parts(
+    left: Sequence[np.ndarray], right: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The difference of the means, its Welch-Satterthwaite degrees of freedom, its squared standard error and
+    where it has an interval (both sides hold 2 values), element for element; see :func:`_welch_bounds`."""
     lm, lsd, ln, lneff = left
     rm, rsd, rn, rneff = right
     diff = lm - rm
@@ -263,12 +258,31 @@ def _welch_arrays(
         # tiny spreads underflow to 0/0: fall back to the smaller side's degrees of freedom
         df = np.where(np.isfinite(df), df, np.maximum(np.minimum(lneff, rneff) - 1, 1.0))
     valid = (ln >= 2) & (rn >= 2) & np.isfinite(diff)
+    return diff, df, se2, valid
+
+
+def _welch_bounds(
+    diff: np.ndarray, df: np.ndarray, se2: np.ndarray, valid: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``level`` interval of the differences from :func:`_welch_parts` (same shapes): NaN where not
+    ``valid``, the point where the standard error is 0. Element for element (the t quantile, the costly
+    part, is computed for the given elements only)."""
     pos = valid & (se2 > 0)
     half = np.zeros_like(diff)
     if np.any(pos):
         half[pos] = special.stdtrit(df[pos], 0.5 + level / 2) * np.sqrt(se2[pos])
     lo = np.where(valid, diff - half, np.nan)
     hi = np.where(valid, diff + half, np.nan)
+    return lo, hi
+
+
+def _welch_arrays(
+    left: Sequence[np.ndarray],
+    right: Sequence[np.ndarray],
+    level: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    diff, df, se2, valid = _welch_parts(left, right)
+    lo, hi = _welch_bounds(diff, df, se2, valid, level)
     return diff, lo, hi
 
 
@@ -487,6 +501,78 @@ def step_end_s(step: Step) -> float:
     return end if math.isfinite(end) else step.t_ic_s
 
 
+class _StepTable:
+    """The fields of a list of steps that the windows and the session statistics read, one array per field.
+
+    Each field is read from the records once (``np.fromiter``), not once per step and per use; the rules of
+    :func:`breaks_sequence`, :func:`step_is_usable`, :func:`step_end_s`, :func:`step_gait` and
+    :func:`_new_bout` are then applied to whole arrays, element for element with the same comparisons and
+    the same float arithmetic (tested against the per-step functions).
+    """
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = steps
+        self.n = len(steps)
+        self.t_ic = self.floats("t_ic_s")
+        self.step_time = self.floats("step_time_s")
+        self.gap = np.fromiter(map(attrgetter("gap"), steps), bool, self.n)
+        side = list(map(attrgetter("side"), steps))
+        self.left = np.fromiter((s == "L" for s in side), bool, self.n)
+        self.right = np.fromiter((s == "R" for s in side), bool, self.n)
+
+    def floats(self, name: str) -> np.ndarray:
+        """The ``Step`` field ``name`` of every step as float64, shape (n,)."""
+        return np.fromiter(map(attrgetter(name), self.steps), np.float64, self.n)
+
+    def values(self, metrics: Sequence[str]) -> np.ndarray:
+        """The metrics of every step, shape (n, len(metrics)), C order."""
+        out = np.empty((self.n, len(metrics)))
+        for j, m in enumerate(metrics):
+            out[:, j] = self.floats(m)
+        return out
+
+    def breaks(self) -> np.ndarray:
+        """:func:`breaks_sequence` of every step."""
+        return self.gap & ~np.isfinite(self.step_time)
+
+    def usable(self, p: AsymmetryParams) -> np.ndarray:
+        """:func:`step_is_usable` of every step."""
+        lat = self.floats("laterality_confidence")
+        return ~self.gap & (self.left | self.right) & np.isfinite(self.t_ic) & (lat >= p.min_laterality_confidence)
+
+    def t_end(self) -> np.ndarray:
+        """:func:`step_end_s` of every step, s."""
+        end = self.t_ic + self.step_time
+        return np.where(np.isfinite(end), end, self.t_ic)
+
+    def walking(self) -> np.ndarray:
+        """:func:`step_gait` is "walking" (no flight); meaningful for steps without a gap."""
+        return self.floats("flight_time_s") == 0.0
+
+    def new_bout(self, p: AsymmetryParams) -> np.ndarray:
+        """Per step, :func:`_new_bout` against the last initial contact the windows keep before it
+        (:class:`AsymmetryMonitor`): the latest finite one since the last step that breaks the sequence."""
+        at = self.last_ic_at()[:-1]
+        last = np.where(at >= 0, self.t_ic[np.maximum(at, 0)], np.nan) if self.n else np.zeros(0)
+        t = self.t_ic
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(last) & np.isfinite(t) & ((t - last > p.max_step_interval_s) | (t < last))
+
+    def last_ic_at(self) -> np.ndarray:
+        """The step whose initial contact is the monitor's last one before each step and after the last,
+        shape (n + 1,), int; -1 for none (at the start, and after a step that breaks the sequence)."""
+        out = np.full(self.n + 1, -1, dtype=np.int64)
+        if not self.n:
+            return out
+        brk = self.breaks()
+        # the latest step before each that either sets the last contact (a finite one) or forgets it
+        at = np.maximum.accumulate(np.where(brk | np.isfinite(self.t_ic), np.arange(self.n), -1))
+        ok = at >= 0
+        ok[ok] = ~brk[at[ok]]
+        out[1:] = np.where(ok, at, -1)
+        return out
+
+
 class AsymmetryMonitor:
     """Streaming left/right asymmetry over rolling per-side windows of steps.
 
@@ -575,10 +661,14 @@ class AsymmetryMonitor:
             self._append(s_)
         return True
 
+    def _entry(self, step: Step) -> tuple[float, float, np.ndarray]:
+        """What a window keeps of a step: initial contact and end (s), the metrics."""
+        vals = np.array([float(getattr(step, m)) for m in self.params.metrics], dtype=np.float64)
+        return step.t_ic_s, step_end_s(step), vals
+
     def _append(self, step: Step) -> None:
         p = self.params
-        vals = np.array([float(getattr(step, m)) for m in p.metrics], dtype=np.float64)
-        self._win[step.side].append((step.t_ic_s, step_end_s(step), vals))
+        self._win[step.side].append(self._entry(step))
         if p.window_s is not None:
             t_min = step.t_ic_s - p.window_s
             for side in ("L", "R"):
@@ -631,6 +721,35 @@ class AsymmetryMonitor:
             self._forget_gait()
         return list(self.latest_.values())
 
+    def update_columns(self, steps: Sequence[Step]) -> RollingAsymmetry:
+        """:meth:`update` with each of ``steps`` in turn, the asymmetry after each returned as columns
+        (:class:`RollingAsymmetry`: entry ``i`` equals what ``update([steps[i]])`` returns, bit for bit).
+
+        The window bookkeeping (gaps, bout boundaries, skipped steps, gait, time limit) runs step by step
+        on step indices; the statistics of all windows are then computed at once with the same arithmetic.
+        Afterwards the monitor's windows and state are those of the step-by-step calls. Needs at least two
+        metrics and a monitor that holds no steps (new, or emptied by a restart).
+        """
+        p = self.params
+        if len(p.metrics) < 2:
+            raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
+        if self._win["L"] or self._win["R"] or math.isfinite(self._last_ic_s) or self.gait_ or self._held:
+            raise ValueError("update_columns needs a monitor that holds no steps; use update")
+        steps = list(steps)
+        tab = _StepTable(steps)
+        win = _windows(tab, p)
+        rolling = _rolling_columns(tab, p, win)
+        if steps:
+            for side, name in enumerate(("L", "R")):
+                self._win[name].extend(self._entry(steps[j]) for j in win.seq[side][win.lo[side] :])
+            last = int(tab.last_ic_at()[-1])
+            self._last_ic_s = steps[last].t_ic_s if last >= 0 else math.nan
+            self.latest_ = {a.metric: a for a in rolling[-1]}
+            self.n_resets_ += win.n_resets
+            self.gait_ = win.gait
+            self._held = [steps[j] for j in win.held]
+        return rolling
+
 
 def rolling_asymmetry_reference(
     steps: Sequence[Step], params: AsymmetryParams | None = None
@@ -646,88 +765,221 @@ def rolling_asymmetry_reference(
 _ASYMMETRY_FIELDS = tuple(f.name for f in fields(Asymmetry))
 
 _BATCH_ROWS = 1024
-"""Window pairs whose statistics are computed together in :func:`rolling_asymmetry` (bounds memory)."""
+"""Windows whose sums are computed together in :func:`_side_sums` (bounds memory)."""
+
+
+@dataclass(eq=False)
+class _Windows:
+    """The windows :class:`AsymmetryMonitor` holds after each of a list of steps, on step indices.
+
+    Attributes
+    ----------
+    seq : (list of int, list of int)
+        The left and the right steps that entered the windows, in order; each side's window is a run of its
+        list.
+    slot : ndarray of int, shape (K,)
+        Per step: the window pair whose asymmetry is current after it, -1 for none.
+    pairs : ndarray of int, shape (P, 4)
+        Per window pair: start and length of the left window, start and length of the right window.
+    lo : (int, int)
+        Start of each side's window after the last step.
+    n_resets : int
+        Restarts of the windows (as ``AsymmetryMonitor.n_resets_`` counts them).
+    gait : {"running", "walking"} or None
+        ``AsymmetryMonitor.gait_`` after the last step.
+    held : list of int
+        The steps of another gait held out after the last step (``AsymmetryMonitor._held``).
+    """
+
+    seq: tuple[list[int], list[int]]
+    slot: np.ndarray
+    pairs: np.ndarray
+    lo: tuple[int, int]
+    n_resets: int
+    gait: Gait | None
+    held: list[int]
+
+
+def _windows(tab: _StepTable, p: AsymmetryParams) -> _Windows:
+    """:meth:`AsymmetryMonitor._push` for every step in turn, on step indices, from an empty monitor.
+
+    The per-step tests (breaks, bout boundaries, usable, gait) are made on arrays first; the loop visits
+    only the steps where one of them holds.
+    """
+    k = tab.n
+    brk = tab.breaks()
+    new_bout = tab.new_bout(p) & ~brk
+    use = tab.usable(p)
+    gait_of: list[Gait] = np.where(tab.walking(), "walking", "running").tolist()
+    side_of = tab.right.astype(np.int64).tolist()  # 0 = left, 1 = right (usable steps have one of them)
+    t_ic = tab.t_ic.tolist()
+    visited = brk | new_bout | use
+    visit = np.flatnonzero(visited)
+    brk_l, new_l, use_l = brk[visit].tolist(), new_bout[visit].tolist(), use[visit].tolist()
+    w_max, n_min, window_s = p.window_steps, p.min_steps_per_side, p.window_s
+    seq: tuple[list[int], list[int]] = ([], [])
+    lo = [0, 0]
+    pairs: list[tuple[int, int, int, int]] = []
+    slots: list[int] = []  # per visited step
+    latest = -1
+    n_resets = 0
+    gait: Gait | None = None
+    held: list[int] = []
+    for i, is_break, is_new_bout, usable in zip(visit.tolist(), brk_l, new_l, use_l, strict=True):
+        if is_break:
+            if len(seq[0]) > lo[0] or len(seq[1]) > lo[1]:
+                lo = [len(seq[0]), len(seq[1])]
+                n_resets += 1
+            gait, held, latest = None, [], -1
+            slots.append(-1)
+            continue
+        if is_new_bout:
+            lo = [len(seq[0]), len(seq[1])]
+            n_resets += 1
+            gait, held, latest = None, [], -1
+        if not usable:
+            slots.append(latest)
+            continue
+        g = gait_of[i]
+        if gait is None:
+            gait, batch = g, [i]
+        elif g != gait:
+            held.append(i)
+            if len(held) < GAIT_MIN_STEPS:
+                slots.append(latest)
+                continue
+            lo = [len(seq[0]), len(seq[1])]  # the gait changed: the windows start again with its steps
+            n_resets += 1
+            gait, batch, held = g, held, []
+        else:
+            batch, held = [*held, i], []
+        for j in batch:
+            side = side_of[j]
+            q = seq[side]
+            q.append(j)
+            lo[side] = max(lo[side], len(q) - w_max)
+            if window_s is not None:
+                t_min = t_ic[j] - window_s
+                for sd in (0, 1):
+                    while lo[sd] < len(seq[sd]) and t_ic[seq[sd][lo[sd]]] < t_min:
+                        lo[sd] += 1
+        n_l, n_r = len(seq[0]) - lo[0], len(seq[1]) - lo[1]
+        if n_l < n_min or n_r < n_min:
+            latest = -1
+        else:
+            latest = len(pairs)
+            pairs.append((lo[0], n_l, lo[1], n_r))
+        slots.append(latest)
+    # the steps not visited change nothing: they keep the slot of the step before them
+    slot = np.full(k, -1, dtype=np.int64)
+    if visit.size:
+        before = np.maximum.accumulate(np.where(visited, np.arange(k), -1))
+        at_visit = np.full(k, -1, dtype=np.int64)
+        at_visit[visit] = slots
+        slot = np.where(before >= 0, at_visit[np.maximum(before, 0)], -1)
+    return _Windows(
+        seq=seq,
+        slot=slot,
+        pairs=np.array(pairs, dtype=np.int64).reshape(-1, 4),
+        lo=(lo[0], lo[1]),
+        n_resets=n_resets,
+        gait=gait,
+        held=held,
+    )
 
 
 def _window_sums(x: np.ndarray, rows_ok: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`_column_sums` of many windows at once, summed in the same (sequential) order.
 
-    ``x`` (B, W, M) holds B windows of up to W steps (row ``w`` of window ``b`` is real where
-    ``rows_ok[b, w]``; real rows come first). Returns count, mean, sum of squares and lag-1 cross sum,
+    ``x`` (W, B, M) holds B windows of up to W steps (row ``w`` of window ``b`` is real where
+    ``rows_ok[w, b]``; real rows come first). Returns count, mean, sum of squares and lag-1 cross sum,
     each (B, M). ``np.sum`` over the first axis of a C-ordered (n, M) array with M >= 2 adds the rows one
     after the other starting from 0; the loops below add the same terms in the same order (padded rows
     add exact zeros, which leave a sum unchanged).
     """
-    ok = np.isfinite(x) & rows_ok[:, :, None]
-    n = ok.sum(axis=1)
+    ok = np.isfinite(x)
+    ok &= rows_ok[:, :, None]
+    n = ok.sum(axis=0)
     xz = np.where(ok, x, 0.0)
-    total = np.zeros(x.shape[::2])
-    for w in range(x.shape[1]):
-        total = total + xz[:, w]
+    total = np.zeros(x.shape[1:])
+    for w in range(x.shape[0]):
+        total += xz[w]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
-    d = np.where(ok, x - mean[:, None, :], 0.0)
-    ss = np.zeros(x.shape[::2])
-    for w in range(x.shape[1]):
-        ss = ss + d[:, w] * d[:, w]
-    lag = np.zeros(x.shape[::2])
-    for w in range(x.shape[1] - 1):
-        pair = (rows_ok[:, w] & rows_ok[:, w + 1])[:, None]
-        lag = lag + np.where(pair, d[:, w] * d[:, w + 1], 0.0)
+    d = np.subtract(x, mean, out=xz)
+    d[~ok] = 0.0
+    ss = np.zeros(x.shape[1:])
+    lag = np.zeros(x.shape[1:])
+    for w in range(x.shape[0]):
+        ss += d[w] * d[w]
+        if w + 1 < x.shape[0]:
+            pair = (rows_ok[w] & rows_ok[w + 1])[:, None]
+            lag += np.where(pair, d[w] * d[w + 1], 0.0)
     return n, mean, ss, lag
 
 
-def _rolling_records(
-    p: AsymmetryParams,
-    vals: np.ndarray,
-    t_ic: np.ndarray,
-    t_end: np.ndarray,
-    win_l: np.ndarray,
-    win_r: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Asymmetry columns of window pairs: ``win_l``/``win_r`` (B, W) hold step indices, -1 = unused.
-    Returns ``keep`` (B, M), ``t0``, ``t1`` (B,) and the :data:`_COLUMNS` (B, M).
-
-    Element for element the arithmetic of ``side_stats_columns`` and ``make_asymmetries``.
-    """
-    sums = []
-    for win in (win_l, win_r):
-        rows_ok = win >= 0
-        sums.append(_window_sums(vals[np.maximum(win, 0)], rows_ok))
-    (nl, ml, ssl, lagl), (nr, mr, ssr, lagr) = sums
-    den = ssl + ssr
-    rho = _pooled_rho(nl, nr, den, lagl + lagr, p.autocorrelation, p.max_autocorrelation)
-    stats = []
-    for n, ss in ((nl, ssl), (nr, ssr)):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sd = np.where(n > 1, np.sqrt(ss / (n - 1)), np.nan)
-            n_eff = np.where(n > 0, np.maximum(n * (1.0 - rho) / (1.0 + rho), np.minimum(n, 2.0)), 0.0)
-        stats.append((sd, n_eff))
-    (sdl, neffl), (sdr, neffr) = stats
-    b, m = den.shape
-    diff, lo, hi = _welch_arrays(
-        [ml.ravel(), sdl.ravel(), nl.ravel().astype(np.float64), neffl.ravel()],
-        [mr.ravel(), sdr.ravel(), nr.ravel().astype(np.float64), neffr.ravel()],
-        p.level,
-    )
-    with np.errstate(invalid="ignore"):
-        mid = 0.5 * (ml + mr)
-        si = np.where(np.isfinite(mid) & ~(np.abs(mid) < 1e-12), 100.0 * (ml - mr) / mid, np.nan)
-    rows = np.arange(b)
-    t0 = np.minimum(t_ic[win_l[:, 0]], t_ic[win_r[:, 0]])
-    last_l = win_l[rows, (win_l >= 0).sum(axis=1) - 1]
-    last_r = win_r[rows, (win_r >= 0).sum(axis=1) - 1]
-    t1 = np.maximum(t_end[last_l], t_end[last_r])
-    keep = (nl >= p.min_steps_per_side) & (nr >= p.min_steps_per_side)
-    return {
-        "keep": keep, "t0": t0, "t1": t1, "nl": nl, "nr": nr, "ml": ml, "mr": mr, "sdl": sdl, "sdr": sdr,
-        "diff": diff.reshape(b, m), "lo": lo.reshape(b, m), "hi": hi.reshape(b, m), "si": si,
-    }
+def _side_sums(vals: np.ndarray, lo: np.ndarray, n: np.ndarray, w_max: int) -> tuple[np.ndarray, ...]:
+    """:func:`_window_sums` of the windows ``vals[lo[b] : lo[b] + n[b]]`` (one side's steps in order,
+    (S, M)), in blocks of :data:`_BATCH_ROWS` windows; also the sample SD. Each (B, M)."""
+    parts = []
+    col = np.arange(w_max)[:, None]
+    last = max(vals.shape[0] - 1, 0)
+    for b0 in range(0, lo.shape[0], _BATCH_ROWS):
+        lo_b, n_b = lo[b0 : b0 + _BATCH_ROWS], n[b0 : b0 + _BATCH_ROWS]
+        rows_ok = col < n_b
+        x = vals[np.minimum(lo_b + col, last)]  # (W, B, M): row w of every window together
+        parts.append(_window_sums(x, rows_ok))
+    m = vals.shape[1]
+    if not parts:
+        return np.zeros((0, m), np.int64), *(np.zeros((0, m)) for _ in range(4))
+    cnt, mean, ss, lag = (np.concatenate(c) for c in zip(*parts, strict=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.where(cnt > 1, np.sqrt(ss / (cnt - 1)), np.nan)
+    return cnt, mean, ss, lag, sd
 
 
 _COLUMNS = ("nl", "nr", "ml", "mr", "sdl", "sdr", "diff", "lo", "hi", "si")
 """Per (window pair, metric) columns of :class:`RollingAsymmetry`, in ``Asymmetry`` field order after
 ``metric``, ``t_start_s``, ``t_end_s`` (``level`` last)."""
+
+
+def _rolling_columns(tab: _StepTable, p: AsymmetryParams, win: _Windows) -> RollingAsymmetry:
+    """The statistics of the window pairs of ``win`` as a :class:`RollingAsymmetry`.
+
+    Element for element the arithmetic of ``side_stats_columns`` and ``make_asymmetries``: each side's
+    sums come from that side's window alone, so they are computed once per distinct window of a side (a new
+    step changes one side's window) and then paired.
+    """
+    vals = tab.values(p.metrics)
+    t_ic, t_end = tab.t_ic, tab.t_end()
+    w_max, m = p.window_steps, len(p.metrics)
+    per_side = []
+    for side, (c_lo, c_n) in enumerate(((0, 1), (2, 3))):
+        seq = np.array(win.seq[side], dtype=np.int64)
+        lo, n = win.pairs[:, c_lo], win.pairs[:, c_n]
+        uniq, inv = np.unique(lo * (w_max + 1) + n, return_inverse=True)
+        u_lo, u_n = uniq // (w_max + 1), uniq % (w_max + 1)
+        sums = _side_sums(vals[seq], u_lo, u_n, w_max)
+        first, last = (seq[u_lo], seq[u_lo + u_n - 1]) if seq.size else (u_lo, u_lo)
+        per_side.append([c[inv] for c in sums] + [t_ic[first][inv], t_end[last][inv]])
+    (nl, ml, ssl, lagl, sdl, t0l, t1l), (nr, mr, ssr, lagr, sdr, t0r, t1r) = per_side
+    rho = _pooled_rho(nl, nr, ssl + ssr, lagl + lagr, p.autocorrelation, p.max_autocorrelation)
+    neff = []
+    for n in (nl, nr):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            neff.append(np.where(n > 0, np.maximum(n * (1.0 - rho) / (1.0 + rho), np.minimum(n, 2.0)), 0.0))
+    diff, df, se2, valid = _welch_parts(
+        [ml, sdl, nl.astype(np.float64), neff[0]], [mr, sdr, nr.astype(np.float64), neff[1]]
+    )
+    with np.errstate(invalid="ignore"):
+        mid = 0.5 * (ml + mr)
+        si = np.where(np.isfinite(mid) & ~(np.abs(mid) < 1e-12), 100.0 * (ml - mr) / mid, np.nan)
+    keep = (nl >= p.min_steps_per_side) & (nr >= p.min_steps_per_side)
+    columns = {
+        "t0": np.minimum(t0l, t0r), "t1": np.maximum(t1l, t1r),
+        "nl": nl, "nr": nr, "ml": ml, "mr": mr, "sdl": sdl, "sdr": sdr, "diff": diff, "si": si,
+    }  # fmt: skip
+    return RollingAsymmetry(p.metrics, p.level, win.slot, keep.reshape(-1, m), columns, (df, se2, valid))
 
 
 def _make_records(metrics: Sequence[str], level: float, t0: float, t1: float, cols: list[list[float]]) -> list[Asymmetry]:
@@ -753,7 +1005,8 @@ class RollingAsymmetry(Sequence[list[Asymmetry]]):
 
     An hour of running has some 10,000 steps and 90,000 records; consumers that need numbers (the alerts,
     plots) read the arrays instead. Consecutive entries share their records where the windows did not
-    change (as the monitor's do).
+    change (as the monitor's do). The difference intervals (a t quantile each, the costly part) are
+    computed when first read: all of them by :attr:`columns`, or those a reader needs by :meth:`bounds`.
 
     Attributes
     ----------
@@ -770,13 +1023,50 @@ class RollingAsymmetry(Sequence[list[Asymmetry]]):
         Confidence level of the intervals.
     """
 
-    def __init__(self, metrics: Sequence[str], level: float, slot: np.ndarray, keep: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        level: float,
+        slot: np.ndarray,
+        keep: np.ndarray,
+        columns: dict[str, np.ndarray],
+        welch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
         self.metrics = tuple(metrics)
         self.level = float(level)
         self.slot = slot
         self.keep = keep
-        self.columns = columns
+        self._columns = columns  # all but "lo" and "hi" until they are read
+        self._welch = welch  # degrees of freedom, squared standard error, has an interval: (P, M) each
         self._cache: dict[int, list[Asymmetry]] = {}
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        """The columns (see the class docstring); the intervals computed on first read."""
+        if "lo" not in self._columns:
+            lo, hi = self.bounds(None)
+            self._columns["lo"], self._columns["hi"] = lo, hi
+        return self._columns
+
+    def column(self, name: str) -> np.ndarray:
+        """``columns[name]``, without computing the intervals unless ``name`` is "lo" or "hi"."""
+        return self.columns[name] if name in ("lo", "hi") else self._columns[name]
+
+    def bounds(self, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The difference interval ``(lo, hi)``, each (P, M), at the entries ``where`` (bool, (P, M); None
+        for all), NaN elsewhere: the same numbers as ``columns["lo"]``, ``columns["hi"]`` there."""
+        c = self._columns
+        if "lo" in c:
+            lo, hi = c["lo"], c["hi"]
+            return (lo, hi) if where is None else (np.where(where, lo, np.nan), np.where(where, hi, np.nan))
+        df, se2, valid = self._welch
+        diff = c["diff"]
+        if where is None:
+            return _welch_bounds(diff, df, se2, valid, self.level)
+        lo = np.full(diff.shape, np.nan)
+        hi = np.full(diff.shape, np.nan)
+        lo[where], hi[where] = _welch_bounds(diff[where], df[where], se2[where], valid[where], self.level)
+        return lo, hi
 
     def __len__(self) -> int:
         return int(self.slot.shape[0])
@@ -786,8 +1076,14 @@ class RollingAsymmetry(Sequence[list[Asymmetry]]):
         recs = self._cache.get(j)
         if recs is None:
             kept = np.flatnonzero(self.keep[j])
-            c = self.columns
-            cols = [c[name][j, kept].tolist() for name in _COLUMNS]
+            c = self._columns
+            if "lo" in c:
+                lo, hi = c["lo"][j, kept], c["hi"][j, kept]
+            else:
+                df, se2, valid = (x[j, kept] for x in self._welch)
+                lo, hi = _welch_bounds(c["diff"][j, kept], df, se2, valid, self.level)
+            row = {"lo": lo, "hi": hi}
+            cols = [(row[name] if name in row else c[name][j, kept]).tolist() for name in _COLUMNS]
             recs = _make_records([self.metrics[m] for m in kept.tolist()], self.level, float(c["t0"][j]), float(c["t1"][j]), cols)
             self._cache[j] = recs
         return recs
@@ -844,97 +1140,13 @@ def rolling_asymmetry_columns(steps: Sequence[Step], params: AsymmetryParams | N
     """The streaming monitor fed one step at a time, as columns (:class:`RollingAsymmetry`; entry ``i``
     is the asymmetry after ``steps[i]``). Needs at least two metrics.
 
-    The window bookkeeping (gaps, bout boundaries, skipped steps, time limit) runs step by step as in
-    :class:`AsymmetryMonitor`; the statistics of all windows are then computed at once, with the same
-    arithmetic, so the records equal :func:`rolling_asymmetry_reference` bit for bit. Consecutive entries
-    share their records where the windows did not change, as the monitor's do.
+    A new monitor's :meth:`AsymmetryMonitor.update_columns`: the window bookkeeping (gaps, bout
+    boundaries, skipped steps, time limit) runs step by step as in :meth:`AsymmetryMonitor.update`; the
+    statistics of all windows are then computed at once, with the same arithmetic, so the records equal
+    :func:`rolling_asymmetry_reference` bit for bit. Consecutive entries share their records where the
+    windows did not change, as the monitor's do.
     """
-    p = params if params is not None else AsymmetryParams()
-    steps = list(steps)
-    if len(p.metrics) < 2:
-        raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
-    k = len(steps)
-    t_ic = np.array([s.t_ic_s for s in steps], dtype=np.float64)
-    t_end = np.array([step_end_s(s) for s in steps], dtype=np.float64)
-    # each side's window is a run of that side's usable steps: seq[side][lo[side]:], at most W long
-    w_max = p.window_steps
-    seq: dict[str, list[int]] = {"L": [], "R": []}
-    lo = {"L": 0, "R": 0}
-    slot = np.full(k, -1, dtype=np.int64)  # per step: index of its record list, -1 = none
-    pairs: list[tuple[int, int, int, int]] = []  # per record list: (lo, n) of the left and right windows
-    latest = -1
-    last_ic = math.nan
-    gait: Gait | None = None  # AsymmetryMonitor.gait_, and its held steps
-    held: list[int] = []
-    for i, s in enumerate(steps):
-        # AsymmetryMonitor._push and update, on step indices
-        changed = False
-        if breaks_sequence(s):
-            if len(seq["L"]) > lo["L"] or len(seq["R"]) > lo["R"]:
-                lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
-                latest = -1
-            last_ic = math.nan
-            gait, held = None, []
-            changed = True
-        else:
-            t = s.t_ic_s
-            if _new_bout(last_ic, t, p):
-                lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
-                latest = -1
-                gait, held = None, []
-            if math.isfinite(t):
-                last_ic = t
-            if step_is_usable(s, p):
-                g = step_gait(s)
-                batch: list[int] | None
-                if gait is None:
-                    gait, batch = g, [i]
-                elif g != gait:
-                    held.append(i)
-                    batch = None
-                    if len(held) >= GAIT_MIN_STEPS:
-                        lo["L"], lo["R"] = len(seq["L"]), len(seq["R"])
-                        latest = -1
-                        gait, batch, held = g, held, []
-                else:
-                    batch, held = [*held, i], []
-                for j in batch or ():
-                    q = seq[steps[j].side]
-                    q.append(j)
-                    lo[steps[j].side] = max(lo[steps[j].side], len(q) - w_max)
-                    if p.window_s is not None:
-                        t_min = t_ic[j] - p.window_s
-                        for side in ("L", "R"):
-                            while lo[side] < len(seq[side]) and t_ic[seq[side][lo[side]]] < t_min:
-                                lo[side] += 1
-                changed = batch is not None
-        if changed:
-            n_l, n_r = len(seq["L"]) - lo["L"], len(seq["R"]) - lo["R"]
-            if n_l < p.min_steps_per_side or n_r < p.min_steps_per_side:
-                latest = -1
-            else:
-                latest = len(pairs)
-                pairs.append((lo["L"], n_l, lo["R"], n_r))
-        slot[i] = latest
-    vals = _metric_values(steps, p.metrics)
-    seq_l, seq_r = (np.array(seq[side] or [0], dtype=np.int64) for side in ("L", "R"))
-    col = np.arange(w_max)
-    parts: list[dict[str, np.ndarray]] = []
-    for c0 in range(0, len(pairs), _BATCH_ROWS):
-        chunk = np.array(pairs[c0 : c0 + _BATCH_ROWS], dtype=np.int64).reshape(-1, 4)
-        wins = []
-        for sq, lo_c, n_c in ((seq_l, chunk[:, 0], chunk[:, 1]), (seq_r, chunk[:, 2], chunk[:, 3])):
-            at = np.minimum(lo_c[:, None] + col, sq.shape[0] - 1)
-            wins.append(np.where(col < n_c[:, None], sq[at], -1))
-        parts.append(_rolling_records(p, vals, t_ic, t_end, wins[0], wins[1]))
-    m = len(p.metrics)
-    if parts:
-        cols = {name: np.concatenate([x[name] for x in parts]) for name in parts[0]}
-    else:
-        cols = {name: np.zeros((0,) if name in ("t0", "t1") else (0, m)) for name in ("keep", "t0", "t1", *_COLUMNS)}
-        cols["keep"] = cols["keep"].astype(bool)
-    keep = cols.pop("keep")
-    return RollingAsymmetry(p.metrics, p.level, slot, keep, cols)
+    return AsymmetryMonitor(params).update_columns(steps)
 
 
 def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) -> list[int]:
@@ -944,21 +1156,14 @@ def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) 
     Gap steps get -1 (never used).
     """
     p = params if params is not None else AsymmetryParams()
-    seg = 0
-    last = math.nan
-    out = []
-    for s in steps:
-        if breaks_sequence(s):
-            seg += 1
-            last = math.nan
-            out.append(-1)
-            continue
-        if _new_bout(last, s.t_ic_s, p):
-            seg += 1
-        if math.isfinite(s.t_ic_s):
-            last = s.t_ic_s
-        out.append(-1 if s.gap else seg)
-    return out
+    return _segments(_StepTable(steps), p).tolist()
+
+
+def _segments(tab: _StepTable, p: AsymmetryParams) -> np.ndarray:
+    """:func:`segment_steps` of the steps of a table, int64."""
+    brk = tab.breaks()
+    seg = np.cumsum(brk | tab.new_bout(p))
+    return np.where(tab.gap, -1, seg)
 
 
 def session_side_stats(
@@ -969,12 +1174,12 @@ def session_side_stats(
     Autocorrelation pairs stay within one bout (segment); gap and low-laterality steps are left out.
     """
     p = params if params is not None else AsymmetryParams()
-    segs = np.asarray(segment_steps(steps, p), dtype=np.int64)
-    use = np.array([step_is_usable(s, p) for s in steps], dtype=bool)
-    side = np.array([s.side for s in steps], dtype=object)
-    ml = use & (side == "L")
-    mr = use & (side == "R")
-    vals = _metric_values(steps, p.metrics)
+    tab = _StepTable(steps)
+    segs = _segments(tab, p)
+    use = tab.usable(p)
+    ml = use & tab.left
+    mr = use & tab.right
+    vals = tab.values(p.metrics)
     sides = side_stats_columns(
         vals[ml],
         vals[mr],

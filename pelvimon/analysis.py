@@ -34,7 +34,6 @@ from pelvimon.dsp.asymmetry import (
     gait_stretches,
     main_gait,
     rolling_asymmetry,
-    rolling_asymmetry_columns,
     session_asymmetry,
     session_side_stats,
     step_end_s,
@@ -576,8 +575,7 @@ class StepTracker:
             self.asymmetry.update(steps)
             self._n_steps += len(steps)
             return out
-        rolling = rolling_asymmetry_columns(steps, params)
-        self.asymmetry.update(steps)  # the monitor's windows as after the same steps one by one
+        rolling = self.asymmetry.update_columns(steps)  # (its windows then as after the steps one by one)
         self._n_steps += len(steps)
         t_end = [step_end_s(s) for s in steps]
         self.alerts.update_columns(rolling, t_end)

@@ -5,15 +5,25 @@ from __future__ import annotations
 import math
 import struct
 
+import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pelvimon.dsp.asymmetry import (
     METRICS,
+    AsymmetryMonitor,
     AsymmetryParams,
+    _new_bout,
+    _StepTable,
+    breaks_sequence,
     rolling_asymmetry,
     rolling_asymmetry_columns,
     rolling_asymmetry_reference,
+    segment_steps,
+    step_end_s,
+    step_gait,
+    step_is_usable,
 )
 from pelvimon.dsp.records import Asymmetry, Step
 
@@ -41,8 +51,8 @@ def step_lists(draw: st.DrawFn) -> list[Step]:
     side = draw(st.sampled_from("LR"))
     walking = draw(st.booleans())  # walking steps have no flight; the windows hold one gait
     for _ in range(n):
-        kind = draw(st.sampled_from(["ok"] * 12 + ["gap", "unsure", "pause", "back", "nan", "same", "switch",
-                                                   "stray"]))
+        kind = draw(st.sampled_from(["ok"] * 12 + ["gap", "bridged", "unsure", "pause", "back", "nan", "same",
+                                                   "switch", "stray"]))
         if kind == "switch":
             walking = not walking
         dt = draw(st.floats(0.2, 0.5))
@@ -54,6 +64,9 @@ def step_lists(draw: st.DrawFn) -> list[Step]:
         side = "R" if side == "L" else "L"
         if kind == "gap":
             out.append(Step(side, t, *([math.nan] * 11), gap=True))
+            continue
+        if kind == "bridged":  # a step over a short loss the pipeline ran on across: a gap, not a break
+            out.append(Step(side, t, math.nan, 0.35, *([math.nan] * 9), gap=True))
             continue
         scale = draw(st.sampled_from([1e-6, 1.0, 1e3]))
         vals = [draw(st.floats(-3.0, 3.0)) * scale + 10.0 * scale for _ in METRICS]
@@ -118,3 +131,118 @@ def test_default_windows_on_a_long_run_with_gaps_and_pauses() -> None:
     _same([cols[i] for i in range(len(cols))], ref)
     _same(cols[100:120], ref[100:120])
     assert cols == ref
+
+
+def _state(mon: AsymmetryMonitor) -> tuple:
+    """Everything a monitor carries from one update to the next, floats as bit patterns."""
+    wins = tuple(
+        tuple((_float_bits(t0), _float_bits(t1), v.tobytes()) for t0, t1, v in mon._win[side]) for side in "LR"
+    )
+    latest = tuple((m, _bits(a)) for m, a in mon.latest_.items())
+    return wins, _float_bits(mon._last_ic_s), latest, mon.n_resets_, mon.gait_, tuple(map(id, mon._held))
+
+
+def _float_bits(x: float) -> tuple:
+    return type(x).__name__, struct.pack("<d", x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(step_lists(), params())
+def test_update_columns_leaves_the_monitor_as_step_by_step(steps: list[Step], p: AsymmetryParams) -> None:
+    if len(p.metrics) < 2:
+        p = AsymmetryParams(window_steps=p.window_steps, window_s=p.window_s, min_steps_per_side=p.min_steps_per_side)
+    ref = AsymmetryMonitor(p)
+    out = [ref.update([s]) for s in steps]
+    mon = AsymmetryMonitor(p)
+    cols = mon.update_columns(steps)
+    _same(list(cols), out)
+    assert _state(mon) == _state(ref)
+    # and both go on alike
+    more = [Step("L", 500.0 + i, 500.2 + i, 0.4, 0.2, 0.1, 170.0, *([1.0 + i % 3] * 6)) for i in range(3)]
+    assert [_bits(a) for a in mon.update(more)] == [_bits(a) for a in ref.update(more)]
+    assert _state(mon) == _state(ref)
+
+
+def test_update_columns_needs_a_monitor_without_steps() -> None:
+    steps = [Step("LR"[i % 2], 0.35 * i, 0.35 * i + 0.2, 0.35, 0.2, 0.1, 171.0, *([1.0] * 6)) for i in range(30)]
+    mon = AsymmetryMonitor()
+    mon.update(steps[:3])
+    with pytest.raises(ValueError, match="holds no steps"):
+        mon.update_columns(steps[3:])
+    with pytest.raises(ValueError, match="two metrics"):
+        AsymmetryMonitor(AsymmetryParams(metrics=("cpd_deg",))).update_columns(steps)
+    # a restart (a step that breaks the sequence) empties it again: the restarts go on counting
+    mon.update([Step("L", 20.0, *([math.nan] * 11), gap=True)])
+    ref = AsymmetryMonitor()
+    ref.update(steps[:3] + [Step("L", 20.0, *([math.nan] * 11), gap=True)])
+    mon.update_columns(steps[3:])
+    ref.update(steps[3:4])
+    for s in steps[4:]:
+        ref.update([s])
+    assert _state(mon) == _state(ref) and mon.n_resets_ == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(step_lists(), params())
+def test_step_table_applies_the_per_step_rules(steps: list[Step], p: AsymmetryParams) -> None:
+    tab = _StepTable(steps)
+    assert tab.breaks().tolist() == [breaks_sequence(s) for s in steps]
+    assert tab.usable(p).tolist() == [step_is_usable(s, p) for s in steps]
+    assert [struct.pack("<d", x) for x in tab.t_end().tolist()] == [struct.pack("<d", step_end_s(s)) for s in steps]
+    assert [w for w, s in zip(tab.walking().tolist(), steps, strict=True) if not s.gap] == [
+        step_gait(s) == "walking" for s in steps if not s.gap
+    ]
+    # the bout boundaries as the monitor sees them: its last initial contact forgotten at breaks
+    last, ref = math.nan, []
+    for s in steps:
+        if breaks_sequence(s):
+            ref.append(False)
+            last = math.nan
+            continue
+        ref.append(_new_bout(last, s.t_ic_s, p))
+        if math.isfinite(s.t_ic_s):
+            last = s.t_ic_s
+    got = tab.new_bout(p)
+    assert [g for g, s in zip(got.tolist(), steps, strict=True) if not breaks_sequence(s)] == [
+        r for r, s in zip(ref, steps, strict=True) if not breaks_sequence(s)
+    ]
+    at = tab.last_ic_at()[-1]
+    assert (math.isnan(last) and at < 0) or steps[at].t_ic_s == last
+    # segment_steps, written out step by step
+    seg, last, segs = 0, math.nan, []
+    for s in steps:
+        if breaks_sequence(s):
+            seg, last = seg + 1, math.nan
+            segs.append(-1)
+            continue
+        seg += _new_bout(last, s.t_ic_s, p)
+        last = s.t_ic_s if math.isfinite(s.t_ic_s) else last
+        segs.append(-1 if s.gap else seg)
+    assert segment_steps(steps, p) == segs
+    vals = tab.values(p.metrics)
+    assert vals.flags.c_contiguous and vals.shape == (len(steps), len(p.metrics))
+    assert vals.tobytes() == np.array([[float(getattr(s, m)) for m in p.metrics] for s in steps]).reshape(
+        len(steps), len(p.metrics)
+    ).tobytes()
+
+
+def test_intervals_are_computed_when_read_and_equal_wherever_read() -> None:
+    steps = []
+    for i in range(400):
+        side = "LR"[i % 2]
+        vals = {m: 1.0 + 0.1 * math.sin(0.37 * i + k) + (0.05 if side == "L" else 0.0) for k, m in enumerate(METRICS)}
+        steps.append(Step(side=side, t_ic_s=0.35 * i, t_fc_s=0.35 * i + 0.2, cadence_spm=171.0, **vals))
+    ref = rolling_asymmetry_columns(steps)
+    full = ref.columns
+    lo, hi = full["lo"], full["hi"]
+    assert np.isfinite(lo[ref.keep]).all() and np.isfinite(hi[ref.keep]).all()
+    cols = rolling_asymmetry_columns(steps)
+    where = np.zeros(cols.keep.shape, dtype=bool)
+    where[::3, 1::2] = True
+    blo, bhi = cols.bounds(where)
+    assert "lo" not in cols._columns  # (not all computed)
+    assert blo[where].tobytes() == lo[where].tobytes() and bhi[where].tobytes() == hi[where].tobytes()
+    assert np.isnan(blo[~where]).all() and np.isnan(bhi[~where]).all()
+    _same([cols.pair_records(j) for j in range(0, cols.keep.shape[0], 17)],
+          [ref.pair_records(j) for j in range(0, ref.keep.shape[0], 17)])  # fmt: skip
+    assert cols.columns["lo"].tobytes() == lo.tobytes() and cols.column("hi").tobytes() == hi.tobytes()

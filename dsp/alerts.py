@@ -294,6 +294,113 @@ class _State:
     raised: Alert | None = None  # the figures when it was raised: what ends and is recorded
 
 
+def _conditions(rolling: RollingAsymmetry, rules: Sequence[AlertRule | None]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`start_condition` and :func:`release_condition` of every entry of ``rolling`` (P, M), element
+    for element; ``rules`` per metric (None or disabled: no alerts, both False/True).
+
+    The difference intervals (a t quantile each, the costly part) are computed only where the value is past
+    the release threshold (outside the narrowed band): elsewhere neither condition depends on them.
+    """
+    keep = rolling.keep
+    start = np.zeros(keep.shape, dtype=bool)
+    release = np.ones(keep.shape, dtype=bool)
+    need = np.zeros(keep.shape, dtype=bool)
+    ml, mr, diff = rolling.column("ml"), rolling.column("mr"), rolling.column("diff")
+    values: list[tuple[np.ndarray, np.ndarray] | None] = []  # per metric: the value, inside the band
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j, rule in enumerate(rules):
+            if rule is None or not rule.enabled:
+                values.append(None)
+                continue
+            if rule.kind == "diff":
+                v = np.abs(diff[:, j])
+            elif rule.kind == "si":
+                v = np.abs(rolling.column("si")[:, j])
+            else:  # contact_time_balance_pct, element for element
+                total = ml[:, j] + mr[:, j]
+                v = np.where(np.isfinite(total) & (total > 0), 100.0 * ml[:, j] / total, np.nan)
+            if rule.kind == "balance":
+                inside = (rule.low + rule.release_margin <= v) & (v <= rule.high - rule.release_margin)
+                need[:, j] = keep[:, j] & np.isfinite(v) & ~inside
+            else:
+                inside = v < rule.release
+                need[:, j] = keep[:, j] & (v >= rule.release)
+            values.append((v, inside))
+        lo, hi = rolling.bounds(need)
+        credible = np.isfinite(lo) & np.isfinite(hi) & ((lo > 0) | (hi < 0))
+        for j, (rule, vi) in enumerate(zip(rules, values, strict=True)):
+            if rule is None or vi is None:
+                continue
+            v, inside = vi
+            ok = np.isfinite(v) & credible[:, j]
+            release[:, j] = ~ok | inside
+            if rule.kind == "balance":
+                start[:, j] = ok & ((v < rule.low) | (v > rule.high))
+            else:
+                start[:, j] = ok & (v >= rule.enter) & (np.abs(diff[:, j]) >= rule.min_diff)
+    return start, release
+
+
+def _record(rolling: RollingAsymmetry, pair: int, metric: str) -> Asymmetry:
+    """The record of ``metric`` in window pair ``pair`` of ``rolling``."""
+    return next(a for a in rolling.pair_records(pair) if a.metric == metric)
+
+
+@dataclass(eq=False)
+class _MetricWalk:
+    """One metric's columns per step for :meth:`AlertMonitor.update_columns` (shape (K,) each; the entries
+    of steps without the metric are not read), and the search for the start of an alert."""
+
+    present: np.ndarray  # the metric has an asymmetry after the step
+    start: np.ndarray  # the start condition holds
+    release: np.ndarray  # the release condition holds
+    left_worse: np.ndarray  # worse_side is "L"
+    left: np.ndarray  # left mean
+    right: np.ndarray  # right mean
+    row: np.ndarray  # window pair of the step
+    t: np.ndarray  # time of the step, s
+    t_list: list[float]  # the same as Python floats
+    column: int  # of the metric in the rolling asymmetry (-1: none)
+    state_pos: int  # of the metric's state in AlertMonitor._state
+    min_duration_s: float
+
+    def __post_init__(self) -> None:
+        on = self.present & self.start
+        n = on.size
+        self._on = on
+        first = on & ~np.concatenate(([False], on[:-1]))
+        self._run_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+        # where an alert starts if no alert is active and no onset was pending before its run of start steps
+        self._starts = np.flatnonzero(on & (self.t - self.t[self._run_start] >= self.min_duration_s))
+
+    def next_start(self, k0: int, onset_s: float) -> tuple[int, float]:
+        """The first step from ``k0`` on where an alert starts, with its onset (s), when none is active
+        before ``k0`` and the start condition has held since ``onset_s`` (NaN: it has not); or -1 and the
+        onset pending after the last step (NaN for none)."""
+        on, t, n = self._on, self.t, self._on.size
+        if k0 >= n:
+            return -1, onset_s
+        if on[k0]:
+            # the run of start steps through k0 goes on from the pending onset, or begins one
+            stop = n if on[k0:].all() else k0 + int(np.argmin(on[k0:]))
+            if math.isnan(onset_s):
+                onset_s = self.t_list[k0]
+            hit = np.flatnonzero(t[k0:stop] - onset_s >= self.min_duration_s)
+            if hit.size:
+                return k0 + int(hit[0]), onset_s
+            if stop == n:
+                return -1, onset_s
+            k0 = stop
+        # the step k0 ends any pending onset; each later run begins its own
+        i = int(np.searchsorted(self._starts, k0 + 1))
+        if i < self._starts.size:
+            k = int(self._starts[i])
+            return k, self.t_list[int(self._run_start[k])]
+        if on[n - 1] and self._run_start[n - 1] > k0:
+            return -1, self.t_list[int(self._run_start[n - 1])]
+        return -1, math.nan
+
+
 class AlertMonitor:
     """Streaming alerts from the current asymmetries.
 
@@ -345,13 +452,19 @@ class AlertMonitor:
         self.active_[metric] = alert
 
     def _end(self, metric: str, st: _State, t_end_s: float, at_session_end: bool = False) -> AlertEvent:
+        ended = self._ended(metric, st, t_end_s)
+        self.history_.append(ended)
+        return AlertEvent("ended", ended, at_session_end)
+
+    def _ended(self, metric: str, st: _State, t_end_s: float) -> Alert:
+        """End the active alert of ``metric`` at ``t_end_s``: its state cleared, the ended alert returned
+        (for the history)."""
         raised = st.raised if st.raised is not None else self.active_[metric]
         ended = replace(raised, t_end_s=float(t_end_s))
-        self.history_.append(ended)
         self.active_.pop(metric, None)
         st.active = st.raised = None
         st.onset_s = st.release_s = math.nan
-        return AlertEvent("ended", ended, at_session_end)
+        return ended
 
     def update(self, asymmetries: Iterable[Asymmetry], t_s: float) -> list[AlertEvent]:
         """Take the current asymmetries at time ``t_s`` (s) and return what started, changed or ended.
@@ -411,77 +524,134 @@ class AlertMonitor:
 
     def update_columns(self, rolling: RollingAsymmetry, t_s: Sequence[float]) -> None:
         """:meth:`update` with ``rolling[k]`` at ``t_s[k]`` for every ``k`` in order, read from the columns
-        of a :class:`~pelvimon.dsp.asymmetry.RollingAsymmetry`: the conditions are evaluated for all entries
-        at once and records are built only for the alerts. The state and the alerts afterwards are those
-        of the step-by-step calls (tested); the events are not returned."""
+        of a :class:`~pelvimon.dsp.asymmetry.RollingAsymmetry`. The state and the alerts afterwards are those
+        of the step-by-step calls (tested); the events are not returned.
+
+        Each metric's alert has a state of its own, so the metrics are taken one after the other: the
+        conditions of all entries at once (:func:`_conditions`), the steps without an active alert searched
+        for its start as arrays (:meth:`_MetricWalk.next_start`), the steps of an active alert walked one by
+        one. Records are built only for the alerts, and an active alert's current figures once, from its
+        last update.
+        """
         p = self.params
         metrics = rolling.metrics
-        c = rolling.columns
-        n_pairs = rolling.keep.shape[0]
+        t_list = [float(t) for t in t_s]
+        if len(t_list) != len(rolling):
+            raise ValueError(f"update_columns: {len(t_list)} times for {len(rolling)} entries")
         rules = [p.rules.get(m) for m in metrics]
-        use = np.array([r is not None and r.enabled for r in rules], dtype=bool)
-        start = np.zeros(rolling.keep.shape, dtype=bool)
-        release = np.ones(rolling.keep.shape, dtype=bool)
-        ml, mr = c["ml"], c["mr"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            credible = np.isfinite(c["lo"]) & np.isfinite(c["hi"]) & ((c["lo"] > 0) | (c["hi"] < 0))
-            for j, rule in enumerate(rules):
-                if rule is None or not rule.enabled:
-                    continue
-                if rule.kind == "diff":
-                    v = np.abs(c["diff"][:, j])
-                elif rule.kind == "si":
-                    v = np.abs(c["si"][:, j])
-                else:  # contact_time_balance_pct, element for element
-                    total = ml[:, j] + mr[:, j]
-                    v = np.where(np.isfinite(total) & (total > 0), 100.0 * ml[:, j] / total, np.nan)
-                ok = np.isfinite(v) & credible[:, j]
-                if rule.kind == "balance":
-                    start[:, j] = ok & ((v < rule.low) | (v > rule.high))
-                    inside = (rule.low + rule.release_margin <= v) & (v <= rule.high - rule.release_margin)
-                    release[:, j] = ~ok | inside
-                else:
-                    start[:, j] = ok & (v >= rule.enter) & (np.abs(c["diff"][:, j]) >= rule.min_diff)
-                    release[:, j] = ~ok | (v < rule.release)
-        present_mask = rolling.keep & use[None, :]
-        present = [np.flatnonzero(present_mask[j]).tolist() for j in range(n_pairs)]
-        start_l, release_l = start.tolist(), release.tolist()
-        left_worse = (ml >= mr).tolist()
-        ml_l, mr_l = ml.tolist(), mr.tolist()
+        start, release = _conditions(rolling, rules)
+        ml, mr = rolling.column("ml"), rolling.column("mr")
+        row = np.maximum(rolling.slot, 0)
 
-        def record(j: int, m: int) -> Asymmetry:
-            return next(a for a in rolling.pair_records(j) if a.metric == metrics[m])
+        def per_step(x: np.ndarray, j: int) -> np.ndarray:
+            """Column ``j`` of a (P, M) array at the window pair of each step, (K,)."""
+            return x[row, j] if x.shape[0] else np.zeros(row.shape, dtype=x.dtype)
 
-        nan = math.nan
-        for j, t in zip(rolling.slot.tolist(), t_s, strict=True):
-            t = float(t)
-            seen = set()
-            for m in present[j] if j >= 0 else ():
-                metric, rule = metrics[m], rules[m]
-                seen.add(metric)
-                st = self._state.setdefault(metric, _State())
-                st.last_seen_s = t
-                if st.active is None:
-                    if start_l[j][m]:
-                        if math.isnan(st.onset_s):
-                            st.onset_s = t
-                        if t - st.onset_s >= p.min_duration_s:
-                            self._raise(metric, st, self._build(rule, record(j, m), st.onset_s))  # type: ignore[arg-type]
-                    else:
-                        st.onset_s = nan
+        present = {
+            m: (rolling.slot >= 0) & per_step(rolling.keep, j)
+            for j, (m, rule) in enumerate(zip(metrics, rules, strict=True))
+            if rule is not None and rule.enabled
+        }
+        # the metrics in the order update() gives them a state: those that have one, then by first presence
+        first = sorted((int(np.argmax(pres)), metrics.index(m), m) for m, pres in present.items() if pres.any())
+        names = [*self._state, *(m for _, _, m in first if m not in self._state)]
+        t = np.array(t_list, dtype=np.float64)
+        no_data = np.zeros(len(t_list), dtype=bool)
+        ended: list[tuple[tuple[int, int, int], Alert]] = []
+        raised: list[tuple[tuple[int, int, int], str]] = []
+        for pos, metric in enumerate(names):
+            st = self._state.setdefault(metric, _State())
+            j = metrics.index(metric) if metric in present else -1
+            walk = _MetricWalk(
+                present=present.get(metric, no_data),
+                start=per_step(start, j) if j >= 0 else no_data,
+                release=per_step(release, j) if j >= 0 else no_data,
+                left_worse=per_step(ml >= mr, j) if j >= 0 else no_data,
+                left=per_step(ml, j) if j >= 0 else t,
+                right=per_step(mr, j) if j >= 0 else t,
+                row=row,
+                t=t,
+                t_list=t_list,
+                column=j,
+                state_pos=pos,
+                min_duration_s=p.min_duration_s,
+            )
+            ends, raise_key = self._walk(rolling, metric, rules[j] if j >= 0 else None, st, walk)
+            ended += ends
+            if ends or raise_key is not None:
+                self.active_.pop(metric, None)  # (back below in the order of the starts if still active)
+                if raise_key is not None and st.active is not None:
+                    raised.append((raise_key, metric))
+            elif st.active is not None:
+                self.active_[metric] = st.active
+        self.history_ += [al for _, al in sorted(ended, key=lambda e: e[0])]
+        for _, metric in sorted(raised):
+            active = self._state[metric].active
+            assert active is not None
+            self.active_[metric] = active
+
+    def _walk(
+        self, rolling: RollingAsymmetry, metric: str, rule: AlertRule | None, st: _State, w: _MetricWalk
+    ) -> tuple[list[tuple[tuple[int, int, int], Alert]], tuple[int, int, int] | None]:
+        """One metric's part of :meth:`update_columns`: its state ``st`` taken through every step.
+
+        Returns the alerts that ended, each with the key that orders them as :meth:`update` would: (step,
+        0, column) for an end by the release rule, (step, 1, position of the state) for one without data;
+        and (step, 0, column) of the last start, or None.
+        """
+        p = self.params
+        t_list = w.t_list
+        n = len(t_list)
+        ends: list[tuple[tuple[int, int, int], Alert]] = []
+        raise_key = None
+        k = 0
+        while k < n:
+            if st.active is None:
+                k, st.onset_s = w.next_start(k, st.onset_s)
+                if k < 0:
+                    break
+                assert rule is not None  # (a metric without a rule is never present)
+                st.last_seen_s = t_list[k]
+                self._raise(metric, st, self._build(rule, _record(rolling, int(w.row[k]), metric), st.onset_s))
+                raise_key = (k, 0, w.column)
+                k += 1
+                continue
+            # an active alert, step by step; its figures are built once, from its last update
+            side = st.active.side
+            current = (st.active.left_value, st.active.right_value)
+            update_row = -1
+            while k < n:
+                tk = t_list[k]
+                if not w.present[k]:
+                    st.onset_s = math.nan
+                    if tk - st.last_seen_s >= p.stale_s:
+                        ends.append(((k, 1, w.state_pos), self._ended(metric, st, st.last_seen_s)))
+                        break
+                    k += 1
                     continue
-                side_flipped = ("L" if left_worse[j][m] else "R") != st.active.side
-                if release_l[j][m] or side_flipped:
+                st.last_seen_s = tk
+                flipped = ("L" if w.left_worse[k] else "R") != side
+                if w.release[k] or flipped:
                     if math.isnan(st.release_s):
-                        st.release_s = t
-                    if t - st.release_s >= p.release_hold_s or side_flipped:
-                        self._end(metric, st, st.release_s)
+                        st.release_s = tk
+                    if tk - st.release_s >= p.release_hold_s or flipped:
+                        ends.append(((k, 0, w.column), self._ended(metric, st, st.release_s)))
+                        break
+                    k += 1
                     continue
-                st.release_s = nan
-                if (ml_l[j][m], mr_l[j][m]) != (st.active.left_value, st.active.right_value):
-                    st.active = self._update(rule, record(j, m), st)  # type: ignore[arg-type]
-                    self.active_[metric] = st.active
-            self._expire_unseen(seen, t)
+                st.release_s = math.nan
+                values = (float(w.left[k]), float(w.right[k]))
+                if values != current:
+                    current, update_row = values, int(w.row[k])
+                k += 1
+            if st.active is not None and update_row >= 0:
+                assert rule is not None
+                st.active = self._update(rule, _record(rolling, update_row, metric), st)
+            k += 1
+        seen = np.flatnonzero(w.present)
+        if seen.size:
+            st.last_seen_s = t_list[int(seen[-1])]
+        return ends, raise_key
 
     def finish(self, t_s: float) -> list[AlertEvent]:
         """End every active alert at ``t_s`` (the end of the session)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -9,7 +10,14 @@ import numpy as np
 import pytest
 
 from pelvimon.dsp.alerts import AlertMonitor, AlertParams, AlertRule, default_rules
-from pelvimon.dsp.asymmetry import AsymmetryMonitor, AsymmetryParams
+from pelvimon.dsp.asymmetry import (
+    METRICS,
+    AsymmetryMonitor,
+    AsymmetryParams,
+    rolling_asymmetry_columns,
+    rolling_asymmetry_reference,
+    step_end_s,
+)
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.sensors.simulator import SimParams, simulate
 
@@ -293,3 +301,103 @@ def test_alert_sentence_adds_up() -> None:
     a = Asymmetry("cpd_deg", 0.0, 10.0, 20, 20, 9.14, 4.76, 0.5, 0.5, 4.38, 4.0, 4.8, 63.0)
     msg = alert_message(default_rules()["cpd_deg"], a, "L")
     assert "drops 4.3° more" in msg and "(9.1° vs 4.8°)" in msg
+
+
+def _wandering_steps(n: int, seed: int) -> list[Step]:
+    """Alternating steps whose left/right differences wander in and out of the alert thresholds and
+    switch sides, with gaps, pauses, unsure sides and missing values (alerts start, update, end by release,
+    by a side switch and without data)."""
+    rng = np.random.default_rng(seed)
+    out, t = [], 0.0
+    for i in range(n):
+        t += 0.35 if rng.random() > 0.004 else rng.uniform(3.0, 60.0)
+        side = "L" if i % 2 == 0 else "R"
+        if rng.random() < 0.004:
+            out.append(Step(side, t, *([math.nan] * 11), gap=True))
+            continue
+        sign = 1.0 if side == "L" else -1.0
+        vals = {m: 10.0 + sign * 0.8 * math.sin(i / (60.0 + 7 * k)) + 0.2 * rng.standard_normal()
+                for k, m in enumerate(METRICS)}  # fmt: skip
+        vals["contact_time_s"] = 0.25 + sign * 0.01 * math.sin(i / 90.0) + 0.002 * rng.standard_normal()
+        if rng.random() < 0.01:
+            vals[METRICS[rng.integers(len(METRICS))]] = math.nan
+        out.append(Step(side=side, t_ic_s=t, t_fc_s=t + 0.25, cadence_spm=171.0,
+                        laterality_confidence=0.6 if rng.random() < 0.03 else 0.95, **vals))  # fmt: skip
+    return out
+
+
+def _monitor_state(mon: AlertMonitor) -> tuple:
+    """The whole state of an alert monitor: per-metric states (in order), active alerts (in order), history."""
+    states = [(m, repr(dataclasses.astuple(st))) for m, st in mon._state.items()]
+    return states, list(mon.active_.items()), list(mon.history_)
+
+
+_LOW = {m: dataclasses.replace(r, enter=r.enter / 10, release=r.release / 10) if r.kind != "balance"
+        else dataclasses.replace(r, low=49.8, high=50.2, release_margin=0.05)
+        for m, r in default_rules().items()}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        AlertParams(),
+        AlertParams(min_duration_s=3.0, release_hold_s=2.0, stale_s=5.0, rules=_LOW),
+        AlertParams(min_duration_s=0.0, release_hold_s=0.0, stale_s=0.0, rules=_LOW),
+        AlertParams(min_duration_s=20.0, release_hold_s=10.0, stale_s=60.0,
+                    rules={**_LOW, "impact_g": dataclasses.replace(_LOW["impact_g"], enabled=False)}),  # fmt: skip
+    ],
+)
+def test_update_columns_equals_update_step_by_step(params: AlertParams) -> None:
+    steps = _wandering_steps(1500, 1)
+    p = AsymmetryParams(window_steps=12, min_steps_per_side=4)
+    rolling = rolling_asymmetry_columns(steps, p)
+    t = [step_end_s(s) for s in steps]
+    ref = AlertMonitor(params)
+    for current, tk in zip(rolling_asymmetry_reference(steps, p), t, strict=True):
+        ref.update(current, tk)
+    mon = AlertMonitor(params)
+    mon.update_columns(rolling, t)
+    assert _monitor_state(mon) == _monitor_state(ref)
+    assert len(ref.history_) >= 10 and ref.active_  # (the alerts started, ended and went on)
+    # a monitor used step by step before takes the rest alike (pending onsets, active alerts carried over)
+    half = len(steps) // 2
+    head = AlertMonitor(params)
+    for current, tk in zip(rolling_asymmetry_reference(steps, p)[:half], t[:half], strict=True):
+        head.update(current, tk)
+    rest = rolling_asymmetry_columns(steps, p)
+    tail = _Slice(rest, half)
+    head.update_columns(tail, t[half:])  # type: ignore[arg-type]
+    assert _monitor_state(head) == _monitor_state(ref)
+    assert mon.finish(t[-1] + 100.0) == ref.finish(t[-1] + 100.0)
+    assert _monitor_state(mon) == _monitor_state(ref)
+
+
+class _Slice:
+    """The entries of a RollingAsymmetry from ``start`` on (the same columns, a shorter ``slot``)."""
+
+    def __init__(self, rolling: object, start: int) -> None:
+        self._r, self.slot = rolling, rolling.slot[start:]  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return int(self.slot.shape[0])
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._r, name)
+
+
+def test_update_columns_ends_an_alert_whose_rule_was_switched_off_once_stale() -> None:
+    steps = _wandering_steps(1500, 3)
+    p = AsymmetryParams(window_steps=12, min_steps_per_side=4)
+    t = [step_end_s(s) for s in steps]
+    first = AlertParams(min_duration_s=0.0, rules=_LOW)
+    ref, mon = AlertMonitor(first), AlertMonitor(first)
+    for current, tk in zip(rolling_asymmetry_reference(steps[:700], p), t[:700], strict=True):
+        ref.update(current, tk)
+        mon.update(current, tk)
+    assert ref.active_
+    off = {m: dataclasses.replace(r, enabled=False) for m, r in _LOW.items()}
+    ref.params = mon.params = AlertParams(min_duration_s=0.0, stale_s=10.0, rules=off)
+    for current, tk in zip(rolling_asymmetry_reference(steps, p)[700:], t[700:], strict=True):
+        ref.update(current, tk)
+    mon.update_columns(_Slice(rolling_asymmetry_columns(steps, p), 700), t[700:])  # type: ignore[arg-type]
+    assert not ref.active_ and _monitor_state(mon) == _monitor_state(ref)

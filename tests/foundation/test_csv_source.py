@@ -218,7 +218,8 @@ def test_csv_source_reports_a_bad_file_at_open(tmp_path: Path) -> None:
 _cells = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(-5, 5).map(str),
-    st.sampled_from(["", " ", "nan", "x", '"1"', "1e999", "#", "1,2", "\r", "\x00", "é", "1_0", "NA"]),
+    st.sampled_from(["", " ", "nan", "x", '"1"', "1e999", "#", "1,2", "\r", "\x00", "é", "1_0", "NA",
+                     "#N/A", "#NA", "1.#IND", "-1.#QNAN", "1 # note", "# 1,2,3"]),
 )
 _rows = st.lists(st.lists(_cells, min_size=5, max_size=9).map(",".join), max_size=8)
 
@@ -311,6 +312,37 @@ def test_plain_file_takes_the_path_fast_path(tmp_path: Path) -> None:
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert csv_source._fast_parse_file(empty, None) is None
+
+
+def test_comments_take_the_path_fast_path_only_before_the_header(tmp_path: Path) -> None:
+    """Comment lines before the header are skipped by pandas as by the bytes path; a comment among the
+    data (whole line, end of line, or one that reads like pandas' NA words) makes pandas fail, and the
+    bytes path reads the file."""
+    sim = simulate(SimParams(seconds=1.0, seed=5))
+    text = csv_source.format_imu_csv(sim.batch)
+    head, _, body = text.partition("\n")
+    lines = body.splitlines()
+    path = tmp_path / "c.csv"
+    path.write_text("# exported by hand\n#,a,b\n" + text)
+    got = csv_source._fast_parse_file(path, None)
+    assert got is not None and got[0].tobytes() == csv_source._fast_parse_file(_plain(tmp_path, text), None)[0].tobytes()
+    for commented in (
+        [*lines[:50], "# a pause", *lines[50:]],
+        [*lines[:50], lines[50] + " # note", *lines[51:]],
+        [*lines[:50], "#N/A,#N/A,#N/A,#N/A,#N/A,#N/A,#N/A", *lines[50:]],
+        [*lines[:50], "1.#IND,1,1,1,1,1,1", *lines[50:]],
+        [*lines, "#"],
+    ):
+        raw = (head + "\n" + "\n".join(commented) + "\n").encode()
+        path.write_bytes(raw)
+        assert csv_source._fast_parse_file(path, None) is None
+        assert _outcome(lambda: read_imu_csv(path)) == _outcome(lambda raw=raw: parse_imu_csv_text(raw, name=str(path)))
+
+
+def _plain(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plain.csv"
+    path.write_text(text)
+    return path
 
 
 def test_numbers_survive_exactly_including_extremes() -> None:

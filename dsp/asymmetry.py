@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
-from typing import Literal, cast
+from typing import Literal
 
 import numpy as np
 from scipy import special
@@ -400,49 +400,53 @@ def gait_stretches(steps: Sequence[Step], params: AsymmetryParams | None = None)
     bout they belong to. Gap steps are in no stretch (and do not split one).
     """
     p = params if params is not None else AsymmetryParams()
-    raw = [step_gait(s) for s in steps]
-    bouts: list[list[int]] = []
-    last = math.nan
-    for i, (s, g) in enumerate(zip(steps, raw, strict=True)):
-        if g is None:
-            continue
-        t = s.t_ic_s
-        if not bouts or _new_bout(last, t, p):
-            bouts.append([])
-        bouts[-1].append(i)
-        if math.isfinite(t):
-            last = t
+    return _gait_stretches(StepTable(steps), p)
+
+
+def _gait_stretches(tab: StepTable, p: AsymmetryParams) -> list[tuple[Gait, list[int]]]:
+    """:func:`gait_stretches` of the steps of a table: the bouts and the runs of one gait in them found on
+    arrays, the runs then put right one by one."""
+    idx = np.flatnonzero(~tab.gap)  # gap steps are in no bout
+    if not idx.size:
+        return []
+    t = tab.t_ic[idx]
+    walking = tab.walking()[idx]
+    # a bout starts at the first step, and where _new_bout against the latest finite contact before
+    at = np.maximum.accumulate(np.where(np.isfinite(t), np.arange(idx.size), -1))
+    last = np.concatenate(([np.nan], np.where(at >= 0, t[np.maximum(at, 0)], np.nan)[:-1]))
+    new = _new_bouts(last, t, p)
+    new[0] = True
+    first = np.flatnonzero(new | np.concatenate(([True], walking[1:] != walking[:-1])))  # of each run
+    stop = np.append(first[1:], idx.size)
+    run_gait: list[Gait] = np.where(walking[first], "walking", "running").tolist()
+    run_len = (stop - first).tolist()
+    bout_runs = np.flatnonzero(new[first]).tolist()  # the first run of each bout
     out: list[tuple[Gait, list[int]]] = []
-    for bout in bouts:
-        runs: list[tuple[Gait, list[int]]] = []
-        for i in bout:
-            g = cast(Gait, raw[i])  # (gap steps, whose gait is None, are in no bout)
-            if runs and runs[-1][0] == g:
-                runs[-1][1].append(i)
-            else:
-                runs.append((g, [i]))
-        n_run = sum(len(idx) for g, idx in runs if g == "running")
-        fill: Gait = "running" if 2 * n_run >= len(bout) else "walking"  # the commoner, without a long run
+    for r0, r1 in zip(bout_runs, [*bout_runs[1:], len(run_len)], strict=True):
+        gaits, lens = run_gait[r0:r1], run_len[r0:r1]
+        n_run = sum(n for g, n in zip(gaits, lens, strict=True) if g == "running")
+        fill: Gait = "running" if 2 * n_run >= sum(lens) else "walking"  # the commoner, without a long run
         # the gait each run takes: its own if long, else the last long run's before it, else the first
         # long run's after it (one backward pass for those)
-        after: list[Gait | None] = [None] * len(runs)
+        after: list[Gait | None] = [None] * len(lens)
         nxt: Gait | None = None
-        for j in range(len(runs) - 1, -1, -1):
+        for j in range(len(lens) - 1, -1, -1):
             after[j] = nxt
-            if len(runs[j][1]) >= GAIT_MIN_STEPS:
-                nxt = runs[j][0]
+            if lens[j] >= GAIT_MIN_STEPS:
+                nxt = gaits[j]
         prev: Gait | None = None
         stretches: list[tuple[Gait, list[int]]] = []
-        for j, (g, idx) in enumerate(runs):
-            if len(idx) >= GAIT_MIN_STEPS:
+        for j, (g, n) in enumerate(zip(gaits, lens, strict=True)):
+            if n >= GAIT_MIN_STEPS:
                 prev = g
                 gait = g
             else:
                 gait = prev or after[j] or fill  # (gaits are non-empty strings)
+            cells = idx[first[r0 + j] : stop[r0 + j]].tolist()
             if stretches and stretches[-1][0] == gait:
-                stretches[-1][1].extend(idx)
+                stretches[-1][1].extend(cells)
             else:
-                stretches.append((gait, idx))
+                stretches.append((gait, cells))
         out.extend(stretches)
     return out
 
@@ -501,62 +505,105 @@ def step_end_s(step: Step) -> float:
     return end if math.isfinite(end) else step.t_ic_s
 
 
-class _StepTable:
-    """The fields of a list of steps that the windows and the session statistics read, one array per field.
+class StepTable(Sequence[Step]):
+    """A list of steps that also gives their fields as arrays, each read from the records once (with
+    ``np.fromiter``, when first asked for), not once per step and per use.
 
-    Each field is read from the records once (``np.fromiter``), not once per step and per use; the rules of
-    :func:`breaks_sequence`, :func:`step_is_usable`, :func:`step_end_s`, :func:`step_gait` and
-    :func:`_new_bout` are then applied to whole arrays, element for element with the same comparisons and
-    the same float arithmetic (tested against the per-step functions).
+    The functions here that read many steps take one in place of the list (:func:`compare_gaits`,
+    :meth:`AsymmetryMonitor.update_columns`): one table serves an analysis that reads the same steps in
+    several ways. The rules of :func:`breaks_sequence`, :func:`step_is_usable`, :func:`step_end_s`,
+    :func:`step_gait` and :func:`_new_bout` are applied to whole arrays, element for element with the same
+    comparisons and the same float arithmetic (tested against the per-step functions).
+
+    Parameters
+    ----------
+    steps : sequence of Step
     """
 
-    def __init__(self, steps: Sequence[Step]) -> None:
+    def __init__(self, steps: Sequence[Step], fields: dict[str, np.ndarray] | None = None) -> None:
         self.steps = steps
         self.n = len(steps)
-        self.t_ic = self.floats("t_ic_s")
-        self.step_time = self.floats("step_time_s")
-        self.gap = np.fromiter(map(attrgetter("gap"), steps), bool, self.n)
-        side = list(map(attrgetter("side"), steps))
-        self.left = np.fromiter((s == "L" for s in side), bool, self.n)
-        self.right = np.fromiter((s == "R" for s in side), bool, self.n)
+        self._fields: dict[str, np.ndarray] = {} if fields is None else fields
 
-    def floats(self, name: str) -> np.ndarray:
-        """The ``Step`` field ``name`` of every step as float64, shape (n,)."""
-        return np.fromiter(map(attrgetter(name), self.steps), np.float64, self.n)
+    @classmethod
+    def of(cls, steps: Sequence[Step]) -> StepTable:
+        """``steps`` if a table already, else the table of ``list(steps)``."""
+        return steps if isinstance(steps, StepTable) else cls(list(steps))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def,override]
+        return self.steps[i]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def take(self, idx: Sequence[int] | np.ndarray) -> StepTable:
+        """The table of the steps ``idx`` (the fields read so far taken along)."""
+        at = np.asarray(idx, dtype=np.int64)
+        return StepTable([self.steps[i] for i in at.tolist()], {k: v[at] for k, v in self._fields.items()})
+
+    def field(self, name: str, dtype: type = np.float64) -> np.ndarray:
+        """The ``Step`` field ``name`` of every step, shape (n,)."""
+        out = self._fields.get(name)
+        if out is None:
+            out = self._fields[name] = np.fromiter(map(attrgetter(name), self.steps), dtype, self.n)
+        return out
+
+    @property
+    def t_ic(self) -> np.ndarray:
+        return self.field("t_ic_s")
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.field("gap", bool)
+
+    @property
+    def left(self) -> np.ndarray:
+        """``side == "L"`` of every step."""
+        if "left" not in self._fields:
+            side = list(map(attrgetter("side"), self.steps))
+            self._fields["left"] = np.fromiter((s == "L" for s in side), bool, self.n)
+            self._fields["right"] = np.fromiter((s == "R" for s in side), bool, self.n)
+        return self._fields["left"]
+
+    @property
+    def right(self) -> np.ndarray:
+        """``side == "R"`` of every step."""
+        self.left  # noqa: B018 - (reads both)
+        return self._fields["right"]
 
     def values(self, metrics: Sequence[str]) -> np.ndarray:
         """The metrics of every step, shape (n, len(metrics)), C order."""
         out = np.empty((self.n, len(metrics)))
         for j, m in enumerate(metrics):
-            out[:, j] = self.floats(m)
+            out[:, j] = self.field(m)
         return out
 
     def breaks(self) -> np.ndarray:
         """:func:`breaks_sequence` of every step."""
-        return self.gap & ~np.isfinite(self.step_time)
+        return self.gap & ~np.isfinite(self.field("step_time_s"))
 
     def usable(self, p: AsymmetryParams) -> np.ndarray:
         """:func:`step_is_usable` of every step."""
-        lat = self.floats("laterality_confidence")
+        lat = self.field("laterality_confidence")
         return ~self.gap & (self.left | self.right) & np.isfinite(self.t_ic) & (lat >= p.min_laterality_confidence)
 
     def t_end(self) -> np.ndarray:
         """:func:`step_end_s` of every step, s."""
-        end = self.t_ic + self.step_time
+        end = self.t_ic + self.field("step_time_s")
         return np.where(np.isfinite(end), end, self.t_ic)
 
     def walking(self) -> np.ndarray:
         """:func:`step_gait` is "walking" (no flight); meaningful for steps without a gap."""
-        return self.floats("flight_time_s") == 0.0
+        return self.field("flight_time_s") == 0.0
 
     def new_bout(self, p: AsymmetryParams) -> np.ndarray:
         """Per step, :func:`_new_bout` against the last initial contact the windows keep before it
         (:class:`AsymmetryMonitor`): the latest finite one since the last step that breaks the sequence."""
         at = self.last_ic_at()[:-1]
-        last = np.where(at >= 0, self.t_ic[np.maximum(at, 0)], np.nan) if self.n else np.zeros(0)
-        t = self.t_ic
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(last) & np.isfinite(t) & ((t - last > p.max_step_interval_s) | (t < last))
+        return _new_bouts(np.where(at >= 0, self.t_ic[np.maximum(at, 0)], np.nan), self.t_ic, p)
 
     def last_ic_at(self) -> np.ndarray:
         """The step whose initial contact is the monitor's last one before each step and after the last,
@@ -571,6 +618,13 @@ class _StepTable:
         ok[ok] = ~brk[at[ok]]
         out[1:] = np.where(ok, at, -1)
         return out
+
+
+def _new_bouts(last_ic_s: np.ndarray, t_ic_s: np.ndarray, params: AsymmetryParams) -> np.ndarray:
+    """:func:`_new_bout` element for element."""
+    with np.errstate(invalid="ignore"):
+        later = (t_ic_s - last_ic_s > params.max_step_interval_s) | (t_ic_s < last_ic_s)
+    return np.isfinite(last_ic_s) & np.isfinite(t_ic_s) & later
 
 
 class AsymmetryMonitor:
@@ -728,15 +782,16 @@ class AsymmetryMonitor:
         The window bookkeeping (gaps, bout boundaries, skipped steps, gait, time limit) runs step by step
         on step indices; the statistics of all windows are then computed at once with the same arithmetic.
         Afterwards the monitor's windows and state are those of the step-by-step calls. Needs at least two
-        metrics and a monitor that holds no steps (new, or emptied by a restart).
+        metrics and a monitor that holds no steps (new, or emptied by a restart). ``steps`` may be a
+        :class:`StepTable` (its fields then read once for all its uses).
         """
         p = self.params
         if len(p.metrics) < 2:
             raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
         if self._win["L"] or self._win["R"] or math.isfinite(self._last_ic_s) or self.gait_ or self._held:
             raise ValueError("update_columns needs a monitor that holds no steps; use update")
-        steps = list(steps)
-        tab = _StepTable(steps)
+        tab = StepTable.of(steps)
+        steps = tab.steps
         win = _windows(tab, p)
         rolling = _rolling_columns(tab, p, win)
         if steps:
@@ -800,7 +855,7 @@ class _Windows:
     held: list[int]
 
 
-def _windows(tab: _StepTable, p: AsymmetryParams) -> _Windows:
+def _windows(tab: StepTable, p: AsymmetryParams) -> _Windows:
     """:meth:`AsymmetryMonitor._push` for every step in turn, on step indices, from an empty monitor.
 
     The per-step tests (breaks, bout boundaries, usable, gait) are made on arrays first; the loop visits
@@ -888,17 +943,17 @@ def _windows(tab: _StepTable, p: AsymmetryParams) -> _Windows:
     )
 
 
-def _window_sums(x: np.ndarray, rows_ok: np.ndarray) -> tuple[np.ndarray, ...]:
+def _window_sums(x: np.ndarray) -> tuple[np.ndarray, ...]:
     """:func:`_column_sums` of many windows at once, summed in the same (sequential) order.
 
-    ``x`` (W, B, M) holds B windows of up to W steps (row ``w`` of window ``b`` is real where
-    ``rows_ok[w, b]``; real rows come first). Returns count, mean, sum of squares and lag-1 cross sum,
-    each (B, M). ``np.sum`` over the first axis of a C-ordered (n, M) array with M >= 2 adds the rows one
-    after the other starting from 0; the loops below add the same terms in the same order (padded rows
-    add exact zeros, which leave a sum unchanged).
+    ``x`` (W, B, M) holds B windows of up to W steps, each padded with NaN rows after its last step (the
+    padding is missing values, which every sum leaves out). Returns count, mean, sum of squares and lag-1
+    cross sum, each (B, M). ``np.sum`` over the first axis of a C-ordered (n, M) array with M >= 2 adds
+    the rows one after the other starting from 0; the loops below add the same terms in the same order,
+    and exact zeros for the missing values, which leave a sum unchanged (as does a lag pair with a missing
+    value, which adds 0 * d = +-0.0 to a sum that starts at +0.0 and is never -0.0).
     """
     ok = np.isfinite(x)
-    ok &= rows_ok[:, :, None]
     n = ok.sum(axis=0)
     xz = np.where(ok, x, 0.0)
     total = np.zeros(x.shape[1:])
@@ -913,8 +968,7 @@ def _window_sums(x: np.ndarray, rows_ok: np.ndarray) -> tuple[np.ndarray, ...]:
     for w in range(x.shape[0]):
         ss += d[w] * d[w]
         if w + 1 < x.shape[0]:
-            pair = (rows_ok[w] & rows_ok[w + 1])[:, None]
-            lag += np.where(pair, d[w] * d[w + 1], 0.0)
+            lag += d[w] * d[w + 1]
     return n, mean, ss, lag
 
 
@@ -923,12 +977,11 @@ def _side_sums(vals: np.ndarray, lo: np.ndarray, n: np.ndarray, w_max: int) -> t
     (S, M)), in blocks of :data:`_BATCH_ROWS` windows; also the sample SD. Each (B, M)."""
     parts = []
     col = np.arange(w_max)[:, None]
-    last = max(vals.shape[0] - 1, 0)
+    padded = np.vstack([vals, np.full((1, vals.shape[1]), np.nan)])  # the row past every window's end
     for b0 in range(0, lo.shape[0], _BATCH_ROWS):
         lo_b, n_b = lo[b0 : b0 + _BATCH_ROWS], n[b0 : b0 + _BATCH_ROWS]
-        rows_ok = col < n_b
-        x = vals[np.minimum(lo_b + col, last)]  # (W, B, M): row w of every window together
-        parts.append(_window_sums(x, rows_ok))
+        rows = np.where(col < n_b, lo_b + col, vals.shape[0])  # (W, B): row w of every window together
+        parts.append(_window_sums(np.take(padded, rows, axis=0)))
     m = vals.shape[1]
     if not parts:
         return np.zeros((0, m), np.int64), *(np.zeros((0, m)) for _ in range(4))
@@ -943,7 +996,7 @@ _COLUMNS = ("nl", "nr", "ml", "mr", "sdl", "sdr", "diff", "lo", "hi", "si")
 ``metric``, ``t_start_s``, ``t_end_s`` (``level`` last)."""
 
 
-def _rolling_columns(tab: _StepTable, p: AsymmetryParams, win: _Windows) -> RollingAsymmetry:
+def _rolling_columns(tab: StepTable, p: AsymmetryParams, win: _Windows) -> RollingAsymmetry:
     """The statistics of the window pairs of ``win`` as a :class:`RollingAsymmetry`.
 
     Element for element the arithmetic of ``side_stats_columns`` and ``make_asymmetries``: each side's
@@ -1156,10 +1209,10 @@ def segment_steps(steps: Sequence[Step], params: AsymmetryParams | None = None) 
     Gap steps get -1 (never used).
     """
     p = params if params is not None else AsymmetryParams()
-    return _segments(_StepTable(steps), p).tolist()
+    return _segments(StepTable(steps), p).tolist()
 
 
-def _segments(tab: _StepTable, p: AsymmetryParams) -> np.ndarray:
+def _segments(tab: StepTable, p: AsymmetryParams) -> np.ndarray:
     """:func:`segment_steps` of the steps of a table, int64."""
     brk = tab.breaks()
     seg = np.cumsum(brk | tab.new_bout(p))
@@ -1174,7 +1227,11 @@ def session_side_stats(
     Autocorrelation pairs stay within one bout (segment); gap and low-laterality steps are left out.
     """
     p = params if params is not None else AsymmetryParams()
-    tab = _StepTable(steps)
+    return _side_stats(StepTable(steps), p)
+
+
+def _side_stats(tab: StepTable, p: AsymmetryParams) -> dict[str, tuple[SideStats, SideStats]]:
+    """:func:`session_side_stats` of the steps of a table."""
     segs = _segments(tab, p)
     use = tab.usable(p)
     ml = use & tab.left
@@ -1202,10 +1259,65 @@ def session_asymmetry(
     the result of ``session_side_stats(steps, params)`` when already at hand (not computed again).
     """
     p = params if params is not None else AsymmetryParams()
-    usable = [s for s in steps if step_is_usable(s, p)]
-    if not usable:
+    return _session_asymmetry(StepTable(steps), p, side_stats)
+
+
+def _session_asymmetry(
+    tab: StepTable, p: AsymmetryParams, side_stats: dict[str, tuple[SideStats, SideStats]] | None = None
+) -> dict[str, Asymmetry]:
+    """:func:`session_asymmetry` of the steps of a table."""
+    use = tab.usable(p)
+    if not use.any():
         return {}
-    t0 = min(s.t_ic_s for s in usable)
-    t1 = max(step_end_s(s) for s in usable)
-    st = side_stats if side_stats is not None else session_side_stats(steps, p)
+    t0 = min(tab.t_ic[use].tolist())
+    t1 = max(tab.t_end()[use].tolist())
+    st = side_stats if side_stats is not None else _side_stats(tab, p)
     return make_asymmetries(list(st), t0, t1, list(st.values()), p.level, p.min_steps_per_side)
+
+
+@dataclass(frozen=True, eq=False)
+class GaitComparison:
+    """The whole-session left/right comparison of the steps of one gait.
+
+    Attributes
+    ----------
+    gait : {"running", "walking"}
+    steps : list of Step
+        The steps of the gait (:func:`steps_by_gait`), in time order.
+    n_usable : int
+        How many of them are usable (:func:`step_is_usable`).
+    side_stats : dict of str to (SideStats, SideStats)
+        :func:`session_side_stats` of ``steps``.
+    asymmetry : dict of str to Asymmetry
+        :func:`session_asymmetry` of ``steps``.
+    """
+
+    gait: Gait
+    steps: list[Step]
+    n_usable: int
+    side_stats: dict[str, tuple[SideStats, SideStats]]
+    asymmetry: dict[str, Asymmetry]
+
+
+def compare_gaits(
+    steps: Sequence[Step], params: AsymmetryParams | None = None
+) -> tuple[list[tuple[Gait, list[int]]], dict[Gait, GaitComparison], Gait | None]:
+    """The whole-session comparison of a list of steps per gait, with the steps' fields read once.
+
+    Returns :func:`gait_stretches`; per gait of :func:`steps_by_gait` (running first) its steps, their
+    :func:`session_side_stats` and :func:`session_asymmetry`; and :func:`main_gait`: the results of
+    those functions, each. ``steps`` may be a :class:`StepTable`.
+    """
+    p = params if params is not None else AsymmetryParams()
+    tab = StepTable.of(steps)
+    stretches = _gait_stretches(tab, p)
+    use = tab.usable(p)
+    out: dict[Gait, GaitComparison] = {}
+    for gait in sorted({g for g, _ in stretches}, key=lambda g: g != "running"):
+        idx = [i for g, cells in stretches if g == gait for i in cells]
+        part = tab.take(idx)
+        side_stats = _side_stats(part, p)
+        out[gait] = GaitComparison(gait, list(part.steps), int(use[idx].sum()), side_stats,
+                                   _session_asymmetry(part, p, side_stats))  # fmt: skip
+    main = max(out, key=lambda g: (out[g].n_usable, len(out[g].steps)), default=None)
+    return stretches, out, main

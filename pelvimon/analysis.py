@@ -30,15 +30,14 @@ from pelvimon.dsp.asymmetry import (
     AsymmetryMonitor,
     RollingAsymmetry,
     SideStats,
+    StepTable,
+    compare_gaits,
     contact_time_balance_pct,
-    gait_stretches,
-    main_gait,
     rolling_asymmetry,
     session_asymmetry,
     session_side_stats,
     step_end_s,
     step_is_usable,
-    steps_by_gait,
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
@@ -563,7 +562,7 @@ class StepTracker:
         alerts are evaluated from the columns (:meth:`AlertMonitor.update_columns`), with the same result."""
         if self._n_steps:
             return self.push_all(steps)
-        steps = list(steps)
+        steps = StepTable.of(steps)  # (its fields read once, for the rolling asymmetry and its caller)
         params = self.asymmetry.params
         if len(params.metrics) < 2:
             out = []
@@ -646,19 +645,22 @@ def analyze_steps(
     """
     cfg = config if config is not None else Config()
     steps = list(steps)
+    table = StepTable(steps)  # the steps' fields, read once for all that follows
     tracker = StepTracker(cfg)
     with _gc_paused():
-        rolling = tracker.push_all_view(steps)
-    end = t_end_s if t_end_s is not None else (max(step_end_s(s) for s in steps) if steps else 0.0)
+        rolling = tracker.push_all_view(table)
+    if t_end_s is not None:
+        end = t_end_s
+    else:  # the end of the last step: the latest update time
+        t_steps = rolling.t_s if isinstance(rolling, RollingView) else [t for t, _ in rolling]
+        end = max(t_steps) if steps else 0.0
     alerts = tracker.alerts
     alerts.finish(end)
     # the whole-session comparison per gait: walking and running steps are not mixed
-    stretches = gait_stretches(steps, cfg.asymmetry)
-    by_gait = steps_by_gait(steps, stretches)
-    parts: dict[str, GaitPart] = {g: _gait_part(g, ss, cfg) for g, ss in by_gait.items()}
-    gait = main_gait(by_gait, cfg.asymmetry)
+    stretches, by_gait, gait = compare_gaits(table, cfg.asymmetry)
+    parts: dict[str, GaitPart] = {g: GaitPart(g, c.steps, c.side_stats, c.asymmetry) for g, c in by_gait.items()}
     main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
-    q = quality if quality is not None else quality_from_steps(steps, cfg, duration_s=end)
+    q = quality if quality is not None else quality_from_steps(table, cfg, duration_s=end)
     out = SessionAnalysis(
         name=name,
         steps=steps,
@@ -684,18 +686,17 @@ def analyze_steps(
 
 
 def _step_counts(steps: Sequence[Step], cfg: Config) -> dict[str, Any]:
-    lat = np.array([s.laterality_confidence for s in steps if not s.gap], dtype=np.float64)
+    table = StepTable.of(steps)
+    ok = ~table.gap
+    lat = table.field("laterality_confidence")
+    lat_ok = lat[ok]
     return {
         "n_steps": len(steps),
-        "n_steps_gap": sum(1 for s in steps if s.gap),
-        "n_steps_low_laterality": sum(
-            1
-            for s in steps
-            if not s.gap and s.laterality_confidence < cfg.asymmetry.min_laterality_confidence
-        ),
-        "n_steps_no_angles": sum(1 for s in steps if not s.gap and not math.isfinite(s.cpd_deg)),
-        "mean_laterality_confidence": float(lat.mean()) if lat.size else math.nan,
-        "min_laterality_confidence": float(lat.min()) if lat.size else math.nan,
+        "n_steps_gap": int(np.count_nonzero(~ok)),
+        "n_steps_low_laterality": int(np.count_nonzero(ok & (lat < cfg.asymmetry.min_laterality_confidence))),
+        "n_steps_no_angles": int(np.count_nonzero(ok & ~np.isfinite(table.field("cpd_deg")))),
+        "mean_laterality_confidence": float(lat_ok.mean()) if lat_ok.size else math.nan,
+        "min_laterality_confidence": float(lat_ok.min()) if lat_ok.size else math.nan,
     }
 
 

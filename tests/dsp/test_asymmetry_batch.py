@@ -11,19 +11,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pelvimon.dsp.asymmetry import (
+    GAIT_MIN_STEPS,
     METRICS,
     AsymmetryMonitor,
     AsymmetryParams,
+    StepTable,
     _new_bout,
-    _StepTable,
     breaks_sequence,
+    compare_gaits,
+    gait_stretches,
+    main_gait,
     rolling_asymmetry,
     rolling_asymmetry_columns,
     rolling_asymmetry_reference,
     segment_steps,
+    session_asymmetry,
+    session_side_stats,
     step_end_s,
     step_gait,
     step_is_usable,
+    steps_by_gait,
 )
 from pelvimon.dsp.records import Asymmetry, Step
 
@@ -185,7 +192,7 @@ def test_update_columns_needs_a_monitor_without_steps() -> None:
 @settings(max_examples=60, deadline=None)
 @given(step_lists(), params())
 def test_step_table_applies_the_per_step_rules(steps: list[Step], p: AsymmetryParams) -> None:
-    tab = _StepTable(steps)
+    tab = StepTable(steps)
     assert tab.breaks().tolist() == [breaks_sequence(s) for s in steps]
     assert tab.usable(p).tolist() == [step_is_usable(s, p) for s in steps]
     assert [struct.pack("<d", x) for x in tab.t_end().tolist()] == [struct.pack("<d", step_end_s(s)) for s in steps]
@@ -246,3 +253,68 @@ def test_intervals_are_computed_when_read_and_equal_wherever_read() -> None:
     _same([cols.pair_records(j) for j in range(0, cols.keep.shape[0], 17)],
           [ref.pair_records(j) for j in range(0, ref.keep.shape[0], 17)])  # fmt: skip
     assert cols.columns["lo"].tobytes() == lo.tobytes() and cols.column("hi").tobytes() == hi.tobytes()
+
+
+def _gait_stretches_step_by_step(steps: list[Step], p: AsymmetryParams) -> list[tuple[str, list[int]]]:
+    """:func:`gait_stretches` written out step by step (the readable reference of its array form)."""
+    raw = [step_gait(s) for s in steps]
+    bouts: list[list[int]] = []
+    last = math.nan
+    for i, (s, g) in enumerate(zip(steps, raw, strict=True)):
+        if g is None:
+            continue
+        if not bouts or _new_bout(last, s.t_ic_s, p):
+            bouts.append([])
+        bouts[-1].append(i)
+        if math.isfinite(s.t_ic_s):
+            last = s.t_ic_s
+    out: list[tuple[str, list[int]]] = []
+    for bout in bouts:
+        runs: list[tuple[str, list[int]]] = []
+        for i in bout:
+            if runs and runs[-1][0] == raw[i]:
+                runs[-1][1].append(i)
+            else:
+                runs.append((str(raw[i]), [i]))
+        n_run = sum(len(idx) for g, idx in runs if g == "running")
+        fill = "running" if 2 * n_run >= len(bout) else "walking"
+        stretches: list[tuple[str, list[int]]] = []
+        for j, (g, idx) in enumerate(runs):
+            before = [h for h, ix in runs[:j] if len(ix) >= GAIT_MIN_STEPS]
+            after = [h for h, ix in runs[j + 1 :] if len(ix) >= GAIT_MIN_STEPS]
+            gait = g if len(idx) >= GAIT_MIN_STEPS else (before[-1] if before else after[0] if after else fill)
+            if stretches and stretches[-1][0] == gait:
+                stretches[-1][1].extend(idx)
+            else:
+                stretches.append((gait, list(idx)))
+        out.extend(stretches)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(step_lists(), params())
+def test_gait_stretches_and_the_comparison_per_gait(steps: list[Step], p: AsymmetryParams) -> None:
+    stretches = gait_stretches(steps, p)
+    assert stretches == _gait_stretches_step_by_step(steps, p)
+    got_stretches, parts, gait = compare_gaits(StepTable(steps), p)
+    assert got_stretches == stretches
+    by_gait = steps_by_gait(steps, stretches)
+    assert list(parts) == list(by_gait) and gait == main_gait(by_gait, p)
+    for g, part in parts.items():
+        assert part.gait == g and part.steps == by_gait[g]
+        assert part.n_usable == sum(1 for s in by_gait[g] if step_is_usable(s, p))
+        assert repr(part.side_stats) == repr(session_side_stats(by_gait[g], p))
+        assert [_bits(a) for a in part.asymmetry.values()] == [
+            _bits(a) for a in session_asymmetry(by_gait[g], p).values()
+        ]
+
+
+def test_a_step_table_is_the_list_of_its_steps() -> None:
+    steps = [Step("LR"[i % 2], 0.35 * i, 0.35 * i + 0.2, 0.35, 0.2, 0.1, 171.0, *([1.0 + i] * 6)) for i in range(9)]
+    tab = StepTable(steps)
+    assert len(tab) == 9 and list(tab) == steps and tab[3] is steps[3] and tab[2:4] == steps[2:4]
+    assert StepTable.of(tab) is tab and StepTable.of(steps).steps == steps
+    assert tab.field("cpd_deg").tolist() == [s.cpd_deg for s in steps]
+    part = tab.take([1, 4, 8])
+    assert part.steps == [steps[1], steps[4], steps[8]] and part.t_ic.tolist() == [s.t_ic_s for s in part.steps]
+    assert part.left.tolist() == [False, True, True] and part.field("cpd_deg").tolist() == [2.0, 5.0, 9.0]

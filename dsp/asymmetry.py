@@ -1282,8 +1282,8 @@ class GaitComparison:
     Attributes
     ----------
     gait : {"running", "walking"}
-    steps : list of Step
-        The steps of the gait (:func:`steps_by_gait`), in time order.
+    steps : StepTable
+        The steps of the gait (:func:`steps_by_gait`), in time order, with their fields.
     n_usable : int
         How many of them are usable (:func:`step_is_usable`).
     side_stats : dict of str to (SideStats, SideStats)
@@ -1293,7 +1293,7 @@ class GaitComparison:
     """
 
     gait: Gait
-    steps: list[Step]
+    steps: StepTable
     n_usable: int
     side_stats: dict[str, tuple[SideStats, SideStats]]
     asymmetry: dict[str, Asymmetry]
@@ -1317,7 +1317,6 @@ def compare_gaits(
         idx = [i for g, cells in stretches if g == gait for i in cells]
         part = tab.take(idx)
         side_stats = _side_stats(part, p)
-        out[gait] = GaitComparison(gait, list(part.steps), int(use[idx].sum()), side_stats,
-                                   _session_asymmetry(part, p, side_stats))  # fmt: skip
+        out[gait] = GaitComparison(gait, part, int(use[idx].sum()), side_stats, _session_asymmetry(part, p, side_stats))
     main = max(out, key=lambda g: (out[g].n_usable, len(out[g].steps)), default=None)
     return stretches, out, main

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from pelvimon.dsp.asymmetry import (
     session_asymmetry,
     session_side_stats,
     step_end_s,
-    step_is_usable,
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
@@ -180,13 +180,20 @@ class GaitPart:
     steps: list[Step]
     side_stats: dict[str, tuple[SideStats, SideStats]]
     asymmetry: dict[str, Asymmetry]
+    table: StepTable | None = field(default=None, repr=False)
+    """``steps`` with their fields as arrays (made from them if not given)."""
+
+    def __post_init__(self) -> None:
+        if self.table is None:
+            self.table = StepTable(self.steps)
 
     def all_steps_stats(self, metrics: Sequence[str]) -> dict[str, dict[str, float | int]]:
         """Per metric, ``n``, ``mean`` and ``sd`` over every step of this gait without a gap, whatever its
         side: what is known when the sides are not (a sensor without a gyroscope)."""
+        table = StepTable.of(self.steps) if self.table is None else self.table
         out: dict[str, dict[str, float | int]] = {}
         for m in metrics:
-            v = np.array([float(getattr(st, m)) for st in self.steps if not st.gap], dtype=np.float64)
+            v = table.field(m)[~table.gap]
             v = v[np.isfinite(v)]
             out[m] = {
                 "n": int(v.size),
@@ -286,21 +293,28 @@ class SessionAnalysis:
         their mean step time, steps/min (the mean of the per-step cadences would count a short step more
         than a long one is worth, and read high whenever step times vary). The steps out of the statistics
         are left out otherwise: the first of a bout, out of standing, is often not a whole step."""
-        p = self.config.asymmetry
-        chosen = [s for s in (self.gait_steps() if steps is None else steps) if math.isfinite(s.cadence_spm)]
-        vals = [s.step_time_s for s in chosen if step_is_usable(s, p)]
-        if not vals:
-            vals = [s.step_time_s for s in chosen if not s.gap]
-        return 60.0 / float(np.mean(vals)) if vals else math.nan
+        table = self._table(steps)
+        chosen = np.isfinite(table.field("cadence_spm"))
+        step_time = table.field("step_time_s")
+        vals = step_time[chosen & table.usable(self.config.asymmetry)]
+        if not vals.size:
+            vals = step_time[chosen & ~table.gap]
+        return 60.0 / float(np.mean(vals)) if vals.size else math.nan
 
     def n_steps_used(self, steps: Sequence[Step] | None = None) -> int:
         """Steps in the left/right comparison (of the session's gait, or among ``steps``)."""
-        p = self.config.asymmetry
-        return sum(1 for s in (self.gait_steps() if steps is None else steps) if step_is_usable(s, p))
+        return int(np.count_nonzero(self._table(steps).usable(self.config.asymmetry)))
+
+    def _table(self, steps: Sequence[Step] | None) -> StepTable:
+        """The table of ``steps``, or of the steps of the session's gait."""
+        if steps is not None:
+            return StepTable.of(steps)
+        part = self.parts.get(self.gait) if self.gait is not None else None
+        return part.table if part is not None and part.table is not None else StepTable([])
 
     def _comparison(self, part: GaitPart | None, side_stats: Mapping[str, tuple[SideStats, SideStats]],
                     asymmetry: Mapping[str, Asymmetry]) -> dict[str, Any]:
-        steps = part.steps if part is not None else []
+        steps = part.table if part is not None and part.table is not None else StepTable([])
         return {
             "n_steps_used": self.n_steps_used(steps),
             "cadence_spm": self.cadence_spm(steps),
@@ -338,14 +352,32 @@ class SessionAnalysis:
 
     def to_json(self) -> dict[str, Any]:
         """``{"steps", "summary", "alerts", "quality"}`` with plain JSON types (NaN and inf as None)."""
-        return jsonable(
+        rest = jsonable(
             {
-                "steps": [s.to_dict() for s in self.steps],
                 "summary": self.summary(),
                 "alerts": [a.to_dict() for a in self.alerts],
                 "quality": self.quality.to_dict(),
             }
         )
+        return {"steps": steps_json(self.steps), **rest}
+
+
+def steps_json(steps: Sequence[Step]) -> list[dict[str, Any]]:
+    """``[jsonable(s.to_dict()) for s in steps]``, made field by field: a field whose values are all
+    Python floats, bools or strings (as the pipeline makes them) is taken as it is, its NaN and inf as None;
+    any other value by :func:`jsonable`."""
+    names = Step.field_names()
+    columns = []
+    for name in names:
+        values = list(map(attrgetter(name), steps))
+        kinds = set(map(type, values))
+        if kinds == {float}:
+            for i in np.flatnonzero(~np.isfinite(np.array(values, dtype=np.float64))).tolist():
+                values[i] = None
+        elif not kinds <= {bool, str}:
+            values = [jsonable(v) for v in values]
+        columns.append(values)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def jsonable(obj: Any) -> Any:
@@ -658,7 +690,9 @@ def analyze_steps(
     alerts.finish(end)
     # the whole-session comparison per gait: walking and running steps are not mixed
     stretches, by_gait, gait = compare_gaits(table, cfg.asymmetry)
-    parts: dict[str, GaitPart] = {g: GaitPart(g, c.steps, c.side_stats, c.asymmetry) for g, c in by_gait.items()}
+    parts: dict[str, GaitPart] = {
+        g: GaitPart(g, list(c.steps), c.side_stats, c.asymmetry, c.steps) for g, c in by_gait.items()
+    }
     main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
     q = quality if quality is not None else quality_from_steps(table, cfg, duration_s=end)
     out = SessionAnalysis(

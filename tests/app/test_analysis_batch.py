@@ -71,3 +71,42 @@ def test_run_pipeline_in_chunks_equals_the_pipeline_fed_whole() -> None:
     assert [str(s) for s in run.steps] == [str(s) for s in pipe.steps_]
     cal = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]
     assert run.calibrated_at_s == cal[0] and run.calibration_state == pipe.calibration_.state_
+
+
+def test_steps_json_equals_jsonable_of_each_step() -> None:
+    from pelvimon.analysis import jsonable, steps_json
+
+    steps = _steps(200, seed=3)
+    steps[5] = Step("L", 1.0, math.inf, *([math.nan] * 10), gap=True)
+    steps[9] = Step("R", np.float64(2.0), 2.2, 0.35, 0.2, 0, 170, *([np.float64(1.5)] * 6),  # type: ignore[arg-type]
+                    laterality_confidence=np.float64(0.9))  # fmt: skip
+    got = steps_json(steps)
+    ref = [jsonable(s.to_dict()) for s in steps]
+    assert got == ref
+    assert [[(type(v), v) for v in d.values()] for d in got] == [[(type(v), v) for v in d.values()] for d in ref]
+    assert [list(d) for d in got] == [list(d) for d in ref]
+    assert got[5]["t_fc_s"] is None and type(got[9]["t_ic_s"]) is float and type(got[9]["flight_time_s"]) is int
+    assert steps_json([]) == []
+
+
+def test_summary_counts_and_cadence_follow_the_usable_steps() -> None:
+    from pelvimon.dsp.asymmetry import step_is_usable
+
+    steps = _steps(600, seed=4)
+    a = analyze_steps(steps, Config())
+    p = a.config.asymmetry
+    gait_steps = a.gait_steps()
+    assert a.n_steps_used() == sum(1 for s in gait_steps if step_is_usable(s, p)) == a.n_steps_used(gait_steps)
+    chosen = [s for s in gait_steps if math.isfinite(s.cadence_spm)]
+    vals = [s.step_time_s for s in chosen if step_is_usable(s, p)]
+    assert a.cadence_spm() == 60.0 / float(np.mean(vals)) == a.cadence_spm(list(gait_steps))
+    # without a known side: every step without a gap
+    unsure = [Step(**{**s.to_dict(), "laterality_confidence": 0.1}) for s in steps]
+    b = analyze_steps(unsure, Config())
+    assert b.n_steps_used() == 0
+    ok = [s for s in b.gait_steps() if math.isfinite(s.cadence_spm) and not s.gap]
+    assert b.cadence_spm() == 60.0 / float(np.mean([s.step_time_s for s in ok]))
+    for m, v in b.parts[b.gait].all_steps_stats(list(METRICS)).items():  # type: ignore[index]
+        x = np.array([getattr(s, m) for s in b.gait_steps() if not s.gap], dtype=np.float64)
+        x = x[np.isfinite(x)]
+        assert v == {"n": x.size, "mean": float(x.mean()), "sd": float(x.std(ddof=1))}

@@ -301,7 +301,7 @@ def test_gait_stretches_and_the_comparison_per_gait(steps: list[Step], p: Asymme
     by_gait = steps_by_gait(steps, stretches)
     assert list(parts) == list(by_gait) and gait == main_gait(by_gait, p)
     for g, part in parts.items():
-        assert part.gait == g and part.steps == by_gait[g]
+        assert part.gait == g and list(part.steps) == by_gait[g]
         assert part.n_usable == sum(1 for s in by_gait[g] if step_is_usable(s, p))
         assert repr(part.side_stats) == repr(session_side_stats(by_gait[g], p))
         assert [_bits(a) for a in part.asymmetry.values()] == [

@@ -180,17 +180,19 @@ class GaitPart:
     steps: list[Step]
     side_stats: dict[str, tuple[SideStats, SideStats]]
     asymmetry: dict[str, Asymmetry]
-    table: StepTable | None = field(default=None, repr=False)
-    """``steps`` with their fields as arrays (made from them if not given)."""
+    _table: StepTable | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        if self.table is None:
-            self.table = StepTable(self.steps)
+    @property
+    def table(self) -> StepTable:
+        """``steps`` with their fields as arrays (the table given, or one made when first asked for)."""
+        if self._table is None:
+            self._table = StepTable(self.steps)
+        return self._table
 
     def all_steps_stats(self, metrics: Sequence[str]) -> dict[str, dict[str, float | int]]:
         """Per metric, ``n``, ``mean`` and ``sd`` over every step of this gait without a gap, whatever its
         side: what is known when the sides are not (a sensor without a gyroscope)."""
-        table = StepTable.of(self.steps) if self.table is None else self.table
+        table = self.table
         out: dict[str, dict[str, float | int]] = {}
         for m in metrics:
             v = table.field(m)[~table.gap]
@@ -310,11 +312,11 @@ class SessionAnalysis:
         if steps is not None:
             return StepTable.of(steps)
         part = self.parts.get(self.gait) if self.gait is not None else None
-        return part.table if part is not None and part.table is not None else StepTable([])
+        return part.table if part is not None else StepTable([])
 
     def _comparison(self, part: GaitPart | None, side_stats: Mapping[str, tuple[SideStats, SideStats]],
                     asymmetry: Mapping[str, Asymmetry]) -> dict[str, Any]:
-        steps = part.table if part is not None and part.table is not None else StepTable([])
+        steps = part.table if part is not None else StepTable([])
         return {
             "n_steps_used": self.n_steps_used(steps),
             "cadence_spm": self.cadence_spm(steps),

@@ -562,17 +562,20 @@ class StepTable(Sequence[Step]):
     @property
     def left(self) -> np.ndarray:
         """``side == "L"`` of every step."""
-        if "left" not in self._fields:
-            side = list(map(attrgetter("side"), self.steps))
-            self._fields["left"] = np.fromiter((s == "L" for s in side), bool, self.n)
-            self._fields["right"] = np.fromiter((s == "R" for s in side), bool, self.n)
-        return self._fields["left"]
+        return self._side("L")
 
     @property
     def right(self) -> np.ndarray:
         """``side == "R"`` of every step."""
-        self.left  # noqa: B018 - (reads both)
-        return self._fields["right"]
+        return self._side("R")
+
+    def _side(self, side: str) -> np.ndarray:
+        key = "side " + side  # (kept with the fields; no Step field has a space in its name)
+        if key not in self._fields:
+            sides = list(map(attrgetter("side"), self.steps))
+            for s in ("L", "R"):
+                self._fields["side " + s] = np.fromiter((x == s for x in sides), bool, self.n)
+        return self._fields[key]
 
     def values(self, metrics: Sequence[str]) -> np.ndarray:
         """The metrics of every step, shape (n, len(metrics)), C order."""
@@ -927,7 +930,7 @@ def _windows_by_count(tab: StepTable, p: AsymmetryParams) -> _Windows:
     use = tab.usable(p)
     entered, at, changes, gait, held = _appended(tab, use, brk | new_bout)
     restart = brk | new_bout
-    restart[changes] = True
+    restart[changes] = True  # (a change of gait restarts the windows too)
     steps = np.arange(k)
     last_restart = np.maximum.accumulate(np.where(restart, steps, -1)) if k else steps
     right = tab.right[entered]
@@ -950,12 +953,13 @@ def _windows_by_count(tab: StepTable, p: AsymmetryParams) -> _Windows:
     changed = grew | restart  # where the current asymmetry is set; it holds until the next such step
     since = np.maximum.accumulate(np.where(changed, steps, -1)) if k else steps
     slot = np.where(since >= 0, slot_at[np.maximum(since, 0)], -1)
-    # restarts: bout boundaries, gait changes, and the breaks of windows that held steps
+    # restarts: bout boundaries, gait changes, and the breaks of windows that held steps (steps entered
+    # since the restart before)
     total = length[0] + length[1]
     prev = np.concatenate(([-1], last_restart[:-1])) if k else steps
-    held_before = np.where(prev >= 0, (total - np.bincount(at, minlength=k))[np.maximum(prev, 0)], 0)
+    total_then = np.where(prev >= 0, (total - np.bincount(at, minlength=k))[np.maximum(prev, 0)], 0)
     n_resets = int(np.count_nonzero(new_bout)) + len(changes)
-    n_resets += int(np.count_nonzero(brk & (total > held_before)))
+    n_resets += int(np.count_nonzero(brk & (total > total_then)))
     return _Windows(
         seq=seq,
         slot=slot.astype(np.int64),

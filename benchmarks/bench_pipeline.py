@@ -176,8 +176,8 @@ def _memory(batch: object) -> tuple[float, float, float]:
     from pelvimon.dsp.pipeline import GaitPipeline
 
     n = len(batch)  # type: ignore[arg-type]
+    tracemalloc.start()  # (before the pipeline is made: its fixed ring buffers count too)
     pipe = GaitPipeline(FS)
-    tracemalloc.start()
     peaks = []
     for rep in range(2):
         for a in range(0, n, 2000):

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from scipy import special
@@ -381,6 +381,26 @@ Gait = Literal["running", "walking"]
 GAIT_MIN_STEPS = 6
 """A run of fewer steps of one gait inside a bout takes the gait around it (see :func:`gait_phases`)."""
 
+_T = TypeVar("_T")
+
+
+def _gait_rule(gait: Gait | None, held: list[_T], item: _T, g: Gait | None) -> tuple[Gait | None, list[_T],
+                                                                                      list[_T], bool]:
+    """One usable step (``item``, of gait ``g``) through the windows' gait rule: the first step sets the
+    gait; a step of the other gait is held until a step of the windows' gait comes (then the held steps
+    enter with it) or :data:`GAIT_MIN_STEPS` of them are held (then the gait changes and they enter).
+
+    Returns the gait and the held steps after it, the steps that enter now (none while held) and whether
+    the gait changed (the windows start again)."""
+    if gait is None:
+        return g, [], [item], False
+    if g != gait:
+        held = [*held, item]
+        if len(held) < GAIT_MIN_STEPS:
+            return gait, held, [], False
+        return g, [], held, True
+    return gait, [], [*held, item], False
+
 
 def step_gait(step: Step) -> Gait | None:
     """The gait of one step from its record: a walking step has no flight (``flight_time_s`` is 0, with
@@ -701,19 +721,12 @@ class AsymmetryMonitor:
             self._last_ic_s = step.t_ic_s
         if not step_is_usable(step, p):
             return False
-        gait = step_gait(step)
-        if self.gait_ is None:
-            self.gait_ = gait
-            batch = [step]
-        elif gait != self.gait_:
-            self._held.append(step)
-            if len(self._held) < GAIT_MIN_STEPS:
-                return False
+        # (a stray run of the other gait joins the windows with the next step of the windows' gait)
+        self.gait_, self._held, batch, changed = _gait_rule(self.gait_, self._held, step, step_gait(step))
+        if not batch:
+            return False
+        if changed:
             self._restart()  # the gait changed: the windows start again with its steps
-            self.gait_ = gait
-            batch, self._held = self._held, []
-        else:
-            batch, self._held = [*self._held, step], []  # a stray run of the other gait joins the windows
         for s_ in batch:
             self._append(s_)
         return True
@@ -899,17 +912,9 @@ def _appended(
         when: list[int] = []
         gait, held = None, []
         for i in usable[of == sg].tolist():
-            g = gait_of[i]
-            if gait is None:
-                gait, batch = g, [i]
-            elif g != gait:
-                held.append(i)
-                if len(held) < GAIT_MIN_STEPS:
-                    continue
+            gait, held, batch, changed = _gait_rule(gait, held, i, gait_of[i])
+            if changed:
                 changes.append(i)
-                gait, batch, held = g, held, []
-            else:
-                batch, held = [*held, i], []
             entered += batch
             when += [i] * len(batch)
         steps.append(np.array(entered, dtype=np.int64))
@@ -1011,19 +1016,13 @@ def _windows_step_by_step(tab: StepTable, p: AsymmetryParams) -> _Windows:
         if not usable:
             slots.append(latest)
             continue
-        g = gait_of[i]
-        if gait is None:
-            gait, batch = g, [i]
-        elif g != gait:
-            held.append(i)
-            if len(held) < GAIT_MIN_STEPS:
-                slots.append(latest)
-                continue
+        gait, held, batch, changed = _gait_rule(gait, held, i, gait_of[i])
+        if not batch:
+            slots.append(latest)
+            continue
+        if changed:
             lo = [len(seq[0]), len(seq[1])]  # the gait changed: the windows start again with its steps
             n_resets += 1
-            gait, batch, held = g, held, []
-        else:
-            batch, held = [*held, i], []
         for j in batch:
             side = side_of[j]
             q = seq[side]

@@ -19,6 +19,18 @@ def _reference(tr: LateralityTracker, feats, regular, missed, restart):
     return sides, conf
 
 
+def _in_chunks(tr: LateralityTracker, chunks, feats, regular, missed, restart):
+    """``update_many`` over consecutive runs of the given lengths: (sides, confidences)."""
+    sides, conf = [], []
+    i = 0
+    for c in chunks:
+        s, cf = tr.update_many(feats[i : i + c], regular[i : i + c], missed[i : i + c], restart[i : i + c])
+        sides += s
+        conf += cf
+        i += c
+    return sides, conf
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 60), min_size=1, max_size=6),
        st.integers(1, 3))
@@ -34,13 +46,7 @@ def test_update_many_equals_update(seed, chunks, n_feat):
     ref = LateralityTracker()
     r_sides, r_conf = _reference(ref, feats, regular, missed, restart)
     fast = LateralityTracker()
-    f_sides, f_conf = [], []
-    i = 0
-    for c in chunks:
-        s, cf = fast.update_many(feats[i : i + c], regular[i : i + c], missed[i : i + c], restart[i : i + c])
-        f_sides += s
-        f_conf += cf
-        i += c
+    f_sides, f_conf = _in_chunks(fast, chunks, feats, regular, missed, restart)
     assert f_sides == r_sides
     assert [repr(x) for x in f_conf] == [repr(x) for x in r_conf]
     assert repr(fast.reliability_) == repr(ref.reliability_)
@@ -67,13 +73,7 @@ def test_update_many_equals_update_in_short_and_long_runs(chunks):
     ref = LateralityTracker()
     r_sides, r_conf = _reference(ref, feats, regular, missed, restart)
     fast = LateralityTracker()
-    f_sides, f_conf = [], []
-    i = 0
-    for c in chunks:
-        s, cf = fast.update_many(feats[i : i + c], regular[i : i + c], missed[i : i + c], restart[i : i + c])
-        f_sides += s
-        f_conf += cf
-        i += c
+    f_sides, f_conf = _in_chunks(fast, chunks, feats, regular, missed, restart)
     assert f_sides == r_sides and [repr(x) for x in f_conf] == [repr(x) for x in r_conf]
     assert repr(fast.reliability_) == repr(ref.reliability_)
     assert (repr(fast._scale), repr(fast._n_obs), fast._n_alt, fast._n_pairs, fast._last_sign) == (

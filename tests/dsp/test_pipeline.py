@@ -438,12 +438,7 @@ def test_bridged_gaps_any_chunking(cuts):
         whole.update(p)
     whole.finish()
     # the same samples, consecutive notifications merged and re-cut at other places (gaps stay at starts)
-    merged: list[ImuBatch] = []
-    for p in parts:
-        if p.gap_before or not merged:
-            merged.append(p)
-        else:
-            merged[-1] = ImuBatch.concat([merged[-1], p])
+    merged = _merge_between_gaps(parts)
     chunked = GaitPipeline(FS)
     for j, seg in enumerate(merged):
         c = cuts[j % len(cuts)]
@@ -468,12 +463,7 @@ def test_chunks_of_several_blocks_equal_notifications(size, make_blocks, monkeyp
     for p in parts:
         ref.update(p)
     ref.finish()
-    merged: list[ImuBatch] = []
-    for p in parts:
-        if p.gap_before or not merged:
-            merged.append(p)
-        else:
-            merged[-1] = ImuBatch.concat([merged[-1], p])
+    merged = _merge_between_gaps(parts)
     assert max(len(seg) for seg in merged) >= min(2 * size, 6640)
     chunked = GaitPipeline(FS)
     for seg in merged:
@@ -485,6 +475,17 @@ def test_chunks_of_several_blocks_equal_notifications(size, make_blocks, monkeyp
 
 
 _LOSSY_SIM: list = []
+
+
+def _merge_between_gaps(parts: list[ImuBatch]) -> list[ImuBatch]:
+    """Consecutive notifications joined into one batch per stretch between losses (a gap stays at a start)."""
+    merged: list[ImuBatch] = []
+    for p in parts:
+        if p.gap_before or not merged:
+            merged.append(p)
+        else:
+            merged[-1] = ImuBatch.concat([merged[-1], p])
+    return merged
 
 
 def _lossy_sim():

@@ -538,6 +538,12 @@ class AlertMonitor:
         t_list = [float(t) for t in t_s]
         if len(t_list) != len(rolling):
             raise ValueError(f"update_columns: {len(t_list)} times for {len(rolling)} entries")
+        if not all(map(math.isfinite, t_list)):
+            # a NaN time: step by step an alert's unknown onset is taken at the next update, which the
+            # array search for starts does not model
+            for k, t_k in enumerate(t_list):
+                self.update(rolling[k], t_k)
+            return
         rules = [p.rules.get(m) for m in metrics]
         start, release = _conditions(rolling, rules)
         ml, mr = rolling.column("ml"), rolling.column("mr")

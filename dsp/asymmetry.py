@@ -565,9 +565,9 @@ class StepTable(Sequence[Step]):
         return StepTable([self.steps[i] for i in at.tolist()], {k: v[at] for k, v in self._fields.items()})
 
     def field(self, name: str, dtype: type = np.float64) -> np.ndarray:
-        """The ``Step`` field ``name`` of every step, shape (n,)."""
+        """The ``Step`` field ``name`` of every step as ``dtype``, shape (n,)."""
         out = self._fields.get(name)
-        if out is None:
+        if out is None or out.dtype != dtype:  # (asked for as another type: read again)
             out = self._fields[name] = np.fromiter(map(attrgetter(name), self.steps), dtype, self.n)
         return out
 
@@ -803,7 +803,7 @@ class AsymmetryMonitor:
         """
         p = self.params
         if len(p.metrics) < 2:
-            raise ValueError("rolling_asymmetry_columns needs at least two metrics; use rolling_asymmetry")
+            raise ValueError("the column form needs at least two metrics; use update or rolling_asymmetry")
         if self._win["L"] or self._win["R"] or math.isfinite(self._last_ic_s) or self.gait_ or self._held:
             raise ValueError("update_columns needs a monitor that holds no steps; use update")
         tab = StepTable.of(steps)
@@ -872,112 +872,7 @@ class _Windows:
 
 
 def _windows(tab: StepTable, p: AsymmetryParams) -> _Windows:
-    """:meth:`AsymmetryMonitor._push` for every step in turn, on step indices, from an empty monitor:
-    :func:`_windows_by_count` for count-limited windows, :func:`_windows_step_by_step` with a time limit."""
-    return _windows_step_by_step(tab, p) if p.window_s is not None else _windows_by_count(tab, p)
-
-
-def _appended(
-    tab: StepTable, use: np.ndarray, restart: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, list[int], Gait | None, list[int]]:
-    """Which usable steps enter the windows, and when: the gait rule of :meth:`AsymmetryMonitor._push`.
-
-    ``restart`` marks the steps that forget the gait (breaks, bout boundaries). Within the stretch between
-    two of them, the first usable step sets the gait; a step of the other gait is held until a step of the
-    windows' gait comes (then the held steps enter with it) or :data:`GAIT_MIN_STEPS` of them are held
-    (then the gait changes: the windows restart with them). Where every usable step of a stretch has the
-    first one's gait, each enters at its own step; the other stretches are walked step by step.
-
-    Returns the steps that enter, in order (which is index order), the step at which each enters, the
-    steps where the gait changed, and the gait and held steps after the last step.
-    """
-    k = tab.n
-    walking = tab.walking()
-    stretch = np.cumsum(restart)
-    usable = np.flatnonzero(use)
-    if not usable.size:
-        return usable, usable, [], None, []
-    of = stretch[usable]
-    first = np.concatenate(([True], of[1:] != of[:-1]))  # the first usable step of its stretch
-    lead = usable[np.maximum.accumulate(np.where(first, np.arange(usable.size), 0))]
-    mixed = np.unique(of[walking[usable] != walking[lead]])  # the stretches with a step of another gait
-    simple = ~np.isin(of, mixed)
-    steps, at = [usable[simple]], [usable[simple]]
-    changes: list[int] = []
-    gait_of: list[Gait] = np.where(walking, "walking", "running").tolist()
-    gait: Gait | None = None
-    held: list[int] = []
-    for sg in mixed.tolist():  # AsymmetryMonitor._push, step by step (the last leaves gait and held)
-        entered: list[int] = []
-        when: list[int] = []
-        gait, held = None, []
-        for i in usable[of == sg].tolist():
-            gait, held, batch, changed = _gait_rule(gait, held, i, gait_of[i])
-            if changed:
-                changes.append(i)
-            entered += batch
-            when += [i] * len(batch)
-        steps.append(np.array(entered, dtype=np.int64))
-        at.append(np.array(when, dtype=np.int64))
-    if stretch[k - 1] not in mixed:  # the last stretch: its gait is its first usable step's, nothing held
-        last = usable[of == stretch[k - 1]]
-        gait, held = (gait_of[int(last[0])] if last.size else None), []
-    order = np.argsort(np.concatenate(steps), kind="stable")
-    return np.concatenate(steps)[order], np.concatenate(at)[order], changes, gait, held
-
-
-def _windows_by_count(tab: StepTable, p: AsymmetryParams) -> _Windows:
-    """:func:`_windows` without a time limit, on arrays: each side's window after a step is the last
-    ``window_steps`` of its steps that entered since the last restart (:func:`_appended`)."""
-    k = tab.n
-    brk = tab.breaks()
-    new_bout = tab.new_bout(p) & ~brk
-    use = tab.usable(p)
-    entered, at, changes, gait, held = _appended(tab, use, brk | new_bout)
-    restart = brk | new_bout
-    restart[changes] = True  # (a change of gait restarts the windows too)
-    steps = np.arange(k)
-    last_restart = np.maximum.accumulate(np.where(restart, steps, -1)) if k else steps
-    right = tab.right[entered]
-    seq = (entered[~right].tolist(), entered[right].tolist())
-    length, lo = [], []
-    for side in (~right, right):
-        n_at = np.bincount(at[side], minlength=k)  # steps entering the side's window at each step
-        after = np.cumsum(n_at)
-        before = after - n_at
-        start = np.where(last_restart >= 0, before[np.maximum(last_restart, 0)], 0)
-        length.append(after)
-        lo.append(np.maximum(start, after - p.window_steps))
-    n_l, n_r = length[0] - lo[0], length[1] - lo[1]
-    grew = np.zeros(k, dtype=bool)
-    grew[at] = True
-    # the statistics are computed where steps entered: a pair with enough steps on both sides, or none
-    full = grew & (n_l >= p.min_steps_per_side) & (n_r >= p.min_steps_per_side)
-    pair_at = np.flatnonzero(full)
-    slot_at = np.where(full, np.cumsum(full) - 1, -1)
-    changed = grew | restart  # where the current asymmetry is set; it holds until the next such step
-    since = np.maximum.accumulate(np.where(changed, steps, -1)) if k else steps
-    slot = np.where(since >= 0, slot_at[np.maximum(since, 0)], -1)
-    # restarts: bout boundaries, gait changes, and the breaks of windows that held steps (steps entered
-    # since the restart before)
-    total = length[0] + length[1]
-    prev = np.concatenate(([-1], last_restart[:-1])) if k else steps
-    total_then = np.where(prev >= 0, (total - np.bincount(at, minlength=k))[np.maximum(prev, 0)], 0)
-    n_resets = int(np.count_nonzero(new_bout)) + len(changes)
-    n_resets += int(np.count_nonzero(brk & (total > total_then)))
-    return _Windows(
-        seq=seq,
-        slot=slot.astype(np.int64),
-        pairs=np.stack([lo[0][pair_at], n_l[pair_at], lo[1][pair_at], n_r[pair_at]], axis=1).astype(np.int64),
-        lo=(int(lo[0][-1]), int(lo[1][-1])) if k else (0, 0),
-        n_resets=n_resets,
-        gait=gait,
-        held=held,
-    )
-
-
-def _windows_step_by_step(tab: StepTable, p: AsymmetryParams) -> _Windows:
-    """:func:`_windows`, visiting the steps one by one (the readable form; needed with a time limit).
+    """:meth:`AsymmetryMonitor._push` for every step in turn, on step indices, from an empty monitor.
 
     The per-step tests (breaks, bout boundaries, usable, gait) are made on arrays first; the loop visits
     only the steps where one of them holds.

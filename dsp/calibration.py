@@ -270,7 +270,7 @@ def _angle_from_dots(ab: float, aa: float, bb: float) -> float:
     return math.degrees(math.acos(min(1.0, max(-1.0, c))))
 
 
-class _Finished(NamedTuple):
+class _UsedBlock(NamedTuple):
     """A gait block to use, as closed at a step: its sums (the layout of ``MountCalibration._blk_sum``),
     sample count, gait (a flight phase: running), steps, and the step's sample (this chunk) and time."""
 
@@ -278,11 +278,11 @@ class _Finished(NamedTuple):
     cnt: int
     running: bool
     rises: int
-    r: int
+    i_step: int
     t_end: float
 
 
-def _block_moments(done: list[_Finished], gyro: bool) -> tuple[np.ndarray, np.ndarray]:
+def _block_moments(done: list[_UsedBlock], gyro: bool) -> tuple[np.ndarray, np.ndarray]:
     """Signed moments (K, 3, 3) in the sensor frame and specific force sums (K, 3) of used blocks.
 
     Running (a flight phase: the vertical specific force nearly vanishes): braking while the vertical
@@ -649,7 +649,7 @@ class MountCalibration:
         self._t_prev = float(t[-1])
         self._mark_i = -1
         cursor = 0
-        done: list[_Finished] = []  # blocks finished in this chunk, used together after the loop
+        done: list[_UsedBlock] = []  # blocks finished in this chunk, used together after the loop
         marks: list[tuple[int, int, float]] = list(zip(rises.tolist(), [1] * rises.size, t[rises].tolist(), strict=True))
         if gaps.size:
             # a gap is handled before a rise at its sample
@@ -811,7 +811,7 @@ class MountCalibration:
         self._blk_vmax = -np.inf
         self._blk_rises = 0
 
-    def _finish_block(self, r: int, t_end: float) -> _Finished | None:
+    def _finish_block(self, r: int, t_end: float) -> _UsedBlock | None:
         """Close the current block at the step at sample ``r`` of this chunk (time ``t_end``); a block to use
         is returned for :meth:`_use_blocks`, with its sums, sample count, gait and steps."""
         self._flush_segment()
@@ -824,9 +824,9 @@ class MountCalibration:
         if not used:
             return None
         running = self._blk_vmin < p.flight_g * G_MPS2
-        return _Finished(self._blk_sum, self._blk_cnt, running, self._blk_rises, r, t_end)
+        return _UsedBlock(self._blk_sum, self._blk_cnt, running, self._blk_rises, r, t_end)
 
-    def _use_blocks(self, done: list[_Finished]) -> None:
+    def _use_blocks(self, done: list[_UsedBlock]) -> None:
         """Use the blocks finished in this chunk, in order: their moments are worked out together, then each
         block counts towards the calibration until it completes, and the rest go to the re-check."""
         if not done:
@@ -838,13 +838,13 @@ class MountCalibration:
             self._count_blocks(m[k : k + 1], [b])
             self._use_block(m[k], acc_sum[k], b.t_end, b.rises)
             if self.state_ == "calibrated":
-                self._cal_index = self._n_seen + b.r
+                self._cal_index = self._n_seen + b.i_step
             k += 1
         if k < len(done):
             self._count_blocks(m[k:], done[k:])
             self._recheck(m[k:])
 
-    def _count_blocks(self, m: np.ndarray, done: list[_Finished]) -> None:
+    def _count_blocks(self, m: np.ndarray, done: list[_UsedBlock]) -> None:
         """Count used blocks with moments ``m`` (K, 3, 3) towards the gait shares and the offline estimate."""
         self._n_blocks += len(done)
         self._n_run_blocks += sum(b.running for b in done)

@@ -107,9 +107,9 @@ the ring buffers (a block and the open steps before it) never overflow."""
 
 BLOCK_MIN_N = 8192
 """Smallest block, samples. A block has a fixed cost (its trigger levels, the onsets and final contacts of
-its steps in one go each, the filter calls: about 0.2 ms), so blocks are long at usual rates (200 Hz: 41 s;
-an hour of running took 0.31 s CPU in 10 s blocks, 0.20 s in these). From about 820 Hz on they are
-``BLOCK_S`` long: the largest buffers, those of the highest rates, are as large as with ``BLOCK_S`` alone."""
+its steps in one go each, the filter calls), so blocks are long at usual rates (200 Hz: 41 s; see
+docs/performance.md). From about 820 Hz on they are ``BLOCK_S`` long: the largest buffers, those of the
+highest rates, are as large as with ``BLOCK_S`` alone."""
 
 # ring channels
 _T, _AV, _AF, _AP = 0, 1, 2, 3

@@ -196,7 +196,7 @@ def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     if x.ndim == 1:
         return np.cumsum(np.take(x, idx), axis=1)[rows, last] / length
     # channels first, so that the gather takes from contiguous rows and each cumsum runs along contiguous
-    # memory (no copy when ``x`` is the transpose of channel-major samples)
+    # memory
     c = np.cumsum(np.take(np.ascontiguousarray(x.T), idx, axis=1), axis=2)
     return (c[:, rows, last] / length).T
 
@@ -350,10 +350,12 @@ def step_metrics_batch(
     # Step records built without the frozen dataclass' __init__ (one object.__setattr__ per field): the
     # same field values in the same __dict__, so they equal constructed ones (tested)
     new, names = object.__new__, _STEP_FIELDS
+    if len(cols_out) != len(names):
+        raise RuntimeError(f"internal: {len(cols_out)} step metric columns for {len(names)} Step fields")
     out = []
     for vals in zip(*cols_out, strict=True):
         rec = new(Step)
-        rec.__dict__.update(zip(names, vals, strict=False))  # as long as each other (the outer zip checks)
+        rec.__dict__.update(zip(names, vals, strict=False))  # (as many values as names: checked above)
         out.append(rec)
     return out
 

@@ -685,7 +685,7 @@ def analyze_steps(
         rolling = tracker.push_all_view(table)
     if t_end_s is not None:
         end = t_end_s
-    else:  # the end of the last step: the latest update time
+    else:  # the latest update time (the latest end of a step)
         t_steps = rolling.t_s if isinstance(rolling, RollingView) else [t for t, _ in rolling]
         end = max(t_steps) if steps else 0.0
     alerts = tracker.alerts

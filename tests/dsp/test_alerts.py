@@ -401,3 +401,24 @@ def test_update_columns_ends_an_alert_whose_rule_was_switched_off_once_stale() -
         ref.update(current, tk)
     mon.update_columns(_Slice(rolling_asymmetry_columns(steps, p), 700), t[700:])  # type: ignore[arg-type]
     assert not ref.active_ and _monitor_state(mon) == _monitor_state(ref)
+
+
+def test_update_columns_with_an_unknown_update_time_equals_update() -> None:
+    """A NaN time (an alert's onset then taken at the next update) gives the step-by-step state."""
+    rng = np.random.default_rng(0)
+    steps = []
+    for i in range(80):
+        side = "L" if i % 2 == 0 else "R"
+        vals = {m: (12.0 if side == "L" else 8.0) + 0.3 * rng.standard_normal() for m in METRICS}
+        steps.append(Step(side=side, t_ic_s=0.35 * i, t_fc_s=0.35 * i + 0.2, cadence_spm=171.0, **vals))
+    p = AsymmetryParams(window_steps=12, min_steps_per_side=4)
+    rolling = rolling_asymmetry_columns(steps, p)
+    t = [0.35 * i + 0.35 for i in range(80)]
+    t[int(np.flatnonzero(rolling.slot >= 0)[0])] = math.nan  # where the asymmetries first appear
+    params = AlertParams(min_duration_s=3.0)
+    ref = AlertMonitor(params)
+    for k in range(80):
+        ref.update(rolling[k], t[k])
+    mon = AlertMonitor(params)
+    mon.update_columns(rolling, t)
+    assert ref.active_ and _monitor_state(mon) == _monitor_state(ref)

@@ -17,8 +17,6 @@ from pelvimon.dsp.asymmetry import (
     AsymmetryParams,
     StepTable,
     _new_bout,
-    _windows_by_count,
-    _windows_step_by_step,
     breaks_sequence,
     compare_gaits,
     gait_stretches,
@@ -320,14 +318,3 @@ def test_a_step_table_is_the_list_of_its_steps() -> None:
     part = tab.take([1, 4, 8])
     assert part.steps == [steps[1], steps[4], steps[8]] and part.t_ic.tolist() == [s.t_ic_s for s in part.steps]
     assert part.left.tolist() == [False, True, True] and part.field("cpd_deg").tolist() == [2.0, 5.0, 9.0]
-
-
-@settings(max_examples=150, deadline=None)
-@given(step_lists(), params())
-def test_count_limited_windows_on_arrays_equal_the_step_by_step_walk(steps: list[Step], p: AsymmetryParams) -> None:
-    p = AsymmetryParams(window_steps=p.window_steps, min_steps_per_side=p.min_steps_per_side)
-    tab = StepTable(steps)
-    got, ref = _windows_by_count(tab, p), _windows_step_by_step(tab, p)
-    assert got.seq == ref.seq and got.lo == ref.lo and got.n_resets == ref.n_resets
-    assert got.gait == ref.gait and got.held == ref.held
-    assert got.slot.tolist() == ref.slot.tolist() and got.pairs.tolist() == ref.pairs.tolist()

@@ -414,11 +414,11 @@ def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int) -> 
 
 @pytest.mark.parametrize("gyro", [True, False])
 def test_block_moments_equal_the_per_block_formula(gyro: bool) -> None:
-    from pelvimon.dsp.calibration import G_MPS2, _block_moments, _Finished
+    from pelvimon.dsp.calibration import G_MPS2, _block_moments, _UsedBlock
 
     rng = np.random.default_rng(7)
     done = [
-        _Finished(rng.normal(0.0, 1.0, 18 if gyro else 12) * 10.0 ** rng.uniform(-2, 4), int(rng.integers(1, 900)),
+        _UsedBlock(rng.normal(0.0, 1.0, 18 if gyro else 12) * 10.0 ** rng.uniform(-2, 4), int(rng.integers(1, 900)),
                   bool(rng.random() < 0.5), 4, 0, 0.0)
         for _ in range(11)
     ]

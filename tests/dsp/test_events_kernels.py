@@ -201,3 +201,30 @@ def test_block_length_changes_nothing(monkeypatch):
     monkeypatch.setattr(events, "BLOCK_S", 3.0)
     assert GaitEventDetector(FS).block_n == 600
     assert (_run(GaitEventDetector, "run", []), _run(GaitEventDetector, "walk", [])) == default
+
+
+class _GatesChecked(GaitEventDetector):
+    """Checks after every accepted contact and every bout end that the refractory and recovery gates the
+    scan reads equal those the current periods give (they are cached, refreshed where the periods change)."""
+
+    checked = 0
+
+    def _check_gates(self) -> None:
+        cached = (self._refractory_n, self._recovery_n)
+        self._set_gates()
+        assert (self._refractory_n, self._recovery_n) == cached
+        _GatesChecked.checked += 1
+
+    def _accept_ic(self, *a, **k):
+        super()._accept_ic(*a, **k)
+        self._check_gates()
+
+    def _end_bout(self):
+        super()._end_bout()
+        self._check_gates()
+
+
+def test_cached_gates_follow_the_periods():
+    for gait in ("run", "walk"):
+        assert _run(_GatesChecked, gait, [777, 3001]) == _run(GaitEventDetector, gait, [])
+    assert _GatesChecked.checked > 150

@@ -454,8 +454,11 @@ def test_chunks_of_several_blocks_equal_notifications(size, make_blocks, monkeyp
     """Chunks of more than one detector block (their steps made together every ``_MAKE_BLOCKS`` blocks and at
     the chunk's end, from its samples and those before it still held) give the steps of one notification at
     a time, over bridged gaps too."""
-    from pelvimon.dsp import pipeline
+    from pelvimon.dsp import events, pipeline
 
+    # detector blocks of 600 samples (3 s), so that these chunks hold several of them
+    monkeypatch.setattr(events, "BLOCK_MIN_N", 600)
+    monkeypatch.setattr(events, "BLOCK_S", 3.0)
     if make_blocks is not None:
         monkeypatch.setattr(pipeline, "_MAKE_BLOCKS", make_blocks)
     parts = lossy_batches(_lossy_sim().batch, 0.002, seed=2)  # one loss, bridged
@@ -466,10 +469,19 @@ def test_chunks_of_several_blocks_equal_notifications(size, make_blocks, monkeyp
     merged = _merge_between_gaps(parts)
     assert max(len(seg) for seg in merged) >= min(2 * size, 6640)
     chunked = GaitPipeline(FS)
+    blocks = []
+    processed = events.GaitEventDetector._process
+
+    def counted(det: events.GaitEventDetector) -> None:
+        blocks.append(det._ring.n_total)
+        processed(det)
+
+    monkeypatch.setattr(events.GaitEventDetector, "_process", counted)
     for seg in merged:
         for a in range(0, len(seg), size):
             chunked.update(seg.slice(a, a + size))
     chunked.finish()
+    assert len(blocks) >= 3 * sum(len(seg) // size for seg in merged)  # a whole chunk: 3 blocks or more
     assert len(ref.steps_) > 50 and sum(s.gap for s in ref.steps_) > 0
     assert [repr(s) for s in chunked.steps_] == [repr(s) for s in ref.steps_]
 

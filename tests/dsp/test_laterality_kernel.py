@@ -31,6 +31,17 @@ def _in_chunks(tr: LateralityTracker, chunks, feats, regular, missed, restart):
     return sides, conf
 
 
+def _flags(rng, n: int, p_regular: float, p_missed: float, p_restart: float) -> list[list[bool]]:
+    """Random ``regular``, ``missed`` and ``restart`` flags of ``n`` steps (drawn in that order)."""
+    return [(rng.random(n) < q).tolist() for q in (p_regular, p_missed, p_restart)]
+
+
+def _both(chunks, feats, flags):
+    """Fresh trackers fed step by step and in runs of ``chunks``: (reference, fast, its output, fast's)."""
+    ref, fast = LateralityTracker(), LateralityTracker()
+    return ref, fast, _reference(ref, feats, *flags), _in_chunks(fast, chunks, feats, *flags)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 60), min_size=1, max_size=6),
        st.integers(1, 3))
@@ -40,13 +51,7 @@ def test_update_many_equals_update(seed, chunks, n_feat):
     feats = rng.normal(0, 1, (n, n_feat)) * rng.choice([1e-3, 1.0, 50.0], (1, n_feat))
     feats[rng.random((n, n_feat)) < 0.15] = np.nan
     feats[rng.random((n, n_feat)) < 0.03] = 0.0
-    regular = (rng.random(n) < 0.8).tolist()
-    missed = (rng.random(n) < 0.1).tolist()
-    restart = (rng.random(n) < 0.05).tolist()
-    ref = LateralityTracker()
-    r_sides, r_conf = _reference(ref, feats, regular, missed, restart)
-    fast = LateralityTracker()
-    f_sides, f_conf = _in_chunks(fast, chunks, feats, regular, missed, restart)
+    ref, fast, (r_sides, r_conf), (f_sides, f_conf) = _both(chunks, feats, _flags(rng, n, 0.8, 0.1, 0.05))
     assert f_sides == r_sides
     assert [repr(x) for x in f_conf] == [repr(x) for x in r_conf]
     assert repr(fast.reliability_) == repr(ref.reliability_)
@@ -67,13 +72,7 @@ def test_update_many_equals_update_in_short_and_long_runs(chunks):
     n = sum(chunks)
     feats = rng.normal(0.2, 1, (n, 2)) * np.array([[0.01, 3.0]])
     feats[rng.random((n, 2)) < 0.1] = np.nan
-    regular = (rng.random(n) < 0.9).tolist()
-    missed = (rng.random(n) < 0.05).tolist()
-    restart = (rng.random(n) < 0.01).tolist()
-    ref = LateralityTracker()
-    r_sides, r_conf = _reference(ref, feats, regular, missed, restart)
-    fast = LateralityTracker()
-    f_sides, f_conf = _in_chunks(fast, chunks, feats, regular, missed, restart)
+    ref, fast, (r_sides, r_conf), (f_sides, f_conf) = _both(chunks, feats, _flags(rng, n, 0.9, 0.05, 0.01))
     assert f_sides == r_sides and [repr(x) for x in f_conf] == [repr(x) for x in r_conf]
     assert repr(fast.reliability_) == repr(ref.reliability_)
     assert (repr(fast._scale), repr(fast._n_obs), fast._n_alt, fast._n_pairs, fast._last_sign) == (

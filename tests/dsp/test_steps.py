@@ -63,6 +63,26 @@ def test_cpd_sign_follows_stance_side_and_gap_gives_nan():
     assert gap.gap and np.isnan(gap.cpd_deg) and np.isnan(gap.step_time_s)
 
 
+def _random_steps(rng, fs: float, i: int, i_stop: int, n_range: tuple[int, int], c_min: int,
+                  nan_fc_every: int = 0, random_sides: bool = False) -> tuple[list[StepEvents], list[str]]:
+    """Consecutive step events from sample ``i`` until ``i_stop`` with random step lengths (``n_range``) and
+    contact lengths (``c_min`` to 40 samples past the next IC: running and walking steps); every
+    ``nan_fc_every``-th step from the first without a final contact; sides alternating (R first) or random."""
+    evs, sides = [], []
+    while i < i_stop:
+        n = int(rng.integers(*n_range))
+        c = int(rng.integers(c_min, n + 40))
+        t_fc = (i + c) / fs if not nan_fc_every or len(evs) % nan_fc_every else float("nan")
+        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
+                              t_next_ic_s=(i + n) / fs, t_fc_s=t_fc, running=c < n, bout_start=False))  # fmt: skip
+        if random_sides:
+            sides.append("L" if rng.random() < 0.5 else "R")
+        else:
+            sides.append("L" if len(sides) % 2 else "R")
+        i += n
+    return evs, sides
+
+
 def test_batch_metrics_match_the_reference_implementation():
     from pelvimon.dsp.steps import step_metrics_batch
 
@@ -71,15 +91,7 @@ def test_batch_metrics_match_the_reference_implementation():
     m = 2000
     ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
     av = G_MPS2 + rng.normal(0, 3.0, m)
-    evs, sides = [], []
-    i = 30
-    while i < m - 300:
-        n = int(rng.integers(50, 140))
-        c = int(rng.integers(20, n + 40))
-        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
-                              t_next_ic_s=(i + n) / fs, t_fc_s=(i + c) / fs, running=c < n, bout_start=False))
-        sides.append("L" if len(sides) % 2 else "R")
-        i += n
+    evs, sides = _random_steps(rng, fs, 30, m - 300, (50, 140), 20)
     # the stride of each step starts at the IC before it, except for some (a bout's first step)
     prev = np.array([-1] + [e.i_ic for e in evs[:-1]])
     prev[rng.random(prev.size) < 0.2] = -1
@@ -188,16 +200,7 @@ def test_batch_metrics_equal_the_reference_bit_for_bit_but_the_vertical_oscillat
     ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
     ang[rng.random((m, 3)) < 0.002] = np.nan
     av = G_MPS2 + rng.normal(0, 3.0, m)
-    evs, sides = [], []
-    i = 5
-    while i < m - 300:
-        n = int(rng.integers(3, 140))
-        c = int(rng.integers(1, n + 40))
-        t_fc = (i + c) / fs if len(evs) % 5 else float("nan")
-        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
-                              t_next_ic_s=(i + n) / fs, t_fc_s=t_fc, running=c < n, bout_start=False))  # fmt: skip
-        sides.append("L" if rng.random() < 0.5 else "R")
-        i += n
+    evs, sides = _random_steps(rng, fs, 5, m - 300, (3, 140), 1, nan_fc_every=5, random_sides=True)
     batch = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
     assert [repr(s) for s in step_metrics_batch(step_columns(evs), sides, [0.9] * len(evs), ang, av, 0, fs)] == [
         repr(s) for s in batch

@@ -55,6 +55,14 @@ def matrix_entries(
     )
 
 
+def rotate_by_entries(
+    r: tuple[np.ndarray, ...], a0: np.ndarray, a1: np.ndarray, a2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``R @ a`` element by element, from the entries of :func:`matrix_entries` and the components of ``a``
+    (identical whatever the chunking)."""
+    return tuple(r[3 * i] * a0 + r[3 * i + 1] * a1 + r[3 * i + 2] * a2 for i in range(3))  # type: ignore[return-value]
+
+
 def matrix_to_quat(r: np.ndarray) -> np.ndarray:
     """Unit quaternion (scalar first, ``w >= 0``) of one proper rotation matrix, shape (3, 3) -> (4,)."""
     m = np.asarray(r, dtype=np.float64)

@@ -56,7 +56,7 @@ from scipy import signal
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
 from ._inputs import check_chunk
-from ._orient_quat import matrix_entries, matrix_to_quat
+from ._orient_quat import matrix_entries, matrix_to_quat, rotate_by_entries
 from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
 from .orientation import heading_state
 
@@ -532,7 +532,7 @@ class MountCalibration:
             if not quiet[i0]:
                 self._close_run()
                 continue
-            if self._run_n == 0 and i1 < quiet.size and (i1 - i0 < 2 or t[i1 - 1] - t[i0] < p.still_s):
+            if self._run_n == 0 and i1 < quiet.size and self._too_short(i1 - i0, t[i0], t[i1 - 1]):
                 continue  # a run that starts and ends in this chunk, too short to count: nothing to add up
             if self._run_n == 0:
                 self._run_t0 = float(t[i0])
@@ -549,9 +549,13 @@ class MountCalibration:
         if self._run_n and self.gravity_source_ != "still":
             self._evaluate_run(final=False)
 
+    def _too_short(self, n: int, t0: float, t1: float) -> bool:
+        """Whether a quiet run of ``n`` samples from ``t0`` to ``t1`` (s) is too short to be standing still."""
+        return n < 2 or t1 - t0 < self._p.still_s
+
     def _evaluate_run(self, final: bool) -> None:
         p = self._p
-        if self._run_n < 2 or self._run_t1 - self._run_t0 < p.still_s:
+        if self._too_short(self._run_n, self._run_t0, self._run_t1):
             return
         mean = self._run_sum / self._run_n
         var = np.maximum(self._run_sumsq / self._run_n - mean * mean, 0.0)
@@ -600,18 +604,16 @@ class MountCalibration:
             q = out["quat6D"]
             rot = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])  # r00, r01, ..., r22
             a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
-            f = np.stack([rot[3 * i] * a0 + rot[3 * i + 1] * a1 + rot[3 * i + 2] * a2 for i in range(3)])
+            f = np.stack(rotate_by_entries(rot, a0, a1, a2))
         else:
             rot = None
             f = a.T
         # ``f``: the specific force, one row per axis (3, N), so that the per-sample arithmetic below runs on
         # contiguous rows (level frame with a gyroscope: f = R a, element by element)
-        if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos)[:, :, None] * f[:, 0][None, None, :]
+        if self._zi is None:  # (sections, axes, 2): the state of a filter along the rows of ``f``
+            self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * f[:, 0][None, :, None]
             self._last_lp = f[:, 0].copy()
-        # (the filter state keeps the (sections, 2, axes) layout of a filter along the samples of (N, 3))
-        lp, zf = signal.sosfilt(self._sos, f, axis=1, zi=np.swapaxes(self._zi, 1, 2))  # type: ignore[arg-type]
-        self._zi = np.swapaxes(zf, 1, 2)
+        lp, self._zi = signal.sosfilt(self._sos, f, axis=1, zi=self._zi)
         d = np.empty_like(lp)  # increments of the low-passed force
         np.subtract(lp[:, 0], self._last_lp, out=d[:, 0])  # type: ignore[arg-type]
         np.subtract(lp[:, 1:], lp[:, :-1], out=d[:, 1:])
@@ -619,7 +621,7 @@ class MountCalibration:
         n = t.shape[0]
         # Steps are found on the norm of the low-passed specific force (dominated by its vertical part), so
         # gait is analysed even before gravity is known (needed for the no-stillness fallback).
-        av = np.sqrt(lp[0] * lp[0] + lp[1] * lp[1] + lp[2] * lp[2])
+        av = _norms(lp.T)
         rises, self._hyst = _step_rises(av, p.step_high_g * G_MPS2, p.step_low_g * G_MPS2, self._hyst)
         # Per-sample moment contributions a a'ᵀ (and rotation matrices or forces), gathered into blocks of
         # whole strides (an even number of steps, at least block_s long) that start and end at a step; the

@@ -452,10 +452,6 @@ class GaitEventDetector:
         self._release()
         return self
 
-    def window(self, i0: int, i1: int) -> np.ndarray:
-        """Held samples ``i0 .. i1-1`` (absolute indices): columns ``t_s, a_v, a_v low-passed, a_fwd``."""
-        return self._ring.get(i0, i1)
-
     # ------------------------------------------------------------------ core
     def _time(self, frac_index: float) -> float:
         """Session time of a fractional absolute sample index (nominal rate between samples)."""

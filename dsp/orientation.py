@@ -30,7 +30,7 @@ import vqf
 from scipy import signal
 
 from ._inputs import check_chunk
-from ._orient_quat import check_unit_quat, quat_multiply, quat_to_matrix
+from ._orient_quat import check_unit_quat, matrix_entries, quat_multiply, quat_to_matrix, rotate_by_entries
 
 __all__ = [
     "OrientationParams",
@@ -219,26 +219,15 @@ def _world_block(
     """Baker angles (rad) and world-frame specific force of pelvis orientations ``q`` (B, 4).
 
     The rotation matrix entries are those of :func:`quat_to_matrix` and the angles those of
-    :func:`_baker_radians` (the same expressions, each computed once). Returns tilt, obliquity, rotation
-    (B,) and the world-frame specific force x, y, z (B,).
+    :func:`_baker_radians` (the same expressions). Returns tilt, obliquity, rotation (B,) and the world-frame
+    specific force x, y, z (B,).
     """
-    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    r00 = 1 - 2 * (y * y + z * z)
-    r01 = 2 * (x * y - w * z)
-    r02 = 2 * (x * z + w * y)
-    r10 = 2 * (x * y + w * z)
-    r11 = 1 - 2 * (x * x + z * z)
-    r12 = 2 * (y * z - w * x)
-    r20 = 2 * (x * z - w * y)
-    r21 = 2 * (y * z + w * x)
-    r22 = 1 - 2 * (x * x + y * y)
+    r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
+    r01, r11, r20, r21, r22 = r[1], r[4], r[6], r[7], r[8]
     obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
     tilt = np.arctan2(-r20, r22)
     rotation = np.arctan2(-r01, r11)
-    a0, a1, a2 = acc_p[:, 0], acc_p[:, 1], acc_p[:, 2]
-    acc_wx = r00 * a0 + r01 * a1 + r02 * a2
-    acc_wy = r10 * a0 + r11 * a1 + r12 * a2
-    acc_wz = r20 * a0 + r21 * a1 + r22 * a2
+    acc_wx, acc_wy, acc_wz = rotate_by_entries(r, acc_p[:, 0], acc_p[:, 1], acc_p[:, 2])
     return tilt, obliquity, rotation, acc_wx, acc_wy, acc_wz
 
 

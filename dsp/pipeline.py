@@ -179,9 +179,8 @@ class GaitPipeline:
         self._p = p
         self._fs = float(rate_hz)
         self._detector = GaitEventDetector(self._fs, p.events)
-        ep = p.events if p.events is not None else EventParams()
-        cap = int(np.ceil(3.0 * ep.max_step_s * self._fs)) + self._detector.block_n + 16
-        self._ring = SampleRing(cap, _N_CH)
+        # the detector's capacity: both rings then hold the same samples (the steps it releases are held)
+        self._ring = SampleRing(self._detector._ring.capacity, _N_CH)
         self._lat = LateralityTracker(p.laterality)
         self._fmom = ForwardMoment(self._fs)
         self._step_fwd = StepForward()

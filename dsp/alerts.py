@@ -459,8 +459,8 @@ class AlertMonitor:
     def _ended(self, metric: str, st: _State, t_end_s: float) -> Alert:
         """End the active alert of ``metric`` at ``t_end_s``: its state cleared, the ended alert returned
         (for the history)."""
-        raised = st.raised if st.raised is not None else self.active_[metric]
-        ended = replace(raised, t_end_s=float(t_end_s))
+        assert st.raised is not None  # (set with ``active`` when the alert was raised)
+        ended = replace(st.raised, t_end_s=float(t_end_s))
         self.active_.pop(metric, None)
         st.active = st.raised = None
         st.onset_s = st.release_s = math.nan

@@ -429,12 +429,11 @@ def _gait_stretches(tab: StepTable, p: AsymmetryParams) -> list[tuple[Gait, list
     idx = np.flatnonzero(~tab.gap)  # gap steps are in no bout
     if not idx.size:
         return []
-    t = tab.t_ic[idx]
-    walking = tab.walking()[idx]
-    # a bout starts at the first step, and where _new_bout against the latest finite contact before
-    at = np.maximum.accumulate(np.where(np.isfinite(t), np.arange(idx.size), -1))
-    last = np.concatenate(([np.nan], np.where(at >= 0, t[np.maximum(at, 0)], np.nan)[:-1]))
-    new = _new_bouts(last, t, p)
+    sub = tab.take(idx)
+    walking = sub.walking()
+    # a bout starts at the first step, and where _new_bout against the latest finite contact before (none
+    # of these steps breaks the sequence)
+    new = sub.new_bout(p)
     new[0] = True
     first = np.flatnonzero(new | np.concatenate(([True], walking[1:] != walking[:-1])))  # of each run
     stop = np.append(first[1:], idx.size)

@@ -34,7 +34,6 @@ from pelvimon.dsp.asymmetry import (
     StepTable,
     compare_gaits,
     contact_time_balance_pct,
-    rolling_asymmetry,
     session_asymmetry,
     session_side_stats,
     step_end_s,
@@ -211,6 +210,12 @@ def applies(gait: str | None, metric: str) -> bool:
     return not (gait == "walking" and metric == "flight_time_s")
 
 
+def all_steps_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(metric, its all-steps figures) of a summary's ``all_steps`` that have steps and mean something for
+    the session's gait (the all-steps table of ``analyze`` and of the report)."""
+    return [(m, v) for m, v in summary["all_steps"].items() if v["n"] and applies(summary["gait"], m)]
+
+
 def _gait_part(gait: str, steps: list[Step], cfg: Config) -> GaitPart:
     side_stats = session_side_stats(steps, cfg.asymmetry)
     return GaitPart(gait, steps, side_stats, session_asymmetry(steps, cfg.asymmetry, side_stats))
@@ -262,9 +267,14 @@ class SessionAnalysis:
     parts: dict[str, GaitPart] = field(default_factory=dict)
     phases: list[GaitPhase] = field(default_factory=list)
 
+    @property
+    def main_part(self) -> GaitPart | None:
+        """The part of the session's gait (None without one)."""
+        return self.parts.get(self.gait) if self.gait is not None else None
+
     def gait_steps(self) -> list[Step]:
         """The steps of the session's gait (those ``side_stats`` and ``asymmetry`` are over)."""
-        part = self.parts.get(self.gait) if self.gait is not None else None
+        part = self.main_part
         return part.steps if part is not None else []
 
     @property
@@ -311,7 +321,7 @@ class SessionAnalysis:
         """The table of ``steps``, or of the steps of the session's gait."""
         if steps is not None:
             return StepTable.of(steps)
-        part = self.parts.get(self.gait) if self.gait is not None else None
+        part = self.main_part
         return part.table if part is not None else StepTable([])
 
     def _comparison(self, part: GaitPart | None, side_stats: Mapping[str, tuple[SideStats, SideStats]],
@@ -335,8 +345,7 @@ class SessionAnalysis:
             "n_steps": len(self.steps),
             "gait": self.gait,
             "gait_phases": [ph.to_dict() for ph in self.phases],
-            **self._comparison(self.parts.get(self.gait) if self.gait is not None else None, self.side_stats,
-                               self.asymmetry),
+            **self._comparison(self.main_part, self.side_stats, self.asymmetry),
             "other_gaits": {
                 g: {"gait": g, **self._comparison(part, part.side_stats, part.asymmetry)}
                 for g, part in self.other_gaits.items()
@@ -597,20 +606,11 @@ class StepTracker:
         if self._n_steps:
             return self.push_all(steps)
         steps = StepTable.of(steps)  # (its fields read once, for the rolling asymmetry and its caller)
-        params = self.asymmetry.params
-        if len(params.metrics) < 2:
-            out = []
-            for s, current in zip(steps, rolling_asymmetry(steps, params), strict=True):
-                t = step_end_s(s)
-                self.alerts.update(current, t)
-                out.append((t, current))
-                self.current = current
-            self.asymmetry.update(steps)
-            self._n_steps += len(steps)
-            return out
+        if len(self.asymmetry.params.metrics) < 2:  # (the column form needs two)
+            return [self.push(s)[:2] for s in steps]
         rolling = self.asymmetry.update_columns(steps)  # (its windows then as after the steps one by one)
         self._n_steps += len(steps)
-        t_end = [step_end_s(s) for s in steps]
+        t_end = steps.t_end().tolist()
         self.alerts.update_columns(rolling, t_end)
         if steps:
             self.current = rolling[-1]
@@ -686,8 +686,7 @@ def analyze_steps(
     if t_end_s is not None:
         end = t_end_s
     else:  # the latest update time (the latest end of a step)
-        t_steps = rolling.t_s if isinstance(rolling, RollingView) else [t for t, _ in rolling]
-        end = max(t_steps) if steps else 0.0
+        end = max(table.t_end().tolist()) if steps else 0.0
     alerts = tracker.alerts
     alerts.finish(end)
     # the whole-session comparison per gait: walking and running steps are not mixed

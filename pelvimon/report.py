@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, GaitPart, SessionAnalysis, applies
+from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, GaitPart, SessionAnalysis, all_steps_rows, applies
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import display_number, figures_note, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
@@ -264,7 +264,7 @@ def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
 
 def _all_steps_table(s: dict[str, Any]) -> str:
     """Mean, SD and n of every metric over the steps of the session's gait, sides unknown (or "")."""
-    rows = [(m, v) for m, v in s["all_steps"].items() if v["n"] and applies(s["gait"], m)]
+    rows = all_steps_rows(s)
     if not rows:
         return ""
     out = [f"<p>All {_e(s['gait'])} steps, side unknown:</p>"

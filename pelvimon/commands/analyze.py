@@ -178,14 +178,14 @@ def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
         )
 
 
-def _print_all_steps(con: Any, analysis: Any, s: dict[str, Any]) -> None:
+def _print_all_steps(con: Any, s: dict[str, Any]) -> None:
     """Mean ± SD (n) of every metric over the steps of the session's gait, sides unknown."""
     from rich.table import Table
 
-    from pelvimon.analysis import applies
+    from pelvimon.analysis import all_steps_rows
     from pelvimon.dsp.alerts import metric_label
 
-    rows = [(m, v) for m, v in s["all_steps"].items() if v["n"] and applies(s["gait"], m)]
+    rows = all_steps_rows(s)
     if not rows:
         return
     t = Table(title=f"All {s['gait']} steps (side unknown)", title_justify="left")
@@ -235,7 +235,7 @@ def print_report(analysis: Any) -> None:
             "(see the data quality below).",
             markup=False,
         )
-        _print_all_steps(con, analysis, s)
+        _print_all_steps(con, s)
     else:
         whole = "" if analysis.other_gaits else " (whole session)"
         _print_sides(con, analysis, analysis.parts[s["gait"]], f"Left / right: {s['gait']} steps{whole}")

@@ -325,9 +325,11 @@ class LiveState:
     def _cadence_steps(self) -> np.ndarray:
         """The steps cadence is taken from: the usable ones, or, while none has a known side (a sensor
         without a gyroscope), every one without a gap."""
+        usable = self._usable_steps()
+        if usable.shape[0]:
+            return usable
         s = self.steps.view()
-        usable = s[s[:, _S_OK] > 0.5]
-        return usable if usable.shape[0] else s[s[:, _S_NOGAP] > 0.5]
+        return s[s[:, _S_NOGAP] > 0.5]
 
     def cadence_now(self, n_steps: int = 8) -> float:
         """Cadence of the last ``n_steps`` steps of :meth:`_cadence_steps` (60 s over their mean step time),

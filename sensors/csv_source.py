@@ -25,7 +25,7 @@ import numpy as np
 from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 
-from .source import Source, SourceEvent, SourceInfo, SourceStatus
+from .source import Source, SourceEvent, SourceInfo, SourceStatus, gap_status
 
 TIME_COLUMN = "t_s"
 ACC_COLUMNS = ("acc_x_mps2", "acc_y_mps2", "acc_z_mps2")
@@ -288,9 +288,9 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
     """The fast path on a plain file, read by pandas from its path (which pandas reads about twice as fast
     as the same bytes in memory): no byte-order mark, carriage return, NUL or columns beyond the design's.
     None for any other file, or if anything looks wrong: the bytes path then decides, with the same result
-    or the line-numbered error. A comment (``#``) in the data lines is such a thing: pandas, told of no
-    comments, finds no number in its cell (or one of its NA words, "#N/A", NaN); comment lines before
-    the header are skipped as the bytes path does."""
+    or the line-numbered error. A comment (``#``) after the header is such a thing (the bytes path reads
+    it in one go, where pandas told of no comments would fail on it only after parsing up to it); comment
+    lines before the header are skipped as the bytes path does."""
     import mmap
 
     try:
@@ -298,13 +298,14 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
             if mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r")):
                 return None
             head = mm[: 1 << 16]
+            try:
+                header, header_line, start = _split_header(str(p), head)
+            except CsvFormatError:
+                return None
+            # (the header line may go on past the head)
+            if start > len(head) or mm.find(b"#", start) >= 0:
+                return None
     except (OSError, ValueError):  # unreadable, or empty (mmap of 0 bytes)
-        return None
-    try:
-        header, header_line, start = _split_header(str(p), head)
-    except CsvFormatError:
-        return None
-    if start > len(head):  # the header line may go on past the head
         return None
     layout = _Layout(str(p), header, header_line, columns)
     if len(layout.names) > len(layout.cols):
@@ -596,8 +597,8 @@ class CsvSource(Source):
                 return
             part = seg.slice(k, min(k + self.chunk, len(seg)))
             if part.gap_before:
-                yield SourceStatus("gap", float(part.t_s[0]), f"{part.n_lost} samples missing in the time column",
-                                   {"n_lost": part.n_lost, "t_s": float(part.t_s[0]), "estimated": True})
+                yield gap_status(float(part.t_s[0]), part.n_lost, f"{part.n_lost} samples missing in the time column",
+                                 estimated=True)
             if self.pace > 0:
                 delay = start + (float(part.t_s[-1]) - t0) / self.pace - time.monotonic()
                 if delay > 0:

@@ -96,7 +96,7 @@ class EmulatedClock:
         """Real seconds taken out because the host was blocked."""
         self._t0 = time.monotonic()
         self._last = self._t0
-        self._heartbeats: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle]] = {}
+        self._heartbeats: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
 
     def now(self) -> float:
         w = time.monotonic()
@@ -119,15 +119,14 @@ class EmulatedClock:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        entry = self._heartbeats.get(id(loop))
-        if entry is not None and entry[0] is loop:
+        if loop in self._heartbeats:
             return
         assert self._tol_real is not None
-        self._heartbeats = {k: v for k, v in self._heartbeats.items() if not v[0].is_closed()}
-        self._heartbeats[id(loop)] = (loop, loop.call_later(self._tol_real / 4, self._beat, loop))
+        self._heartbeats = {lp: h for lp, h in self._heartbeats.items() if not lp.is_closed()}
+        self._heartbeats[loop] = loop.call_later(self._tol_real / 4, self._beat, loop)
 
     def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._heartbeats.pop(id(loop), None)
+        self._heartbeats.pop(loop, None)
         self.now()  # (schedules the next beat)
 
     async def sleep(self, seconds: float) -> None:

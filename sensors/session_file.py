@@ -346,7 +346,6 @@ def _decode_alert(d: dict[str, Any]) -> Alert:
 
 # --- reading: a tolerant walk over the MCAP records ------------------------------------------------------
 
-_MAGIC = MCAP0_MAGIC
 _RECORD_LIMIT = 256 * 2**20
 """Largest record (and uncompressed chunk) the reader accepts, bytes."""
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
@@ -498,7 +497,7 @@ class _FileScan:
         """Channels and chunk index from the summary section, if the file ends with a readable one."""
         buf, size = self.buf, self.size
         fp = size - 8 - 29  # footer record: opcode, length, summary start, summary offset start, crc
-        if fp < 8 or buf[size - 8 : size] != _MAGIC or buf[fp : fp + 9] != _FOOTER_SIG:
+        if fp < 8 or buf[size - 8 : size] != MCAP0_MAGIC or buf[fp : fp + 9] != _FOOTER_SIG:
             return
         summary_start, summary_offset_start = self._u64(fp + 9), self._u64(fp + 17)
         crc = int(struct.unpack_from("<I", buf, fp + 25)[0])
@@ -703,7 +702,7 @@ class _FileScan:
         return self._record_fits(p + 13)
 
     def _footer_at(self, p: int) -> bool:
-        return self.buf[p + 29 : p + 37] == _MAGIC
+        return self.buf[p + 29 : p + 37] == MCAP0_MAGIC
 
     # -- the walk ---------------------------------------------------------------------------------------
     def _skip(
@@ -773,7 +772,7 @@ class _FileScan:
                 validated = op in (Opcode.MESSAGE_INDEX, Opcode.DATA_END, Opcode.FOOTER)
                 if rec is not _Unreadable and (validated or self._record_fits(nxt)):
                     if op == Opcode.FOOTER:
-                        if buf[nxt : nxt + 8] == _MAGIC:
+                        if buf[nxt : nxt + 8] == MCAP0_MAGIC:
                             self.complete = True
                             self.trailing = size - nxt - 8
                             return
@@ -883,7 +882,7 @@ class SessionReader:
 
     def _read_header(self) -> SessionHeader:
         with self._mapped() as buf:
-            if len(buf) < 8 or buf[:8] != _MAGIC:
+            if len(buf) < 8 or buf[:8] != MCAP0_MAGIC:
                 raise SessionFileError(f"{self.path}: not a readable session file (it is not an MCAP file)")
             # the pelvimon.session metadata record follows the MCAP header record; it is found even where
             # the header record is damaged

@@ -68,7 +68,7 @@ def _num(value: float, fmt: str, unit: str) -> str:
     text = format(value, fmt)
     if not math.isfinite(value):
         return "n/a".rjust(len(text))
-    if text.lstrip().startswith("-") and float(text) == 0.0:
+    if float(text) == 0.0:
         text = format(0.0, fmt)  # a small negative value is not shown as "-0.0"
     return text + unit
 

@@ -20,10 +20,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pelvimon.analysis import StepTracker
-from pelvimon.dsp.alerts import AlertMonitor
+from pelvimon.dsp.alerts import AlertEvent, AlertMonitor
 from pelvimon.dsp.orientation import PelvisMotion
 from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
 from pelvimon.dsp.records import Alert, Asymmetry, Step
@@ -48,20 +48,6 @@ class AsymmetryUpdate:
 
     t_s: float
     items: list[Asymmetry]
-
-
-@dataclass(frozen=True)
-class AlertEvent:
-    """An alert ``started``, was ``updated`` (new values) or ``ended``; ``at_session_end``: ended because the
-    session ended (the difference may well go on)."""
-
-    alert: Alert
-    kind: Literal["started", "updated", "ended"]
-    at_session_end: bool = False
-
-    @property
-    def started(self) -> bool:
-        return self.kind == "started"
 
 
 @dataclass(frozen=True)
@@ -184,7 +170,7 @@ class SessionAnalyzer:
             events.append(step)
             t, current, alert_events = self.tracker.push(step)
             events.append(AsymmetryUpdate(t, list(current)))
-            events.extend(AlertEvent(a.alert, a.kind) for a in alert_events)
+            events.extend(alert_events)
         return events
 
     def feed(self, batch: ImuBatch) -> list[EngineEvent]:
@@ -200,7 +186,7 @@ class SessionAnalyzer:
         out = self.pipeline.finish()
         self.pipeline.drain_steps()
         events = self._after(out)
-        events += [AlertEvent(a.alert, a.kind, a.at_session_end) for a in self.alerts.finish(self.t_s)]
+        events += self.alerts.finish(self.t_s)
         return events
 
 

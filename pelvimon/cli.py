@@ -33,13 +33,21 @@ SIGNALS_HELP = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line and exit with code 2 (``command_parsers``: the
-    parser of each command, on the top-level one)."""
-
-    command_parsers: dict[str, argparse.ArgumentParser]
+    """An ArgumentParser whose usage errors are one line and exit with code 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+class _CommandParser(_Parser):
+    """The parser of one command: arguments it does not know are its usage error ("pelvimon analyze:
+    error: ..."), not left over for the top-level parser to report."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        ns, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns, extra
 
 
 def _command_modules() -> list[ModuleType]:
@@ -63,8 +71,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    parser.command_parsers = {}
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     table: dict[str, ModuleType] = {}
     for mod in _command_modules():
         p = sub.add_parser(
@@ -75,7 +82,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
         )
         mod.add_arguments(p)
         table[mod.NAME] = mod
-        parser.command_parsers[mod.NAME] = p
     return parser, table
 
 
@@ -170,14 +176,7 @@ def _release_dead_streams() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, table = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # named by the command they were given to ("pelvimon analyze: error: ..."), if any
-        words = list(sys.argv[1:] if argv is None else argv)
-        after = words[words.index(args.command) + 1 :] if args.command in words else []
-        where = parser
-        if all(x in after for x in extra):
-            where = getattr(parser, "command_parsers", {}).get(args.command or "", parser)
-        where.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
     if args.command is None:
         parser.print_help()

@@ -547,6 +547,7 @@ class AlertMonitor:
         rules = [p.rules.get(m) for m in metrics]
         start, release = _conditions(rolling, rules)
         ml, mr = rolling.column("ml"), rolling.column("mr")
+        left_worse = ml >= mr
         row = np.maximum(rolling.slot, 0)
 
         def per_step(x: np.ndarray, j: int) -> np.ndarray:
@@ -572,7 +573,7 @@ class AlertMonitor:
                 present=present.get(metric, no_data),
                 start=per_step(start, j) if j >= 0 else no_data,
                 release=per_step(release, j) if j >= 0 else no_data,
-                left_worse=per_step(ml >= mr, j) if j >= 0 else no_data,
+                left_worse=per_step(left_worse, j) if j >= 0 else no_data,
                 left=per_step(ml, j) if j >= 0 else t,
                 right=per_step(mr, j) if j >= 0 else t,
                 row=row,

@@ -20,6 +20,9 @@ device clock. pelvimon maps device time to session time with a causal fit of the
   session time is the device time seen through the fastest delivery.
 - A residual further than ``reanchor_s`` from the model (device rebooted, a wrap the decoder could not see,
   or a stretch of lost data on a host-timed sensor) re-anchors the fit at that point, keeping the drift.
+  A late delivery of a device clock that went on without a jump (the link stalled and then delivered what
+  it had queued) does not: its samples were measured when the device clock says, and session time goes on
+  through the stall as it did before it.
 - Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
   slew towards it, session time advancing at least half as fast as device time (half a sample period
   regained per sample), so consecutive samples never overlap.
@@ -60,6 +63,11 @@ class ClockMap:
     late_s : float or None
         If set, a whole bin whose fastest delivery is still this late (s) against the model re-anchors the
         fit at that bin (host-timed streams that lost samples without a counter). None: never.
+    late_is_loss : bool
+        True for synthetic device times (:class:`SampleClock`): an arrival later than ``reanchor_s`` means
+        samples were lost unseen, and re-anchors. False for a real device clock: an arrival that late whose
+        device time went on from the last one is a stalled link delivering late, and is ignored; only a
+        jump of the device clock itself re-anchors.
 
     Attributes
     ----------
@@ -81,9 +89,11 @@ class ClockMap:
         max_drift: float = 5e-4,
         reanchor_s: float = 1.0,
         late_s: float | None = None,
+        late_is_loss: bool = False,
     ) -> None:
         self.bin_s = bin_s
         self.late_s = late_s
+        self.late_is_loss = late_is_loss
         self.window_bins = window_bins
         self.min_fit_span_s = min_fit_span_s
         self.max_drift = max_drift
@@ -95,6 +105,7 @@ class ClockMap:
         self._bins: deque[tuple[int, float, float]] = deque(maxlen=window_bins)  # (bin, x, r_min)
         self._last_out: float | None = None
         self._last_dev: float | None = None
+        self._last_observed: float | None = None  # device time of the last observation
 
     # -- model --------------------------------------------------------------------------------------
     def predict(self, t_device_s: np.ndarray | float) -> np.ndarray:
@@ -120,10 +131,14 @@ class ClockMap:
         """
         d = float(t_device_s)
         h = float(t_host_s)
+        last, self._last_observed = self._last_observed, d
         if self.anchor_device_s_ is None:
             self._anchor(d, h)
             return False
-        if abs(h - float(self.predict(d))) > self.reanchor_s:
+        residual = h - float(self.predict(d))
+        if abs(residual) > self.reanchor_s:
+            if residual > 0 and not self.late_is_loss and last is not None and d >= last:
+                return False  # delivered late, measured on time: nothing to learn about the envelope
             self._anchor(d, h)
             self.n_reanchors_ += 1
             return True
@@ -219,7 +234,9 @@ class SampleClock:
         if rate_hz <= 0:
             raise ValueError(f"SampleClock: rate_hz must be > 0, got {rate_hz}")
         self.rate_hz = rate_hz
-        self.map_ = ClockMap(reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03))
+        self.map_ = ClockMap(
+            reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03), late_is_loss=True
+        )
         self.n_samples_ = 0
         self.reanchored_ = False  # the last stamp() re-anchored the fit: its times jumped
 

@@ -128,3 +128,33 @@ def test_session_clock_marks_batches_session_time() -> None:
     assert out.time_base == "session" and out.gap_before
     assert out.t_s[-1] == pytest.approx(0.05)
     assert np.allclose(np.diff(out.t_s), 1 / 200)
+
+
+@pytest.mark.parametrize("stall_s", [1.6, 4.0])
+def test_a_stalled_link_does_not_move_device_clock_samples(stall_s: float) -> None:
+    """The link stalls for ``stall_s`` and then delivers the queued notifications at once: their device times
+    went on without a jump, so their session times stay on the device clock (no re-anchor, no jump forward
+    and back), within the envelope's millisecond."""
+    t_dev, true_host, t_host = _arrivals(60, 200, 8, 0.3, 40e-6, seed=6)
+    stalled = (t_dev > 1030.0) & (t_dev < 1030.0 + stall_s)
+    t_host = np.where(stalled, true_host[np.argmax(t_dev >= 1030.0 + stall_s)] + 0.01, t_host)
+    cm = ClockMap()
+    out = []
+    for d, h in zip(t_dev, t_host, strict=True):
+        cm.observe(d, h)
+        out.append(cm.map(d - np.arange(8)[::-1] / 200))
+    t = np.concatenate(out)
+    truth = 0.3 + (1 + 40e-6) * (np.concatenate([d - np.arange(8)[::-1] / 200 for d in t_dev]) - 1000.0)
+    assert cm.n_reanchors_ == 0
+    late = t_dev > 1025.0  # the fit has converged by then
+    assert np.max(np.abs(t - truth)[np.repeat(late, 8)]) < 1.5e-3
+    assert np.all(np.diff(t) > 0)
+
+
+def test_a_device_clock_that_jumps_forward_reanchors() -> None:
+    """Device time leaps ahead of the host clock (a wrap the decoder missed): the fit moves to it."""
+    cm = ClockMap()
+    for k in range(200):
+        cm.observe(50.0 + k * 0.04, 1.0 + k * 0.04 + 0.005)
+    assert cm.observe(5000.0, 1.0 + 200 * 0.04 + 0.005) is True
+    assert float(cm.predict(5000.0)) == pytest.approx(1.0 + 200 * 0.04 + 0.005)

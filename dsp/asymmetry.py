@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from operator import attrgetter
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from scipy import special
@@ -1117,18 +1117,22 @@ class RollingAsymmetry(Sequence[list[Asymmetry]]):
     def bounds(self, where: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The difference interval ``(lo, hi)``, each (P, M), at the entries ``where`` (bool, (P, M); None
         for all), NaN elsewhere: the same numbers as ``columns["lo"]``, ``columns["hi"]`` there."""
+        if where is None:
+            return self._bounds_at(...)
+        shape = self._columns["diff"].shape
+        lo = np.full(shape, np.nan)
+        hi = np.full(shape, np.nan)
+        lo[where], hi[where] = self._bounds_at(where)
+        return lo, hi
+
+    def _bounds_at(self, idx: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The difference interval at the entries ``idx`` (any numpy index of the (P, M) columns): the
+        computed columns when there are, the Welch bounds of just those entries otherwise."""
         c = self._columns
         if "lo" in c:
-            lo, hi = c["lo"], c["hi"]
-            return (lo, hi) if where is None else (np.where(where, lo, np.nan), np.where(where, hi, np.nan))
-        df, se2, valid = self._welch
-        diff = c["diff"]
-        if where is None:
-            return _welch_bounds(diff, df, se2, valid, self.level)
-        lo = np.full(diff.shape, np.nan)
-        hi = np.full(diff.shape, np.nan)
-        lo[where], hi[where] = _welch_bounds(diff[where], df[where], se2[where], valid[where], self.level)
-        return lo, hi
+            return c["lo"][idx], c["hi"][idx]
+        df, se2, valid = (x[idx] for x in self._welch)
+        return _welch_bounds(c["diff"][idx], df, se2, valid, self.level)
 
     def __len__(self) -> int:
         return int(self.slot.shape[0])
@@ -1139,11 +1143,7 @@ class RollingAsymmetry(Sequence[list[Asymmetry]]):
         if recs is None:
             kept = np.flatnonzero(self.keep[j])
             c = self._columns
-            if "lo" in c:
-                lo, hi = c["lo"][j, kept], c["hi"][j, kept]
-            else:
-                df, se2, valid = (x[j, kept] for x in self._welch)
-                lo, hi = _welch_bounds(c["diff"][j, kept], df, se2, valid, self.level)
+            lo, hi = self._bounds_at((j, kept))
             row = {"lo": lo, "hi": hi}
             cols = [(row[name] if name in row else c[name][j, kept]).tolist() for name in _COLUMNS]
             recs = _make_records([self.metrics[m] for m in kept.tolist()], self.level, float(c["t0"][j]), float(c["t1"][j]), cols)

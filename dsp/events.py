@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from scipy import fft as scipy_fft
 from scipy import ndimage, signal
 
 from ..firmware_protocols.batch import G_MPS2
@@ -300,9 +301,13 @@ class GaitEventDetector:
         self._cols_pre = np.arange(max(self._n_onset, self._n_fall) + 1)[None, :]
         self._n_ac_every = int(round(p.ac_every_s * fs))
         self._n_ac = int(round(p.ac_window_s * fs))
-        self._n_ac_fft = 1 << int(np.ceil(np.log2(2 * self._n_ac)))  # zero-padded: no circular wrap
         # the autocorrelation lags of plausible step and stride periods
         self._ac_lags = (max(1, int(p.min_step_s * fs)), min(self._n_ac - 2, int(2.2 * p.max_step_s * fs)))
+        # zero-padded against circular wrap: the lags read run to one past the longest plausible, and the
+        # circular sum at lag L also holds the lag L - n_fft, which is empty when n_fft >= window + L; padded
+        # to a length with small prime factors only (the transform is fastest there: 1152 instead of 2048 at
+        # 200 Hz)
+        self._n_ac_fft = scipy_fft.next_fast_len(self._n_ac + self._ac_lags[1] + 1, real=True)
         self._n_g_start = int(round(fs / (2 * np.pi * p.gravity_hz)))  # one time constant of the gravity low-pass
         # the unloading tangent of the running final contact is the slope over +-20 ms (a span in time, so
         # that the rule does not change with the sample rate; at least a sample either side)

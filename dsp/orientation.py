@@ -216,50 +216,69 @@ operation is per sample or carries its state, so the blocking does not change a 
 def _world_block(
     q: np.ndarray, acc_p: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Baker angles (rad) and world-frame specific force of pelvis orientations ``q`` (B, 4).
+    """Tilt and obliquity (rad), pelvis heading and world-frame specific force of pelvis orientations ``q``
+    (B, 4).
 
-    The rotation matrix entries are those of :func:`quat_to_matrix` and the angles those of
-    :func:`_baker_radians` (the same expressions). Returns tilt, obliquity, rotation (B,) and the world-frame
-    specific force x, y, z (B,).
+    The rotation matrix entries are those of :func:`quat_to_matrix`, tilt and obliquity those of
+    :func:`_baker_radians` (the same expressions). Returns tilt, obliquity (B,), the heading as a unit
+    vector (2, B) (:func:`_heading_unit`) and the world-frame specific force x, y, z (B,).
     """
     r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
-    r01, r11, r20, r21, r22 = r[1], r[4], r[6], r[7], r[8]
+    r20, r21, r22 = r[6], r[7], r[8]
     obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
     tilt = np.arctan2(-r20, r22)
-    rotation = np.arctan2(-r01, r11)
     acc_wx, acc_wy, acc_wz = rotate_by_entries(r, acc_p[:, 0], acc_p[:, 1], acc_p[:, 2])
-    return tilt, obliquity, rotation, acc_wx, acc_wy, acc_wz
+    return tilt, obliquity, _heading_unit(r[1], r[4]), acc_wx, acc_wy, acc_wz
+
+
+def _heading_unit(r01: np.ndarray, r11: np.ndarray) -> np.ndarray:
+    """The pelvis heading as a unit vector (2, B): cos and sin of the Baker rotation
+    ``arctan2(-r01, r11)``, which are ``(r11, -r01) / sqrt(r01² + r11²)`` (the second column of
+    ``Rz(rot) Rx(obl) Ry(tilt)`` is ``cos(obl) (-sin rot, cos rot, ·)``); without trigonometry. Where the
+    heading is not defined (pelvis x axis vertical: both entries 0) the vector is 0 and does not move the
+    running direction."""
+    norm = np.sqrt(r01 * r01 + r11 * r11)  # (entries of a rotation matrix: no overflow, as hypot would guard)
+    head = np.zeros((2, r01.shape[0]))
+    np.divide(r11, norm, out=head[0], where=norm > 0)
+    np.divide(r01, norm, out=head[1], where=norm > 0)
+    np.negative(head[1], out=head[1])
+    return head
 
 
 def _level_block(
-    angles: tuple[np.ndarray, ...], heading_lp: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int
+    angles: tuple[np.ndarray, ...], run: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int
 ) -> None:
     """Write the angles (deg, rotation relative to the running direction) and the level-frame specific
-    force of samples ``b0:b1`` into the output arrays ``out``."""
-    tilt, obl, rot, acc_wx, acc_wy, acc_wz = angles
-    rel = rot - heading_lp
-    rel = (rel + np.pi) % (2 * np.pi) - np.pi
-    c, s = np.cos(heading_lp), np.sin(heading_lp)
+    force of samples ``b0:b1`` into the output arrays ``out``; ``run`` (2, B) is the running direction as
+    a vector of any length (:func:`_track_heading`).
+
+    The rotation is the angle from the running direction to the heading, ``arctan2(run × head,
+    run · head)``, in (-180, 180] deg."""
+    tilt, obl, head, acc_wx, acc_wy, acc_wz = angles
+    rx, ry = run[0], run[1]
+    rel = np.arctan2(rx * head[1] - ry * head[0], rx * head[0] + ry * head[1])
+    norm = np.sqrt(rx * rx + ry * ry)  # (a low-pass of unit vectors: no overflow)
+    c = np.divide(rx, norm, out=np.ones(rx.shape[0]), where=norm > 0)  # (no direction yet: x)
+    s = np.divide(ry, norm, out=np.zeros(rx.shape[0]), where=norm > 0)
     lvl = out["acc_level"]
     lvl[b0:b1, 0] = c * acc_wx + s * acc_wy
     lvl[b0:b1, 1] = -s * acc_wx + c * acc_wy
     lvl[b0:b1, 2] = acc_wz
-    out["tilt"][b0:b1] = np.degrees(tilt)
-    out["obl"][b0:b1] = np.degrees(obl)
-    out["rot"][b0:b1] = np.degrees(rel)
+    np.degrees(tilt, out=out["tilt"][b0:b1])
+    np.degrees(obl, out=out["obl"][b0:b1])
+    np.degrees(rel, out=out["rot"][b0:b1])
 
 
-def _track_heading(sos: np.ndarray, zi: np.ndarray | None, rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Running direction (rad) tracked from the pelvis heading ``rot`` (rad, (B,)) by the zero-DC-lag
-    low-pass ``2B - B·B`` of its unit vector; ``zi`` carries the state (``None``: start at ``rot[0]``)."""
-    cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
+def _track_heading(sos: np.ndarray, zi: np.ndarray | None, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running direction tracked from the pelvis heading unit vectors ``head`` (2, B) by the zero-DC-lag
+    low-pass ``2B - B·B``: a vector (2, B) pointing along it (not of unit length) and the filter state;
+    ``zi`` carries the state (``None``: start at ``head[:, 0]``)."""
     if zi is None:
-        zi0 = signal.sosfilt_zi(sos)[:, :, None] * cs[0][None, None, :]
+        zi0 = signal.sosfilt_zi(sos)[:, None, :] * head[:, 0][None, :, None]
         zi = np.stack([zi0, zi0])
-    lp1, zi1 = signal.sosfilt(sos, cs, axis=0, zi=zi[0])
-    lp2, zi2 = signal.sosfilt(sos, lp1, axis=0, zi=zi[1])
-    cs_lp = 2.0 * lp1 - lp2
-    return np.arctan2(cs_lp[:, 1], cs_lp[:, 0]), np.stack([zi1, zi2])
+    lp1, zi1 = signal.sosfilt(sos, head, axis=1, zi=zi[0])
+    lp2, zi2 = signal.sosfilt(sos, lp1, axis=1, zi=zi[1])
+    return 2.0 * lp1 - lp2, np.stack([zi1, zi2])
 
 
 def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz: float) -> list[Any] | None:
@@ -278,8 +297,8 @@ def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz
     zi: np.ndarray | None = None
     for b0 in range(0, q_all.shape[0], _BLOCK_N):
         q = quat_multiply(np.ascontiguousarray(q_all[b0 : b0 + _BLOCK_N]), q_inv)
-        rot = _baker_radians(q)[2]  # (the same expression as _world_block's rotation: the same bits)
-        zi = _track_heading(sos, zi, rot)[1]
+        r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
+        zi = _track_heading(sos, zi, _heading_unit(r[1], r[4]))[1]  # (_world_block's heading: the same bits)
     return None if zi is None else zi.tolist()
 
 
@@ -304,14 +323,15 @@ def _motion(t: np.ndarray, out: dict[str, np.ndarray], acc_p: np.ndarray, gyr_p:
 def _assemble(
     t: np.ndarray,
     q: np.ndarray,
-    heading_lp: np.ndarray,
+    run: np.ndarray,
     acc_p: np.ndarray,
     gyr_p: np.ndarray,
     valid: np.ndarray,
 ) -> PelvisMotion:
-    """Angles and level-frame specific force from world quaternions and the tracked running direction."""
+    """Angles and level-frame specific force from world quaternions and the tracked running direction
+    ``run`` (2, N)."""
     out = _new_out(t.shape[0])
-    _level_block(_world_block(q, acc_p), heading_lp, out, 0, t.shape[0])
+    _level_block(_world_block(q, acc_p), run, out, 0, t.shape[0])
     return _motion(t, out, acc_p, gyr_p, valid)
 
 
@@ -416,7 +436,7 @@ class PelvisOrientation:
         gyr_p = _rotate(self._r_mount, gyr)
         n = t.shape[0]
         if n == 0:
-            return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
+            return _assemble(t, np.zeros((0, 4)), np.zeros((2, 0)), acc_p, gyr_p, np.zeros(0, dtype=bool))
         out = _new_out(n)
         out["q6"] = np.empty((n, 4))
         rest_at = -1
@@ -444,8 +464,8 @@ class PelvisOrientation:
         out["q6"][b0:b1] = res["quat6D"]
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
-        heading_lp, self._zi = _track_heading(self._sos, self._zi, angles[2])
-        _level_block(angles, heading_lp, out, b0, b1)
+        run, self._zi = _track_heading(self._sos, self._zi, angles[2])
+        _level_block(angles, run, out, b0, b1)
         if self._n_settled is not None:
             return -1
         rest = np.flatnonzero(res["restDetected"])
@@ -510,19 +530,17 @@ def offline_pelvis_orientation(
     gyr_p = _rotate(r_mount, g)
     n = t.shape[0]
     if n == 0:
-        return _assemble(t, np.zeros((0, 4)), np.zeros(0), acc_p, gyr_p, np.zeros(0, dtype=bool))
+        return _assemble(t, np.zeros((0, 4)), np.zeros((2, 0)), acc_p, gyr_p, np.zeros(0, dtype=bool))
     q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
     out = vqf.offlineVQF(g, a, None, 1.0 / float(rate_hz), _vqf_kwargs(p))
     q = quat_multiply(out["quat6D"], q_mount * np.array([1.0, -1.0, -1.0, -1.0]))
     angles = _world_block(q, acc_p)
-    rot = angles[2]
-    cs = np.stack([np.cos(rot), np.sin(rot)], axis=-1)
+    head = angles[2]
     sos = _heading_sos(p, float(rate_hz))
     if n > 3 * (2 * sos.shape[0] + 1):
-        cs_lp = signal.sosfiltfilt(sos, cs, axis=0)
+        run = signal.sosfiltfilt(sos, head, axis=1)
     else:
-        cs_lp = np.repeat(cs.mean(axis=0, keepdims=True), n, axis=0)
-    heading_lp = np.arctan2(cs_lp[:, 1], cs_lp[:, 0])
+        run = np.repeat(head.mean(axis=1, keepdims=True), n, axis=1)
     res = _new_out(n)
-    _level_block(angles, heading_lp, res, 0, n)
+    _level_block(angles, run, res, 0, n)
     return _motion(t, res, acc_p, gyr_p, np.ones(n, dtype=bool))

@@ -182,27 +182,30 @@ def step_metrics(
 
 
 def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Mean of ``x[start_k : stop_k]`` per window (NaN if any sample is NaN), sequential summation.
+    """Mean of ``x[start_k : stop_k]`` per window (NaN if any sample is NaN).
 
     ``x`` is (M,) or (M, C) (channels averaged separately); an empty window is the one sample at its
-    start. The windows are gathered side by side and summed with ``cumsum``: sequential, so a window's
-    mean does not depend on the other windows of the call, and a prefix sum, so the samples gathered past
-    a window's end (to give all windows one length) never reach the entry read for it.
+    start. ``np.add.reduceat`` sums each window over its own samples, in place in ``x`` (no copy of the
+    windows), so a window's mean depends on its samples alone, not on the other windows of the call nor on
+    where ``x`` begins; the entries from a window's end to the next start are not used. ``reduceat`` takes
+    no index past the array: when a window ends with it, the sums run over a copy with one more sample.
     """
     length = np.maximum(stop - start, 1)
-    idx = np.minimum(start[:, None] + np.arange(int(length.max())), x.shape[0] - 1)
-    last = length - 1
-    rows = np.arange(start.shape[0])
-    if x.ndim == 1:
-        return np.cumsum(np.take(x, idx), axis=1)[rows, last] / length
-    # channels first, so that the gather takes from contiguous rows and each cumsum runs along contiguous
-    # memory
-    c = np.cumsum(np.take(np.ascontiguousarray(x.T), idx, axis=1), axis=2)
-    return (c[:, rows, last] / length).T
+    end = start + length
+    # channels first: each channel's windows along contiguous memory
+    xc = x if x.ndim == 1 else np.ascontiguousarray(x.T)
+    if int(end.max()) >= xc.shape[-1]:
+        xc = np.concatenate([xc, np.zeros(xc.shape[:-1] + (1,))], axis=-1)
+    ind = np.empty(2 * start.shape[0], dtype=np.intp)
+    ind[0::2] = start
+    ind[1::2] = end
+    means = np.add.reduceat(xc, ind, axis=-1)[..., 0::2] / length
+    return means if x.ndim == 1 else means.T
 
 
 def window_means(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Per-window means used for the laterality evidence, sequential summation (see :func:`_window_mean`).
+    """Per-window means used for the laterality evidence, each window summed on its own (see
+    :func:`_window_mean`).
 
     Parameters
     ----------
@@ -326,21 +329,25 @@ def step_metrics_batch(
     cpd = np.where(finite, np.where(is_l, obl_hi - obl0, -(obl_lo - obl0)), np.nan)
     impact = _window_extremes(av, s, s + n_imp)[0] / G_MPS2
     # vertical oscillation: double integration over the stride ending with the step, with the mean removed
-    # before each integration; every sum is a cumsum read at the window's last sample (a prefix: samples
-    # past the window never enter); the peak-to-peak over the step's own samples
+    # before each integration. Removing a mean before a running sum is removing it times the sample count
+    # after it, so each integration is one cumsum: its value at the window's last sample gives the mean (a
+    # prefix: samples past the window never enter), and the velocity and the height come out times the
+    # sample rate and its square (divided out of the peak-to-peak); the peak-to-peak over the step's own
+    # samples
     rows = np.arange(k)
     n_pre = np.zeros(k, dtype=np.int64) if prev_ic is None else np.where(prev_ic >= 0, s + offset - prev_ic, 0)
     n_win = np.maximum(n_pre + n_next - 1, 1)  # up to the next IC, exclusive: one period
     width = int(n_win.max())
     av_w = np.take(av, np.minimum((s - n_pre)[:, None] + np.arange(width), av.shape[0] - 1))
     last = n_win - 1
-    mean_a = np.cumsum(av_w, axis=1)[rows, last] / n_win
-    v = np.cumsum(av_w - mean_a[:, None], axis=1) / rate_hz
-    mean_v = np.cumsum(v, axis=1)[rows, last] / n_win
-    z = np.cumsum(v - mean_v[:, None], axis=1) / rate_hz
+    count = np.arange(1.0, width + 1.0)
+    vel = np.cumsum(av_w, axis=1)
+    vel -= (vel[rows, last] / n_win)[:, None] * count
+    z = np.cumsum(vel, axis=1)
+    z -= (z[rows, last] / n_win)[:, None] * count
     # over the step's own samples (a step of fewer than three samples has none worth a figure: NaN)
     z_hi, z_lo = _window_extremes(z.ravel(), rows * width + np.minimum(n_pre, last), rows * width + n_win)
-    vo = np.where(n_next >= 3, (z_hi - z_lo) * 100.0, np.nan)
+    vo = np.where(n_next >= 3, (z_hi - z_lo) * (100.0 / (rate_hz * rate_hz)), np.nan)
     flight = np.where(c_ok | ~running, flight, np.nan)
     cadence = 60.0 / step_time
     # the columns in the order of Step's fields

@@ -193,6 +193,20 @@ def test_autocorr_period_equals_reference():
         assert [float(a).hex() for a, _ in pairs] == [float(b).hex() for _, b in pairs]
 
 
+def test_autocorr_padding_leaves_the_lags_read_unwrapped():
+    # the transform is padded to a fast length, mostly shorter than twice the window: every lag read (up to
+    # one past the longest plausible) must still be the linear autocorrelation, at any rate
+    rng = np.random.default_rng(5)
+    for fs in (20.0, 52.0, 100.0, 200.00895700963017, 400.0, 1000.0):
+        det = GaitEventDetector(fs)
+        n_w, n_fft, hi = det._n_ac, det._n_ac_fft, det._ac_lags[1]
+        x = rng.standard_normal(n_w)
+        spec = np.fft.rfft(x, n_fft)
+        ac = np.fft.irfft(spec.real**2 + spec.imag**2, n_fft)[: hi + 2]
+        linear = np.correlate(x, x, mode="full")[n_w - 1 : n_w + hi + 1]
+        np.testing.assert_allclose(ac, linear, rtol=0, atol=1e-9 * linear[0])
+
+
 def test_block_length_changes_nothing(monkeypatch):
     # one long chunk: in one block (the default at least 8192 samples), and in blocks of 600 samples
     default = _run(GaitEventDetector, "run", []), _run(GaitEventDetector, "walk", [])

@@ -41,7 +41,8 @@ __all__ = [
     "pelvis_angles_from_quat",
 ]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+"""2: the heading filter's state is laid out (sections, vector component, filter state)."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ device clock. pelvimon maps device time to session time with a causal fit of the
   or a stretch of lost data on a host-timed sensor) re-anchors the fit at that point, keeping the drift.
   A late delivery of a device clock that went on without a jump (the link stalled and then delivered what
   it had queued) does not: its samples were measured when the device clock says, and session time goes on
-  through the stall as it did before it.
+  through the stall as it did before it. A queue is delivered in a burst; arrivals that stay that late for
+  more than ``reanchor_s`` of host time mean the device clock itself fell behind (a sample counter that
+  stopped while the sensor did), and re-anchor.
 - Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
   slew towards it, session time advancing at least half as fast as device time (half a sample period
   regained per sample), so consecutive samples never overlap.
@@ -65,9 +67,10 @@ class ClockMap:
         fit at that bin (host-timed streams that lost samples without a counter). None: never.
     late_is_loss : bool
         True for synthetic device times (:class:`SampleClock`): an arrival later than ``reanchor_s`` means
-        samples were lost unseen, and re-anchors. False for a real device clock: an arrival that late whose
-        device time went on from the last one is a stalled link delivering late, and is ignored; only a
-        jump of the device clock itself re-anchors.
+        samples were lost unseen, and re-anchors. False for a real device clock: arrivals that late whose
+        device time went on from the last one are a stalled link delivering its queue, and are ignored for
+        up to ``reanchor_s`` of host time; a jump of the device clock, or arrivals late for longer,
+        re-anchor.
 
     Attributes
     ----------
@@ -106,6 +109,7 @@ class ClockMap:
         self._last_out: float | None = None
         self._last_dev: float | None = None
         self._last_observed: float | None = None  # device time of the last observation
+        self._late_since: float | None = None  # host time of the first of the late arrivals ignored so far
 
     # -- model --------------------------------------------------------------------------------------
     def predict(self, t_device_s: np.ndarray | float) -> np.ndarray:
@@ -116,6 +120,7 @@ class ClockMap:
         return self.offset_s_ + (1.0 + self.drift_) * x
 
     def _anchor(self, t_device_s: float, t_host_s: float) -> None:
+        self._late_since = None
         self.anchor_device_s_ = t_device_s
         self._bins.clear()
         self._bins.append((0, 0.0, t_host_s))
@@ -138,10 +143,14 @@ class ClockMap:
         residual = h - float(self.predict(d))
         if abs(residual) > self.reanchor_s:
             if residual > 0 and not self.late_is_loss and last is not None and d >= last:
-                return False  # delivered late, measured on time: nothing to learn about the envelope
+                if self._late_since is None:
+                    self._late_since = h
+                if h - self._late_since <= self.reanchor_s:
+                    return False  # delivered late, measured on time: nothing to learn about the envelope
             self._anchor(d, h)
             self.n_reanchors_ += 1
             return True
+        self._late_since = None
         x = d - self.anchor_device_s_
         r = h - x
         k = int(np.floor(x / self.bin_s))

@@ -158,3 +158,22 @@ def test_a_device_clock_that_jumps_forward_reanchors() -> None:
         cm.observe(50.0 + k * 0.04, 1.0 + k * 0.04 + 0.005)
     assert cm.observe(5000.0, 1.0 + 200 * 0.04 + 0.005) is True
     assert float(cm.predict(5000.0)) == pytest.approx(1.0 + 200 * 0.04 + 0.005)
+
+
+def test_a_device_clock_that_falls_behind_reanchors_after_a_while() -> None:
+    """A sample-counter clock that stopped with the sensor for 5 s: its device time goes on where it
+    stopped, so every arrival afterwards is 5 s late. Unlike a stalled link's burst, that lateness
+    lasts: the fit re-anchors within ``reanchor_s`` of host time and maps onto the host clock again."""
+    cm = ClockMap()
+    d, h = 0.0, 0.0
+    for _ in range(500):  # 20 s, a notification every 40 ms
+        d, h = d + 0.04, h + 0.04
+        cm.observe(d, h + 0.003)
+    h += 5.0  # the sensor (and its counter) stopped for 5 s
+    reanchored_at = None
+    for k in range(100):
+        d, h = d + 0.04, h + 0.04
+        if cm.observe(d, h + 0.003) and reanchored_at is None:
+            reanchored_at = k
+    assert cm.n_reanchors_ == 1 and reanchored_at is not None and reanchored_at * 0.04 <= cm.reanchor_s + 0.05
+    assert float(cm.predict(d)) == pytest.approx(h + 0.003, abs=0.01)

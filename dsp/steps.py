@@ -222,8 +222,9 @@ def window_means(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     return _window_mean(np.asarray(x, dtype=np.float64), np.asarray(start), np.asarray(stop))
 
 
-def _window_extremes(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maximum and minimum of ``x[..., start_k : stop_k]`` per window, along the last axis.
+def _window_reduce(op: np.ufunc, x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """``op`` (``np.maximum`` or ``np.minimum``) over ``x[..., start_k : stop_k]`` per window, along the last
+    axis.
 
     Every window holds a sample (``start_k < stop_k``); a window reaching past the end of ``x`` is cut
     there. ``ufunc.reduceat`` reduces from each start up to the window's last sample, which is then taken
@@ -235,10 +236,12 @@ def _window_extremes(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tupl
     ind = np.empty(2 * start.shape[0], dtype=np.intp)
     ind[0::2] = start
     ind[1::2] = last
-    end = x[..., last]
-    hi = np.maximum(np.maximum.reduceat(x, ind, axis=-1)[..., 0::2], end)
-    lo = np.minimum(np.minimum.reduceat(x, ind, axis=-1)[..., 0::2], end)
-    return hi, lo
+    return op(op.reduceat(x, ind, axis=-1)[..., 0::2], x[..., last])
+
+
+def _window_extremes(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum and minimum of ``x[..., start_k : stop_k]`` per window (see :func:`_window_reduce`)."""
+    return _window_reduce(np.maximum, x, start, stop), _window_reduce(np.minimum, x, start, stop)
 
 
 _EVENT_FIELDS = operator.attrgetter("i_ic", "i_next_ic", "i_end", "t_ic_s", "t_fc_s", "t_next_ic_s", "running",
@@ -327,7 +330,7 @@ def step_metrics_batch(
     finite = np.isfinite(obl_hi) & np.isfinite(obl_lo) & c_ok
     is_l = np.array([sd == "L" for sd in sides])
     cpd = np.where(finite, np.where(is_l, obl_hi - obl0, -(obl_lo - obl0)), np.nan)
-    impact = _window_extremes(av, s, s + n_imp)[0] / G_MPS2
+    impact = _window_reduce(np.maximum, av, s, s + n_imp) / G_MPS2
     # vertical oscillation: double integration over the stride ending with the step, with the mean removed
     # before each integration. Removing a mean before a running sum is removing it times the sample count
     # after it, so each integration is one cumsum: its value at the window's last sample gives the mean (a

@@ -85,9 +85,12 @@ def test_delayed_bursts_lose_nothing_and_keep_session_times_right(every_s: float
     t_true = k / rate / (1.0 + sensor.drift) - src._t0
     err = t - t_true
     # after the first burst, held from the start, has slewed back (at half speed) from the late anchor of
-    # its first delivery onto the envelope taught by the rest
-    late = t > 2 * burst_s + 0.5
-    assert np.max(np.abs(err[late] - np.median(err[late]))) < 0.005
+    # its first delivery onto the envelope taught by the rest. Emulation runs 20 times faster than real
+    # time, so a quarter of a millisecond of this host's scheduling delays a delivery by 5 ms of session
+    # time, and the envelope settles within a few ms; times taken from arrivals (or a clock re-anchored by
+    # a burst) would be off by up to the burst's length, 0.6 or 1.6 s
+    late = t > max(3.0, 2 * burst_s + 0.5)
+    assert np.max(np.abs(err[late] - np.median(err[late]))) < 0.02
     assert abs(np.median(err[late])) < 0.02  # offset: the fastest delivery delay
     # evenly spaced through the bursts (arrival times would have put burst_s of samples at one instant)
     # (Movesense packet times are whole ms; the envelope fit may still slew by a few ms, at half speed)

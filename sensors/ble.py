@@ -793,6 +793,7 @@ class StreamDecoder:
     def reset(self) -> None:
         """The link was lost: forget partial payloads; the next batch is flagged ``gap_before``."""
         self.decoder.reset()
+        self.clock.link_lost()
         for m in self._mergers.values():
             self._dropped_since += m.n_held  # held samples are lost with the link (host-timed count)
         self._mergers = {}

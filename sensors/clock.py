@@ -119,6 +119,12 @@ class ClockMap:
         x = np.asarray(t_device_s, dtype=np.float64) - self.anchor_device_s_
         return self.offset_s_ + (1.0 + self.drift_) * x
 
+    def link_lost(self) -> None:
+        """The link was lost: what arrives after it is no stalled link's queue, so a delivery later than
+        ``reanchor_s`` re-anchors at once (a device clock that stopped meanwhile)."""
+        self._last_observed = None
+        self._late_since = None
+
     def _anchor(self, t_device_s: float, t_host_s: float) -> None:
         self._late_since = None
         self.anchor_device_s_ = t_device_s
@@ -280,6 +286,10 @@ class SessionClock:
         """Learn from a device-clock batch as decoded: its last sample was received at ``t_host_s``."""
         if batch.time_base == "device" and len(batch):
             self.device.observe(float(batch.t_s[-1]), t_host_s)
+
+    def link_lost(self) -> None:
+        """The link was lost (see :meth:`ClockMap.link_lost`)."""
+        self.device.link_lost()
 
     def map_device(self, batch: ImuBatch, *, gap_before: bool = False) -> ImuBatch:
         """A device-clock batch on session time (after :meth:`observe`; merged streams map once)."""

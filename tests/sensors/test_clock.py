@@ -177,3 +177,19 @@ def test_a_device_clock_that_falls_behind_reanchors_after_a_while() -> None:
             reanchored_at = k
     assert cm.n_reanchors_ == 1 and reanchored_at is not None and reanchored_at * 0.04 <= cm.reanchor_s + 0.05
     assert float(cm.predict(d)) == pytest.approx(h + 0.003, abs=0.01)
+
+
+def test_after_a_lost_link_a_late_device_clock_reanchors_at_once() -> None:
+    """Across a reconnect nothing is a stalled link's queue: a device clock that stopped during the 5 s
+    outage re-anchors with the first delivery after it (the batch the source flags as after a gap), not
+    ``reanchor_s`` later."""
+    sc = SessionClock(200.0)
+    cm = sc.device
+    d, h = 0.0, 0.0
+    for _ in range(500):
+        d, h = d + 0.04, h + 0.04
+        cm.observe(d, h + 0.003)
+    sc.link_lost()
+    h += 5.0
+    assert cm.observe(d + 0.04, h + 0.04 + 0.003) is True
+    assert float(cm.predict(d + 0.04)) == pytest.approx(h + 0.043)

@@ -24,7 +24,8 @@ device clock. pelvimon maps device time to session time with a causal fit of the
   it had queued) does not: its samples were measured when the device clock says, and session time goes on
   through the stall as it did before it. A queue is delivered in a burst; arrivals that stay that late for
   more than ``reanchor_s`` of host time mean the device clock itself fell behind (a sample counter that
-  stopped while the sensor did), and re-anchor.
+  stopped while the sensor did), and re-anchor; after a lost link nothing is a queue, and a late arrival
+  re-anchors at once.
 - Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
   slew towards it, session time advancing at least half as fast as device time (half a sample period
   regained per sample), so consecutive samples never overlap.
@@ -61,16 +62,14 @@ class ClockMap:
     max_drift : float
         Largest drift accepted, as a fraction (1e-3 = 1000 ppm).
     reanchor_s : float
-        A residual this far (s) from the model re-anchors the fit.
+        A residual this far (s) from the model re-anchors the fit, except, on a real device clock, arrivals
+        that late whose device time went on from the last one: a stalled link delivering its queue, ignored
+        for up to ``reanchor_s`` of host time (late for longer, the device clock fell behind; after
+        :meth:`link_lost`, at once).
     late_s : float or None
-        If set, a whole bin whose fastest delivery is still this late (s) against the model re-anchors the
-        fit at that bin (host-timed streams that lost samples without a counter). None: never.
-    late_is_loss : bool
-        True for synthetic device times (:class:`SampleClock`): an arrival later than ``reanchor_s`` means
-        samples were lost unseen, and re-anchors. False for a real device clock: arrivals that late whose
-        device time went on from the last one are a stalled link delivering its queue, and are ignored for
-        up to ``reanchor_s`` of host time; a jump of the device clock, or arrivals late for longer,
-        re-anchor.
+        Set for synthetic device times (:class:`SampleClock`, host-timed streams): a late arrival is then a
+        loss, never a stalled queue, and a whole bin whose fastest delivery is still this late (s) against
+        the model re-anchors the fit at that bin (samples lost without a counter). None: a real device clock.
 
     Attributes
     ----------
@@ -92,11 +91,9 @@ class ClockMap:
         max_drift: float = 5e-4,
         reanchor_s: float = 1.0,
         late_s: float | None = None,
-        late_is_loss: bool = False,
     ) -> None:
         self.bin_s = bin_s
         self.late_s = late_s
-        self.late_is_loss = late_is_loss
         self.window_bins = window_bins
         self.min_fit_span_s = min_fit_span_s
         self.max_drift = max_drift
@@ -108,7 +105,9 @@ class ClockMap:
         self._bins: deque[tuple[int, float, float]] = deque(maxlen=window_bins)  # (bin, x, r_min)
         self._last_out: float | None = None
         self._last_dev: float | None = None
-        self._last_observed: float | None = None  # device time of the last observation
+        # device time of the last observation; None before the first and after link_lost (nothing since is a
+        # stalled link's queue)
+        self._last_observed: float | None = None
         self._late_since: float | None = None  # host time of the first of the late arrivals ignored so far
 
     # -- model --------------------------------------------------------------------------------------
@@ -123,7 +122,6 @@ class ClockMap:
         """The link was lost: what arrives after it is no stalled link's queue, so a delivery later than
         ``reanchor_s`` re-anchors at once (a device clock that stopped meanwhile)."""
         self._last_observed = None
-        self._late_since = None
 
     def _anchor(self, t_device_s: float, t_host_s: float) -> None:
         self._late_since = None
@@ -148,7 +146,7 @@ class ClockMap:
             return False
         residual = h - float(self.predict(d))
         if abs(residual) > self.reanchor_s:
-            if residual > 0 and not self.late_is_loss and last is not None and d >= last:
+            if residual > 0 and self.late_s is None and last is not None and d >= last:
                 if self._late_since is None:
                     self._late_since = h
                 if h - self._late_since <= self.reanchor_s:
@@ -249,9 +247,7 @@ class SampleClock:
         if rate_hz <= 0:
             raise ValueError(f"SampleClock: rate_hz must be > 0, got {rate_hz}")
         self.rate_hz = rate_hz
-        self.map_ = ClockMap(
-            reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03), late_is_loss=True
-        )
+        self.map_ = ClockMap(reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03))
         self.n_samples_ = 0
         self.reanchored_ = False  # the last stamp() re-anchored the fit: its times jumped
 

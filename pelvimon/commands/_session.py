@@ -112,8 +112,8 @@ def run_engine(
 ) -> int:
     """Run a session in this thread with a progress line every few seconds; summary at the end.
 
-    ``config``: the loaded ``--config`` (:func:`pelvimon.config.load_config`). ``no_samples``: when given, a session that yields no sample at all fails with this message instead of
-    printing an empty summary. A full disk while recording is one line saying what is kept.
+    ``config``: the loaded ``--config`` (:func:`pelvimon.config.load_config`). ``no_samples``: when given,
+    a session that yields no sample at all fails with this message instead of printing an empty summary. A full disk while recording is one line saying what is kept.
     """
     import threading
 

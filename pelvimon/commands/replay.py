@@ -31,8 +31,9 @@ def first_samples(reader: Any) -> str | None:
     """None if the session file of ``reader`` (a ``SessionReader``) holds at least one sample or raw
     notification, else why it holds none.
 
-    Reads only up to the first one (``items()`` starts afresh on every call, so the reader is reused). The reader's own warning about a damaged file is kept quiet here: the
-    caller turns the answer into one line.
+    Reads only up to the first one (``items()`` starts afresh on every call, so the reader is reused). The
+    reader's own warning about a damaged file is kept quiet here: the caller turns the answer into one
+    line.
     """
     import logging
 

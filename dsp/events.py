@@ -62,12 +62,14 @@ def _step_mean(x: np.ndarray) -> float:
 
 
 def _step_means(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`_step_mean` of the windows ``x[a_k:b_k]`` (``a_k < b_k``), all in one call."""
-    idx = np.empty(2 * a.shape[0], dtype=np.int64)
+    """:func:`_step_mean` of the windows ``x[..., a_k:b_k]`` (``a_k < b_k``) along the last axis, all in one
+    call: each window summed over its own samples, so its mean does not depend on the other windows nor on
+    where ``x`` begins (the entries from a window's end to the next start are not used)."""
+    idx = np.empty(2 * a.shape[0], dtype=np.intp)
     idx[0::2], idx[1::2] = a, b
-    if idx[-1] == x.shape[0]:
-        idx = idx[:-1]  # reduceat indices must be inside x: the last window then runs to the end
-    return np.add.reduceat(x, idx)[0::2] / (b - a)
+    if int(b.max()) >= x.shape[-1]:  # reduceat indices must be inside x: one more sample, never summed
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (1,))], axis=-1)
+    return np.add.reduceat(x, idx, axis=-1)[..., 0::2] / (b - a)
 
 
 def _first_rise(fl: np.ndarray, j_b: np.ndarray, flight_mps2: float) -> tuple[np.ndarray, np.ndarray]:
@@ -802,9 +804,7 @@ class GaitEventDetector:
         self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])
         if not running:
             self._n_pending += 1
-        gait: GaitState = "running" if running else "walking"
-        if gait != self.state_:
-            self._set_state(gait, f_next)
+        self._set_state("running" if running else "walking", f_next)
 
     def _running_fc(self, i_ic: int, i_next: int) -> float | None:
         seg = self._af(i_ic, i_next + 1)
@@ -836,9 +836,8 @@ class GaitEventDetector:
         return i_ic + x_fc - self._delay
 
     def _resolve_pending(self, n_avail: int) -> None:
-        """Walking steps: FC = first trough after the loading peak of the next step."""
-        if not self._n_pending:
-            return
+        """Walking steps: FC = first trough after the loading peak of the next step (called while some
+        are pending)."""
         limit_n = int(round(0.45 * self._fs))
         for e in self._queue:
             if e[6] or e[7] is not None:
@@ -1025,8 +1024,6 @@ class GaitEventDetector:
         i_stop = self._last_ic[0] + int(round(max(self._p.standing_after_s, 2.5 * per) * self._fs))
         if horizon <= i_stop or self._has_pending():
             return
-        if self.state_ != "standing":
-            self.state_ = "standing"
-            self.states_.append(StateChange(self._time(float(i_stop)), "standing"))
+        self._set_state("standing", float(i_stop))
         self._last_ic = None
         self._end_bout()

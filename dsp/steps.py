@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..firmware_protocols.batch import G_MPS2
-from .events import StepEvents
+from .events import StepEvents, _step_means
 from .records import Side, Step
 
 __all__ = [
@@ -185,21 +185,12 @@ def _window_mean(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarr
     """Mean of ``x[start_k : stop_k]`` per window (NaN if any sample is NaN).
 
     ``x`` is (M,) or (M, C) (channels averaged separately); an empty window is the one sample at its
-    start. ``np.add.reduceat`` sums each window over its own samples, in place in ``x`` (no copy of the
-    windows), so a window's mean depends on its samples alone, not on the other windows of the call nor on
-    where ``x`` begins; the entries from a window's end to the next start are not used. ``reduceat`` takes
-    no index past the array: when a window ends with it, the sums run over a copy with one more sample.
+    start. Each window is summed in place over its own samples (:func:`~pelvimon.dsp.events._step_means`),
+    so a window's mean depends on its samples alone.
     """
-    length = np.maximum(stop - start, 1)
-    end = start + length
     # channels first: each channel's windows along contiguous memory
     xc = x if x.ndim == 1 else np.ascontiguousarray(x.T)
-    if int(end.max()) >= xc.shape[-1]:
-        xc = np.concatenate([xc, np.zeros(xc.shape[:-1] + (1,))], axis=-1)
-    ind = np.empty(2 * start.shape[0], dtype=np.intp)
-    ind[0::2] = start
-    ind[1::2] = end
-    means = np.add.reduceat(xc, ind, axis=-1)[..., 0::2] / length
+    means = _step_means(xc, start, start + np.maximum(stop - start, 1))
     return means if x.ndim == 1 else means.T
 
 

@@ -154,16 +154,7 @@ def test_batch_metrics_do_not_depend_on_the_other_steps_of_the_call():
     ang = np.cumsum(rng.normal(0, 0.3, (m, 3)), axis=0)
     ang[:300] = np.nan  # orientation not valid yet
     av = G_MPS2 + rng.normal(0, 3.0, m)
-    evs, sides = [], []
-    i = 10
-    while i < m - 300:
-        n = int(rng.integers(2, 140))
-        c = int(rng.integers(-3, n + 40))
-        t_fc = (i + c) / fs if len(evs) % 7 else float("nan")
-        evs.append(StepEvents(i_ic=i, i_next_ic=i + n, i_fc=i + c, i_end=max(i + n, i + c), t_ic_s=i / fs,
-                              t_next_ic_s=(i + n) / fs, t_fc_s=t_fc, running=c < n, bout_start=False))  # fmt: skip
-        sides.append("L" if len(sides) % 2 else "R")
-        i += n
+    evs, sides = _random_steps(rng, fs, 10, m - 300, (2, 140), -3, nan_fc_every=7)
     whole = step_metrics_batch(evs, sides, [0.9] * len(evs), ang, av, 0, fs)
     cuts = [0, *sorted(rng.choice(np.arange(1, len(evs)), 6, replace=False).tolist()), len(evs)]
     parts = []

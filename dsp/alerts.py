@@ -354,7 +354,6 @@ class _MetricWalk:
     present: np.ndarray  # the metric has an asymmetry after the step
     start: np.ndarray  # the start condition holds
     release: np.ndarray  # the release condition holds
-    left_worse: np.ndarray  # worse_side is "L"
     left: np.ndarray  # left mean
     right: np.ndarray  # right mean
     row: np.ndarray  # window pair of the step
@@ -423,9 +422,12 @@ class AlertMonitor:
         self.active_: dict[str, Alert] = {}
         self.history_: list[Alert] = []
 
-    def _build(self, rule: AlertRule, a: Asymmetry, t_start_s: float) -> Alert:
+    def _build(
+        self, rule: AlertRule, a: Asymmetry, t_start_s: float, thresholds: tuple[float, float] | None = None
+    ) -> Alert:
+        """The alert of ``a``; ``thresholds`` (enter, release): those it keeps (default: the rule's for ``a``)."""
         side = worse_side(rule, a)
-        enter, release = _thresholds(rule, a)
+        enter, release = _thresholds(rule, a) if thresholds is None else thresholds
         return Alert(
             metric=a.metric,
             side=side,
@@ -444,7 +446,7 @@ class AlertMonitor:
         balance alert keeps the band edge it crossed while the balance wanders back)."""
         r = st.raised
         assert r is not None
-        return replace(self._build(rule, a, r.t_start_s), threshold=r.threshold, release_threshold=r.release_threshold)
+        return self._build(rule, a, r.t_start_s, (r.threshold, r.release_threshold))
 
     def _raise(self, metric: str, st: _State, alert: Alert) -> None:
         st.active = st.raised = alert
@@ -502,8 +504,8 @@ class AlertMonitor:
                     events.append(self._end(a.metric, st, st.release_s))
                 continue
             st.release_s = math.nan
-            new = self._update(rule, a, st)
-            if (new.left_value, new.right_value) != (st.active.left_value, st.active.right_value):
+            if (a.left_mean, a.right_mean) != (st.active.left_value, st.active.right_value):
+                new = self._update(rule, a, st)
                 st.active = new
                 self.active_[a.metric] = new
                 events.append(AlertEvent("updated", new))
@@ -547,12 +549,12 @@ class AlertMonitor:
         rules = [p.rules.get(m) for m in metrics]
         start, release = _conditions(rolling, rules)
         ml, mr = rolling.column("ml"), rolling.column("mr")
-        left_worse = ml >= mr
         row = np.maximum(rolling.slot, 0)
 
         def per_step(x: np.ndarray, j: int) -> np.ndarray:
-            """Column ``j`` of a (P, M) array at the window pair of each step, (K,)."""
-            return x[row, j] if x.shape[0] else np.zeros(row.shape, dtype=x.dtype)
+            """Column ``j`` of a (P, M) array at the window pair of each step, (K,) (zeros for no pairs or no
+            column, ``j`` -1: entries that are not read)."""
+            return x[row, j] if x.shape[0] and j >= 0 else np.zeros(row.shape, dtype=x.dtype)
 
         present = {
             m: (rolling.slot >= 0) & per_step(rolling.keep, j)
@@ -571,11 +573,10 @@ class AlertMonitor:
             j = metrics.index(metric) if metric in present else -1
             walk = _MetricWalk(
                 present=present.get(metric, no_data),
-                start=per_step(start, j) if j >= 0 else no_data,
-                release=per_step(release, j) if j >= 0 else no_data,
-                left_worse=per_step(left_worse, j) if j >= 0 else no_data,
-                left=per_step(ml, j) if j >= 0 else t,
-                right=per_step(mr, j) if j >= 0 else t,
+                start=per_step(start, j),
+                release=per_step(release, j),
+                left=per_step(ml, j),
+                right=per_step(mr, j),
                 row=row,
                 t=t,
                 t_list=t_list,
@@ -637,7 +638,7 @@ class AlertMonitor:
                     k += 1
                     continue
                 st.last_seen_s = tk
-                flipped = ("L" if w.left_worse[k] else "R") != side
+                flipped = ("L" if w.left[k] >= w.right[k] else "R") != side  # (worse_side)
                 if w.release[k] or flipped:
                     if math.isnan(st.release_s):
                         st.release_s = tk

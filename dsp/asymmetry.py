@@ -1022,7 +1022,7 @@ def _rolling_columns(tab: StepTable, p: AsymmetryParams, win: _Windows) -> Rolli
         uniq, inv = np.unique(lo * (w_max + 1) + n, return_inverse=True)
         u_lo, u_n = uniq // (w_max + 1), uniq % (w_max + 1)
         sums = _side_sums(vals[seq], u_lo, u_n, w_max)
-        first, last = (seq[u_lo], seq[u_lo + u_n - 1]) if seq.size else (u_lo, u_lo)
+        first, last = seq[u_lo], seq[u_lo + u_n - 1]
         per_side.append([c[inv] for c in sums] + [t_ic[first][inv], t_end[last][inv]])
     (nl, ml, ssl, lagl, sdl, t0l, t1l), (nr, mr, ssr, lagr, sdr, t0r, t1r) = per_side
     rho = _pooled_rho(nl, nr, ssl + ssr, lagl + lagr, p.autocorrelation, p.max_autocorrelation)

@@ -590,7 +590,8 @@ class StepTracker:
 
     def push_all(self, steps: Sequence[Step]) -> list[tuple[float, list[Asymmetry]]]:
         """:meth:`push` for every step of a fresh tracker, with the rolling asymmetry of all steps computed
-        at once (:func:`~pelvimon.dsp.asymmetry.rolling_asymmetry`, the same records as step by step).
+        at once (:meth:`~pelvimon.dsp.asymmetry.AsymmetryMonitor.update_columns`, the same records as step by
+        step).
 
         Returns (end time of the step in s, current asymmetries) per step; the alerts are in ``alerts``.
         A tracker that already holds steps takes them one by one.
@@ -692,7 +693,7 @@ def analyze_steps(
     # the whole-session comparison per gait: walking and running steps are not mixed
     stretches, by_gait, gait = compare_gaits(table, cfg.asymmetry)
     parts: dict[str, GaitPart] = {
-        g: GaitPart(g, list(c.steps), c.side_stats, c.asymmetry, c.steps) for g, c in by_gait.items()
+        g: GaitPart(g, c.steps.steps, c.side_stats, c.asymmetry, c.steps) for g, c in by_gait.items()
     }
     main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
     q = quality if quality is not None else quality_from_steps(table, cfg, duration_s=end)

@@ -352,8 +352,9 @@ def test_update_columns_equals_update_step_by_step(params: AlertParams) -> None:
     p = AsymmetryParams(window_steps=12, min_steps_per_side=4)
     rolling = rolling_asymmetry_columns(steps, p)
     t = [step_end_s(s) for s in steps]
+    expected = rolling_asymmetry_reference(steps, p)  # (causal: its first entries are those of a prefix)
     ref = AlertMonitor(params)
-    for current, tk in zip(rolling_asymmetry_reference(steps, p), t, strict=True):
+    for current, tk in zip(expected, t, strict=True):
         ref.update(current, tk)
     mon = AlertMonitor(params)
     mon.update_columns(rolling, t)
@@ -362,7 +363,7 @@ def test_update_columns_equals_update_step_by_step(params: AlertParams) -> None:
     # a monitor used step by step before takes the rest alike (pending onsets, active alerts carried over)
     half = len(steps) // 2
     head = AlertMonitor(params)
-    for current, tk in zip(rolling_asymmetry_reference(steps, p)[:half], t[:half], strict=True):
+    for current, tk in zip(expected[:half], t[:half], strict=True):
         head.update(current, tk)
     rest = rolling_asymmetry_columns(steps, p)
     tail = _Slice(rest, half)
@@ -391,13 +392,14 @@ def test_update_columns_ends_an_alert_whose_rule_was_switched_off_once_stale() -
     t = [step_end_s(s) for s in steps]
     first = AlertParams(min_duration_s=0.0, rules=_LOW)
     ref, mon = AlertMonitor(first), AlertMonitor(first)
-    for current, tk in zip(rolling_asymmetry_reference(steps[:700], p), t[:700], strict=True):
+    expected = rolling_asymmetry_reference(steps, p)  # (causal: its first entries are those of a prefix)
+    for current, tk in zip(expected[:700], t[:700], strict=True):
         ref.update(current, tk)
         mon.update(current, tk)
     assert ref.active_
     off = {m: dataclasses.replace(r, enabled=False) for m, r in _LOW.items()}
     ref.params = mon.params = AlertParams(min_duration_s=0.0, stale_s=10.0, rules=off)
-    for current, tk in zip(rolling_asymmetry_reference(steps, p)[700:], t[700:], strict=True):
+    for current, tk in zip(expected[700:], t[700:], strict=True):
         ref.update(current, tk)
     mon.update_columns(_Slice(rolling_asymmetry_columns(steps, p), 700), t[700:])  # type: ignore[arg-type]
     assert not ref.active_ and _monitor_state(mon) == _monitor_state(ref)

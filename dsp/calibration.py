@@ -242,9 +242,10 @@ def _step_rises(av: np.ndarray, high: float, low: float, level: int) -> tuple[np
 
 
 def _forward_from_moment(m: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """Unnormalised forward vector ``-(I - u uᵀ) M u`` from a moment ``M = Σ a a'ᵀ`` (sensor frame)."""
+    """Unnormalised forward vector ``-(I - u uᵀ) M u`` from a moment ``M = Σ a a'ᵀ`` (sensor frame), or one
+    per moment of stacked moments (..., 3, 3)."""
     v = m @ up
-    return -(v - up * float(up @ v))
+    return -(v - up * np.matmul(up, v[..., None]))
 
 
 def _mount_from(up: np.ndarray, fwd: np.ndarray) -> np.ndarray:
@@ -834,16 +835,15 @@ class MountCalibration:
         if not done:
             return
         m, acc_sum = _block_moments(done, bool(self._gyro_mode))
+        self._count_blocks(m, done)  # (read by neither _use_block nor _recheck)
         k = 0
         while k < len(done) and self.state_ != "calibrated":
             b = done[k]
-            self._count_blocks(m[k : k + 1], [b])
             self._use_block(m[k], acc_sum[k], b.t_end, b.rises)
             if self.state_ == "calibrated":
                 self._cal_index = self._n_seen + b.i_step
             k += 1
         if k < len(done):
-            self._count_blocks(m[k:], done[k:])
             self._recheck(m[k:])
 
     def _count_blocks(self, m: np.ndarray, done: list[_UsedBlock]) -> None:
@@ -902,8 +902,7 @@ class MountCalibration:
         self._recent.extend(m)
         # window after new block i: seq[n0 + i + j], j = 0 .. w-1 (the zeros above included), summed over j
         total = seq[n0 + np.arange(w)[:, None] + np.arange(k)].sum(axis=0)
-        v = total @ up
-        recent = -(v - up * np.matmul(up, v[:, :, None]))  # _forward_from_moment
+        recent = _forward_from_moment(total, up)
         dot_rf = np.matmul(recent[:, None, :], fwd)[:, 0].tolist()
         dot_rr = np.matmul(recent[:, None, :], recent[:, :, None])[:, 0, 0].tolist()
         dot_ff = float(fwd @ fwd)

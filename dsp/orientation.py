@@ -162,16 +162,14 @@ class PelvisMotion:
 
 def _baker_radians(q_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(tilt, obliquity, rotation) in rad of ``R = Rz(rot) Rx(obl) Ry(tilt)`` from quaternions (..., 4)."""
-    w, x, y, z = q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3]
-    r20 = 2 * (x * z - w * y)
-    r21 = 2 * (y * z + w * x)
-    r22 = 1 - 2 * (x * x + y * y)
-    r01 = 2 * (x * y - w * z)
-    r11 = 1 - 2 * (x * x + z * z)
-    obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
-    tilt = np.arctan2(-r20, r22)
-    rotation = np.arctan2(-r01, r11)
-    return tilt, obliquity, rotation
+    r = matrix_entries(q_wxyz[..., 0], q_wxyz[..., 1], q_wxyz[..., 2], q_wxyz[..., 3])
+    tilt, obliquity = _tilt_obliquity(r)
+    return tilt, obliquity, np.arctan2(-r[1], r[4])
+
+
+def _tilt_obliquity(r: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Tilt and obliquity (rad) of the rotation matrix entries ``r`` (:func:`matrix_entries`)."""
+    return np.arctan2(-r[6], r[8]), np.arcsin(np.clip(r[7], -1.0, 1.0))
 
 
 def pelvis_angles_from_quat(q_world_pelvis_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,13 +219,11 @@ def _world_block(
     (B, 4).
 
     The rotation matrix entries are those of :func:`quat_to_matrix`, tilt and obliquity those of
-    :func:`_baker_radians` (the same expressions). Returns tilt, obliquity (B,), the heading as a unit
+    :func:`_baker_radians` (both by :func:`_tilt_obliquity`). Returns tilt, obliquity (B,), the heading as a unit
     vector (2, B) (:func:`_heading_unit`) and the world-frame specific force x, y, z (B,).
     """
     r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
-    r20, r21, r22 = r[6], r[7], r[8]
-    obliquity = np.arcsin(np.clip(r21, -1.0, 1.0))
-    tilt = np.arctan2(-r20, r22)
+    tilt, obliquity = _tilt_obliquity(r)
     acc_wx, acc_wy, acc_wz = rotate_by_entries(r, acc_p[:, 0], acc_p[:, 1], acc_p[:, 2])
     return tilt, obliquity, _heading_unit(r[1], r[4]), acc_wx, acc_wy, acc_wz
 

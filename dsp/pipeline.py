@@ -366,14 +366,11 @@ class GaitPipeline:
                 closed, prev_ic = [], []
             if not det.steps_:
                 continue
-            # what both rings hold once the block is in (the motion ring takes the chunk at its end)
-            held = max(self._detector._ring.first, start + b1 - self._ring.capacity)
-            prev = self._stride_starts(det.steps_, held)
-            if min(ev.i_ic for ev in det.steps_) >= held:
+            prev = self._held_stride_starts(det.steps_)
+            if prev is not None:
                 closed += det.steps_
                 prev_ic += prev
             else:
-                # the samples are no longer held (cannot happen with the ring sizes used)
                 steps.extend(self._make_steps(closed, prev_ic, ch, start))
                 closed, prev_ic = [], []
                 steps.extend(_open_gap_step(ev.t_ic_s, self._lat) for ev in det.steps_)
@@ -463,15 +460,21 @@ class GaitPipeline:
         self._last_ic_i = last
         return out
 
+    def _held_stride_starts(self, events: list[StepEvents]) -> list[int] | None:
+        """:meth:`_stride_starts` of ``events``, or None when their samples are no longer held (cannot happen
+        with the ring sizes used). Both rings have the detector's capacity and the motion ring takes a chunk
+        at its end, so the samples the detector's ring holds are in the motion ring or in that chunk."""
+        held = self._detector._ring.first
+        prev = self._stride_starts(events, held)
+        return prev if min(ev.i_ic for ev in events) >= held else None
+
     def _flushed_steps(self, events: list[StepEvents]) -> list[Step]:
         """The steps the detector released at the end of data or before a restart (their samples held in
         the rings)."""
         if not events:
             return []
-        held = max(self._ring.first, self._detector._ring.first)
-        prev_ic = self._stride_starts(events, held)
-        if min(ev.i_ic for ev in events) < held:
-            # the samples are no longer held (cannot happen with the ring sizes used)
+        prev_ic = self._held_stride_starts(events)
+        if prev_ic is None:
             return [_open_gap_step(ev.t_ic_s, self._lat) for ev in events]
         return self._make_steps(events, prev_ic, np.zeros((_N_CH, 0)), self._ring.n_total)
 

@@ -907,9 +907,10 @@ def _as_rate(v: Any) -> float:
 
 def _as_factor(v: Any) -> float:
     """A FACTOR as the device sends it (float32): a finite scale > 0 (0 would zero every value, a negative
-    one flip the axes)."""
-    f = float(np.float32(_as_float(v)))
-    if not f > 0.0:
+    one flip the axes; one beyond float32 would be infinite)."""
+    with np.errstate(over="ignore"):
+        f = float(np.float32(_as_float(v)))
+    if not (math.isfinite(f) and f > 0.0):
         raise ValueError(f"polar_pmd decoder: factor={v!r}; a scale factor must be a finite number > 0")
     return f
 

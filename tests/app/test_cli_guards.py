@@ -156,6 +156,7 @@ def test_replay_of_a_cut_file_fails_in_one_line(capsys, tmp_path: Path) -> None:
         (["simulate", "--seconds", "30", "--then", "run:20", "--pause", "inf"], ("--pause", "finite")),
         (["simulate", "--cpd-left", "nan"], ("--cpd-left",)),
         (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=0"], ("factor=0", "> 0")),
+        (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=1e39"], ("factor=1e+39", "finite")),
         (["decode", "--protocol", "pelvimon", "--hex", "00", "--set", "acc_lsb_per_g=-1"], ("acc_lsb_per_g",)),
     ],
 )

@@ -146,7 +146,8 @@ class ClockMap:
             return False
         residual = h - float(self.predict(d))
         if abs(residual) > self.reanchor_s:
-            if residual > 0 and self.late_s is None and last is not None and d >= last:
+            # (device time may step back a little: streams observed apart, such as Polar's acc and gyro frames)
+            if residual > 0 and self.late_s is None and last is not None and d > last - self.bin_s:
                 if self._late_since is None:
                     self._late_since = h
                 if h - self._late_since <= self.reanchor_s:

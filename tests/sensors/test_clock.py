@@ -151,6 +151,21 @@ def test_a_stalled_link_does_not_move_device_clock_samples(stall_s: float) -> No
     assert np.all(np.diff(t) > 0)
 
 
+def test_a_stalled_link_with_two_streams_observed_apart_does_not_reanchor() -> None:
+    """Acc and gyro frames observed one by one (Polar): the gyro frame's last sample is a little older than
+    the acc frame's before it, also in the queue a stalled link delivers at once."""
+    cm = ClockMap()
+    out = []
+    for k in range(1, 1500):  # 60 s of 40 ms frame pairs; a 1.6 s stall from 30 s
+        d = k * 0.04
+        h = 0.003 + (31.6 + 0.01 if 30.0 < d < 31.6 else d)
+        for dk in (d, d - 0.015):  # the acc frame, then the gyro frame ending 15 ms earlier
+            cm.observe(dk, h)
+            out.append(float(cm.predict(dk)) - (dk + 0.003))
+    assert cm.n_reanchors_ == 0
+    assert max(abs(e) for e in out) < 1e-3
+
+
 def test_a_device_clock_that_jumps_forward_reanchors() -> None:
     """Device time leaps ahead of the host clock (a wrap the decoder missed): the fit moves to it."""
     cm = ClockMap()

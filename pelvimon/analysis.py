@@ -693,7 +693,7 @@ def analyze_steps(
     # the whole-session comparison per gait: walking and running steps are not mixed
     stretches, by_gait, gait = compare_gaits(table, cfg.asymmetry)
     parts: dict[str, GaitPart] = {
-        g: GaitPart(g, c.steps.steps, c.side_stats, c.asymmetry, c.steps) for g, c in by_gait.items()
+        g: GaitPart(g, list(c.steps), c.side_stats, c.asymmetry, c.steps) for g, c in by_gait.items()
     }
     main = parts[gait] if gait is not None else _gait_part("running", [], cfg)
     q = quality if quality is not None else quality_from_steps(table, cfg, duration_s=end)

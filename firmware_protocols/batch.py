@@ -145,3 +145,20 @@ class ImuBatch:
             n_lost=first.n_lost,
             time_base=first.time_base,
         )
+
+
+def median_rate_hz(batches: list[ImuBatch]) -> float | None:
+    """The sample rate the time stamps of a stream's batches give: one over the median interval between
+    samples within a batch (a batch after a gap starts afresh, so no gap counts as an interval), Hz.
+
+    Where no batch holds two increasing times (one sample per notification, e.g. Movella DOT, WitMotion)
+    the intervals are taken across batches. None if there are not two increasing times at all.
+    """
+    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
+    dt = np.concatenate(dts) if dts else np.zeros(0)
+    dt = dt[dt > 0]
+    if dt.size == 0:
+        t = [b.t_s for b in batches if len(b)]
+        dt = np.diff(np.concatenate(t)) if t else np.zeros(0)
+        dt = dt[dt > 0]
+    return 1.0 / float(np.median(dt)) if dt.size else None

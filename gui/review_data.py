@@ -1,6 +1,7 @@
 """What the review window shows, read and computed without Qt: steps, alerts, pelvis angles, statistics.
 
-A session file gives its decoded samples and the steps and alerts recorded live; a CSV gives samples only.
+The samples come from the input's Source (:func:`pelvimon.analysis.open_input`, as for ``pelvimon analyze``); a
+session file also gives the steps recorded live, a CSV samples only.
 The samples are run through the streaming gait pipeline once (for the angle traces, and for the steps when
 the file has none); asymmetry and alerts come from :func:`pelvimon.analysis.analyze_steps`, the code
 ``pelvimon analyze`` uses.
@@ -15,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import CsvOptions, SessionAnalysis, analyze_steps, load_batches
+from pelvimon.analysis import (
+    CsvOptions,
+    NoSamplesError,
+    SessionAnalysis,
+    analyze_steps,
+    open_input,
+    read_source,
+)
 from pelvimon.dsp.records import Alert, Step
 from pelvimon.errors import PelvimonError
 from pelvimon.file_kinds import is_session_file
@@ -110,32 +118,14 @@ class ReviewData:
         return self.t_s[i0:i1], self.tilt_deg[i0:i1], self.obliquity_deg[i0:i1], self.rotation_deg[i0:i1]
 
 
-def _read_session(path: Path) -> tuple[list[ImuBatch], list[Step], list[Alert]]:
+def _recorded_steps(path: Path) -> list[Step]:
+    """The steps a session file recorded live."""
     from pelvimon.sensors.session_file import SessionFileError, SessionReader
 
-    batches: list[ImuBatch] = []
-    steps: list[Step] = []
-    alerts: list[Alert] = []
     try:
-        for it in SessionReader(path).items():
-            if isinstance(it, ImuBatch):
-                batches.append(it)
-            elif isinstance(it, Step):
-                steps.append(it)
-            elif isinstance(it, Alert):
-                alerts.append(it)
+        return [it for it in SessionReader(path).items() if isinstance(it, Step)]
     except SessionFileError as exc:
         raise PelvimonError(str(exc)) from None
-    return batches, steps, alerts
-
-
-def _rate_hz(batches: list[ImuBatch]) -> float:
-    # across batches too: host-timed protocols may send one sample per notification
-    dt = np.diff(np.concatenate([b.t_s for b in batches])) if batches else np.zeros(0)
-    dt = dt[dt > 0]
-    if dt.size == 0:
-        raise PelvimonError("cannot tell the sample rate: the file needs at least two increasing times")
-    return 1.0 / float(np.median(dt))
 
 
 def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any = None) -> ReviewData:
@@ -149,18 +139,22 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     from pelvimon.dsp.pipeline import GaitPipeline
 
     p = Path(path)
-    recorded_steps: list[Step] = []
-    if p.is_file() and is_session_file(p):
-        batches, recorded_steps, _recorded_alerts = _read_session(p)
-    else:
-        batches = load_batches(p, csv)
-    if not batches and not recorded_steps:
-        raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review")
+    src = open_input(p, csv)
+    recorded_steps = _recorded_steps(p) if is_session_file(p) else []
+    batches: list[ImuBatch] = []
+    rate_hz = math.nan
+    try:
+        samples = read_source(src)
+        batches, rate_hz = samples.batches, samples.rate_hz
+    except NoSamplesError:
+        if not recorded_steps:
+            raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review") from None
     parts_t: list[np.ndarray] = []
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []
     if batches and any(b.acc_mps2 is not None for b in batches):
-        pipe = GaitPipeline(_rate_hz(batches))
+        # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze
+        pipe = GaitPipeline(rate_hz)
         for b in batches:
             if b.acc_mps2 is None or not len(b):
                 continue

@@ -2,10 +2,13 @@
 
 One place wires the analysis that ``pelvimon analyze``, ``pelvimon report`` and the session review share:
 
-* :func:`load_batches` reads an input file (CSV now; session files' decoded samples) into ``ImuBatch``es;
+* :func:`open_input` is the ``Source`` of an input file (CSV import, or a session file's recorded samples),
+  and :func:`read_source` takes a source's samples to its end (the commands build the source, the
+  analysis takes it);
 * :func:`run_pipeline` is the ONE call into the step pipeline (``pelvimon.dsp.pipeline``);
 * :func:`analyze_steps` turns steps into the rolling and whole-session asymmetry, alerts and the summary;
-* :func:`analyze_batches` / :func:`analyze_file` do all of it;
+* :func:`analyze_source` (and :func:`analyze_samples`, :func:`analyze_batches`, :func:`analyze_file`) do
+  all of it;
 * :func:`compare_baseline` compares a session with a saved per-runner baseline.
 
 The JSON form (:meth:`SessionAnalysis.to_json`) is what ``pelvimon analyze --json`` prints:
@@ -14,11 +17,12 @@ The JSON form (:meth:`SessionAnalysis.to_json`) is what ``pelvimon analyze --jso
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -41,7 +45,8 @@ from pelvimon.dsp.asymmetry import (
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
 from pelvimon.file_kinds import is_session_file
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
+from pelvimon.sensors.source import Source
 
 
 @dataclass(frozen=True)
@@ -410,31 +415,18 @@ def jsonable(obj: Any) -> Any:
 # --- input ----------------------------------------------------------------------------------------------
 
 
-def _read_session(p: Path) -> tuple[list[ImuBatch], float | None]:
-    """The decoded samples of a session file and its recorded nominal rate (None if it has none)."""
-    from pelvimon.sensors.session_file import SessionFileError, SessionReader
+def open_input(path: str | Path, csv: CsvOptions | None = None) -> Source:
+    """The ``Source`` of an input file, for the offline commands (``analyze``, ``report``, ``review``).
 
-    try:
-        reader = SessionReader(p)
-        batches = [it for it in reader.items() if isinstance(it, ImuBatch)]
-    except SessionFileError as exc:
-        raise PelvimonError(str(exc)) from None
-    if not batches:
-        raise PelvimonError(f"{p}: the session file holds no decoded samples (/imu); nothing to analyse")
-    return batches, reader.header.source.rate_hz or None
-
-
-def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
-    """Read an input file into batches on session time.
-
-    CSV (any suffix other than a session file's) through ``pelvimon.sensors.csv_source.read_imu_csv``,
-    cut at the gaps of its time column (``split_at_gaps``); a session file (``.mcap``) gives its decoded
-    ``/imu`` batches, gaps kept.
+    A session file (``.mcap``) replays its recorded samples (:class:`~pelvimon.sensors.replay.ReplaySource`;
+    the samples the live analysis saw, at the session's nominal rate); any other file is CSV import
+    (:class:`~pelvimon.sensors.csv_source.CsvSource`, in pipeline-sized chunks, cut at the gaps of its time
+    column). Nothing is read here but the session file's header.
 
     Raises
     ------
     PelvimonError
-        Missing file, or a file that cannot be read (one line naming the file, and the line for CSV).
+        Missing file, a directory, or a session file that cannot be opened (one line naming the file).
     """
     p = Path(path)
     if not p.exists():
@@ -442,51 +434,131 @@ def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBat
     if p.is_dir():
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
     if is_session_file(p):
-        return _read_session(p)[0]
-    from pelvimon.sensors.csv_source import CsvFormatError, read_imu_csv, split_at_gaps
+        from pelvimon.sensors.replay import ReplaySource
+        from pelvimon.sensors.session_file import SessionFileError
+
+        try:
+            return ReplaySource(p, redecode=False)
+        except SessionFileError as exc:
+            raise PelvimonError(str(exc)) from None
+    from pelvimon.sensors.csv_source import CsvSource
 
     o = csv if csv is not None else CsvOptions()
+    return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N)  # type: ignore[arg-type]
+
+
+class NoSamplesError(PelvimonError):
+    """The source ended without giving a sample."""
+
+
+@dataclass(frozen=True, eq=False)
+class InputSamples:
+    """The samples a source gave, on session time.
+
+    Attributes
+    ----------
+    name : str
+        The source's name (a file's name).
+    batches : list of ImuBatch
+        In order; a batch after lost samples has ``gap_before``.
+    rate_hz : float
+        The nominal sample rate the analysis runs at: the source's (a session file's recorded rate), else the
+        time stamps' (:func:`~pelvimon.firmware_protocols.batch.median_rate_hz`), Hz.
+    measured_hz : float
+        The sample rate of the time stamps, Hz.
+    """
+
+    name: str
+    batches: list[ImuBatch]
+    rate_hz: float
+    measured_hz: float
+
+
+def read_source(source: Source) -> InputSamples:
+    """Open the source, take every sample batch it gives to its end, and close it.
+
+    A CSV's samples are checked against their stated units (:func:`check_units`).
+
+    Raises
+    ------
+    PelvimonError
+        A file that cannot be read (one line naming the file, and the line for CSV), or time stamps that give
+        no sample rate; ``NoSamplesError`` if the source gave no sample.
+    """
+    from pelvimon.sensors.csv_source import CsvFormatError
+    from pelvimon.sensors.session_file import SessionFileError
+    from pelvimon.sensors.source import SourceError
+
+    async def collect() -> list[ImuBatch]:
+        async with source:
+            return [ev async for ev in source if isinstance(ev, ImuBatch) and len(ev)]
+
     try:
-        # cut where the time column jumps (lost samples): the pipeline bridges or restarts there
-        batch = read_imu_csv(p, columns=o.columns, acc_unit=o.acc_unit, gyr_unit=o.gyr_unit)  # type: ignore[arg-type]
-    except CsvFormatError as exc:
+        batches = asyncio.run(collect())
+    except (CsvFormatError, SessionFileError, SourceError) as exc:
         raise PelvimonError(str(exc)) from None
-    check_units(batch, o, p.name)
-    return split_at_gaps(batch)
+    info = source.info
+    if not batches:
+        what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
+        raise NoSamplesError(f"{info.address or info.name}: {what}; nothing to analyse")
+    if info.protocol == "csv":
+        meta = info.metadata
+        check_units(batches, str(meta.get("acc_unit", "mps2")), str(meta.get("gyr_unit", "rads")), info.name)
+    stated = float(info.rate_hz) if info.rate_hz and math.isfinite(info.rate_hz) and info.rate_hz > 0 else None
+    # a CSV source states the rate of its time stamps (the median interval within the parts between gaps)
+    measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches)
+    nominal = stated if stated is not None else measured
+    return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured)
 
 
-def check_units(batch: ImuBatch, csv: CsvOptions, name: str) -> None:
+def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
+    """The sample batches of an input file (:func:`open_input`, :func:`read_source`), on session time."""
+    return read_source(open_input(path, csv)).batches
+
+
+def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name: str) -> None:
     """Refuse CSV samples whose size says the unit options are wrong: at rest and over gait the median
     specific force is about 1 g (0.5-2 g accepted), and a pelvis turns at no more than a few rad/s (a
     gyroscope read above 35 rad/s, 2000 deg/s, is in deg/s; one under 0.1 rad/s throughout while the
     accelerometer shows movement, given as deg/s, was in rad/s)."""
-    if batch.acc_mps2 is None or len(batch) < 10:
+    n = sum(len(b) for b in batches)
+    if n < 10 or any(b.acc_mps2 is None for b in batches):
         return
-    step = max(1, len(batch) // 20000)  # a plausibility check: 20,000 samples spread over the file are plenty
-    acc = batch.acc_mps2[::step]
+    step = max(1, n // 20000)  # a plausibility check: 20,000 samples spread over the file are plenty
+
+    def spread(name: str) -> np.ndarray | None:
+        parts = [getattr(b, name) for b in batches]
+        if any(p is None for p in parts):
+            return None
+        # every step-th sample of the whole stream, whatever its batches
+        starts = np.cumsum([0] + [len(b) for b in batches[:-1]])
+        return np.concatenate([p[(-int(s0)) % step :: step] for p, s0 in zip(parts, starts, strict=True)])
+
+    acc = spread("acc_mps2")
+    assert acc is not None
     norm = np.sqrt(np.sum(acc * acc, axis=1))
     med = float(np.median(norm))
     if not 0.5 * G_MPS2 <= med <= 2.0 * G_MPS2:
         hint = (
             "the accelerometer columns look like g: add --acc-unit g"
-            if csv.acc_unit == "mps2" and 0.5 <= med <= 2.0
+            if acc_unit == "mps2" and 0.5 <= med <= 2.0
             else "the accelerometer columns look like m/s²: leave out --acc-unit g"
-            if csv.acc_unit == "g" and 0.5 * G_MPS2 <= med / G_MPS2 <= 2.0 * G_MPS2
+            if acc_unit == "g" and 0.5 * G_MPS2 <= med / G_MPS2 <= 2.0 * G_MPS2
             else "check the accelerometer columns (--columns) and their unit (--acc-unit)"
         )
         raise PelvimonError(
             f"{name}: the accelerometer reads {med:.3g} m/s² on median, where any sensor at rest or in gait reads "
             f"about 9.8 (1 g); {hint}"
         )
-    if batch.gyr_rads is None:
+    gyr = spread("gyr_rads")
+    if gyr is None:
         return
-    gyr = batch.gyr_rads[::step]
     g99 = float(np.percentile(np.sqrt(np.sum(gyr * gyr, axis=1)), 99))
     if g99 > 35.0:
-        hint = ("the gyroscope columns look like deg/s: add --gyr-unit dps" if csv.gyr_unit == "rads"
+        hint = ("the gyroscope columns look like deg/s: add --gyr-unit dps" if gyr_unit == "rads"
                 else "check the gyroscope columns (--columns)")  # fmt: skip
         raise PelvimonError(f"{name}: the gyroscope reads up to {g99:.3g} rad/s, beyond a pelvis' few rad/s; {hint}")
-    if csv.gyr_unit == "dps" and g99 < 0.1 and float(np.std(norm)) > 1.0:
+    if gyr_unit == "dps" and g99 < 0.1 and float(np.std(norm)) > 1.0:
         raise PelvimonError(
             f"{name}: the gyroscope reads at most {g99:.2g} rad/s while the accelerometer shows movement; the "
             "gyroscope columns look like rad/s: leave out --gyr-unit dps"
@@ -497,16 +569,10 @@ def check_units(batch: ImuBatch, csv: CsvOptions, name: str) -> None:
 
 
 def _rate_hz(batches: Sequence[ImuBatch]) -> float:
-    dts = [np.diff(b.t_s) for b in batches if len(b) > 1]
-    dt = np.concatenate(dts) if dts else np.zeros(0)
-    dt = dt[dt > 0]
-    if dt.size == 0:  # one sample per batch (one per notification, e.g. Movella DOT, WitMotion): across batches
-        t = [b.t_s for b in batches if len(b)]
-        dt = np.diff(np.concatenate(t)) if t else np.zeros(0)
-        dt = dt[dt > 0]
-    if dt.size == 0:
+    rate = median_rate_hz(list(batches))
+    if rate is None:
         raise PelvimonError("cannot tell the sample rate: the input needs at least two increasing times")
-    return 1.0 / float(np.median(dt))
+    return rate
 
 
 MIN_RATE_HZ = 20.0
@@ -765,11 +831,20 @@ def analyze_batches(
     ``rate_hz`` is the nominal sample rate (a session file's, as the live analysis used); by default it
     is estimated from the time stamps.
     """
-    cfg = config if config is not None else Config()
-    if not batches or sum(len(b) for b in batches) == 0:
+    batches = [b for b in batches if len(b)]
+    if not batches:
         raise PelvimonError(f"{name}: no samples to analyse")
     measured_hz = _rate_hz(batches)
     use_hz = rate_hz if rate_hz is not None else measured_hz
+    return analyze_samples(InputSamples(name, batches, use_hz, measured_hz), config, baseline=baseline)
+
+
+def analyze_samples(
+    samples: InputSamples, config: Config | None = None, *, baseline: Baseline | None = None
+) -> SessionAnalysis:
+    """The whole analysis of the samples a source gave (:func:`read_source`)."""
+    cfg = config if config is not None else Config()
+    name, batches, use_hz = samples.name, samples.batches, samples.rate_hz
     if not MIN_RATE_HZ <= use_hz <= MAX_RATE_HZ:
         raise PelvimonError(
             f"{name}: the time stamps give {use_hz:.4g} samples per second; pelvimon analyses "
@@ -783,7 +858,7 @@ def analyze_batches(
     q = Quality(
         duration_s=t1 - t0,
         n_samples=n,
-        rate_hz=measured_hz,
+        rate_hz=samples.measured_hz,
         n_batches_after_gap=sum(1 for b in batches if b.gap_before),
         n_samples_lost=sum(int(b.n_lost) for b in batches),
         n_gap_events=run.n_gap_events,
@@ -795,6 +870,17 @@ def analyze_batches(
     return analyze_steps(run.steps, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
 
 
+def analyze_source(
+    source: Source, config: Config | None = None, *, name: str | None = None, baseline: Baseline | None = None
+) -> SessionAnalysis:
+    """Read a source to its end (:func:`read_source`) and analyse its samples; ``name`` names the session
+    in the results (default: the source's name)."""
+    samples = read_source(source)
+    if name is not None:
+        samples = replace(samples, name=name)
+    return analyze_samples(samples, config, baseline=baseline)
+
+
 def analyze_file(
     path: str | Path,
     config: Config | None = None,
@@ -802,13 +888,9 @@ def analyze_file(
     csv: CsvOptions | None = None,
     baseline: Baseline | None = None,
 ) -> SessionAnalysis:
-    """Read ``path`` (CSV or session file) and analyse it (a session file at its recorded nominal rate)."""
-    rate_hz = None
-    if Path(path).is_file() and is_session_file(path):
-        batches, rate_hz = _read_session(Path(path))  # (the file read once for both)
-    else:
-        batches = load_batches(path, csv)
-    return analyze_batches(batches, config, name=Path(path).name, baseline=baseline, rate_hz=rate_hz)
+    """Read ``path`` (CSV or session file, :func:`open_input`) and analyse it (a session file at its recorded
+    nominal rate)."""
+    return analyze_source(open_input(path, csv), config, name=Path(path).name, baseline=baseline)
 
 
 # --- baseline ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
 
 from .source import Source, SourceEvent, SourceInfo, SourceStatus, gap_status
 
@@ -557,14 +557,17 @@ class CsvSource(Source):
         self.chunk = chunk
         self.pace = float(pace)
         self.batch: ImuBatch | None = None
+        self._parts: list[ImuBatch] = []
         self.info = SourceInfo(name=self.path.name, protocol="csv", rate_hz=0.0, address=str(self.path))
         self._closed = False
 
     async def open(self) -> None:
         batch = await asyncio.to_thread(read_imu_csv, self.path, self.columns, self.acc_unit, self.gyr_unit)
         self.batch = batch
-        dt = np.diff(batch.t_s)
-        rate = float(1.0 / np.median(dt)) if dt.size else 0.0
+        # cut where the time column jumps (lost samples): the sample rate is the median interval within the
+        # parts, and the pipeline bridges or restarts at the cuts
+        self._parts = split_at_gaps(batch)
+        rate = median_rate_hz(self._parts) or 0.0
         meta: dict[str, Any] = {"samples": len(batch), "acc_unit": self.acc_unit, "gyr_unit": self.gyr_unit}
         if self.columns:
             meta["columns"] = dict(self.columns)
@@ -591,7 +594,7 @@ class CsvSource(Source):
         start = time.monotonic()
         t0 = float(batch.t_s[0])
         # chunks never straddle a gap of the time column: the chunk after one carries it
-        parts = [(seg, k) for seg in split_at_gaps(batch) for k in range(0, len(seg), self.chunk)]
+        parts = [(seg, k) for seg in self._parts for k in range(0, len(seg), self.chunk)]
         for j, (seg, k) in enumerate(parts):
             if self._closed:
                 return

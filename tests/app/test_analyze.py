@@ -277,6 +277,53 @@ def test_session_file_input(recordings: dict, tmp_path: Path, capsys: pytest.Cap
     assert [a["side"] for a in doc["alerts"] if a["metric"] == "cpd_deg"][:1] == ["L"]
 
 
+def test_every_input_goes_through_its_source_and_any_chunking_gives_the_same_analysis(recordings: dict) -> None:
+    """``analyze`` reads a CSV through the CSV import ``Source`` (one input path for every command): fed by a
+    source in notification-sized chunks, the analysis equals the file's, step for step and figure for figure."""
+    from pelvimon.analysis import analyze_file, analyze_source, open_input, read_source
+    from pelvimon.sensors.csv_source import CsvSource
+
+    path = recordings["dir"] / "asym.csv"
+    src = open_input(path)
+    assert isinstance(src, CsvSource)
+    whole = analyze_file(path).to_json()
+    small = analyze_source(CsvSource(path, chunk=13)).to_json()
+    assert small == whole and len(whole["steps"]) > 100
+    samples = read_source(CsvSource(path, chunk=13))
+    assert sum(len(b) for b in samples.batches) == len(recordings["asym"].batch)
+    assert samples.rate_hz == samples.measured_hz == pytest.approx(200.0, rel=1e-3)  # jittered time stamps
+
+
+def test_unit_check_samples_the_whole_stream_whatever_its_batches(recordings: dict) -> None:
+    """The CSV unit check looks at every n-th sample of the stream: cut into batches anywhere, it picks the
+    same samples, so it says the same."""
+    from pelvimon.analysis import check_units
+    from pelvimon.errors import PelvimonError
+
+    one = recordings["asym"].batch
+    n = 3 * len(one)  # over 40,000 samples: the check takes every 2nd or further apart
+    b = ImuBatch(t_s=np.arange(n) / 200.0, acc_mps2=np.tile(one.acc_mps2, (3, 1)), gyr_rads=np.tile(one.gyr_rads, (3, 1)))
+    step = n // 20000
+    assert step >= 2
+    as_g = ImuBatch(t_s=b.t_s, acc_mps2=b.acc_mps2 / G_MPS2, gyr_rads=b.gyr_rads, time_base=b.time_base)
+    with pytest.raises(PelvimonError) as whole:
+        check_units([as_g], "mps2", "rads", "x.csv")
+    assert "look like g: add --acc-unit g" in str(whole.value)
+    cuts = [0, 7, 4001, 4002, 9999, len(b)]
+    parts = [as_g.slice(i, j) for i, j in zip(cuts[:-1], cuts[1:], strict=True)]
+    with pytest.raises(PelvimonError) as cut:
+        check_units(parts, "mps2", "rads", "x.csv")
+    assert str(cut.value) == str(whole.value)  # the same median to the printed digits
+    # gyroscope nonsense at some of the sampled positions only (cuts at odd positions must not shift them)
+    gyr = b.gyr_rads.copy()
+    gyr[:: step * 50] = 100.0
+    spiky = ImuBatch(t_s=b.t_s, acc_mps2=b.acc_mps2, gyr_rads=gyr, time_base=b.time_base)
+    for batches in ([spiky], [spiky.slice(i, j) for i, j in zip(cuts[:-1], cuts[1:], strict=True)]):
+        with pytest.raises(PelvimonError, match="deg/s"):
+            check_units(batches, "mps2", "rads", "x.csv")
+    check_units([b], "mps2", "rads", "x.csv")  # the right units pass
+
+
 def test_session_file_without_samples_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pelvimon.sensors.session_file import SessionWriter
     from pelvimon.sensors.source import SourceInfo

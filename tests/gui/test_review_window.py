@@ -113,6 +113,27 @@ def test_csv_review_computes_steps_and_shows_them(qtbot, sim_csv, tmp_path) -> N
             assert float(row["cpd_deg"]) == s.cpd_deg
 
 
+def test_session_without_steps_is_reviewed_at_its_nominal_rate_as_analyze_does(tmp_path) -> None:
+    """A session file with samples only: the review computes the steps ``pelvimon analyze`` gives, at the
+    session's nominal rate (here 104 Hz, while the time stamps say 104.2 Hz), from the same Source."""
+    import dataclasses
+
+    from pelvimon.analysis import analyze_file
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    sim = simulate(SimParams(seconds=40, rate_hz=104.0, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=5))
+    b = dataclasses.replace(sim.batch, t_s=sim.batch.t_s * (104.0 / 104.2))
+    path = tmp_path / "samples_only.mcap"
+    with SessionWriter(path, SourceInfo("sim", "simulator", 104.0)) as w:
+        for i in range(0, len(b), 52):
+            w.write_batch(b.slice(i, min(i + 52, len(b))))
+    data = load_review(path)
+    want = analyze_file(path)
+    assert data.steps_source == "computed" and len(data.steps) > 80
+    assert data.analysis.to_json()["steps"] == want.to_json()["steps"]
+
+
 def test_session_review_uses_the_recorded_steps(qtbot, sim_session) -> None:
     path, steps = sim_session
     data = load_review(path)

@@ -47,3 +47,20 @@ def test_walking_streaming_laterality(validate):
     assert lat.size > 300
     # the target is 0.90: this subset measures 0.925, all 110 trials 0.925 (docs/dsp_gait.md)
     assert lat.mean() >= 0.915
+
+
+def test_walking_steps_and_sides_do_not_depend_on_how_the_sensor_was_clipped_on(validate):
+    """The real walks with the sensor's samples turned as if clipped on another way: the streaming
+    calibration finds the mounting, and every IC and side comes out as with the mounting recorded."""
+    from scipy.spatial.transform import Rotation
+
+    names = validate.walking_names(validate.WALK_DIR)[5::37]
+    for euler in ((180.0, 0.0, 0.0), (-131.0, 47.0, 162.0)):
+        m = Rotation.from_euler("xyz", euler, degrees=True).as_matrix()
+        for nm in names:
+            base = validate.score_walking_trial(nm)
+            turned = validate.score_walking_trial(nm, remount=m)
+            assert base.tp > 20 and turned.calibrated
+            assert (turned.tp, turned.n_det, turned.n_ref) == (base.tp, base.n_det, base.n_ref)
+            np.testing.assert_array_equal(turned.side_ok, base.side_ok)
+            np.testing.assert_allclose(turned.ic_err_s, base.ic_err_s, atol=1e-3)

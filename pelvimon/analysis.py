@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,8 @@ from pelvimon.errors import PelvimonError
 from pelvimon.file_kinds import is_session_file
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
 from pelvimon.sensors.source import Source
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -474,6 +477,16 @@ class InputSamples:
     measured_hz: float
 
 
+def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """``asyncio.run(main())``, in a worker thread if this thread already runs an event loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
+
+
 def read_source(source: Source) -> InputSamples:
     """Open the source, take every sample batch it gives to its end, and close it.
 
@@ -494,7 +507,7 @@ def read_source(source: Source) -> InputSamples:
             return [ev async for ev in source if isinstance(ev, ImuBatch) and len(ev)]
 
     try:
-        batches = asyncio.run(collect())
+        batches = _run_to_end(collect)
     except (CsvFormatError, SessionFileError, SourceError) as exc:
         raise PelvimonError(str(exc)) from None
     info = source.info

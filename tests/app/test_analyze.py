@@ -560,3 +560,17 @@ def test_a_stop_after_a_gap_is_not_joined_into_the_phase() -> None:
     a = analyze_steps([*steps[:-1], gap, *later])
     assert [ph.gait for ph in a.phases] == ["running", "running"]
     assert a.phases[1].t_start_s - a.phases[0].t_end_s > 100.0
+
+
+def test_analysis_runs_inside_a_running_event_loop(recordings: dict) -> None:
+    """A notebook runs an event loop: reading the input's source there still works (in a worker thread)."""
+    import asyncio
+
+    from pelvimon.analysis import analyze_file
+
+    path = recordings["dir"] / "sym.csv"
+
+    async def inside() -> dict:
+        return analyze_file(path).to_json()
+
+    assert asyncio.run(inside()) == analyze_file(path).to_json()

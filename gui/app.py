@@ -82,6 +82,14 @@ def run_window(
     return 0
 
 
+def dispose_window(window: QtWidgets.QWidget) -> None:
+    """Destroy a window whose event loop has ended, now, while its Python objects (plot items and all) are
+    still there. Left to the cyclic garbage collector, its parts are freed in any order, and a later event
+    loop in the same process (a test run) crashed deleting the rest."""
+    window.deleteLater()
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+
+
 @contextmanager
 def quit_on_signals(finish: Callable[[], None], poll_ms: int = 200) -> Iterator[None]:
     """While a Qt event loop runs: Ctrl-C (SIGINT) calls ``finish`` from the event loop, as the window's

@@ -186,7 +186,7 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
             raise PelvimonError(f"the session ended with an error: {engine.error}")
         return 0
 
-    from pelvimon.gui.app import ensure_app, run_window
+    from pelvimon.gui.app import dispose_window, ensure_app, run_window
     from pelvimon.gui.live_window import LiveWindow
 
     ensure_app()
@@ -206,6 +206,7 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
     if args.screenshot:
         print(f"screenshot saved to {args.screenshot}")
     err = getattr(window.engine, "error", None)
+    dispose_window(window)
     if err:
         print(f"pelvimon: the session ended with an error: {err}", file=sys.stderr)
         return 1

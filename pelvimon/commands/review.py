@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if args.screenshot is None and args.seconds is None:
             return 0
 
-    from pelvimon.gui.app import ensure_app, run_window
+    from pelvimon.gui.app import dispose_window, ensure_app, run_window
     from pelvimon.gui.review_window import ReviewWindow
 
     ensure_app()
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.range is not None:
         window.set_range(*args.range)
     run_window(window, seconds=args.seconds, screenshot=args.screenshot)
+    dispose_window(window)
     if args.screenshot:
         print(f"screenshot saved to {args.screenshot}")
     return 0

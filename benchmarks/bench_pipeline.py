@@ -208,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         import pelvimon.cli  # noqa: F401 - imports outside the timings (the subprocess figures include them)
         import pelvimon.dsp.pipeline  # noqa: F401
         from pelvimon.analysis import load_batches
+        from pelvimon.firmware_protocols.batch import ImuBatch
 
-        batches = load_batches(path)
-        batch = batches[0]
+        batches = load_batches(path)  # (in the CSV source's chunks)
+        batch = ImuBatch.concat(batches)  # the whole recording, for VQF alone, the live share and memory
         print(f"recording: {path}, {len(batch)} samples ({len(batch) / FS / 3600:.2f} h at {FS:.0f} Hz), "
               f"{os.path.getsize(path) / 1e6:.0f} MB")  # fmt: skip
 

@@ -21,6 +21,7 @@ from pelvimon.analysis import (
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
+    input_errors,
     open_input,
     read_source,
 )
@@ -120,12 +121,10 @@ class ReviewData:
 
 def _recorded_steps(path: Path) -> list[Step]:
     """The steps a session file recorded live."""
-    from pelvimon.sensors.session_file import SessionFileError, SessionReader
+    from pelvimon.sensors.session_file import SessionReader
 
-    try:
+    with input_errors():
         return [it for it in SessionReader(path).items() if isinstance(it, Step)]
-    except SessionFileError as exc:
-        raise PelvimonError(str(exc)) from None
 
 
 def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any = None) -> ReviewData:

@@ -418,6 +418,20 @@ def jsonable(obj: Any) -> Any:
 # --- input ----------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def input_errors() -> Iterator[None]:
+    """Turn the readers' errors (bad CSV, unreadable session file, a source that cannot open) into the
+    one-line ``PelvimonError`` the commands print."""
+    from pelvimon.sensors.csv_source import CsvFormatError
+    from pelvimon.sensors.session_file import SessionFileError
+    from pelvimon.sensors.source import SourceError
+
+    try:
+        yield
+    except (CsvFormatError, SessionFileError, SourceError) as exc:
+        raise PelvimonError(str(exc)) from None
+
+
 def open_input(path: str | Path, csv: CsvOptions | None = None) -> Source:
     """The ``Source`` of an input file, for the offline commands (``analyze``, ``report``, ``review``).
 
@@ -438,12 +452,9 @@ def open_input(path: str | Path, csv: CsvOptions | None = None) -> Source:
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
     if is_session_file(p):
         from pelvimon.sensors.replay import ReplaySource
-        from pelvimon.sensors.session_file import SessionFileError
 
-        try:
+        with input_errors():
             return ReplaySource(p, redecode=False)
-        except SessionFileError as exc:
-            raise PelvimonError(str(exc)) from None
     from pelvimon.sensors.csv_source import CsvSource
 
     o = csv if csv is not None else CsvOptions()
@@ -498,20 +509,15 @@ def read_source(source: Source) -> InputSamples:
         A file that cannot be read (one line naming the file, and the line for CSV), or time stamps that give
         no sample rate; ``NoSamplesError`` if the source gave no sample.
     """
-    from pelvimon.sensors.csv_source import CsvFormatError
-    from pelvimon.sensors.session_file import SessionFileError
-    from pelvimon.sensors.source import SourceError
 
     async def collect() -> list[ImuBatch]:
         async with source:
-            return [ev async for ev in source if isinstance(ev, ImuBatch) and len(ev)]
+            return [ev async for ev in source if isinstance(ev, ImuBatch)]
 
-    try:
+    with input_errors():
         batches = _run_to_end(collect)
-    except (CsvFormatError, SessionFileError, SourceError) as exc:
-        raise PelvimonError(str(exc)) from None
     info = source.info
-    if not batches:
+    if not any(len(b) for b in batches):
         what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
         raise NoSamplesError(f"{info.address or info.name}: {what}; nothing to analyse")
     if info.protocol == "csv":
@@ -539,13 +545,15 @@ def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name:
         return
     step = max(1, n // 20000)  # a plausibility check: 20,000 samples spread over the file are plenty
 
+    # every step-th sample of the whole stream, whatever its batches: each batch's first such sample
+    starts = np.cumsum([0] + [len(b) for b in batches[:-1]])
+    firsts = [int(-s0 % step) for s0 in starts]
+
     def spread(name: str) -> np.ndarray | None:
         parts = [getattr(b, name) for b in batches]
         if any(p is None for p in parts):
             return None
-        # every step-th sample of the whole stream, whatever its batches
-        starts = np.cumsum([0] + [len(b) for b in batches[:-1]])
-        return np.concatenate([p[(-int(s0)) % step :: step] for p, s0 in zip(parts, starts, strict=True)])
+        return np.concatenate([p[i0::step] for p, i0 in zip(parts, firsts, strict=True)])
 
     acc = spread("acc_mps2")
     assert acc is not None
@@ -844,12 +852,11 @@ def analyze_batches(
     ``rate_hz`` is the nominal sample rate (a session file's, as the live analysis used); by default it
     is estimated from the time stamps.
     """
-    batches = [b for b in batches if len(b)]
-    if not batches:
+    if not any(len(b) for b in batches):
         raise PelvimonError(f"{name}: no samples to analyse")
     measured_hz = _rate_hz(batches)
     use_hz = rate_hz if rate_hz is not None else measured_hz
-    return analyze_samples(InputSamples(name, batches, use_hz, measured_hz), config, baseline=baseline)
+    return analyze_samples(InputSamples(name, list(batches), use_hz, measured_hz), config, baseline=baseline)
 
 
 def analyze_samples(
@@ -865,8 +872,9 @@ def analyze_samples(
         )
     with _gc_paused():
         run = run_pipeline(batches, use_hz)
-    t0 = float(batches[0].t_s[0])
-    t1 = float(batches[-1].t_s[-1])
+    times = [b.t_s for b in batches if len(b)]
+    t0 = float(times[0][0])
+    t1 = float(times[-1][-1])
     n = sum(len(b) for b in batches)
     q = Quality(
         duration_s=t1 - t0,

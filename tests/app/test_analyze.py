@@ -574,3 +574,13 @@ def test_analysis_runs_inside_a_running_event_loop(recordings: dict) -> None:
         return analyze_file(path).to_json()
 
     assert asyncio.run(inside()) == analyze_file(path).to_json()
+
+
+def test_an_empty_batch_after_a_gap_still_counts_the_gap(recordings: dict) -> None:
+    """A decoder may deliver a gap as an empty batch: the analysis keeps it, so the loss is counted."""
+    b = recordings["sym"].batch
+    h = len(b) // 2
+    empty = ImuBatch(t_s=np.zeros(0), acc_mps2=np.zeros((0, 3)), gyr_rads=np.zeros((0, 3)), gap_before=True,
+                     n_lost=40, time_base=b.time_base)  # fmt: skip
+    q = analyze_batches([empty, b.slice(0, h), empty, b.slice(h, len(b)), empty], name="x", rate_hz=200.0).quality
+    assert (q.n_batches_after_gap, q.n_samples_lost, q.n_samples) == (3, 120, len(b))

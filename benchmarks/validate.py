@@ -451,10 +451,14 @@ def eval_reference(table: Table, names: list[str]) -> None:
               True, f"{', '.join(flipped) or 'none'} of {len(names)}; median roll difference {np.median(vals):+.2f} rad/s")
 
 
-def eval_walking(table: Table, names: list[str] | None = None) -> None:
+def eval_walking(table: Table, names: list[str] | None = None) -> dict[str, WalkScore]:
+    """The walking rows; returns the streaming calibration's score of each trial."""
     names = walking_names() if names is None else names
+    stream: dict[str, WalkScore] = {}
     for mode in ("stream", "offline"):
         sc = [score_walking_trial(nm, mode) for nm in names]
+        if mode == "stream":
+            stream = dict(zip(names, sc, strict=True))
         kept = [s for nm, s in zip(names, sc, strict=True) if nm not in SWAPPED_REFERENCE]
         tp = sum(s.tp for s in sc)
         nd = sum(s.n_det for s in sc)
@@ -488,6 +492,7 @@ def eval_walking(table: Table, names: list[str] | None = None) -> None:
             other = [nm for nm, s in zip(names, sc, strict=True) if s.gait != "walking"]
             table.add(name, "session gait named walking", 1 - len(other) / len(sc), "-", True,
                       f"{len(sc) - len(other)} of {len(sc)} trials" + (f"; not {', '.join(other)}" if other else ""))
+    return stream
 
 
 REMOUNTS = {
@@ -499,12 +504,12 @@ REMOUNTS = {
 """Sensor mountings the real walks are run again with (extrinsic x-y-z Euler angles, deg)."""
 
 
-def eval_walking_remounted(table: Table, names: list[str]) -> None:
+def eval_walking_remounted(table: Table, names: list[str], stream: dict[str, WalkScore]) -> None:
     """The real walks with the sensor's samples rotated as if it had been clipped on another way: the
     streaming calibration should find each mounting, and the steps and sides come out as mounted as recorded."""
     from scipy.spatial.transform import Rotation
 
-    base = [score_walking_trial(nm) for nm in names]
+    base = [stream[nm] if nm in stream else score_walking_trial(nm) for nm in names]  # (as mounted)
     for label, euler in REMOUNTS.items():
         m = Rotation.from_euler("xyz", euler, degrees=True).as_matrix()
         sc = [score_walking_trial(nm, remount=m) for nm in names]
@@ -550,9 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     eval_limp(table, 40.0 if args.quick else 60.0)
     eval_running(table, list(range(0, 31, 3)) if args.quick else None)
     names = walking_names()
-    eval_walking(table, names[::8] if args.quick else names)
+    stream = eval_walking(table, names[::8] if args.quick else names)
     eval_reference(table, names[::8] if args.quick else names)
-    eval_walking_remounted(table, names[::8] if args.quick else names[::4])
+    eval_walking_remounted(table, names[::8] if args.quick else names[::4], stream)
     table.print()
     print(f"({time.perf_counter() - t0:.1f} s)")
     if not args.skip_orientation:

@@ -549,14 +549,10 @@ def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name:
     starts = np.cumsum([0] + [len(b) for b in batches[:-1]])
     firsts = [int(-s0 % step) for s0 in starts]
 
-    def spread(name: str) -> np.ndarray | None:
-        parts = [getattr(b, name) for b in batches]
-        if any(p is None for p in parts):
-            return None
+    def spread(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([p[i0::step] for p, i0 in zip(parts, firsts, strict=True)])
 
-    acc = spread("acc_mps2")
-    assert acc is not None
+    acc = spread([b.acc_mps2 for b in batches if b.acc_mps2 is not None])
     norm = np.sqrt(np.sum(acc * acc, axis=1))
     med = float(np.median(norm))
     if not 0.5 * G_MPS2 <= med <= 2.0 * G_MPS2:
@@ -571,9 +567,9 @@ def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name:
             f"{name}: the accelerometer reads {med:.3g} m/s² on median, where any sensor at rest or in gait reads "
             f"about 9.8 (1 g); {hint}"
         )
-    gyr = spread("gyr_rads")
-    if gyr is None:
+    if any(b.gyr_rads is None for b in batches):
         return
+    gyr = spread([b.gyr_rads for b in batches if b.gyr_rads is not None])
     g99 = float(np.percentile(np.sqrt(np.sum(gyr * gyr, axis=1)), 99))
     if g99 > 35.0:
         hint = ("the gyroscope columns look like deg/s: add --gyr-unit dps" if gyr_unit == "rads"
@@ -683,19 +679,15 @@ class StepTracker:
         Returns (end time of the step in s, current asymmetries) per step; the alerts are in ``alerts``.
         A tracker that already holds steps takes them one by one.
         """
-        if self._n_steps:
-            return [self.push(s)[:2] for s in steps]
         return list(self.push_all_view(steps))
 
     def push_all_view(self, steps: Sequence[Step]) -> Sequence[tuple[float, list[Asymmetry]]]:
         """:meth:`push_all` for a fresh tracker, returning a read-only sequence whose entries are built when
         read (about 90,000 asymmetry records per hour of running that most analyses never look at). The
         alerts are evaluated from the columns (:meth:`AlertMonitor.update_columns`), with the same result."""
-        if self._n_steps:
-            return self.push_all(steps)
-        steps = StepTable.of(steps)  # (its fields read once, for the rolling asymmetry and its caller)
-        if len(self.asymmetry.params.metrics) < 2:  # (the column form needs two)
+        if self._n_steps or len(self.asymmetry.params.metrics) < 2:  # (the column form needs two)
             return [self.push(s)[:2] for s in steps]
+        steps = StepTable.of(steps)  # (its fields read once, for the rolling asymmetry and its caller)
         rolling = self.asymmetry.update_columns(steps)  # (its windows then as after the steps one by one)
         self._n_steps += len(steps)
         t_end = steps.t_end().tolist()

@@ -18,7 +18,7 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
   lowest ``a_v`` just before it (the flight floor in running, the pre-contact trough in walking). The
   crossing of tangent and floor is the IC (the classic "tangent onset" construction).
 * **Running or walking** per step: running if ``a_v`` falls below ``flight_g`` g between the step's IC and
-  the next one (flight = free fall = 0 g).
+  the next one (flight = free fall = 0 g), unless the step is too slow for running (``run_max_step_s``).
 * **Final contact, running**: the last fall of ``a_v`` through the body-weight level (the mean of ``a_v``
   over the step) before the flight floor, extrapolated along its tangent (the slope over +-20 ms) down to
   0 g, at the latest at the flight floor: the end of the force pulse.
@@ -140,7 +140,14 @@ class EventParams:
     onset_window_s : float
         Window before the steepest rise in which the pre-contact floor is searched, s.
     flight_g : float
-        A step with ``a_v`` below this (in g) between its IC and the next is a running step.
+        A step with ``a_v`` below this (in g) between its IC and the next is a running step, unless it is
+        slower than ``run_max_step_s``.
+    run_max_step_s : float
+        A step longer than this (under 130 steps/min) is a walking step even when ``a_v`` dipped under
+        ``flight_g``: runners do not run that slowly (preferred running cadences are 150-190 steps/min),
+        while a loosely worn sensor that bounces at heel strike reads free fall for 10-30 ms in a walk.
+        Not for an interval of over 1.5 step periods of a faster bout: two running steps, one IC missed or
+        lost in between.
     min_step_s, max_step_s : float
         Plausible step times (220+ and 50 steps/min); longer intervals end a bout. While walking, a rise
         less than ``min_step_s`` after the last IC is no new IC (otherwise ``0.5 * min_step_s``).
@@ -190,6 +197,7 @@ class EventParams:
     confirm_s: float = 0.05
     onset_window_s: float = 0.15
     flight_g: float = 0.4
+    run_max_step_s: float = 0.46
     min_step_s: float = 0.25
     max_step_s: float = 1.2
     refractory_frac: float = 0.75
@@ -799,6 +807,11 @@ class GaitEventDetector:
         else:
             seg = self._af(lo, hi)
             running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
+        n_step = i_next - i_ic
+        if running and n_step > p.run_max_step_s * self._fs:
+            # too slow to be running, unless about two steps of a running bout (one IC missed or lost)
+            per = self.step_period_s_ * self._fs
+            running = per <= p.run_max_step_s * self._fs and n_step > 1.5 * per
         bout = self._bout_start
         self._bout_start = False
         self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])

@@ -611,3 +611,24 @@ def test_angles_after_a_bridged_gap_stay_right(asym):
            if any(0 < steps[i].t_ic_s - g < 4.0 for g in gaps) and math.isfinite(steps[i].cpd_deg)]
     assert len(err) > 15
     assert max(abs(e) for e in err) < 0.3
+
+
+def test_a_sensor_bouncing_at_heel_strike_does_not_make_a_walk_a_run():
+    """A loosely worn sensor can read free fall for a moment after heel strike (real walks show 10-30 ms
+    under the 0.4 g flight level): at a walking cadence those steps stay walking steps (no flight time),
+    while running at 140 steps/min keeps its flight."""
+    sim = simulate(SimParams(seconds=30, gait="walk", cadence_spm=110, seed=3))
+    acc = sim.batch.acc_mps2.copy()
+    t = sim.batch.t_s
+    for s in sim.truth.steps:
+        # 20 ms at -0.2 g, starting 60 ms after the heel strike (mount 0: sensor z is up)
+        acc[(t >= s.t_ic_s + 0.06) & (t < s.t_ic_s + 0.08), 2] = -0.2 * 9.80665
+    batch = ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=sim.batch.gyr_rads, time_base="session")
+    steps = [s for s in analyze_offline(batch, rate_hz=FS).steps if not s.gap]
+    assert len(steps) > 40
+    assert all(s.flight_time_s == 0.0 for s in steps)
+    run = simulate(SimParams(seconds=25, gait="run", cadence_spm=140, seed=3))
+    t_full = next(s.t_ic_s for s in run.truth.steps if s.ramp >= 1.0)
+    steps = [s for s in analyze_offline(run.batch, rate_hz=FS).steps if not s.gap and s.t_ic_s >= t_full]
+    assert len(steps) > 25
+    assert all(s.flight_time_s > 0.05 for s in steps)

@@ -27,7 +27,7 @@ def test_walking_ics_and_laterality(validate):
     f1 = 2 * tp / sum(s.n_det + s.n_ref for s in sc)
     ic = np.concatenate([s.ic_err_s for s in sc])
     lat = np.concatenate([s.side_ok for s in sc])
-    # the target is 0.90: this subset measures 0.932 and all 110 trials 0.943 (docs/dsp_gait.md; 0.902 and
+    # the target is 0.90: this subset measures 0.931 and all 110 trials 0.942 (docs/dsp_gait.md; 0.902 and
     # 0.901 when the samples were timed by their row and not by the packet counter, with 1-10 % of the
     # packets missing); the errors left are the last steps before stopping, the U-turns and gait initiation
     assert f1 >= 0.925
@@ -45,8 +45,9 @@ def test_walking_streaming_laterality(validate):
     assert all(s.calibrated for s in sc)
     lat = np.concatenate([s.side_ok for s in sc])
     assert lat.size > 300
-    # the target is 0.90: this subset measures 0.925, all 110 trials 0.925 (docs/dsp_gait.md)
-    assert lat.mean() >= 0.915
+    # the target is 0.90: this subset measures 0.960, all 110 trials 0.947 (docs/dsp_gait.md; 0.925 and 0.930
+    # while the walks whose sensor bounced at heel strike counted as runs)
+    assert lat.mean() >= 0.95
 
 
 def test_walking_steps_and_sides_do_not_depend_on_how_the_sensor_was_clipped_on(validate):
@@ -64,3 +65,15 @@ def test_walking_steps_and_sides_do_not_depend_on_how_the_sensor_was_clipped_on(
             assert (turned.tp, turned.n_det, turned.n_ref) == (base.tp, base.n_det, base.n_ref)
             np.testing.assert_array_equal(turned.side_ok, base.side_ok)
             np.testing.assert_allclose(turned.ic_err_s, base.ic_err_s, atol=1e-3)
+
+
+def test_walks_with_a_bouncing_sensor_are_walks(validate):
+    """In these four walks the sensor moved on the body: its vertical force dips under the 0.4 g flight
+    level for 10-30 ms at heel strike. At their 100-125 steps/min they are walks, so the forward direction
+    before the mount calibration (whose sign depends on running or walking) points forward and the steps
+    are sided right from the start (they were 0.47 right when these steps counted as running)."""
+    sc = [validate.score_walking_trial(nm, "stream") for nm in ("11-1", "11-2", "17-3", "17-4")]
+    assert all(s.gait == "walking" for s in sc)
+    lat = np.concatenate([s.side_ok for s in sc])
+    assert lat.size > 100
+    assert lat.mean() >= 0.9

@@ -200,13 +200,16 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
         name=args.name,
         title=title,
     )
-    run_window(window, seconds=args.seconds, screenshot=args.screenshot, before_quit=window.tick)
-    window.stop_engine()
-    _report_recordings(window.recordings)
+    try:
+        run_window(window, seconds=args.seconds, screenshot=args.screenshot, before_quit=window.tick)
+    finally:
+        # also when the screenshot could not be saved: the session is closed and its file named
+        window.stop_engine()
+        _report_recordings(window.recordings)
+        err = getattr(window.engine, "error", None)
+        dispose_window(window)
     if args.screenshot:
         print(f"screenshot saved to {args.screenshot}")
-    err = getattr(window.engine, "error", None)
-    dispose_window(window)
     if err:
         print(f"pelvimon: the session ended with an error: {err}", file=sys.stderr)
         return 1

@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     window = ReviewWindow(data)
     if args.range is not None:
         window.set_range(*args.range)
-    run_window(window, seconds=args.seconds, screenshot=args.screenshot)
-    dispose_window(window)
+    try:
+        run_window(window, seconds=args.seconds, screenshot=args.screenshot)
+    finally:
+        dispose_window(window)
     if args.screenshot:
         print(f"screenshot saved to {args.screenshot}")
     return 0

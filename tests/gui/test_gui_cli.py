@@ -42,6 +42,21 @@ def test_demo_window_records_and_screenshots(tmp_path, monkeypatch, capsys) -> N
     assert reader.complete and {"RawNotification", "ImuBatch"} <= kinds
 
 
+def test_demo_window_with_an_unwritable_screenshot_still_names_its_session(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PELVIMON_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "taken").write_text("a file where the screenshot's folder should be")
+    rc = main(["demo", "--seconds", "2", "--speed", "8", "--screenshot", str(tmp_path / "taken" / "x.png")])
+    cap = capsys.readouterr()
+    assert rc == 1
+    assert "cannot write the screenshot" in cap.err and len(cap.err.strip().splitlines()) == 1
+    files = list((tmp_path / "data" / "sessions").glob("*demo*.mcap"))
+    assert len(files) == 1 and f"session recorded to {files[0]}" in cap.out
+    assert "screenshot saved" not in cap.out
+    reader = SessionReader(files[0])
+    kinds = {type(i).__name__ for i in reader.items()}
+    assert "ImuBatch" in kinds and reader.complete
+
+
 def test_demo_headless_without_tty_prints_lines(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("PELVIMON_DATA_DIR", str(tmp_path))
     out_file = tmp_path / "s.mcap"

@@ -302,6 +302,7 @@ class GaitEventDetector:
         self._half_min_step_s = 0.5 * p.min_step_s
         self._n_standing_min = int(round(p.standing_after_s * fs))
         self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
+        self._n_run_max = p.run_max_step_s * fs  # (samples, not rounded) a longer step is not running
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         # walking look-ahead: the rise window, or the forward-force window of the IC refinement
         self._n_conf_walk = max(self._n_rise_walk, int(round(0.32 * fs))) if p.walk_ic_forward else self._n_rise_walk
@@ -808,10 +809,10 @@ class GaitEventDetector:
             seg = self._af(lo, hi)
             running = bool(seg.size and seg.min() < p.flight_g * G_MPS2)
         n_step = i_next - i_ic
-        if running and n_step > p.run_max_step_s * self._fs:
+        if running and n_step > self._n_run_max:
             # too slow to be running, unless about two steps of a running bout (one IC missed or lost)
             per = self.step_period_s_ * self._fs
-            running = per <= p.run_max_step_s * self._fs and n_step > 1.5 * per
+            running = per <= self._n_run_max and n_step > 1.5 * per
         bout = self._bout_start
         self._bout_start = False
         self._queue.append([i_ic, f_ic, i_next, f_next, m_next, bout, running, None])

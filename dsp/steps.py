@@ -223,16 +223,26 @@ def _window_reduce(op: np.ufunc, x: np.ndarray, start: np.ndarray, stop: np.ndar
     from a window's last sample to the next start are not used. Max and min are exact in any order, and
     NaN propagates.
     """
+    return _reduce_at(op, x, *_window_ends(x, start, stop))
+
+
+def _window_ends(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``reduceat`` indices of the windows (each start, then its last sample) and the last samples."""
     last = np.minimum(stop, x.shape[-1]) - 1
     ind = np.empty(2 * start.shape[0], dtype=np.intp)
     ind[0::2] = start
     ind[1::2] = last
+    return ind, last
+
+
+def _reduce_at(op: np.ufunc, x: np.ndarray, ind: np.ndarray, last: np.ndarray) -> np.ndarray:
     return op(op.reduceat(x, ind, axis=-1)[..., 0::2], x[..., last])
 
 
 def _window_extremes(x: np.ndarray, start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Maximum and minimum of ``x[..., start_k : stop_k]`` per window (see :func:`_window_reduce`)."""
-    return _window_reduce(np.maximum, x, start, stop), _window_reduce(np.minimum, x, start, stop)
+    ends = _window_ends(x, start, stop)
+    return _reduce_at(np.maximum, x, *ends), _reduce_at(np.minimum, x, *ends)
 
 
 _EVENT_FIELDS = operator.attrgetter("i_ic", "i_next_ic", "i_end", "t_ic_s", "t_fc_s", "t_next_ic_s", "running",

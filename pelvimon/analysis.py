@@ -758,8 +758,8 @@ def analyze_steps(
         Compare the session with it.
     """
     cfg = config if config is not None else Config()
-    steps = list(steps)
-    table = StepTable(steps)  # the steps' fields, read once for all that follows
+    table = StepTable.of(steps)  # the steps' fields, read once for all that follows
+    steps = list(table.steps)
     tracker = StepTracker(cfg)
     with _gc_paused():
         rolling = tracker.push_all_view(table)
@@ -868,6 +868,7 @@ def analyze_samples(
     t0 = float(times[0][0])
     t1 = float(times[-1][-1])
     n = sum(len(b) for b in batches)
+    table = StepTable.of(run.steps)  # (read once, for the quality counts and the analysis)
     q = Quality(
         duration_s=t1 - t0,
         n_samples=n,
@@ -878,9 +879,9 @@ def analyze_samples(
         n_gaps_bridged=run.n_gaps_bridged,
         calibration_state=run.calibration_state,
         calibrated_at_s=run.calibrated_at_s,
-        **_step_counts(run.steps, cfg),
+        **_step_counts(table, cfg),
     )
-    return analyze_steps(run.steps, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
+    return analyze_steps(table, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
 
 
 def analyze_source(

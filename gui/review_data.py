@@ -21,14 +21,14 @@ from pelvimon.analysis import (
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
-    input_errors,
     open_input,
     read_source,
+    sample_span_s,
 )
 from pelvimon.dsp.records import Alert, Step
 from pelvimon.errors import PelvimonError
-from pelvimon.file_kinds import is_session_file
 from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.sensors.replay import ReplaySource
 
 TABLE_METRICS: tuple[tuple[str, str, float, int], ...] = (
     ("cpd_deg", "Pelvic drop, CPD (deg)", 1.0, 1),
@@ -119,14 +119,6 @@ class ReviewData:
         return self.t_s[i0:i1], self.tilt_deg[i0:i1], self.obliquity_deg[i0:i1], self.rotation_deg[i0:i1]
 
 
-def _recorded_steps(path: Path) -> list[Step]:
-    """The steps a session file recorded live."""
-    from pelvimon.sensors.session_file import SessionReader
-
-    with input_errors():
-        return [it for it in SessionReader(path).items() if isinstance(it, Step)]
-
-
 def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any = None) -> ReviewData:
     """Read a session file (``.mcap``) or a CSV and prepare everything the review shows.
 
@@ -138,16 +130,18 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     from pelvimon.dsp.pipeline import GaitPipeline
 
     p = Path(path)
-    src = open_input(p, csv)
-    recorded_steps = _recorded_steps(p) if is_session_file(p) else []
+    # one read of the file: the samples, and a session file's steps recorded live on the way
+    src = open_input(p, csv, keep_steps=True)
     batches: list[ImuBatch] = []
     rate_hz = math.nan
     try:
         samples = read_source(src)
         batches, rate_hz = samples.batches, samples.rate_hz
     except NoSamplesError:
-        if not recorded_steps:
-            raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review") from None
+        pass
+    recorded_steps = src.recorded_steps if isinstance(src, ReplaySource) else []
+    if not batches and not recorded_steps:
+        raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review")
     parts_t: list[np.ndarray] = []
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []
@@ -176,11 +170,10 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     ang = np.concatenate(parts_a) if parts_a else np.zeros((0, 3))
     steps = recorded_steps if recorded_steps else computed
     source = "recorded" if recorded_steps else "computed"
-    t_end = float(batches[-1].t_s[-1]) if batches and len(batches[-1]) else None
-    t_start = float(batches[0].t_s[0]) if batches and len(batches[0]) else 0.0
-    analysis = analyze_steps(steps, config, name=p.name, t_end_s=t_end)
-    if t_end is None:
-        t_end = analysis.quality.duration_s
+    t_start, t_end = sample_span_s(batches)
+    analysis = analyze_steps(steps, config, name=p.name, t_end_s=None if math.isnan(t_end) else t_end)
+    if math.isnan(t_end):
+        t_start, t_end = 0.0, analysis.quality.duration_s
     return ReviewData(
         name=p.name,
         steps=steps,

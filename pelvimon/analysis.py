@@ -432,11 +432,12 @@ def input_errors() -> Iterator[None]:
         raise PelvimonError(str(exc)) from None
 
 
-def open_input(path: str | Path, csv: CsvOptions | None = None) -> Source:
+def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: bool = False) -> Source:
     """The ``Source`` of an input file, for the offline commands (``analyze``, ``report``, ``review``).
 
     A session file (``.mcap``) replays its recorded samples (:class:`~pelvimon.sensors.replay.ReplaySource`;
-    the samples the live analysis saw, at the session's nominal rate); any other file is CSV import
+    the samples the live analysis saw, at the session's nominal rate; with ``keep_steps`` it keeps the steps
+    recorded live in its ``recorded_steps`` as it reads); any other file is CSV import
     (:class:`~pelvimon.sensors.csv_source.CsvSource`, in pipeline-sized chunks, cut at the gaps of its time
     column). Nothing is read here but the session file's header.
 
@@ -454,7 +455,7 @@ def open_input(path: str | Path, csv: CsvOptions | None = None) -> Source:
         from pelvimon.sensors.replay import ReplaySource
 
         with input_errors():
-            return ReplaySource(p, redecode=False)
+            return ReplaySource(p, redecode=False, keep_steps=keep_steps)
     from pelvimon.sensors.csv_source import CsvSource
 
     o = csv if csv is not None else CsvOptions()
@@ -851,6 +852,15 @@ def analyze_batches(
     return analyze_samples(InputSamples(name, list(batches), use_hz, measured_hz), config, baseline=baseline)
 
 
+def sample_span_s(batches: Sequence[ImuBatch]) -> tuple[float, float]:
+    """Session times of the first and the last sample of ``batches`` (empty batches skipped), s; (nan, nan)
+    without a sample."""
+    times = [b.t_s for b in batches if len(b)]
+    if not times:
+        return math.nan, math.nan
+    return float(times[0][0]), float(times[-1][-1])
+
+
 def analyze_samples(
     samples: InputSamples, config: Config | None = None, *, baseline: Baseline | None = None
 ) -> SessionAnalysis:
@@ -864,9 +874,7 @@ def analyze_samples(
         )
     with _gc_paused():
         run = run_pipeline(batches, use_hz)
-    times = [b.t_s for b in batches if len(b)]
-    t0 = float(times[0][0])
-    t1 = float(times[-1][-1])
+    t0, t1 = sample_span_s(batches)
     n = sum(len(b) for b in batches)
     table = StepTable.of(run.steps)  # (read once, for the quality counts and the analysis)
     q = Quality(

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.base import Protocol
 from pelvimon.firmware_protocols.batch import ImuBatch
@@ -48,9 +49,14 @@ class ReplaySource(Source):
     redecode : bool or None
         Decode the raw notifications again (default: whenever the session has a known protocol);
         False replays the recorded samples.
+    keep_steps : bool
+        Keep the steps the session recorded live in :attr:`recorded_steps` as the replay passes them (they
+        are results, not replayed): a review shows them without reading the file again.
     """
 
-    def __init__(self, path: str | Path, *, speed: float = 0.0, redecode: bool | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, speed: float = 0.0, redecode: bool | None = None, keep_steps: bool = False
+    ) -> None:
         if speed < 0:
             raise ValueError(f"replay speed must be >= 0 (0 = as fast as possible), got {speed}")
         self.path = Path(path)
@@ -71,6 +77,8 @@ class ReplaySource(Source):
         elif redecode:
             raise ValueError(f"{self.path}: cannot decode again: protocol {src.protocol!r} is not supported")
         self.n_items = 0
+        self.keep_steps = keep_steps
+        self.recorded_steps: list[Step] = []
 
     @property
     def redecoding(self) -> bool:
@@ -82,7 +90,7 @@ class ReplaySource(Source):
 
     def _events_sync(self) -> Iterator[SourceEvent]:
         """The replayed events, without pacing."""
-        items = self.reader.items()
+        items = self._items()
         if self.protocol is None:
             for recorded in items:
                 if isinstance(recorded, (RawNotification, ImuBatch, SourceStatus)):
@@ -129,6 +137,16 @@ class ReplaySource(Source):
                 yield item
             # recorded ImuBatches are made again from the raw notifications; steps, alerts, calibration
             # and device records are results, not inputs
+
+    def _items(self) -> Iterator[SessionItem]:
+        """The file's items, the recorded steps kept on the way when asked."""
+        if not self.keep_steps:
+            yield from self.reader.items()
+            return
+        for item in self.reader.items():
+            if isinstance(item, Step):
+                self.recorded_steps.append(item)
+            yield item
 
     async def events(self) -> AsyncIterator[SourceEvent]:
         t0_wall = time.monotonic()

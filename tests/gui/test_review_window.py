@@ -134,9 +134,20 @@ def test_session_without_steps_is_reviewed_at_its_nominal_rate_as_analyze_does(t
     assert data.analysis.to_json()["steps"] == want.to_json()["steps"]
 
 
-def test_session_review_uses_the_recorded_steps(qtbot, sim_session) -> None:
+def test_session_review_uses_the_recorded_steps(qtbot, sim_session, monkeypatch) -> None:
+    from pelvimon.sensors.session_file import SessionReader
+
     path, steps = sim_session
+    reads = []
+    items = SessionReader.items
+
+    def counted(self):
+        reads.append(self.path)
+        return items(self)
+
+    monkeypatch.setattr(SessionReader, "items", counted)
     data = load_review(path)
+    assert len(reads) == 1  # the samples and the recorded steps in one pass over the file
     assert data.steps_source == "recorded"
     assert [(s.side, s.t_ic_s) for s in data.steps] == [(s.side, s.t_ic_s) for s in steps]
     assert data.t_s.size > 20 * 104  # angles from the calibration on

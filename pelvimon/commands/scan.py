@@ -11,7 +11,7 @@ NAME = "scan"
 ORDER = 10
 HELP = "list nearby supported sensors (name, address, protocol, signal, battery)"
 DESCRIPTION = (
-    "Scan for Bluetooth LE sensors pelvimon can read (Movesense, Polar Verity Sense, MetaWear, WitMotion, "
+    "Scan for Bluetooth LE sensors pelvimon can read (Movesense, Polar Verity Sense and H10, MetaWear, WitMotion, "
     "Movella DOT, pelvimon DIY boards). With --emulated (or PELVIMON_EMULATED=1) the emulated sensors are "
     "listed instead, so the command works without Bluetooth hardware."
 )

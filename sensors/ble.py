@@ -847,6 +847,16 @@ class StreamDecoder:
             return False
         return True
 
+    def _none_out_yet(self) -> bool:
+        """No sample has been output yet; then what was flagged is forgotten: the loss counts only samples
+        missing between the first and the last sample output (acc before the first gyro sample, or a payload
+        lost or refused before the first one, is not a gap in the stream)."""
+        if self.last_t is not None:
+            return False
+        self.gap_pending = False
+        self._dropped_since = 0
+        return True
+
     def _gap_status(self, t_s: float, n_lost: int, estimated: bool) -> SourceStatus:
         self.n_lost += n_lost
         return gap_status(t_s, n_lost, f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
@@ -857,8 +867,9 @@ class StreamDecoder:
             return
         rate = self.rate_hz
         t0 = float(part.t_s[0])
-        gap = part.gap_before or part.n_lost > 0 or self.gap_pending
-        n_lost = int(part.n_lost)
+        first = self._none_out_yet()
+        gap = not first and (part.gap_before or part.n_lost > 0 or self.gap_pending)
+        n_lost = 0 if first else int(part.n_lost)
         if self.last_device_s is not None and rate > 0:
             step = t0 - self.last_device_s
             if is_hole(step, rate):  # a hole in the output on the device clock: that many samples are missing
@@ -869,8 +880,8 @@ class StreamDecoder:
             else:
                 gap = True  # the device clock went back (sensor restarted): a discontinuity of unknown length
         sb = self.clock.map_device(part)
-        if gap and not sb.gap_before:
-            sb = dataclasses.replace(sb, gap_before=True)
+        if gap != sb.gap_before:
+            sb = dataclasses.replace(sb, gap_before=gap)
         if sb.n_lost != n_lost:
             sb = dataclasses.replace(sb, n_lost=n_lost)
         if gap:
@@ -887,6 +898,8 @@ class StreamDecoder:
         if not self._usable(sb):
             return
         rate = self.rate_hz
+        if self._none_out_yet() and sb.gap_before:
+            sb = dataclasses.replace(sb, gap_before=False, n_lost=0)
         gap = sb.gap_before or sb.n_lost > 0 or self.gap_pending
         if gap:
             n_lost = int(sb.n_lost)

@@ -104,3 +104,25 @@ def test_released_packet_keeps_the_receive_time_of_its_part2() -> None:
     outs = [dec.feed(c, d, t_host_s=10.0 + i) for i, (c, d) in enumerate(msgs)]
     (first,) = outs[2]
     assert float(first.native["t_host_s"][0]) == 11.0  # DATA_PART2 of packet 0 was message 1
+
+
+@pytest.mark.parametrize("drop", [{0}, {1}, {0, 1, 2}])
+def test_loss_before_the_first_sample_out_is_no_gap(drop: set[int]) -> None:
+    """A stream whose first packet (or part of it) was lost starts cleanly: nothing is missing from the output
+    before its first sample, so no gap status and no ``gap_before``; a later loss is still a gap."""
+    from pelvimon.sensors.ble import StreamDecoder
+    from pelvimon.sensors.source import RawNotification, SourceStatus
+
+    _, msgs = _packets(8)
+    sd = StreamDecoder(ms.PROTOCOL, {"path": PATH, "confirm_split": True}, 104.0)
+    out: list = []
+    for i, (c, d) in enumerate(msgs):
+        if i not in drop | {10}:  # and packet 5's DATA later
+            out += sd.feed(RawNotification(0.1 + 0.04 * i, c, d))
+    kinds = ["gap" if isinstance(e, SourceStatus) and e.kind == "gap" else type(e).__name__ for e in out]
+    first = next(e for e in out if isinstance(e, ImuBatch))
+    assert kinds.index("ImuBatch") < kinds.index("gap") and not first.gap_before and first.n_lost == 0
+    gaps = [e for e in out if isinstance(e, SourceStatus) and e.kind == "gap"]
+    # packet 5 lost, and packet 4 with it, held in doubt when packet 5's lone DATA_PART2 came
+    assert len(gaps) == 1 and gaps[0].details["n_lost"] == 16
+    assert sd.n_lost == 16

@@ -831,7 +831,7 @@ class StreamDecoder:
                 for part in self._merge(b, "device"):
                     self._emit_device(part, out)
             else:
-                sb = self.clock.to_session(b, raw.t_host_s)
+                sb = self.clock.to_session(b, raw.t_host_s, gap_before=self.gap_pending)
                 for part in self._merge(sb, "session"):
                     self._emit_session(part, out, raw.t_host_s)
         return out

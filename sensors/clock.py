@@ -67,9 +67,13 @@ class ClockMap:
         for up to ``reanchor_s`` of host time (late for longer, the device clock fell behind; after
         :meth:`link_lost`, at once).
     late_s : float or None
-        Set for synthetic device times (:class:`SampleClock`, host-timed streams): a late arrival is then a
-        loss, never a stalled queue, and a whole bin whose fastest delivery is still this late (s) against
-        the model re-anchors the fit at that bin (samples lost without a counter). None: a real device clock.
+        Set for synthetic device times (:class:`SampleClock`, host-timed streams, where the device time is the
+        sample count): arrivals later than ``reanchor_s`` are a stalled link's queue only while they come
+        bunched (each one's host time advanced by less than half its device time: the queue is being
+        emptied); a late arrival that comes at the pace of the samples is a loss and re-anchors the fit (the
+        first late arrival waits for the next to tell which). A whole bin whose fastest delivery is still
+        this late (s) against the model also re-anchors the fit at that bin (a few samples lost without a
+        counter). None: a real device clock.
 
     Attributes
     ----------
@@ -109,6 +113,7 @@ class ClockMap:
         # stalled link's queue)
         self._last_observed: float | None = None
         self._late_since: float | None = None  # host time of the first of the late arrivals ignored so far
+        self._late_last: tuple[float, float] | None = None  # device and host time of the last of them
 
     # -- model --------------------------------------------------------------------------------------
     def predict(self, t_device_s: np.ndarray | float) -> np.ndarray:
@@ -124,7 +129,7 @@ class ClockMap:
         self._last_observed = None
 
     def _anchor(self, t_device_s: float, t_host_s: float) -> None:
-        self._late_since = None
+        self._late_since = self._late_last = None
         self.anchor_device_s_ = t_device_s
         self._bins.clear()
         self._bins.append((0, 0.0, t_host_s))
@@ -147,15 +152,20 @@ class ClockMap:
         residual = h - float(self.predict(d))
         if abs(residual) > self.reanchor_s:
             # (device time may step back a little: streams observed apart, such as Polar's acc and gyro frames)
-            if residual > 0 and self.late_s is None and last is not None and d > last - self.bin_s:
-                if self._late_since is None:
-                    self._late_since = h
-                if h - self._late_since <= self.reanchor_s:
-                    return False  # delivered late, measured on time: nothing to learn about the envelope
+            if residual > 0 and last is not None and d > last - self.bin_s:
+                if self.late_s is None:
+                    if self._late_since is None:
+                        self._late_since = h
+                    if h - self._late_since <= self.reanchor_s:
+                        return False  # delivered late, measured on time: nothing to learn about the envelope
+                else:
+                    prev, self._late_last = self._late_last, (d, h)
+                    if prev is None or h - prev[1] < 0.5 * (d - prev[0]):
+                        return False  # the first late arrival, or a queue being emptied
             self._anchor(d, h)
             self.n_reanchors_ += 1
             return True
-        self._late_since = None
+        self._late_since = self._late_last = None
         x = d - self.anchor_device_s_
         r = h - x
         k = int(np.floor(x / self.bin_s))
@@ -285,8 +295,10 @@ class SessionClock:
             self.device.observe(float(batch.t_s[-1]), t_host_s)
 
     def link_lost(self) -> None:
-        """The link was lost (see :meth:`ClockMap.link_lost`)."""
+        """The link was lost (see :meth:`ClockMap.link_lost`): what comes after it is no queue emptied."""
         self.device.link_lost()
+        for clock in self.host.values():
+            clock.map_.link_lost()
 
     def map_device(self, batch: ImuBatch, *, gap_before: bool = False) -> ImuBatch:
         """A device-clock batch on session time (after :meth:`observe`; merged streams map once)."""
@@ -294,7 +306,8 @@ class SessionClock:
         return _with_times(batch, t, gap_before)
 
     def to_session(self, batch: ImuBatch, t_host_s: float, *, gap_before: bool = False) -> ImuBatch:
-        """The batch on session time (``time_base="session"``); ``gap_before`` is or-ed into the batch's."""
+        """The batch on session time (``time_base="session"``); ``gap_before`` (the stream was interrupted before
+        it) is or-ed into the batch's."""
         if batch.time_base == "session":
             t = batch.t_s
         elif batch.time_base == "device":
@@ -305,6 +318,8 @@ class SessionClock:
             if key not in self.host:
                 self.host[key] = SampleClock(self.rate_hz)
             clock = self.host[key]
+            if gap_before:
+                clock.map_.link_lost()  # a known interruption: a late arrival after it is a loss, not a queue
             t = clock.stamp(len(batch), t_host_s, batch.n_lost)
             gap_before = gap_before or clock.reanchored_
         return _with_times(batch, t, gap_before)

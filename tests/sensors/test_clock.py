@@ -208,3 +208,38 @@ def test_after_a_lost_link_a_late_device_clock_reanchors_at_once() -> None:
     h += 5.0
     assert cm.observe(d + 0.04, h + 0.04 + 0.003) is True
     assert float(cm.predict(d + 0.04)) == pytest.approx(h + 0.043)
+
+
+@pytest.mark.parametrize("hold_s", [0.3, 0.8])
+def test_a_host_timed_queue_emptied_at_once_is_no_loss(hold_s: float) -> None:
+    """A link that stalls holds a host-timed sensor's notifications and then delivers them together: the
+    samples keep their places on the sample count (no re-anchor, no gap), where a loss (notifications that
+    resume at the pace of the samples, late by what was lost) re-anchors at its second late arrival."""
+    rate = 100.0
+    rng = np.random.default_rng(1)
+    k_held = range(600, 600 + int(round(hold_s * rate)))
+
+    def run(hold: bool) -> tuple[list[int], np.ndarray, np.ndarray]:
+        sc = SessionClock(rate)
+        flagged, ks, times = [], [], []
+        for k in range(1200):  # one sample per notification, 12 s
+            if not hold and k in k_held:
+                continue  # lost
+            t_rx = k / rate + 0.004 + 0.004 * rng.random()
+            if hold and k in k_held:  # delivered when the hold ends, within a millisecond
+                t_rx = k_held[-1] / rate + 0.004 + 1e-5 * (k - k_held[0])
+            out = sc.to_session(ImuBatch(t_s=np.zeros(1), acc_mps2=np.zeros((1, 3)), time_base="host"), t_rx)
+            if out.gap_before:
+                flagged.append(k)
+            ks.append(k)
+            times.append(float(out.t_s[0]))
+        k_arr = np.array(ks)
+        return flagged, k_arr, np.array(times) - k_arr / rate  # error against when each was measured
+
+    flagged, k, err = run(hold=True)
+    assert flagged == []
+    assert np.max(np.abs(err - np.median(err))) < 0.006  # every sample in its place
+    flagged, k, err = run(hold=False)
+    assert flagged == [k_held[-1] + 2]  # the first late arrival waits for the next to tell
+    after = k >= flagged[0]
+    assert np.max(np.abs(err[after] - np.median(err))) < 0.006

@@ -96,3 +96,19 @@ def test_delayed_bursts_lose_nothing_and_keep_session_times_right(every_s: float
     # (Movesense packet times are whole ms; the envelope fit may still slew by a few ms, at half speed)
     d = np.diff(t[late])
     assert np.mean(np.abs(d - 1 / rate) < 1.2e-3) > 0.99 and np.all(d > 0.5 / rate - 1e-9)
+
+
+@pytest.mark.parametrize("burst_s", [0.3, 0.6])
+def test_delayed_bursts_of_a_host_timed_sensor_are_no_gap(burst_s: float) -> None:
+    """WitMotion has neither a device clock nor a counter: a burst (notifications held, then delivered at
+    once) must not be taken for a loss. Its samples keep their sample-count spacing and nothing is counted
+    lost (a loss would have made the arrivals after it late at the samples' own pace)."""
+    spec = f"emulated:witmotion?speed=20&burst_every=2&burst_s={burst_s}&seed=2"
+    src, sensor, events = asyncio.run(_run(spec, 9.0))
+    kinds = [e.kind for e in events if isinstance(e, SourceStatus)]
+    assert kinds == ["connecting", "connected", "stopped"]  # no gap
+    t_rx = np.array([r.t_host_s for r in events if isinstance(r, RawNotification)])
+    assert np.sum(np.diff(t_rx) > burst_s - 0.1) >= 3  # the bursts happened
+    t = np.concatenate([b.t_s for b in events if isinstance(b, ImuBatch)])
+    d = np.diff(t[t > 3.0])  # (after the first burst's slew back onto the envelope)
+    assert np.mean(np.abs(d * src.info.rate_hz - 1.0) < 0.2) > 0.99 and np.max(d) < 2.0 / src.info.rate_hz

@@ -11,6 +11,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from pelvimon.analysis import steps_csv_text
+from pelvimon.errors import PelvimonError
+from pelvimon.outputs import write_output
 
 from .review_data import TABLE_METRICS, ReviewData
 from .widgets import ANGLE_COLORS, LEFT, RIGHT, configure_pyqtgraph, pen, style_plot
@@ -336,9 +338,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ export
     def export_csv(self, path: str | Path) -> Path:
         """Write the per-step table (all steps) to ``path``."""
-        p = Path(path)
-        p.write_text(steps_csv_text(self.data.steps), encoding="utf-8")
-        return p
+        return write_output(path, steps_csv_text(self.data.steps))
 
     def _export_clicked(self) -> None:
         default = str(Path(self.data.name).with_suffix("").name) + "-steps.csv"
@@ -346,7 +346,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         if path:
             try:
                 self.export_csv(path)
-            except OSError as exc:
-                QtWidgets.QMessageBox.warning(self, "Export failed", f"{path}: {exc}")
+            except PelvimonError as exc:
+                QtWidgets.QMessageBox.warning(self, "Export failed", str(exc))
                 return
             self.statusBar().showMessage(f"Exported {len(self.data.steps)} steps to {path}", 8000)

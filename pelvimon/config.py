@@ -258,10 +258,9 @@ def save_baseline(path: str | Path, baseline: Baseline) -> None:
             for m, lr in baseline.stats.items()
         },
     }
-    try:
-        Path(path).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write baseline {path}: {exc.strerror or exc}") from None
+    from pelvimon.outputs import write_output
+
+    write_output(path, json.dumps(doc, indent=2, allow_nan=False) + "\n", "baseline")
 
 
 def check_side_values(where: str, key: str, vals: dict[str, float | int]) -> None:

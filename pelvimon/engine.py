@@ -27,6 +27,7 @@ from pelvimon.dsp.alerts import AlertEvent, AlertMonitor
 from pelvimon.dsp.orientation import PelvisMotion
 from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
 from pelvimon.dsp.records import Alert, Asymmetry, Step
+from pelvimon.errors import PelvimonError, is_disk_full
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.session_file import SessionWriter
 from pelvimon.sensors.source import RawNotification, Source, SourceInfo, SourceStatus
@@ -250,9 +251,11 @@ class SessionEngine:
         name: str = "",
         seconds: float | None = None,
         stats_interval_s: float = 0.25,
+        overwrite: bool = False,
     ) -> None:
         self._source_arg = source
         self.record_to = Path(record_to) if record_to is not None else None
+        self.overwrite = overwrite
         self.config = config
         self.name = name
         self.seconds = seconds
@@ -310,13 +313,24 @@ class SessionEngine:
 
     def _apply_recording(self) -> None:
         if self._want_recording and self._writer is None and self.info is not None:
-            if self.record_to is not None and not self.recordings:
-                path = self.record_to
+            first = self.record_to is not None and not self.recordings
+            path = self.record_to if first else None
+            try:
+                if path is None:
+                    folder = self.record_to.parent if self.record_to is not None else None
+                    path = new_session_path(self.name or (self.record_to.stem if self.record_to else ""), folder)
                 path.parent.mkdir(parents=True, exist_ok=True)
-            else:
-                folder = self.record_to.parent if self.record_to is not None else None
-                path = new_session_path(self.name or (self.record_to.stem if self.record_to else ""), folder)
-            self._writer = SessionWriter(path, self.info, extra={"name": self.name})
+                # (an existing file given with --overwrite is replaced only now, once the sensor streams)
+                self._writer = SessionWriter(path, self.info, extra={"name": self.name},
+                                             overwrite=first and self.overwrite)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                where = path if path is not None else exc.filename
+                raise PelvimonError(
+                    f"cannot write the session file {where}: {exc.strerror or exc}; check the folder and its "
+                    "permissions"
+                ) from None
             self.recordings.append(path)
             self._rec_started_t = self.t_s
             log.info("recording to %s", path)

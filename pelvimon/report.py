@@ -25,7 +25,6 @@ from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, GaitPart, SessionAnal
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import display_number, figures_note, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
-from pelvimon.errors import PelvimonError
 
 BRAMAH_2018 = (
     "Bramah C, Preece SJ, Gill N, Herrington L. Is there a pathological gait associated with common soft "
@@ -528,11 +527,10 @@ def _fmt_plain(v: float, digits: int) -> str:
 
 
 def write_report(path: str | Path, text: str) -> None:
-    """Write the report; one-line error if the file cannot be written."""
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise PelvimonError(f"cannot write report {path}: {exc.strerror or exc}") from None
+    """Write the report (:func:`~pelvimon.outputs.write_output`: one-line error, the old file kept)."""
+    from pelvimon.outputs import write_output
+
+    write_output(path, text, "report")
 
 
 def figures_in(text: str) -> Sequence[str]:

@@ -13,7 +13,7 @@ documentation and in the option's help.
 Output paths
 ------------
 :func:`check_output` refuses an output file that would destroy data: the command's own input, an existing
-recorded session, a folder, an empty name. :func:`check_session_output` does the same for the session file a
+recorded session or CSV of IMU samples, a folder, an empty name. :func:`check_session_output` does the same for the session file a
 command records to.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pelvimon.errors import PelvimonError, UsageError
-from pelvimon.file_kinds import SESSION_SUFFIX, is_session_file
+from pelvimon.file_kinds import SESSION_SUFFIX, is_imu_csv, is_session_file
 
 MAX_SECONDS = 86_400.0
 """Longest ``--seconds`` of a recording: one day, s (leave ``--seconds`` out to run until Ctrl-C)."""
@@ -181,6 +181,8 @@ def check_output(
     path: str | os.PathLike[str] | None,
     inputs: Iterable[str | os.PathLike[str] | None],
     option: str,
+    *,
+    folder_made: bool = False,
 ) -> Path:
     """Refuse an output file that would destroy data; return it as a ``Path``.
 
@@ -194,14 +196,16 @@ def check_output(
         Every file the command reads (recording, ``--config``, ``--baseline``...); None entries are skipped.
     option : str
         The option that gave ``path`` (``-o/--output``, ``--csv``...), for the message.
+    folder_made : bool
+        The command creates a missing folder itself (``--screenshot``): only a folder that is a file is refused.
 
     Raises
     ------
     UsageError
         The name is empty, or it is one of the ``inputs`` (exit 2).
     PelvimonError
-        It is a folder, an existing session file (``.mcap`` or MCAP content: recordings are never
-        overwritten), or its folder does not exist (exit 1).
+        It is a folder, an existing session file (``.mcap`` or MCAP content) or CSV of IMU samples
+        (recordings are never overwritten), or its folder does not exist or is a file (exit 1).
     """
     out = _as_path(path, option)
     for inp in inputs:
@@ -217,9 +221,23 @@ def check_output(
         raise PelvimonError(
             f"{option} {out} is a recorded session; choose another name (sessions are never overwritten)"
         )
-    if not out.parent.is_dir():
-        raise PelvimonError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
+    if is_imu_csv(out):
+        raise PelvimonError(
+            f"{option} {out} holds IMU samples (a recording); choose another name, or delete it first if it "
+            "is no longer needed (recordings are never overwritten)"
+        )
+    _check_folder(out, folder_made)
     return out
+
+
+def _check_folder(out: Path, folder_made: bool = False) -> None:
+    for folder in (out.parent, *out.parent.parents):  # the nearest that exists must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                raise PelvimonError(f"cannot write {out}: {folder} is a file, not a folder; give another path")
+            break
+    if not folder_made and not out.parent.is_dir():
+        raise PelvimonError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
 
 
 def check_outputs(
@@ -260,6 +278,7 @@ def check_session_output(
         raise PelvimonError(f"{option} {out} is a directory; give a file name ending in {SESSION_SUFFIX}")
     if out.suffix.lower() != SESSION_SUFFIX:
         raise UsageError(f"{option} {out}: session files end in {SESSION_SUFFIX}")
+    _check_folder(out, folder_made=True)  # (the recording creates a missing folder)
     if out.exists() and not overwrite:
         if overwrite is None:
             raise PelvimonError(f"{out} exists already; choose another name (sessions are never overwritten)")

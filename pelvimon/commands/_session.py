@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
+import logging
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from pelvimon.errors import PelvimonError, UsageError
+from pelvimon.errors import PelvimonError, UsageError, is_disk_full
 
 
 def open_sensor(spec: str, rate_hz: float | None) -> Any:
@@ -82,20 +82,40 @@ def _step_line(s: Any) -> str:
 
 
 def disk_full_message(recordings: list[Path], t_s: float) -> str:
-    """The one line for a full disk while recording: what is kept, and what to do."""
+    """The one line for a full disk while recording: what is kept (as far as the file can be read back:
+    ``t_s``, the session time reached, is an upper bound), and what to do."""
     if recordings:
         where = recordings[-1]
+        kept = _readable_until(where)
+        if kept is None:
+            return (
+                f"the disk is full: no sample of the session could be kept in {where} (the disk filled before "
+                "its first part was written); free some space and try again"
+            )
         return (
-            f"the disk is full: the session up to {t_s:.1f} s is kept in {where}; free some space before "
-            "recording again"
+            f"the disk is full: the session up to {min(kept, t_s):.1f} s is kept in {where}; free some space "
+            "before recording again"
         )
     return "the disk is full: nothing could be recorded; free some space and try again"
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is a write that failed for lack of space (ENOSPC, or a disk quota: EDQUOT)."""
-    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-    return isinstance(exc, OSError) and exc.errno in codes
+def _readable_until(path: Path) -> float | None:
+    """Session time of the last sample a session file gives when read back, or None (none, or unreadable)."""
+    from pelvimon.firmware_protocols.batch import ImuBatch
+    from pelvimon.sensors import session_file
+
+    last = None
+    log = logging.getLogger(session_file.__name__)
+    was, log.disabled = log.disabled, True  # (a cut file's warning: the caller says what is kept)
+    try:
+        for item in session_file.SessionReader(path).items():
+            if isinstance(item, ImuBatch) and len(item):
+                last = float(item.t_s[-1])
+    except (OSError, ValueError):
+        return last
+    finally:
+        log.disabled = was
+    return last
 
 
 def run_engine(
@@ -109,10 +129,12 @@ def run_engine(
     verb: str,
     print_steps: bool = False,
     no_samples: str | None = None,
+    overwrite: bool = False,
 ) -> int:
     """Run a session in this thread with a progress line every few seconds; summary at the end.
 
-    ``config``: the loaded ``--config`` (:func:`pelvimon.config.load_config`). ``no_samples``: when given,
+    ``config``: the loaded ``--config`` (:func:`pelvimon.config.load_config`). ``overwrite``: an existing
+    ``record_to`` is replaced when recording starts. ``no_samples``: when given,
     a session that yields no sample at all fails with this message instead of printing an empty summary. A full disk while recording is one line saying what is kept.
     """
     import threading
@@ -121,7 +143,7 @@ def run_engine(
     from pelvimon.engine import AlertEvent, EngineStats, SessionEngine
     from pelvimon.sensors.source import SourceStatus
 
-    engine = SessionEngine(source, record_to=record_to, config=config, name=name, seconds=seconds)
+    engine = SessionEngine(source, record_to=record_to, config=config, name=name, seconds=seconds, overwrite=overwrite)
     sub = engine.subscribe(maxlen=200_000)
     stop_printer = threading.Event()
     err = sys.stderr

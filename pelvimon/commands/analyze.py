@@ -96,21 +96,18 @@ def check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> N
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from pelvimon.analysis import baseline_of, steps_csv_text
     from pelvimon.config import save_baseline
-    from pelvimon.errors import PelvimonError, UsageError
+    from pelvimon.errors import UsageError
+    from pelvimon.outputs import write_output
 
     if args.runner is not None and not args.save_baseline:
         raise UsageError("--runner names the runner of a saved baseline: add --save-baseline FILE")
     check_outputs(args, {"--csv": args.csv, "--save-baseline": args.save_baseline})
     analysis = analysis_from_args(args)
     if args.csv:
-        try:
-            Path(args.csv).write_text(steps_csv_text(analysis.steps), encoding="utf-8")
-        except OSError as exc:
-            raise PelvimonError(f"cannot write {args.csv}: {exc.strerror or exc}") from None
+        write_output(args.csv, steps_csv_text(analysis.steps))
     if args.save_baseline:
         save_baseline(args.save_baseline, baseline_of(analysis, runner=args.runner))
     if args.json:

@@ -34,8 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = _guards.check_session_output(args.output, "-o", overwrite=args.overwrite)
     source = open_sensor(args.sensor, args.rate)
-    config = load_config(args.config)  # a bad --config fails before --overwrite removes anything
-    if out.exists():
-        out.unlink()
+    config = load_config(args.config)
+    # with --overwrite, the file is replaced once the sensor streams: a run that fails before keeps it
     return run_engine(source, record_to=out, seconds=args.seconds, name=args.name, config=config,
-                      quiet=args.quiet, verb="recorded")
+                      quiet=args.quiet, verb="recorded", overwrite=args.overwrite)

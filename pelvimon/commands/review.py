@@ -70,15 +70,20 @@ def run(args: argparse.Namespace) -> int:
     from pelvimon.commands.analyze import csv_options_from_args
     from pelvimon.gui.review_data import load_review
 
-    out = _guards.check_output(args.export, [args.file, args.config], "--export") if args.export else None
+    inputs = [args.file, args.config]
+    out = _guards.check_output(args.export, inputs, "--export") if args.export else None
+    if args.screenshot is not None:
+        _guards.check_output(args.screenshot, inputs, "--screenshot", folder_made=True)
+    _guards.check_distinct({"--export": args.export, "--screenshot": args.screenshot})
     csv = csv_options_from_args(args)
     config = load_config(args.config)
     data = load_review(args.file, csv=csv, config=config)
     if out is not None:
         from pelvimon.analysis import steps_csv_text
+        from pelvimon.outputs import write_output
 
         steps = data.steps if args.range is None else data.steps_between(*args.range)
-        out.write_text(steps_csv_text(steps), encoding="utf-8")
+        write_output(out, steps_csv_text(steps))
         of = "" if args.range is None else (
             f" (of {len(data.steps)}: initial contact from {args.range[0]:g} to {args.range[1]:g} s)"
         )

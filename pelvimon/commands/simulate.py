@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pelvimon.commands import _guards
-from pelvimon.errors import PelvimonError, UsageError
+from pelvimon.errors import UsageError
+from pelvimon.file_kinds import SESSION_SUFFIX
 
 if TYPE_CHECKING:
     from pelvimon.sensors.simulator import SimParams
@@ -195,27 +197,25 @@ def _bouts(args: argparse.Namespace) -> list[SimParams]:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from pelvimon.outputs import write_output
     from pelvimon.sensors.csv_source import format_imu_csv
     from pelvimon.sensors.simulator import simulate, simulate_session
 
     bouts = _bouts(args)
     params = bouts[0]
     outs = _guards.check_outputs({"-o/--output": args.output, "--truth": args.truth}, ())
+    if args.output is not None and Path(args.output).suffix.lower() == SESSION_SUFFIX:
+        raise UsageError(
+            f"-o {args.output}: simulate writes CSV samples; give a name ending in .csv (a session file is "
+            "recorded by 'pelvimon demo' or 'pelvimon record --sensor emulated:...')"
+        )
     output, truth = outs["-o/--output"], outs["--truth"]
     sim = simulate(params) if len(bouts) == 1 else simulate_session(bouts)
     written = []
-    try:
-        if output is not None:
-            output.write_text(format_imu_csv(sim.batch), encoding="utf-8")
-            written.append(str(output))
-        if truth is not None:
-            with truth.open("w", encoding="utf-8") as f:
-                json.dump(sim.truth.to_json(), f, separators=(",", ":"))
-            written.append(str(truth))
-    except OSError as exc:
-        raise PelvimonError(
-            f"cannot write {exc.filename}: {exc.strerror}; check the path and free space"
-        ) from None
+    if output is not None:
+        written.append(str(write_output(output, format_imu_csv(sim.batch))))
+    if truth is not None:
+        written.append(str(write_output(truth, json.dumps(sim.truth.to_json(), separators=(",", ":")))))
 
     if not args.quiet:
         steps = sim.truth.steps

@@ -117,6 +117,88 @@ def test_two_outputs_naming_one_file_are_refused(capsys, folder: Path, monkeypat
     assert not (folder / "o.csv").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "rec.mcap", "-o", "imu.csv"],
+        ["analyze", "rec.mcap", "--csv", "imu.csv"],
+        ["review", "rec.mcap", "--export", "imu.csv"],
+        ["simulate", "--seconds", "3", "-o", "imu.csv"],
+    ],
+    ids=["report", "analyze", "review", "simulate"],
+)
+def test_an_existing_csv_of_imu_samples_is_never_overwritten(capsys, folder: Path, monkeypatch, argv) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "imu.csv").write_bytes((folder / "run.csv").read_bytes())
+    before = _snapshot(folder)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "imu.csv holds IMU samples (a recording)" in one_line(err)
+    assert _snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "run.csv", "--csv", "run.csv/o.csv"],
+        ["replay", "rec.mcap", "-o", "run.csv/x.mcap"],
+        ["review", "rec.mcap", "--screenshot", "run.csv/deeper/x.png"],
+        ["demo", "--seconds", "1", "--no-record", "--screenshot", "run.csv/x.png"],
+    ],
+    ids=["analyze", "replay", "review", "demo"],
+)
+def test_an_output_under_a_file_is_refused_before_any_work(capsys, folder: Path, monkeypatch, argv) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "run.csv is a file, not a folder; give another path" in one_line(err)
+
+
+def test_review_export_and_screenshot_must_be_two_files(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, "review", "rec.mcap", "--export", "same.png", "--screenshot", "same.png")
+    assert code == 2 and "--export and --screenshot name the same file" in one_line(err)
+    assert not (folder / "same.png").exists()
+
+
+def test_simulate_refuses_a_session_file_name(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, "simulate", "--seconds", "3", "-o", "new.mcap")
+    assert code == 2 and "simulate writes CSV samples" in one_line(err)
+    assert not (folder / "new.mcap").exists()
+
+
+def test_a_named_pipe_as_output_is_written_not_read(capsys, folder: Path, tmp_path: Path) -> None:
+    """Checking an output used to open it for reading (to look for a session file's first bytes): on a
+    pipe that waits forever. The table goes through the pipe."""
+    import os
+    import threading
+
+    fifo = tmp_path / "steps.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, _, _ = run(capsys, "-q", "analyze", str(folder / "run.csv"), "--csv", str(fifo))
+    reader.join(10.0)
+    assert code == 0 and got and got[0].startswith(b"side,t_ic_s,")
+
+
+def test_a_failed_write_keeps_the_file_that_was_there(capsys, folder: Path, tmp_path: Path, monkeypatch) -> None:
+    """A full disk while writing: one line, the old content kept whole, no temporary file left."""
+    import pelvimon.outputs
+
+    out = tmp_path / "steps.csv"
+    out.write_text("old table\n")
+
+    def full(fd: int, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pelvimon.outputs.os, "fdopen", full)
+    code, _, err = run(capsys, "analyze", str(folder / "run.csv"), "--csv", str(out))
+    line = one_line(err)
+    assert code == 1 and f"cannot write {out}: No space left on device" in line and "nothing was changed" in line
+    assert out.read_text() == "old table\n" and sorted(p.name for p in tmp_path.iterdir()) == ["steps.csv"]
+
+
 # --- 2. replay of a file without samples ------------------------------------------------------------------
 
 

@@ -134,3 +134,29 @@ def test_new_session_paths_are_fresh_and_safe(tmp_path: Path) -> None:
     b = new_session_path("Anna / run 1", tmp_path)
     assert a != b and a.parent == tmp_path and "/" not in a.name[:-5].replace(str(tmp_path), "")
     assert a.suffix == ".mcap" and "Anna" in a.name
+
+
+def test_overwrite_replaces_the_file_only_once_the_sensor_is_connected(tmp_path: Path) -> None:
+    """``record --overwrite``: a session that fails before the sensor is connected keeps the old file; one that
+    connects replaces it."""
+    from pelvimon.sensors.source import Source
+
+    class Unreachable(Source):
+        async def open(self) -> None:
+            raise RuntimeError("sensor out of range")
+
+        async def events(self):  # pragma: no cover - never reached
+            yield None
+
+    old = tmp_path / "old.mcap"
+    old.write_bytes(b"an earlier session")
+    eng = SessionEngine(Unreachable(), record_to=old, seconds=1.0, overwrite=True)
+    with pytest.raises(RuntimeError, match="out of range"):
+        eng.run()
+    assert old.read_bytes() == b"an earlier session" and eng.recordings == []
+
+    eng = SessionEngine(open_source("emulated:movesense?speed=50&seed=1", rate_hz=104), record_to=old, seconds=3.0,
+                        overwrite=True)
+    eng.run()
+    assert eng.recordings == [old] and len(SessionReader(old).header.source.name) > 0
+    assert sum(len(b) for b in SessionReader(old).items() if isinstance(b, ImuBatch)) > 100

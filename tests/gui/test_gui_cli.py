@@ -43,9 +43,18 @@ def test_demo_window_records_and_screenshots(tmp_path, monkeypatch, capsys) -> N
 
 
 def test_demo_window_with_an_unwritable_screenshot_still_names_its_session(tmp_path, monkeypatch, capsys) -> None:
+    from PySide6 import QtGui
+
     monkeypatch.setenv("PELVIMON_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "taken").write_text("a file where the screenshot's folder should be")
+    # a path that cannot be written is refused before the session starts
     rc = main(["demo", "--seconds", "2", "--speed", "8", "--screenshot", str(tmp_path / "taken" / "x.png")])
+    cap = capsys.readouterr()
+    assert rc == 1 and "taken is a file, not a folder" in cap.err and len(cap.err.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
+    # a screenshot that fails at the end (the disk filled meanwhile): the session is still closed and named
+    monkeypatch.setattr(QtGui.QPixmap, "save", lambda *a, **k: False)
+    rc = main(["demo", "--seconds", "2", "--speed", "8", "--screenshot", str(tmp_path / "x.png")])
     cap = capsys.readouterr()
     assert rc == 1
     assert "cannot write the screenshot" in cap.err and len(cap.err.strip().splitlines()) == 1

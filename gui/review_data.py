@@ -134,14 +134,15 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     src = open_input(p, csv, keep_steps=True)
     batches: list[ImuBatch] = []
     rate_hz = math.nan
+    damage = ""
     try:
         samples = read_source(src)
         batches, rate_hz = samples.batches, samples.rate_hz
-    except NoSamplesError:
-        pass
+    except NoSamplesError as exc:
+        damage = exc.detail
     recorded_steps = src.recorded_steps if isinstance(src, ReplaySource) else []
     if not batches and not recorded_steps:
-        raise PelvimonError(f"{p}: no samples and no steps in the file; nothing to review")
+        raise PelvimonError(f"{p}: no samples and no steps in the file{damage}; nothing to review")
     parts_t: list[np.ndarray] = []
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import math
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -446,6 +447,8 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
     PelvimonError
         Missing file, a directory, or a session file that cannot be opened (one line naming the file).
     """
+    if not str(path).strip():  # (before Path(): Path("") is the current folder)
+        raise PelvimonError("the input file name is empty; give a CSV or session file")
     p = Path(path)
     if not p.exists():
         raise PelvimonError(f"{p}: no such file; check the path")
@@ -463,7 +466,12 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
 
 
 class NoSamplesError(PelvimonError):
-    """The source ended without giving a sample."""
+    """The source ended without giving a sample; ``detail``: what the file reader found damaged, in
+    parentheses ("" if nothing)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True, eq=False)
@@ -499,6 +507,26 @@ def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         return pool.submit(lambda: asyncio.run(main())).result()
 
 
+@contextmanager
+def _held_file_warnings() -> Iterator[list[logging.LogRecord]]:
+    """Hold back the session reader's log records while a file is read; those left in the list are logged
+    at the end (a caller that reports the damage itself clears them)."""
+    logger = logging.getLogger("pelvimon.sensors.session_file")  # (named: a CSV does not import the reader)
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
+        for record in held:
+            logger.handle(record)
+
+
 def read_source(source: Source) -> InputSamples:
     """Open the source, take every sample batch it gives to its end, and close it.
 
@@ -515,18 +543,22 @@ def read_source(source: Source) -> InputSamples:
         async with source:
             return [ev async for ev in source if isinstance(ev, ImuBatch)]
 
-    with input_errors():
+    with input_errors(), _held_file_warnings() as held:
         batches = _run_to_end(collect)
-    info = source.info
-    if not any(len(b) for b in batches):
-        what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
-        raise NoSamplesError(f"{info.address or info.name}: {what}; nothing to analyse")
+        info = source.info
+        if not any(len(b) for b in batches):
+            what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
+            # (what the reader found damaged goes into this one line instead of a warning before it)
+            # (the reader's warning is "%s: read %d items; %s", the last argument saying what was damaged)
+            why = "".join(f" ({r.args[-1]})" for r in held if isinstance(r.args, tuple) and r.args)
+            held.clear()
+            raise NoSamplesError(f"{info.address or info.name}: {what}{why}; nothing to analyse", why)
     if info.protocol == "csv":
         meta = info.metadata
         check_units(batches, str(meta.get("acc_unit", "mps2")), str(meta.get("gyr_unit", "rads")), info.name)
     stated = float(info.rate_hz) if info.rate_hz and math.isfinite(info.rate_hz) and info.rate_hz > 0 else None
     # a CSV source states the rate of its time stamps (the median interval within the parts between gaps)
-    measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches)
+    measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured
     return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured)
 
@@ -586,10 +618,11 @@ def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name:
 # --- the pipeline seam ------------------------------------------------------------------------------------
 
 
-def _rate_hz(batches: Sequence[ImuBatch]) -> float:
+def _rate_hz(batches: Sequence[ImuBatch], name: str = "") -> float:
     rate = median_rate_hz(list(batches))
     if rate is None:
-        raise PelvimonError("cannot tell the sample rate: the input needs at least two increasing times")
+        where = f"{name}: " if name else ""
+        raise PelvimonError(f"{where}cannot tell the sample rate: the input needs at least two increasing times")
     return rate
 
 
@@ -847,7 +880,7 @@ def analyze_batches(
     """
     if not any(len(b) for b in batches):
         raise PelvimonError(f"{name}: no samples to analyse")
-    measured_hz = _rate_hz(batches)
+    measured_hz = _rate_hz(batches, name)
     use_hz = rate_hz if rate_hz is not None else measured_hz
     return analyze_samples(InputSamples(name, list(batches), use_hz, measured_hz), config, baseline=baseline)
 
@@ -869,8 +902,10 @@ def analyze_samples(
     name, batches, use_hz = samples.name, samples.batches, samples.rate_hz
     if not MIN_RATE_HZ <= use_hz <= MAX_RATE_HZ:
         raise PelvimonError(
-            f"{name}: the time stamps give {use_hz:.4g} samples per second; pelvimon analyses "
-            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz: check that the time column is in seconds"
+            f"{name}: the time stamps give a sample rate of {use_hz:.4g} Hz; pelvimon analyses "
+            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): "
+            + ("if the sensor sampled faster, check that the time column is in seconds (not ms)"
+               if use_hz < MIN_RATE_HZ else "check that the time column is in seconds")
         )
     with _gc_paused():
         run = run_pipeline(batches, use_hz)

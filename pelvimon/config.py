@@ -184,12 +184,13 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
 
 
-def _read_text(p: Path, what: str, expected: str) -> str:
-    """The text of a UTF-8 file (a leading byte order mark is dropped); one-line ``ConfigError`` if it is
-    missing, a folder, unreadable or not text."""
-    where = str(p)
-    if not where.strip():
+def _read_text(path: str | Path, what: str, expected: str) -> str:
+    """The text of a UTF-8 file (a leading byte order mark is dropped); one-line ``ConfigError`` if its name
+    is empty, or it is missing, a folder, unreadable or not text."""
+    if not str(path).strip():  # (before Path(): Path("") is the current folder)
         raise ConfigError(f"the {what} name is empty; give {expected}")
+    p = Path(path)
+    where = str(p)
     try:
         return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -219,7 +220,7 @@ def load_config(path: str | Path | None = None) -> Config:
         return _build(defaults, DEFAULT_CONFIG_NAME, ("defaults",))
     p = Path(path)
     where = str(p)
-    text = _read_text(p, "config file", "a TOML file")
+    text = _read_text(path, "config file", "a TOML file")
     user = _parse_toml(text, where)
     _validate_shape(where, user)
     return _build(_merge(defaults, user), where, ("defaults", where))
@@ -307,7 +308,7 @@ def _side_from(where: str, key: str, d: Any) -> SideStats:
 def load_baseline(path: str | Path) -> Baseline:
     """Read a baseline written by ``save_baseline``; one-line ``ConfigError`` on any problem."""
     where = str(path)
-    text = _read_text(Path(path), "baseline file", "a baseline JSON file written by --save-baseline")
+    text = _read_text(path, "baseline file", "a baseline JSON file written by --save-baseline")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

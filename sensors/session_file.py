@@ -856,6 +856,8 @@ class SessionReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise SessionFileError(f"{self.path}: is a directory, not a session file")
         if not self.path.is_file():
             raise SessionFileError(f"{self.path}: no such session file")
         self.complete = False
@@ -901,7 +903,14 @@ class SessionReader:
                         if isinstance(rec, Metadata) and rec.name == "pelvimon.session":
                             md = rec.metadata
                 hit = buf.find(_SESSION_NAME_SIG, hit + 1, stop)
+            # without it, records after it that are pelvimon's say that the header was lost
+            ours = md is None and buf.find(b"pelvimon", 8, stop) != -1
         if md is None:
+            if ours:
+                raise SessionFileError(
+                    f"{self.path}: a pelvimon session file whose start (its session header) is cut short or "
+                    "damaged; it cannot be read: if it was copied while being recorded, copy it again"
+                )
             raise SessionFileError(f"{self.path}: not a pelvimon session file (no pelvimon.session record at its start)")
         try:
             return SessionHeader.from_metadata(md)

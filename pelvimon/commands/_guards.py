@@ -174,6 +174,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _as_path(path: str | os.PathLike[str] | None, option: str) -> Path:
     if path is None or not str(os.fspath(path)).strip():
         raise UsageError(f"{option}: the file name is empty; give a file name")
+    if str(os.fspath(path)).strip() == "-":
+        raise UsageError(f"{option} -: give a file name (for standard output, give /dev/stdout)")
     return Path(path)
 
 

@@ -77,7 +77,7 @@ def analysis_from_args(args: argparse.Namespace) -> Any:
 
     csv = csv_options_from_args(args)
     config = load_config(args.config)
-    baseline = load_baseline(args.baseline) if args.baseline else None
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None
     return analyze_file(args.input, config, csv=csv, baseline=baseline)
 
 

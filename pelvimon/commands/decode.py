@@ -93,6 +93,8 @@ def parse_context(items: list[str], known: tuple[str, ...], protocol: str) -> di
         if key not in known:
             names = ", ".join(known) if known else "none"
             raise UsageError(f"unknown --set key {key!r} for protocol {protocol}; it takes: {names}")
+        if key in context:
+            raise UsageError(f"--set {key} is given twice; give it once")
         context[key] = parse_value(value)  # (its range is the decoder's to check: a ValueError, exit 2)
     return context
 
@@ -204,7 +206,8 @@ def decode(
     except ProtocolError as exc:
         raise UsageError(f"bad --set value: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad --set for {protocol}: {exc}") from None
+        given = ", ".join(f"{k}={v}" for k, v in (context or {}).items())
+        raise UsageError(f"bad --set for {protocol} ({given}): {exc}") from None
     batches: list = []
     for k, data in enumerate(parts):
         try:

@@ -465,7 +465,7 @@ def test_walking_straight_into_running_raises_no_alert(seed: int) -> None:
     assert a.side_stats["contact_time_s"][0].mean < 0.3 and a.other_gaits["walking"].side_stats["contact_time_s"][0].mean > 0.6
 
 
-@pytest.mark.parametrize(("dt", "shown"), [(0.1, "10 samples"), (5.0, "0.2 samples"), (1e-7, "1e+07 samples")])
+@pytest.mark.parametrize(("dt", "shown"), [(0.1, "rate of 10 Hz"), (5.0, "rate of 0.2 Hz"), (1e-7, "rate of 1e+07 Hz")])
 def test_a_time_column_not_in_seconds_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], dt: float,
                                                   shown: str) -> None:
     """Times in ms, or in s with a wrong rate: one line, not a buffer sized for 10 MHz (MemoryError)."""

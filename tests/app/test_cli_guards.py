@@ -211,6 +211,32 @@ def test_replay_of_a_cut_file_fails_in_one_line(capsys, tmp_path: Path) -> None:
     assert "replayed" not in out
 
 
+@pytest.mark.parametrize("argv", [["analyze"], ["report", "-o", "r.html"], ["review", "--export", "s.csv"]],
+                         ids=["analyze", "report", "review"])
+def test_a_cut_file_without_samples_is_one_line_naming_the_damage(capsys, tmp_path: Path, monkeypatch, argv) -> None:
+    monkeypatch.chdir(tmp_path)
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(SESSION.read_bytes()[:3000])
+    code, _, err = run(capsys, argv[0], str(cut), *argv[1:])
+    line = one_line(err)  # (the reader's warning is folded into the error)
+    assert code == 1 and "the file was cut short" in line and ("nothing to analyse" in line or "nothing to review" in line)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["analyze", ""], "the input file name is empty"),
+        (["analyze", "run.csv", "--config", ""], "the config file name is empty"),
+        (["analyze", "run.csv", "--baseline", ""], "the baseline file name is empty"),
+        (["replay", "adir"], "adir: is a directory, not a session file"),
+    ],
+)
+def test_empty_names_and_folders_as_inputs_are_named(capsys, folder: Path, monkeypatch, argv, needle) -> None:
+    monkeypatch.chdir(folder)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and needle in one_line(err)
+
+
 # --- 3. and 4. options checked up front ---------------------------------------------------------------------
 
 
@@ -240,6 +266,10 @@ def test_replay_of_a_cut_file_fails_in_one_line(capsys, tmp_path: Path) -> None:
         (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=0"], ("factor=0", "> 0")),
         (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=1e39"], ("factor=1e+39", "finite")),
         (["decode", "--protocol", "pelvimon", "--hex", "00", "--set", "acc_lsb_per_g=-1"], ("acc_lsb_per_g",)),
+        (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=abc"], ("(factor=abc)",)),
+        (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=1", "--set", "factor=2"],
+         ("--set factor is given twice",)),
+        (["simulate", "--seconds", "3", "-o", "-"], ("-o/--output -", "/dev/stdout")),
     ],
 )
 def test_bad_options_are_one_line_exit_2(capsys, tmp_path: Path, monkeypatch, argv, fragments) -> None:

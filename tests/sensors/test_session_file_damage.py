@@ -266,9 +266,14 @@ def test_a_damaged_session_record_is_a_one_line_error(session: Path) -> None:
     data[i + 3] ^= 0x20
     path = session.with_name("nohead.mcap")
     path.write_bytes(bytes(data))
-    with pytest.raises(SessionFileError, match="not a pelvimon session file") as exc:
+    with pytest.raises(SessionFileError, match="a pelvimon session file whose start .* is cut short or damaged") as exc:
         SessionReader(path)
     _plain(str(exc.value).replace("Error", ""))
+    # an MCAP file of another program is named as such
+    other = session.with_name("other.mcap")
+    other.write_bytes(data[:8] + bytes(data[8:]).replace(b"pelvimon", b"anything"))
+    with pytest.raises(SessionFileError, match="not a pelvimon session file"):
+        SessionReader(other)
 
 
 def test_replay_of_recorded_samples_counts_the_loss(session: Path) -> None:

@@ -80,13 +80,15 @@ class AlertRule:
                 f"alert rule for {self.metric}: kind must be diff, si or balance, got {self.kind!r}"
             )
         if self.kind == "balance":
-            if not self.low < self.high:
+            if not 0 <= self.low < 50 < self.high <= 100:
                 raise ValueError(
-                    f"alert rule for {self.metric}: low ({self.low}) must be below high ({self.high})"
+                    f"alert rule for {self.metric}: need 0 <= low < 50 < high <= 100 (a band of left shares in %, "
+                    f"around an even 50 %), got low={self.low}, high={self.high}"
                 )
             if not 0 <= self.release_margin < (self.high - self.low) / 2:
                 raise ValueError(
-                    f"alert rule for {self.metric}: release_margin must be >= 0 and less than half the band"
+                    f"alert rule for {self.metric}: release_margin must be >= 0 and less than half the band "
+                    f"({(self.high - self.low) / 2:g}), got {self.release_margin}"
                 )
         elif not (math.isfinite(self.min_diff) and self.min_diff >= 0):
             raise ValueError(f"alert rule for {self.metric}: min_diff must be >= 0, got {self.min_diff}")

@@ -164,7 +164,8 @@ def _build(data: dict[str, Any], where: str, sources: tuple[str, ...]) -> Config
         try:
             rules[metric] = AlertRule(metric=metric, **kw)
         except ValueError as exc:
-            raise ConfigError(f"{where}: alerts.rules.{metric}: {exc}") from None
+            msg = str(exc).removeprefix(f"alert rule for {metric}: ")  # (the key below names the rule)
+            raise ConfigError(f"{where}: alerts.rules.{metric}: {msg}") from None
     try:
         alerts = AlertParams(
             min_duration_s=float(al["min_duration_s"]),

@@ -69,6 +69,9 @@ def parse_columns_option(text: str) -> dict[str, str]:
             raise ValueError(f"--columns: {name}= needs the file's column name after '='")
         if name in out:
             raise ValueError(f"--columns: {name} is given twice")
+        same = [n for n, c in out.items() if c == col]
+        if same:
+            raise ValueError(f"--columns: {same[0]} and {name} both name the file's column {col!r}; give each its own")
         out[name] = col
     if not out:
         raise ValueError(f"--columns is empty; give NAME=FILE_COLUMN pairs (NAME one of {known})")

@@ -46,7 +46,16 @@ def csv_options_from_args(args: argparse.Namespace) -> Any:
     """The :class:`pelvimon.analysis.CsvOptions` the CSV import options ask for (bad ``--columns``: usage error)."""
     from pelvimon.analysis import CsvOptions
     from pelvimon.errors import UsageError
+    from pelvimon.file_kinds import is_session_file
 
+    given = [o for o, v, default in (("--columns", args.columns, None), ("--acc-unit", args.acc_unit, "mps2"),
+                                     ("--gyr-unit", args.gyr_unit, "rads")) if v != default]
+    path = args.input if hasattr(args, "input") else args.file  # (analyze and report; review)
+    if given and str(path).strip() and is_session_file(path):
+        raise UsageError(
+            f"{' and '.join(given)} describe{'s' if len(given) == 1 else ''} a CSV file; {path} is a session "
+            "file, which records its units and axes itself: leave them out"
+        )
     columns = None
     if args.columns:
         from pelvimon.sensors.csv_source import parse_columns_option

@@ -270,6 +270,9 @@ def test_empty_names_and_folders_as_inputs_are_named(capsys, folder: Path, monke
         (["decode", "--protocol", "polar_pmd", "--hex", "00", "--set", "factor=1", "--set", "factor=2"],
          ("--set factor is given twice",)),
         (["simulate", "--seconds", "3", "-o", "-"], ("-o/--output -", "/dev/stdout")),
+        (["analyze", "x.mcap", "--acc-unit", "g"], ("--acc-unit describes a CSV file", "x.mcap is a session file")),
+        (["report", "x.mcap", "-o", "r.html", "--columns", "t_s=t"], ("--columns describes a CSV file",)),
+        (["analyze", "x.csv", "--columns", "acc_x_mps2=ax,acc_y_mps2=ax"], ("both name the file's column 'ax'",)),
     ],
 )
 def test_bad_options_are_one_line_exit_2(capsys, tmp_path: Path, monkeypatch, argv, fragments) -> None:

@@ -108,11 +108,14 @@ def make_factory(args: argparse.Namespace) -> Any:
     return factory
 
 
-def _report_recordings(paths: list[Path]) -> None:
+def _report_recordings(paths: list[Path], wanted: bool = False) -> None:
+    """Name the session files written; ``wanted``: recording was on, so none written is said too."""
     for p in paths:
         print(f"session recorded to {p}")
     if paths:
         print(f"review it with: pelvimon review {paths[-1]}")
+    elif wanted:
+        print("nothing was recorded: the session ended before the sensor was connected")
 
 
 def display_problem() -> str | None:
@@ -183,7 +186,7 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
 
         engine = factory(spec, args.name, args.record)
         run_headless(engine, seconds=args.seconds, title=title, rate_hz=rate_hint)
-        _report_recordings(list(engine.recordings))
+        _report_recordings(list(engine.recordings), wanted=args.record)
         if engine.error:
             raise PelvimonError(f"the session ended with an error: {engine.error}")
         return 0

@@ -472,3 +472,13 @@ def test_an_unknown_option_is_named_with_its_command(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["--bogus", "analyze", "run.csv"])  # given to pelvimon itself
     assert capsys.readouterr().err.startswith("pelvimon: error: unrecognized arguments: --bogus")
+
+
+def test_a_session_that_recorded_nothing_says_so(capsys) -> None:
+    from pelvimon.commands.live import _report_recordings
+
+    _report_recordings([], wanted=True)
+    assert capsys.readouterr().out.strip() == "nothing was recorded: the session ended before the sensor was connected"
+    _report_recordings([], wanted=False)
+    _report_recordings([Path("a.mcap")], wanted=True)
+    assert capsys.readouterr().out.splitlines() == ["session recorded to a.mcap", "review it with: pelvimon review a.mcap"]

@@ -508,9 +508,9 @@ def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 @contextmanager
-def _held_file_warnings() -> Iterator[list[logging.LogRecord]]:
+def held_reader_warnings() -> Iterator[list[logging.LogRecord]]:
     """Hold back the session reader's log records while a file is read; those left in the list are logged
-    at the end (a caller that reports the damage itself clears them)."""
+    at the end (a caller that says itself what was damaged clears them)."""
     logger = logging.getLogger("pelvimon.sensors.session_file")  # (named: a CSV does not import the reader)
     held: list[logging.LogRecord] = []
 
@@ -543,13 +543,13 @@ def read_source(source: Source) -> InputSamples:
         async with source:
             return [ev async for ev in source if isinstance(ev, ImuBatch)]
 
-    with input_errors(), _held_file_warnings() as held:
+    with input_errors(), held_reader_warnings() as held:
         batches = _run_to_end(collect)
         info = source.info
         if not any(len(b) for b in batches):
             what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
-            # (what the reader found damaged goes into this one line instead of a warning before it)
-            # (the reader's warning is "%s: read %d items; %s", the last argument saying what was damaged)
+            # what was damaged goes into this one line, not into a warning before it (the reader's warning is
+            # "%s: read %d items; %s", its last argument saying what)
             why = "".join(f" ({r.args[-1]})" for r in held if isinstance(r.args, tuple) and r.args)
             held.clear()
             raise NoSamplesError(f"{info.address or info.name}: {what}{why}; nothing to analyse", why)

@@ -295,10 +295,9 @@ class SessionClock:
             self.device.observe(float(batch.t_s[-1]), t_host_s)
 
     def link_lost(self) -> None:
-        """The link was lost (see :meth:`ClockMap.link_lost`): what comes after it is no queue emptied."""
+        """The link was lost (see :meth:`ClockMap.link_lost`). Host-timed streams learn it from the
+        ``gap_before`` of their next batch (:meth:`to_session`)."""
         self.device.link_lost()
-        for clock in self.host.values():
-            clock.map_.link_lost()
 
     def map_device(self, batch: ImuBatch, *, gap_before: bool = False) -> ImuBatch:
         """A device-clock batch on session time (after :meth:`observe`; merged streams map once)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
 from pathlib import Path
@@ -101,20 +100,19 @@ def disk_full_message(recordings: list[Path], t_s: float) -> str:
 
 def _readable_until(path: Path) -> float | None:
     """Session time of the last sample a session file gives when read back, or None (none, or unreadable)."""
+    from pelvimon.analysis import held_reader_warnings
     from pelvimon.firmware_protocols.batch import ImuBatch
-    from pelvimon.sensors import session_file
+    from pelvimon.sensors.session_file import SessionReader
 
     last = None
-    log = logging.getLogger(session_file.__name__)
-    was, log.disabled = log.disabled, True  # (a cut file's warning: the caller says what is kept)
-    try:
-        for item in session_file.SessionReader(path).items():
-            if isinstance(item, ImuBatch) and len(item):
-                last = float(item.t_s[-1])
-    except (OSError, ValueError):
-        return last
-    finally:
-        log.disabled = was
+    with held_reader_warnings() as held:  # (a cut file's warning: the caller says what is kept)
+        try:
+            for item in SessionReader(path).items():
+                if isinstance(item, ImuBatch) and len(item):
+                    last = float(item.t_s[-1])
+        except (OSError, ValueError):
+            pass
+        held.clear()
     return last
 
 

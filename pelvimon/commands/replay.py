@@ -35,24 +35,16 @@ def first_samples(reader: Any) -> str | None:
     reader's own warning about a damaged file is kept quiet here: the caller turns the answer into one
     line.
     """
-    import logging
-
+    from pelvimon.analysis import held_reader_warnings
     from pelvimon.firmware_protocols.batch import ImuBatch
-    from pelvimon.sensors import session_file
     from pelvimon.sensors.source import RawNotification
 
-    logger = logging.getLogger(session_file.__name__)
-
-    def quiet(record: logging.LogRecord) -> bool:
-        return False
-
-    logger.addFilter(quiet)
-    try:
+    with held_reader_warnings() as held:
         for item in reader.items():
             if isinstance(item, RawNotification) or (isinstance(item, ImuBatch) and len(item)):
+                held.clear()
                 return None
-    finally:
-        logger.removeFilter(quiet)
+        held.clear()
     if reader.damage:
         return reader.damage
     return "none were recorded" if reader.complete else "the file is cut short"

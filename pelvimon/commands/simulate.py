@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pelvimon.commands import _guards
 from pelvimon.errors import UsageError
-from pelvimon.file_kinds import SESSION_SUFFIX
+from pelvimon.file_kinds import is_session_file
 
 if TYPE_CHECKING:
     from pelvimon.sensors.simulator import SimParams
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     bouts = _bouts(args)
     params = bouts[0]
     outs = _guards.check_outputs({"-o/--output": args.output, "--truth": args.truth}, ())
-    if args.output is not None and Path(args.output).suffix.lower() == SESSION_SUFFIX:
+    if args.output is not None and is_session_file(args.output):  # (an existing one was refused above)
         raise UsageError(
             f"-o {args.output}: simulate writes CSV samples; give a name ending in .csv (a session file is "
             "recorded by 'pelvimon demo' or 'pelvimon record --sensor emulated:...')"

@@ -509,7 +509,7 @@ def eval_walking_remounted(table: Table, names: list[str], stream: dict[str, Wal
     streaming calibration should find each mounting, and the steps and sides come out as mounted as recorded."""
     from scipy.spatial.transform import Rotation
 
-    base = [stream[nm] if nm in stream else score_walking_trial(nm) for nm in names]  # (as mounted)
+    base = [stream[nm] for nm in names]  # (as mounted: names are among the walks eval_walking scored)
     for label, euler in REMOUNTS.items():
         m = Rotation.from_euler("xyz", euler, degrees=True).as_matrix()
         sc = [score_walking_trial(nm, remount=m) for nm in names]

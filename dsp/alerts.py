@@ -191,9 +191,9 @@ def release_condition(rule: AlertRule, a: Asymmetry) -> bool:
     return v < rule.release
 
 
-def worse_side(rule: AlertRule, a: Asymmetry) -> Side:
+def worse_side(left_mean: float, right_mean: float) -> Side:
     """The side an alert points at: the larger mean (the larger CPD, the longer contact time, ...)."""
-    return "L" if a.left_mean >= a.right_mean else "R"
+    return "L" if left_mean >= right_mean else "R"
 
 
 _LABELS = {
@@ -428,7 +428,7 @@ class AlertMonitor:
         self, rule: AlertRule, a: Asymmetry, t_start_s: float, thresholds: tuple[float, float] | None = None
     ) -> Alert:
         """The alert of ``a``; ``thresholds`` (enter, release): those it keeps (default: the rule's for ``a``)."""
-        side = worse_side(rule, a)
+        side = worse_side(a.left_mean, a.right_mean)
         enter, release = _thresholds(rule, a) if thresholds is None else thresholds
         return Alert(
             metric=a.metric,
@@ -498,7 +498,7 @@ class AlertMonitor:
                     st.onset_s = math.nan
                 continue
             # active alert
-            side_flipped = worse_side(rule, a) != st.active.side
+            side_flipped = worse_side(a.left_mean, a.right_mean) != st.active.side
             if release_condition(rule, a) or side_flipped:
                 if math.isnan(st.release_s):
                     st.release_s = t_s
@@ -640,7 +640,7 @@ class AlertMonitor:
                     k += 1
                     continue
                 st.last_seen_s = tk
-                flipped = ("L" if w.left[k] >= w.right[k] else "R") != side  # (worse_side)
+                flipped = worse_side(w.left[k], w.right[k]) != side
                 if w.release[k] or flipped:
                     if math.isnan(st.release_s):
                         st.release_s = tk

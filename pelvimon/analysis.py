@@ -548,10 +548,12 @@ def read_source(source: Source) -> InputSamples:
         info = source.info
         if not any(len(b) for b in batches):
             what = "the session file holds no decoded samples (/imu)" if info.protocol != "csv" else "no samples"
-            # what was damaged goes into this one line, not into a warning before it (the reader's warning is
-            # "%s: read %d items; %s", its last argument saying what)
-            why = "".join(f" ({r.args[-1]})" for r in held if isinstance(r.args, tuple) and r.args)
-            held.clear()
+            # what was damaged goes into this one line, not into a warning before it
+            reader = getattr(source, "reader", None)  # (a ReplaySource's SessionReader)
+            problem = getattr(reader, "problem", None)
+            why = f" ({problem})" if problem else ""
+            if problem:
+                held[:] = [r for r in held if r.levelno < logging.WARNING]
             raise NoSamplesError(f"{info.address or info.name}: {what}{why}; nothing to analyse", why)
     if info.protocol == "csv":
         meta = info.metadata
@@ -632,7 +634,7 @@ MAX_RATE_HZ = 2000.0
 """Highest sample rate analysed (sensors stream up to 1666 Hz; the buffers grow with the rate), Hz."""
 
 _PIPELINE_CHUNK_N = 16384
-"""Samples per pipeline call in :func:`run_pipeline`."""
+"""Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> PipelineRun:
@@ -645,7 +647,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> P
     pipe = GaitPipeline(rate_hz if rate_hz is not None else _rate_hz(batches))
     events: list[Any] = []
     for b in batches:
-        # a long recording (one CSV is one batch) in chunks of _PIPELINE_CHUNK_N samples: the pipeline gives
+        # a long batch (given directly: a CSV source is already in such chunks) in chunks of _PIPELINE_CHUNK_N: the pipeline gives
         # the same steps for any chunking, and its per-sample arrays then stay small (an hour at 200 Hz
         # takes a fifth less time than in one chunk)
         for a in range(0, max(len(b), 1), _PIPELINE_CHUNK_N):

@@ -25,7 +25,8 @@ device clock. pelvimon maps device time to session time with a causal fit of the
   through the stall as it did before it. A queue is delivered in a burst; arrivals that stay that late for
   more than ``reanchor_s`` of host time mean the device clock itself fell behind (a sample counter that
   stopped while the sensor did), and re-anchor; after a lost link nothing is a queue, and a late arrival
-  re-anchors at once.
+  re-anchors at once. On a host-timed sensor (device time = sample count) late arrivals are a queue while
+  they come bunched, and a loss when they come at the samples' pace.
 - Session time never runs backwards: when a better (earlier) envelope point arrives, the mapped times
   slew towards it, session time advancing at least half as fast as device time (half a sample period
   regained per sample), so consecutive samples never overlap.
@@ -251,7 +252,9 @@ class SampleClock:
     rate_hz : float
         Nominal sample rate.
     reanchor_s : float
-        Late arrivals by more than this (s) re-anchor the fit (samples were lost without a counter).
+        Late arrivals by more than this (s) re-anchor the fit when they come at the samples' own pace
+        (samples were lost without a counter), not when they come bunched (a stalled link's queue; see
+        ``late_s`` of :class:`ClockMap`).
     """
 
     def __init__(self, rate_hz: float, reanchor_s: float = 0.25) -> None:

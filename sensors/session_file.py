@@ -1002,11 +1002,18 @@ class SessionReader:
                     self._maybe_lost_after_s = t_from
             self.complete = scan.complete
             self.damage = self._describe(scan, n_undecodable, n_orphaned, n_guessed)
-        if self.damage is not None or not self.complete:
-            why = self.damage or ""
-            if not self.complete:
-                why = (why + "; " if why else "") + "the file has no summary section (the recording did not finish)"
-            log.warning("%s: read %d items; %s", self.path, n, why)
+        if self.problem is not None:
+            log.warning("%s: read %d items; %s", self.path, n, self.problem)
+
+    @property
+    def problem(self) -> str | None:
+        """What the last :meth:`items` found wrong with the file (its damage, a missing summary), or None."""
+        if self.damage is None and self.complete:
+            return None
+        why = self.damage or ""
+        if not self.complete:
+            why = (why + "; " if why else "") + "the file has no summary section (the recording did not finish)"
+        return why
 
     @staticmethod
     def _span_start(pending: list[SkippedRange], last_imu: ImuBatch | None, last_data_t: float | None) -> float:

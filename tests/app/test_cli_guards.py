@@ -221,7 +221,6 @@ def test_a_cut_file_without_samples_is_one_line_naming_the_damage(capsys, tmp_pa
     line = one_line(err)  # (the reader's warning is folded into the error)
     assert code == 1 and "the file was cut short" in line and ("nothing to analyse" in line or "nothing to review" in line)
 
-
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -235,6 +234,23 @@ def test_empty_names_and_folders_as_inputs_are_named(capsys, folder: Path, monke
     monkeypatch.chdir(folder)
     code, _, err = run(capsys, *argv)
     assert code == 1 and needle in one_line(err)
+
+
+def test_debug_output_leaves_the_error_line_of_a_cut_file_as_it_is(tmp_path: Path) -> None:
+    """With -vv the reader's debug lines are shown, and the one error line says the same as without."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(SESSION.read_bytes()[:3000])
+
+    def stderr(*opts: str) -> list[str]:
+        cmd = [sys.executable, "-m", "pelvimon", *opts, "analyze", str(cut)]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stderr.strip().splitlines()
+
+    plain, verbose = stderr(), stderr("-vv")
+    assert len(plain) == 1 and "the file was cut short" in plain[0]
+    assert verbose[-1] == plain[0] and any("skipped" in ln for ln in verbose[:-1])
 
 
 # --- 3. and 4. options checked up front ---------------------------------------------------------------------

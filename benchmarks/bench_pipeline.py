@@ -5,11 +5,14 @@
     python benchmarks/bench_pipeline.py --minutes 10 --repeat 1
 
 The recording is ``pelvimon simulate --seconds 3600`` (720,000 samples, about 10,000 steps). Prints, as the
-median of ``--repeat`` runs (wall clock, and CPU time of this process where it is one):
+median of ``--repeat`` runs (wall clock, and CPU time of this process where it is one, with that of the
+analysis' helper process, which runs the calibration and orientation stages beside the others on a
+machine with two cores; :mod:`pelvimon.motion_helper`):
 
 * the baseline: ``pandas.read_csv`` of the CSV + ``vqf.VQF(1/200).updateBatch`` over its samples;
 * ``pelvimon analyze CSV`` end to end in this process (``pelvimon.cli.main``, the code the command runs,
-  its printed report thrown away) and its parts (load, pipeline, asymmetry and alerts);
+  its printed report thrown away) and its parts (load, pipeline, asymmetry and alerts), and the pipeline's
+  wall time with its helper and in one process;
 * the same as subprocesses: ``pelvimon analyze CSV`` against a ``python -c`` that imports pandas and vqf,
   reads the CSV and runs VQF (so both pay interpreter start-up and imports);
 * the ratios (target: analyze <= 2 x baseline), and the CPU time of each pipeline stage in one run;
@@ -27,6 +30,7 @@ import argparse
 import contextlib
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,11 +48,17 @@ FS = 200.0
 BIN = Path(sys.executable).parent
 
 
+def _cpu() -> float:
+    """CPU time of this process and of its children that ended (the analysis' helper process), s."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
-    """(wall s, CPU s of this process) of one call."""
-    w0, c0 = time.perf_counter(), time.process_time()
+    """(wall s, CPU s of this process and its helper) of one call."""
+    w0, c0 = time.perf_counter(), _cpu()
     fn()
-    return time.perf_counter() - w0, time.process_time() - c0
+    return time.perf_counter() - w0, _cpu() - c0
 
 
 def _median(rows: list[tuple[float, ...]]) -> tuple[float, ...]:
@@ -81,18 +91,21 @@ def _analyze_cli_in_process(path: str) -> None:
         raise SystemExit(f"pelvimon analyze {path} failed with exit code {rc}")
 
 
-def _parts(path: str) -> tuple[float, float, float, int]:
-    """CPU time of the stages of ``analyze_file``: load, pipeline, asymmetry + alerts; and the step count."""
+def _parts(path: str) -> tuple[float, float, float, float, float, int]:
+    """Of the stages of ``analyze_file``, CPU s (with the helper's): load, pipeline, asymmetry + alerts;
+    wall s of the pipeline with its helper and in one process; and the step count."""
     from pelvimon.analysis import analyze_steps, load_batches, run_pipeline
 
-    c0 = time.process_time()
+    c0 = _cpu()
     batches = load_batches(path)
-    c1 = time.process_time()
+    c1 = _cpu()
     run = run_pipeline(batches)
-    c2 = time.process_time()
+    c2 = _cpu()
     analyze_steps(run.steps)
-    c3 = time.process_time()
-    return c1 - c0, c2 - c1, c3 - c2, len(run.steps)
+    c3 = _cpu()
+    helped = _timed(lambda: run_pipeline(batches, helper=True))[0]
+    alone = _timed(lambda: run_pipeline(batches, helper=False))[0]
+    return c1 - c0, c2 - c1, c3 - c2, helped, alone, len(run.steps)
 
 
 def _stages(batches: list) -> dict[str, float]:
@@ -123,7 +136,7 @@ def _stages(batches: list) -> dict[str, float]:
         setattr(cls, name, timed)
     try:
         c0 = time.process_time()
-        run_pipeline(batches)
+        run_pipeline(batches, helper=False)  # (all stages in this process, where the timers are)
         spent["pipeline total"] = time.process_time() - c0
     finally:
         for cls, name, fn in saved:
@@ -207,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                            stdout=subprocess.DEVNULL)  # fmt: skip
         import pelvimon.cli  # noqa: F401 - imports outside the timings (the subprocess figures include them)
         import pelvimon.dsp.pipeline  # noqa: F401
+        from pelvimon import motion_helper
         from pelvimon.analysis import load_batches
         from pelvimon.firmware_protocols.batch import ImuBatch
 
@@ -224,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             sub_ana.append((_subprocess([str(BIN / "pelvimon"), "analyze", path]),))
         bw, bc = _median(base)
         aw, ac = _median(ana)
-        pl, pp, pa, n_steps = _median(parts)
+        pl, pp, pa, ph, p1, n_steps = _median(parts)
         (sb,) = _median(sub_base)
         (sa,) = _median(sub_ana)
         print(f"median of {args.repeat} runs            wall s    CPU s")
@@ -232,10 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pelvimon analyze (in process)    {aw:8.3f} {ac:8.3f}   ratio {aw / bw:4.2f} (CPU {ac / bc:4.2f}),"
               f" target <= 2")  # fmt: skip
         print(f"  parts (CPU s): load {pl:.3f}, pipeline {pp:.3f}, asymmetry + alerts {pa:.3f}; {int(n_steps)} steps")
+        print(f"  pipeline wall s: {ph:.3f} with the calibration and orientation in a helper process "
+              f"({'used' if motion_helper.usable() else 'not available here'}), {p1:.3f} in one process")
         stages = _stages(batches)
         total = stages.pop("pipeline total")
         vqf_cpu = _timed(lambda: _baseline_vqf(batch))[1]
-        print(f"  pipeline stages (CPU s, one run; VQF alone over the recording {vqf_cpu:.3f}):")
+        print(f"  pipeline stages (CPU s, one run in one process; VQF alone over the recording {vqf_cpu:.3f}):")
         for label, v in stages.items():
             print(f"    {label:52s} {v:6.3f}")
         print(f"    {'rest of the pipeline':52s} {total - sum(stages.values()):6.3f}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,7 @@ __all__ = [
     "CalibrationChange",
     "GapEvent",
     "GaitPipeline",
+    "MotionRows",
     "MountMoved",
     "PipelineOutput",
     "PipelineParams",
@@ -50,9 +52,11 @@ __all__ = [
 ]
 
 # motion ring channels; _GYR, _ACC, _MOM and _UP hold three channels each (sensor frame, for laterality
-# before calibration)
-_TILT, _OBL, _ROT, _AV, _AX = 0, 1, 2, 3, 4
-_GX, _GYR, _AY, _ACC, _MOM, _UP = 5, 6, 9, 10, 13, 16
+# before calibration). The first _N_MOTION are those of the calibration and orientation stages
+# (:meth:`GaitPipeline.motion_rows`).
+_TILT, _OBL, _ROT, _AX, _GX, _AY = 0, 1, 2, 3, 4, 5
+_N_MOTION = 6
+_AV, _GYR, _ACC, _MOM, _UP = 6, 7, 10, 13, 16
 _N_CH = 19
 
 
@@ -116,6 +120,26 @@ _MAKE_BLOCKS = 16
 """Event detector blocks whose steps are made in one call, at most (a long chunk's in several)."""
 
 PipelineEvent = StateChange | CalibrationChange | GapEvent | MountMoved
+
+
+@dataclass(frozen=True, eq=False)
+class MotionRows:
+    """The calibration and orientation stages' share of one chunk, computed apart from the rest of the
+    pipeline (:meth:`GaitPipeline.motion_rows`, given to :meth:`GaitPipeline.update`).
+
+    Attributes
+    ----------
+    rows : ndarray, shape (6, N)
+        Per sample: tilt, obliquity and rotation (deg, NaN until the angles are valid), the forward specific
+        force in the pelvis frame (m/s²), the angular rate about the forward axis (rad/s) and the
+        medio-lateral force in the level frame (m/s², NaN until valid); NaN before the calibration.
+    events : list
+        The calibration changes and a moved sensor (:class:`CalibrationChange`, :class:`MountMoved`) found
+        in this chunk.
+    """
+
+    rows: np.ndarray
+    events: list[PipelineEvent]
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,17 +312,23 @@ class GaitPipeline:
         events.append(GapEvent(t_s, n_lost))
 
     # ------------------------------------------------------------------ main entry
-    def update(self, batch: ImuBatch) -> PipelineOutput:
+    def update(self, batch: ImuBatch, motion: MotionRows | None = None) -> PipelineOutput:
         """Process one chunk of samples (session time).
 
         Parameters
         ----------
         batch : ImuBatch
             Samples with ``acc_mps2`` (required) and ``gyr_rads`` (optional) in the sensor frame.
+        motion : MotionRows, optional
+            The calibration and orientation stages' result for this chunk, computed by another pipeline
+            (:meth:`motion_rows`, which was given every chunk before this one too): this pipeline then skips
+            those stages, and its own stay where they were (:meth:`adopt_motion_state` brings them up to
+            date). Not with a chunk after a gap (the samples bridged over a gap are this pipeline's).
 
         Returns
         -------
         PipelineOutput
+            ``motion`` is None when ``motion`` was given.
         """
         if batch.acc_mps2 is None:
             raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
@@ -310,6 +340,8 @@ class GaitPipeline:
         t = batch.t_s
         acc = batch.acc_mps2
         gyr = batch.gyr_rads
+        if motion is not None and (motion.rows.shape != (_N_MOTION, n) or (batch.gap_before and self.n_samples_ > 0)):
+            raise ValueError("motion rows given for another chunk, or for a chunk after a gap")
         if batch.gap_before and self.n_samples_ > 0:
             fill = self._fill(t[0], acc[0], None if gyr is None else gyr[0], int(batch.n_lost))
             if fill is None:
@@ -324,21 +356,16 @@ class GaitPipeline:
                 n = t.shape[0]
         self._last = (float(t[-1]), acc[-1].copy(), None if gyr is None else gyr[-1].copy())
 
-        # 1. calibration, 2. orientation
-        motion = self._orientation(t, acc, gyr, events)
         # the chunk's channels, channel-major: the steps' windows are gathered channel by channel
         ch = np.full((_N_CH, n), np.nan)
-        if motion is not None:
-            k0 = n - len(motion)
-            ok = motion.valid
-            np.copyto(ch[_TILT, k0:], motion.tilt_deg, where=ok)
-            np.copyto(ch[_OBL, k0:], motion.obliquity_deg, where=ok)
-            np.copyto(ch[_ROT, k0:], motion.rotation_deg, where=ok)
-            if motion.gyr_pelvis_rads is not None:
-                ch[_GX, k0:] = motion.gyr_pelvis_rads[:, 0]
-            np.copyto(ch[_AY, k0:], motion.acc_level_mps2[:, 1], where=ok)
-            # the forward force in the pelvis frame needs only the mount, not the settled filter
-            ch[_AX, k0:] = motion.acc_pelvis_mps2[:, 0]
+        pelvis: PelvisMotion | None = None
+        if motion is None:
+            # 1. calibration, 2. orientation
+            pelvis = self._orientation(t, acc, gyr, events)
+            _fill_motion_rows(pelvis, ch)
+        else:
+            ch[:_N_MOTION] = motion.rows
+            events.extend(motion.events)
         # the vertical force and the up direction need no calibration; with the braking/propulsion moment
         # they give the forward direction after the first strides (laterality before the mount is known)
         av, up = self._detector.vertical_up(acc)
@@ -378,7 +405,59 @@ class GaitPipeline:
         self._ring.append(ch.T)
         self.n_samples_ += n
         self.steps_.extend(steps)
-        return PipelineOutput(steps, motion, events)
+        return PipelineOutput(steps, pelvis, events)
+
+    def motion_rows(self, batch: ImuBatch, out: np.ndarray | None = None) -> MotionRows:
+        """Only the calibration and orientation stages over one chunk, as :meth:`update` runs them, for
+        another pipeline's :meth:`update` (these two stages then run beside the others, in another process;
+        the result is the same). Give every chunk, in order, from the first; no chunk after a gap.
+
+        Parameters
+        ----------
+        batch : ImuBatch
+            As for :meth:`update`.
+        out : ndarray, shape (6, N), optional
+            Where to write the rows (a new array by default).
+
+        Returns
+        -------
+        MotionRows
+        """
+        if batch.acc_mps2 is None:
+            raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
+        if batch.gap_before and self.n_samples_ > 0:
+            raise ValueError("motion rows are computed ahead only for chunks without a gap before them")
+        n = len(batch)
+        rows = np.empty((_N_MOTION, n)) if out is None else out
+        if rows.shape != (_N_MOTION, n):
+            raise ValueError(f"out has shape {rows.shape}, not {(_N_MOTION, n)}")
+        events: list[PipelineEvent] = []
+        rows.fill(np.nan)
+        if n:
+            _fill_motion_rows(self._orientation(batch.t_s, batch.acc_mps2, batch.gyr_rads, events), rows)
+            self.n_samples_ += n
+        return MotionRows(rows, events)
+
+    def motion_state(self) -> dict[str, Any]:
+        """The calibration and orientation stages' state as plain data, for :meth:`adopt_motion_state`."""
+        orient = self._orient
+        return {
+            "calibration": self.calibration_.save_state(),
+            "calibration_state": str(self._cal_state),
+            "orientation": None if orient is None else orient.save_state(),
+            "mount_quat_wxyz": None if orient is None else np.asarray(orient.mount_quat_wxyz, dtype=np.float64).tolist(),
+        }
+
+    def adopt_motion_state(self, state: dict[str, Any]) -> None:
+        """Take over the calibration and orientation stages of the pipeline whose :meth:`motion_rows` were
+        given to :meth:`update` (its :meth:`motion_state` after the last of them): from here on this pipeline
+        runs them itself, as if it had all along."""
+        self.calibration_ = MountCalibration(self._p.calibration, rate_hz=self._fs).restore_state(state["calibration"])
+        self._cal_state = state["calibration_state"]
+        self._orient = None
+        if state["orientation"] is not None:
+            mount = np.asarray(state["mount_quat_wxyz"], dtype=np.float64)
+            self._orient = PelvisOrientation(self._fs, mount, self._p.orientation).restore_state(state["orientation"])
 
     def finish(self) -> PipelineOutput:
         """End of data: emit walking steps still waiting for their final contact."""
@@ -574,6 +653,23 @@ class GaitPipeline:
             out[j] = _gap_step(out[j].t_ic_s, out[j].side, out[j].laterality_confidence,
                                events[j].t_next_ic_s - events[j].t_ic_s)
         return out
+
+
+def _fill_motion_rows(motion: PelvisMotion | None, ch: np.ndarray) -> None:
+    """The calibration and orientation stages' channels (the first ``_N_MOTION`` rows of ``ch``, NaN on
+    entry) from their per-sample result."""
+    if motion is None:
+        return
+    k0 = ch.shape[1] - len(motion)
+    ok = motion.valid
+    np.copyto(ch[_TILT, k0:], motion.tilt_deg, where=ok)
+    np.copyto(ch[_OBL, k0:], motion.obliquity_deg, where=ok)
+    np.copyto(ch[_ROT, k0:], motion.rotation_deg, where=ok)
+    if motion.gyr_pelvis_rads is not None:
+        ch[_GX, k0:] = motion.gyr_pelvis_rads[:, 0]
+    np.copyto(ch[_AY, k0:], motion.acc_level_mps2[:, 1], where=ok)
+    # the forward force in the pelvis frame needs only the mount, not the settled filter
+    ch[_AX, k0:] = motion.acc_pelvis_mps2[:, 0]
 
 
 def _open_gap_step(t_ic_s: float, lat: LateralityTracker) -> Step:

@@ -637,21 +637,39 @@ _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
-def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None) -> PipelineRun:
+def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:
     """Run the streaming step pipeline over the batches (in order) and collect what it found.
 
-    This is the one place that calls ``pelvimon.dsp.pipeline``.
+    This is the one place that calls ``pelvimon.dsp.pipeline``. ``helper``: run the calibration and
+    orientation stages in a helper process beside the rest (:mod:`pelvimon.motion_helper`; the same
+    steps); by default when the machine has a second core and the recording is long enough for it to pay.
     """
+    from pelvimon import motion_helper
     from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
 
-    pipe = GaitPipeline(rate_hz if rate_hz is not None else _rate_hz(batches))
+    fs = rate_hz if rate_hz is not None else _rate_hz(batches)
+    pipe = GaitPipeline(fs)
+    # a long batch (given directly: a CSV source is already in such chunks) in chunks of _PIPELINE_CHUNK_N:
+    # the pipeline gives the same steps for any chunking, and its per-sample arrays then stay small (an hour
+    # at 200 Hz takes a fifth less time than in one chunk)
+    chunks = [b.slice(a, a + _PIPELINE_CHUNK_N) if len(b) > _PIPELINE_CHUNK_N else b
+              for b in batches for a in range(0, max(len(b), 1), _PIPELINE_CHUNK_N)]  # fmt: skip
+    k = motion_helper.ahead_prefix(chunks)
+    if helper is None:
+        helper = motion_helper.usable() and sum(len(c) for c in chunks[:k]) >= motion_helper.MIN_SAMPLES
     events: list[Any] = []
-    for b in batches:
-        # a long batch (given directly: a CSV source is already in such chunks) in chunks of _PIPELINE_CHUNK_N: the pipeline gives
-        # the same steps for any chunking, and its per-sample arrays then stay small (an hour at 200 Hz
-        # takes a fifth less time than in one chunk)
-        for a in range(0, max(len(b), 1), _PIPELINE_CHUNK_N):
-            events += pipe.update(b.slice(a, a + _PIPELINE_CHUNK_N) if len(b) > _PIPELINE_CHUNK_N else b).events
+    ahead = motion_helper.MotionAhead(chunks[:k], fs) if helper else None
+    try:
+        for i, c in enumerate(chunks):
+            if ahead is not None and i < k:
+                events += pipe.update(c, ahead.next()).events
+                if i == k - 1:
+                    pipe.adopt_motion_state(ahead.state())
+            else:
+                events += pipe.update(c).events
+    finally:
+        if ahead is not None:
+            ahead.close()
     events += pipe.finish().events
     calibrated = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"]
     return PipelineRun(

@@ -94,6 +94,7 @@ def _analyze_cli_in_process(path: str) -> None:
 def _parts(path: str) -> tuple[float, float, float, float, float, int]:
     """Of the stages of ``analyze_file``, CPU s (with the helper's): load, pipeline, asymmetry + alerts;
     wall s of the pipeline with its helper and in one process; and the step count."""
+    from pelvimon import motion_helper
     from pelvimon.analysis import analyze_steps, load_batches, run_pipeline
 
     c0 = _cpu()
@@ -103,7 +104,7 @@ def _parts(path: str) -> tuple[float, float, float, float, float, int]:
     c2 = _cpu()
     analyze_steps(run.steps)
     c3 = _cpu()
-    helped = _timed(lambda: run_pipeline(batches, helper=True))[0]
+    helped = _timed(lambda: run_pipeline(batches, helper=motion_helper.usable()))[0]
     alone = _timed(lambda: run_pipeline(batches, helper=False))[0]
     return c1 - c0, c2 - c1, c3 - c2, helped, alone, len(run.steps)
 

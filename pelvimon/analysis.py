@@ -642,7 +642,8 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
 
     This is the one place that calls ``pelvimon.dsp.pipeline``. ``helper``: run the calibration and
     orientation stages in a helper process beside the rest (:mod:`pelvimon.motion_helper`; the same
-    steps); by default when the machine has a second core and the recording is long enough for it to pay.
+    steps) over the recording up to its first gap; by default when the machine has a second core and that
+    part is long enough for it to pay (``motion_helper.MIN_SAMPLES``).
     """
     from pelvimon import motion_helper
     from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
@@ -658,8 +659,9 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
     if helper is None:
         helper = motion_helper.usable() and sum(len(c) for c in chunks[:k]) >= motion_helper.MIN_SAMPLES
     events: list[Any] = []
-    ahead = motion_helper.MotionAhead(chunks[:k], fs) if helper else None
+    ahead = None
     try:
+        ahead = motion_helper.MotionAhead(chunks[:k], fs) if helper else None
         for i, c in enumerate(chunks):
             if ahead is not None and i < k:
                 events += pipe.update(c, ahead.next()).events

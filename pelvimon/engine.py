@@ -32,6 +32,10 @@ from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.session_file import SessionWriter
 from pelvimon.sensors.source import RawNotification, Source, SourceInfo, SourceStatus
 
+_TAIL_WAIT_S = 0.5
+"""After the time limit, how long to wait for the rest of the last notification's samples, s (they are
+normally already decoded; the wait ends at the next notification)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -398,12 +402,27 @@ class SessionEngine:
             self.info = source.info
             self.analyzer = SessionAnalyzer(source.info.rate_hz or 100.0, self.config)
             self._apply_recording()
-            async for ev in source:
+            events = aiter(source)
+            tail = False  # the time limit was reached within a notification's samples: take the rest of them
+            while True:
+                try:
+                    if tail:
+                        ev = await asyncio.wait_for(anext(events), _TAIL_WAIT_S)
+                    else:
+                        ev = await anext(events)
+                except (StopAsyncIteration, TimeoutError):
+                    break
+                if tail and isinstance(ev, RawNotification):
+                    break  # (not written: the recording ends with the samples of every notification it holds)
                 self._handle(ev)
                 if self._stop_requested:
                     break
-                if self.seconds is not None and self.t_s >= self.seconds:
-                    break
+                if not tail and self.seconds is not None and self.t_s >= self.seconds:
+                    if not self.n_raw:
+                        break
+                    # a notification may decode to several batches (merged streams, a gap): the file holds
+                    # the notification, so it must hold all of them, or a replay would give more
+                    tail = True
 
     def _handle(self, ev: Any) -> None:
         w = self._writer

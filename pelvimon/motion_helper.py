@@ -74,6 +74,11 @@ class MotionAhead:
     Use as a context manager: leaving it stops and reaps the helper.
     """
 
+    _pid: int | None = None  # the helper (None: none runs)
+    _pipe: BinaryIO | None = None  # the helper's messages: each chunk's events, then the state
+    _ack: int | None = None  # the parent's word that it took a chunk's rows (its slot is free)
+    _slots: np.ndarray | None = None  # (SLOTS, 6, longest chunk): chunk i's rows in slot i % SLOTS
+
     def __init__(
         self, chunks: Sequence[ImuBatch], rate_hz: float, params: PipelineParams | None = None, *, helper: bool = True
     ) -> None:
@@ -81,47 +86,60 @@ class MotionAhead:
         self._new = lambda: GaitPipeline(rate_hz, params)
         self._done = 0  # chunks handed out
         self._local: GaitPipeline | None = None  # the pipeline computing here (no helper, or after it stopped)
-        self._pid: int | None = None
-        self._pipe: BinaryIO | None = None  # the helper's messages: each chunk's events, then the state
-        self._ack: int | None = None  # the parent's word that it took a chunk's rows (its slot is free)
-        self._slots: np.ndarray | None = None  # (SLOTS, 6, longest chunk): chunk i's rows in slot i % SLOTS
         self.helper_failed = False
         """Whether a helper was started and stopped before its last chunk (the rows then came from here)."""
-        if helper:
-            self._start()
-        if self._pid is None:
-            self._local = self._new()
+        try:
+            if helper:
+                self._start()
+            if self._pid is None:
+                self._local = self._new()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ parent
     def _start(self) -> None:
+        """Fork the helper; nothing happens (the rows are then computed here) if that cannot be done."""
         longest = max((len(c) for c in self._chunks), default=0)
-        if longest == 0:
+        if longest == 0 or not hasattr(os, "fork"):
             return
-        shared = mmap.mmap(-1, SLOTS * 6 * longest * 8)  # anonymous, and shared with the child
-        slots = np.frombuffer(shared, dtype=np.float64).reshape(SLOTS, 6, longest)
-        r, w = os.pipe()
-        ack_r, ack_w = os.pipe()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()  # (the child leaves with os._exit: nothing buffered is written twice)
+        fds: list[int] = []
+        # an interrupt is held off from here until both processes know their part (the helper ignores it,
+        # the parent reaps the helper): one between the fork and that would leave a helper running
+        # the parent's code, or one nobody reaps
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            pid = os.fork()
-        except OSError:
-            for fd in (r, w, ack_r, ack_w):
-                os.close(fd)
-            return
-        if pid == 0:  # pragma: no cover - the child (its work is checked through the parent's results)
-            os.close(r)
-            os.close(ack_w)
-            code = 1
             try:
-                self._serve(w, ack_r, slots)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(w)
-        os.close(ack_r)
-        self._pid, self._pipe, self._ack, self._slots = pid, os.fdopen(r, "rb"), ack_w, slots
+                shared = mmap.mmap(-1, SLOTS * 6 * longest * 8)  # anonymous, and shared with the child
+                fds += os.pipe()
+                fds += os.pipe()
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()  # (the child leaves with os._exit: nothing buffered is written twice)
+                pid = os.fork()
+            except OSError:
+                for fd in fds:
+                    os.close(fd)
+                return
+            r, w, ack_r, ack_w = fds
+            slots = np.frombuffer(shared, dtype=np.float64).reshape(SLOTS, 6, longest)
+            if pid == 0:  # pragma: no cover - the child (its work is checked through the parent's results)
+                code = 1
+                try:
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent's to handle: it stops the helper
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                    os.close(r)
+                    os.close(ack_w)
+                    self._serve(w, ack_r, slots)
+                    code = 0
+                finally:
+                    os._exit(code)
+            self._pid, self._ack, self._slots = pid, ack_w, slots
+            os.close(w)
+            os.close(ack_r)
+            self._pipe = os.fdopen(r, "rb")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def next(self) -> MotionRows:
         """The :class:`~pelvimon.dsp.pipeline.MotionRows` of the next chunk."""
@@ -149,6 +167,7 @@ class MotionAhead:
         if self._pid is not None:
             got = self._receive()
             if isinstance(got, dict):
+                self.close()  # (its work is done)
                 return got
             self._fail()
         assert self._local is not None
@@ -156,7 +175,8 @@ class MotionAhead:
 
     def _receive(self) -> Any:
         """The helper's next message, or None if it stopped (or sent something else)."""
-        assert self._pipe is not None
+        if self._pipe is None:
+            return None
         try:
             return pickle.load(self._pipe)
         except Exception:  # noqa: BLE001 - a helper that stopped early: the parent takes over
@@ -190,15 +210,16 @@ class MotionAhead:
     def __enter__(self) -> MotionAhead:
         return self
 
+    def __del__(self) -> None:
+        self.close()  # (one dropped without close(): its helper would wait for the parent's word forever)
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------------ child
     def _serve(self, fd: int, ack: int, slots: np.ndarray) -> None:  # pragma: no cover - runs in the child
         """In the helper: each chunk's rows into its slot of the shared memory (once the parent took the
-        chunk that was there) and a message (its events); then the final state. An interrupt is the
-        parent's to handle: it stops the helper."""
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        chunk that was there) and a message (its events); then the final state."""
         gc.freeze()  # the inherited objects stay out of the collector's scans (and their pages unwritten)
         pipe = self._new()
         with os.fdopen(fd, "wb") as out:

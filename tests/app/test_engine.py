@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -20,13 +21,11 @@ from pelvimon.engine import (
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.replay import ReplaySource
 from pelvimon.sensors.session_file import SessionReader
-from pelvimon.sensors.source import RawNotification
+from pelvimon.sensors.source import RawNotification, Source, SourceInfo, SourceStatus
 from pelvimon.sensors.spec import open_source
 
 
 def _replayed_batches(path: Path) -> list[ImuBatch]:
-    import asyncio
-
     async def go() -> list[ImuBatch]:
         out = []
         async with ReplaySource(path) as src:
@@ -160,3 +159,44 @@ def test_overwrite_replaces_the_file_only_once_the_sensor_is_connected(tmp_path:
     eng.run()
     assert eng.recordings == [old] and len(SessionReader(old).header.source.name) > 0
     assert sum(len(b) for b in SessionReader(old).items() if isinstance(b, ImuBatch)) > 100
+
+
+class _TwoBatchesPerNotification(Source):
+    """A source whose every notification decodes to two batches (as merged streams or a gap can); after
+    ``silent_after`` notifications it goes quiet without ending."""
+
+    def __init__(self, silent_after: int | None = None) -> None:
+        self.info = SourceInfo(name="two", protocol="movesense", rate_hz=100.0)
+        self.silent_after = silent_after
+
+    async def events(self):
+        yield SourceStatus("connected", 0.0, "connected")
+        rng = np.random.default_rng(0)
+        for k in range(400):
+            if k == self.silent_after:
+                await asyncio.sleep(3600)
+            yield RawNotification(k * 0.1, "61353090-8231-49cc-b57a-886370740041", bytes([k % 256]) * 20)
+            for part in range(2):
+                t = k * 0.1 + part * 0.05 + np.arange(5) * 0.01
+                acc = np.tile([0.0, 0.0, 9.81], (5, 1)) + 0.01 * rng.standard_normal((5, 3))
+                yield ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=np.zeros((5, 3)), time_base="session")
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_time_limit_within_a_notification_records_all_its_samples(tmp_path: Path, silent: bool) -> None:
+    """``seconds`` reached by the first of a notification's two batches: the second is recorded too (the file
+    holds the notification, so a replay decodes both), and the next notification is not. A source that goes
+    quiet then still ends the session (after ``_TAIL_WAIT_S``)."""
+    path = tmp_path / "s.mcap"
+    # 2.02 s is reached by the first batch of notification 20 (t 2.00-2.04)
+    eng = SessionEngine(_TwoBatchesPerNotification(silent_after=21 if silent else None), record_to=path,
+                        seconds=2.02)  # fmt: skip
+    t0 = time.monotonic()
+    eng.run()
+    assert time.monotonic() - t0 < 5.0
+    items = list(SessionReader(path).items())
+    raws = [i for i in items if isinstance(i, RawNotification)]
+    batches = [i for i in items if isinstance(i, ImuBatch)]
+    assert len(raws) == 21 and len(batches) == 2 * len(raws)
+    assert batches[-1].t_s[-1] == pytest.approx(2.09)

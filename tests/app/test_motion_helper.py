@@ -46,9 +46,18 @@ def run_batch() -> ImuBatch:
 
 @needs_helper
 @pytest.mark.parametrize("case", ["whole", "gaps", "no_gyro", "walk"])
-def test_run_pipeline_with_the_helper_equals_one_process(run_batch, case) -> None:
+def test_run_pipeline_with_the_helper_equals_one_process(run_batch, case, monkeypatch) -> None:
     """Every step field and the calibration: gap-free, with a restart and a bridged gap (the helper takes
-    the part before the first, the pipeline adopts its stages), accelerometer only, walking."""
+    the part before the first, the pipeline adopts its stages), accelerometer only, walking; the helper
+    ran to its end (its stand-in here would give the same)."""
+    made = []
+    init = motion_helper.MotionAhead.__init__
+
+    def noting(self, *a, **k):
+        init(self, *a, **k)
+        made.append((self, self._pid))
+
+    monkeypatch.setattr(motion_helper.MotionAhead, "__init__", noting)
     if case == "whole":
         batches = [run_batch]
     elif case == "gaps":
@@ -59,7 +68,9 @@ def test_run_pipeline_with_the_helper_equals_one_process(run_batch, case) -> Non
     else:
         batches = [simulate(SimParams(seconds=120.0, gait="walk", seed=32)).batch]
     alone = run_pipeline(batches, FS, helper=False)
+    assert not made
     helped = run_pipeline(batches, FS, helper=True)
+    assert len(made) == 1 and made[0][1] is not None and not made[0][0].helper_failed
     assert len(alone.steps) > 150 and alone.calibration_state == "calibrated"
     assert repr(helped) == repr(alone)  # (repr: every float exactly, NaN as nan)
 
@@ -80,9 +91,9 @@ def test_helper_events_and_a_moved_sensor_reach_the_pipeline() -> None:
     want = [e for c in chunks for e in alone.update(c).events]
     helped = GaitPipeline(FS, params)
     with motion_helper.MotionAhead(chunks, FS, params) as ahead:
+        pid = ahead._pid
         got = [e for c in chunks for e in helped.update(c, ahead.next()).events]
         helped.adopt_motion_state(ahead.state())
-        pid = ahead._pid
         assert not ahead.helper_failed
     assert pid is not None and _reaped(pid)
     assert sum(isinstance(e, MountMoved) for e in want) == 1
@@ -167,6 +178,45 @@ def test_the_helper_waits_for_a_slow_parent(run_batch) -> None:
     assert np.isfinite(want[-1]).any()  # (calibrated by then: the rows hold angles)
 
 
+@needs_helper
+def test_the_helper_ends_with_its_state_or_when_dropped(run_batch) -> None:
+    chunks = _chunks(run_batch.slice(0, 8000), 2000)
+    ahead = motion_helper.MotionAhead(chunks, FS)
+    pid = ahead._pid
+    for _ in chunks:
+        ahead.next()
+    ahead.state()
+    assert pid is not None and _reaped(pid)  # (reaped as soon as its work is done)
+    ahead = motion_helper.MotionAhead(chunks, FS)
+    pid = ahead._pid
+    ahead.next()
+    del ahead  # (never closed: it must not wait for the parent's word forever)
+    assert pid is not None and _reaped(pid)
+
+
+def test_a_helper_that_cannot_start_leaves_the_rows_here(run_batch, monkeypatch) -> None:
+    """Out of file descriptors at the second pipe: no helper, nothing left open, the same rows."""
+    chunks = _chunks(run_batch.slice(0, 6000), 2000)
+    made = []
+    pipe = os.pipe
+
+    def second_fails():
+        if made:
+            raise OSError(24, "Too many open files")
+        made.append(pipe())
+        return made[-1]
+
+    monkeypatch.setattr(motion_helper.os, "pipe", second_fails)
+    with motion_helper.MotionAhead(chunks, FS) as ahead:
+        assert ahead._pid is None
+        got = [ahead.next().rows for _ in chunks]
+    for fd in made[0]:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # (closed)
+    here = GaitPipeline(FS)
+    assert all(np.array_equal(a, here.motion_rows(c).rows, equal_nan=True) for a, c in zip(got, chunks, strict=True))
+
+
 def test_without_the_helper_the_rows_are_computed_here(run_batch) -> None:
     chunks = _chunks(run_batch, 5000)
     alone = GaitPipeline(FS)
@@ -199,6 +249,6 @@ def test_motion_rows_for_another_chunk_or_after_a_gap_are_refused(run_batch) -> 
         pipe.update(first.slice(0, 999), rows)
     pipe.update(first.slice(0, 1000), rows)
     with pytest.raises(ValueError, match="after a gap"):
-        pipe.update(rest, rows)
+        pipe.update(rest, GaitPipeline(FS).motion_rows(rest))  # (rows of the right length)
     with pytest.raises(ValueError, match="without a gap"):
         ahead.motion_rows(rest)

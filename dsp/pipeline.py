@@ -141,6 +141,9 @@ class MotionRows:
     rows: np.ndarray
     events: list[PipelineEvent]
 
+    N_ROWS = _N_MOTION
+    """Rows per sample."""
+
 
 @dataclass(frozen=True, eq=False)
 class PipelineOutput:
@@ -330,19 +333,18 @@ class GaitPipeline:
         PipelineOutput
             ``motion`` is None when ``motion`` was given.
         """
-        if batch.acc_mps2 is None:
-            raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
+        acc = _acc_of(batch)
+        after_gap = self._after_gap(batch)
         steps: list[Step] = []
         events: list[PipelineEvent] = []
         n = len(batch)
         if n == 0:
             return PipelineOutput([], None, [])
         t = batch.t_s
-        acc = batch.acc_mps2
         gyr = batch.gyr_rads
-        if motion is not None and (motion.rows.shape != (_N_MOTION, n) or (batch.gap_before and self.n_samples_ > 0)):
+        if motion is not None and (motion.rows.shape != (_N_MOTION, n) or after_gap):
             raise ValueError("motion rows given for another chunk, or for a chunk after a gap")
-        if batch.gap_before and self.n_samples_ > 0:
+        if after_gap:
             fill = self._fill(t[0], acc[0], None if gyr is None else gyr[0], int(batch.n_lost))
             if fill is None:
                 self._restart(float(t[0]), int(batch.n_lost), events, steps)
@@ -423,9 +425,8 @@ class GaitPipeline:
         -------
         MotionRows
         """
-        if batch.acc_mps2 is None:
-            raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
-        if batch.gap_before and self.n_samples_ > 0:
+        acc = _acc_of(batch)
+        if self._after_gap(batch):
             raise ValueError("motion rows are computed ahead only for chunks without a gap before them")
         n = len(batch)
         rows = np.empty((_N_MOTION, n)) if out is None else out
@@ -434,9 +435,13 @@ class GaitPipeline:
         events: list[PipelineEvent] = []
         rows.fill(np.nan)
         if n:
-            _fill_motion_rows(self._orientation(batch.t_s, batch.acc_mps2, batch.gyr_rads, events), rows)
+            _fill_motion_rows(self._orientation(batch.t_s, acc, batch.gyr_rads, events), rows)
             self.n_samples_ += n
         return MotionRows(rows, events)
+
+    def _after_gap(self, batch: ImuBatch) -> bool:
+        """Whether ``batch`` follows lost samples (a gap before the first chunk is none)."""
+        return batch.gap_before and self.n_samples_ > 0
 
     def motion_state(self) -> dict[str, Any]:
         """The calibration and orientation stages' state as plain data, for :meth:`adopt_motion_state`."""
@@ -653,6 +658,13 @@ class GaitPipeline:
             out[j] = _gap_step(out[j].t_ic_s, out[j].side, out[j].laterality_confidence,
                                events[j].t_next_ic_s - events[j].t_ic_s)
         return out
+
+
+def _acc_of(batch: ImuBatch) -> np.ndarray:
+    """The batch's accelerometer samples, which the pipeline needs."""
+    if batch.acc_mps2 is None:
+        raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
+    return batch.acc_mps2
 
 
 def _fill_motion_rows(motion: PelvisMotion | None, ch: np.ndarray) -> None:

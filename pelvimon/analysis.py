@@ -5,7 +5,8 @@ One place wires the analysis that ``pelvimon analyze``, ``pelvimon report`` and 
 * :func:`open_input` is the ``Source`` of an input file (CSV import, or a session file's recorded samples),
   and :func:`read_source` takes a source's samples to its end (the commands build the source, the
   analysis takes it);
-* :func:`run_pipeline` is the ONE call into the step pipeline (``pelvimon.dsp.pipeline``);
+* :func:`run_pipeline` runs the step pipeline (``pelvimon.dsp.pipeline``) over a whole recording, as the live
+  engine runs it chunk by chunk;
 * :func:`analyze_steps` turns steps into the rolling and whole-session asymmetry, alerts and the summary;
 * :func:`analyze_source` (and :func:`analyze_samples`, :func:`analyze_batches`, :func:`analyze_file`) do
   all of it;
@@ -508,9 +509,10 @@ def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
 
 
 @contextmanager
-def held_reader_warnings() -> Iterator[list[logging.LogRecord]]:
+def held_reader_warnings(quiet: bool = False) -> Iterator[list[logging.LogRecord]]:
     """Hold back the session reader's log records while a file is read; those left in the list are logged
-    at the end (a caller that says itself what was damaged clears them)."""
+    at the end. ``quiet``: its warnings are dropped (the caller says itself what was damaged; its debug
+    lines still go out), as :func:`drop_warnings` does for a caller that decides later."""
     logger = logging.getLogger("pelvimon.sensors.session_file")  # (named: a CSV does not import the reader)
     held: list[logging.LogRecord] = []
 
@@ -523,8 +525,15 @@ def held_reader_warnings() -> Iterator[list[logging.LogRecord]]:
         yield held
     finally:
         logger.removeFilter(hold)
+        if quiet:
+            drop_warnings(held)
         for record in held:
             logger.handle(record)
+
+
+def drop_warnings(held: list[logging.LogRecord]) -> None:
+    """Keep only the records under WARNING of those :func:`held_reader_warnings` holds."""
+    held[:] = [r for r in held if r.levelno < logging.WARNING]
 
 
 def read_source(source: Source) -> InputSamples:
@@ -553,7 +562,7 @@ def read_source(source: Source) -> InputSamples:
             problem = getattr(reader, "problem", None)
             why = f" ({problem})" if problem else ""
             if problem:
-                held[:] = [r for r in held if r.levelno < logging.WARNING]
+                drop_warnings(held)
             raise NoSamplesError(f"{info.address or info.name}: {what}{why}; nothing to analyse", why)
     if info.protocol == "csv":
         meta = info.metadata
@@ -640,7 +649,7 @@ _PIPELINE_CHUNK_N = 16384
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:
     """Run the streaming step pipeline over the batches (in order) and collect what it found.
 
-    This is the one place that calls ``pelvimon.dsp.pipeline``. ``helper``: run the calibration and
+    The offline analysis' way into the pipeline (``pelvimon.dsp.pipeline``). ``helper``: run the calibration and
     orientation stages in a helper process beside the rest (:mod:`pelvimon.motion_helper`; the same
     steps) over the recording up to its first gap; by default when the machine has a second core and that
     part is long enough for it to pay (``motion_helper.MIN_SAMPLES``).

@@ -77,7 +77,7 @@ class MotionAhead:
     _pid: int | None = None  # the helper (None: none runs)
     _pipe: BinaryIO | None = None  # the helper's messages: each chunk's events, then the state
     _ack: int | None = None  # the parent's word that it took a chunk's rows (its slot is free)
-    _slots: np.ndarray | None = None  # (SLOTS, 6, longest chunk): chunk i's rows in slot i % SLOTS
+    _slots: np.ndarray | None = None  # (SLOTS, MotionRows.N_ROWS, longest chunk): chunk i's rows in slot i % SLOTS
 
     def __init__(
         self, chunks: Sequence[ImuBatch], rate_hz: float, params: PipelineParams | None = None, *, helper: bool = True
@@ -110,7 +110,7 @@ class MotionAhead:
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             try:
-                shared = mmap.mmap(-1, SLOTS * 6 * longest * 8)  # anonymous, and shared with the child
+                shared = mmap.mmap(-1, SLOTS * MotionRows.N_ROWS * longest * 8)  # anonymous, and shared with the child
                 fds += os.pipe()
                 fds += os.pipe()
                 for stream in (sys.stdout, sys.stderr):
@@ -122,7 +122,7 @@ class MotionAhead:
                     os.close(fd)
                 return
             r, w, ack_r, ack_w = fds
-            slots = np.frombuffer(shared, dtype=np.float64).reshape(SLOTS, 6, longest)
+            slots = np.frombuffer(shared, dtype=np.float64).reshape(SLOTS, MotionRows.N_ROWS, longest)
             if pid == 0:  # pragma: no cover - the child (its work is checked through the parent's results)
                 code = 1
                 try:

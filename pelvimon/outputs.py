@@ -44,13 +44,14 @@ def write_output(path: str | os.PathLike[str], data: str | bytes, what: str = ""
             with p.open("wb") as f:
                 f.write(raw)
             return p
-        tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.part")
+        target = p.resolve() if p.is_symlink() else p  # (a link stays a link: its file is replaced)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
         # (created as open() would create the file itself: the mode is 0o666 less the umask)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(raw)
-            os.replace(tmp, p)
+            os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

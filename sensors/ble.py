@@ -847,16 +847,6 @@ class StreamDecoder:
             return False
         return True
 
-    def _none_out_yet(self) -> bool:
-        """No sample has been output yet; then what was flagged is forgotten: the loss counts only samples
-        missing between the first and the last sample output (acc before the first gyro sample, or a payload
-        lost or refused before the first one, is not a gap in the stream)."""
-        if self.last_t is not None:
-            return False
-        self.gap_pending = False
-        self._dropped_since = 0
-        return True
-
     def _gap_status(self, t_s: float, n_lost: int, estimated: bool) -> SourceStatus:
         self.n_lost += n_lost
         return gap_status(t_s, n_lost, f"{n_lost} samples lost" + (" (estimated)" if estimated else ""),
@@ -867,7 +857,9 @@ class StreamDecoder:
             return
         rate = self.rate_hz
         t0 = float(part.t_s[0])
-        first = self._none_out_yet()
+        # the loss counts only samples missing between the first and the last sample output (acc before
+        # the first gyro sample, or a payload lost or refused before the first one, is not a gap)
+        first = self.last_t is None
         gap = not first and (part.gap_before or part.n_lost > 0 or self.gap_pending)
         n_lost = 0 if first else int(part.n_lost)
         if self.last_device_s is not None and rate > 0:
@@ -898,8 +890,12 @@ class StreamDecoder:
         if not self._usable(sb):
             return
         rate = self.rate_hz
-        if self._none_out_yet() and sb.gap_before:
-            sb = dataclasses.replace(sb, gap_before=False, n_lost=0)
+        if self.last_t is None:
+            # nothing output yet: what was flagged before the first sample is no gap (as on the device clock)
+            self.gap_pending = False
+            self._dropped_since = 0
+            if sb.gap_before:
+                sb = dataclasses.replace(sb, gap_before=False, n_lost=0)
         gap = sb.gap_before or sb.n_lost > 0 or self.gap_pending
         if gap:
             n_lost = int(sb.n_lost)

@@ -105,14 +105,13 @@ def _readable_until(path: Path) -> float | None:
     from pelvimon.sensors.session_file import SessionReader
 
     last = None
-    with held_reader_warnings() as held:  # (a cut file's warning: the caller says what is kept)
+    with held_reader_warnings(quiet=True):  # (a cut file's warning: the caller says what is kept)
         try:
             for item in SessionReader(path).items():
                 if isinstance(item, ImuBatch) and len(item):
                     last = float(item.t_s[-1])
         except (OSError, ValueError):
             pass
-        held.clear()
     return last
 
 

@@ -48,8 +48,9 @@ def csv_options_from_args(args: argparse.Namespace) -> Any:
     from pelvimon.errors import UsageError
     from pelvimon.file_kinds import is_session_file
 
-    given = [o for o, v, default in (("--columns", args.columns, None), ("--acc-unit", args.acc_unit, "mps2"),
-                                     ("--gyr-unit", args.gyr_unit, "rads")) if v != default]
+    d = CsvOptions()
+    given = [o for o, v, default in (("--columns", args.columns, d.columns), ("--acc-unit", args.acc_unit, d.acc_unit),
+                                     ("--gyr-unit", args.gyr_unit, d.gyr_unit)) if v != default]
     path = args.input if hasattr(args, "input") else args.file  # (analyze and report; review)
     if given and str(path).strip() and is_session_file(path):
         raise UsageError(

@@ -39,12 +39,10 @@ def first_samples(reader: Any) -> str | None:
     from pelvimon.firmware_protocols.batch import ImuBatch
     from pelvimon.sensors.source import RawNotification
 
-    with held_reader_warnings() as held:
+    with held_reader_warnings(quiet=True):
         for item in reader.items():
             if isinstance(item, RawNotification) or (isinstance(item, ImuBatch) and len(item)):
-                held.clear()
                 return None
-        held.clear()
     if reader.damage:
         return reader.damage
     return "none were recorded" if reader.complete else "the file is cut short"

@@ -199,6 +199,19 @@ def test_a_failed_write_keeps_the_file_that_was_there(capsys, folder: Path, tmp_
     assert out.read_text() == "old table\n" and sorted(p.name for p in tmp_path.iterdir()) == ["steps.csv"]
 
 
+def test_an_output_through_a_link_replaces_the_linked_file(tmp_path: Path) -> None:
+    """A symbolic link as the output stays a link; the file it points to gets the new content."""
+    from pelvimon.outputs import write_output
+
+    target = tmp_path / "real.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert write_output(link, "new\n", what="table") == link
+    assert link.is_symlink() and target.read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real.csv"]
+
+
 # --- 2. replay of a file without samples ------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """``python -m pelvimon``: the same as the ``pelvimon`` command."""
 
-from pelvimon.cli import main
+from pelvimon.cli import run
 
-raise SystemExit(main())
+run()

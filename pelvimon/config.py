@@ -88,6 +88,30 @@ _RULE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+_KIND_KEYS: dict[str, frozenset[str]] = {
+    "diff": frozenset({"enter", "release"}),
+    "si": frozenset({"enter", "release", "min_diff"}),
+    "balance": frozenset({"low", "high", "release_margin"}),
+}
+"""The thresholds each kind of alert rule reads (every rule also takes ``kind`` and ``enabled``)."""
+
+
+def _check_rule_keys(where: str, user: dict[str, Any], merged: dict[str, Any]) -> None:
+    """Refuse a threshold the user set on a rule whose kind (the user's, or the default's) does not read it:
+    it would have no effect."""
+    for metric, rule in user.get("alerts", {}).get("rules", {}).items():
+        kind = merged["alerts"]["rules"][metric].get("kind", "si")
+        takes = _KIND_KEYS.get(kind)
+        if takes is None:
+            continue  # (an unknown kind is refused with its own message)
+        for key in rule:
+            if key not in takes | {"kind", "enabled"}:
+                raise ConfigError(
+                    f"{where}: alerts.rules.{metric}.{key} has no effect on a '{kind}' rule, which reads "
+                    f"{', '.join(sorted(takes))}; remove it, or set the rule's kind"
+                )
+
+
 def _check_table(where: str, key: str, value: Any, allowed: dict[str, tuple[tuple[type, ...], str]]) -> None:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: '{key}' must be a table ([{key}])")
@@ -224,7 +248,9 @@ def load_config(path: str | Path | None = None) -> Config:
     text = _read_text(path, "config file", "a TOML file")
     user = _parse_toml(text, where)
     _validate_shape(where, user)
-    return _build(_merge(defaults, user), where, ("defaults", where))
+    merged = _merge(defaults, user)
+    _check_rule_keys(where, user, merged)
+    return _build(merged, where, ("defaults", where))
 
 
 # --- baselines ------------------------------------------------------------------------------------------

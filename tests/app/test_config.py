@@ -49,6 +49,13 @@ def test_user_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
     assert cfg.sources == ("defaults", str(p))
 
 
+def test_a_rule_of_another_kind_takes_that_kind_s_thresholds(tmp_path: Path) -> None:
+    p = tmp_path / "kinds.toml"
+    p.write_text("[alerts.rules.step_time_s]\nkind = 'diff'\nenter = 0.02\nrelease = 0.01\n")
+    rule = load_config(p).alerts.rules["step_time_s"]
+    assert (rule.kind, rule.enter, rule.release) == ("diff", 0.02, 0.01)
+
+
 @pytest.mark.parametrize(
     ("text", "expect"),
     [
@@ -65,6 +72,10 @@ def test_user_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
          "alerts.rules.contact_time_s: need 0 <= low < 50 < high <= 100"),
         ("[alerts.rules.contact_time_s]\nlow = 51\nhigh = 60\n", "got low=51.0, high=60.0"),
         ("[alerts.rules.contact_time_s]\nrelease_margin = 5\n", "less than half the band (0.7), got 5.0"),
+        ("[alerts.rules.cpd_deg]\nlow = 45\n", "alerts.rules.cpd_deg.low has no effect on a 'diff' rule, which reads "
+         "enter, release; remove it, or set the rule's kind"),
+        ("[alerts.rules.contact_time_s]\nenter = 3\n", "alerts.rules.contact_time_s.enter has no effect on a 'balance'"),
+        ("[alerts.rules.step_time_s]\nkind = 'diff'\nmin_diff = 0.01\n", "step_time_s.min_diff has no effect on a 'diff'"),
         ("[alert]\n", "unknown key 'alert'"),
         ("[asymmetry\nwindow_steps = 3\n", "not valid TOML"),
     ],

@@ -100,6 +100,11 @@ class _Layout:
                         "with commas"
                     )
         self.names = [_cell(c) for c in header.split(",")]
+        if all(_is_number(c) is not None for c in self.names):
+            raise CsvFormatError(
+                f"{name}: line {header_line}: the file has no header line (the first line holds numbers); "
+                f"add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
+            )
         mapping = dict(columns or {})
         for key in mapping:
             if key not in DEFAULT_COLUMNS:

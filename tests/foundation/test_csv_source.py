@@ -159,6 +159,19 @@ def test_bad_bytes_and_empty_and_missing_files(tmp_path: Path) -> None:
         read_imu_csv(tmp_path / "nope.csv")
 
 
+def test_a_file_without_a_header_says_so(tmp_path: Path) -> None:
+    p = tmp_path / "bare.csv"
+    p.write_text("0.000,0.1,0.2,9.8,0.01,0.02,0.03\n0.005,0.1,0.2,9.8,0.01,0.02,0.03\n")
+    with pytest.raises(CsvFormatError) as exc:
+        read_imu_csv(p)
+    msg = str(exc.value)
+    assert "line 1: the file has no header line (the first line holds numbers)" in msg
+    assert "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads" in msg and "found" not in msg
+    # a header with one numeric name is a header
+    with pytest.raises(CsvFormatError, match=r"no column 't_s' for t_s \(found: 't', '1'"):
+        parse_imu_csv_text("t,1,2,3\n0,1,2,3\n")
+
+
 def test_missing_mapped_column_lists_the_columns_found() -> None:
     with pytest.raises(CsvFormatError, match=r"no column 'time' for t_s \(found: 't', 'ax'"):
         parse_imu_csv_text("t,ax,ay,az\n0,1,2,3\n", columns={"t_s": "time"})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -26,6 +27,8 @@ from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
 
 from .source import Source, SourceEvent, SourceInfo, SourceStatus, gap_status
+
+log = logging.getLogger(__name__)
 
 TIME_COLUMN = "t_s"
 ACC_COLUMNS = ("acc_x_mps2", "acc_y_mps2", "acc_z_mps2")
@@ -463,6 +466,10 @@ def read_imu_csv(
     return parse_imu_csv_text(raw, columns=columns, acc_unit=acc_unit, gyr_unit=gyr_unit, name=str(p))
 
 
+LONG_JUMP_S = 3600.0
+"""A jump of the time column longer than this (an hour) is more likely a clock reset or joined recordings
+than a lost link: still a gap, but the reader warns."""
+
 GAP_FACTOR = 1.5
 """A time step over this many median sample intervals is a gap (samples lost), in regularly timed data."""
 
@@ -575,6 +582,13 @@ class CsvSource(Source):
         # cut where the time column jumps (lost samples): the sample rate is the median interval within the
         # parts, and the pipeline bridges or restarts at the cuts
         self._parts = split_at_gaps(batch)
+        for before, part in zip(self._parts[:-1], self._parts[1:], strict=True):
+            t0, t1 = float(before.t_s[-1]), float(part.t_s[0])
+            if t1 - t0 > LONG_JUMP_S:
+                log.warning(
+                    "%s: the time column jumps by %.6g s after t = %.6g s; taken as lost samples (if the file "
+                    "joins separate recordings, analyse them apart)", self.path.name, t1 - t0, t0,
+                )
         rate = median_rate_hz(self._parts) or 0.0
         meta: dict[str, Any] = {"samples": len(batch), "acc_unit": self.acc_unit, "gyr_unit": self.gyr_unit}
         if self.columns:

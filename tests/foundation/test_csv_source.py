@@ -491,3 +491,22 @@ def test_clock_times_are_read_from_the_first_sample() -> None:
     assert b.t_s[0] == 0.0 and np.allclose(np.diff(b.t_s), 0.005, atol=1e-6)
     excerpt = "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "\n".join(f"{600.0 + k * 0.005!r},0,0,9.81" for k in range(5))
     assert parse_imu_csv_text(excerpt + "\n").t_s[0] == 600.0
+
+
+def test_a_jump_of_hours_in_the_time_column_is_a_gap_with_a_warning(tmp_path: Path, caplog) -> None:
+    """Such a jump is likelier a clock reset or two recordings joined than a lost link: still a gap (no step
+    spans it), but said; a lost second is not."""
+    from pelvimon.analysis import load_batches
+
+    b = simulate(SimParams(seconds=20, gait="run", seed=3)).batch
+    t = b.t_s.copy()
+    t[2000:] += 1.0  # a second lost
+    t[3000:] += 2.0e6  # and a jump of 23 days
+    p = tmp_path / "joined.csv"
+    write_imu_csv(p, ImuBatch(t_s=t, acc_mps2=b.acc_mps2, gyr_rads=b.gyr_rads, time_base="session"))
+    with caplog.at_level("WARNING", logger="pelvimon.sensors.csv_source"):
+        batches = load_batches(p)
+    assert sum(x.gap_before for x in batches) == 2
+    warned = [r.getMessage() for r in caplog.records if r.name == "pelvimon.sensors.csv_source"]
+    assert warned == [f"joined.csv: the time column jumps by 2e+06 s after t = {t[2999]:.6g} s; taken as lost "
+                      "samples (if the file joins separate recordings, analyse them apart)"]

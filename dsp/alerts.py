@@ -34,6 +34,13 @@ from .asymmetry import METRICS, RollingAsymmetry, contact_time_balance_pct
 from .records import Alert, Asymmetry, Side
 
 RuleKind = Literal["diff", "si", "balance"]
+
+RULE_KEYS: dict[str, frozenset[str]] = {
+    "diff": frozenset({"enter", "release", "min_diff"}),
+    "si": frozenset({"enter", "release", "min_diff"}),
+    "balance": frozenset({"low", "high", "release_margin"}),
+}
+"""The thresholds of :class:`AlertRule` that each kind reads (every rule also has ``kind`` and ``enabled``)."""
 EventKind = Literal["started", "updated", "ended"]
 
 SIDE_WORD = {"L": "left", "R": "right"}
@@ -58,8 +65,8 @@ class AlertRule:
     release_margin : float
         The balance must come back inside ``[low + margin, high - margin]`` to release, "balance" only.
     min_diff : float
-        "si" only: the smallest ``|L - R|`` (metric unit) that starts an alert (0: none). Release goes by
-        the SI alone.
+        "si" (and "diff", where only a value above ``enter`` adds to it): the smallest ``|L - R|`` (metric
+        unit) that starts an alert (0: none). Release goes by the SI alone.
     enabled : bool
         False switches the rule off.
     """

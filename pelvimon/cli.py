@@ -27,7 +27,8 @@ SESSION_COMMANDS = frozenset({"live", "demo", "record", "replay"})
 
 BATCH_COMMANDS = frozenset({"analyze", "decode", "report", "simulate"})
 """Commands that read, compute, write and end: the console script ends their process without the
-interpreter's teardown (see :func:`run`)."""
+interpreter's teardown (see :func:`run`). A command listed here closes every file it writes before it
+returns (nothing is left for a finaliser to flush) and leaves no process of its own running."""
 
 SIGNALS_HELP = (
     "Ending a session: Ctrl-C, SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal or SSH connection "
@@ -189,8 +190,8 @@ def run() -> NoReturn:
 
     After a batch command (:data:`BATCH_COMMANDS`) the process ends with ``os._exit`` once the exit
     handlers have run and the output is flushed, while no other thread runs: the interpreter's teardown
-    would only free every module's objects (SciPy's and pandas' take 0.2 s). Otherwise, and if the output
-    cannot be flushed, it exits the usual way.
+    would only free every module's objects (SciPy's and pandas' take 0.2 s), since those commands leave no
+    file open. Otherwise it exits the usual way.
     """
     code, command = _main(None)
     if command in BATCH_COMMANDS and threading.active_count() == 1:
@@ -199,8 +200,9 @@ def run() -> NoReturn:
 
 
 def _end_now(code: int) -> None:
-    """End the process with ``code`` after the exit handlers and a flush of stdout and stderr; return (for the
-    usual exit) if either flush fails."""
+    """End the process with ``code`` after the exit handlers and a flush of stdout and stderr (141, as
+    :func:`_run` ends, if the reader of the output went away); return (for the usual exit) if a flush
+    fails otherwise."""
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if run_exit_handlers is None:  # pragma: no cover - not CPython
         return
@@ -208,6 +210,9 @@ def _end_now(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
+        except BrokenPipeError:
+            _release_dead_streams()
+            os._exit(141)
         except (OSError, ValueError, AttributeError):
             return
     os._exit(code)

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pelvimon.dsp.alerts import AlertParams, AlertRule
+from pelvimon.dsp.alerts import RULE_KEYS, AlertParams, AlertRule
 from pelvimon.dsp.asymmetry import METRICS, AsymmetryParams, SideStats
 from pelvimon.errors import PelvimonError
 
@@ -88,20 +88,12 @@ _RULE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-_KIND_KEYS: dict[str, frozenset[str]] = {
-    "diff": frozenset({"enter", "release"}),
-    "si": frozenset({"enter", "release", "min_diff"}),
-    "balance": frozenset({"low", "high", "release_margin"}),
-}
-"""The thresholds each kind of alert rule reads (every rule also takes ``kind`` and ``enabled``)."""
-
-
 def _check_rule_keys(where: str, user: dict[str, Any], merged: dict[str, Any]) -> None:
     """Refuse a threshold the user set on a rule whose kind (the user's, or the default's) does not read it:
     it would have no effect."""
     for metric, rule in user.get("alerts", {}).get("rules", {}).items():
         kind = merged["alerts"]["rules"][metric].get("kind", "si")
-        takes = _KIND_KEYS.get(kind)
+        takes = RULE_KEYS.get(kind)
         if takes is None:
             continue  # (an unknown kind is refused with its own message)
         for key in rule:

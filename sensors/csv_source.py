@@ -103,11 +103,6 @@ class _Layout:
                         "with commas"
                     )
         self.names = [_cell(c) for c in header.split(",")]
-        if all(_is_number(c) is not None for c in self.names):
-            raise CsvFormatError(
-                f"{name}: line {header_line}: the file has no header line (the first line holds numbers); "
-                f"add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
-            )
         mapping = dict(columns or {})
         for key in mapping:
             if key not in DEFAULT_COLUMNS:
@@ -129,6 +124,13 @@ class _Layout:
         self.index: dict[str, int] = {}
         for key in (TIME_COLUMN, *ACC_COLUMNS):
             found_at = where(key)
+            cells = [c for c in self.names if c]
+            if found_at is None and cells and all(_is_number(c) is not None for c in cells):
+                # (numbers as column names are still names when --columns maps them)
+                raise CsvFormatError(
+                    f"{name}: line {header_line}: the file has no header line (the first line holds numbers); "
+                    f"add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
+                )
             if found_at is None:
                 raise CsvFormatError(
                     f"{name}: line {header_line}: no column {mapping.get(key, key)!r} for {key} (found: {found}); "

@@ -73,9 +73,10 @@ def test_a_rule_of_another_kind_takes_that_kind_s_thresholds(tmp_path: Path) -> 
         ("[alerts.rules.contact_time_s]\nlow = 51\nhigh = 60\n", "got low=51.0, high=60.0"),
         ("[alerts.rules.contact_time_s]\nrelease_margin = 5\n", "less than half the band (0.7), got 5.0"),
         ("[alerts.rules.cpd_deg]\nlow = 45\n", "alerts.rules.cpd_deg.low has no effect on a 'diff' rule, which reads "
-         "enter, release; remove it, or set the rule's kind"),
+         "enter, min_diff, release; remove it, or set the rule's kind"),
         ("[alerts.rules.contact_time_s]\nenter = 3\n", "alerts.rules.contact_time_s.enter has no effect on a 'balance'"),
-        ("[alerts.rules.step_time_s]\nkind = 'diff'\nmin_diff = 0.01\n", "step_time_s.min_diff has no effect on a 'diff'"),
+        ("[alerts.rules.step_time_s]\nhigh = 60\n", "step_time_s.high has no effect on a 'si' rule, which reads "
+         "enter, min_diff, release"),
         ("[alert]\n", "unknown key 'alert'"),
         ("[asymmetry\nwindow_steps = 3\n", "not valid TOML"),
     ],

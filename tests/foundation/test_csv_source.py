@@ -161,12 +161,17 @@ def test_bad_bytes_and_empty_and_missing_files(tmp_path: Path) -> None:
 
 def test_a_file_without_a_header_says_so(tmp_path: Path) -> None:
     p = tmp_path / "bare.csv"
-    p.write_text("0.000,0.1,0.2,9.8,0.01,0.02,0.03\n0.005,0.1,0.2,9.8,0.01,0.02,0.03\n")
-    with pytest.raises(CsvFormatError) as exc:
-        read_imu_csv(p)
-    msg = str(exc.value)
-    assert "line 1: the file has no header line (the first line holds numbers)" in msg
-    assert "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads" in msg and "found" not in msg
+    for first in ("0.000,0.1,0.2,9.8,0.01,0.02,0.03", "0.000,0.1,0.2,9.8,0.01,0.02,"):  # (an empty cell too)
+        p.write_text(f"{first}\n0.005,0.1,0.2,9.8,0.01,0.02,0.03\n")
+        with pytest.raises(CsvFormatError) as exc:
+            read_imu_csv(p)
+        msg = str(exc.value)
+        assert "line 1: the file has no header line (the first line holds numbers)" in msg
+        assert "t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2,gyr_x_rads" in msg and "found" not in msg
+    # numbers as names (pandas' header of an unnamed array) are names when --columns maps them
+    p.write_text("0,1,2,3,4,5,6\n0.000,0.1,0.2,9.8,0.01,0.02,0.03\n0.005,0.1,0.2,9.8,0.01,0.02,0.04\n")
+    mapped = read_imu_csv(p, columns=dict(zip(csv_source.DEFAULT_COLUMNS, "0123456", strict=True)))
+    np.testing.assert_array_equal(mapped.gyr_rads[:, 2], [0.03, 0.04])
     # a header with one numeric name is a header
     with pytest.raises(CsvFormatError, match=r"no column 't_s' for t_s \(found: 't', '1'"):
         parse_imu_csv_text("t,1,2,3\n0,1,2,3\n")

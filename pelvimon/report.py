@@ -16,7 +16,6 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -524,13 +523,6 @@ def _balance_html(bal: dict[str, float] | None) -> str:
 
 def _fmt_plain(v: float, digits: int) -> str:
     return f"{v:.{digits}f}" if v is not None and math.isfinite(v) else "n/a"
-
-
-def write_report(path: str | Path, text: str) -> None:
-    """Write the report (:func:`~pelvimon.outputs.write_output`: one-line error, the old file kept)."""
-    from pelvimon.outputs import write_output
-
-    write_output(path, text, "report")
 
 
 def figures_in(text: str) -> Sequence[str]:

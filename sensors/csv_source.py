@@ -124,14 +124,14 @@ class _Layout:
         self.index: dict[str, int] = {}
         for key in (TIME_COLUMN, *ACC_COLUMNS):
             found_at = where(key)
-            cells = [c for c in self.names if c]
-            if found_at is None and cells and all(_is_number(c) is not None for c in cells):
-                # (numbers as column names are still names when --columns maps them)
-                raise CsvFormatError(
-                    f"{name}: line {header_line}: the file has no header line (the first line holds numbers); "
-                    f"add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
-                )
             if found_at is None:
+                cells = [c for c in self.names if c]
+                if cells and all(_is_number(c) is not None for c in cells):
+                    # (numbers as column names are still names when --columns maps them)
+                    raise CsvFormatError(
+                        f"{name}: line {header_line}: the file has no header line (the first line holds "
+                        f"numbers); add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
+                    )
                 raise CsvFormatError(
                     f"{name}: line {header_line}: no column {mapping.get(key, key)!r} for {key} (found: {found}); "
                     "rename the header or map names with --columns t_s=...,acc_x_mps2=...,..."

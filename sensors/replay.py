@@ -140,11 +140,8 @@ class ReplaySource(Source):
 
     def _items(self) -> Iterator[SessionItem]:
         """The file's items, the recorded steps kept on the way when asked."""
-        if not self.keep_steps:
-            yield from self.reader.items()
-            return
         for item in self.reader.items():
-            if isinstance(item, Step):
+            if self.keep_steps and isinstance(item, Step):
                 self.recorded_steps.append(item)
             yield item
 

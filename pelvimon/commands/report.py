@@ -26,12 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pelvimon.commands.analyze import analysis_from_args, check_outputs
-    from pelvimon.report import render_report, write_report
+    from pelvimon.outputs import write_output
+    from pelvimon.report import render_report
 
     check_outputs(args, {"-o/--output": args.output})
     analysis = analysis_from_args(args)
     text = render_report(analysis, title=args.title, runner=args.runner, notes=args.notes)
-    write_report(args.output, text)
+    write_output(args.output, text, "report")
     if not getattr(args, "quiet", False):
         print(f"report written to {args.output}")
     return 0

@@ -51,11 +51,11 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import vqf
-from scipy import signal
 
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
 from ._inputs import check_chunk
+from ._lowpass import Lowpass, butter_lowpass_sos
 from ._orient_quat import matrix_entries, matrix_to_quat, rotate_by_entries
 from .orientation import _STATE_VERSION as _ORIENT_STATE_VERSION
 from .orientation import heading_state
@@ -63,7 +63,7 @@ from .orientation import heading_state
 __all__ = ["CalibrationParams", "MountCalibration", "MountResult", "calibrate_offline"]
 
 CalibrationState = Literal["waiting_for_stillness", "gravity_known", "calibrated"]
-_STATE_VERSION = 2
+_STATE_VERSION = 3
 _RATE_PROBE_N = 16
 _HEADING_SEED_S = 30.0
 """Sensor orientations kept before calibration for the running-direction tracker of the handover, s."""
@@ -381,6 +381,7 @@ class MountCalibration:
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz}")
         self._p = p
         self._sos: np.ndarray | None = None
+        self._lp: Lowpass | None = None  # (of _sos)
         self._probe_t: list[float] = []
         self._probe_a: list[np.ndarray] = []
         self._probe_g: list[np.ndarray | None] = []
@@ -489,7 +490,8 @@ class MountCalibration:
             tt = np.asarray(self._probe_t)
             self.rate_hz_ = rate
             cut = min(self._p.lowpass_hz, 0.45 * rate)
-            self._sos = signal.butter(2, cut, btype="lowpass", fs=rate, output="sos")
+            self._sos = butter_lowpass_sos(2, cut, rate)
+            self._lp = Lowpass(self._sos)
             self._block_n = max(2, int(round(self._p.block_s * rate)))
             aa = np.concatenate(self._probe_a)
             gg: np.ndarray | None = None
@@ -579,7 +581,8 @@ class MountCalibration:
 
     def _gait(self, t: np.ndarray, a: np.ndarray, g: np.ndarray | None) -> None:
         p = self._p
-        if self._sos is None:
+        lowpass = self._lp
+        if lowpass is None:
             raise RuntimeError("internal: gait processing before the sample rate is known")
         raw_a, snap = a, None
         q_chunk = np.zeros((0, 4))
@@ -611,10 +614,10 @@ class MountCalibration:
             f = a.T
         # ``f``: the specific force, one row per axis (3, N), so that the per-sample arithmetic below runs on
         # contiguous rows (level frame with a gyroscope: f = R a, element by element)
-        if self._zi is None:  # (sections, axes, 2): the state of a filter along the rows of ``f``
-            self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * f[:, 0][None, :, None]
+        if self._zi is None:  # (sections, 4, axes): the state of the filter along the rows of ``f``
+            self._zi = lowpass.rest_state(f[:, 0])
             self._last_lp = f[:, 0].copy()
-        lp, self._zi = signal.sosfilt(self._sos, f, axis=1, zi=self._zi)
+        lp, self._zi = lowpass(f, self._zi)
         d = np.empty_like(lp)  # increments of the low-passed force
         np.subtract(lp[:, 0], self._last_lp, out=d[:, 0])  # type: ignore[arg-type]
         np.subtract(lp[:, 1:], lp[:, :-1], out=d[:, 1:])
@@ -957,6 +960,7 @@ class MountCalibration:
         try:
             for k in self._ARRAYS:
                 setattr(self, k, None if d[k] is None else np.asarray(d[k], dtype=np.float64))
+            self._lp = None if self._sos is None else Lowpass(self._sos)
             for k in self._SCALARS:
                 setattr(self, k, d[k])
             for k in self._FLOATS_INF:

@@ -41,10 +41,11 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy import fft as scipy_fft
-from scipy import ndimage, signal
+from scipy import ndimage
 
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
+from ._lowpass import Lowpass, butter_lowpass_sos
 
 __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
 
@@ -286,8 +287,9 @@ class GaitEventDetector:
         fs = float(rate_hz)
         self._fs = fs
         fc = min(p.lowpass_hz, 0.4 * fs)
-        self._sos = signal.butter(2, fc, fs=fs, output="sos")
-        self._sos_g = signal.butter(2, p.gravity_hz, fs=fs, output="sos")
+        self._sos = butter_lowpass_sos(2, fc, fs)
+        self._lp = Lowpass(self._sos)
+        self._lp_g = Lowpass(butter_lowpass_sos(2, p.gravity_hz, fs))
         # low-frequency group delay of the digital low-pass, in samples (the analog sqrt(2) / (2 pi fc)
         # overstates it as fc nears Nyquist: 0.56 instead of 0.23 samples at 52 Hz)
         self._delay = _dc_group_delay(self._sos)
@@ -382,11 +384,12 @@ class GaitEventDetector:
             self._g_sum = cs[-1]
             self._g_n += k
             if self._g_n >= self._n_g_start:
-                self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * g_lp[k - 1][None, None, :]
+                self._zi_g = self._lp_g.rest_state(g_lp[k - 1])
         if k < n:
             if self._zi_g is None:  # (only when the start-up length is 0)
-                self._zi_g = signal.sosfilt_zi(self._sos_g)[:, :, None] * acc_mps2[k][None, None, :]
-            g_lp[k:], self._zi_g = signal.sosfilt(self._sos_g, acc_mps2[k:], axis=0, zi=self._zi_g)
+                self._zi_g = self._lp_g.rest_state(acc_mps2[k])
+            lp, self._zi_g = self._lp_g(acc_mps2[k:].T, self._zi_g)
+            g_lp[k:] = lp.T
         # element-wise arithmetic only: the result must not depend on how the stream is chunked
         gx, gy, gz = g_lp[:, 0], g_lp[:, 1], g_lp[:, 2]
         norm = np.sqrt(gx * gx + gy * gy + gz * gz)
@@ -435,8 +438,8 @@ class GaitEventDetector:
         if n == 0:
             return self
         if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos) * av[0]
-        af, self._zi = signal.sosfilt(self._sos, av, zi=self._zi)
+            self._zi = self._lp.rest_state(av[0])
+        af, self._zi = self._lp(av, self._zi)
         if acc_fwd_mps2 is None:
             ap = np.full(n, np.nan)
         else:

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from scipy import signal
 
+from ._lowpass import Lowpass, butter_lowpass_sos
 from .records import Side
 
 __all__ = ["ForwardMoment", "LateralityParams", "LateralityTracker", "StepForward"]
@@ -394,8 +394,8 @@ class ForwardMoment:
     def __init__(self, rate_hz: float, lowpass_hz: float = 6.0) -> None:
         self.rate_hz = rate_hz
         self.lowpass_hz = lowpass_hz
-        self._sos = signal.butter(2, min(lowpass_hz, 0.4 * float(rate_hz)), fs=float(rate_hz), output="sos")
-        self._sos_g = signal.butter(2, _GRAVITY_HZ, fs=float(rate_hz), output="sos")
+        self._lp = Lowpass(butter_lowpass_sos(2, min(lowpass_hz, 0.4 * float(rate_hz)), float(rate_hz)))
+        self._lp_g = Lowpass(butter_lowpass_sos(2, _GRAVITY_HZ, float(rate_hz)))
         self.reset()
 
     def reset(self) -> None:
@@ -412,14 +412,14 @@ class ForwardMoment:
             return np.zeros((0, 3))
         first = self._zi is None
         if self._zi is None:
-            self._zi = signal.sosfilt_zi(self._sos)[:, None, :] * acc_mps2[0][None, :, None]
+            self._zi = self._lp.rest_state(acc_mps2[0])
         # channel-major (3, N): each channel filtered and combined along contiguous memory
-        lp, self._zi = signal.sosfilt(self._sos, acc_mps2.T, axis=-1, zi=self._zi)
+        lp, self._zi = self._lp(acc_mps2.T, self._zi)
         u = up.T
         v = lp[0] * u[0] + lp[1] * u[1] + lp[2] * u[2]
         if self._zi_g is None:
-            self._zi_g = signal.sosfilt_zi(self._sos_g) * v[0]
-        g, self._zi_g = signal.sosfilt(self._sos_g, v, zi=self._zi_g)
+            self._zi_g = self._lp_g.rest_state(v[0])
+        g, self._zi_g = self._lp_g(v, self._zi_g)
         vd = v - g  # the vertical force about its mean
         h = lp - u * v  # the horizontal force
         if first:

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 import vqf
-from scipy import signal
 
 from ._inputs import check_chunk
+from ._lowpass import Lowpass, butter_lowpass_sos
 from ._orient_quat import check_unit_quat, matrix_entries, quat_multiply, quat_to_matrix, rotate_by_entries
 
 __all__ = [
@@ -41,8 +41,9 @@ __all__ = [
     "pelvis_angles_from_quat",
 ]
 
-_STATE_VERSION = 2
-"""2: the heading filter's state is laid out (sections, vector component, filter state)."""
+_STATE_VERSION = 3
+"""3: the heading filter's state is that of :class:`._lowpass.Lowpass`, per pass (2, sections, 4, vector
+component)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def _rotate(r: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _heading_sos(params: OrientationParams, rate_hz: float) -> np.ndarray:
-    return signal.butter(params.heading_order, params.heading_cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
+    return butter_lowpass_sos(params.heading_order, params.heading_cutoff_hz, rate_hz)
 
 
 _BLOCK_N = 4096
@@ -266,15 +267,15 @@ def _level_block(
     np.degrees(rel, out=out["rot"][b0:b1])
 
 
-def _track_heading(sos: np.ndarray, zi: np.ndarray | None, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _track_heading(lowpass: Lowpass, zi: np.ndarray | None, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Running direction tracked from the pelvis heading unit vectors ``head`` (2, B) by the zero-DC-lag
     low-pass ``2B - B·B``: a vector (2, B) pointing along it (not of unit length) and the filter state;
     ``zi`` carries the state (``None``: start at ``head[:, 0]``)."""
     if zi is None:
-        zi0 = signal.sosfilt_zi(sos)[:, None, :] * head[:, 0][None, :, None]
+        zi0 = lowpass.rest_state(head[:, 0])
         zi = np.stack([zi0, zi0])
-    lp1, zi1 = signal.sosfilt(sos, head, axis=1, zi=zi[0])
-    lp2, zi2 = signal.sosfilt(sos, lp1, axis=1, zi=zi[1])
+    lp1, zi1 = lowpass(head, zi[0])
+    lp2, zi2 = lowpass(lp1, zi[1])
     return 2.0 * lp1 - lp2, np.stack([zi1, zi2])
 
 
@@ -290,12 +291,12 @@ def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz
     if q_all.shape[0] == 0:
         return None
     q_inv = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz) * np.array([1.0, -1.0, -1.0, -1.0])
-    sos = _heading_sos(OrientationParams(), float(rate_hz))
+    lowpass = Lowpass(_heading_sos(OrientationParams(), float(rate_hz)))
     zi: np.ndarray | None = None
     for b0 in range(0, q_all.shape[0], _BLOCK_N):
         q = quat_multiply(np.ascontiguousarray(q_all[b0 : b0 + _BLOCK_N]), q_inv)
         r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
-        zi = _track_heading(sos, zi, _heading_unit(r[1], r[4]))[1]  # (_world_block's heading: the same bits)
+        zi = _track_heading(lowpass, zi, _heading_unit(r[1], r[4]))[1]  # (_world_block's heading: the same bits)
     return None if zi is None else zi.tolist()
 
 
@@ -383,7 +384,7 @@ class PelvisOrientation:
         self._q_mount = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz)
         self._r_mount = quat_to_matrix(self._q_mount)
         self._q_mount_inv = self._q_mount * np.array([1.0, -1.0, -1.0, -1.0])
-        self._sos = _heading_sos(p, float(rate_hz))
+        self._lp = Lowpass(_heading_sos(p, float(rate_hz)))
         self._warmup_n = int(round(p.warmup_s * float(rate_hz)))
         self._settle_n = int(round(p.settle_s * float(rate_hz)))
         self.reset(keep_bias=False)
@@ -461,7 +462,7 @@ class PelvisOrientation:
         out["q6"][b0:b1] = res["quat6D"]
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
-        run, self._zi = _track_heading(self._sos, self._zi, angles[2])
+        run, self._zi = _track_heading(self._lp, self._zi, angles[2])
         _level_block(angles, run, out, b0, b1)
         if self._n_settled is not None:
             return -1
@@ -535,6 +536,9 @@ def offline_pelvis_orientation(
     head = angles[2]
     sos = _heading_sos(p, float(rate_hz))
     if n > 3 * (2 * sos.shape[0] + 1):
+        # (imported here: the streaming path does without scipy.signal's import time, see ._lowpass)
+        from scipy import signal
+
         run = signal.sosfiltfilt(sos, head, axis=1)
     else:
         run = np.repeat(head.mean(axis=1, keepdims=True), n, axis=1)

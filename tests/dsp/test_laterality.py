@@ -188,8 +188,7 @@ def test_forward_moment_ignores_a_growing_bounce():
 def test_forward_moment_equals_its_formula_sample_by_sample():
     """The moment is ``0.5 (h[i-1] vd[i] - h[i] vd[i-1])`` of the low-passed force ``lp`` (its horizontal part
     ``h``, its vertical part ``v`` about its low-passed mean ``vd``), bit for bit, in chunks."""
-    from scipy import signal
-
+    from pelvimon.dsp._lowpass import Lowpass, butter_lowpass_sos
     from pelvimon.dsp.laterality import _GRAVITY_HZ, ForwardMoment
 
     fs = 100.0
@@ -197,12 +196,11 @@ def test_forward_moment_equals_its_formula_sample_by_sample():
     acc = rng.normal(0, 2, (600, 3)) + [0.0, 0.0, 9.81]
     up = rng.normal(0, 0.1, (600, 3)) + [0.0, 0.0, 1.0]
     up /= np.linalg.norm(up, axis=1)[:, None]
-    sos = signal.butter(2, 6.0, fs=fs, output="sos")
-    lp = np.column_stack([signal.sosfilt(sos, acc[:, c], zi=signal.sosfilt_zi(sos) * acc[0, c])[0]
-                          for c in range(3)])  # fmt: skip
+    low = Lowpass(butter_lowpass_sos(2, 6.0, fs))  # (one channel at a time, the whole recording at once)
+    lp = np.column_stack([low(acc[:, c], low.rest_state(acc[0, c]))[0] for c in range(3)])
     v = lp[:, 0] * up[:, 0] + lp[:, 1] * up[:, 1] + lp[:, 2] * up[:, 2]
-    sos_g = signal.butter(2, _GRAVITY_HZ, fs=fs, output="sos")
-    vd = v - signal.sosfilt(sos_g, v, zi=signal.sosfilt_zi(sos_g) * v[0])[0]
+    low_g = Lowpass(butter_lowpass_sos(2, _GRAVITY_HZ, fs))
+    vd = v - low_g(v, low_g.rest_state(v[0]))[0]
     h = lp - up * v[:, None]
     ref = np.zeros((600, 3))
     for i in range(1, 600):

@@ -53,11 +53,25 @@ def butter_lowpass_sos(order: int, cutoff_hz: float, rate_hz: float) -> np.ndarr
 
 
 class Lowpass:
-    """A filter in second-order sections ``sos`` (:func:`butter_lowpass_sos`), applied along the last axis
-    of its input from a state the caller keeps (:meth:`rest_state`, then what each call returns)."""
+    """A filter in second-order sections, applied along the last axis of its input from a state the caller
+    keeps (:meth:`rest_state`, then what each call returns).
+
+    Parameters
+    ----------
+    sos : ndarray, shape (sections, 6)
+        Rows ``b0 b1 b2 1 a1 a2``, each section with gain 1 at 0 Hz (:func:`butter_lowpass_sos`; scipy's
+        ``butter`` puts the whole gain in its first section, which :meth:`rest_state` does not allow for).
+
+    Notes
+    -----
+    The same bits for any chunking rest on BLAS' ``dtbsv`` updating the right-hand side column by column
+    (the reference BLAS and OpenBLAS do; the standard does not promise it): the test suite checks it.
+    """
 
     def __init__(self, sos: np.ndarray) -> None:
         self.sos = np.asarray(sos, dtype=np.float64).reshape(-1, 6)
+        if not np.all(self.sos[:, 3] == 1.0):
+            raise ValueError("sos rows must be b0 b1 b2 1 a1 a2 (a0 = 1)")
         # per section, the band of the triangular system (BLAS lower band storage, column major): row 1 holds
         # a1 under the diagonal, row 2 a2 two under it; the first column's a1 is 0 (the two prepended rows
         # are fixed). Grown to the longest chunk yet (the pipeline's chunks are at most 16384 samples).
@@ -70,10 +84,27 @@ class Lowpass:
         return np.broadcast_to(x0, (self.sos.shape[0], 4) + x0.shape).copy()
 
     def __call__(self, x: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Filter ``x`` (..., N) along its last axis from ``state``; returns the output (..., N) and the state
-        after the last sample, of ``state``'s shape: per section, ``x[-2], x[-1], y[-2], y[-1]``."""
+        """Filter ``x`` along its last axis.
+
+        Parameters
+        ----------
+        x : ndarray, shape (..., N)
+            The input, one row per channel (not written).
+        state : ndarray, shape (sections, 4, ...)
+            The state before ``x[..., 0]``: per section, its last two inputs and outputs ``x[-2], x[-1],
+            y[-2], y[-1]`` (:meth:`rest_state`, or what the previous call returned).
+
+        Returns
+        -------
+        y : ndarray, shape (..., N)
+        state : ndarray
+            The state after the last sample (a new array of ``state``'s shape).
+        """
         x = np.asarray(x, dtype=np.float64)
         n = x.shape[-1]
+        want = (self.sos.shape[0], 4) + x.shape[:-1]
+        if np.shape(state) != want:
+            raise ValueError(f"state must have shape {want} for this filter and input, got {np.shape(state)}")
         if n == 0:
             return np.empty(x.shape), np.array(state, dtype=np.float64)
         new = np.empty(state.shape)

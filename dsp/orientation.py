@@ -370,7 +370,7 @@ class PelvisOrientation:
     Notes
     -----
     Feeding the same samples whole, in notification-sized chunks or in random chunks gives bit-identical
-    results: VQF (``updateBatch``) and the heading low-pass (``sosfilt`` with carried state) run sample by
+    results: VQF (``updateBatch``) and the heading low-pass (:class:`._lowpass.Lowpass`) run sample by
     sample and carry their state across calls. Call :meth:`reset` after a gap or a reconnect.
     """
 

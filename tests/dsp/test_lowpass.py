@@ -81,6 +81,38 @@ def test_chunked_equals_whole_bit_for_bit(cuts: list[int], order: int, channels:
     assert state.tobytes() == end.tobytes()
 
 
+def test_state_is_the_last_two_inputs_and_outputs_of_each_section() -> None:
+    """Chunks of one and two samples (order 4: two sections), and the state laid out as documented."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 1.0, 50)
+    lp = Lowpass(butter_lowpass_sos(4, 10.0, 100.0))
+    start = lp.rest_state(x[0])
+    whole, end = lp(x, start)
+    parts, state, a = [], start, 0
+    for size in [1, 2, 1, 1, 2, 2] * 6:
+        y, state = lp(x[a : a + size], state)
+        parts.append(y)
+        a += size
+    y, state = lp(x[a:], state)
+    parts.append(y)
+    assert np.concatenate(parts).tobytes() == whole.tobytes() and state.tobytes() == end.tobytes()
+    first = Lowpass(lp.sos[:1])
+    mid, _ = first(x, first.rest_state(x[0]))  # the first section's output: the second's input
+    np.testing.assert_array_equal(end[0], [x[-2], x[-1], mid[-2], mid[-1]])
+    np.testing.assert_array_equal(end[1], [mid[-2], mid[-1], whole[-2], whole[-1]])
+
+
+def test_a_state_of_another_shape_is_refused() -> None:
+    lp = Lowpass(butter_lowpass_sos(2, 5.0, 100.0))
+    four = Lowpass(butter_lowpass_sos(4, 5.0, 100.0))
+    with pytest.raises(ValueError, match="state must have shape"):
+        lp(np.zeros((3, 10)), four.rest_state(np.zeros(3)))
+    with pytest.raises(ValueError, match="state must have shape"):
+        lp(np.zeros((3, 10)), lp.rest_state(0.0))
+    with pytest.raises(ValueError, match="a0 = 1"):
+        Lowpass(np.array([[1.0, 0.0, 0.0, 2.0, 0.0, 0.0]]))
+
+
 def test_strided_input_is_read_as_given() -> None:
     """A transposed (column) view is filtered as its copy is (the stages pass ``acc.T``)."""
     rng = np.random.default_rng(9)

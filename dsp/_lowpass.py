@@ -123,10 +123,10 @@ class Lowpass:
                 ext[2:] = xin
                 # the input side: every sample's from three inputs, at the chunk's start as elsewhere
                 row[2:] = np.convolve(ext, (b0, b1, b2), mode="valid")
-                # the output side, in place (C order: each channel's row is contiguous)
-                solved = blas.dtbsv(2, band, row, lower=1, diag=1, overwrite_x=1)
-                if not np.shares_memory(solved, row):  # pragma: no cover - f2py copied
-                    row[:] = solved
+                # the output side, in place (C order: each channel's row is contiguous, so f2py hands it
+                # to BLAS and back as it is)
+                if blas.dtbsv(2, band, row, lower=1, diag=1, overwrite_x=1) is not row:  # pragma: no cover
+                    raise RuntimeError("internal: BLAS' dtbsv did not solve in place")
             new[s, 0] = st[1] if n == 1 else y[..., -2]
             new[s, 1] = y[..., -1]
             new[s, 2], new[s, 3] = r[..., -2], r[..., -1]

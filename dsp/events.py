@@ -287,12 +287,11 @@ class GaitEventDetector:
         fs = float(rate_hz)
         self._fs = fs
         fc = min(p.lowpass_hz, 0.4 * fs)
-        self._sos = butter_lowpass_sos(2, fc, fs)
-        self._lp = Lowpass(self._sos)
+        self._lp = Lowpass(butter_lowpass_sos(2, fc, fs))
         self._lp_g = Lowpass(butter_lowpass_sos(2, p.gravity_hz, fs))
         # low-frequency group delay of the digital low-pass, in samples (the analog sqrt(2) / (2 pi fc)
         # overstates it as fc nears Nyquist: 0.56 instead of 0.23 samples at 52 Hz)
-        self._delay = _dc_group_delay(self._sos)
+        self._delay = _dc_group_delay(self._lp.sos)
         self.block_n = max(BLOCK_MIN_N, int(round(BLOCK_S * fs)))
         cap = int(np.ceil(3.0 * p.max_step_s * fs)) + self.block_n + 16
         self._ring = SampleRing(cap, 4)

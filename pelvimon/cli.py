@@ -113,14 +113,38 @@ class _StopSignals:
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         """Take the Ctrl-C path: call whatever handles SIGINT now (asyncio's runner cancels the session
-        task, the terminal dashboard gets KeyboardInterrupt, the Qt window closes itself)."""
+        task, the terminal dashboard gets KeyboardInterrupt, the Qt window closes itself).
+
+        With SIGINT ignored (a background job of a script) that path is the plain KeyboardInterrupt. Where
+        an asyncio event loop runs in this thread, it is raised from a callback of the loop, between two of
+        its steps: raised wherever the signal lands, it can cut a step short (a task's wake-up scheduled
+        halfway), and the runner's clean-up then waits for that task forever.
+        """
         if self.received is None:
             self.received = signum
         on_int = signal.getsignal(signal.SIGINT)
         if callable(on_int):
             on_int(signal.SIGINT, frame)
-        else:  # SIGINT ignored (a background job of a script): the plain Python Ctrl-C
+            return
+        loop = _running_loop()
+        if loop is None:
             raise KeyboardInterrupt
+        loop.call_soon_threadsafe(_interrupt)
+
+
+def _running_loop() -> Any:
+    """The asyncio event loop running in this thread, or None (asyncio is not imported for nothing)."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return None
+    try:
+        return aio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _interrupt() -> NoReturn:
+    raise KeyboardInterrupt
 
 
 def _stop_signal_numbers() -> list[int]:

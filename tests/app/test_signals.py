@@ -5,6 +5,7 @@ Every test runs the real command in a subprocess and signals it once it is recor
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -138,3 +139,91 @@ def test_the_exit_codes_are_in_the_help() -> None:
     r = subprocess.run([*CLI, "record", "--help"], capture_output=True, text=True, timeout=60)
     text = " ".join(r.stdout.split())
     assert "SIGTERM" in text and "SIGHUP" in text and "143" in text and "129" in text
+
+
+def test_with_sigint_ignored_a_stop_signal_ends_an_event_loop_between_its_steps() -> None:
+    """Under a running event loop the handler returns, and the KeyboardInterrupt comes from the loop's
+    next callback: the task's own code goes on to its next await, its clean-up runs on cancellation."""
+    from pelvimon.cli import _StopSignals
+
+    state = _StopSignals()
+    seen: list[str] = []
+
+    async def session() -> None:
+        try:
+            state.handle(signal.SIGTERM, None)
+            seen.append("handler returned")
+            await asyncio.sleep(30)
+            seen.append("slept")  # never: the interrupt ends the loop first
+        finally:
+            seen.append("clean-up")
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            asyncio.run(session())
+        with pytest.raises(KeyboardInterrupt):  # no loop running: the plain Ctrl-C at once
+            state.handle(signal.SIGHUP, None)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert seen == ["handler returned", "clean-up"]
+    assert state.received == signal.SIGTERM  # the first signal counts
+    assert state.exit_code == 143
+
+
+# SIGTERMs at random points of a busy event loop (queues handing items between tasks), SIGINT ignored. A
+# KeyboardInterrupt raised where the signal lands used to end the task it landed in with that exception
+# ("Task exception was never retrieved") or cut a wake-up halfway, so that the runner's clean-up waited
+# forever (the watchdog's SIGKILL, 10 s later, ended the process).
+_BUSY_LOOP = r"""
+import asyncio, os, random, signal, subprocess, sys
+from pelvimon.cli import stop_signals
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+random.seed(7)
+cleaned = []
+
+async def worker(q):
+    while True:
+        await q.get()
+
+async def producer(q):
+    while True:
+        for _ in range(3):
+            q.put_nowait(1)
+        await asyncio.sleep(0)
+
+async def main():
+    qs = [asyncio.Queue() for _ in range(4)]
+    tasks = [asyncio.create_task(worker(q)) for q in qs] + [asyncio.create_task(producer(q)) for q in qs]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        cleaned.append(1)
+
+n = int(sys.argv[1])
+for i in range(n):
+    pid = os.getpid()
+    watchdog = subprocess.Popen(
+        ["sh", "-c", f"sleep {random.uniform(0.002, 0.03):.4f}; kill -TERM {pid}; sleep 10; kill -KILL {pid}"])
+    cleaned.clear()
+    try:
+        with stop_signals():
+            asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    watchdog.kill()
+    watchdog.wait()
+    assert cleaned, f"round {i}: the session's clean-up did not run"
+print("rounds", n)
+"""
+
+
+def test_stop_signals_at_random_points_of_a_busy_event_loop_end_it_cleanly() -> None:
+    rounds = 200
+    r = subprocess.run(
+        [sys.executable, "-c", _BUSY_LOOP, str(rounds)], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, f"exit code {r.returncode} (-9: a round hung); stderr: {r.stderr[-2000:]}"
+    assert r.stdout.split() == ["rounds", str(rounds)]
+    assert "never retrieved" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

@@ -515,6 +515,7 @@ def run_headless(
             stream.flush()
 
     state.alert_listeners.append(log_alert)
+    last_line = ""  # the last plain line written
 
     def done() -> bool:
         if seconds is not None and time.monotonic() - t0 >= seconds:
@@ -545,7 +546,8 @@ def run_headless(
                         stream.flush()
                 if time.monotonic() >= next_line:
                     next_line += line_every_s
-                    stream.write(state.summary_line() + "\n")
+                    last_line = state.summary_line()
+                    stream.write(last_line + "\n")
                     stream.flush()
     except KeyboardInterrupt:
         stream.write("\nstopping...\n")
@@ -553,6 +555,8 @@ def run_headless(
         engine.stop()
         state.ingest(sub.drain())
     if not use_tty and state.n_events and not getattr(engine, "error", None):
-        stream.write(state.summary_line() + "\n")
+        final = state.summary_line()
+        if final != last_line:  # (not the same line again when the session ended right after one)
+            stream.write(final + "\n")
     stream.flush()
     return state

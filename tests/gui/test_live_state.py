@@ -145,6 +145,38 @@ def test_headless_without_tty_prints_lines_and_stops_the_engine() -> None:
     assert state.active_alerts
 
 
+def test_headless_without_tty_closes_with_the_final_line_once() -> None:
+    """After the engine stops, the final state's line is written, unless the last periodic line already
+    said the same (a session that ends right after a line, or whose numbers stood still)."""
+    events = list(sim_events())
+
+    def run(every_s: float) -> tuple[list[str], list[str], str]:
+        eng = FeedEngine()
+
+        def start() -> None:
+            FeedEngine.start(eng)
+            eng.push(events)
+
+        eng.start = start  # type: ignore[method-assign]
+        before: list[str] = []  # lines written while the engine ran, and after it stopped
+        after: list[str] = []
+
+        class Out(io.StringIO):
+            def write(self, text: str) -> int:
+                (after if eng.stopped else before).extend(text.splitlines())
+                return len(text)
+
+        state = run_headless(eng, seconds=0.5, out=Out(), tty=False, refresh_hz=20, line_every_s=every_s)
+        return before, after, state.summary_line()
+
+    before, after, final = run(0.1)  # every state after the first refresh is the same
+    assert before and before[-1] == final
+    assert after == []
+    before, after, final = run(100.0)  # no periodic line came
+    assert not [ln for ln in before if ln.startswith("t ")]
+    assert after == [final]
+
+
 def test_headless_without_tty_prints_the_calibration_prompt_at_once() -> None:
     """Plain lines come every few seconds, but the stand lasts five: the prompt is printed as it comes."""
     events = list(sim_events())

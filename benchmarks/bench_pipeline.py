@@ -14,7 +14,8 @@ machine with two cores; :mod:`pelvimon.motion_helper`):
   its printed report thrown away) and its parts (load, pipeline, asymmetry and alerts), and the pipeline's
   wall time with its helper and in one process;
 * the same as subprocesses: ``pelvimon analyze CSV`` against a ``python -c`` that imports pandas and vqf,
-  reads the CSV and runs VQF (so both pay interpreter start-up and imports);
+  reads the CSV and runs VQF (so both pay interpreter start-up and imports; each is run once untimed
+  first, and both cache their bytecode as installed programs do, whatever ``PYTHONDONTWRITEBYTECODE`` says);
 * the ratios (target: analyze <= 2 x baseline), and the CPU time of each pipeline stage in one run;
 * live processing in 10-sample chunks (one BLE notification each): CPU time per second of data, i.e. the
   share of one core at 200 Hz (target < 3 %);
@@ -144,9 +145,14 @@ def _stages(batches: list) -> dict[str, float]:
     return spent
 
 
+_SUB_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+"""The subprocesses' environment: Python caches compiled modules as it normally does (an installed program's
+bytecode is cached after its first run, as the baseline's libraries' is at their install)."""
+
+
 def _subprocess(cmd: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=_SUB_ENV)
     return time.perf_counter() - t0
 
 
@@ -230,12 +236,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.path.getsize(path) / 1e6:.0f} MB")  # fmt: skip
 
         base, ana, parts, sub_base, sub_ana = [], [], [], [], []
+        sub_cmds = ([sys.executable, "-c", _BASELINE_SCRIPT, path], [str(BIN / "pelvimon"), "analyze", path])
+        for cmd in sub_cmds:
+            _subprocess(cmd)  # (untimed: caches each side's bytecode, and the file's pages)
         for _ in range(args.repeat):
             base.append(_timed(lambda: _baseline(path)))
             ana.append(_timed(lambda: _analyze_cli_in_process(path)))
             parts.append(_parts(path))
-            sub_base.append((_subprocess([sys.executable, "-c", _BASELINE_SCRIPT, path]),))
-            sub_ana.append((_subprocess([str(BIN / "pelvimon"), "analyze", path]),))
+            sub_base.append((_subprocess(sub_cmds[0]),))
+            sub_ana.append((_subprocess(sub_cmds[1]),))
         bw, bc = _median(base)
         aw, ac = _median(ana)
         pl, pp, pa, ph, p1, n_steps = _median(parts)

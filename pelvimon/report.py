@@ -307,12 +307,13 @@ def _baseline_html(a: SessionAnalysis) -> str:
     runner = b["meta"].get("runner")
     head = f'<h2>Change from baseline</h2><p class="meta">Baseline: {_e(src)}'
     head += f", runner {_e(runner)}" if runner else ""
+    note = f'<p class="meta">Note: {_e(b["note"])}.</p>' if b.get("note") else ""
+    if not b["metrics"]:
+        return head + ".</p>" + note
     head += (
         ". Changes are this session minus the baseline; intervals are Welch t intervals. "
         "Bold: the interval excludes zero.</p>"
-    )
-    if b.get("note"):
-        head += f'<p class="meta">Note: {_e(b["note"])}.</p>'
+    ) + note
     rows = [
         '<table id="baseline"><thead><tr><th>metric</th><th>left change</th><th>right change</th>'
         "<th>L−R change</th><th>CI low</th><th>CI high</th></tr></thead><tbody>"

@@ -272,7 +272,8 @@ def print_report(analysis: Any) -> None:
         )
         for col in ("metric", "left change", "right change", "L−R change [CI]"):
             bt.add_column(col, justify="left" if col == "metric" else "right")
-        for m, e in analysis.baseline["metrics"].items():
+        compared = analysis.baseline["metrics"]
+        for m, e in compared.items():
             d = e["diff"]
             mark = " *" if d["credible"] else ""
             bt.add_row(
@@ -281,7 +282,10 @@ def print_report(analysis: Any) -> None:
                 _fmt(m, e["right"]["change"], True) + (" *" if e["right"]["credible"] else ""),
                 f"{_fmt(m, d['change'], True)} [{_fmt(m, d['ci_low'], True)}, {_fmt(m, d['ci_high'], True)}]{mark}",
             )
-        con.print(bt)
+        if compared:
+            con.print(bt)
+        else:
+            con.print(bt.title, markup=False)
         starred = any(
             e["diff"]["credible"] or e["left"]["credible"] or e["right"]["credible"]
             for e in analysis.baseline["metrics"].values()

@@ -431,10 +431,22 @@ def test_a_baseline_of_another_gait_is_noted(walk_run_walk: Path, recordings: di
     base = tmp_path / "walk_base.json"
     assert run_cli(capsys, str(walk), "--save-baseline", str(base))[0] == 0
     assert json.loads(base.read_text())["meta"]["gait"] == "walking"
+    # a run alone has no walking steps to compare with: the note says so and no change is shown (a walking
+    # baseline against running steps would show the gaits' contact times as a 0.4 s change)
     _, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--baseline", str(base))
-    assert "Note: the baseline is of walking steps, this session's comparison of running steps" in out
+    section = out.split("Change from baseline")[1].split("Data quality")[0]
+    assert "Note: the baseline is of walking steps and this session has none: not compared" in section
+    assert "contact time" not in section and "pelvic drop" not in section
+    _, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json", "--baseline", str(base))
+    assert no_nan(out)["summary"]["baseline"]["metrics"] == {}
+    # a session holding both gaits compares the walking baseline with its walks (about as long as the
+    # baseline's), without the flight time walking does not have
     _, out, _ = run_cli(capsys, str(walk_run_walk), "--json", "--baseline", str(base))
-    assert "note" in no_nan(out)["summary"]["baseline"]
+    b = no_nan(out)["summary"]["baseline"]
+    assert "compared with this session's walking steps, not with its main gait (running)" in b["note"]
+    assert "flight_time_s" not in b["metrics"] and "cpd_deg" in b["metrics"]
+    ct = b["metrics"]["contact_time_s"]
+    assert abs(ct["left"]["change"]) < 0.1 and abs(ct["right"]["change"]) < 0.1
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -212,3 +212,27 @@ def test_report_of_a_walk_and_a_run_compares_them_apart() -> None:
     assert text.index("Left and right: running steps") < text.index("Left and right: walking steps")
     phases = text.split('<p id="gait-phases">')[1].split("</p>")[0]
     assert phases.startswith("Gait: walking") and "running" in phases and "compared separately" in phases
+
+
+def test_report_compares_with_a_baseline_of_its_gait(session: dict, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """The baseline section holds the changes of analyze's comparison; a baseline of walking against a run
+    shows no change, only the note that it was not compared."""
+    base = tmp_path / "self.json"
+    assert main(["analyze", str(session["csv"]), "--save-baseline", str(base)]) == 0
+    html = tmp_path / "b.html"
+    assert main(["report", str(session["csv"]), "--baseline", str(base), "-o", str(html)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(session["csv"]), "--baseline", str(base), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)["summary"]["baseline"]["metrics"]
+    c = parse(html.read_text(encoding="utf-8"))
+    assert want and all(float(c.values[(m, "baseline_diff_change")]) == e["diff"]["change"] for m, e in want.items())
+
+    walk = tmp_path / "walk.csv"
+    write_imu_csv(walk, simulate(SimParams(seconds=40, gait="walk", seed=44)).batch)
+    assert main(["analyze", str(walk), "--save-baseline", str(base)]) == 0
+    assert main(["report", str(session["csv"]), "--baseline", str(base), "-o", str(html)]) == 0
+    text = html.read_text(encoding="utf-8")
+    joined = " ".join(parse(text).text)
+    assert 'id="baseline"' not in text and "Change from baseline" in joined
+    assert "the baseline is of walking steps and this session has none: not compared" in joined

@@ -171,7 +171,8 @@ class LiveState:
     asymmetry : dict of str to Asymmetry
         The latest rolling asymmetry per metric.
     calibration_state : str or None
-        The mount calibration's state, None until the first report.
+        The mount calibration's state, None until the pipeline reports its first change (from
+        ``waiting_for_stillness``, the state it starts in).
     stats : object or None
         The latest ``EngineStats``.
     status : str
@@ -289,10 +290,14 @@ class LiveState:
     # ------------------------------------------------------------------ queries
     @property
     def calibration_prompt(self) -> str:
-        """What the runner should do now for the calibration ("" once calibrated or before any report)."""
-        if self.calibration_state is None:
-            return ""
-        return CALIBRATION_PROMPTS.get(self.calibration_state, "")
+        """What the runner should do now for the calibration ("" once calibrated, and before any sample).
+
+        The pipeline reports the calibration's state when it changes: until the first report, the samples
+        that came are those of its first state (waiting for stillness)."""
+        state = self.calibration_state
+        if state is None:
+            state = "waiting_for_stillness" if math.isfinite(self.t_now_s) else "calibrated"
+        return CALIBRATION_PROMPTS.get(state, "")
 
     def recent_angles(self) -> np.ndarray:
         """Rows ``(t_s, tilt, obliquity, rotation)`` of the last ``angle_window_s`` (a view)."""

@@ -117,9 +117,15 @@ def test_calibration_prompt_follows_the_pipeline() -> None:
     events = sim_events()
     cal = [e for e in events if type(e).__name__ == "CalibrationEvent"]
     state = LiveState()
-    assert state.calibration_prompt == ""
-    state.ingest([type(cal[0])(0.0, "waiting_for_stillness")])
+    assert state.calibration_prompt == ""  # no sample yet (connecting)
+    # the pipeline reports changes only: before its first, the runner is asked to stand still
+    first = next(i for i, e in enumerate(events) if type(e).__name__ == "ImuBatch")
+    assert all(type(e).__name__ != "CalibrationEvent" for e in events[: first + 1])
+    state.ingest(events[: first + 1])
     assert "Stand still" in state.calibration_prompt
+    assert cal[0].state == "gravity_known"
+    state.ingest([cal[0]])
+    assert "start running" in state.calibration_prompt
     state.ingest(cal)
     assert cal[-1].state == "calibrated"
     assert state.calibration_prompt == ""

@@ -79,9 +79,10 @@ class RealTime:
 
 # -- errors --------------------------------------------------------------------------------------------
 _EMULATED_HINT = "or try pelvimon without hardware: --sensor emulated:movesense"
+_SCAN_HINT = "or list the emulated sensors: pelvimon scan --emulated"
 
 
-def translate_error(exc: BaseException, target: str = "") -> SourceError:
+def translate_error(exc: BaseException, target: str = "", *, hint: str = _EMULATED_HINT) -> SourceError:
     """A clear one-line :class:`SourceError` for what bleak and the operating system raise.
 
     Parameters
@@ -90,6 +91,9 @@ def translate_error(exc: BaseException, target: str = "") -> SourceError:
         What the backend raised.
     target : str
         The sensor asked for (address or name), for the message.
+    hint : str
+        How to go on without hardware, where the stack or the adapter is missing (a scan has no
+        ``--sensor``).
     """
     if isinstance(exc, SourceError):
         return exc
@@ -99,7 +103,7 @@ def translate_error(exc: BaseException, target: str = "") -> SourceError:
     if isinstance(exc, FileNotFoundError) or (isinstance(exc, OSError) and exc.errno == errno.ENOENT):
         return SourceError(
             "no Bluetooth stack found (the BlueZ/D-Bus system bus is not running): start the bluetooth "
-            f"service (sudo systemctl start bluetooth), {_EMULATED_HINT}"
+            f"service (sudo systemctl start bluetooth), {hint}"
         )
     if isinstance(exc, PermissionError) or "notauthorized" in low or "accessdenied" in low or (
         "permission" in low
@@ -113,7 +117,7 @@ def translate_error(exc: BaseException, target: str = "") -> SourceError:
     ):
         return SourceError(
             f"no usable Bluetooth adapter ({text or 'not available'}): plug in or power on the adapter "
-            f"(bluetoothctl power on), {_EMULATED_HINT}"
+            f"(bluetoothctl power on), {hint}"
         )
     if isinstance(exc, BleakDeviceNotFoundError | TimeoutError | asyncio.TimeoutError) or "not found" in low:
         return SourceError(
@@ -200,7 +204,7 @@ async def scan(
             timeout, return_adv=True, backend=backend, **(backend_kwargs or {})
         )
     except (BleakError, OSError, TimeoutError) as exc:
-        raise translate_error(exc) from exc
+        raise translate_error(exc, hint=_SCAN_HINT) from exc
     found: dict[str, FoundSensor] = {}
     for device, adv in seen.values():
         name = adv.local_name or device.name or ""

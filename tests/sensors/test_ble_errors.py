@@ -47,6 +47,7 @@ def test_default_backend_without_dbus_gives_the_clear_error(capsys: pytest.Captu
     assert main(["scan", "--timeout", "0.1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no Bluetooth stack" in err
+    assert "pelvimon scan --emulated" in err and "--sensor" not in err  # scan has no --sensor
 
 
 def test_scan_command_lists_emulated_sensors(capsys: pytest.CaptureFixture[str]) -> None:

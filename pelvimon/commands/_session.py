@@ -115,6 +115,18 @@ def _readable_until(path: Path) -> float | None:
     return last
 
 
+def _alert_line(ev: Any, now: float) -> str:
+    """The log line of an alert that started or ended, stamped with the session time it happened at (a
+    started alert's difference began earlier: its ``t_start_s``)."""
+    al = ev.alert
+    since = f"since {al.t_start_s:.1f} s"
+    if ev.at_session_end:
+        return f"[{now:7.1f} s] ALERT still active at the end ({since}): {al.message}"
+    if ev.kind == "ended":
+        return f"[{al.t_end_s:7.1f} s] ALERT ended ({since}): {al.message}"
+    return f"[{max(now, al.t_start_s):7.1f} s] ALERT started (the difference {since}): {al.message}"
+
+
 def run_engine(
     source: Any,
     *,
@@ -147,17 +159,19 @@ def run_engine(
 
     def printer() -> None:
         last = -10.0
+        now = -math.inf  # session time of the latest step or figures: when an alert is raised
         while not stop_printer.wait(0.5):
             for ev in sub.drain():
-                if isinstance(ev, Step) and print_steps:
-                    print(_step_line(ev), flush=True)
+                if isinstance(ev, Step):
+                    now = max(now, ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
+                    if print_steps:
+                        print(_step_line(ev), flush=True)
                 elif isinstance(ev, SourceStatus) and ev.kind != "info" and not quiet:
                     print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
                 elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not quiet:
-                    kind = "still active at the end" if ev.at_session_end else ev.kind
-                    print(f"[{ev.alert.t_start_s:7.1f} s] ALERT {kind}: {ev.alert.message}", file=err, flush=True)
+                    print(_alert_line(ev, now), file=err, flush=True)
                 elif isinstance(ev, EngineStats) and not quiet and ev.t_s - last >= 5.0:
-                    last = ev.t_s
+                    last = now = ev.t_s
                     print(
                         f"[{ev.t_s:7.1f} s] {ev.n_samples} samples, {ev.n_lost} lost ({ev.loss_pct:.1f} %), "
                         f"{ev.n_steps} steps",

@@ -84,3 +84,31 @@ def test_python_dash_m_pelvimon_is_the_command() -> None:
     r = subprocess.run([sys.executable, "-m", "pelvimon", "analyze", "/nonexistent.csv"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "no such file" in r.stderr
+
+
+def test_replay_log_is_in_session_time_order(tmp_path: Path) -> None:
+    """An alert's line is stamped when it was raised, after the steps that made the difference credible
+    (its difference began earlier, at ``t_start_s``, which the line names): the log stays in time order."""
+    rec = Path(__file__).parents[2] / "recordings" / "emulated" / "movesense_weak_left_glute.mcap"
+    r = subprocess.run([*CLI, "replay", str(rec), "--speed", "20", "-o", str(tmp_path / "r.mcap")],
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    stamped = [ln for ln in r.stderr.splitlines() if ln.startswith("[")]
+    times = [float(ln[1:].split(" s]")[0]) for ln in stamped]
+    assert len(times) > 8 and times == sorted(times), stamped
+    alert = [ln for ln in stamped if " ALERT " in ln]
+    assert len(alert) == 1 and "ALERT started (the difference since 18.0 s): Left stance" in alert[0]
+    assert 20.0 < float(alert[0][1:].split(" s]")[0]) < 40.0
+
+
+def test_alert_lines_name_when_the_alert_started_and_ended() -> None:
+    from pelvimon.commands._session import _alert_line
+    from pelvimon.dsp.alerts import AlertEvent
+    from pelvimon.dsp.records import Alert
+
+    al = Alert("cpd_deg", "L", 8.0, 4.0, 2.0, "abs_diff", 18.0, None, "drop")
+    assert _alert_line(AlertEvent("started", al), 28.3) == "[   28.3 s] ALERT started (the difference since 18.0 s): drop"
+    ended = AlertEvent("ended", Alert("cpd_deg", "L", 8.0, 4.0, 2.0, "abs_diff", 18.0, 40.5, "drop"))
+    assert _alert_line(ended, 41.0) == "[   40.5 s] ALERT ended (since 18.0 s): drop"
+    last = AlertEvent("ended", Alert("cpd_deg", "L", 8.0, 4.0, 2.0, "abs_diff", 18.0, 55.0, "drop"), True)
+    assert _alert_line(last, 55.0) == "[   55.0 s] ALERT still active at the end (since 18.0 s): drop"

@@ -287,6 +287,19 @@ class SessionAnalysis:
         part = self.main_part
         return part.steps if part is not None else []
 
+    def phases_text(self, dash: str = "-") -> str:
+        """The gait phases' labels, and how many steps lie outside them (steps at gaps before, after or
+        between the phases), so that the counts add up to the session's steps."""
+        text = ", ".join(ph.label(dash) for ph in self.phases)
+        out = len(self.steps) - sum(ph.n_steps + ph.n_steps_gap for ph in self.phases)
+        if out > 0:
+            at_gaps = sum(1 for s in self.steps if s.gap) - sum(ph.n_steps_gap for ph in self.phases)
+            what = "step" if out == 1 else "steps"
+            if at_gaps == out:
+                what += " at a gap" if out == 1 else " at gaps"
+            text += f"; {out} more {what} outside {'it' if len(self.phases) == 1 else 'them'}"
+        return text
+
     @property
     def other_gaits(self) -> dict[str, GaitPart]:
         """The parts of the gaits other than the session's."""

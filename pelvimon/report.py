@@ -449,7 +449,7 @@ def render_report(
     if a.phases:
         parts.append(
             '<p id="gait-phases">Gait: '
-            + ", ".join(_e(ph.label("–")) for ph in a.phases)
+            + _e(a.phases_text("–"))
             + (". Walking and running steps are compared separately." if a.other_gaits else ".")
             + "</p>"
         )

@@ -232,7 +232,7 @@ def print_report(analysis: Any) -> None:
     )
     if analysis.phases:
         con.print(
-            "gait: " + ", ".join(ph.label() for ph in analysis.phases),
+            "gait: " + analysis.phases_text(),
             markup=False,
             soft_wrap=True,
         )

@@ -596,3 +596,21 @@ def test_an_empty_batch_after_a_gap_still_counts_the_gap(recordings: dict) -> No
                      n_lost=40, time_base=b.time_base)  # fmt: skip
     q = analyze_batches([empty, b.slice(0, h), empty, b.slice(h, len(b)), empty], name="x", rate_hz=200.0).quality
     assert (q.n_batches_after_gap, q.n_samples_lost, q.n_samples) == (3, 120, len(b))
+
+
+def test_steps_at_gaps_outside_the_gait_phases_are_counted() -> None:
+    """Steps at gaps before the first phase or after the last (a loss as the run starts, a standing subject
+    whose link drops) belong to no phase: the phases' line says how many, so that its counts add up."""
+    import dataclasses
+
+    steps = analyze_batches([simulate(SimParams(seconds=40, seed=12)).batch]).steps
+    n = len(steps)
+    edges = {0, n - 3, n - 2, n - 1}
+    steps = [dataclasses.replace(s, gap=True) if i in edges else s for i, s in enumerate(steps)]
+    a = analyze_steps(steps)
+    assert len(a.phases) == 1
+    ph = a.phases[0]
+    assert ph.n_steps + ph.n_steps_gap == n - 4
+    assert a.phases_text().endswith(f"({ph.n_steps} steps); 4 more steps at gaps outside it")
+    whole = analyze_steps([dataclasses.replace(s, gap=False) for s in steps])
+    assert "outside" not in whole.phases_text()

@@ -96,7 +96,10 @@ SIDES_LEGEND = (
 )
 """What left and right mean in the left/right tables (terminal and report)."""
 
-NO_ANGLES_WHY = "the steps before the calibration, or all of them when the sensor has no gyroscope"
+NO_ANGLES_WHY = (
+    "the steps before the calibration and up to 10 s after a restart at a gap (the orientation filter "
+    "settles), or all of them when the sensor has no gyroscope"
+)
 """Why a step has no pelvis angles (for the data-quality sections)."""
 
 

@@ -614,3 +614,10 @@ def test_steps_at_gaps_outside_the_gait_phases_are_counted() -> None:
     assert a.phases_text().endswith(f"({ph.n_steps} steps); 4 more steps at gaps outside it")
     whole = analyze_steps([dataclasses.replace(s, gap=False) for s in steps])
     assert "outside" not in whole.phases_text()
+
+
+def test_the_no_angles_reason_names_the_orientation_settling_time() -> None:
+    from pelvimon.analysis import NO_ANGLES_WHY
+    from pelvimon.dsp.orientation import OrientationParams
+
+    assert f"up to {OrientationParams().settle_s:.0f} s after a restart at a gap" in NO_ANGLES_WHY

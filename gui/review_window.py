@@ -300,11 +300,13 @@ class ReviewWindow(QtWidgets.QMainWindow):
                     item.setForeground(pg.mkBrush(LEFT if col == 0 else RIGHT))
                 self.table.setItem(row, col, item)
         self.range_stats = stats
-        n = sum(stats["cpd_deg"][s][2] for s in ("L", "R"))
+        # the usable steps of the range (the statistics' steps; a metric may have fewer, e.g. no pelvic
+        # drop without a gyroscope)
+        m_sel = cols["usable"] & (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1) if d.steps else None
+        n = 0 if m_sel is None else int(np.count_nonzero(m_sel))
         self.range_label.setText(f"<b>Selected range {t0:.1f} – {t1:.1f} s</b> ({n} usable steps)")
         for metric, w in self.hists.items():
             scale = float(w.property("scale"))
-            m_sel = cols["usable"] & (cols["t_ic_s"] >= t0) & (cols["t_ic_s"] <= t1) if d.steps else None
             vals = {}
             for side in ("L", "R"):
                 if m_sel is None:

@@ -100,6 +100,12 @@ def test_csv_review_computes_steps_and_shows_them(qtbot, sim_csv, tmp_path) -> N
         _, counts = w.hist_curves[("cpd_deg", side)].getData()
         assert counts.sum() == n
     assert w.table.item(0, 2).text() == f"{w.range_stats['cpd_deg']['L'][0] - w.range_stats['cpd_deg']['R'][0]:.1f}"
+    assert f"({int(sel.sum())} usable steps)" in w.range_label.text()
+    # before the calibration the steps have timing but no pelvic drop: they count as usable all the same
+    w.set_range(0.0, 14.0)
+    early = cols["usable"] & (cols["t_ic_s"] <= 14.0)
+    with_cpd = int(np.count_nonzero(early & np.isfinite(cols["cpd_deg"])))
+    assert with_cpd < int(early.sum()) and f"({int(early.sum())} usable steps)" in w.range_label.text()
 
     # export writes the whole per-step table
     out = w.export_csv(tmp_path / "steps.csv")

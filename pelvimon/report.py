@@ -15,7 +15,7 @@ import datetime as _dt
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,22 +102,35 @@ def _pyplot() -> Any:
     return plt
 
 
-def figure_spread(a: SessionAnalysis) -> str:
-    """Per-side box plots with the individual steps (jittered) for CPD, tilt, rotation and contact time
-    (the steps of the session's gait)."""
+def spread_values(a: SessionAnalysis) -> dict[str, list[np.ndarray]]:
+    """Per metric of :data:`SPREAD_METRICS` with any value: the left and the right stance values (scaled for
+    display) of the usable steps of the session's gait. A metric without any (no pelvis angles without a
+    gyroscope) is left out."""
     from pelvimon.dsp.asymmetry import step_is_usable
 
-    plt = _pyplot()
     p = a.config.asymmetry
     used = [s for s in a.gait_steps() if step_is_usable(s, p)]
-    fig, axes = plt.subplots(1, len(SPREAD_METRICS), figsize=(11, 3.4), layout="constrained")
-    rng = np.random.default_rng(0)
-    for ax, m in zip(axes, SPREAD_METRICS, strict=True):
-        k, unit = _scale(m)
+    out: dict[str, list[np.ndarray]] = {}
+    for m in SPREAD_METRICS:
+        k, _ = _scale(m)
         data = []
         for side in ("L", "R"):
             v = np.array([getattr(s, m) for s in used if s.side == side], dtype=np.float64) * k
             data.append(v[np.isfinite(v)])
+        if any(d.size for d in data):
+            out[m] = data
+    return out
+
+
+def figure_spread(values: Mapping[str, list[np.ndarray]]) -> str:
+    """Per-side box plots with the individual steps (jittered), one panel per metric of ``values``
+    (:func:`spread_values`)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(values), figsize=(11 * max(len(values), 2) / len(SPREAD_METRICS), 3.4),
+                             layout="constrained", squeeze=False)  # fmt: skip
+    rng = np.random.default_rng(0)
+    for ax, (m, data) in zip(axes[0], values.items(), strict=True):
+        _, unit = _scale(m)
         if all(d.size for d in data):
             ax.boxplot(data, widths=0.5, showfliers=False, medianprops={"color": "black"})
         for i, (d, c) in enumerate(zip(data, (LEFT_COLOUR, RIGHT_COLOUR), strict=True)):
@@ -150,21 +163,24 @@ def _rolling_series(rolling: Sequence[tuple[float, list[Any]]], metric: str) -> 
     return tuple(np.asarray(v, dtype=np.float64) for v in (t, d, lo, hi))
 
 
-def trend_metrics(a: SessionAnalysis) -> list[str]:
-    """The metrics of the trend figure: :data:`TREND_METRICS` and every other metric that raised an alert."""
+def trend_series(a: SessionAnalysis) -> dict[str, tuple[np.ndarray, ...]]:
+    """The series of the trend figure, ``(t, value, ci_low, ci_high)`` per metric: :data:`TREND_METRICS` and
+    every other metric that raised an alert, those with at least one value (a rolling comparison needs
+    ``min_steps_per_side`` steps a side, and pelvis angles a gyroscope)."""
     alerted = {al.metric for al in a.alerts}
-    return [*TREND_METRICS, *(m for m in a.config.asymmetry.metrics if m in alerted and m not in TREND_METRICS)]
-
-
-def figure_trend(a: SessionAnalysis) -> str:
-    """Rolling left-right difference with its confidence band (contact time as balance), alerts shaded."""
-    plt = _pyplot()
-    metrics = trend_metrics(a)
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(11, 2.1 * len(metrics)), sharex=True,
-                             layout="constrained")  # fmt: skip
+    metrics = [*TREND_METRICS, *(m for m in a.config.asymmetry.metrics if m in alerted and m not in TREND_METRICS)]
     rolling = list(a.rolling)  # (built when read: once for all the metrics)
-    for ax, m in zip(axes, metrics, strict=True):
-        t, d, lo, hi = _rolling_series(rolling, m)
+    series = {m: _rolling_series(rolling, m) for m in metrics}
+    return {m: v for m, v in series.items() if np.isfinite(v[1]).any()}
+
+
+def figure_trend(a: SessionAnalysis, series: Mapping[str, tuple[np.ndarray, ...]]) -> str:
+    """Rolling left-right difference with its confidence band (contact time as balance), alerts shaded;
+    one panel per metric of ``series`` (:func:`trend_series`)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(series), 1, figsize=(11, 2.1 * len(series) + 0.5), sharex=True,
+                             layout="constrained", squeeze=False)  # fmt: skip
+    for ax, (m, (t, d, lo, hi)) in zip(axes[:, 0], series.items(), strict=True):
         rule = a.config.alerts.rules.get(m)
         if m == "contact_time_s":
             ax.axhline(50.0, color="grey", lw=0.8)
@@ -187,7 +203,7 @@ def figure_trend(a: SessionAnalysis) -> str:
                 ax.axvspan(al.t_start_s, end, color=ALERT_COLOUR, alpha=0.12, lw=0)
         ax.set_title(metric_label(m), fontsize=10, loc="left")
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("session time (s)")
+    axes[-1, 0].set_xlabel("session time (s)")
     return _png(fig)
 
 
@@ -471,13 +487,17 @@ def render_report(
                 _summary_table(a, part),
                 _balance_html(o["contact_time_balance"]),
             ]
-    if sided:
+    spread = spread_values(a) if sided else {}
+    if spread:
+        missing = [metric_label(m) for m in SPREAD_METRICS if m not in spread]
         parts.append(
             _img(
-                figure_spread(a),
+                figure_spread(spread),
                 "Per-side spread",
                 "Per-side spread: each dot is one step (left stance blue, right stance orange); "
-                "boxes show the median and quartiles.",
+                "boxes show the median and quartiles."
+                + (f" Not shown, without values: {', '.join(missing)} (no pelvis angles: see the data quality)."
+                   if missing else ""),
             )  # fmt: skip
         )
     if any(math.isfinite(st.cpd_deg) for st in a.steps if not st.gap):
@@ -488,17 +508,21 @@ def render_report(
                 "Contralateral pelvic drop of every step over the session; dotted lines mark data gaps.",
             )  # fmt: skip
         )
+    trend = trend_series(a) if sided else {}
     if sided:
-        parts += [
-            "<h2>Asymmetry over time</h2>",
+        parts.append("<h2>Asymmetry over time</h2>")
+        parts.append(
             _img(
-                figure_trend(a),
+                figure_trend(a, trend),
                 "Rolling asymmetry",
                 f"Rolling left−right difference over the last "
                 f"{a.config.asymmetry.window_steps} steps per side with its confidence band; contact time as "
                 "the left share of contact time (green: typical range); dashed: alert threshold; red: alerts.",
-            ),  # fmt: skip
-        ]
+            )  # fmt: skip
+            if trend
+            else f"<p>No rolling comparison: it needs {a.config.asymmetry.min_steps_per_side} usable steps "
+            "a side within its window.</p>"
+        )
     parts += [
         "<h2>Alerts</h2>",
         _alerts_html(a),

@@ -236,3 +236,29 @@ def test_report_compares_with_a_baseline_of_its_gait(session: dict, tmp_path: Pa
     joined = " ".join(parse(text).text)
     assert 'id="baseline"' not in text and "Change from baseline" in joined
     assert "the baseline is of walking steps and this session has none: not compared" in joined
+
+
+def test_report_draws_only_panels_with_values() -> None:
+    """Sides known but no pelvis angles (no gyroscope): the spread figure has the contact time alone and
+    says what it leaves out, the trend the contact balance alone; too few steps for a rolling comparison:
+    a sentence instead of an empty figure."""
+    from dataclasses import replace
+
+    from pelvimon.analysis import analyze_batches, analyze_steps
+    from pelvimon.report import render_report, spread_values, trend_series
+
+    known = analyze_batches([simulate(SimParams(seconds=60, gait="run", seed=3)).batch], name="s.csv")
+    nan = float("nan")
+    steps = [replace(s, cpd_deg=nan, obliquity_range_deg=nan, tilt_range_deg=nan, rotation_range_deg=nan)
+             for s in known.steps]  # fmt: skip
+    a = analyze_steps(steps, name="acc_only.csv")
+    assert list(spread_values(a)) == ["contact_time_s"] and list(trend_series(a)) == ["contact_time_s"]
+    text = render_report(a, title="acc only")
+    c = parse(text)
+    assert c.errors == [] and len(c.images) == 2  # spread and trend; no CPD per step
+    assert "Not shown, without values: pelvic drop, tilt range, rotation range" in " ".join(c.text)
+
+    few = analyze_steps(known.gait_steps()[:14], name="short.csv")
+    assert few.summary()["n_steps_used"] > 0 and trend_series(few) == {}
+    joined = " ".join(parse(render_report(few, title="short")).text)
+    assert "No rolling comparison: it needs 8 usable steps a side" in joined

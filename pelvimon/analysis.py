@@ -92,7 +92,8 @@ SIDES_LEGEND = (
     "Its pelvic drop is how far the RIGHT hip drops while the left leg carries the body (the LEFT hip "
     "abductors hold it up); its contact and flight times follow the left foot's strike. Some gait labs "
     "name a step after the foot that lands at its end: their left and right step times are these swapped. "
-    "L−R: left minus right; SI: 100·(L−R)/mean of L and R."
+    "L−R: left minus right; SI: 100·(L−R)/mean of L and R; n/a: fewer usable steps a side than a comparison "
+    "needs (min_steps_per_side in the config, 8 by default)."
 )
 """What left and right mean in the left/right tables (terminal and report)."""
 

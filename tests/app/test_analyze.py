@@ -621,3 +621,18 @@ def test_the_no_angles_reason_names_the_orientation_settling_time() -> None:
     from pelvimon.dsp.orientation import OrientationParams
 
     assert f"up to {OrientationParams().settle_s:.0f} s after a restart at a gap" in NO_ANGLES_WHY
+
+
+def test_the_legend_explains_a_missing_comparison(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Four steps a side give means but no L−R: the n/a is explained, with the default it comes from."""
+    from pelvimon.dsp.asymmetry import AsymmetryParams
+
+    path = tmp_path / "short.csv"
+    write_imu_csv(path, simulate(SimParams(seconds=14.5, stand_s=0.0, seed=8)).batch)
+    code, out, _ = run_cli(capsys, str(path), "--json")
+    summ = no_nan(out)["summary"]
+    assert code == 0 and "cpd_deg" not in summ["asymmetry"] and 0 < summ["per_side"]["cpd_deg"]["left"]["n"] < 8
+    code, out, _ = run_cli(capsys, str(path))
+    flat = " ".join(out.split())
+    assert code == 0 and "n/a" in flat
+    assert f"min_steps_per_side in the config, {AsymmetryParams().min_steps_per_side} by default" in flat

@@ -103,6 +103,22 @@ NO_ANGLES_WHY = (
 )
 """Why a step has no pelvis angles (for the data-quality sections)."""
 
+_CALIBRATION_TEXT = {
+    "waiting_for_stillness": "not done: the recording has neither a still stand nor enough steady gait to find "
+    "gravity from, so there are no pelvis angles",
+    "gravity_known": "not done: gravity was found, not yet the forward direction (it needs strides of steady "
+    "walking or running), so there are no pelvis angles",
+    "calibrated": "done",
+    "unknown": "unknown (only the steps are known)",
+}
+
+
+def calibration_text(q: Quality) -> str:
+    """The mount calibration's outcome in words (the data-quality sections)."""
+    if q.calibrated_at_s is not None:
+        return f"done at {q.calibrated_at_s:.1f} s"
+    return _CALIBRATION_TEXT.get(q.calibration_state, q.calibration_state)
+
 
 @dataclass(frozen=True)
 class Quality:

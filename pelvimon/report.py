@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, GaitPart, SessionAnalysis, all_steps_rows, applies
+from pelvimon.analysis import (
+    NO_ANGLES_WHY,
+    SIDES_LEGEND,
+    GaitPart,
+    SessionAnalysis,
+    all_steps_rows,
+    applies,
+    calibration_text,
+)
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import display_number, figures_note, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
@@ -355,7 +363,7 @@ def _baseline_html(a: SessionAnalysis) -> str:
 
 def _quality_html(a: SessionAnalysis) -> str:
     q = a.quality
-    cal = q.calibration_state + (f" (at {q.calibrated_at_s:.1f} s)" if q.calibrated_at_s is not None else "")
+    cal = calibration_text(q)
     share = q.share_steps_flagged
     items = [
         f"Samples: {q.n_samples} at {q.rate_hz:.1f} Hz over {q.duration_s:.1f} s.",
@@ -458,9 +466,10 @@ def render_report(
         parts.append(f'<div class="note">{_e(notes)}</div>')
     parts += [
         "<h2>Session</h2>",
-        f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait or '')} steps used for "
-        f"the left/right comparison), {_e(a.gait + ' ') if a.other_gaits and a.gait else ''}cadence "
-        f"{_e(_fmt_plain(s['cadence_spm'], 1))} steps/min.</p>",
+        f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait + ' ' if a.gait else '')}"
+        f"steps used for the left/right comparison), {_e(a.gait + ' ') if a.other_gaits and a.gait else ''}"
+        f"cadence {_e(_fmt_plain(s['cadence_spm'], 1))}{' steps/min' if math.isfinite(s['cadence_spm']) else ''}."
+        "</p>",
     ]
     if a.phases:
         parts.append(

@@ -208,7 +208,7 @@ def print_report(analysis: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND
+    from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, calibration_text
     from pelvimon.dsp.alerts import figures_note, metric_label
 
     class _Console(Console):
@@ -227,7 +227,7 @@ def print_report(analysis: Any) -> None:
     cad_of = f"{s['gait']} cadence" if analysis.other_gaits else "cadence"
     con.print(
         f"{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']}{gait} steps used for left/right), "
-        f"{cad_of} {f'{cad:.1f}' if math.isfinite(cad) else 'n/a'} steps/min",
+        f"{cad_of} {f'{cad:.1f} steps/min' if math.isfinite(cad) else 'n/a'}",
         markup=False,
     )
     if analysis.phases:
@@ -295,14 +295,14 @@ def print_report(analysis: Any) -> None:
         if analysis.baseline.get("note"):
             con.print(f"Note: {analysis.baseline['note']}", markup=False, soft_wrap=True)
     con.print("[bold]Data quality[/bold]")
-    cal = q.calibration_state + (f" at {q.calibrated_at_s:.1f} s" if q.calibrated_at_s is not None else "")
+    cal = calibration_text(q)
     lines = [
         f"samples: {q.n_samples} at {q.rate_hz:.1f} Hz; gaps: {q.n_batches_after_gap} "
         f"({q.n_samples_lost} samples lost), bridged: {q.n_gaps_bridged}, pipeline restarts: {q.n_gap_events}",
         f"calibration: {cal}",
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
-        f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side "
-        f"({100 * q.share_steps_flagged:.1f} % flagged)",
+        f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side"
+        + (f" ({100 * q.share_steps_flagged:.1f} % flagged)" if math.isfinite(q.share_steps_flagged) else ""),
         f"steps without pelvis angles: {q.n_steps_no_angles} ({NO_ANGLES_WHY})",
     ]
     for line in lines:

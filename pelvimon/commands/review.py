@@ -17,8 +17,9 @@ DESCRIPTION = (
     "pelvis angles of that range, per-side statistics and distributions appear below. Alerts are listed "
     "(click one to jump to it). Steps recorded live are used as they are; a CSV (or a session without steps) "
     "is analysed first. --export writes the per-step table as CSV (and quits unless --screenshot or --seconds "
-    "is given); with --range T0 T1 it writes only the steps whose initial contact lies in that range, the "
-    "same steps as the range statistics of the window. The window needs a display; without one, --export "
+    "is given); with --range T0 T1 it writes only the steps whose initial contact lies in that range, usable "
+    "or not (the gap and laterality_confidence columns say which the range statistics leave out). The "
+    "window needs a display; without one, --export "
     "and --screenshot still work."
 )
 

@@ -181,6 +181,8 @@ class SideBars(pg.PlotWidget):
         p.hideButtons()
         p.setMenuEnabled(False)
         p.setXRange(-0.6, 1.6, padding=0)
+        p.setYRange(0, self.y_min_span * 1.3, padding=0)  # until the first values (bars of height 0 auto-range
+        # to a span of 1e-305)
         self.bars = pg.BarGraphItem(
             x=[0, 1], height=[0, 0], width=0.6, brushes=[side_brush("L"), side_brush("R")], pens=[pen(LEFT), pen(RIGHT)]
         )

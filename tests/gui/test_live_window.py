@@ -100,9 +100,16 @@ def test_calibration_prompt_shows_then_hides(qtbot) -> None:
 
     w, eng = _window(qtbot)
     w.show()
-    eng.push([CalibrationEvent(0.1, "waiting_for_stillness")])
+    w.tick()
+    assert not w.prompt.isVisible()  # no sample yet
+    # the first samples come before any calibration report (the pipeline reports changes only)
+    eng.push([next(e for e in sim_events() if type(e).__name__ == "ImuBatch")])
     w.tick()
     assert w.prompt.isVisible() and "Stand still" in w.prompt.text()
+    # no step yet: the bars' axes span their smallest range from 0 (not an auto range around nothing)
+    for bars, span in ((w.cpd_bars, 4.0), (w.contact_bars, 100.0)):
+        lo, hi = bars.getPlotItem().viewRange()[1]
+        assert lo == 0.0 and hi == pytest.approx(1.3 * span)
     eng.push([CalibrationEvent(5.2, "gravity_known")])
     w.tick()
     assert "start running" in w.prompt.text()

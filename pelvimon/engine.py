@@ -12,12 +12,13 @@ recording.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from pelvimon.sensors.source import RawNotification, Source, SourceInfo, SourceS
 _TAIL_WAIT_S = 0.5
 """After the time limit, how long to wait for the rest of the last notification's samples, s (they are
 normally already decoded; the wait ends at the next notification)."""
+_LIMIT_POLL_S = 0.05
+"""How often a session with a time limit checks the source's clock while no event comes, s (real time)."""
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +283,7 @@ class SessionEngine:
         self.error: str | None = None
         self.running = False
         self.finished = threading.Event()
+        self._pending: asyncio.Future[Any] | None = None  # the next event, awaited across time-limit checks
         self.t_s = 0.0
         self.n_samples = 0
         self.n_lost = 0
@@ -404,25 +408,51 @@ class SessionEngine:
             self._apply_recording()
             events = aiter(source)
             tail = False  # the time limit was reached within a notification's samples: take the rest of them
-            while True:
-                try:
-                    if tail:
-                        ev = await asyncio.wait_for(anext(events), _TAIL_WAIT_S)
-                    else:
-                        ev = await anext(events)
-                except (StopAsyncIteration, TimeoutError):
-                    break
-                if tail and isinstance(ev, RawNotification):
-                    break  # (not written: the recording ends with the samples of every notification it holds)
-                self._handle(ev)
-                if self._stop_requested:
-                    break
-                if not tail and self.seconds is not None and self.t_s >= self.seconds:
-                    if not self.n_raw:
+            # with a time limit and a source in time, the next event is awaited in slices: a link that is
+            # down (no event for as long as it takes to come back) must not hold the session past its end
+            timed = self.seconds is not None and source.now_s() is not None
+            try:
+                while (ev := await self._next_event(events, source, tail=tail, timed=timed)) is not None:
+                    if tail and isinstance(ev, RawNotification):
+                        break  # (not written: the recording ends with the samples of every notification it holds)
+                    self._handle(ev)
+                    if self._stop_requested:
                         break
-                    # a notification may decode to several batches (merged streams, a gap): the file holds
-                    # the notification, so it must hold all of them, or a replay would give more
-                    tail = True
+                    if not tail and self.seconds is not None and self.t_s >= self.seconds:
+                        if not self.n_raw:
+                            break
+                        # a notification may decode to several batches (merged streams, a gap): the file holds
+                        # the notification, so it must hold all of them, or a replay would give more
+                        tail = True
+            finally:
+                pending, self._pending = self._pending, None
+                if pending is not None:  # (the limit came while the link was down)
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pending
+
+    async def _next_event(self, events: AsyncIterator[Any], source: Source, *, tail: bool, timed: bool) -> Any:
+        """The next event; None at the end of the source, when the rest of the last notification has come
+        (``tail``), or when the time limit passes while none comes (``timed``: a source in time whose link
+        is down)."""
+        try:
+            if tail:
+                return await asyncio.wait_for(anext(events), _TAIL_WAIT_S)
+            if not timed:
+                return await anext(events)
+            while True:
+                self._pending = self._pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({self._pending}, timeout=_LIMIT_POLL_S)
+                if done:
+                    ev, self._pending = self._pending.result(), None
+                    return ev
+                now = source.now_s()
+                if now is not None and self.seconds is not None and now >= self.seconds:
+                    self.t_s = max(self.t_s, now)
+                    return None
+        except (StopAsyncIteration, TimeoutError):
+            self._pending = None
+            return None
 
     def _handle(self, ev: Any) -> None:
         w = self._writer

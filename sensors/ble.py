@@ -423,6 +423,9 @@ class BleSource(Source):
     def _now(self) -> float:
         return self.timebase.now() - self._t0
 
+    def now_s(self) -> float | None:
+        return self._now() if self._supervisor is not None else None
+
     def _status(self, kind: str, message: str = "", **details: Any) -> SourceStatus:
         return SourceStatus(kind, self._now(), message, details)  # type: ignore[arg-type]
 

@@ -143,6 +143,12 @@ class Source(abc.ABC):
     def events(self) -> AsyncIterator[SourceEvent]:
         """Yield events until the source ends or is closed."""
 
+    def now_s(self) -> float | None:
+        """The session time now, s, for a source that streams in time (a sensor): a time limit then ends
+        the session on time even while no event comes (the link is down). None: the time is the events'
+        (files)."""
+        return None
+
     def __aiter__(self) -> AsyncIterator[SourceEvent]:
         return self.events()
 

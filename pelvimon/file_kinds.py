@@ -28,19 +28,49 @@ def is_session_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+STEP_TABLE_HEADER = "side,t_ic_s,"
+"""How the per-step tables pelvimon writes begin (``analyze --csv``, ``review --export``): an output, which a
+new one may replace."""
+
+
+def _number(cell: str) -> bool:
+    try:
+        float(cell.strip().strip('"').replace(",", "."))
+    except ValueError:
+        return False
+    return True
+
+
 def is_imu_csv(path: str | os.PathLike[str]) -> bool:
-    """An existing regular file whose header is that of IMU samples as pelvimon writes and reads them (a time
-    column ``t_s`` and accelerometer columns ``acc_*``, after any ``#`` comment lines): a recording."""
+    """An existing regular file that holds IMU samples, or anything like them: a recording, never to be
+    overwritten.
+
+    That is: a header of pelvimon's IMU columns (``t_s`` and ``acc_*``, after any ``#`` comment lines), or
+    rows of at least four numbers (a time and three axes) separated by commas, semicolons or tabs, under a
+    header of any names or none (the files ``--columns`` reads). pelvimon's own per-step tables are not
+    recordings."""
     p = Path(path)
     if not p.is_file():
         return False
     try:
         with p.open("rb") as f:
-            head = f.read(4096)
+            head = f.read(8192)
     except OSError:
         return False
-    for line in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            cols = [c.strip().strip('"').lower() for c in line.split(",")]
-            return "t_s" in cols and any(c.startswith("acc_") for c in cols)
-    return False
+    lines = [
+        ln for ln in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ][:4]
+    if not lines:
+        return False
+    first = lines[0].strip().lower()
+    cols = [c.strip().strip('"') for c in first.split(",")]
+    if "t_s" in cols and any(c.startswith("acc_") for c in cols):
+        return True
+    if first.startswith(STEP_TABLE_HEADER):
+        return False
+    sep = ";" if ";" in first else "\t" if "\t" in first else ","  # (with semicolons, commas are decimal)
+    rows = [ln.split(sep) for ln in lines[1:-1 if len(lines) > 2 else None]]  # (the last may be cut off)
+    if all(_number(c) for c in lines[0].split(sep)):
+        rows.insert(0, lines[0].split(sep))  # no header
+    return bool(rows) and all(len(r) >= 4 and sum(_number(c) for c in r) >= 4 for r in rows)

@@ -511,3 +511,32 @@ def test_a_session_that_recorded_nothing_says_so(capsys) -> None:
     _report_recordings([], wanted=False)
     _report_recordings([Path("a.mcap")], wanted=True)
     assert capsys.readouterr().out.splitlines() == ["session recorded to a.mcap", "review it with: pelvimon review a.mcap"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "time,ax,ay,az,gx,gy,gz\n0.000,0.1,0.2,9.8,0,0,0\n0.005,0.1,0.2,9.8,0,0,0\n0.010,0.1,0.2,9.8,0,0,0\n",
+        "12;0,01;0,02;1,00\n13;0,01;0,02;1,00\n14;0,01;0,02;1,00\n",  # no header, decimal commas
+        "# phone export\nTime (s)\tX\tY\tZ\n0.0\t1\t2\t3\n0.1\t1\t2\t3\n",
+    ],
+    ids=["other-names", "no-header", "tabs"],
+)
+def test_a_csv_of_samples_under_other_column_names_is_never_overwritten(capsys, folder: Path, monkeypatch,
+                                                                        content: str) -> None:
+    """The files --columns reads are recordings too, whatever their header."""
+    monkeypatch.chdir(folder)
+    (folder / "phone.csv").write_text(content)
+    before = _snapshot(folder)
+    code, _, err = run(capsys, "report", "run.csv", "-o", "phone.csv")
+    assert code == 1 and "phone.csv holds IMU samples (a recording)" in one_line(err)
+    assert _snapshot(folder) == before
+
+
+def test_a_per_step_table_is_an_output_a_new_one_replaces(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    assert run(capsys, "analyze", "run.csv", "--csv", "steps.csv")[0] == 0
+    first = (folder / "steps.csv").read_text()
+    assert first.startswith("side,t_ic_s,") and first.count("\n") > 10
+    assert run(capsys, "analyze", "run.csv", "--csv", "steps.csv")[0] == 0
+    assert (folder / "steps.csv").read_text() == first

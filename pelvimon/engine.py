@@ -334,10 +334,15 @@ class SessionEngine:
             except OSError as exc:
                 if is_disk_full(exc):
                     raise
-                where = path if path is not None else exc.filename
+                why = exc.strerror or str(exc)
+                if path is None:  # the sessions folder could not be made
+                    folder = self.record_to.parent if self.record_to is not None else data_dir() / "sessions"
+                    raise PelvimonError(
+                        f"cannot create the sessions folder {folder} ({why}): set PELVIMON_DATA_DIR to a folder "
+                        "you can write to, name the file with -o FILE, or turn recording off (--no-record)"
+                    ) from None
                 raise PelvimonError(
-                    f"cannot write the session file {where}: {exc.strerror or exc}; check the folder and its "
-                    "permissions"
+                    f"cannot write the session file {path}: {why}; check the folder and its permissions"
                 ) from None
             self.recordings.append(path)
             self._rec_started_t = self.t_s

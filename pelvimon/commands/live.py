@@ -186,7 +186,8 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
 
         engine = factory(spec, args.name, args.record)
         run_headless(engine, seconds=args.seconds, title=title, rate_hz=rate_hint)
-        _report_recordings(list(engine.recordings), wanted=args.record)
+        # (a session that ended with an error says why nothing was recorded)
+        _report_recordings(list(engine.recordings), wanted=args.record and not engine.error)
         if engine.error:
             raise PelvimonError(f"the session ended with an error: {engine.error}")
         return 0

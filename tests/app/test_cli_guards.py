@@ -540,3 +540,16 @@ def test_a_per_step_table_is_an_output_a_new_one_replaces(capsys, folder: Path, 
     assert first.startswith("side,t_ic_s,") and first.count("\n") > 10
     assert run(capsys, "analyze", "run.csv", "--csv", "steps.csv")[0] == 0
     assert (folder / "steps.csv").read_text() == first
+
+
+def test_a_sessions_folder_that_cannot_be_made_is_one_line_with_the_ways_out(capsys, tmp_path: Path,
+                                                                           monkeypatch) -> None:
+    """The data folder lies under a file: the demo says which folder and how to go on, and not that the
+    sensor never connected."""
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("PELVIMON_DATA_DIR", str(tmp_path / "afile" / "pelvimon"))
+    code, out, err = run(capsys, "demo", "--headless", "--seconds", "1", "--speed", "5")
+    line = one_line(err)
+    assert code == 1 and f"cannot create the sessions folder {tmp_path / 'afile' / 'pelvimon' / 'sessions'}" in line
+    assert "PELVIMON_DATA_DIR" in line and "-o FILE" in line and "--no-record" in line
+    assert "nothing was recorded" not in out

@@ -75,11 +75,15 @@ def _check(args: argparse.Namespace) -> None:
             raise PelvimonError(f"{out.parent}: no such folder; create it first")
 
 
-def _validate_spec(spec: str) -> None:
-    from pelvimon.sensors.spec import SpecError, parse_spec
+def _validate_spec(spec: str, rate_hz: float | None = None) -> None:
+    """Refuse a malformed spec before the session starts (a usage error); an emulated sensor is built, so
+    that its options' values are checked too (as ``record`` does)."""
+    from pelvimon.sensors.spec import SpecError, build_emulated, parse_spec
 
     try:
-        parse_spec(spec)
+        parsed = parse_spec(spec)
+        if parsed.kind == "emulated":
+            build_emulated(parsed, rate_hz)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -96,7 +100,7 @@ def make_factory(args: argparse.Namespace) -> Any:
     used_output = {"done": False}
 
     def factory(spec: str, name: str, record: bool) -> Any:
-        _validate_spec(spec)
+        _validate_spec(spec, rate)
         record_to = None
         if record and output is not None and not used_output["done"]:
             record_to = output

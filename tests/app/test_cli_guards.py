@@ -553,3 +553,16 @@ def test_a_sessions_folder_that_cannot_be_made_is_one_line_with_the_ways_out(cap
     assert code == 1 and f"cannot create the sessions folder {tmp_path / 'afile' / 'pelvimon' / 'sessions'}" in line
     assert "PELVIMON_DATA_DIR" in line and "-o FILE" in line and "--no-record" in line
     assert "nothing was recorded" not in out
+
+
+@pytest.mark.parametrize("command", ["live", "record"])
+def test_emulated_sensor_option_values_are_checked_before_the_session(capsys, tmp_path: Path, monkeypatch,
+                                                                      command: str) -> None:
+    """live refuses a bad emulated option value as record does: one usage line, exit 2, nothing started."""
+    monkeypatch.setenv("PELVIMON_DATA_DIR", str(tmp_path))
+    argv = [command, "--sensor", "emulated:movesense?speed=-1", "--seconds", "1"]
+    argv += ["--headless"] if command == "live" else ["-o", str(tmp_path / "x.mcap")]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and "--sensor: speed must be > 0" in one_line(err)
+    assert "session ended" not in err and "nothing was recorded" not in out
+    assert list(tmp_path.rglob("*.mcap")) == []

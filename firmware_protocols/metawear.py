@@ -449,7 +449,8 @@ class MetaWearDecoder(Decoder):
             raise UnsupportedFrameError(
                 NAME,
                 f"sensor fusion {kind} (0x19 0x{reg:02x})",
-                f"valid, but not an IMU channel of ImuBatch (use metawear.decode_values); values {shown}",
+                f"a valid sensor-fusion output, which pelvimon does not analyse (it reads the accelerometer and "
+                f"gyroscope; metawear.decode_values reads it); values {shown}",
             )
         rate = {MOD_FUSION: FUSION_RATE_HZ, MOD_MAG: self.mag_rate_hz}.get(mod, self.rate_hz)
         n = next(iter(vals.values())).shape[0]

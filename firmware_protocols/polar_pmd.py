@@ -719,7 +719,8 @@ def sample_times_ns(previous_ns: int, frame_ns: int, n: int, sample_rate_hz: flo
             raise PmdTimestampError(
                 NAME,
                 "data frame",
-                "first frame and no sample rate: pass sample_rate_hz (or previous_timestamp_ns) as context",
+                "first frame and no sample rate: the decoder needs the stream's sample rate (context "
+                "sample_rate_hz) or the previous frame's timestamp (context previous_timestamp_ns, not 0)",
             )
         fs = _rate_fraction(sample_rate_hz)
         num, den = fs.numerator, fs.denominator  # period = 1e9 * den / num ns

@@ -173,6 +173,25 @@ def print_table(protocol: str, char: str, batches: list, out: Any = None) -> Non
             print(f"native {key}{shape}: {text}", file=out)
 
 
+def assumed_context(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The decoder context the protocol's decoder assumes for the keys not ``given``: what the bytes are read
+    with although they do not say it (a range, a rate, a scale factor), so that a table read with the wrong
+    one can be told from a wrong decoder."""
+    import inspect
+
+    proto = _protocol(protocol)
+    dec = proto.decoder(**given)
+    params = inspect.signature(type(dec).__init__).parameters
+    out = {
+        k: params[k].default
+        for k in proto.spec.context_keys
+        if k not in given and k in params and params[k].default not in (None, inspect.Parameter.empty)
+    }
+    if protocol == "polar_pmd" and "factor" not in given:
+        out["factor"] = dec.factor("acc")  # (the sensor sends it in its start response, not in the data)
+    return out
+
+
 def _protocol(name: str) -> Any:
     from pelvimon.firmware_protocols import registry
 
@@ -207,14 +226,16 @@ def decode(
         raise UsageError(f"bad --set value: {exc}") from None
     except (TypeError, ValueError) as exc:
         given = ", ".join(f"{k}={v}" for k, v in (context or {}).items())
-        raise UsageError(f"bad --set for {protocol} ({given}): {exc}") from None
+        why = "a number is expected" if str(exc).startswith("could not convert") else str(exc)
+        raise UsageError(f"bad --set for {protocol} ({given}): {why}") from None
     batches: list = []
     for k, data in enumerate(parts):
         try:
             batches.extend(dec.feed(use_char, data, t_host_s=0.0))
         except ProtocolError as exc:
             where = f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""
-            raise PelvimonError(f"cannot decode{where}: {exc}") from None
+            hint = "; give decoder context with --set KEY=VALUE" if "context" in str(exc) else ""
+            raise PelvimonError(f"cannot decode{where}: {exc}{hint}") from None
     return use_char, batches
 
 
@@ -223,8 +244,17 @@ def run(args: argparse.Namespace) -> int:
     proto = _protocol(args.protocol)
     context = parse_context(args.set, proto.spec.context_keys, args.protocol)
     char, batches = decode(args.protocol, parts, args.char, context)
+    assumed = assumed_context(args.protocol, context) if batches else {}
     if args.json:
-        print(json.dumps(batches_to_json(batches)))
+        obj = batches_to_json(batches)
+        if assumed:
+            obj["assumed_context"] = assumed
+        print(json.dumps(obj))
     else:
         print_table(args.protocol, char, batches)
+        if assumed:
+            print(
+                "assumed, as the bytes do not say it (--set KEY=VALUE if the sensor was started otherwise): "
+                + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in assumed.items())
+            )
     return 0

@@ -73,7 +73,8 @@ def vendor(shared_dir):
 def test_dot_rate_quantities_json(capsys) -> None:
     raw = struct.pack("<I3f3f", 2_000_000, 0.25, -0.5, 9.75, 90.0, 0.0, -180.0) + bytes(12)
     obj = run_json(capsys, "--protocol", "movella_dot", "--hex", raw.hex())
-    assert set(obj) == {"t_s", "acc_mps2", "gyr_rads", "native"}
+    assert set(obj) == {"t_s", "acc_mps2", "gyr_rads", "native", "assumed_context"}
+    assert obj["assumed_context"] == {"payload_mode": 21, "output_rate_hz": 60}  # (the decoder's defaults)
     assert obj["t_s"] == [2.0]
     assert obj["acc_mps2"] == [[0.25, -0.5, 9.75]]
     np.testing.assert_allclose(obj["gyr_rads"], [[np.pi / 2, 0.0, -np.pi]])
@@ -94,7 +95,8 @@ def test_dot_quaternion_mode_with_char_and_set(capsys) -> None:
         "--hex",
         raw.hex(),
     )
-    assert set(obj) == {"t_s", "quat_wxyz", "native"}
+    assert set(obj) == {"t_s", "quat_wxyz", "native", "assumed_context"}
+    assert obj["assumed_context"] == {"output_rate_hz": 60}  # payload_mode was given
     assert obj["quat_wxyz"] == [[0.5, 0.5, -0.5, 0.5]]
 
 
@@ -313,3 +315,27 @@ def test_json_of_separate_streams_keeps_each_batch() -> None:
     same = dc.batches_to_json([acc, acc])
     assert same["t_s"] == [0.0, 0.01, 0.0, 0.01] and "batches" not in same and len(same["native"]) == 2
     assert dc.batches_to_json([]) == {}
+
+
+def test_the_table_says_what_context_it_assumed(capsys, vendor) -> None:
+    """A MetaWear sample read with the default range is 4 times the vendor's (a 4 g configuration): the
+    output names the range it assumed, and with --set the vendor's values come."""
+    needs("metawear")
+    code, out, _ = run_cli(capsys, "--protocol", "metawear", "--hex", "030416c494a22ad0")
+    assert code == 0 and "native acc_g (1, 3): -7.48926 -11.6777 -5.97949" in out
+    assumed = out.strip().splitlines()[-1]
+    assert assumed.startswith("assumed, as the bytes do not say it") and "acc_range_g=16," in assumed
+    code, out, _ = run_cli(capsys, "--protocol", "metawear", "--hex", "030416c494a22ad0", "--set", "acc_range_g=4")
+    assert "native acc_g (1, 3): -1.87231 -2.91943 -1.49487" in out and "acc_range_g" not in out
+    code, _, err = run_cli(capsys, "--protocol", "metawear", "--hex", "030416c494a22ad0", "--set", "acc_range_g=x")
+    assert_one_line_error(code, err, 2, "acc_range_g=x", "a number is expected")
+
+
+def test_missing_context_points_to_set(capsys) -> None:
+    needs("polar_pmd")
+    hexes = "06009435770000000080e2e6fa15490a06017f20fc"  # a compressed MAG frame (the SDK's MagDataTest)
+    code, _, err = run_cli(capsys, "--protocol", "polar_pmd", "--hex", hexes)
+    assert_one_line_error(code, err, 1, "sample_rate_hz", "--set KEY=VALUE")
+    code, out, _ = run_cli(capsys, "--protocol", "polar_pmd", "--hex", hexes, "--set", "previous_timestamp_ns=100")
+    assert code == 0 and "native raw (2, 3): -6430 5626 2633 -6431 5627 2635" in out
+    assert out.strip().splitlines()[-1].endswith("factor=1")  # sent in the start response, not in the data

@@ -183,8 +183,6 @@ def check_output(
     path: str | os.PathLike[str] | None,
     inputs: Iterable[str | os.PathLike[str] | None],
     option: str,
-    *,
-    folder_made: bool = False,
 ) -> Path:
     """Refuse an output file that would destroy data; return it as a ``Path``.
 
@@ -198,8 +196,6 @@ def check_output(
         Every file the command reads (recording, ``--config``, ``--baseline``...); None entries are skipped.
     option : str
         The option that gave ``path`` (``-o/--output``, ``--csv``...), for the message.
-    folder_made : bool
-        The command creates a missing folder itself (``--screenshot``): only a folder that is a file is refused.
 
     Raises
     ------
@@ -228,17 +224,17 @@ def check_output(
             f"{option} {out} holds IMU samples (a recording); choose another name, or delete it first if it "
             "is no longer needed (recordings are never overwritten)"
         )
-    _check_folder(out, folder_made)
+    _check_folder(out)
     return out
 
 
-def _check_folder(out: Path, folder_made: bool = False) -> None:
+def _check_folder(out: Path) -> None:
     for folder in (out.parent, *out.parent.parents):  # the nearest that exists must be a folder
         if folder.exists():
             if not folder.is_dir():
                 raise PelvimonError(f"cannot write {out}: {folder} is a file, not a folder; give another path")
             break
-    if not folder_made and not out.parent.is_dir():
+    if not out.parent.is_dir():
         raise PelvimonError(f"cannot write {out}: folder {out.parent} does not exist; create it first")
 
 
@@ -271,16 +267,16 @@ def check_session_output(
 ) -> Path:
     """Check the session file a command records to; return it as a ``Path``.
 
-    Refuses an empty name and a name not ending in ``.mcap`` (exit 2), a folder and an existing file
-    unless ``overwrite`` is true (exit 1; None: the command has no ``--overwrite``). Creates and deletes
-    nothing.
+    Refuses an empty name and a name not ending in ``.mcap`` (exit 2), a folder, a missing folder and an
+    existing file unless ``overwrite`` is true (exit 1; None: the command has no ``--overwrite``). Creates
+    and deletes nothing.
     """
     out = _as_path(path, option)
     if out.is_dir():
         raise PelvimonError(f"{option} {out} is a directory; give a file name ending in {SESSION_SUFFIX}")
     if out.suffix.lower() != SESSION_SUFFIX:
         raise UsageError(f"{option} {out}: session files end in {SESSION_SUFFIX}")
-    _check_folder(out, folder_made=True)  # (the recording creates a missing folder)
+    _check_folder(out)  # (a missing folder is refused, as for every output: a typo must not go unseen)
     if out.exists() and not overwrite:
         if overwrite is None:
             raise PelvimonError(f"{out} exists already; choose another name (sessions are never overwritten)")

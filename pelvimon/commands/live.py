@@ -65,7 +65,7 @@ def _check(args: argparse.Namespace) -> None:
             raise UsageError(f"--screenshot {args.screenshot}: give a file name ending in .png")
         if args.headless:
             raise UsageError("--screenshot needs the window: leave out --headless")
-        _guards.check_output(args.screenshot, [args.config], "--screenshot", folder_made=True)
+        _guards.check_output(args.screenshot, [args.config], "--screenshot")
         _guards.check_distinct({"-o/--output": args.output, "--screenshot": args.screenshot})
     if args.output is not None:
         if not args.record:

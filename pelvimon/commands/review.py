@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [args.file, args.config]
     out = _guards.check_output(args.export, inputs, "--export") if args.export else None
     if args.screenshot is not None:
-        _guards.check_output(args.screenshot, inputs, "--screenshot", folder_made=True)
+        _guards.check_output(args.screenshot, inputs, "--screenshot")
     _guards.check_distinct({"--export": args.export, "--screenshot": args.screenshot})
     csv = csv_options_from_args(args)
     config = load_config(args.config)

@@ -152,6 +152,28 @@ def test_an_output_under_a_file_is_refused_before_any_work(capsys, folder: Path,
     assert code == 1 and "run.csv is a file, not a folder; give another path" in one_line(err)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["analyze", "run.csv", "--csv", "nodir/o.csv"],
+        ["replay", "rec.mcap", "-o", "nodir/x.mcap"],
+        ["record", "--sensor", "emulated:movesense", "--seconds", "1", "-o", "nodir/x.mcap"],
+        ["review", "rec.mcap", "--screenshot", "nodir/x.png"],
+        ["demo", "--seconds", "1", "--no-record", "--screenshot", "nodir/x.png"],
+        ["demo", "--seconds", "1", "-o", "nodir/x.mcap"],
+    ],
+    ids=["analyze", "replay", "record", "review", "demo-screenshot", "demo-output"],
+)
+def test_every_output_in_a_missing_folder_is_refused_before_any_work(capsys, folder: Path, monkeypatch,
+                                                                     argv) -> None:
+    """Batch outputs, session files and screenshots alike: a mistyped folder is not made behind the user's back."""
+    monkeypatch.chdir(folder)
+    before = _snapshot(folder)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "folder nodir does not exist; create it first" in one_line(err)
+    assert _snapshot(folder) == before and not (folder / "nodir").exists()
+
+
 def test_review_export_and_screenshot_must_be_two_files(capsys, folder: Path, monkeypatch) -> None:
     monkeypatch.chdir(folder)
     code, _, err = run(capsys, "review", "rec.mcap", "--export", "same.png", "--screenshot", "same.png")

@@ -211,7 +211,7 @@ def _read_text(path: str | Path, what: str, expected: str) -> str:
     try:
         return p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise ConfigError(f"{what} not found: {where}") from None
+        raise ConfigError(f"{what} not found: {where}; check the path (give {expected})") from None
     except IsADirectoryError:
         raise ConfigError(f"{what} {where} is a directory; give {expected}") from None
     except UnicodeDecodeError:

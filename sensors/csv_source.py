@@ -354,7 +354,8 @@ def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
         fields = line.split(",")
         if len(fields) != ncols:
             raise CsvFormatError(
-                f"{name}: line {line_no}: {len(fields)} fields, but the header (line {layout.header_line}) "
+                f"{name}: line {line_no}: {len(fields)} field{'s' if len(fields) != 1 else ''}, but the header "
+                f"(line {layout.header_line}) "
                 f"has {ncols}; every row needs one value per column"
             )
         row = []

@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
             f" (of {len(data.steps)}: initial contact from {args.range[0]:g} to {args.range[1]:g} s)"
         )
         print(f"wrote {len(steps)} steps{of} to {out}")
+        if args.range is not None and not steps and data.steps:
+            t0, t1 = data.steps[0].t_ic_s, data.steps[-1].t_ic_s
+            print(f"no step in that range: the session's steps run from {t0:.1f} to {t1:.1f} s")
         if args.screenshot is None and args.seconds is None:
             return 0
 

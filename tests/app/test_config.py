@@ -91,7 +91,7 @@ def test_errors_are_one_line_and_name_the_key(tmp_path: Path, text: str, expect:
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file not found: .*; check the path"):
         load_config(tmp_path / "nope.toml")
 
 

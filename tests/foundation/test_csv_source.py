@@ -108,6 +108,8 @@ def test_rows_short_or_long_in_an_ignored_column_are_still_ragged(row: str) -> N
     # the same without the ignored column: short rows are caught too
     with pytest.raises(CsvFormatError, match=r"line 3: 7 fields, but the header \(line 1\) has 8"):
         parse_imu_csv_text(HEADER + ",temp\n0,1,2,3,4,5,6,20\n1,1,2,3,4,5,6\n")
+    with pytest.raises(CsvFormatError, match=r"line 3: 1 field, but the header \(line 1\) has 8"):
+        parse_imu_csv_text(HEADER + ",temp\n0,1,2,3,4,5,6,20\n1\n")
 
 
 BAD = [

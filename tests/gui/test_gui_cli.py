@@ -117,8 +117,9 @@ def test_headless_live_ends_cleanly_on_ctrl_c(tmp_path) -> None:
 
 
 def test_review_export_honours_the_range(tmp_path, capsys) -> None:
-    """`--range T0 T1 --export` writes the steps of the selected range (initial contact in [T0, T1]), the
-    steps the window's range statistics are made of; without --range every step."""
+    """`--range T0 T1 --export` writes the steps of the selected range (initial contact in [T0, T1]), usable
+    or not (the window's range statistics use the usable ones among them); without --range every step; a
+    range past the session's steps says where they are."""
     from pelvimon.gui.review_data import load_review
     from pelvimon.sensors.csv_source import write_imu_csv
     from pelvimon.sensors.simulator import SimParams, simulate
@@ -140,6 +141,10 @@ def test_review_export_honours_the_range(tmp_path, capsys) -> None:
     assert len(t_ic) == len(expected) and all(15.0 <= t <= 25.0 for t in t_ic)
     assert f"wrote {len(t_ic)} steps (of {n_all}: initial contact from 15 to 25 s) to {part}" in out
     assert sum(data.range_stats(15.0, 25.0)["cpd_deg"][side][2] for side in "LR") <= len(t_ic)
+    assert main(["review", str(src), "--range", "100", "200", "--export", str(tmp_path / "none.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 0 steps" in out
+    assert f"no step in that range: the session's steps run from {data.steps[0].t_ic_s:.1f} to " in out
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

@@ -38,6 +38,9 @@ _TAIL_WAIT_S = 0.5
 normally already decoded; the wait ends at the next notification)."""
 _LIMIT_POLL_S = 0.05
 """How often a session with a time limit checks the source's clock while no event comes, s (real time)."""
+_LIMIT_GRACE_S = 0.5
+"""How far past its time limit a session's clock may run with no event before the session ends without
+one, s: samples arrive some tens of milliseconds after their time, and while they stream, they end it."""
 
 log = logging.getLogger(__name__)
 
@@ -452,8 +455,8 @@ class SessionEngine:
                     ev, self._pending = self._pending.result(), None
                     return ev
                 now = source.now_s()
-                if now is not None and self.seconds is not None and now >= self.seconds:
-                    self.t_s = max(self.t_s, now)
+                if now is not None and self.seconds is not None and now >= self.seconds + _LIMIT_GRACE_S:
+                    self.t_s = max(self.t_s, self.seconds)  # (the session's end)
                     return None
         except (StopAsyncIteration, TimeoutError):
             self._pending = None

@@ -370,6 +370,16 @@ class LiveState:
         """The plain-words message of every alert in force, one per line ("" when none)."""
         return "\n".join(a.message for a in sorted(self.active_alerts.values(), key=lambda a: a.t_start_s))
 
+    @property
+    def stream_warning(self) -> str:
+        """What is wrong with the stream now, for the runner ("" when nothing): the sensor is away (the figures
+        shown are those from before), or the analysis warned (the sensor turned on the body)."""
+        if self.status_kind in ("disconnected", "reconnecting"):
+            return f"SENSOR LOST, figures from before: {self.status}"
+        if self.status_kind == "warning":
+            return f"WARNING: {self.status}"
+        return ""
+
     def summary_line(self) -> str:
         """One plain line with the key numbers (for logs and terminals without a TTY)."""
         ang = self.recent_angles()
@@ -386,6 +396,8 @@ class LiveState:
             f"loss {_fmt(self.stat('loss_pct'), 1)} %",
             f"rec {_mmss(self.stat('recording_s'))}",
         ]
+        if self.stream_warning:
+            parts.insert(1, self.stream_warning)
         if self.calibration_prompt:
             parts.append(self.calibration_prompt)
         if self.active_alerts:
@@ -460,6 +472,8 @@ def render_rich(state: LiveState, title: str = "pelvimon live") -> Any:
     parts: list[Any] = [top, per_side, steps, alerts, stream]
     if state.calibration_prompt:
         parts.insert(0, Panel(Text(state.calibration_prompt, style="bold"), style="yellow"))
+    if state.stream_warning:  # (on top)
+        parts.insert(0, Panel(Text(state.stream_warning, style="bold white"), style="on dark_orange3"))
     return Panel(Group(*parts), title=title)
 
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from pelvimon.analysis import StepTracker
 from pelvimon.dsp.alerts import AlertEvent, AlertMonitor
+from pelvimon.dsp.events import StateChange
 from pelvimon.dsp.orientation import PelvisMotion
-from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
+from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, MountMoved
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError, is_disk_full
 from pelvimon.firmware_protocols.batch import ImuBatch
@@ -170,10 +171,11 @@ class SessionAnalyzer:
                     m = getattr(self.pipeline.calibration_, "mount_quat_wxyz_", None)
                     q = None if m is None else (float(m[0]), float(m[1]), float(m[2]), float(m[3]))
                 events.append(CalibrationEvent(ev.t_s, ev.state, q))
-            elif isinstance(ev, GapEvent):
-                continue
-            else:
+            elif isinstance(ev, MountMoved):
+                events.append(SourceStatus("warning", ev.t_s, mount_moved_message(ev.angle_deg)))
+            elif isinstance(ev, StateChange):
                 events.append(GaitStateEvent(float(ev.t_s), str(ev.state)))
+            # (a GapEvent: the source's gap status has said it)
         if out.motion is not None and len(out.motion.t_s):
             events.append(MotionChunk(out.motion))
         for step in out.steps:
@@ -229,6 +231,14 @@ def new_session_path(name: str = "", folder: Path | None = None) -> Path:
         path = folder / f"{stem}-{n}.mcap"
         n += 1
     return path
+
+
+def mount_moved_message(angle_deg: float) -> str:
+    """What a runner is told when the sensor seems to have turned on the body (``MountMoved``)."""
+    return (
+        f"the sensor seems to have turned on the body (the running direction moved {angle_deg:.0f}° from the "
+        "calibrated one): sides and angles may be wrong from here; fix the clip and start a new session"
+    )
 
 
 # -- the engine -------------------------------------------------------------------------------------------
@@ -287,6 +297,11 @@ class SessionEngine:
         self.running = False
         self.finished = threading.Event()
         self._pending: asyncio.Future[Any] | None = None  # the next event, awaited across time-limit checks
+        self._source_ended = False  # the source ended the session (not the time limit, nor a stop)
+        self._last_stopped = ""  # the message of the source's last "stopped" status
+        self.ended_by_source: str | None = None
+        """Why a sensor's stream ended the session by itself (gave up reconnecting...), None otherwise (the
+        time limit, a stop, or a file that came to its end)."""
         self.t_s = 0.0
         self.n_samples = 0
         self.n_lost = 0
@@ -418,7 +433,8 @@ class SessionEngine:
             tail = False  # the time limit was reached within a notification's samples: take the rest of them
             # with a time limit and a source in time, the next event is awaited in slices: a link that is
             # down (no event for as long as it takes to come back) must not hold the session past its end
-            timed = self.seconds is not None and source.now_s() is not None
+            in_time = source.now_s() is not None
+            timed = self.seconds is not None and in_time
             try:
                 while (ev := await self._next_event(events, source, tail=tail, timed=timed)) is not None:
                     if tail and isinstance(ev, RawNotification):
@@ -438,6 +454,8 @@ class SessionEngine:
                     pending.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await pending
+            if in_time and self._source_ended and not self._stop_requested:
+                self.ended_by_source = self._last_stopped or "the sensor's stream ended"
 
     async def _next_event(self, events: AsyncIterator[Any], source: Source, *, tail: bool, timed: bool) -> Any:
         """The next event; None at the end of the source, when the rest of the last notification has come
@@ -458,8 +476,11 @@ class SessionEngine:
                 if now is not None and self.seconds is not None and now >= self.seconds + _LIMIT_GRACE_S:
                     self.t_s = max(self.t_s, self.seconds)  # (the session's end)
                     return None
-        except (StopAsyncIteration, TimeoutError):
+        except StopAsyncIteration:
             self._pending = None
+            self._source_ended = True
+            return None
+        except TimeoutError:  # (the tail's wait)
             return None
 
     def _handle(self, ev: Any) -> None:
@@ -472,6 +493,8 @@ class SessionEngine:
         if isinstance(ev, SourceStatus):
             if ev.kind == "gap":
                 self.n_lost += int(ev.details.get("n_lost", 0) or 0)
+            elif ev.kind == "stopped":
+                self._last_stopped = ev.message
             if w is not None:
                 w.write_status(ev)
             self._emit(ev)

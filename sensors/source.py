@@ -56,7 +56,8 @@ class RawNotification:
         return round(self.t_host_s * 1e9)
 
 
-StatusKind = Literal["connecting", "connected", "disconnected", "reconnecting", "gap", "stopped", "info"]
+StatusKind = Literal["connecting", "connected", "disconnected", "reconnecting", "gap", "stopped", "info", "warning"]
+"""``warning``: the analysis found something wrong with the stream (the sensor turned on the body)."""
 
 
 @dataclass(frozen=True)

@@ -157,27 +157,34 @@ def run_engine(
     stop_printer = threading.Event()
     err = sys.stderr
 
+    state = {"last": -10.0, "now": -math.inf}  # the last figures line; session time of the latest step or figures
+
+    def show(ev: Any, final: bool = False) -> None:
+        """Print one engine event as the log does (``final``: after the session, whose closing status the
+        summary covers)."""
+        if isinstance(ev, Step):
+            state["now"] = max(state["now"], ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
+            if print_steps:
+                print(_step_line(ev), flush=True)
+        elif quiet:
+            return
+        elif isinstance(ev, SourceStatus) and ev.kind != "info" and not (final and ev.kind == "stopped"):
+            print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
+        elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not final:
+            print(_alert_line(ev, state["now"]), file=err, flush=True)
+        elif isinstance(ev, EngineStats) and ev.t_s - state["last"] >= 5.0 and not final:
+            state["last"] = state["now"] = ev.t_s
+            print(
+                f"[{ev.t_s:7.1f} s] {ev.n_samples} samples, {ev.n_lost} lost ({ev.loss_pct:.1f} %), "
+                f"{ev.n_steps} steps",
+                file=err,
+                flush=True,
+            )
+
     def printer() -> None:
-        last = -10.0
-        now = -math.inf  # session time of the latest step or figures: when an alert is raised
         while not stop_printer.wait(0.5):
             for ev in sub.drain():
-                if isinstance(ev, Step):
-                    now = max(now, ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
-                    if print_steps:
-                        print(_step_line(ev), flush=True)
-                elif isinstance(ev, SourceStatus) and ev.kind != "info" and not quiet:
-                    print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
-                elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not quiet:
-                    print(_alert_line(ev, now), file=err, flush=True)
-                elif isinstance(ev, EngineStats) and not quiet and ev.t_s - last >= 5.0:
-                    last = now = ev.t_s
-                    print(
-                        f"[{ev.t_s:7.1f} s] {ev.n_samples} samples, {ev.n_lost} lost ({ev.loss_pct:.1f} %), "
-                        f"{ev.n_steps} steps",
-                        file=err,
-                        flush=True,
-                    )
+                show(ev)
 
     th = threading.Thread(target=printer, daemon=True)
     th.start()
@@ -194,10 +201,9 @@ def run_engine(
     finally:
         stop_printer.set()
         th.join(2.0)
-        # whatever the printer had not shown yet
+        # whatever the printer had not shown yet (the alerts still active are in the summary)
         for ev in sub.drain():
-            if isinstance(ev, Step) and print_steps:
-                print(_step_line(ev))
+            show(ev, final=True)
     st = engine.stats()
     if no_samples is not None and st.n_samples == 0:
         raise PelvimonError(no_samples)
@@ -209,4 +215,6 @@ def run_engine(
     )
     for a in alerts:
         print(f"  alert {a.t_start_s:.1f}-{(a.t_end_s or st.t_s):.1f} s: {a.message}")
+    if engine.ended_by_source:
+        raise PelvimonError(f"the session ended before its time: {engine.ended_by_source}")
     return 0

@@ -194,6 +194,8 @@ def run_session(args: argparse.Namespace, spec: str | None, *, title: str) -> in
         _report_recordings(list(engine.recordings), wanted=args.record and not engine.error)
         if engine.error:
             raise PelvimonError(f"the session ended with an error: {engine.error}")
+        if engine.ended_by_source:
+            raise PelvimonError(f"the session ended before its time: {engine.ended_by_source}")
         return 0
 
     from pelvimon.gui.app import dispose_window, ensure_app, run_window

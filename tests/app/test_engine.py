@@ -215,3 +215,29 @@ def test_a_time_limit_ends_the_session_while_the_link_is_down(tmp_path: Path) ->
     assert eng.t_s == 3.0 and 80 <= eng.n_samples <= 120  # 1 s at 104 Hz
     batches = [i for i in SessionReader(path).items() if isinstance(i, ImuBatch)]
     assert sum(len(b) for b in batches) == eng.n_samples and batches[-1].t_s[-1] < 1.2
+
+
+def test_a_sensor_that_turned_on_the_body_is_a_warning_not_a_crash() -> None:
+    """The pipeline's MountMoved becomes a warning status for the screens and the log (it was taken for a
+    gait-state change and raised AttributeError, ending live sessions and replays)."""
+    from types import SimpleNamespace
+
+    from pelvimon.dsp.pipeline import MountMoved
+    from pelvimon.engine import SessionAnalyzer, mount_moved_message
+
+    an = SessionAnalyzer(104.0)
+    out = an._after(SimpleNamespace(events=[MountMoved(31.5, 38.2)], motion=None, steps=[]))
+    assert out == [SourceStatus("warning", 31.5, mount_moved_message(38.2))]
+    assert "turned on the body" in out[0].message and "38°" in out[0].message
+
+
+def test_a_sensor_that_never_comes_back_ends_the_session_with_its_reason(tmp_path: Path) -> None:
+    """The source gives up reconnecting: the engine says why the session ended early (the command turns it
+    into an error); a session that ends at its time limit has no such reason."""
+    src = open_source("emulated:movesense?speed=50&disconnect_at=2&down_s=100000&seed=1", rate_hz=104)
+    eng = SessionEngine(src, record_to=None, seconds=600.0)
+    eng.run()
+    assert eng.ended_by_source is not None and eng.ended_by_source.startswith("gave up reconnecting")
+    ok = SessionEngine(open_source("emulated:movesense?speed=50&seed=1", rate_hz=104), record_to=None, seconds=3.0)
+    ok.run()
+    assert ok.ended_by_source is None

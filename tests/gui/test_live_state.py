@@ -209,3 +209,22 @@ def test_rich_panel_renders() -> None:
     console.print(render_rich(state))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "pelvic drop" in text and "ALERT" in text and "LEFT" in text
+
+
+def test_a_lost_sensor_and_a_warning_are_shown_with_the_figures() -> None:
+    """While the sensor is away the figures are those from before it went: the line says so, until it is
+    back; an analysis warning (the sensor turned on the body) is shown too."""
+    from pelvimon.sensors.source import SourceStatus
+
+    state = LiveState()
+    state.ingest(sim_events()[:200])
+    assert "SENSOR LOST" not in state.summary_line()
+    state.ingest([SourceStatus("disconnected", 20.0, "Movesense: link lost")])
+    assert "SENSOR LOST, figures from before: Movesense: link lost" in state.summary_line()
+    state.ingest([SourceStatus("reconnecting", 20.1, "reconnecting in 1 s")])
+    assert "SENSOR LOST, figures from before: reconnecting in 1 s" in state.summary_line()
+    assert "SENSOR LOST" in str(render_rich(state).renderable.renderables[0].renderable)
+    state.ingest([SourceStatus("connected", 23.0, "reconnected to Movesense")])
+    assert "SENSOR LOST" not in state.summary_line()
+    state.ingest([SourceStatus("warning", 40.0, "the sensor seems to have turned on the body")])
+    assert "WARNING: the sensor seems to have turned on the body" in state.summary_line()

@@ -237,7 +237,7 @@ def display_number(metric: str, value: float, signed: bool = False) -> str:
     while signed and value != 0.0 and abs(value) < 0.5 * 10.0**-digits and digits < base + 3:
         digits += 1
     text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-    return f"{0.0:.{digits}f}" if float(text) == 0.0 else text
+    return f"{0.0:.{base}f}" if float(text) == 0.0 else text  # (zero even so: at the metric's own digits)
 
 
 def format_value(metric: str, value: float) -> str:

@@ -160,7 +160,7 @@ class CadenceView(QtWidgets.QWidget):
         if cad.size:
             lo, hi = float(cad.min()), float(cad.max())
             mid = 0.5 * (lo + hi)
-            half = max(0.5 * (hi - lo) * 1.2, 5.0)
+            half = max(0.5 * (hi - lo) * 1.2, 10.0)  # (at least 20 spm: step-to-step scatter is not a trend)
             self.plot.getPlotItem().setYRange(mid - half, mid + half, padding=0)
 
 
@@ -268,7 +268,7 @@ class LiveWindow(QtWidgets.QMainWindow):
                         (self.ic_marks[(key, "L")], "left foot contact"),
                         (self.ic_marks[(key, "R")], "right foot contact"),
                     ],
-                    offset=(-5, 5),
+                    offset=(5, 5),  # (top left, over the oldest samples: the newest come in on the right)
                 )
             else:
                 p.setXLink(first)

@@ -121,7 +121,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             title=TRACES_TITLE, grid=True
         )
         legend = tp.addLegend(offset=(5, -5), labelTextSize="9pt", colCount=3)
-        legend.setBrush(pg.mkBrush(255, 255, 255))
+        legend.setBrush(pg.mkBrush(255, 255, 255, 170))  # (translucent: data under it stay visible)
         self.trace_curves = {}
         for key, name in (
             ("tilt", "tilt (anterior +)"),

@@ -103,7 +103,7 @@ def zero_line(plot: pg.PlotItem) -> pg.InfiniteLine:
 
 def side_legend(plot: pg.PlotItem, items: Sequence[tuple[pg.GraphicsObject, str]], offset=(5, 5)) -> pg.LegendItem:
     legend = plot.addLegend(offset=offset, labelTextSize="9pt")
-    legend.setBrush(pg.mkBrush(255, 255, 255))
+    legend.setBrush(pg.mkBrush(255, 255, 255, 170))  # (translucent: data under it stay visible)
     legend.setPen(pg.mkPen("#BBBBBB"))
     for item, label in items:
         legend.addItem(item, label)

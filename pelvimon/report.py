@@ -229,8 +229,8 @@ def figure_cpd_steps(a: SessionAnalysis) -> str:
             ax.axvline(s.t_ic_s, color="black", lw=0.8, ls=":")
     ax.set_xlabel("session time (s)")
     ax.set_ylabel("CPD (°)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # (above the axes: none of the dots under it)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -381,7 +381,8 @@ def _quality_html(a: SessionAnalysis) -> str:
     return '<ul id="quality">' + "".join(f"<li>{_e(x.replace('nan', 'n/a'))}</li>" for x in items) + "</ul>"
 
 
-def _meaning_html(a: SessionAnalysis) -> str:
+def _meaning_html(a: SessionAnalysis, sides_legend: bool = True) -> str:
+    """What the numbers mean; ``sides_legend``: with what left and right mean (not said under a table)."""
     cpd = a.asymmetry.get("cpd_deg")
     lines = []
     if cpd is not None:
@@ -393,8 +394,8 @@ def _meaning_html(a: SessionAnalysis) -> str:
             f"{cpd.diff_ci_low:+.1f}° to {cpd.diff_ci_high:+.1f}°). A larger drop in one stance phase can point at "
             "the hip abductors (gluteus medius) of that stance leg."
         )
+    lines += [SIDES_LEGEND] if sides_legend else []
     lines += [
-        SIDES_LEGEND,
         "How each step is measured: CPD is the largest drop of the swing side between the stance foot's strike "
         "and its toe-off, from the pelvis' side-to-side tilt (obliquity) at the strike. Obliquity, tilt "
         "(forward and backward) and rotation (turning about the vertical) ranges are the pelvis' range of "
@@ -503,8 +504,8 @@ def render_report(
             _img(
                 figure_spread(spread),
                 "Per-side spread",
-                "Per-side spread: each dot is one step (left stance blue, right stance orange); "
-                "boxes show the median and quartiles."
+                f"Per-side spread{' of the ' + a.gait + ' steps' if a.other_gaits and a.gait else ''}: each dot is "
+                "one step (left stance blue, right stance orange); boxes show the median and quartiles."
                 + (f" Not shown, without values: {', '.join(missing)} (no pelvis angles: see the data quality)."
                    if missing else ""),
             )  # fmt: skip
@@ -539,7 +540,7 @@ def render_report(
         "<h2>Data quality</h2>",
         _quality_html(a),
         "<h2>What the numbers mean</h2>",
-        _meaning_html(a),
+        _meaning_html(a, sides_legend=not sided),
         "</body></html>",
     ]
     return "\n".join(x for x in parts if x)

@@ -142,6 +142,7 @@ def test_report_numbers_match_analyze_json(session: dict, capsys: pytest.Capture
 def test_report_explains_and_cites(session: dict) -> None:
     joined = " ".join(parse(session["html"]).text)
     assert "Bramah" in joined and "2018" in joined and "not a diagnosis" in joined
+    assert joined.count("Left and right name the stance foot") == 1  # under the table, not again below
     assert "Data quality" in joined and "Asymmetry over time" in joined
 
 

@@ -290,7 +290,8 @@ def test_display_numbers_never_show_a_signed_zero_or_an_interval_reaching_zero()
     assert display_number("contact_time_s", 0.2624) == "262"
     assert display_number("impact_g", -0.0001, signed=True) == "-0.0001"
     assert display_number("tilt_range_deg", 0.002, signed=True) == "+0.002"  # [+0.002, +0.1] excludes zero
-    assert display_number("impact_g", -0.000001, signed=True) == "0.00000"  # three digits more at most
+    assert display_number("impact_g", -0.000001, signed=True) == "0.00"  # three digits more at most, then 0
+    assert display_number("tilt_range_deg", 0.00004, signed=True) == "0.0"  # not "0.0000"
 
 
 def test_alert_sentence_adds_up() -> None:

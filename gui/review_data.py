@@ -75,6 +75,8 @@ class ReviewData:
     obliquity_deg: np.ndarray
     rotation_deg: np.ndarray
     duration_s: float
+    calibration_state: str = "unknown"
+    """The mount calibration's state at the end of the samples (``"unknown"`` without samples)."""
 
     def step_arrays(self) -> dict[str, np.ndarray]:
         """Per-step columns: ``t_ic_s``, ``is_left``, ``usable`` and every float field of ``Step``."""
@@ -146,6 +148,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     parts_t: list[np.ndarray] = []
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []
+    calibration = "unknown"
     if batches and any(b.acc_mps2 is not None for b in batches):
         # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze
         pipe = GaitPipeline(rate_hz)
@@ -167,6 +170,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
                 )
         pipe.finish()
         computed = list(pipe.steps_)
+        calibration = str(pipe.calibration_.state_)
     t = np.concatenate(parts_t) if parts_t else np.zeros(0)
     ang = np.concatenate(parts_a) if parts_a else np.zeros((0, 3))
     steps = recorded_steps if recorded_steps else computed
@@ -186,4 +190,5 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
         obliquity_deg=ang[:, 1].copy(),
         rotation_deg=ang[:, 2].copy(),
         duration_s=float(t_end - t_start),
+        calibration_state=calibration,
     )

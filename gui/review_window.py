@@ -265,15 +265,29 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 r.blockSignals(False)
         self._show_range(float(lo), float(hi))
 
+    def _no_angles_why(self, t0: float, t1: float) -> str:
+        """Why the range ``[t0, t1]`` shows no pelvis angles, in a few words."""
+        from pelvimon.analysis import calibration_state_text
+
+        d = self.data
+        if t0 > d.duration_s:
+            return f"No samples in this range: the session ends at {d.duration_s:.1f} s"
+        valid = np.flatnonzero(np.isfinite(d.obliquity_deg))
+        if valid.size == 0:
+            if d.calibration_state in ("waiting_for_stillness", "gravity_known"):
+                return f"No pelvis angles: mount calibration {calibration_state_text(d.calibration_state).split(',')[0]}"
+            return "No pelvis angles in this session (no gyroscope, or no calibration)"
+        if t1 < d.t_s[valid[0]]:
+            return f"No pelvis angles yet: they start at {d.t_s[valid[0]]:.1f} s, once the sensor is calibrated"
+        return "No pelvis angles in this range: after a gap the orientation filter settles (up to 10 s)"
+
     def _show_range(self, t0: float, t1: float) -> None:
         d = self.data
         t, tilt, obl, rot = d.angles_between(t0, t1)
         self.trace_curves["tilt"].setData(t, tilt)
         self.trace_curves["obliquity"].setData(t, obl)
         self.trace_curves["rotation"].setData(t, rot)
-        title = TRACES_TITLE
-        if not np.isfinite(obl).any():
-            title = "No pelvis angles in this range (no gyroscope?)"
+        title = TRACES_TITLE if np.isfinite(obl).any() else self._no_angles_why(t0, t1)
         self.traces.getPlotItem().setTitle(title, size="11pt", color="#222222")
         cols = self.cols
         if d.steps:

@@ -115,9 +115,14 @@ _CALIBRATION_TEXT = {
 
 def calibration_text(q: Quality) -> str:
     """The mount calibration's outcome in words (the data-quality sections)."""
-    if q.calibrated_at_s is not None:
-        return f"done at {q.calibrated_at_s:.1f} s"
-    return _CALIBRATION_TEXT.get(q.calibration_state, q.calibration_state)
+    return calibration_state_text(q.calibration_state, q.calibrated_at_s)
+
+
+def calibration_state_text(state: str, at_s: float | None = None) -> str:
+    """The mount calibration's state (``MountCalibration.state_``) in words; ``at_s``: when it was done."""
+    if at_s is not None:
+        return f"done at {at_s:.1f} s"
+    return _CALIBRATION_TEXT.get(state, state)
 
 
 @dataclass(frozen=True)

@@ -196,3 +196,28 @@ def test_review_of_a_walk_and_a_run_names_the_gaits(qtbot, tmp_path) -> None:
     text = w._summary_text()
     assert "running cadence" in text and "Pelvic drop (running)" in text
     assert "Gait: walking" in text and "the per-side figures are those of the running steps" in text
+
+
+def test_an_empty_angle_panel_says_why(qtbot, sim_csv, tmp_path) -> None:
+    """Before the calibration, past the end of the session, and in a session never calibrated: the angle
+    panel names the reason instead of guessing at a missing gyroscope."""
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    w = ReviewWindow(load_review(sim_csv))
+    qtbot.addWidget(w)
+
+    def title() -> str:
+        return w.traces.getPlotItem().titleLabel.text
+
+    w.set_range(0.0, 3.0)
+    assert "No pelvis angles yet: they start at" in title() and "calibrated" in title()
+    w.set_range(200.0, 300.0)
+    assert "No samples in this range: the session ends at 40.0 s" in title()
+    w.set_range(25.0, 30.0)
+    assert "No " not in title()
+    stand = tmp_path / "stand.csv"
+    write_imu_csv(stand, simulate(SimParams(seconds=20, stand_s=20, seed=2)).batch)
+    ws = ReviewWindow(load_review(stand))
+    qtbot.addWidget(ws)
+    ws.set_range(5.0, 10.0)
+    assert "No pelvis angles: mount calibration not done" in ws.traces.getPlotItem().titleLabel.text

@@ -268,6 +268,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
     def _no_angles_why(self, t0: float, t1: float) -> str:
         """Why the range ``[t0, t1]`` shows no pelvis angles, in a few words."""
         from pelvimon.analysis import calibration_state_text
+        from pelvimon.dsp.orientation import OrientationParams
 
         d = self.data
         if t0 > d.duration_s:
@@ -275,11 +276,13 @@ class ReviewWindow(QtWidgets.QMainWindow):
         valid = np.flatnonzero(np.isfinite(d.obliquity_deg))
         if valid.size == 0:
             if d.calibration_state in ("waiting_for_stillness", "gravity_known"):
-                return f"No pelvis angles: mount calibration {calibration_state_text(d.calibration_state).split(',')[0]}"
+                outcome = calibration_state_text(d.calibration_state).split(",")[0]
+                return f"No pelvis angles: mount calibration {outcome}"
             return "No pelvis angles in this session (no gyroscope, or no calibration)"
         if t1 < d.t_s[valid[0]]:
             return f"No pelvis angles yet: they start at {d.t_s[valid[0]]:.1f} s, once the sensor is calibrated"
-        return "No pelvis angles in this range: after a gap the orientation filter settles (up to 10 s)"
+        settle = OrientationParams().settle_s
+        return f"No pelvis angles in this range: after a gap the orientation filter settles (up to {settle:g} s)"
 
     def _show_range(self, t0: float, t1: float) -> None:
         d = self.data

@@ -518,8 +518,8 @@ def render_report(
                 "Contralateral pelvic drop of every step over the session; dotted lines mark data gaps.",
             )  # fmt: skip
         )
-    trend = trend_series(a) if sided else {}
     if sided:
+        trend = trend_series(a)
         parts.append("<h2>Asymmetry over time</h2>")
         parts.append(
             _img(

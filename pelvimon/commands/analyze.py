@@ -288,7 +288,7 @@ def print_report(analysis: Any) -> None:
             con.print(bt.title, markup=False)
         starred = any(
             e["diff"]["credible"] or e["left"]["credible"] or e["right"]["credible"]
-            for e in analysis.baseline["metrics"].values()
+            for e in compared.values()
         )
         if starred:
             con.print("* the interval excludes zero", markup=False)

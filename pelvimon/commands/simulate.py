@@ -55,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--seconds", type=num, default=60.0, help="length in s, standing part included (default 60)"
     )
-    g.add_argument("--rate", type=num, default=200.0, help="sample rate in Hz (default 200)")
+    g.add_argument(
+        "--rate", type=_guards.rate_hz, default=200.0, help="sample rate in Hz, 20-2000 (default 200)"
+    )
     g.add_argument(
         "--gait", choices=("run", "walk"), default="run", help="run (flight) or walk (default run)"
     )

@@ -81,6 +81,7 @@ def test_simulate_a_session_of_bouts(tmp_path: Path, capsys) -> None:
         (["--cadence", "250"], "--cadence"),
         (["--cadence", "59"], "--cadence"),
         (["--rate", "0"], "--rate"),
+        (["--rate", "15"], "the gait analysis needs at least 20 Hz"),
         (["--cpd-left", "-1"], "--cpd-left"),
         (["--contact-time", "0.5"], "--contact-time"),
         (["--gait", "hop"], "--gait"),

@@ -77,6 +77,8 @@ class ReviewData:
     duration_s: float
     calibration_state: str = "unknown"
     """The mount calibration's state at the end of the samples (``"unknown"`` without samples)."""
+    t_first_s: float = 0.0
+    """Time of the first sample, s (0 without samples); the last is ``t_first_s + duration_s``."""
 
     def step_arrays(self) -> dict[str, np.ndarray]:
         """Per-step columns: ``t_ic_s``, ``is_left``, ``usable`` and every float field of ``Step``."""
@@ -191,4 +193,5 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
         rotation_deg=ang[:, 2].copy(),
         duration_s=float(t_end - t_start),
         calibration_state=calibration,
+        t_first_s=float(t_start),
     )

@@ -108,6 +108,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
             region.sigRegionChanged.connect(self._region_moved)
             self.regions.append(region)
             self.timeline_plots.append(p)
+        if first is not None:  # the whole session, the standing before and after the steps included
+            first.setXRange(*self.session_span(), padding=0.01)
         split.addWidget(self.timeline)
 
         # -- lower part: traces | distributions | stats, alerts, export
@@ -232,6 +234,17 @@ class ReviewWindow(QtWidgets.QMainWindow):
             "stance, <span style='color:#9E9E9E'>●</span> side uncertain or at a gap (not in the statistics)."
             "<br>Drag the grey band (or click an alert) to choose the range shown below." + warn
         )
+
+    def session_span(self) -> tuple[float, float]:
+        """First and last time of the session (its samples and steps), s; ``(0, 20)`` when it has neither."""
+        d = self.data
+        ends = [d.t_first_s, d.t_first_s + d.duration_s] if d.duration_s > 0 else []
+        t = np.concatenate([ends, self.cols["t_ic_s"] if d.steps else np.zeros(0)])
+        t = t[np.isfinite(t)]
+        if t.size == 0:
+            return (0.0, 20.0)
+        lo, hi = float(t.min()), float(t.max())
+        return (lo, hi if hi > lo else lo + 1.0)
 
     def _default_range(self) -> tuple[float, float]:
         d = self.data

@@ -221,3 +221,21 @@ def test_an_empty_angle_panel_says_why(qtbot, sim_csv, tmp_path) -> None:
     qtbot.addWidget(ws)
     ws.set_range(5.0, 10.0)
     assert "No pelvis angles: mount calibration not done" in ws.traces.getPlotItem().titleLabel.text
+
+
+def test_the_timeline_spans_the_whole_session_the_standing_included(qtbot, tmp_path) -> None:
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    batch = simulate(SimParams(seconds=60, stand_s=25, end_stand_s=15, rate_hz=104.0, seed=7)).batch
+    path = tmp_path / "long_stand.csv"
+    write_imu_csv(path, batch)
+    data = load_review(path)
+    w = ReviewWindow(data)
+    qtbot.addWidget(w)
+    t_steps = data.step_arrays()["t_ic_s"]
+    assert t_steps.min() > 20.0 and t_steps.max() < 50.0  # the steps leave out the standing at both ends
+    first, last = float(batch.t_s[0]), float(batch.t_s[-1])
+    assert w.session_span() == pytest.approx((first, last))
+    for p in w.timeline_plots:
+        lo, hi = p.viewRange()[0]
+        assert lo <= first + 0.5 and hi >= last - 0.5

@@ -25,6 +25,10 @@ TIMELINE = (
     ("cadence_spm", "Cadence (spm)", 1.0),
 )
 
+HIST_MIN_SPAN = {"cpd_deg": 2.0, "contact_time_s": 20.0}
+"""Narrowest value axis of the distributions, in their units (deg, ms): about twice the step-to-step
+spread of a steady runner, so that a tight distribution looks tight."""
+
 
 def _fmt(v: float, digits: int) -> str:
     if not math.isfinite(v):
@@ -160,6 +164,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             self.hists[metric] = w
             hist_box.addWidget(w)
             w.setProperty("scale", scale)
+            w.setProperty("min_span", HIST_MIN_SPAN[metric])
         low.addLayout(hist_box, 2)
 
         right = QtWidgets.QVBoxLayout()
@@ -347,8 +352,9 @@ class ReviewWindow(QtWidgets.QMainWindow):
             both = np.concatenate([vals["L"], vals["R"]])
             if both.size:
                 lo, hi = float(both.min()), float(both.max())
-                if hi - lo < 1e-9:
-                    lo, hi = lo - 0.5, hi + 0.5
+                # at least HIST_MIN_SPAN wide: a tight distribution does not fill the whole axis
+                pad = max(0.0, float(w.property("min_span")) - (hi - lo)) / 2.0
+                lo, hi = lo - pad, hi + pad
                 edges = np.linspace(lo, hi, 16)
             else:
                 edges = np.array([0.0, 1.0])

@@ -239,3 +239,24 @@ def test_the_timeline_spans_the_whole_session_the_standing_included(qtbot, tmp_p
     for p in w.timeline_plots:
         lo, hi = p.viewRange()[0]
         assert lo <= first + 0.5 and hi >= last - 0.5
+
+
+def test_a_tight_distribution_is_drawn_on_at_least_its_minimum_span(qtbot, sim_csv) -> None:
+    from pelvimon.gui.review_window import HIST_MIN_SPAN
+
+    data = load_review(sim_csv)
+    w = ReviewWindow(data)
+    qtbot.addWidget(w)
+    w.set_range(30.0, 31.0)  # three steps
+    cols = data.step_arrays()
+    sel = cols["usable"] & (cols["t_ic_s"] >= 30.0) & (cols["t_ic_s"] <= 31.0)
+    widened = 0
+    for metric, span in HIST_MIN_SPAN.items():
+        v = cols[metric][sel] * (1000.0 if metric == "contact_time_s" else 1.0)
+        v = v[np.isfinite(v)]
+        edges, counts = w.hist_curves[(metric, "L")].getData()
+        assert counts.sum() > 0
+        assert edges[-1] - edges[0] == pytest.approx(max(span, v.max() - v.min()))
+        assert edges[0] <= v.min() and edges[-1] >= v.max()
+        widened += v.max() - v.min() < span
+    assert widened

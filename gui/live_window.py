@@ -96,6 +96,7 @@ class SensorPanel(QtWidgets.QGroupBox):
         ):
             v = QtWidgets.QLabel("–")
             v.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            v.setWordWrap(True)  # (a sensor's name with its address is wider than the panel)
             self.values[key] = v
             form.addRow(label + ":", v)
         lay.addLayout(form)

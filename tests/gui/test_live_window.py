@@ -164,3 +164,19 @@ def test_record_toggle_on_a_real_engine(qtbot, tmp_path, monkeypatch) -> None:
     reader = SessionReader(path)
     items = list(reader.items())
     assert reader.complete and any(type(i).__name__ == "ImuBatch" for i in items)
+
+
+def test_a_long_sensor_name_is_shown_whole(qtbot) -> None:
+    w, eng = _window(qtbot)
+    name = "Movesense 220330000123 (C2:DE:F5:B1:7B:00) on the left belt clip"
+    eng.info = dataclasses.replace(eng.info, name=name)
+    w.resize(1400, 900)
+    w.show()
+    w.tick()
+    qtbot.waitExposed(w)
+    label = w.panel.values["device"]
+    assert label.text() == name
+    one_line = label.fontMetrics().horizontalAdvance(name)
+    assert one_line > label.width()  # too wide for one line of the panel: it must wrap
+    assert label.wordWrap()
+    qtbot.waitUntil(lambda: 0 < label.heightForWidth(label.width()) <= label.height(), timeout=3000)

@@ -149,7 +149,7 @@ class CadenceView(QtWidgets.QWidget):
         lay.addWidget(self.now)
         self.plot = pg.PlotWidget()
         p = self.plot.getPlotItem()
-        style_plot(p, left="Cadence (steps/min)", bottom="Session time (s)", title="Cadence trend, last 2 min")
+        style_plot(p, left="Cadence (steps/min)", bottom="Session time (s)", title="Cadence trend, last 2 min (8 steps)")
         p.setMouseEnabled(False, False)
         p.hideButtons()
         self.curve = p.plot(pen=pen("#222222"))

@@ -344,13 +344,20 @@ class LiveState:
         c = c[np.isfinite(c)][-n_steps:]
         return _harmonic_mean(c) if c.size else math.nan
 
-    def cadence_trend(self, seconds: float = 120.0) -> tuple[np.ndarray, np.ndarray]:
-        """``(t_ic_s, cadence_spm)`` of the steps of :meth:`_cadence_steps` of the last ``seconds``."""
+    def cadence_trend(self, seconds: float = 120.0, n_steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``(t_ic_s, cadence_spm)`` over the last ``seconds``: at each step of :meth:`_cadence_steps`, the
+        cadence of it and the ``n_steps - 1`` before it, as :meth:`cadence_now` gives it at that step (a
+        single step's cadence swings with every left/right difference of step time)."""
         s = self._cadence_steps()
+        s = s[np.isfinite(s[:, _S_CAD])]
         if s.shape[0] == 0:
             return np.zeros(0), np.zeros(0)
-        keep = (s[:, _S_T] >= s[-1, _S_T] - seconds) & np.isfinite(s[:, _S_CAD])
-        return s[keep, _S_T].copy(), s[keep, _S_CAD].copy()
+        first = int(np.searchsorted(s[:, _S_T], s[-1, _S_T] - seconds, side="left"))
+        # each kept step's window: it and up to n_steps - 1 steps before it
+        i = np.arange(first, s.shape[0])
+        lo = np.maximum(i - n_steps + 1, 0)
+        step_min = np.concatenate([[0.0], np.cumsum(1.0 / s[:, _S_CAD])])  # running sum of step times, min
+        return s[first:, _S_T].copy(), (i + 1 - lo) / (step_min[i + 1] - step_min[lo])
 
     def step_marks(self, side: str) -> np.ndarray:
         """Initial-contact times of ``side``'s steps within the angle window, s."""

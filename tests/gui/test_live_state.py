@@ -96,6 +96,24 @@ def test_cadence_does_not_need_the_side() -> None:
     assert t.size > 20
 
 
+def test_the_cadence_trend_is_the_cadence_of_the_last_8_steps_at_each_step() -> None:
+    _, events = _ingested()
+    steps = [e for e in events if isinstance(e, Step)]
+    state = LiveState(rate_hz=208.0)
+    state.ingest(steps)
+    t, c = state.cadence_trend(seconds=30.0)
+    assert t[-1] - t[0] <= 30.0 and t.size > 40
+    assert c[-1] == pytest.approx(state.cadence_now())
+    used = state._cadence_steps()
+    for k in (0, t.size // 2, t.size - 1):
+        j = int(np.flatnonzero(used[:, 0] == t[k])[0])
+        window = used[max(j - 7, 0) : j + 1, 4]  # (the steps' cadence column)
+        assert c[k] == pytest.approx(8 / np.sum(1.0 / window))
+    # smoother than single steps: the runner's left/right step times differ
+    single = used[np.isin(used[:, 0], t), 4]
+    assert np.std(np.diff(c)) < 0.5 * np.std(np.diff(single))
+
+
 def test_alerts_start_and_end() -> None:
     events = sim_events()
     state = LiveState()

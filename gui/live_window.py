@@ -130,7 +130,7 @@ class SensorPanel(QtWidgets.QGroupBox):
 
 
 class CadenceView(QtWidgets.QWidget):
-    """Cadence now (big number) and per-step cadence over the last two minutes."""
+    """Cadence now (big number) and its trend (the 8-step cadence at each step) over the last two minutes."""
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)

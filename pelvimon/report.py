@@ -30,7 +30,7 @@ from pelvimon.analysis import (
     calibration_text,
 )
 from pelvimon.dashboard import SIDE_COLORS
-from pelvimon.dsp.alerts import display_number, figures_note, metric_label
+from pelvimon.dsp.alerts import AlertRule, display_number, figures_note, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
 
 BRAMAH_2018 = (
@@ -150,7 +150,7 @@ def figure_spread(values: Mapping[str, list[np.ndarray]]) -> str:
 
 
 def _rolling_series(rolling: Sequence[tuple[float, list[Any]]], metric: str) -> tuple[np.ndarray, ...]:
-    t, d, lo, hi = [], [], [], []
+    t, d, lo, hi, mid = [], [], [], [], []
     for ts, current in rolling:
         x = next((z for z in current if z.metric == metric), None)
         t.append(ts)
@@ -158,21 +158,39 @@ def _rolling_series(rolling: Sequence[tuple[float, list[Any]]], metric: str) -> 
             d.append(math.nan)
             lo.append(math.nan)
             hi.append(math.nan)
+            mid.append(math.nan)
         elif metric == "contact_time_s":
             b, bl, bh = contact_time_balance_pct(x)
             d.append(b)
             lo.append(bl)
             hi.append(bh)
+            mid.append(50.0)
         else:
             k, _ = _scale(metric)
             d.append(x.diff * k)
             lo.append(x.diff_ci_low * k)
             hi.append(x.diff_ci_high * k)
-    return tuple(np.asarray(v, dtype=np.float64) for v in (t, d, lo, hi))
+            mid.append(0.5 * (x.left_mean + x.right_mean) * k)
+    return tuple(np.asarray(v, dtype=np.float64) for v in (t, d, lo, hi, mid))
+
+
+def diff_threshold(rule: AlertRule, mid: np.ndarray, k: float = 1.0) -> np.ndarray:
+    """The smallest ``|L - R|`` (scaled by ``k``) at which ``rule`` starts an alert, at each point of a
+    series whose mean of both sides (scaled) is ``mid``: ``enter`` for a "diff" rule, ``enter`` % of the
+    mean for an "si" rule (a line that follows the runner's own level), and never under ``min_diff``.
+    NaN where there is no mean; not for "balance" rules (their band is on the balance axis)."""
+    if rule.kind == "diff":
+        thr = np.full(mid.shape, rule.enter * k)
+    elif rule.kind == "si":
+        thr = rule.enter / 100.0 * np.abs(mid)
+    else:
+        raise ValueError(f"a {rule.kind!r} rule has no threshold on L - R")
+    return np.where(np.isfinite(mid), np.maximum(thr, rule.min_diff * k), np.nan)
 
 
 def trend_series(a: SessionAnalysis) -> dict[str, tuple[np.ndarray, ...]]:
-    """The series of the trend figure, ``(t, value, ci_low, ci_high)`` per metric: :data:`TREND_METRICS` and
+    """The series of the trend figure, ``(t, value, ci_low, ci_high, mid)`` per metric (``mid``: the mean of
+    both sides, for the thresholds that follow it; 50 % for the contact-time balance): :data:`TREND_METRICS` and
     every other metric that raised an alert, those with at least one value (a rolling comparison needs
     ``min_steps_per_side`` steps a side, and pelvis angles a gyroscope)."""
     alerted = {al.metric for al in a.alerts}
@@ -188,7 +206,7 @@ def figure_trend(a: SessionAnalysis, series: Mapping[str, tuple[np.ndarray, ...]
     plt = _pyplot()
     fig, axes = plt.subplots(len(series), 1, figsize=(11, 2.1 * len(series) + 0.5), sharex=True,
                              layout="constrained", squeeze=False)  # fmt: skip
-    for ax, (m, (t, d, lo, hi)) in zip(axes[:, 0], series.items(), strict=True):
+    for ax, (m, (t, d, lo, hi, mid)) in zip(axes[:, 0], series.items(), strict=True):
         rule = a.config.alerts.rules.get(m)
         if m == "contact_time_s":
             ax.axhline(50.0, color="grey", lw=0.8)
@@ -198,9 +216,14 @@ def figure_trend(a: SessionAnalysis, series: Mapping[str, tuple[np.ndarray, ...]
         else:
             k, unit = _scale(m)
             ax.axhline(0.0, color="grey", lw=0.8)
-            if rule is not None and rule.kind == "diff":
+            if rule is not None and rule.enabled and rule.kind == "diff":
                 for sgn in (1, -1):
-                    ax.axhline(sgn * rule.enter * k, color=ALERT_COLOUR, lw=0.8, ls="--")
+                    ax.axhline(sgn * float(diff_threshold(rule, np.zeros(1), k)[0]), color=ALERT_COLOUR, lw=0.8,
+                               ls="--")  # fmt: skip
+            elif rule is not None and rule.enabled and rule.kind == "si" and t.size:
+                thr = diff_threshold(rule, mid, k)
+                for sgn in (1, -1):
+                    ax.plot(t, sgn * thr, color=ALERT_COLOUR, lw=0.8, ls="--")
             ax.set_ylabel(f"L−R\n({unit})", fontsize=9)
         if t.size:
             ax.fill_between(t, lo, hi, color="#555", alpha=0.25, lw=0)

@@ -263,3 +263,34 @@ def test_report_draws_only_panels_with_values() -> None:
     assert few.summary()["n_steps_used"] > 0 and trend_series(few) == {}
     joined = " ".join(parse(render_report(few, title="short")).text)
     assert "No rolling comparison: it needs 8 usable steps a side" in joined
+
+
+def test_the_trend_thresholds_are_where_the_alert_rules_start() -> None:
+    """The dashed lines of the trend figure: an "si" rule's follows the mean of both sides (10 % of the
+    runner's own tilt range), a "diff" rule's is flat; a credible difference past the line starts an alert."""
+    from pelvimon.analysis import analyze_batches
+    from pelvimon.dsp.alerts import start_condition
+    from pelvimon.report import _scale, diff_threshold, trend_series
+
+    a = analyze_batches([simulate(SimParams(seconds=90, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=5)).batch],
+                        name="s.csv")  # fmt: skip
+    series = trend_series(a)
+    rules = a.config.alerts.rules
+    assert rules["tilt_range_deg"].kind == "si" and rules["cpd_deg"].kind == "diff"
+    checked = 0
+    for m in ("tilt_range_deg", "rotation_range_deg", "cpd_deg"):
+        t, d, lo, hi, mid = series[m]
+        k, _ = _scale(m)
+        thr = diff_threshold(rules[m], mid, k)
+        if rules[m].kind == "si":
+            ok = np.isfinite(mid)
+            np.testing.assert_allclose(thr[ok], np.maximum(0.1 * np.abs(mid[ok]), rules[m].min_diff * k))
+            assert np.ptp(thr[ok]) > 0  # it follows the runner's level
+        for (ts, current), thr_i in zip(a.rolling, thr, strict=True):
+            x = next((z for z in current if z.metric == m), None)
+            if x is None or not np.isfinite(thr_i) or abs(abs(x.diff * k) - thr_i) < 1e-9 * thr_i:
+                continue
+            credible = x.diff_ci_low > 0 or x.diff_ci_high < 0
+            assert start_condition(rules[m], x) == (credible and abs(x.diff * k) > thr_i), (m, ts)
+            checked += 1
+    assert checked > 100

@@ -49,6 +49,11 @@ from ._lowpass import Lowpass, butter_lowpass_sos
 
 __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
 
+MIN_RATE_HZ = 20.0
+"""Lowest sample rate the detector takes, Hz."""
+RATE_TOLERANCE = 1e-6
+"""Relative slack of :data:`MIN_RATE_HZ`: time stamps rounded to their last digit give 20 Hz as 19.99999999."""
+
 FC_RISE_SHARE = 0.27
 """Walking final contact: the window after the next step's loading peak, as a share of the step, in which
 the steepest rise of ``a_v`` is the trailing foot's toe-off (about 0.15 s at 110 steps/min)."""
@@ -217,8 +222,8 @@ class EventParams:
 
     def validate(self, rate_hz: float) -> None:
         """Raise ``ValueError`` with a one-line reason if the parameters do not fit ``rate_hz``."""
-        if not (np.isfinite(rate_hz) and rate_hz >= 20):
-            raise ValueError(f"rate_hz must be a number >= 20 Hz for gait events, got {rate_hz}")
+        if not (np.isfinite(rate_hz) and rate_hz >= MIN_RATE_HZ * (1.0 - RATE_TOLERANCE)):
+            raise ValueError(f"rate_hz must be a number >= {MIN_RATE_HZ:g} Hz for gait events, got {rate_hz}")
         if not (0 < self.gravity_hz < 2 and 2 <= self.lowpass_hz):
             raise ValueError("gravity_hz must be in (0, 2) Hz and lowpass_hz >= 2 Hz")
         if not (0 < self.min_step_s < self.max_step_s <= 3):

@@ -147,6 +147,21 @@ class ImuBatch:
         )
 
 
+def span_rate_hz(batches: list[ImuBatch]) -> float | None:
+    """The sample rate of batches without gaps inside them: their samples' intervals over the time they
+    span, ``sum(len - 1) / sum(t_last - t_first)``, Hz (:func:`median_rate_hz` where no batch spans time).
+
+    Unlike the median interval, this is right for time stamps rounded to whole milliseconds (400 Hz read as
+    intervals of 2 and 3 ms, whose median is 3 ms: 333 Hz) and for skewed host-time jitter, as long as the
+    batches are cut at every gap (:func:`pelvimon.sensors.csv_source.split_at_gaps`).
+    """
+    n = sum(len(b) - 1 for b in batches if len(b) > 1)
+    span = sum(float(b.t_s[-1] - b.t_s[0]) for b in batches if len(b) > 1)
+    if n > 0 and span > 0:
+        return n / span
+    return median_rate_hz(batches)
+
+
 def median_rate_hz(batches: list[ImuBatch]) -> float | None:
     """The sample rate the time stamps of a stream's batches give: one over the median interval between
     samples within a batch (a batch after a gap starts afresh, so no gap counts as an interval), Hz.

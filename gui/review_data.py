@@ -21,6 +21,7 @@ from pelvimon.analysis import (
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
+    check_rate,
     open_input,
     read_source,
     sample_span_s,
@@ -152,7 +153,8 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     computed: list[Step] = []
     calibration = "unknown"
     if batches and any(b.acc_mps2 is not None for b in batches):
-        # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze
+        # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze, in its range
+        check_rate(p.name, rate_hz)
         pipe = GaitPipeline(rate_hz)
         for b in batches:
             if b.acc_mps2 is None or not len(b):

@@ -48,7 +48,7 @@ from pelvimon.dsp.asymmetry import (
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
 from pelvimon.file_kinds import is_session_file
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 from pelvimon.sensors.source import Source
 
 _T = TypeVar("_T")
@@ -525,7 +525,7 @@ class InputSamples:
         In order; a batch after lost samples has ``gap_before``.
     rate_hz : float
         The nominal sample rate the analysis runs at: the source's (a session file's recorded rate), else the
-        time stamps' (:func:`~pelvimon.firmware_protocols.batch.median_rate_hz`), Hz.
+        time stamps' (:func:`~pelvimon.firmware_protocols.batch.span_rate_hz`), Hz.
     measured_hz : float
         The sample rate of the time stamps, Hz.
     """
@@ -617,7 +617,7 @@ def read_source(source: Source) -> InputSamples:
         meta = info.metadata
         check_units(batches, str(meta.get("acc_unit", "mps2")), str(meta.get("gyr_unit", "rads")), info.name)
     stated = float(info.rate_hz) if info.rate_hz and math.isfinite(info.rate_hz) and info.rate_hz > 0 else None
-    # a CSV source states the rate of its time stamps (the median interval within the parts between gaps)
+    # a CSV source states the rate of its time stamps (their intervals over the time the parts between gaps span)
     measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured
     return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured)
@@ -679,7 +679,7 @@ def check_units(batches: Sequence[ImuBatch], acc_unit: str, gyr_unit: str, name:
 
 
 def _rate_hz(batches: Sequence[ImuBatch], name: str = "") -> float:
-    rate = median_rate_hz(list(batches))
+    rate = span_rate_hz(list(batches))
     if rate is None:
         where = f"{name}: " if name else ""
         raise PelvimonError(f"{where}cannot tell the sample rate: the input needs at least two increasing times")
@@ -687,7 +687,7 @@ def _rate_hz(batches: Sequence[ImuBatch], name: str = "") -> float:
 
 
 MIN_RATE_HZ = 20.0
-"""Lowest sample rate the gait analysis takes (the event detector's), Hz."""
+"""Lowest sample rate the gait analysis takes (the event detector's, ``dsp.events.MIN_RATE_HZ``), Hz."""
 MAX_RATE_HZ = 2000.0
 """Highest sample rate analysed (sensors stream up to 1666 Hz; the buffers grow with the rate), Hz."""
 
@@ -984,19 +984,37 @@ def sample_span_s(batches: Sequence[ImuBatch]) -> tuple[float, float]:
     return float(times[0][0]), float(times[-1][-1])
 
 
+_RATE_TOLERANCE = 1e-6
+"""Relative slack of the rate limits, the event detector's (``dsp.events.RATE_TOLERANCE``): time stamps
+rounded to their last digit give 20 Hz as 19.99999999."""
+
+
+def check_rate(name: str, rate_hz: float) -> None:
+    """Refuse a sample rate outside :data:`MIN_RATE_HZ`-:data:`MAX_RATE_HZ` (the rate the time stamps give),
+    with what to check.
+
+    Raises
+    ------
+    PelvimonError
+        The rate is out of range, or not a number.
+    """
+    lo, hi = MIN_RATE_HZ * (1.0 - _RATE_TOLERANCE), MAX_RATE_HZ * (1.0 + _RATE_TOLERANCE)
+    if not lo <= rate_hz <= hi:
+        raise PelvimonError(
+            f"{name}: the time stamps give a sample rate of {rate_hz:.4g} Hz; pelvimon analyses "
+            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): "
+            + ("if the sensor sampled faster, check that the time column is in seconds (not ms, µs or ns)"
+               if rate_hz < lo else "check that the time column is in seconds")
+        )
+
+
 def analyze_samples(
     samples: InputSamples, config: Config | None = None, *, baseline: Baseline | None = None
 ) -> SessionAnalysis:
     """The whole analysis of the samples a source gave (:func:`read_source`)."""
     cfg = config if config is not None else Config()
     name, batches, use_hz = samples.name, samples.batches, samples.rate_hz
-    if not MIN_RATE_HZ <= use_hz <= MAX_RATE_HZ:
-        raise PelvimonError(
-            f"{name}: the time stamps give a sample rate of {use_hz:.4g} Hz; pelvimon analyses "
-            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): "
-            + ("if the sensor sampled faster, check that the time column is in seconds (not ms)"
-               if use_hz < MIN_RATE_HZ else "check that the time column is in seconds")
-        )
+    check_rate(name, use_hz)
     with _gc_paused():
         run = run_pipeline(batches, use_hz)
     t0, t1 = sample_span_s(batches)

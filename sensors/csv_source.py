@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
-from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, median_rate_hz
+from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 
 from .source import Source, SourceEvent, SourceInfo, SourceStatus, gap_status
 
@@ -582,8 +582,8 @@ class CsvSource(Source):
     async def open(self) -> None:
         batch = await asyncio.to_thread(read_imu_csv, self.path, self.columns, self.acc_unit, self.gyr_unit)
         self.batch = batch
-        # cut where the time column jumps (lost samples): the sample rate is the median interval within the
-        # parts, and the pipeline bridges or restarts at the cuts
+        # cut where the time column jumps (lost samples): the sample rate is that of the parts between the
+        # cuts (their intervals over their span), and the pipeline bridges or restarts at the cuts
         self._parts = split_at_gaps(batch)
         for before, part in zip(self._parts[:-1], self._parts[1:], strict=True):
             t0, t1 = float(before.t_s[-1]), float(part.t_s[0])
@@ -592,7 +592,7 @@ class CsvSource(Source):
                     "%s: the time column jumps by %.6g s after t = %.6g s; taken as lost samples (if the file "
                     "joins separate recordings, analyse them apart)", self.path.name, t1 - t0, t0,
                 )
-        rate = median_rate_hz(self._parts) or 0.0
+        rate = span_rate_hz(self._parts) or 0.0
         meta: dict[str, Any] = {"samples": len(batch), "acc_unit": self.acc_unit, "gyr_unit": self.gyr_unit}
         if self.columns:
             meta["columns"] = dict(self.columns)

@@ -487,6 +487,37 @@ def test_a_time_column_not_in_seconds_is_one_line(tmp_path: Path, capsys: pytest
     assert code == 1 and err.count("\n") == 1 and shown in err and "check that the time column is in seconds" in err
 
 
+@pytest.mark.parametrize("rate", [400.0, 208.0, 104.0])
+def test_time_stamps_rounded_to_milliseconds_give_the_true_rate_and_angles(tmp_path: Path, rate: float) -> None:
+    """Whole-millisecond stamps (a logger's millis(), a spreadsheet's export): at 400 Hz the intervals are 2
+    and 3 ms, whose median (3 ms) read the rate as 333 Hz and made every angle a fifth too large."""
+    import pandas as pd
+
+    from pelvimon.analysis import analyze_file
+
+    exact = tmp_path / "exact.csv"
+    write_imu_csv(exact, simulate(SimParams(seconds=40, rate_hz=rate, cpd_left_deg=8.0, cpd_right_deg=5.0,
+                                            seed=1)).batch)  # fmt: skip
+    d = pd.read_csv(exact)
+    d["t_s"] = d["t_s"].round(3)
+    rounded = tmp_path / "rounded.csv"
+    d.to_csv(rounded, index=False)
+    a, b = analyze_file(exact), analyze_file(rounded)
+    assert b.quality.rate_hz == pytest.approx(rate, rel=1e-3)
+    assert b.quality.n_gap_events == 0 and b.quality.n_samples_lost == 0
+    for m in ("cpd_deg", "rotation_range_deg"):
+        for side in (0, 1):
+            assert b.side_stats[m][side].mean == pytest.approx(a.side_stats[m][side].mean, abs=0.1)
+
+
+def test_a_rate_of_exactly_20_hz_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The time stamps of 20 Hz give 19.99999999 Hz: the lowest rate is taken with a hair of slack."""
+    p = tmp_path / "r20.csv"
+    write_imu_csv(p, simulate(SimParams(seconds=40, rate_hz=20.0, seed=2, errors=False, variability=False)).batch)
+    code, out, err = run_cli(capsys, str(p))
+    assert code == 0 and "at 20.0 Hz" in out, err
+
+
 def _rescaled(src: Path, dst: Path, acc: float, gyr: float) -> Path:
     import pandas as pd
 

@@ -260,3 +260,18 @@ def test_a_tight_distribution_is_drawn_on_at_least_its_minimum_span(qtbot, sim_c
         assert edges[0] <= v.min() and edges[-1] >= v.max()
         widened += v.max() - v.min() < span
     assert widened
+
+
+@pytest.mark.parametrize(("factor", "shown"), [(1000.0, "rate of 0.104 Hz"), (1 / 20, "rate of 2080 Hz")])
+def test_review_refuses_the_rates_analyze_refuses(tmp_path, factor: float, shown: str) -> None:
+    """Times in ms (a rate of 0.1 Hz) or a rate past 2000 Hz: the same one-line refusal as analyze, not
+    the event detector's own message or a review of a few wrong steps."""
+    from pelvimon.errors import PelvimonError
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    batch = simulate(SimParams(seconds=30, rate_hz=104.0, seed=3)).batch
+    path = tmp_path / "scaled.csv"
+    write_imu_csv(path, batch.__class__(t_s=batch.t_s * factor, acc_mps2=batch.acc_mps2, gyr_rads=batch.gyr_rads))
+    with pytest.raises(PelvimonError, match="check that the time column is in seconds") as err:
+        load_review(path)
+    assert shown in str(err.value) and "\n" not in str(err.value)

@@ -472,6 +472,10 @@ class LiveWindow(QtWidgets.QMainWindow):
         info = getattr(eng, "info", None) if eng is not None else None
         if info is not None:
             v["device"].setText(info.name or "–")
+            # a wrapped name's lines: a form layout does not always grow its row for them by itself
+            need = v["device"].heightForWidth(v["device"].width())
+            if need > 0 and need != v["device"].minimumHeight():
+                v["device"].setMinimumHeight(need)
             v["protocol"].setText(info.protocol or "–")
             v["rate"].setText(_fmt(info.rate_hz, 0, " Hz"))
         v["battery"].setText(_fmt(st.stat("battery_pct"), 0, " %"))

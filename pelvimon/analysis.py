@@ -103,6 +103,19 @@ NO_ANGLES_WHY = (
 )
 """Why a step has no pelvis angles (for the data-quality sections)."""
 
+NO_GYROSCOPE_NOTE = (
+    "No gyroscope in the input: the pelvis angles (pelvic drop, obliquity, tilt and rotation) need one, so they "
+    "are n/a and no alert watches them; the contact, step and flight times, the vertical oscillation and the "
+    "impact come from the accelerometer."
+)
+"""Said under the left/right tables of an input without gyroscope columns (its angle rows are n/a)."""
+
+
+def no_angles_why(q: Quality) -> str:
+    """Why steps have no pelvis angles, for the data-quality sections: :data:`NO_ANGLES_WHY`, or that the
+    input has no gyroscope."""
+    return "the input has no gyroscope" if q.has_gyroscope is False else NO_ANGLES_WHY
+
 _CALIBRATION_TEXT = {
     "waiting_for_stillness": "not done: the recording has neither a still stand nor enough steady gait to find "
     "gravity from, so there are no pelvis angles",
@@ -144,6 +157,8 @@ class Quality:
     n_steps_no_angles: int
     mean_laterality_confidence: float
     min_laterality_confidence: float
+    has_gyroscope: bool | None = None
+    """Whether the samples had gyroscope channels (None: only the steps are known)."""
 
     @property
     def share_steps_flagged(self) -> float:
@@ -1031,6 +1046,7 @@ def analyze_samples(
         calibration_state=run.calibration_state,
         calibrated_at_s=run.calibrated_at_s,
         **_step_counts(table, cfg),
+        has_gyroscope=any(b.gyr_rads is not None for b in batches if len(b)),
     )
     return analyze_steps(table, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
 

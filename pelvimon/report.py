@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from pelvimon.analysis import (
-    NO_ANGLES_WHY,
+    NO_GYROSCOPE_NOTE,
     SIDES_LEGEND,
     GaitPart,
     SessionAnalysis,
     all_steps_rows,
     applies,
     calibration_text,
+    no_angles_why,
 )
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import AlertRule, display_number, figures_note, metric_label
@@ -393,7 +394,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
         f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
         "gap and were left out.",
-        f"Mount calibration: {cal}. Steps without pelvis angles ({NO_ANGLES_WHY}): {q.n_steps_no_angles}.",
+        f"Mount calibration: {cal}. Steps without pelvis angles ({no_angles_why(q)}): {q.n_steps_no_angles}.",
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
         "out.",
@@ -418,6 +419,7 @@ def _meaning_html(a: SessionAnalysis, sides_legend: bool = True) -> str:
             "the hip abductors (gluteus medius) of that stance leg."
         )
     lines += [SIDES_LEGEND] if sides_legend else []
+    lines += [NO_GYROSCOPE_NOTE] if a.quality.has_gyroscope is False else []
     lines += [
         "How each step is measured: CPD is the largest drop of the swing side between the stance foot's strike "
         "and its toe-off, from the pelvis' side-to-side tilt (obliquity) at the strike. Obliquity, tilt "

@@ -208,7 +208,7 @@ def print_report(analysis: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND, calibration_text
+    from pelvimon.analysis import NO_GYROSCOPE_NOTE, SIDES_LEGEND, calibration_text, no_angles_why
     from pelvimon.dsp.alerts import figures_note, metric_label
 
     class _Console(Console):
@@ -254,6 +254,8 @@ def print_report(analysis: Any) -> None:
                          f"cadence {o['cadence_spm']:.1f} steps/min)")
     if s["n_steps_used"] or any(o["n_steps_used"] for o in s["other_gaits"].values()):
         con.print(SIDES_LEGEND, markup=False)
+    if q.has_gyroscope is False:
+        con.print(NO_GYROSCOPE_NOTE, markup=False)
     con.print()
     if analysis.alerts:
         con.print("[bold]Alerts[/bold]")
@@ -303,7 +305,7 @@ def print_report(analysis: Any) -> None:
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
         f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side"
         + (f" ({100 * q.share_steps_flagged:.1f} % flagged)" if math.isfinite(q.share_steps_flagged) else ""),
-        f"steps without pelvis angles: {q.n_steps_no_angles} ({NO_ANGLES_WHY})",
+        f"steps without pelvis angles: {q.n_steps_no_angles} ({no_angles_why(q)})",
     ]
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)

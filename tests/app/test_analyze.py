@@ -680,3 +680,28 @@ def test_an_unfinished_calibration_is_explained(capsys: pytest.CaptureFixture[st
     flat = " ".join(out.split())
     assert code == 0 and "calibration: not done: gravity was found, not yet the forward direction" in flat
     assert "gravity_known" not in flat
+
+
+def test_an_input_without_gyroscope_says_why_the_angles_are_missing(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    """Accelerometer only: the angle rows are n/a, and the output says it is for want of a gyroscope (the
+    n/a legend alone reads as too few steps, and "no alerts" as no asymmetry); with a gyroscope, no note."""
+    from pelvimon.report import render_report
+
+    batch = simulate(SimParams(seconds=40, cpd_left_deg=8.0, cpd_right_deg=4.0, seed=6)).batch
+    acc_only = tmp_path / "acc.csv"
+    write_imu_csv(acc_only, ImuBatch(t_s=batch.t_s, acc_mps2=batch.acc_mps2))
+    both = tmp_path / "both.csv"
+    write_imu_csv(both, batch)
+    code, out, _ = run_cli(capsys, str(acc_only), "--json")
+    assert code == 0 and no_nan(out)["quality"]["has_gyroscope"] is False
+    code, out, _ = run_cli(capsys, str(acc_only))
+    flat = " ".join(out.split())
+    assert code == 0 and "No gyroscope in the input: the pelvis angles (pelvic drop" in flat
+    assert "steps without pelvis angles: " in flat and "(the input has no gyroscope)" in flat
+    a = analyze_batches([ImuBatch(t_s=batch.t_s, acc_mps2=batch.acc_mps2)], name="acc.csv")
+    assert "No gyroscope in the input" in render_report(a, title="acc")
+    code, out, _ = run_cli(capsys, str(both))
+    assert code == 0 and "No gyroscope" not in out and "(the input has no gyroscope)" not in out
+    code, out, _ = run_cli(capsys, str(both), "--json")
+    assert no_nan(out)["quality"]["has_gyroscope"] is True

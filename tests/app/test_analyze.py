@@ -705,3 +705,24 @@ def test_an_input_without_gyroscope_says_why_the_angles_are_missing(capsys: pyte
     assert code == 0 and "No gyroscope" not in out and "(the input has no gyroscope)" not in out
     code, out, _ = run_cli(capsys, str(both), "--json")
     assert no_nan(out)["quality"]["has_gyroscope"] is True
+
+
+def test_a_hole_in_a_session_file_without_gap_flag_is_a_gap(recordings: dict, tmp_path: Path) -> None:
+    """Samples missing from a session file with no gap flag on the batch after them (a damaged disk page
+    skipped, a recording paused): a gap, not one step of 12 s in the statistics."""
+    from pelvimon.analysis import analyze_file
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    b = recordings["asym"].batch
+    chunks = [b.slice(i, min(i + 40, len(b))) for i in range(0, len(b), 40)]
+    k = len(chunks) // 2
+    path = tmp_path / "hole.mcap"
+    with SessionWriter(path, SourceInfo(name="sim", protocol="pelvimon", rate_hz=200.0)) as w:
+        for c in chunks[:k] + chunks[k + 60 :]:  # 60 notifications, 12 s, gone without a trace
+            w.write_batch(c)
+    a = analyze_file(path)
+    assert a.quality.n_batches_after_gap == 1 and a.quality.n_samples_lost == 2400
+    assert max(s.step_time_s for s in a.steps if math.isfinite(s.step_time_s)) < 1.0
+    hole = (float(chunks[k].t_s[0]), float(chunks[k + 60].t_s[0]))
+    assert not [s for s in a.steps if not s.gap and s.t_ic_s < hole[1] and s.t_ic_s + s.step_time_s > hole[0]]

@@ -60,6 +60,8 @@ RESP_DATA = 2
 RESP_DATA_PART2 = 3
 RESP_DATA_PART3 = 4
 
+TIMESTAMP_RESOLUTION_MS = 1.0
+"""The packet timestamp counts whole milliseconds (uint32 ms of the first sample)."""
 PART1_PAYLOAD_BYTES = 150
 """Payload bytes carried by a DATA notification before the firmware splits into DATA_PART2."""
 MAX_PAYLOAD_BYTES = 306
@@ -239,16 +241,23 @@ class MovesenseDecoder(Decoder):
         Hold each payload reassembled from DATA + DATA_PART2 until the next DATA of its reference confirms
         it (streams; the live client sets it). GSP has no counter: if a DATA's DATA_PART2 is lost and the
         next packet's DATA too, that next packet's DATA_PART2 completes the first DATA with another
-        packet's samples, and nothing in the bytes shows it. The next DATA's timestamp does: if it follows
-        the held packet, the held packet was whole; if packets are missing in between, the held packet's
-        part 2 may belong to one of them, so it is dropped and counted lost with them (a gap, never mixed
-        data). Costs one packet of latency; a released batch keeps the receive time of its DATA_PART2 in
-        ``native["t_host_s"]``. False (default): output at once (single notifications).
+        packet's samples, and nothing in the payload shows it. The next DATA's timestamp and the
+        DATA_PART2s counted since the held DATA do: packets k (held) … j − 1 lie between the two DATAs,
+        the timestamp gives j − k, and their DATA_PART2s arrive in order. If all j − k of them came (j − k
+        = 1 when the next DATA follows at once), the first one was packet k's own and the held packet is
+        output. Otherwise its part 2 may belong to a later packet, so it is dropped and counted lost with
+        the packets missing after it (a gap, never mixed data; :attr:`n_split_dropped`). Costs one packet
+        of latency; a released batch keeps the receive time of its DATA_PART2 in ``native["t_host_s"]``.
+        False (default): output at once (single notifications).
 
     Attributes
     ----------
     command_results : list of CommandResult
         COMMAND_RESULT notifications seen (HELLO replies, errors), newest last, at most 16 kept.
+    n_split_dropped, n_split_dropped_samples : int
+        Reassembled packets, and their samples, dropped because the bytes could not rule out a part 2 of
+        another packet (``confirm_split``). They are part of the ``n_lost`` of the batch after them, with
+        the packets the radio lost; these counters tell the two apart.
     """
 
     protocol = NAME
@@ -268,8 +277,10 @@ class MovesenseDecoder(Decoder):
         self._loss_flag: dict[int, bool] = {}
         # reassembled payload waiting for the next DATA: (batches, expected first-sample ms before it)
         self._held: dict[int, tuple[list[ImuBatch], float | None]] = {}
+        # DATA_PART2 notifications (with or without their DATA) since the last DATA of each reference
+        self._n_part2: dict[int, int] = {}
         self.n_split_dropped = 0
-        """Reassembled packets dropped because the next DATA showed packets missing in between."""
+        self.n_split_dropped_samples = 0
 
     def resource(self, reference: int) -> Resource:
         """The resource decoded for ``reference`` (the subscribed path, else the default path)."""
@@ -308,6 +319,7 @@ class MovesenseDecoder(Decoder):
                 return released + self._data(ref, body)
             return self._data(ref, body)
         if kind == RESP_DATA_PART2:
+            self._n_part2[ref] = self._n_part2.get(ref, 0) + 1
             first = self._part1.pop(ref, None)
             if first is None:
                 self._loss_flag[ref] = True
@@ -343,19 +355,28 @@ class MovesenseDecoder(Decoder):
         )
 
     def _confirm(self, ref: int, body: bytes) -> list[ImuBatch]:
-        """The held packet, if the DATA ``body`` follows it; else drop it (its part 2 is in doubt)."""
+        """The held packet, if the DATA ``body`` proves its part 2 its own; else drop it (in doubt)."""
         batches, expected_before = self._held.pop(ref)
         end_ms = self._next_ms.get(ref)
         if len(body) < 4 or end_ms is None:
             return batches
         period_ms = 1000.0 / self.resource(ref).rate_hz
+        tolerance_ms = max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
         late_ms = (int.from_bytes(body[:4], "little") - int(round(end_ms))) % _WRAP
         if late_ms >= _WRAP // 2:
             late_ms -= _WRAP
-        if late_ms <= max(1.5, 0.5 * period_ms):
+        if late_ms <= tolerance_ms:
             return batches  # contiguous (or the clock went back: not a loss)
-        # packets are missing after the held one: its DATA_PART2 may be one of theirs
+        # packets are missing after the held one: its DATA_PART2 may be one of theirs, unless every
+        # DATA_PART2 between the two DATAs came (the held packet's and one per missing packet)
+        n_held = sum(len(b) for b in batches)
+        packet_ms = n_held * period_ms
+        n_missing = int(round(late_ms / packet_ms)) if packet_ms > 0 else 0
+        whole_packets = n_missing >= 1 and abs(late_ms - n_missing * packet_ms) <= tolerance_ms
+        if whole_packets and self._n_part2.get(ref, 0) == n_missing + 1:
+            return batches
         self.n_split_dropped += 1
+        self.n_split_dropped_samples += n_held
         self._loss_flag[ref] = True
         if expected_before is None:
             self._next_ms.pop(ref, None)
@@ -364,6 +385,7 @@ class MovesenseDecoder(Decoder):
         return []
 
     def _data(self, ref: int, body: bytes) -> list[ImuBatch]:
+        self._n_part2[ref] = 0
         if ref in self._part1:
             # the previous DATA never got its DATA_PART2: those samples are lost
             del self._part1[ref]
@@ -397,7 +419,7 @@ class MovesenseDecoder(Decoder):
         if expected is not None:
             late_ms = t0_ms - expected
             missing = int(round(late_ms / period_ms))
-            tolerance_ms = max(1.5, 0.5 * period_ms)
+            tolerance_ms = max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
             if missing >= 1 and late_ms > tolerance_ms:
                 gap = True
                 n_lost = missing

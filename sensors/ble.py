@@ -875,7 +875,10 @@ class StreamDecoder:
                 gap = True
                 n_lost = samples_missing(step, rate)
             elif step > 0:
-                n_lost = 0  # flagged, but no sample is missing from the output
+                # the device clock shows the output continuous: an undecodable notification in between
+                # (a DATA_PART2 whose DATA was lost, say) cost no sample of it; the decoder's flag stays
+                n_lost = 0
+                gap = part.gap_before
             else:
                 gap = True  # the device clock went back (sensor restarted): a discontinuity of unknown length
         sb = self.clock.map_device(part)

@@ -112,3 +112,22 @@ def test_delayed_bursts_of_a_host_timed_sensor_are_no_gap(burst_s: float) -> Non
     t = np.concatenate([b.t_s for b in events if isinstance(b, ImuBatch)])
     d = np.diff(t[t > 3.0])  # (after the first burst's slew back onto the envelope)
     assert np.mean(np.abs(d * src.info.rate_hz - 1.0) < 0.2) > 0.99 and np.max(d) < 2.0 / src.info.rate_hz
+
+
+def test_movesense_split_packets_under_loss_report_the_loss_configured() -> None:
+    """10 % of the notifications lost: a packet of DATA + DATA_PART2 survives with (1 − 0.1)² = 81 %, so
+    about 19 % of the samples are missing. The decoder keeps every packet it can prove whole and drops only
+    those whose DATA_PART2 may belong to another packet (counted apart); the loss reported stays near 19 %."""
+    loss = 0.1
+    src, sensor, events = asyncio.run(_run(f"emulated:movesense?speed=40&loss={loss}&seed=2", 60.0))
+    rate = src.info.rate_hz
+    stream = src.stream
+    k0, k1 = (int(round((t - sensor.device_offset_s) * rate)) for t in (stream.first_device_s, stream.last_device_s))
+    span = k1 - k0 + 1
+    n = sum(len(e) for e in events if isinstance(e, ImuBatch))
+    n_lost = sum(e.details["n_lost"] for e in events if isinstance(e, SourceStatus) and e.kind == "gap")
+    assert n + n_lost == span and span > 50 * rate
+    expected = 1.0 - (1.0 - loss) ** 2
+    assert n_lost / span == pytest.approx(expected, abs=0.03)
+    in_doubt = src.stream.decoder.n_split_dropped_samples
+    assert 0 < in_doubt < 0.02 * span  # a packet is in doubt only where two notifications in a row were lost

@@ -130,6 +130,9 @@ class ProtocolSpec:
     device_clock: bool
     loss_detection: str
     context_keys: tuple[str, ...] = ()
+    timestamp_resolution_s: float = 0.0
+    """Step of the device timestamps, s (0: as fine as the samples need). Two device times may differ
+    from the true interval by up to this much, e.g. Movesense's whole milliseconds at 1666 Hz."""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

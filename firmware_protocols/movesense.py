@@ -420,6 +420,10 @@ class MovesenseDecoder(Decoder):
             late_ms = t0_ms - expected
             missing = int(round(late_ms / period_ms))
             tolerance_ms = max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
+            packets = int(round(late_ms / (n * period_ms)))
+            if packets >= 1 and abs(late_ms - packets * n * period_ms) <= tolerance_ms:
+                # whole packets of n samples went missing: exact where the ms stamp is coarser than a period
+                missing = packets * n
             if missing >= 1 and late_ms > tolerance_ms:
                 gap = True
                 n_lost = missing
@@ -588,6 +592,7 @@ class MovesenseProtocol(Protocol):
         has_mag=True,
         device_clock=True,
         loss_detection="gaps in the uint32 ms first-sample timestamp; DATA without DATA_PART2 (no counter)",
+        timestamp_resolution_s=TIMESTAMP_RESOLUTION_MS / 1000.0,
         context_keys=("path", "confirm_split"),
         notes=(
             "float32 SI payload (acc m/s², gyro deg/s, magn µT), struct of arrays, split into DATA + "

@@ -871,9 +871,12 @@ class StreamDecoder:
         n_lost = 0 if first else int(part.n_lost)
         if self.last_device_s is not None and rate > 0:
             step = t0 - self.last_device_s
-            if is_hole(step, rate):  # a hole in the output on the device clock: that many samples are missing
+            resolution_s = self.protocol.spec.timestamp_resolution_s
+            if is_hole(step, rate, resolution_s):  # a hole in the output on the device clock: samples missing
                 gap = True
-                n_lost = samples_missing(step, rate)
+                n_from_step = samples_missing(step, rate)
+                if not (part.n_lost > 0 and abs(part.n_lost - n_from_step) <= resolution_s * rate):
+                    n_lost = n_from_step  # else the decoder's count, which agrees within the stamps' step
             elif step > 0:
                 # the device clock shows the output continuous: an undecodable notification in between
                 # (a DATA_PART2 whose DATA was lost, say) cost no sample of it; the decoder's flag stays

@@ -73,9 +73,11 @@ class SourceStatus:
 SourceEvent = ImuBatch | RawNotification | SourceStatus
 
 
-def is_hole(step_s: float, rate_hz: float) -> bool:
-    """Whether ``step_s`` between two successive samples leaves samples out (more than 1.5 periods)."""
-    return step_s > 1.5 / rate_hz
+def is_hole(step_s: float, rate_hz: float, resolution_s: float = 0.0) -> bool:
+    """Whether ``step_s`` between two successive samples leaves samples out: more than 1.5 periods, or more
+    than a period plus ``resolution_s``, the step of the time stamps (their difference may be off by up to
+    that much: Movesense stamps whole ms, more than a period at 1666 Hz)."""
+    return step_s > 1.0 / rate_hz + max(0.5 / rate_hz, resolution_s)
 
 
 def samples_missing(step_s: float, rate_hz: float) -> int:

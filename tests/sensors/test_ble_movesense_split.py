@@ -170,3 +170,31 @@ def test_random_loss_keeps_every_provable_packet_and_counts_exactly_what_is_miss
     assert sum(b.n_lost for b in out[1:]) == span - len(k)
     whole = {p for p in range(n_packets) if 2 * p not in drop and 2 * p + 1 not in drop}
     assert whole >= proven  # a packet kept always arrived whole
+
+
+@pytest.mark.parametrize("drop", [None, 80])
+def test_1666_hz_ms_stamps_make_no_false_gap_and_a_lost_packet_counts_exactly(drop: int | None) -> None:
+    """At 1666 Hz a sample lasts 0.6 ms but the packet stamp counts whole ms: successive packets are up to
+    1 ms off their true spacing, which is no loss. A lost packet is 12 samples (7.2 ms) and still a gap
+    (packet 40's DATA lost here; its DATA_PART2 came, so packet 39 before it is kept)."""
+    from pelvimon.sensors.ble import StreamDecoder
+    from pelvimon.sensors.source import RawNotification, SourceStatus
+
+    rate, path = 1666.0, "/Meas/IMU6/1666"
+    n = 12 * 100
+    dev = ms.PROTOCOL.peripheral()
+    dev.handle_write(ms.COMMAND_UUID, ms.subscribe_command(path))
+    b = ImuBatch(t_s=5.0 + np.arange(n) / rate, acc_mps2=np.zeros((n, 3)), gyr_rads=np.zeros((n, 3)))
+    msgs = dev.encode(b)
+    assert len(msgs) == 200  # 12 samples a packet, DATA + DATA_PART2
+    sd = StreamDecoder(ms.PROTOCOL, {"path": path, "confirm_split": True}, rate)
+    out: list = []
+    for i, (c, d) in enumerate(msgs):
+        if i != drop:
+            out += sd.feed(RawNotification(0.1 + 0.0036 * i, c, d))
+    gaps = [e.details["n_lost"] for e in out if isinstance(e, SourceStatus) and e.kind == "gap"]
+    n_out = sum(len(e) for e in out if isinstance(e, ImuBatch))
+    if drop is None:
+        assert gaps == [] and n_out == n - 12  # the last packet is still held
+    else:
+        assert gaps == [12] and sd.n_lost == 12 and n_out == n - 24

@@ -283,20 +283,31 @@ def save_baseline(path: str | Path, baseline: Baseline) -> None:
     write_output(path, json.dumps(doc, indent=2, allow_nan=False) + "\n", "baseline")
 
 
+_PLAUSIBLE = 1e6
+"""Largest mean or standard deviation a baseline may hold, in its metric's unit (deg, s, cm, g, steps/min:
+a session's are all far below it); a larger one can only be a damaged or hand-made file."""
+
+
 def check_side_values(where: str, key: str, vals: dict[str, float | int]) -> None:
     """Refuse per-side baseline values that cannot come from a session (``ConfigError``, one line).
 
-    ``n`` is a whole number >= 0; ``mean`` finite or NaN (no values); ``sd`` >= 0 or NaN; ``rho`` (a
+    ``n`` is a whole number >= 0; ``mean`` within ±:data:`_PLAUSIBLE`, NaN exactly when ``n`` is 0 (no
+    values); ``sd`` in 0-:data:`_PLAUSIBLE` or NaN; ``rho`` (a
     correlation) in [-1, 1]; ``n_eff`` >= 0. Any of them out of range would silently change the confidence
     interval of the comparison.
     """
     n, mean, sd, rho, n_eff = (vals[k] for k in ("n", "mean", "sd", "rho", "n_eff"))
     if not (math.isfinite(n) and n >= 0 and float(n).is_integer()):
         raise ConfigError(f"{where}: '{key}.n' must be a whole number >= 0 (a number of steps), got {n!r}")
-    if math.isinf(mean):
-        raise ConfigError(f"{where}: '{key}.mean' must be finite, got {mean!r}")
-    if not (math.isnan(sd) or (math.isfinite(sd) and sd >= 0)):
-        raise ConfigError(f"{where}: '{key}.sd' must be >= 0 (a standard deviation), got {sd!r}")
+    if not (math.isnan(mean) or abs(mean) <= _PLAUSIBLE):
+        raise ConfigError(f"{where}: '{key}.mean' must be a number within ±{_PLAUSIBLE:g}, got {mean!r}")
+    if (n == 0) != math.isnan(mean):
+        raise ConfigError(
+            f"{where}: '{key}' has n = {n!r} and mean = {mean!r}; a side without steps has no mean (null), one "
+            "with steps has one"
+        )
+    if not (math.isnan(sd) or 0 <= sd <= _PLAUSIBLE):
+        raise ConfigError(f"{where}: '{key}.sd' must be between 0 and {_PLAUSIBLE:g} (a standard deviation), got {sd!r}")
     if not (math.isfinite(rho) and -1 <= rho <= 1):
         raise ConfigError(f"{where}: '{key}.rho' must be between -1 and 1 (a correlation), got {rho!r}")
     if not (math.isfinite(n_eff) and n_eff >= 0):

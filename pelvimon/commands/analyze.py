@@ -109,13 +109,18 @@ def run(args: argparse.Namespace) -> int:
 
     from pelvimon.analysis import baseline_of, steps_csv_text
     from pelvimon.config import save_baseline
-    from pelvimon.errors import UsageError
+    from pelvimon.errors import PelvimonError, UsageError
     from pelvimon.outputs import write_output
 
     if args.runner is not None and not args.save_baseline:
         raise UsageError("--runner names the runner of a saved baseline: add --save-baseline FILE")
     check_outputs(args, {"--csv": args.csv, "--save-baseline": args.save_baseline})
     analysis = analysis_from_args(args)
+    if args.save_baseline and not analysis.summary()["n_steps_used"]:
+        raise PelvimonError(
+            f"{analysis.name}: no walking or running steps with a known side, so no baseline to save (it would "
+            "compare nothing); take it from a session of steady running"
+        )
     if args.csv:
         write_output(args.csv, steps_csv_text(analysis.steps))
     if args.save_baseline:

@@ -726,3 +726,14 @@ def test_a_hole_in_a_session_file_without_gap_flag_is_a_gap(recordings: dict, tm
     assert max(s.step_time_s for s in a.steps if math.isfinite(s.step_time_s)) < 1.0
     hole = (float(chunks[k].t_s[0]), float(chunks[k + 60].t_s[0]))
     assert not [s for s in a.steps if not s.gap and s.t_ic_s < hole[1] and s.t_ic_s + s.step_time_s > hole[0]]
+
+
+def test_a_baseline_of_a_session_without_usable_steps_is_refused(capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    """Standing only: no baseline is written (an all-empty one compared nothing later, without a reason)."""
+    path = tmp_path / "stand.csv"
+    write_imu_csv(path, simulate(SimParams(seconds=30, stand_s=30, seed=5)).batch)
+    base = tmp_path / "b.json"
+    code, out, err = run_cli(capsys, str(path), "--save-baseline", str(base))
+    assert code == 1 and not base.exists()
+    assert err.count("\n") == 1 and "no walking or running steps with a known side, so no baseline to save" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,25 @@ def test_bad_baseline_files(tmp_path: Path, content: str | None, expect: str) ->
         p.write_text(content)
     with pytest.raises(ConfigError, match=expect.replace("(", r"\(").replace(".", r"\.")):
         load_baseline(p)
+
+
+@pytest.mark.parametrize(
+    ("side", "expect"),
+    [
+        ({"n": 60, "mean": 8.0, "sd": 1e300, "rho": 0.1, "n_eff": 50}, "cpd_deg.left.sd' must be between 0 and"),
+        ({"n": 60, "mean": 1e300, "sd": 0.5, "rho": 0.1, "n_eff": 50}, "cpd_deg.left.mean' must be a number within"),
+        ({"n": 0, "mean": 8.0, "sd": None, "rho": 0.0, "n_eff": 0}, "a side without steps has no mean"),
+        ({"n": 60, "mean": None, "sd": None, "rho": 0.0, "n_eff": 0}, "one with steps has one"),
+    ],
+)
+def test_baseline_values_no_session_gives_are_refused(tmp_path: Path, side: dict, expect: str) -> None:
+    """A hand-edited or damaged baseline: one line naming the value (an sd of 1e300 overflowed in the
+    comparison, a mean of 1e300 printed 300 digits)."""
+    good = {"n": 60, "mean": 4.0, "sd": 0.5, "rho": 0.1, "n_eff": 50}
+    doc = {"format": "pelvimon-baseline", "version": 1, "meta": {},
+           "metrics": {"cpd_deg": {"left": side, "right": good}}}  # fmt: skip
+    p = tmp_path / "b.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=re.escape(expect)) as err:
+        load_baseline(p)
+    assert "\n" not in str(err.value)

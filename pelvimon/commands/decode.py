@@ -110,7 +110,8 @@ def _channels(batch: Any) -> tuple[str, ...]:
 
 
 def batches_to_json(batches: list) -> dict[str, Any]:
-    """The JSON object printed by ``--json``: ``t_s`` and the channels present, as lists of rows, + ``native``."""
+    """The JSON object printed by ``--json``: ``t_s`` and the channels present, as lists of rows, + ``native``,
+    and ``gaps`` (``before_sample``, ``n_lost``) where the decoder found samples lost."""
     if not batches:
         return {}
     same = all(_channels(b) == _channels(batches[0]) for b in batches)
@@ -122,6 +123,11 @@ def batches_to_json(batches: list) -> dict[str, Any]:
         out: dict[str, Any] = {"t_s": _rows(np.concatenate([b.t_s for b in group]))}
         for key in _channels(group[0]):
             out[key] = _rows(np.concatenate([getattr(b, key) for b in group]))
+        # the losses the table shows: before which sample (of this object's rows), and how many samples
+        starts = np.cumsum([0] + [len(b) for b in group[:-1]]).tolist()
+        gaps = [{"before_sample": k, "n_lost": int(b.n_lost)} for k, b in zip(starts, group, strict=True) if b.gap_before]
+        if gaps:
+            out["gaps"] = gaps
         natives = [{k: _rows(v) for k, v in (b.native or {}).items()} for b in group]
         if any(natives):
             out["native"] = natives[0] if len(natives) == 1 else natives
@@ -135,6 +141,11 @@ def batches_to_json(batches: list) -> dict[str, Any]:
 
 def _fmt(v: float) -> str:
     return f"{v:.6g}"
+
+
+def _fmt_time(t: float) -> str:
+    """A sample time to the microsecond: device clocks count from far off zero (a Polar frame at 7.7e8 s)."""
+    return f"{t:.6f}"
 
 
 def print_table(protocol: str, char: str, batches: list, out: Any = None) -> None:
@@ -161,7 +172,8 @@ def print_table(protocol: str, char: str, batches: list, out: Any = None) -> Non
                  "quat_wxyz": "quat w x y z"}  # fmt: skip
         for key in _channels(b):
             cols.append((heads[key], getattr(b, key)))
-        cells = [[" ".join(_fmt(v) for v in arr[r]) for _, arr in cols] for r in range(len(b))]
+        cells = [[_fmt_time(b.t_s[r]), *(" ".join(_fmt(v) for v in arr[r]) for _, arr in cols[1:])]
+                 for r in range(len(b))]  # fmt: skip
         widths = [max(len(h), *(len(row[c]) for row in cells)) for c, (h, _) in enumerate(cols)]
         print("  ".join(h.ljust(w) for (h, _), w in zip(cols, widths, strict=True)), file=out)
         for row in cells:

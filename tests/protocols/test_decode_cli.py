@@ -315,6 +315,22 @@ def test_json_of_separate_streams_keeps_each_batch() -> None:
     same = dc.batches_to_json([acc, acc])
     assert same["t_s"] == [0.0, 0.01, 0.0, 0.01] and "batches" not in same and len(same["native"]) == 2
     assert dc.batches_to_json([]) == {}
+    # the losses the table names are in the JSON too, before the sample they precede
+    lost = ImuBatch(t_s=np.array([0.03]), acc_mps2=np.ones((1, 3)), gap_before=True, n_lost=1)
+    assert dc.batches_to_json([acc, lost])["gaps"] == [{"before_sample": 2, "n_lost": 1}]
+    assert "gaps" not in same
+
+
+def test_the_table_shows_device_times_to_the_microsecond() -> None:
+    import io
+
+    from pelvimon.firmware_protocols.batch import ImuBatch
+
+    b = ImuBatch(t_s=np.array([770000000.0, 770000000.019]), acc_mps2=np.ones((2, 3)))
+    out = io.StringIO()
+    dc.print_table("polar_pmd", "pmd_data", [b], out)
+    rows = out.getvalue().splitlines()[2:4]
+    assert rows[0].startswith("770000000.000000 ") and rows[1].startswith("770000000.019000 ")
 
 
 def test_the_table_says_what_context_it_assumed(capsys, vendor) -> None:

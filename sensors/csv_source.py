@@ -111,6 +111,8 @@ class _Layout:
                 )
         seen: dict[str, int] = {}
         for i, c in enumerate(self.names):
+            if c == "":
+                continue  # (unnamed and unused: the empty columns a spreadsheet leaves at the end of a line)
             if c in seen:
                 raise CsvFormatError(
                     f"{name}: line {header_line}: column {c!r} appears twice in the header; rename one"

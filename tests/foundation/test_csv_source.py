@@ -517,3 +517,16 @@ def test_a_jump_of_hours_in_the_time_column_is_a_gap_with_a_warning(tmp_path: Pa
     warned = [r.getMessage() for r in caplog.records if r.name == "pelvimon.sensors.csv_source"]
     assert warned == [f"joined.csv: the time column jumps by 2e+06 s after t = {t[2999]:.6g} s; taken as lost "
                       "samples (if the file joins separate recordings, analyse them apart)"]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_empty_columns_at_the_end_of_each_line_are_ignored(tmp_path: Path, fast: bool) -> None:
+    """A spreadsheet's export with two empty columns at the end of every line (``,,``): not two columns
+    named '' that appear twice."""
+    b = simulate(SimParams(seconds=5, rate_hz=100.0, seed=1)).batch
+    p = tmp_path / "trailing.csv"
+    text = csv_source.format_imu_csv(b).replace("\n", ",,\n")
+    p.write_text(text if fast else "\ufeff" + text)  # (a byte-order mark takes the bytes path)
+    got = read_imu_csv(p)
+    np.testing.assert_array_equal(got.t_s, b.t_s)
+    np.testing.assert_array_equal(got.gyr_rads, b.gyr_rads)

@@ -456,7 +456,7 @@ def test_disk_full_while_recording_says_what_is_kept(capsys, tmp_path: Path, mon
 @pytest.mark.parametrize(
     ("left", "needle"),
     [
-        ({"sd": -1.0}, "'metrics.cpd_deg.left.sd' must be >= 0"),
+        ({"sd": -1.0}, "'metrics.cpd_deg.left.sd' must be between 0 and"),
         ({"n": -3}, "'metrics.cpd_deg.left.n' must be a whole number >= 0"),
         ({"n": 2.5}, "'metrics.cpd_deg.left.n' must be a whole number >= 0"),
         ({"rho": 1.5}, "'metrics.cpd_deg.left.rho' must be between -1 and 1"),

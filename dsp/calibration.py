@@ -380,8 +380,7 @@ class MountCalibration:
         if rate_hz is not None and not (np.isfinite(rate_hz) and rate_hz > 0):
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz}")
         self._p = p
-        self._sos: np.ndarray | None = None
-        self._lp: Lowpass | None = None  # (of _sos)
+        self._lp: Lowpass | None = None  # the force's low-pass, once the sample rate is known
         self._probe_t: list[float] = []
         self._probe_a: list[np.ndarray] = []
         self._probe_g: list[np.ndarray | None] = []
@@ -472,7 +471,7 @@ class MountCalibration:
             self._q_given = q
         if t.shape[0] == 0:
             return self
-        if self._sos is None:
+        if self._lp is None:
             # Buffer the first samples to estimate the sample rate (the same whatever the chunking).
             self._probe_t.extend(t.tolist())
             self._probe_a.append(a)
@@ -490,8 +489,7 @@ class MountCalibration:
             tt = np.asarray(self._probe_t)
             self.rate_hz_ = rate
             cut = min(self._p.lowpass_hz, 0.45 * rate)
-            self._sos = butter_lowpass_sos(2, cut, rate)
-            self._lp = Lowpass(self._sos)
+            self._lp = Lowpass(butter_lowpass_sos(2, cut, rate))
             self._block_n = max(2, int(round(self._p.block_s * rate)))
             aa = np.concatenate(self._probe_a)
             gg: np.ndarray | None = None
@@ -916,7 +914,7 @@ class MountCalibration:
                     self.forward_moved_ = True
 
     # ------------------------------------------------------------------ state
-    _ARRAYS = ("_sos", "_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
+    _ARRAYS = ("_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
     _SCALARS = (
         "_block_n", "_hyst", "_bout_steps", "_n_rises", "_blk_len", "_blk_aligned", "_blk_rises", "_blk_ok",
         "_all_rises", "_blk_cnt", "gravity_source_", "_gyro_mode",
@@ -928,7 +926,7 @@ class MountCalibration:
 
     def save_state(self) -> dict[str, Any]:
         """Everything needed to continue, as plain data (floats, ints, bools, strings, lists, None)."""
-        d: dict[str, Any] = {"version": _STATE_VERSION}
+        d: dict[str, Any] = {"version": _STATE_VERSION, "_sos": None if self._lp is None else self._lp.sos.tolist()}
         for k in self._ARRAYS:
             v = getattr(self, k)
             d[k] = None if v is None else np.asarray(v).tolist()
@@ -960,7 +958,7 @@ class MountCalibration:
         try:
             for k in self._ARRAYS:
                 setattr(self, k, None if d[k] is None else np.asarray(d[k], dtype=np.float64))
-            self._lp = None if self._sos is None else Lowpass(self._sos)
+            self._lp = None if d["_sos"] is None else Lowpass(np.asarray(d["_sos"], dtype=np.float64))
             for k in self._SCALARS:
                 setattr(self, k, d[k])
             for k in self._FLOATS_INF:

@@ -229,6 +229,20 @@ _UNIT_KEY = {"acc": "acc_mps2", "gyro": "gyro_dps", "mag": "mag_uT"}
 """The unit of each GSP array, for the plausibility check."""
 
 
+def _tolerance_ms(period_ms: float) -> float:
+    """How far a first-sample stamp may stray from the expected time without a sample missing, ms: half a
+    period, or the ms stamp's rounding (and a little) where that is more."""
+    return max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
+
+
+def _whole_packets(late_ms: float, n: int, period_ms: float) -> int:
+    """How many packets of ``n`` samples a stamp ``late_ms`` after the expected time leaves out, if that is a
+    whole number of them within :func:`_tolerance_ms`; else 0."""
+    packet_ms = n * period_ms
+    k = int(round(late_ms / packet_ms)) if packet_ms > 0 else 0
+    return k if k >= 1 and abs(late_ms - k * packet_ms) <= _tolerance_ms(period_ms) else 0
+
+
 class MovesenseDecoder(Decoder):
     """Client-side GSP decoder: DATA + DATA_PART2 reassembly, ms clock unwrap, loss detection.
 
@@ -361,19 +375,16 @@ class MovesenseDecoder(Decoder):
         if len(body) < 4 or end_ms is None:
             return batches
         period_ms = 1000.0 / self.resource(ref).rate_hz
-        tolerance_ms = max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
         late_ms = (int.from_bytes(body[:4], "little") - int(round(end_ms))) % _WRAP
         if late_ms >= _WRAP // 2:
             late_ms -= _WRAP
-        if late_ms <= tolerance_ms:
+        if late_ms <= _tolerance_ms(period_ms):
             return batches  # contiguous (or the clock went back: not a loss)
         # packets are missing after the held one: its DATA_PART2 may be one of theirs, unless every
         # DATA_PART2 between the two DATAs came (the held packet's and one per missing packet)
         n_held = sum(len(b) for b in batches)
-        packet_ms = n_held * period_ms
-        n_missing = int(round(late_ms / packet_ms)) if packet_ms > 0 else 0
-        whole_packets = n_missing >= 1 and abs(late_ms - n_missing * packet_ms) <= tolerance_ms
-        if whole_packets and self._n_part2.get(ref, 0) == n_missing + 1:
+        n_missing = _whole_packets(late_ms, n_held, period_ms)
+        if n_missing and self._n_part2.get(ref, 0) == n_missing + 1:
             return batches
         self.n_split_dropped += 1
         self.n_split_dropped_samples += n_held
@@ -418,12 +429,9 @@ class MovesenseDecoder(Decoder):
         expected = self._next_ms.get(ref)
         if expected is not None:
             late_ms = t0_ms - expected
-            missing = int(round(late_ms / period_ms))
-            tolerance_ms = max(1.5 * TIMESTAMP_RESOLUTION_MS, 0.5 * period_ms)
-            packets = int(round(late_ms / (n * period_ms)))
-            if packets >= 1 and abs(late_ms - packets * n * period_ms) <= tolerance_ms:
-                # whole packets of n samples went missing: exact where the ms stamp is coarser than a period
-                missing = packets * n
+            tolerance_ms = _tolerance_ms(period_ms)
+            # whole packets of n samples went missing: exact where the ms stamp is coarser than a period
+            missing = _whole_packets(late_ms, n, period_ms) * n or int(round(late_ms / period_ms))
             if missing >= 1 and late_ms > tolerance_ms:
                 gap = True
                 n_lost = missing

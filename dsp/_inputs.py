@@ -6,6 +6,11 @@ from typing import Any
 
 import numpy as np
 
+MIN_RATE_HZ = 20.0
+"""Lowest sample rate the gait event detector (and so the analysis) takes, Hz."""
+RATE_TOLERANCE = 1e-6
+"""Relative slack of the rate limits: time stamps rounded to their last digit give 20 Hz as 19.99999999."""
+
 
 def check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``t_s`` (N,), ``acc_mps2`` (N, 3) and optional ``gyr_rads`` (N, 3) as finite float64 arrays in C order.

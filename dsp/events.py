@@ -45,14 +45,10 @@ from scipy import ndimage
 
 from ..firmware_protocols.batch import G_MPS2
 from ._gait_ring import SampleRing
+from ._inputs import MIN_RATE_HZ, RATE_TOLERANCE
 from ._lowpass import Lowpass, butter_lowpass_sos
 
 __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "StateChange"]
-
-MIN_RATE_HZ = 20.0
-"""Lowest sample rate the detector takes, Hz."""
-RATE_TOLERANCE = 1e-6
-"""Relative slack of :data:`MIN_RATE_HZ`: time stamps rounded to their last digit give 20 Hz as 19.99999999."""
 
 FC_RISE_SHARE = 0.27
 """Walking final contact: the window after the next step's loading peak, as a share of the step, in which

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pelvimon.config import Baseline, Config
+from pelvimon.dsp import MIN_RATE_HZ, RATE_TOLERANCE
 from pelvimon.dsp.alerts import AlertMonitor
 from pelvimon.dsp.asymmetry import (
     AsymmetryMonitor,
@@ -724,8 +725,6 @@ def _rate_hz(batches: Sequence[ImuBatch], name: str = "") -> float:
     return rate
 
 
-MIN_RATE_HZ = 20.0
-"""Lowest sample rate the gait analysis takes (the event detector's, ``dsp.events.MIN_RATE_HZ``), Hz."""
 MAX_RATE_HZ = 2000.0
 """Highest sample rate analysed (sensors stream up to 1666 Hz; the buffers grow with the rate), Hz."""
 
@@ -1022,11 +1021,6 @@ def sample_span_s(batches: Sequence[ImuBatch]) -> tuple[float, float]:
     return float(times[0][0]), float(times[-1][-1])
 
 
-_RATE_TOLERANCE = 1e-6
-"""Relative slack of the rate limits, the event detector's (``dsp.events.RATE_TOLERANCE``): time stamps
-rounded to their last digit give 20 Hz as 19.99999999."""
-
-
 def check_rate(name: str, rate_hz: float) -> None:
     """Refuse a sample rate outside :data:`MIN_RATE_HZ`-:data:`MAX_RATE_HZ` (the rate the time stamps give),
     with what to check.
@@ -1036,7 +1030,7 @@ def check_rate(name: str, rate_hz: float) -> None:
     PelvimonError
         The rate is out of range, or not a number.
     """
-    lo, hi = MIN_RATE_HZ * (1.0 - _RATE_TOLERANCE), MAX_RATE_HZ * (1.0 + _RATE_TOLERANCE)
+    lo, hi = MIN_RATE_HZ * (1.0 - RATE_TOLERANCE), MAX_RATE_HZ * (1.0 + RATE_TOLERANCE)
     if not lo <= rate_hz <= hi:
         raise PelvimonError(
             f"{name}: the time stamps give a sample rate of {rate_hz:.4g} Hz; pelvimon analyses "

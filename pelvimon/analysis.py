@@ -117,6 +117,7 @@ def no_angles_why(q: Quality) -> str:
     input has no gyroscope."""
     return "the input has no gyroscope" if q.has_gyroscope is False else NO_ANGLES_WHY
 
+
 _CALIBRATION_TEXT = {
     "waiting_for_stillness": "not done: the recording has neither a still stand nor enough steady gait to find "
     "gravity from, so there are no pelvis angles",
@@ -636,30 +637,7 @@ def read_source(source: Source) -> InputSamples:
     # a CSV source states the rate of its time stamps (their intervals over the time the parts between gaps span)
     measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured
-    if info.protocol != "csv":  # (a CSV is cut at every jump of its time column: csv_source.split_at_gaps)
-        batches = mark_unflagged_jumps(batches, nominal)
     return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured)
-
-
-UNFLAGGED_JUMP_S = 0.5
-"""A sensor's next batch starting this much after the last sample without a gap flag still follows lost
-samples, s: a session file missing a damaged part, or recorded with a pause."""
-
-
-def mark_unflagged_jumps(batches: list[ImuBatch], rate_hz: float) -> list[ImuBatch]:
-    """The batches, with a gap flag (and the missing sample periods) on each one that starts over
-    :data:`UNFLAGGED_JUMP_S` after the previous sample without one: no step is then computed across it
-    (a 12 s hole made one 12 s step)."""
-    out = list(batches)
-    t_last = math.nan
-    for i, b in enumerate(out):
-        if not len(b):
-            continue
-        jump = float(b.t_s[0]) - t_last
-        if not b.gap_before and jump > UNFLAGGED_JUMP_S:
-            out[i] = replace(b, gap_before=True, n_lost=max(1, round(jump * rate_hz) - 1))
-        t_last = float(b.t_s[-1])
-    return out
 
 
 def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:

@@ -7,13 +7,16 @@ samples come out identical to the ones seen live. Sessions without raw notificat
 import) replay their recorded samples.
 
 Where the reader skipped damaged parts of the file it inserts a ``gap`` status (``details[FILE_DAMAGE]``):
-replaying recorded samples passes it on (its ``n_lost`` is the reader's estimate from the time jump);
+replaying recorded samples passes it on (its ``n_lost`` is the reader's estimate from the time jump), and
+flags the batch after any hole in the samples' times;
 decoding again marks the stream as interrupted there, so the decoding stage counts the loss itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +38,28 @@ def _item_time(item: SessionItem) -> float | None:
     if isinstance(item, SourceStatus):
         return item.t_s
     return None
+
+
+UNFLAGGED_JUMP_S = 0.5
+"""A recorded batch starting this much after the last sample without a gap flag still follows lost samples,
+s: the file lost a damaged part (a zeroed disk page, or a chunk its index does not list), or the recording
+was paused."""
+
+
+def _recorded_events(items: Iterator[SessionItem], rate_hz: float | None) -> Iterator[SourceEvent]:
+    """The recorded samples and statuses, each batch that starts over :data:`UNFLAGGED_JUMP_S` after the
+    last sample without a gap flag given one (and the missing sample periods): no step is then computed
+    across the hole (a 12 s hole made one 12 s step)."""
+    t_last = math.nan
+    for item in items:
+        if isinstance(item, ImuBatch) and len(item):
+            jump = float(item.t_s[0]) - t_last
+            if not item.gap_before and jump > UNFLAGGED_JUMP_S:
+                n_lost = round(jump * rate_hz) - 1 if rate_hz else 1
+                item = dataclasses.replace(item, gap_before=True, n_lost=max(1, n_lost))
+            t_last = float(item.t_s[-1])
+        if isinstance(item, (RawNotification, ImuBatch, SourceStatus)):
+            yield item
 
 
 class ReplaySource(Source):
@@ -92,9 +117,7 @@ class ReplaySource(Source):
         """The replayed events, without pacing."""
         items = self._items()
         if self.protocol is None:
-            for recorded in items:
-                if isinstance(recorded, (RawNotification, ImuBatch, SourceStatus)):
-                    yield recorded
+            yield from _recorded_events(items, self.info.rate_hz)
             return
 
         from .ble import StreamDecoder

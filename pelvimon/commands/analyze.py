@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--runner names the runner of a saved baseline: add --save-baseline FILE")
     check_outputs(args, {"--csv": args.csv, "--save-baseline": args.save_baseline})
     analysis = analysis_from_args(args)
-    if args.save_baseline and not analysis.summary()["n_steps_used"]:
+    if args.save_baseline and not analysis.n_steps_used():
         raise PelvimonError(
             f"{analysis.name}: no walking or running steps with a known side, so no baseline to save (it would "
             "compare nothing); take it from a session of steady running"

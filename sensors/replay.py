@@ -27,7 +27,7 @@ from pelvimon.firmware_protocols.base import Protocol
 from pelvimon.firmware_protocols.batch import ImuBatch
 
 from .session_file import FILE_DAMAGE, SessionItem, SessionReader
-from .source import RawNotification, Source, SourceEvent, SourceInfo, SourceStatus
+from .source import RawNotification, Source, SourceEvent, SourceInfo, SourceStatus, samples_missing
 
 
 def _item_time(item: SessionItem) -> float | None:
@@ -55,7 +55,7 @@ def _recorded_events(items: Iterator[SessionItem], rate_hz: float | None) -> Ite
         if isinstance(item, ImuBatch) and len(item):
             jump = float(item.t_s[0]) - t_last
             if not item.gap_before and jump > UNFLAGGED_JUMP_S:
-                n_lost = round(jump * rate_hz) - 1 if rate_hz else 1
+                n_lost = samples_missing(jump, rate_hz) if rate_hz else 1
                 item = dataclasses.replace(item, gap_before=True, n_lost=max(1, n_lost))
             t_last = float(item.t_s[-1])
         if isinstance(item, (RawNotification, ImuBatch, SourceStatus)):

@@ -215,6 +215,7 @@ class LiveWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         outer = QtWidgets.QHBoxLayout(central)
         self.panel = SensorPanel()
+        self._device_fit: tuple[str, int] | None = None  # the device name shown, and the width it was fitted to
         self.panel.record.setChecked(record)
         self.panel.name.setText(name)
         if sensor_text:
@@ -471,11 +472,15 @@ class LiveWindow(QtWidgets.QMainWindow):
         eng = self.engine
         info = getattr(eng, "info", None) if eng is not None else None
         if info is not None:
-            v["device"].setText(info.name or "–")
-            # a wrapped name's lines: a form layout does not always grow its row for them by itself
-            need = v["device"].heightForWidth(v["device"].width())
-            if need > 0 and need != v["device"].minimumHeight():
-                v["device"].setMinimumHeight(need)
+            device = v["device"]
+            fit = (info.name or "–", device.width())
+            if fit != self._device_fit:  # (laid out again only when the name or the width changed)
+                self._device_fit = fit
+                device.setText(fit[0])
+                # a wrapped name's lines: a form layout does not always grow its row for them by itself
+                need = device.heightForWidth(fit[1])
+                if need > 0:
+                    device.setMinimumHeight(need)
             v["protocol"].setText(info.protocol or "–")
             v["rate"].setText(_fmt(info.rate_hz, 0, " Hz"))
         v["battery"].setText(_fmt(st.stat("battery_pct"), 0, " %"))

@@ -212,7 +212,9 @@ def test_a_time_limit_ends_the_session_while_the_link_is_down(tmp_path: Path) ->
     t0 = time.monotonic()
     eng.run()
     assert time.monotonic() - t0 < 2.0
-    assert eng.t_s == 3.0 and 80 <= eng.n_samples <= 120  # 1 s at 104 Hz
+    # up to 1 s at 104 Hz: 80 on an idle machine (the packet held at the drop is not output), 72 seen on a
+    # busy one (at speed 10 a packet lasts 8 ms of wall time)
+    assert eng.t_s == 3.0 and 64 <= eng.n_samples <= 120
     batches = [i for i in SessionReader(path).items() if isinstance(i, ImuBatch)]
     assert sum(len(b) for b in batches) == eng.n_samples and batches[-1].t_s[-1] < 1.2
 

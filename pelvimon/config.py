@@ -88,9 +88,16 @@ _RULE_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-def _check_rule_keys(where: str, user: dict[str, Any], merged: dict[str, Any]) -> None:
-    """Refuse a threshold the user set on a rule whose kind (the user's, or the default's) does not read it:
-    it would have no effect."""
+_KIND_UNITS = {"diff": "the metric's own unit", "si": "% (symmetry index)"}
+_BALANCE_METRIC = "contact_time_s"
+"""The metric a "balance" rule compares (the left share of contact time; no other metric has one)."""
+
+
+def _check_rule_keys(where: str, user: dict[str, Any], defaults: dict[str, Any], merged: dict[str, Any]) -> None:
+    """Refuse a threshold the user set on a rule whose kind (the user's, or the default's) does not read it
+    (it would have no effect); a "balance" rule on a metric other than contact time; and a kind changed
+    from the default's without the thresholds of the new kind (the default's are in another unit: a CPD
+    rule turned from "diff" to "si" would otherwise alert at an SI of 2 %)."""
     for metric, rule in user.get("alerts", {}).get("rules", {}).items():
         kind = merged["alerts"]["rules"][metric].get("kind", "si")
         takes = RULE_KEYS.get(kind)
@@ -102,6 +109,18 @@ def _check_rule_keys(where: str, user: dict[str, Any], merged: dict[str, Any]) -
                     f"{where}: alerts.rules.{metric}.{key} has no effect on a '{kind}' rule, which reads "
                     f"{', '.join(sorted(takes))}; remove it, or set the rule's kind"
                 )
+        if kind == "balance" and metric != _BALANCE_METRIC:
+            raise ConfigError(
+                f"{where}: alerts.rules.{metric}.kind = 'balance' compares the left share of contact time, which "
+                f"only {_BALANCE_METRIC} has; use 'diff' or 'si' for {metric}"
+            )
+        was = defaults["alerts"]["rules"].get(metric, {}).get("kind", "si")
+        missing = [k for k in ("enter", "release") if k not in rule]
+        if kind != was and kind in _KIND_UNITS and missing:
+            raise ConfigError(
+                f"{where}: alerts.rules.{metric} is a '{kind}' rule here but '{was}' by default, so its thresholds "
+                f"count in {_KIND_UNITS[kind]}; set {' and '.join(missing)} for it too"
+            )
 
 
 def _check_table(where: str, key: str, value: Any, allowed: dict[str, tuple[tuple[type, ...], str]]) -> None:
@@ -241,7 +260,7 @@ def load_config(path: str | Path | None = None) -> Config:
     user = _parse_toml(text, where)
     _validate_shape(where, user)
     merged = _merge(defaults, user)
-    _check_rule_keys(where, user, merged)
+    _check_rule_keys(where, user, defaults, merged)
     return _build(merged, where, ("defaults", where))
 
 

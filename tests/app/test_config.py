@@ -78,6 +78,13 @@ def test_a_rule_of_another_kind_takes_that_kind_s_thresholds(tmp_path: Path) -> 
         ("[alerts.rules.contact_time_s]\nenter = 3\n", "alerts.rules.contact_time_s.enter has no effect on a 'balance'"),
         ("[alerts.rules.step_time_s]\nhigh = 60\n", "step_time_s.high has no effect on a 'si' rule, which reads "
          "enter, min_diff, release"),
+        ("[alerts.rules.cpd_deg]\nkind = 'si'\n", "alerts.rules.cpd_deg is a 'si' rule here but 'diff' by default, so "
+         "its thresholds count in % (symmetry index); set enter and release for it too"),
+        ("[alerts.rules.cpd_deg]\nkind = 'si'\nenter = 10\n", "set release for it too"),
+        ("[alerts.rules.step_time_s]\nkind = 'diff'\n", "count in the metric's own unit; set enter and release"),
+        ("[alerts.rules.contact_time_s]\nkind = 'si'\n", "'si' rule here but 'balance' by default"),
+        ("[alerts.rules.cpd_deg]\nkind = 'balance'\n", "alerts.rules.cpd_deg.kind = 'balance' compares the left share "
+         "of contact time, which only contact_time_s has; use 'diff' or 'si' for cpd_deg"),
         ("[alert]\n", "unknown key 'alert'"),
         ("[asymmetry\nwindow_steps = 3\n", "not valid TOML"),
     ],

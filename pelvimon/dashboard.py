@@ -353,6 +353,8 @@ class LiveState:
         if s.shape[0] == 0:
             return np.zeros(0), np.zeros(0)
         first = int(np.searchsorted(s[:, _S_T], s[-1, _S_T] - seconds, side="left"))
+        s = s[max(first - n_steps + 1, 0):]  # (the kept steps and the ones their windows reach back to)
+        first = min(first, n_steps - 1)
         # each kept step's window: it and up to n_steps - 1 steps before it
         i = np.arange(first, s.shape[0])
         lo = np.maximum(i - n_steps + 1, 0)

@@ -157,13 +157,14 @@ def run_engine(
     stop_printer = threading.Event()
     err = sys.stderr
 
-    state = {"last": -10.0, "now": -math.inf}  # the last figures line; session time of the latest step or figures
+    last_figures, now = -10.0, -math.inf  # session time of the last figures line; of the latest step or figures
 
     def show(ev: Any, final: bool = False) -> None:
         """Print one engine event as the log does (``final``: after the session, whose closing status the
         summary covers)."""
+        nonlocal last_figures, now
         if isinstance(ev, Step):
-            state["now"] = max(state["now"], ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
+            now = max(now, ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
             if print_steps:
                 print(_step_line(ev), flush=True)
         elif quiet:
@@ -171,9 +172,9 @@ def run_engine(
         elif isinstance(ev, SourceStatus) and ev.kind != "info" and not (final and ev.kind == "stopped"):
             print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
         elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not final:
-            print(_alert_line(ev, state["now"]), file=err, flush=True)
-        elif isinstance(ev, EngineStats) and ev.t_s - state["last"] >= 5.0 and not final:
-            state["last"] = state["now"] = ev.t_s
+            print(_alert_line(ev, now), file=err, flush=True)
+        elif isinstance(ev, EngineStats) and ev.t_s - last_figures >= 5.0 and not final:
+            last_figures = now = ev.t_s
             print(
                 f"[{ev.t_s:7.1f} s] {ev.n_samples} samples, {ev.n_lost} lost ({ev.loss_pct:.1f} %), "
                 f"{ev.n_steps} steps",

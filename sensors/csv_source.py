@@ -40,6 +40,8 @@ AccUnit = Literal["mps2", "g"]
 GyrUnit = Literal["rads", "dps"]
 _ACC_SCALE = {"mps2": 1.0, "g": G_MPS2}
 _GYR_SCALE = {"rads": 1.0, "dps": math.pi / 180.0}
+TimeUnit = Literal["s", "ms", "us", "ns"]
+_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
 class CsvFormatError(ValueError):
@@ -81,6 +83,11 @@ def parse_columns_option(text: str) -> dict[str, str]:
     return out
 
 
+class _MissingColumn(CsvFormatError):
+    """Internal: a header candidate without a required column (a line of metadata, perhaps: see
+    :func:`_header_layout`)."""
+
+
 def _cell(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
@@ -94,6 +101,8 @@ class _Layout:
     def __init__(self, name: str, header: str, header_line: int, columns: Mapping[str, str] | None) -> None:
         self.name = name
         self.header_line = header_line
+        self.lines_above = False
+        """Whether lines that are not comments come before the header (skipped: see :func:`_header_layout`)."""
         if "," not in header:
             for sep, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
                 if sep in header:
@@ -102,7 +111,10 @@ class _Layout:
                         "comma-separated files (with a dot as the decimal mark): export or save the file as CSV "
                         "with commas"
                     )
-        self.names = [_cell(c) for c in header.split(",")]
+        if '"' in header:  # quoted names may hold commas
+            self.names = [c.strip() for c in _csv_fields(header)]
+        else:
+            self.names = [_cell(c) for c in header.split(",")]
         mapping = dict(columns or {})
         for key in mapping:
             if key not in DEFAULT_COLUMNS:
@@ -134,7 +146,7 @@ class _Layout:
                         f"{name}: line {header_line}: the file has no header line (the first line holds "
                         f"numbers); add one that names the columns, e.g. {','.join(DEFAULT_COLUMNS)}"
                     )
-                raise CsvFormatError(
+                raise _MissingColumn(
                     f"{name}: line {header_line}: no column {mapping.get(key, key)!r} for {key} (found: {found}); "
                     "rename the header or map names with --columns t_s=...,acc_x_mps2=...,..."
                 )
@@ -154,10 +166,9 @@ class _Layout:
         self.cols = [self.index[k] for k in self.keys]
 
 
-def _split_header(name: str, raw: bytes) -> tuple[str, int, int]:
-    """(header line, its 1-based number, byte offset where the data lines start)."""
-    pos = 0
-    line_no = 0
+def _split_header(name: str, raw: bytes, pos: int = 0, line_no: int = 0) -> tuple[str, int, int]:
+    """(header line, its 1-based number, byte offset where the data lines start): the first line from byte
+    ``pos`` (line ``line_no + 1``) that is neither blank nor a comment."""
     while pos < len(raw):
         end = raw.find(b"\n", pos)
         end = len(raw) if end < 0 else end
@@ -176,6 +187,55 @@ def _split_header(name: str, raw: bytes) -> tuple[str, int, int]:
         f"{name}: no header line (the file is empty or only comments); the first line must name the columns, "
         f"e.g. {','.join(DEFAULT_COLUMNS)}"
     )
+
+
+HEADER_SEARCH_LINES = 50
+"""How many lines a header may come after the first (a device's metadata above it, e.g. ``Device,WT901``),
+within the first :data:`HEADER_SEARCH_BYTES` bytes."""
+HEADER_SEARCH_BYTES = 1 << 16
+
+
+def _header_layout(name: str, raw: bytes, columns: Mapping[str, str] | None) -> tuple[_Layout, int]:
+    """The header's layout and the byte offset where the data lines start.
+
+    The header is the first line that is neither blank nor a comment, unless that line lacks a required
+    column and a later one (within :data:`HEADER_SEARCH_LINES` lines and :data:`HEADER_SEARCH_BYTES` bytes)
+    has them all: the lines above it are then metadata an export wrote (device, date, units), skipped with
+    a warning. Otherwise the first line's error stands.
+    """
+    header, header_line, start = _split_header(name, raw)
+    first_line, width = header_line, header.count(",") + 1
+    try:
+        return _Layout(name, header, header_line, columns), start
+    except _MissingColumn as first_error:
+        pos, line_no = start, header_line
+        while line_no < HEADER_SEARCH_LINES and pos < min(len(raw), HEADER_SEARCH_BYTES):
+            try:
+                header, line_no, pos = _split_header(name, raw, pos, line_no)
+            except CsvFormatError:
+                break  # no more lines, or bytes that are not text
+            try:
+                layout = _Layout(name, header, line_no, columns)
+            except CsvFormatError:
+                continue
+            layout.lines_above = True
+            return layout, pos
+        widths = [ln.count(b",") + 1 for ln in raw[start:HEADER_SEARCH_BYTES].split(b"\n")[:20] if ln.strip()]
+        common = max(set(widths), key=widths.count) if widths else width
+        if common != width:
+            raise CsvFormatError(
+                f"{first_error}; or, if line {first_line} is not the header (it has {width} field"
+                f"{'s' if width != 1 else ''}, the lines below it {common}), delete the lines above the header "
+                "or start them with '#'"
+            ) from None
+        raise first_error from None
+
+
+def _warn_lines_above(layout: _Layout) -> None:
+    if layout.lines_above:
+        n = layout.header_line - 1
+        log.warning("%s: the header is line %d; the %d line%s above it (not column names) %s skipped",
+                    layout.name, layout.header_line, n, "s" if n > 1 else "", "are" if n > 1 else "is")
 
 
 def _decode(name: str, raw: bytes) -> str:
@@ -207,8 +267,15 @@ e.g. Unix seconds: it is read as session time from its first sample. Earlier sta
 they are (a file cut out of a longer session keeps its times)."""
 
 
-def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -> ImuBatch:
+def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str, time_unit: str = "s") -> ImuBatch:
     t = np.ascontiguousarray(data[:, 0])
+    scale = _TIME_SCALE[time_unit]
+    if t.size and t[0] * scale > CLOCK_TIME_AFTER_S:
+        # clock times (e.g. Unix seconds or ms): session time counts from the first sample (taken before the
+        # scaling: fewer digits lost)
+        t = t - t[0]
+    if scale != 1.0:
+        t = t * scale
     with np.errstate(over="ignore"):
         acc = _scaled(data[:, 1:4], _ACC_SCALE[acc_unit])
         gyr = _scaled(data[:, 4:7], _GYR_SCALE[gyr_unit]) if layout.has_gyro else None
@@ -227,8 +294,6 @@ def _to_batch(data: np.ndarray, layout: _Layout, acc_unit: str, gyr_unit: str) -
                 f"{float(t[bad[0]]):.6g} s, beyond any sensor's range ({limit:g} {unit}); check its unit "
                 f"({option}) and the column names"
             )
-    if t.size and t[0] > CLOCK_TIME_AFTER_S:
-        t = t - t[0]  # clock times (e.g. Unix seconds): session time counts from the first sample
     return ImuBatch(t_s=t, acc_mps2=acc, gyr_rads=gyr, time_base="session")
 
 
@@ -312,9 +377,9 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
         with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r")):
                 return None
-            head = mm[: 1 << 16]
+            head = mm[:HEADER_SEARCH_BYTES]
             try:
-                header, header_line, start = _split_header(str(p), head)
+                layout, start = _header_layout(str(p), head, columns)
             except CsvFormatError:
                 return None
             # (the header line may go on past the head)
@@ -322,10 +387,9 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
                 return None
     except (OSError, ValueError):  # unreadable, or empty (mmap of 0 bytes)
         return None
-    layout = _Layout(str(p), header, header_line, columns)
     if len(layout.names) > len(layout.cols):
         return None
-    data = _pandas_values(p, header_line, layout, extra=False, comment=False)
+    data = _pandas_values(p, layout.header_line, layout, extra=False, comment=False)
     return None if data is None else (data, layout)
 
 
@@ -338,6 +402,27 @@ def _is_number(text: str) -> float | None:
         return None
 
 
+def _csv_fields(line: str) -> list[str]:
+    """The fields of a line with quotes (RFC 4180: a quoted field may hold commas, ``#`` and doubled quotes
+    ``""``; spaces before a field's opening quote are skipped)."""
+    import csv
+
+    return next(csv.reader([line], skipinitialspace=True))
+
+
+def _quoted_fields(line: str) -> list[str] | None:
+    """:func:`_csv_fields` of a data line with quotes, up to a ``#`` outside quotes; None if nothing is left
+    (a comment line)."""
+    hash_at = line.find("#")
+    while hash_at >= 0 and line.count('"', 0, hash_at) % 2:
+        hash_at = line.find("#", hash_at + 1)  # inside quotes: text, not a comment
+    if hash_at >= 0:
+        line = line[:hash_at]
+    if not line.strip():
+        return None
+    return _csv_fields(line)
+
+
 def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
     """Line-by-line parser: the same result as the fast path, or the first problem by line number."""
     name = layout.name
@@ -348,12 +433,17 @@ def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
     prev_line = 0
     for line in body.split("\n"):
         line_no += 1
-        hash_at = line.find("#")
-        if hash_at >= 0:
-            line = line[:hash_at]
-        if not line.strip():
-            continue
-        fields = line.split(",")
+        if '"' in line:
+            fields = _quoted_fields(line)
+            if fields is None:
+                continue  # (blank or a comment)
+        else:
+            hash_at = line.find("#")
+            if hash_at >= 0:
+                line = line[:hash_at]
+            if not line.strip():
+                continue
+            fields = line.split(",")
         if len(fields) != ncols:
             raise CsvFormatError(
                 f"{name}: line {line_no}: {len(fields)} field{'s' if len(fields) != 1 else ''}, but the header "
@@ -396,7 +486,9 @@ def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def _check_units(acc_unit: str, gyr_unit: str) -> None:
+def _check_units(acc_unit: str, gyr_unit: str, time_unit: str = "s") -> None:
+    if time_unit not in _TIME_SCALE:
+        raise ValueError(f"time_unit must be one of {', '.join(_TIME_SCALE)}, got {time_unit!r}")
     if acc_unit not in _ACC_SCALE:
         raise ValueError(f"acc_unit must be one of {', '.join(_ACC_SCALE)}, got {acc_unit!r}")
     if gyr_unit not in _GYR_SCALE:
@@ -409,21 +501,23 @@ def parse_imu_csv_text(
     acc_unit: AccUnit = "mps2",
     gyr_unit: GyrUnit = "rads",
     name: str = "<csv>",
+    time_unit: TimeUnit = "s",
 ) -> ImuBatch:
     """``read_imu_csv`` on text already in memory (``name`` appears in error messages)."""
-    _check_units(acc_unit, gyr_unit)
+    _check_units(acc_unit, gyr_unit, time_unit)
     raw = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else bytes(text)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if b"\r" in raw:
         raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    header, header_line, start = _split_header(name, raw)
-    layout = _Layout(name, header, header_line, columns)
-    data = _fast_parse(raw, header_line, start, layout) if b"\x00" not in raw else None
+    layout, start = _header_layout(name, raw, columns)
+    data = _fast_parse(raw, layout.header_line, start, layout) if b"\x00" not in raw else None
     if data is None:
         _decode(name, raw)  # names the line of any bytes that are not UTF-8
         data = _reference_parse(raw[start:].decode("utf-8"), layout)
-    return _to_batch(data, layout, acc_unit, gyr_unit)
+    batch = _to_batch(data, layout, acc_unit, gyr_unit, time_unit)
+    _warn_lines_above(layout)
+    return batch
 
 
 def read_imu_csv(
@@ -431,6 +525,7 @@ def read_imu_csv(
     columns: Mapping[str, str] | None = None,
     acc_unit: AccUnit = "mps2",
     gyr_unit: GyrUnit = "rads",
+    time_unit: TimeUnit = "s",
 ) -> ImuBatch:
     """Read IMU samples from a CSV file.
 
@@ -445,6 +540,8 @@ def read_imu_csv(
         Unit of the accelerometer columns (converted to m/s²).
     gyr_unit : {"rads", "dps"}
         Unit of the gyroscope columns (converted to rad/s).
+    time_unit : {"s", "ms", "us", "ns"}
+        Unit of the time column (converted to s).
 
     Returns
     -------
@@ -460,15 +557,17 @@ def read_imu_csv(
         not strictly increase; one line naming the file, the line number and the fix.
     """
     p = Path(path)
-    _check_units(acc_unit, gyr_unit)
+    _check_units(acc_unit, gyr_unit, time_unit)
     fast = _fast_parse_file(p, columns)
     if fast is not None:
-        return _to_batch(fast[0], fast[1], acc_unit, gyr_unit)
+        _warn_lines_above(fast[1])
+        return _to_batch(fast[0], fast[1], acc_unit, gyr_unit, time_unit)
     try:
         raw = p.read_bytes()
     except OSError as exc:
         raise CsvFormatError(f"{p}: cannot read the file ({exc.strerror or exc}); check the path") from None
-    return parse_imu_csv_text(raw, columns=columns, acc_unit=acc_unit, gyr_unit=gyr_unit, name=str(p))
+    return parse_imu_csv_text(raw, columns=columns, acc_unit=acc_unit, gyr_unit=gyr_unit, name=str(p),
+                              time_unit=time_unit)
 
 
 LONG_JUMP_S = 3600.0
@@ -548,7 +647,7 @@ class CsvSource(Source):
     ----------
     path : str or Path
         The CSV file (read at ``open``; a bad file raises ``CsvFormatError`` there).
-    columns, acc_unit, gyr_unit
+    columns, acc_unit, gyr_unit, time_unit
         As for ``read_imu_csv``.
     chunk : int
         Samples per batch.
@@ -564,8 +663,9 @@ class CsvSource(Source):
         gyr_unit: GyrUnit = "rads",
         chunk: int = 10,
         pace: float = 0.0,
+        time_unit: TimeUnit = "s",
     ) -> None:
-        _check_units(acc_unit, gyr_unit)
+        _check_units(acc_unit, gyr_unit, time_unit)
         if not isinstance(chunk, int) or chunk < 1:
             raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
         if not (isinstance(pace, int | float) and math.isfinite(pace) and pace >= 0):
@@ -574,6 +674,7 @@ class CsvSource(Source):
         self.columns = dict(columns) if columns else None
         self.acc_unit = acc_unit
         self.gyr_unit = gyr_unit
+        self.time_unit = time_unit
         self.chunk = chunk
         self.pace = float(pace)
         self.batch: ImuBatch | None = None
@@ -582,7 +683,9 @@ class CsvSource(Source):
         self._closed = False
 
     async def open(self) -> None:
-        batch = await asyncio.to_thread(read_imu_csv, self.path, self.columns, self.acc_unit, self.gyr_unit)
+        batch = await asyncio.to_thread(
+            read_imu_csv, self.path, self.columns, self.acc_unit, self.gyr_unit, self.time_unit
+        )
         self.batch = batch
         # cut where the time column jumps (lost samples): the sample rate is that of the parts between the
         # cuts (their intervals over their span), and the pipeline bridges or restarts at the cuts
@@ -595,7 +698,8 @@ class CsvSource(Source):
                     "joins separate recordings, analyse them apart)", self.path.name, t1 - t0, t0,
                 )
         rate = span_rate_hz(self._parts) or 0.0
-        meta: dict[str, Any] = {"samples": len(batch), "acc_unit": self.acc_unit, "gyr_unit": self.gyr_unit}
+        meta: dict[str, Any] = {"samples": len(batch), "acc_unit": self.acc_unit, "gyr_unit": self.gyr_unit,
+                                "time_unit": self.time_unit}
         if self.columns:
             meta["columns"] = dict(self.columns)
         self.info = SourceInfo(

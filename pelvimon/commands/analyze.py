@@ -40,6 +40,9 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gyr-unit", choices=("rads", "dps"), default="rads", help="gyroscope unit (default rads)"
     )
+    g.add_argument(
+        "--time-unit", choices=("s", "ms", "us", "ns"), default="s", help="unit of the time column (default s)"
+    )
 
 
 def csv_options_from_args(args: argparse.Namespace) -> Any:
@@ -50,7 +53,8 @@ def csv_options_from_args(args: argparse.Namespace) -> Any:
 
     d = CsvOptions()
     given = [o for o, v, default in (("--columns", args.columns, d.columns), ("--acc-unit", args.acc_unit, d.acc_unit),
-                                     ("--gyr-unit", args.gyr_unit, d.gyr_unit)) if v != default]
+                                     ("--gyr-unit", args.gyr_unit, d.gyr_unit),
+                                     ("--time-unit", args.time_unit, d.time_unit)) if v != default]
     path = args.input if hasattr(args, "input") else args.file  # (analyze and report; review)
     if given and str(path).strip() and is_session_file(path):
         raise UsageError(
@@ -65,7 +69,7 @@ def csv_options_from_args(args: argparse.Namespace) -> Any:
             columns = parse_columns_option(args.columns)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    return CsvOptions(columns=columns, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit)
+    return CsvOptions(columns=columns, acc_unit=args.acc_unit, gyr_unit=args.gyr_unit, time_unit=args.time_unit)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,7 +217,13 @@ def print_report(analysis: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from pelvimon.analysis import NO_GYROSCOPE_NOTE, SIDES_LEGEND, calibration_text, no_angles_why
+    from pelvimon.analysis import (
+        NO_GYROSCOPE_NOTE,
+        SIDES_LEGEND,
+        calibration_text,
+        file_damage_text,
+        no_angles_why,
+    )
     from pelvimon.dsp.alerts import figures_note, metric_label
 
     class _Console(Console):
@@ -235,6 +245,9 @@ def print_report(analysis: Any) -> None:
         f"{cad_of} {f'{cad:.1f} steps/min' if math.isfinite(cad) else 'n/a'}",
         markup=False,
     )
+    damage = file_damage_text(q)
+    if damage is not None:  # first, before any figure: the figures cover only what could be read
+        con.print(damage, markup=False, style="bold", soft_wrap=True)
     if analysis.phases:
         con.print(
             "gait: " + analysis.phases_text(),
@@ -314,3 +327,5 @@ def print_report(analysis: Any) -> None:
     ]
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)
+    if q.file_damage.message is not None:  # (words, not figures: no n/a to put in)
+        con.print(f"  session file: {q.file_damage.message}", markup=False)

@@ -17,6 +17,7 @@ from pelvimon.config import load_config
 from pelvimon.dsp._gait_eval import lossy_batches
 from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
+from pelvimon.sensors import csv_source
 from pelvimon.sensors.csv_source import write_imu_csv
 from pelvimon.sensors.simulator import SimParams, simulate
 
@@ -485,6 +486,28 @@ def test_a_time_column_not_in_seconds_is_one_line(tmp_path: Path, capsys: pytest
     p.write_text("t_s,acc_x_mps2,acc_y_mps2,acc_z_mps2\n" + "".join(f"{i * dt!r},0.1,0.2,9.8\n" for i in range(3000)))
     code, out, err = run_cli(capsys, str(p))
     assert code == 1 and err.count("\n") == 1 and shown in err and "check that the time column is in seconds" in err
+    assert ("add --time-unit ms" in err) == (dt == 5.0)  # (in ms, 5.0 is 200 Hz: the option is named)
+
+
+def test_a_time_column_in_ms_is_read_with_time_unit(recordings: dict, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Unix times in ms (a phone app's export): the hint names --time-unit ms, which then gives the steps of
+    the same samples in seconds."""
+    batch = recordings["sym"].batch
+    p = tmp_path / "ms.csv"
+    data = np.column_stack([1.7e12 + batch.t_s * 1e3, batch.acc_mps2, batch.gyr_rads])
+    np.savetxt(p, data, delimiter=",", header=",".join(csv_source.DEFAULT_COLUMNS), comments="", fmt="%.17g")
+    code, _, err = run_cli(capsys, str(p), "--json")
+    assert code == 1 and "(in ms, it reads 200 Hz: add --time-unit ms)" in err
+    code, out, err = run_cli(capsys, str(p), "--json", "--time-unit", "ms")
+    assert code == 0, err
+    _, ref_out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json")
+    got, ref = no_nan(out), no_nan(ref_out)
+    assert len(got["steps"]) == len(ref["steps"]) > 50
+    t_ref = np.array([s["t_ic_s"] for s in ref["steps"]]) - batch.t_s[0]
+    assert np.abs(np.array([s["t_ic_s"] for s in got["steps"]]) - t_ref).max() < 1e-6
+    assert got["summary"]["asymmetry"]["cpd_deg"]["left_mean"] == pytest.approx(
+        ref["summary"]["asymmetry"]["cpd_deg"]["left_mean"], abs=1e-6)
 
 
 @pytest.mark.parametrize("rate", [400.0, 208.0, 104.0])

@@ -322,6 +322,7 @@ def test_debug_output_leaves_the_error_line_of_a_cut_file_as_it_is(tmp_path: Pat
          ("--set factor is given twice",)),
         (["simulate", "--seconds", "3", "-o", "-"], ("-o/--output -", "/dev/stdout")),
         (["analyze", "x.mcap", "--acc-unit", "g"], ("--acc-unit describes a CSV file", "x.mcap is a session file")),
+        (["review", "x.mcap", "--time-unit", "ms"], ("--time-unit describes a CSV file", "x.mcap is a session file")),
         (["report", "x.mcap", "-o", "r.html", "--columns", "t_s=t"], ("--columns describes a CSV file",)),
         (["analyze", "x.csv", "--columns", "acc_x_mps2=ax,acc_y_mps2=ax"], ("both name the file's column 'ax'",)),
     ],

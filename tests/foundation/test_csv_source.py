@@ -530,3 +530,83 @@ def test_empty_columns_at_the_end_of_each_line_are_ignored(tmp_path: Path, fast:
     got = read_imu_csv(p)
     np.testing.assert_array_equal(got.t_s, b.t_s)
     np.testing.assert_array_equal(got.gyr_rads, b.gyr_rads)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_metadata_lines_above_the_header_are_skipped_with_a_warning(tmp_path: Path, caplog, fast: bool) -> None:
+    """A device's export that writes its name and the date above the column names: the header is found
+    below them (the lines above are said to be skipped), and the samples are those of the file without them."""
+    b = simulate(SimParams(seconds=3, rate_hz=100.0, seed=2)).batch
+    text = csv_source.format_imu_csv(b)
+    p = tmp_path / "export.csv"
+    p.write_text(("" if fast else "\ufeff") + "Device,WT901BLE\nRecorded: 2026-11-20 10:00\n\n" + text)
+    with caplog.at_level("WARNING", logger="pelvimon.sensors.csv_source"):
+        got = read_imu_csv(p)
+    np.testing.assert_array_equal(got.t_s, b.t_s)
+    np.testing.assert_array_equal(got.acc_mps2, b.acc_mps2)
+    np.testing.assert_array_equal(got.gyr_rads, b.gyr_rads)
+    warned = [r.getMessage() for r in caplog.records if r.name == "pelvimon.sensors.csv_source"]
+    assert warned == [f"{p}: the header is line 4; the 3 lines above it (not column names) are skipped"]
+    # line numbers in errors count from the file's first line
+    p.write_text("Device,WT901BLE\n" + HEADER + "\n0,1,2,3,4,5,6\n0.01,1,2,zz,4,5,6\n")
+    with pytest.raises(CsvFormatError, match=r"line 4: 'zz' in column 'acc_z_mps2'"):
+        read_imu_csv(p)
+
+
+def test_comment_lines_above_the_header_are_not_warned_about(tmp_path: Path, caplog) -> None:
+    p = tmp_path / "commented.csv"
+    p.write_text("# from the lab\n\n" + HEADER + "\n0,1,2,3,4,5,6\n0.01,1,2,3,4,5,6\n")
+    with caplog.at_level("WARNING", logger="pelvimon.sensors.csv_source"):
+        assert len(read_imu_csv(p)) == 2
+    assert not [r for r in caplog.records if r.name == "pelvimon.sensors.csv_source"]
+
+
+def test_a_first_line_that_is_not_the_header_is_named_when_no_line_below_is_one(tmp_path: Path) -> None:
+    """Metadata above a header with other names: the error names both fixes (map the names, or delete the
+    lines above the header), since the field counts show line 1 is likely not the header."""
+    p = tmp_path / "renamed.csv"
+    p.write_text("Device,WT901BLE\ntime,ax,ay,az\n0,1,2,3\n0.01,1,2,3\n")
+    with pytest.raises(CsvFormatError) as exc:
+        read_imu_csv(p)
+    assert str(exc.value) == (
+        f"{p}: line 1: no column 't_s' for t_s (found: 'Device', 'WT901BLE'); rename the header or map names with "
+        "--columns t_s=...,acc_x_mps2=...,...; or, if line 1 is not the header (it has 2 fields, the lines "
+        "below it 4), delete the lines above the header or start them with '#'"
+    )
+
+
+def test_quoted_text_may_hold_commas_quotes_and_hashes(tmp_path: Path) -> None:
+    """A text column as spreadsheets write it (RFC 4180 quoting): a comma, ``#`` or doubled quote inside
+    quotes is text; a ``#`` outside quotes still starts a comment. Quoted names may hold commas too."""
+    b = simulate(SimParams(seconds=1, rate_hz=100.0, seed=5)).batch
+    lines = csv_source.format_imu_csv(b).splitlines()
+    notes = ['"lap 2, left"', ' "lap #3, ""fast"""  # a comment', '""', "plain"]
+    rows = [f"{row},{notes[i % len(notes)]}" for i, row in enumerate(lines[1:])]
+    p = tmp_path / "notes.csv"
+    p.write_text(lines[0] + ',"note, free text"\n' + "\n".join(rows) + "\n")
+    got = read_imu_csv(p)
+    np.testing.assert_array_equal(got.t_s, b.t_s)
+    np.testing.assert_array_equal(got.gyr_rads, b.gyr_rads)
+    # a quote left open is still a ragged row, by its line
+    p.write_text(lines[0] + ",note\n" + lines[1] + ',"a\n' + lines[2] + ",b,c\n")
+    with pytest.raises(CsvFormatError, match="line 3: 9 fields, but the header"):
+        read_imu_csv(p)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_time_columns_in_ms_us_and_ns(tmp_path: Path, fast: bool) -> None:
+    """A time column in ms, µs or ns is read as s with ``time_unit``; clock times in those units (Unix ms)
+    count from the first sample, as in seconds."""
+    b = simulate(SimParams(seconds=2, rate_hz=100.0, seed=6)).batch
+    for unit, factor, start in (("ms", 1e3, 0.0), ("us", 1e6, 0.0), ("ns", 1e9, 0.0), ("ms", 1e3, 1.7e12)):
+        p = tmp_path / f"{unit}.csv"
+        t = start + b.t_s * factor
+        data = np.column_stack([t, b.acc_mps2, b.gyr_rads])
+        text = HEADER + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in data) + "\n"
+        p.write_text(text if fast else "\ufeff" + text)
+        got = read_imu_csv(p, time_unit=unit)
+        want = b.t_s - (b.t_s[0] if start else 0.0)
+        np.testing.assert_allclose(got.t_s, want, rtol=0, atol=1e-9 if not start else 1e-6)
+        np.testing.assert_array_equal(got.acc_mps2, b.acc_mps2)
+    with pytest.raises(ValueError, match="time_unit must be one of s, ms, us, ns, got 'min'"):
+        read_imu_csv(p, time_unit="min")  # type: ignore[arg-type]

@@ -171,6 +171,12 @@ class Decoder(abc.ABC):
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Forget partial payloads and previous timestamps (after a reconnect or a stop)."""
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes held for the next notification: the start of a payload that is not complete yet (0 for
+        protocols whose notifications are whole)."""
+        return 0
+
 
 class PeripheralModel(abc.ABC):
     """Device side of a protocol, for emulated sensors: command handling and the data path encoder."""

@@ -395,6 +395,10 @@ class MovesenseDecoder(Decoder):
             self._next_ms[ref] = expected_before  # the held samples count as lost with the others
         return []
 
+    @property
+    def pending_bytes(self) -> int:
+        return sum(len(b) for b in self._part1.values())
+
     def _data(self, ref: int, body: bytes) -> list[ImuBatch]:
         self._n_part2[ref] = 0
         if ref in self._part1:

@@ -221,6 +221,10 @@ class WitMotionDecoder(Decoder):
         self._next_t: float | None = None
         self._gap = False
 
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf)
+
     def observe_write(self, char_uuid: str, data: bytes) -> None:
         """Learn the return rate from a client write ``FF AA 03 <code> 00``."""
         d = bytes(data)

@@ -156,8 +156,7 @@ def print_table(protocol: str, char: str, batches: list, out: Any = None) -> Non
 
     if not batches:
         print(
-            f"{protocol} on {char}: no samples (a control message, or a part of a payload that needs the "
-            "next part: repeat --hex for each part)",
+            f"{protocol} on {char}: no samples (a control message or a reply, not a data notification)",
             file=out,
         )
         return
@@ -225,7 +224,8 @@ def decode(
     UsageError
         Unknown protocol or context the decoder refuses.
     PelvimonError
-        The bytes are not a frame the protocol accepts (the message is the decoder's).
+        The bytes are not a frame the protocol accepts (the message is the decoder's), or they end inside a
+        payload (the decoder holds bytes for a part that was not given).
     """
     from pelvimon.firmware_protocols.base import ProtocolError
 
@@ -248,6 +248,12 @@ def decode(
             where = f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""
             hint = "; give decoder context with --set KEY=VALUE" if "context" in str(exc) else ""
             raise PelvimonError(f"cannot decode{where}: {exc}{hint}") from None
+    held = getattr(dec, "pending_bytes", 0)
+    if not batches and held:
+        raise PelvimonError(
+            f"the bytes end inside a payload ({held} byte{'s' if held != 1 else ''} held for the part that completes "
+            "it); give every part of the payload, each with its own --hex, in order"
+        )
     return use_char, batches
 
 

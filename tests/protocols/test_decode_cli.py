@@ -355,3 +355,38 @@ def test_missing_context_points_to_set(capsys) -> None:
     code, out, _ = run_cli(capsys, "--protocol", "polar_pmd", "--hex", hexes, "--set", "previous_timestamp_ns=100")
     assert code == 0 and "native raw (2, 3): -6430 5626 2633 -6431 5627 2635" in out
     assert out.strip().splitlines()[-1].endswith("factor=1")  # sent in the start response, not in the data
+
+
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_payload_cut_short_is_an_error_not_no_samples(capsys, vendor, json_out: bool) -> None:
+    """A WitMotion frame cut short, or a Movesense DATA whose DATA_PART2 is not given: the decoder holds the
+    bytes for the next part; that is said in one line with exit 1 (not "no samples", exit 0). The whole
+    payload decodes."""
+    needs("witmotion")
+    whole = vendor("witmotion.json")["wit_0x61_real_capture"]["payload_hex"]
+    extra = ("--json",) if json_out else ()
+    code, out, err = run_cli(capsys, "--protocol", "witmotion", "--hex", whole[:24], *extra)
+    assert_one_line_error(code, err, 1, "the bytes end inside a payload (12 bytes held", "each with its own --hex")
+    assert out == ""
+    obj = run_json(capsys, "--protocol", "witmotion", "--hex", whole[:24], "--hex", whole[24:])
+    assert len(obj["t_s"]) == 1
+    # a Movesense DATA of 150 bytes always has a DATA_PART2
+    needs("movesense")
+    from pelvimon.firmware_protocols.base import StreamConfig
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    proto = registry.get("movesense")
+    model = proto.peripheral()
+    for w in proto.start_sequence(StreamConfig(rate_hz=104.0)):
+        model.handle_write(w.char_uuid, w.data)
+    parts = [d.hex() for _, d in model.encode(simulate(SimParams(seconds=0.2, rate_hz=104.0)).batch)[:2]]
+    code, out, err = run_cli(capsys, "--protocol", "movesense", "--hex", parts[0], *extra)
+    assert_one_line_error(code, err, 1, "the bytes end inside a payload (150 bytes held")
+    code, out, err = run_cli(capsys, "--protocol", "movesense", "--hex", parts[0], "--hex", parts[1])
+    assert code == 0 and "8 samples" in out
+
+
+def test_a_register_reply_has_no_samples_and_says_so(capsys) -> None:
+    needs("witmotion")
+    code, out, err = run_cli(capsys, "--protocol", "witmotion", "--hex", "5571" + "00" * 18)
+    assert code == 0 and "no samples (a control message or a reply, not a data notification)" in out

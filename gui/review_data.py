@@ -10,7 +10,7 @@ the file has none); asymmetry and alerts come from :func:`pelvimon.analysis.anal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from pelvimon.analysis import (
     CsvOptions,
+    FileDamage,
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
@@ -181,6 +182,8 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     source = "recorded" if recorded_steps else "computed"
     t_start, t_end = sample_span_s(batches)
     analysis = analyze_steps(steps, config, name=p.name, t_end_s=None if math.isnan(t_end) else t_end)
+    # what the file reader skipped (read to its end above, with or without samples) goes with the quality
+    analysis.quality = replace(analysis.quality, file_damage=FileDamage.of_source(src))
     if math.isnan(t_end):
         t_start, t_end = 0.0, analysis.quality.duration_s
     return ReviewData(

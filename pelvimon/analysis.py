@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from pelvimon.file_kinds import is_session_file
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 from pelvimon.sensors.source import Source
 
+if TYPE_CHECKING:
+    from pelvimon.sensors.csv_source import AccUnit, GyrUnit, TimeUnit
+
 _T = TypeVar("_T")
 
 
@@ -60,8 +63,9 @@ class CsvOptions:
     """How to read a CSV input: column mapping (design name -> file column) and units."""
 
     columns: Mapping[str, str] | None = None
-    acc_unit: str = "mps2"
-    gyr_unit: str = "rads"
+    acc_unit: AccUnit = "mps2"
+    gyr_unit: GyrUnit = "rads"
+    time_unit: TimeUnit = "s"
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +145,73 @@ def calibration_state_text(state: str, at_s: float | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class FileDamage:
+    """What the session file reader could not read (:class:`~pelvimon.sensors.session_file.SessionReader`):
+    the ``file_damage`` object of the data quality. An intact session file and a CSV have nothing to tell
+    (``damaged`` false, the counts 0, ``message`` None).
+
+    Attributes
+    ----------
+    damaged : bool
+        Data were skipped or left out (``SessionReader.damage``); a file only left unfinished is not damaged.
+    n_damaged_ranges : int
+        Separate stretches of the file that were skipped.
+    n_bytes_skipped : int
+        Bytes skipped in all, B.
+    time_lost_s : float
+        Session time lost in holes between parts that were read, s (what ``lost_after_s`` lost comes on top).
+    lost_after_s : float or None
+        The recording after this session time is lost (its length unknown: the file was cut short), s.
+    cut_short : bool
+        The file ends in unreadable bytes (a copy taken while recording, a full disk, a cut transfer).
+    unfinished : bool
+        The file has no summary section: the recording was not closed (a crash, a pulled plug, cut short).
+    message : str or None
+        What the reader found, in plain words (its warning), None if nothing.
+    """
+
+    damaged: bool = False
+    n_damaged_ranges: int = 0
+    n_bytes_skipped: int = 0
+    time_lost_s: float = 0.0
+    lost_after_s: float | None = None
+    cut_short: bool = False
+    unfinished: bool = False
+    message: str | None = None
+
+    @classmethod
+    def of_source(cls, source: Source) -> FileDamage:
+        """What the session file reader of a replayed source found after reading it to its end (nothing for
+        other sources)."""
+        reader = getattr(source, "reader", None)  # (a ReplaySource's SessionReader)
+        if reader is None:
+            return cls()
+        skipped = reader.skipped
+        places = sum(1 for i, r in enumerate(skipped) if i == 0 or r.offset != skipped[i - 1].offset + skipped[i - 1].n_bytes)
+        return cls(
+            damaged=reader.damage is not None,
+            n_damaged_ranges=places,
+            n_bytes_skipped=sum(r.n_bytes for r in skipped),
+            time_lost_s=float(sum(b - a for a, b in reader.lost_spans_s if b is not None)),
+            lost_after_s=next((float(a) for a, b in reader.lost_spans_s if b is None), None),
+            cut_short=bool(reader.cut_short),
+            unfinished=not reader.complete,
+            message=reader.problem,
+        )
+
+
+def file_damage_text(q: Quality) -> str | None:
+    """What was wrong with the session file, for the outputs (None if nothing): the reader's words, and
+    that the results cover only what was read."""
+    fd = q.file_damage
+    if fd.message is None:
+        return None
+    if not fd.damaged:
+        return f"The session file was not closed: {fd.message}; everything in it was read."
+    return f"The session file is damaged: {fd.message}. The results cover only what could be read."
+
+
+@dataclass(frozen=True)
 class Quality:
     """Data quality of one session (see ``to_dict`` for the JSON field names)."""
 
@@ -161,6 +232,8 @@ class Quality:
     min_laterality_confidence: float
     has_gyroscope: bool | None = None
     """Whether the samples had gyroscope channels (None: only the steps are known)."""
+    file_damage: FileDamage = FileDamage()
+    """What the session file reader could not read (nothing for a CSV or an intact file)."""
 
     @property
     def share_steps_flagged(self) -> float:
@@ -171,6 +244,7 @@ class Quality:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["file_damage"] = asdict(self.file_damage)
         d["share_steps_flagged"] = self.share_steps_flagged
         return d
 
@@ -518,7 +592,7 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
     from pelvimon.sensors.csv_source import CsvSource
 
     o = csv if csv is not None else CsvOptions()
-    return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N)  # type: ignore[arg-type]
+    return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N, time_unit=o.time_unit)
 
 
 class NoSamplesError(PelvimonError):
@@ -545,12 +619,15 @@ class InputSamples:
         time stamps' (:func:`~pelvimon.firmware_protocols.batch.span_rate_hz`), Hz.
     measured_hz : float
         The sample rate of the time stamps, Hz.
+    file_damage : FileDamage
+        What the session file reader could not read (nothing for other sources).
     """
 
     name: str
     batches: list[ImuBatch]
     rate_hz: float
     measured_hz: float
+    file_damage: FileDamage = FileDamage()
 
 
 def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
@@ -637,7 +714,8 @@ def read_source(source: Source) -> InputSamples:
     # a CSV source states the rate of its time stamps (their intervals over the time the parts between gaps span)
     measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured
-    return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured)
+    damage = FileDamage.of_source(source)
+    return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured, file_damage=damage)
 
 
 def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
@@ -1009,13 +1087,18 @@ def check_rate(name: str, rate_hz: float) -> None:
         The rate is out of range, or not a number.
     """
     lo, hi = MIN_RATE_HZ * (1.0 - RATE_TOLERANCE), MAX_RATE_HZ * (1.0 + RATE_TOLERANCE)
-    if not lo <= rate_hz <= hi:
-        raise PelvimonError(
-            f"{name}: the time stamps give a sample rate of {rate_hz:.4g} Hz; pelvimon analyses "
-            f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): "
-            + ("if the sensor sampled faster, check that the time column is in seconds (not ms, µs or ns)"
-               if rate_hz < lo else "check that the time column is in seconds")
-        )
+    if lo <= rate_hz <= hi:
+        return
+    what = "check that the time column is in seconds"
+    if rate_hz < lo:
+        # a column in ms (µs, ns) reads 1000 (1e6, 1e9) times too slow: name the option that reads it
+        fits = [(f, u) for f, u in ((1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")) if lo <= rate_hz / f <= hi]
+        what = "if the sensor sampled faster, " + what + "".join(
+            f" (in {u}, it reads {rate_hz / f:.4g} Hz: add --time-unit {u})" for f, u in fits)
+    raise PelvimonError(
+        f"{name}: the time stamps give a sample rate of {rate_hz:.4g} Hz; pelvimon analyses "
+        f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): {what}"
+    )
 
 
 def analyze_samples(
@@ -1042,6 +1125,7 @@ def analyze_samples(
         calibrated_at_s=run.calibrated_at_s,
         **_step_counts(table, cfg),
         has_gyroscope=any(b.gyr_rads is not None for b in batches if len(b)),
+        file_damage=samples.file_damage,
     )
     return analyze_steps(table, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
 

@@ -28,6 +28,7 @@ from pelvimon.analysis import (
     all_steps_rows,
     applies,
     calibration_text,
+    file_damage_text,
     no_angles_why,
 )
 from pelvimon.dashboard import SIDE_COLORS
@@ -402,7 +403,10 @@ def _quality_html(a: SessionAnalysis) -> str:
         + ("n/a" if not math.isfinite(share) else f"{100 * share:.1f} %")
         + ".",
     ]
-    return '<ul id="quality">' + "".join(f"<li>{_e(x.replace('nan', 'n/a'))}</li>" for x in items) + "</ul>"
+    text = [x.replace("nan", "n/a") for x in items]
+    if q.file_damage.message is not None:  # (words, not figures: no n/a to put in)
+        text.append(f"Session file: {q.file_damage.message}.")
+    return '<ul id="quality">' + "".join(f"<li>{_e(x)}</li>" for x in text) + "</ul>"
 
 
 def _meaning_html(a: SessionAnalysis, sides_legend: bool = True) -> str:
@@ -490,6 +494,9 @@ def render_report(
     ]
     if notes:
         parts.append(f'<div class="note">{_e(notes)}</div>')
+    damage = file_damage_text(q)
+    if damage is not None:  # above every figure: they cover only what could be read
+        parts.append(f'<div class="alert" id="file-damage">{_e(damage)}</div>')
     parts += [
         "<h2>Session</h2>",
         f"<p>{q.duration_s:.1f} s, {s['n_steps']} steps ({s['n_steps_used']} {_e(a.gait + ' ' if a.gait else '')}"

@@ -358,6 +358,10 @@ _HEADER_SEARCH_BYTES = 2**20
 """How far from the start of a file the ``pelvimon.session`` record is looked for, bytes."""
 
 FILE_DAMAGE = "file_damage"
+_STRAY_MESSAGE = "a message outside any chunk (the recorder writes none there)"
+"""Reason of the :class:`SkippedRange` of a message record found outside the chunks: the writer puts every
+message into a chunk, whose CRC vouches for it; one outside was not recorded (another program wrote it, or
+damaged bytes that happen to look like a record), so it is left out, nothing recorded lost with it."""
 """Key in the ``details`` of the ``gap`` status :meth:`SessionReader.items` inserts where it skipped data."""
 
 
@@ -376,8 +380,8 @@ class SkippedRange:
     n_bytes : int
         Its length in bytes.
     n_chunks : int or None
-        Damaged chunks (blocks of recorded messages) in it; 0 when it held index records only (nothing
-        recorded is lost with it); None when the file does not tell.
+        Damaged chunks (blocks of recorded messages) in it; 0 when it held index records only, or a message
+        record outside any chunk (nothing recorded is lost with it); None when the file does not tell.
     reason : str
         Why, in plain words.
     t_start_s, t_end_s : float or None
@@ -598,6 +602,13 @@ class _FileScan:
     def _chunk_records(self, head: _ChunkHead) -> tuple[list[Any], bool]:
         """The records of a chunk whose contents pass their CRC (raises ``_Unreadable`` otherwise), and
         whether its header needed mending (a size field that did not match)."""
+        if head.uncompressed_size == 0 and head.data_len:
+            # a size of 0 with data after it: a zeroed header (a zeroed disk page), whose CRC field reads 0 too,
+            # so nothing would check it; a true empty chunk has no data (zstd: an empty frame), and the
+            # writer never writes one (mcap leaves out a chunk without messages)
+            empty = head.compression == "zstd" and self._inflate_unsized(head) == b""
+            if not empty:
+                raise _Unreadable("its size and checksum fields are zeroed (damaged bytes)")
         try:
             raw: bytes | None = self._inflate(head)
         except _Unreadable:
@@ -778,7 +789,9 @@ class _FileScan:
                             return
                     else:
                         in_summary = in_summary or op == Opcode.DATA_END
-                        if rec is not None:
+                        if isinstance(rec, Message):
+                            yield SkippedRange(p, nxt - p, 0, _STRAY_MESSAGE)
+                        elif rec is not None:
                             yield [rec]
                         p = nxt
                         continue
@@ -843,6 +856,9 @@ class SessionReader:
     header : SessionHeader
     complete : bool
         The file ended with its summary section (the recording was closed cleanly).
+    cut_short : bool
+        The last :meth:`items` skipped unreadable bytes up to the end of a file without summary section
+        (a copy taken while recording, a full disk, a truncated transfer).
     damage : str or None
         What was wrong with the file, in plain words (skipped chunks, a cut-short end, ...), after
         ``items()`` ran to its end; None if nothing was (a file without summary section only is not damage).
@@ -861,6 +877,7 @@ class SessionReader:
         if not self.path.is_file():
             raise SessionFileError(f"{self.path}: no such session file")
         self.complete = False
+        self.cut_short = False
         self.damage: str | None = None
         self.skipped: list[SkippedRange] = []
         self.lost_spans_s: list[tuple[float, float | None]] = []
@@ -932,6 +949,7 @@ class SessionReader:
         """Every recorded item in file order, damaged parts skipped (see the class). Logs one warning if the
         file is damaged or unfinished."""
         self.complete = False
+        self.cut_short = False
         self.damage = None
         self.skipped = []
         self.lost_spans_s = []
@@ -1071,10 +1089,12 @@ class SessionReader:
     def _describe(self, scan: _FileScan, n_undecodable: int, n_orphaned: int, n_guessed: int) -> str | None:
         """What was wrong with the file, in plain words (None if nothing)."""
         parts: list[str] = []
-        skipped = list(self.skipped)
+        stray = [r for r in self.skipped if r.reason == _STRAY_MESSAGE]
+        skipped = [r for r in self.skipped if r.reason != _STRAY_MESSAGE]
         tail = None
         if skipped and not scan.complete and skipped[-1].offset + skipped[-1].n_bytes == scan.size:
             tail = skipped.pop()
+        self.cut_short = tail is not None
         if skipped:
             n_bytes = sum(r.n_bytes for r in skipped)
             n_chunks = sum(r.n_chunks or 0 for r in skipped)
@@ -1108,6 +1128,12 @@ class SessionReader:
         if not lost and (skipped or tail is not None):
             lost.append("no recorded samples were lost with it")
         parts.extend(lost)
+        if stray:
+            parts.append(
+                f"left out {_plural(len(stray), 'message')} stored outside any chunk "
+                f"({_size_words(sum(r.n_bytes for r in stray))}; the recorder writes every message into a checked "
+                "chunk, so they are not part of the recording)"
+            )
         if scan.n_repaired:
             parts.append(
                 f"read {_plural(scan.n_repaired, 'chunk')} whose record header was damaged (its contents passed their checksum)"

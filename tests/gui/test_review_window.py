@@ -275,3 +275,33 @@ def test_review_refuses_the_rates_analyze_refuses(tmp_path, factor: float, shown
     with pytest.raises(PelvimonError, match="check that the time column is in seconds") as err:
         load_review(path)
     assert shown in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_cut_short_session_file_is_said_above_the_review(qtbot, tmp_path) -> None:
+    """A copy taken while recording: the window says, above its figures, that the file was cut short and
+    where the recording read ends; the intact file shows no such notice."""
+    from pelvimon.sensors.session_file import SessionWriter
+    from pelvimon.sensors.source import SourceInfo
+
+    b = simulate(SimParams(seconds=30, rate_hz=104.0, seed=6)).batch
+    path = tmp_path / "whole.mcap"
+    with SessionWriter(path, SourceInfo("sim", "simulator", 104.0), flush_interval_s=1e9) as w:
+        for i in range(0, len(b), 52):
+            w.write_batch(b.slice(i, min(i + 52, len(b))))
+            if (i // 52) % 2 == 1:
+                w.flush()  # one-second chunks
+    whole = ReviewWindow(load_review(path))
+    qtbot.addWidget(whole)
+    assert not whole.file_notice.isVisibleTo(whole) and whole.file_notice.text() == ""
+    cut = tmp_path / "cut.mcap"
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    review = load_review(cut)
+    w = ReviewWindow(review)
+    qtbot.addWidget(w)
+    fd = review.analysis.quality.file_damage
+    assert fd.cut_short and fd.lost_after_s is not None and fd.lost_after_s < 0.7 * 30
+    assert w.file_notice.isVisibleTo(w)
+    text = w.file_notice.text()
+    assert text.startswith("The session file is damaged: the file was cut short")
+    assert f"the recording after {fd.lost_after_s:.1f} s is lost" in text

@@ -7,10 +7,12 @@ under test.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +221,65 @@ def test_a_zeroed_4k_range_loses_the_chunks_it_hits(session: Path, caplog: pytes
     if summary:  # the chunk index tells how many chunks the unreadable bytes held
         assert f"skipped {len(hit)} damaged chunks" in r.damage
     (warning,) = warnings
+    _plain(warning)
+
+
+# chunk record: opcode 1, length 8, start time 8, end time 8, uncompressed size 8 (at 25), crc 4 (at 33), ...
+@pytest.mark.parametrize(("what", "start", "end"), [("size and crc", 25, 37), ("all after the times", 25, None), ("all after the length", 9, None)])
+@pytest.mark.parametrize("summary", [True, False], ids=["with-summary", "crash-no-summary"])
+def test_a_zeroed_chunk_header_is_a_skipped_damaged_chunk(
+    session: Path, caplog: pytest.LogCaptureFixture, summary: bool, what: str, start: int, end: int | None
+) -> None:
+    """A zeroed size and CRC (a zeroed disk page from inside the header on) read 0 = 0: the chunk was taken
+    for an empty one, its second lost without a word or with "passed their checksum"."""
+    data = bytearray(session.read_bytes())
+    off, length = _chunks(session)[4]
+    stop = off + (length if end is None else end)
+    data[off + start : stop] = bytes(stop - off - start)
+    path = session.with_name("zeroed_header.mcap")
+    path.write_bytes(bytes(data) if summary else _without_summary(bytes(data)))
+    r, items, warnings = _read(path, caplog)
+    _assert_skipped(items, {4})
+    assert len(r.skipped) == 1 and r.skipped[0].n_chunks == 1 and r.skipped[0].offset == off
+    assert "zeroed" in r.skipped[0].reason, what
+    assert r.lost_spans_s == [pytest.approx((415 / RATE, 520 / RATE))]  # last sample before, first after
+    (warning,) = warnings
+    assert "skipped 1 damaged chunk" in warning and "about 1.0 s of recording lost (4.0-5.0 s)" in warning
+    assert "passed their checksum" not in warning
+    _plain(warning)
+
+
+@pytest.mark.parametrize("summary", [True, False], ids=["with-summary", "crash-no-summary"])
+def test_a_message_outside_the_chunks_is_left_out_and_said(tmp_path: Path, caplog: pytest.LogCaptureFixture, summary: bool) -> None:
+    """The recorder writes every message into a chunk (checked by its CRC): a message record between two
+    chunks was not recorded by it, and is not read as if it had been."""
+    stray_t = 30.0  # a batch 20 s after the end of the recording
+    body = json.dumps({"t_s": [stray_t, stray_t + 1 / RATE], "acc_mps2": [[0, 0, 9.8]] * 2, "gyr_rads": [[0, 0, 0]] * 2,
+                       "mag_uT": None, "quat_wxyz": None, "seq": [5000, 5001], "gap_before": False, "n_lost": 0,
+                       "time_base": "session"}).encode()  # fmt: skip
+    path = tmp_path / "stray.mcap"
+    start = 1_700_000_000_000_000_000
+    with SessionWriter(path, INFO, start_unix_ns=start, flush_interval_s=1e9) as w:
+        for c in range(4):
+            t = (c * N_PER_BATCH + np.arange(N_PER_BATCH)) / RATE
+            w.write_batch(ImuBatch(t_s=t, acc_mps2=np.zeros((N_PER_BATCH, 3)), seq=np.arange(N_PER_BATCH) + c * N_PER_BATCH))
+            w.flush()  # one batch per chunk
+            if c == 1:  # between the second and the third chunk, as an unchunked writer would put it
+                log_time = start + round(stray_t * 1e9)
+                rec = struct.pack("<HIQQ", w._channels["/imu"], 0, log_time, log_time) + body
+                w._file.write(bytes([0x05]) + struct.pack("<Q", len(rec)) + rec)
+    if not summary:
+        path.write_bytes(_without_summary(path.read_bytes()))
+    r, items, warnings = _read(path, caplog)
+    batches = _batches(items)
+    assert [int(b.seq[0]) for b in batches] == [0, 8, 16, 24]  # the four recorded batches, nothing invented
+    assert not any(b.gap_before for b in batches)
+    assert not any(isinstance(i, SourceStatus) and i.details.get(FILE_DAMAGE) for i in items)  # nothing lost
+    (skip,) = r.skipped
+    assert skip.n_chunks == 0 and skip.n_bytes == 9 + len(rec) and "outside any chunk" in skip.reason
+    assert r.lost_spans_s == [] and r.complete is summary
+    (warning,) = warnings
+    assert "left out 1 message stored outside any chunk" in warning and "not part of the recording" in warning
     _plain(warning)
 
 

@@ -243,7 +243,10 @@ class Inbox:
     """Bounded FIFO between the BLE callback and the consumer; counts the notifications it drops.
 
     Data items beyond ``maxlen`` waiting are dropped (the newest, so order is kept) and counted in
-    ``dropped``; control items (statuses, markers) always go in, up to ``maxlen_control`` more.
+    ``dropped``; control items (statuses, markers) always go in, up to ``maxlen_control`` more. Each data
+    item carries the number of notifications dropped just before it, ``(t_host_s, char_uuid, data,
+    n_dropped_before)``, so the consumer flags the gap on the first notification after the drop (where
+    the samples are missing), not on an older one still queued.
 
     Parameters
     ----------
@@ -263,6 +266,7 @@ class Inbox:
         self._maxlen_control = maxlen_control
         self.dropped = 0
         self.received = 0
+        self._dropped_unseen = 0  # dropped since the last accepted notification
         self._wake = asyncio.Event()
 
     def put_data(self, t_host_s: float, char_uuid: str, data: bytes | bytearray) -> None:
@@ -270,8 +274,10 @@ class Inbox:
         self.received += 1
         if self._n_data >= self.maxlen:
             self.dropped += 1
+            self._dropped_unseen += 1
             return
-        self._items.append((t_host_s, char_uuid, data))
+        self._items.append((t_host_s, char_uuid, data, self._dropped_unseen))
+        self._dropped_unseen = 0
         self._n_data += 1
         self._wake.set()
 
@@ -363,8 +369,18 @@ class BleSource(Source):
     give_up_s : float
         Stop reconnecting after this long without a connection (the source then ends with "stopped").
     stall_timeout_s : float
-        No notification for this long while connected counts as a lost link.
+        No notification for this long while connected counts as a lost link; the floor of the stall timeout,
+        which is at least ``STALL_SPANS`` times the span of samples one notification carries (see
+        :meth:`stall_limit_s`).
     """
+
+    #: The stall timeout is at least this many times the span of samples one notification carries. Two
+    #: streams sent in separate notifications (Polar: acc and gyro, ~1.9 s each at 52 Hz) leave up to two
+    #: spans without any notification when one notification of each is lost in a row (ordinary radio
+    #: loss); three spans leave a whole span of margin for delivery delays and frames that vary in length,
+    #: and still catch a sensor that stopped sending within three of its own notification intervals.
+    STALL_SPANS = 3.0
+
 
     def __init__(
         self,
@@ -593,16 +609,29 @@ class BleSource(Source):
         self._start_consumer()
         self._supervisor = asyncio.create_task(self._supervise())
 
+    def stall_limit_s(self) -> float:
+        """The stall timeout now, s: ``stall_timeout_s``, or ``STALL_SPANS`` times the longest span of
+        samples one recent notification carried (``StreamDecoder.notification_span_s``) where that is
+        longer.
+
+        A fixed timeout shorter than a few notification intervals takes ordinary radio loss for a stall:
+        a Polar Verity Sense at 52 Hz sends a notification per stream about every 1.9 s, so losing one
+        acc and one gyro notification in a row left ~4 s without data, over the 3 s floor.
+        """
+        span = self.stream.notification_span_s if hasattr(self, "stream") else 0.0
+        return max(self.stall_timeout_s, self.STALL_SPANS * span)
+
     async def _supervise(self) -> None:
         """Watch the link: unexpected disconnects and stalls lead to reconnection with backoff."""
         poll = min(0.1, self.stall_timeout_s / 4)
         while not self._closing:
             await self.timebase.sleep(poll)
             now = self.timebase.now()
-            stalled = now - max(self._last_rx_seen(), self._last_rx) > self.stall_timeout_s
+            limit = self.stall_limit_s()
+            stalled = now - max(self._last_rx_seen(), self._last_rx) > limit
             if not (self._link_lost or stalled):
                 continue
-            why = "link lost" if self._link_lost else f"no data for {self.stall_timeout_s:g} s"
+            why = "link lost" if self._link_lost else f"no data for {limit:.3g} s"
             self.inbox.put_control(self._status("disconnected", f"{self.info.name}: {why}", reason=why))
             old, self._client = self._client, None
             if old is not None:
@@ -718,15 +747,18 @@ class BleSource(Source):
         if isinstance(item, _Write):
             self.stream.observe_write(item.char_uuid, item.data)
             return
-        t_host, char_uuid, data = item
+        t_host, char_uuid, data, n_dropped = item
         raw = RawNotification(t_host, char_uuid, data)
         out.append(raw)
-        if self.inbox.dropped != self._dropped_seen:
-            n = self.inbox.dropped - self._dropped_seen
-            self._dropped_seen = self.inbox.dropped
+        if n_dropped:
+            # dropped right before this notification (the inbox was full when they came): the hole is here,
+            # not before the older notifications that were still queued then
+            self._dropped_seen += n_dropped
             self.stream.gap_pending = True
             out.append(
-                self._status("info", f"consumer too slow: {n} notifications dropped", queue_dropped=self._dropped_seen)
+                self._status(
+                    "info", f"consumer too slow: {n_dropped} notifications dropped", queue_dropped=self._dropped_seen
+                )
             )
         out.extend(self.stream.feed(raw))
 
@@ -767,7 +799,16 @@ class StreamDecoder:
         the gaps that follow them.
     first_device_s, last_device_s : float or None
         Device time of the first and last sample output (device-clock protocols).
+    notification_span_s : float
+        Longest span of samples one notification carried among the last ``SPAN_WINDOW`` that carried any,
+        s (samples of one stream / nominal rate; 0 before the first): how long the sensor may go between
+        notifications of a stream. The live stall watchdog scales with it; it does not touch the output.
     """
+
+    #: Notifications that carried samples over which :attr:`notification_span_s` is the longest: short
+    #: enough to follow frames that shorten (a delta-compressed frame carries more samples of a still
+    #: sensor than of a running one), long enough to hold both streams of a sensor that sends them apart.
+    SPAN_WINDOW = 16
 
     def __init__(self, protocol: Protocol, context: dict[str, Any], rate_hz: float) -> None:
         self.protocol = protocol
@@ -785,6 +826,8 @@ class StreamDecoder:
         self.n_lost = 0
         self._dropped_since = 0
         self._last_host: float | None = None
+        self._spans_s: deque[float] = deque(maxlen=self.SPAN_WINDOW)
+        self.notification_span_s = 0.0
 
     @property
     def n_unmerged(self) -> int:
@@ -828,6 +871,7 @@ class StreamDecoder:
                     )
                 )
             return out
+        self._observe_span(batches)
         for b in batches:
             if not len(b):
                 continue
@@ -843,14 +887,25 @@ class StreamDecoder:
                     self._emit_session(part, out, raw.t_host_s)
         return out
 
+    def _observe_span(self, batches: list[ImuBatch]) -> None:
+        """Update :attr:`notification_span_s` with the samples one notification carried, per stream (acc
+        and gyro sent apart are two streams; a batch with both counts once for each)."""
+        n_acc = sum(len(b) for b in batches if b.acc_mps2 is not None)
+        n_gyr = sum(len(b) for b in batches if b.gyr_rads is not None)
+        n = max(n_acc, n_gyr)
+        if n and self.rate_hz > 0:
+            self._spans_s.append(n / self.rate_hz)
+            self.notification_span_s = max(self._spans_s)
+
     def _usable(self, part: ImuBatch) -> bool:
         if not len(part):
             return False
         if self.protocol.spec.has_gyro and part.gyr_rads is None:
             # acc no gyro sample covers (before the first one, or inside a gyro gap): not usable downstream
+            # (counted, and the gap reported at the next output; not ``gap_pending``, which marks an
+            # interruption of the input and would flag the next batch of every stream)
             self.n_dropped += len(part)
             self._dropped_since += len(part)
-            self.gap_pending = True
             return False
         return True
 
@@ -867,7 +922,7 @@ class StreamDecoder:
         # the loss counts only samples missing between the first and the last sample output (acc before
         # the first gyro sample, or a payload lost or refused before the first one, is not a gap)
         first = self.last_t is None
-        gap = not first and (part.gap_before or part.n_lost > 0 or self.gap_pending)
+        gap = not first and (part.gap_before or part.n_lost > 0 or self.gap_pending or self._dropped_since > 0)
         n_lost = 0 if first else int(part.n_lost)
         if self.last_device_s is not None and rate > 0:
             step = t0 - self.last_device_s
@@ -878,10 +933,11 @@ class StreamDecoder:
                 if not (part.n_lost > 0 and abs(part.n_lost - n_from_step) <= resolution_s * rate):
                     n_lost = n_from_step  # else the decoder's count, which agrees within the stamps' step
             elif step > 0:
-                # the device clock shows the output continuous: an undecodable notification in between
-                # (a DATA_PART2 whose DATA was lost, say) cost no sample of it; the decoder's flag stays
+                # the device clock shows the output continuous: no sample is missing from it, whatever was
+                # flagged (an undecodable notification that carried none of its samples, a gap of the gyro
+                # stream that the merger did not have to bridge): no gap, and no restart downstream
                 n_lost = 0
-                gap = part.gap_before
+                gap = False
             else:
                 gap = True  # the device clock went back (sensor restarted): a discontinuity of unknown length
         sb = self.clock.map_device(part)
@@ -909,10 +965,10 @@ class StreamDecoder:
             self._dropped_since = 0
             if sb.gap_before:
                 sb = dataclasses.replace(sb, gap_before=False, n_lost=0)
-        gap = sb.gap_before or sb.n_lost > 0 or self.gap_pending
-        if gap:
+        n_lost = 0
+        estimated = False
+        if sb.gap_before or sb.n_lost > 0 or self.gap_pending or self._dropped_since > 0:
             n_lost = int(sb.n_lost)
-            estimated = False
             if n_lost:
                 n_lost += self._dropped_since
             elif self.gap_pending and self._last_host is not None and rate > 0:
@@ -927,9 +983,15 @@ class StreamDecoder:
                 estimated = True
             else:
                 n_lost = self._dropped_since
+        # a flag with nothing missing (a stream re-timed by less than a sample, a gap of the gyro stream that
+        # left the merged output whole) is no gap: it would restart the analysis for nothing. A known
+        # interruption of the input (reconnect, dropped or refused notifications) stays one
+        if n_lost > 0 or self.gap_pending:
             if not sb.gap_before or sb.n_lost != n_lost:
                 sb = dataclasses.replace(sb, gap_before=True, n_lost=n_lost)
             out.append(self._gap_status(float(sb.t_s[0]), n_lost, estimated))
+        elif sb.gap_before or sb.n_lost:
+            sb = dataclasses.replace(sb, gap_before=False, n_lost=0)
         self.gap_pending = False
         self._dropped_since = 0
         self.last_t = float(sb.t_s[-1])

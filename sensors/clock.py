@@ -74,7 +74,8 @@ class ClockMap:
         emptied); a late arrival that comes at the pace of the samples is a loss and re-anchors the fit (the
         first late arrival waits for the next to tell which). A whole bin whose fastest delivery is still
         this late (s) against the model also re-anchors the fit at that bin (a few samples lost without a
-        counter). None: a real device clock.
+        counter), and so does, at once, the first arrival this late after :meth:`link_lost` (a known
+        interruption: samples lost there). None: a real device clock.
 
     Attributes
     ----------
@@ -151,7 +152,11 @@ class ClockMap:
             self._anchor(d, h)
             return False
         residual = h - float(self.predict(d))
-        if abs(residual) > self.reanchor_s:
+        # after a known interruption, a host-timed stream that arrives late has lost samples (no queue to wait
+        # for): re-anchor at once, so its times jump here, where the loss is reported, and not again later
+        # when a whole bin is found late (the same loss counted twice)
+        lost_late = last is None and self.late_s is not None and residual > self.late_s
+        if abs(residual) > self.reanchor_s or lost_late:
             # (device time may step back a little: streams observed apart, such as Polar's acc and gyro frames)
             if residual > 0 and last is not None and d > last - self.bin_s:
                 if self.late_s is None:

@@ -5,32 +5,22 @@ still right because they come from the device clock, not from arrival times)."""
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.source import RawNotification, SourceStatus
-from pelvimon.sensors.spec import open_source
 
-
-async def _run(spec: str, until_s: float):
-    src = open_source(spec)
-    sensor = src.emulated_sensor
-    sensor.track_delivery()
-    events: list = []
-    async with src:
-        async for ev in src:
-            events.append(ev)
-            if src._now() > until_s:
-                break
-    async for ev in src:
-        events.append(ev)
-    return src, sensor, events
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _emulated_run import run_emulated  # noqa: E402
 
 
 def test_stalled_sensor_is_detected_reconnected_and_resumes_after_a_counted_gap() -> None:
-    src, sensor, events = asyncio.run(_run("emulated:movesense?speed=20&stall_at=3&seed=1", 10.0))
+    src, sensor, events = asyncio.run(run_emulated("emulated:movesense?speed=20&stall_at=3&seed=1", 10.0))
     statuses = [e for e in events if isinstance(e, SourceStatus)]
     kinds = [e.kind for e in statuses]
     i_disc = kinds.index("disconnected")
@@ -66,7 +56,7 @@ def test_delayed_bursts_lose_nothing_and_keep_session_times_right(every_s: float
     """Bursts of 0.6 s, and of 1.6 s: longer than the clock's re-anchor distance (1 s), which a late
     delivery of a device clock must not trigger."""
     spec = f"emulated:movesense?speed=20&burst_every={every_s}&burst_s={burst_s}&seed=2"
-    src, sensor, events = asyncio.run(_run(spec, 9.0))
+    src, sensor, events = asyncio.run(run_emulated(spec, 9.0))
     kinds = [e.kind for e in events if isinstance(e, SourceStatus)]
     assert kinds == ["connecting", "connected", "stopped"]  # no gap, no stall, no reconnect
     raws = [e for e in events if isinstance(e, RawNotification)]
@@ -104,7 +94,7 @@ def test_delayed_bursts_of_a_host_timed_sensor_are_no_gap(burst_s: float) -> Non
     once) must not be taken for a loss. Its samples keep their sample-count spacing and nothing is counted
     lost (a loss would have made the arrivals after it late at the samples' own pace)."""
     spec = f"emulated:witmotion?speed=20&burst_every=2&burst_s={burst_s}&seed=2"
-    src, sensor, events = asyncio.run(_run(spec, 9.0))
+    src, sensor, events = asyncio.run(run_emulated(spec, 9.0))
     kinds = [e.kind for e in events if isinstance(e, SourceStatus)]
     assert kinds == ["connecting", "connected", "stopped"]  # no gap
     t_rx = np.array([r.t_host_s for r in events if isinstance(r, RawNotification)])
@@ -119,7 +109,7 @@ def test_movesense_split_packets_under_loss_report_the_loss_configured() -> None
     about 19 % of the samples are missing. The decoder keeps every packet it can prove whole and drops only
     those whose DATA_PART2 may belong to another packet (counted apart); the loss reported stays near 19 %."""
     loss = 0.1
-    src, sensor, events = asyncio.run(_run(f"emulated:movesense?speed=40&loss={loss}&seed=2", 60.0))
+    src, sensor, events = asyncio.run(run_emulated(f"emulated:movesense?speed=40&loss={loss}&seed=2", 60.0))
     rate = src.info.rate_hz
     stream = src.stream
     k0, k1 = (int(round((t - sensor.device_offset_s) * rate)) for t in (stream.first_device_s, stream.last_device_s))
@@ -131,3 +121,59 @@ def test_movesense_split_packets_under_loss_report_the_loss_configured() -> None
     assert n_lost / span == pytest.approx(expected, abs=0.03)
     in_doubt = src.stream.decoder.n_split_dropped_samples
     assert 0 < in_doubt < 0.02 * span  # a packet is in doubt only where two notifications in a row were lost
+
+
+def _silences(events: list) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length (s) of every interval between two notifications received."""
+    t_rx = np.array([e.t_host_s for e in events if isinstance(e, RawNotification)])
+    return t_rx[:-1], np.diff(t_rx)
+
+
+def test_polar_notification_loss_is_not_taken_for_a_stall() -> None:
+    """A Polar Verity Sense at 52 Hz sends acc and gyro in separate frames of up to ~110 samples (~2 s
+    each). 5 % of the notifications lost (seed 0 loses an acc and a gyro frame in a row at ~4 s): over 3 s
+    without any notification on a healthy link. The stall timeout follows the frames' span, so the link is
+    kept and the loss is counted exactly, where a fixed 3 s timeout tore the link down and lost ~200
+    more samples to the reconnect."""
+    src, sensor, events = asyncio.run(run_emulated("emulated:polar_pmd?loss=0.05&speed=20&seed=0", 12.0))
+    statuses = [e for e in events if isinstance(e, SourceStatus)]
+    assert [s.kind for s in statuses if s.kind != "gap"] == ["connecting", "connected", "stopped"]
+    assert sensor.n_lost >= 2
+    _, silence = _silences(events)
+    assert np.max(silence) > src.stall_timeout_s  # the fixed timeout would have fired here
+    # the timeout in force: three frames' span, learned from the decoded frames (samples / rate)
+    span = src.stream.notification_span_s
+    assert 1.5 < span < 2.5
+    assert np.max(silence) < src.stall_limit_s() <= 3 * 2.5
+    # nothing but the radio's losses is missing (the emulated sensor's delivery record), all counted
+    rate = src.info.rate_hz
+    stream = src.stream
+    k0, k1 = (int(round((t - sensor.device_offset_s) * rate)) for t in (stream.first_device_s, stream.last_device_s))
+    n = sum(len(e) for e in events if isinstance(e, ImuBatch))
+    n_lost = sum(s.details["n_lost"] for s in statuses if s.kind == "gap")
+    assert n + n_lost == k1 - k0 + 1
+    assert n_lost == sensor.missing(k0, k1)
+
+
+def test_polar_stall_is_detected_after_three_frame_spans_and_recovered() -> None:
+    """A Polar that stops notifying is still a lost link, found three frame spans after its last
+    notification (longer than the 3 s floor: frames of ~2 s), and the stream resumes after a reconnect."""
+    src, sensor, events = asyncio.run(run_emulated("emulated:polar_pmd?speed=20&stall_at=6&seed=1", 16.0))
+    statuses = [e for e in events if isinstance(e, SourceStatus)]
+    kinds = [e.kind for e in statuses]
+    disc = statuses[kinds.index("disconnected")]
+    assert "no data" in disc.message and sensor.n_withheld > 0
+    # the frames received before the stall, decoded apart: samples of one stream per notification / rate
+    raws = [e for e in events if isinstance(e, RawNotification) and e.t_host_s < disc.t_s]
+    decoder = registry.get("polar_pmd").decoder(**src.info.metadata["decoder_context"])
+    spans = [sum(len(b) for b in decoder.feed(r.char_uuid, r.data, r.t_host_s)) / src.info.rate_hz for r in raws]
+    spans = [x for x in spans if x > 0]
+    limit = 3.0 * max(spans[-16:])
+    assert limit > src.stall_timeout_s + 1.0
+    # detected within three spans plus a poll, not before
+    last = raws[-1].t_host_s
+    assert last + limit - 0.2 < disc.t_s < last + limit + 0.5
+    assert kinds.count("connected") == 2
+    t_conn = statuses[len(kinds) - 1 - kinds[::-1].index("connected")].t_s
+    after = [e for e in events if isinstance(e, ImuBatch) and e.t_s[0] > t_conn]
+    assert sum(len(b) for b in after) > 0.7 * src.info.rate_hz * (16.0 - t_conn - 2.5)

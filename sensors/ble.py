@@ -380,6 +380,10 @@ class BleSource(Source):
     #: loss); three spans leave a whole span of margin for delivery delays and frames that vary in length,
     #: and still catch a sensor that stopped sending within three of its own notification intervals.
     STALL_SPANS = 3.0
+    #: The stall timeout until the first samples of a stream arrive: a sensor fills its first notification
+    #: before it sends it (a Polar Verity Sense at 26 Hz: ~100 samples, about 4 s, over the 3 s floor), and
+    #: some take a second or two to start measuring.
+    FIRST_DATA_S = 10.0
 
 
     def __init__(
@@ -612,13 +616,15 @@ class BleSource(Source):
     def stall_limit_s(self) -> float:
         """The stall timeout now, s: ``stall_timeout_s``, or ``STALL_SPANS`` times the longest span of
         samples one recent notification carried (``StreamDecoder.notification_span_s``) where that is
-        longer.
+        longer; before the stream's first samples, ``FIRST_DATA_S`` if that is longer.
 
         A fixed timeout shorter than a few notification intervals takes ordinary radio loss for a stall:
         a Polar Verity Sense at 52 Hz sends a notification per stream about every 1.9 s, so losing one
         acc and one gyro notification in a row left ~4 s without data, over the 3 s floor.
         """
         span = self.stream.notification_span_s if hasattr(self, "stream") else 0.0
+        if span == 0.0:  # no samples yet: the first notification is still being filled
+            return max(self.stall_timeout_s, self.FIRST_DATA_S)
         return max(self.stall_timeout_s, self.STALL_SPANS * span)
 
     async def _supervise(self) -> None:

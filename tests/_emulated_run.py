@@ -8,10 +8,10 @@ from typing import Any
 from pelvimon.sensors.spec import open_source
 
 
-async def run_emulated(spec: str, until_s: float) -> tuple[Any, Any, list]:
+async def run_emulated(spec: str, until_s: float, **kw: Any) -> tuple[Any, Any, list]:
     """(source, emulated sensor with its delivery record, events) of ``spec`` (``emulated:...``) read until
     session time ``until_s``, then closed and drained."""
-    src = open_source(spec)
+    src = open_source(spec, **kw)
     sensor = src.emulated_sensor
     sensor.track_delivery()
     events: list = []

@@ -177,3 +177,26 @@ def test_polar_stall_is_detected_after_three_frame_spans_and_recovered() -> None
     t_conn = statuses[len(kinds) - 1 - kinds[::-1].index("connected")].t_s
     after = [e for e in events if isinstance(e, ImuBatch) and e.t_s[0] > t_conn]
     assert sum(len(b) for b in after) > 0.7 * src.info.rate_hz * (16.0 - t_conn - 2.5)
+
+
+def test_a_slow_first_frame_is_not_a_stall_and_a_silent_sensor_still_is() -> None:
+    """A Polar Verity Sense at 26 Hz fills its first frame for about 4 s: the link is kept (the 3 s floor
+    tore it down before any sample arrived). A sensor that never sends after connecting is still found,
+    ``FIRST_DATA_S`` after the connection."""
+    src, _, events = asyncio.run(run_emulated("emulated:polar_pmd?speed=20&seed=1", 12.0, rate_hz=26.0))
+    assert src.info.rate_hz == 26.0
+    statuses = [e for e in events if isinstance(e, SourceStatus)]
+    assert [s.kind for s in statuses] == ["connecting", "connected", "stopped"]
+    t_conn = statuses[1].t_s
+    decoder = registry.get("polar_pmd").decoder(**src.info.metadata["decoder_context"])
+    t_first = next(r.t_host_s for r in events if isinstance(r, RawNotification)
+                   and any(len(b) for b in decoder.feed(r.char_uuid, r.data, r.t_host_s)))
+    assert t_first - t_conn > src.stall_timeout_s  # (the first data frame: after the floor)
+    assert sum(len(b) for b in events if isinstance(b, ImuBatch)) > 26.0 * (12.0 - t_first)
+
+    src, _, events = asyncio.run(run_emulated("emulated:movesense?speed=20&stall_at=0", 12.0))
+    statuses = [e for e in events if isinstance(e, SourceStatus)]
+    kinds = [s.kind for s in statuses]
+    disc = statuses[kinds.index("disconnected")]
+    assert "no data" in disc.message
+    assert src.FIRST_DATA_S - 0.2 < disc.t_s - statuses[1].t_s < src.FIRST_DATA_S + 0.5

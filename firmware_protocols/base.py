@@ -171,6 +171,11 @@ class Decoder(abc.ABC):
     def reset(self) -> None:  # noqa: B027 - optional hook
         """Forget partial payloads and previous timestamps (after a reconnect or a stop)."""
 
+    def assumed_context(self) -> dict[str, Any]:
+        """Context values in use that no parameter default shows (a parameter that defaults to None and then
+        takes a value): what the bytes are read with although they do not say it. Empty by default."""
+        return {}
+
     @property
     def pending_bytes(self) -> int:
         """Bytes held for the next notification: the start of a payload that is not complete yet (0 for

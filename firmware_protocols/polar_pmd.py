@@ -997,6 +997,10 @@ class PmdDecoder(Decoder):
         """The FACTOR in use for ``acc``, ``gyro`` or ``mag``."""
         return self._factor[_STREAM_ALIASES[stream]]
 
+    def assumed_context(self) -> dict[str, Any]:
+        """The accelerometer's FACTOR (the sensor sends it in its start response, not in the data)."""
+        return {"factor": self.factor("acc")}
+
     def observe_write(self, char_uuid: str, data: bytes) -> None:
         """Let the decoder see the client's own control-point writes: a start request sets that stream's rate.
 

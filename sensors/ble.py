@@ -385,7 +385,6 @@ class BleSource(Source):
     #: some take a second or two to start measuring.
     FIRST_DATA_S = 10.0
 
-
     def __init__(
         self,
         target: str,

@@ -410,17 +410,18 @@ def _csv_fields(line: str) -> list[str]:
     return next(csv.reader([line], skipinitialspace=True))
 
 
-def _quoted_fields(line: str) -> list[str] | None:
-    """:func:`_csv_fields` of a data line with quotes, up to a ``#`` outside quotes; None if nothing is left
-    (a comment line)."""
+def _line_fields(line: str) -> list[str] | None:
+    """The fields of a data line up to a ``#`` outside quotes (:func:`_csv_fields` where it has quotes, a
+    plain split on commas otherwise); None if nothing is left (a blank or comment line)."""
+    quoted = '"' in line
     hash_at = line.find("#")
-    while hash_at >= 0 and line.count('"', 0, hash_at) % 2:
+    while quoted and hash_at >= 0 and line.count('"', 0, hash_at) % 2:
         hash_at = line.find("#", hash_at + 1)  # inside quotes: text, not a comment
     if hash_at >= 0:
         line = line[:hash_at]
     if not line.strip():
         return None
-    return _csv_fields(line)
+    return _csv_fields(line) if quoted else line.split(",")
 
 
 def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
@@ -433,17 +434,9 @@ def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
     prev_line = 0
     for line in body.split("\n"):
         line_no += 1
-        if '"' in line:
-            fields = _quoted_fields(line)
-            if fields is None:
-                continue  # (blank or a comment)
-        else:
-            hash_at = line.find("#")
-            if hash_at >= 0:
-                line = line[:hash_at]
-            if not line.strip():
-                continue
-            fields = line.split(",")
+        fields = _line_fields(line)
+        if fields is None:
+            continue  # (blank or a comment)
         if len(fields) != ncols:
             raise CsvFormatError(
                 f"{name}: line {line_no}: {len(fields)} field{'s' if len(fields) != 1 else ''}, but the header "

@@ -358,11 +358,11 @@ _HEADER_SEARCH_BYTES = 2**20
 """How far from the start of a file the ``pelvimon.session`` record is looked for, bytes."""
 
 FILE_DAMAGE = "file_damage"
+"""Key in the ``details`` of the ``gap`` status :meth:`SessionReader.items` inserts where it skipped data."""
 _STRAY_MESSAGE = "a message outside any chunk (the recorder writes none there)"
 """Reason of the :class:`SkippedRange` of a message record found outside the chunks: the writer puts every
 message into a chunk, whose CRC vouches for it; one outside was not recorded (another program wrote it, or
 damaged bytes that happen to look like a record), so it is left out, nothing recorded lost with it."""
-"""Key in the ``details`` of the ``gap`` status :meth:`SessionReader.items` inserts where it skipped data."""
 
 
 class _Unreadable(Exception):

@@ -198,8 +198,7 @@ def assumed_context(protocol: str, given: dict[str, Any]) -> dict[str, Any]:
         for k in proto.spec.context_keys
         if k not in given and k in params and params[k].default not in (None, inspect.Parameter.empty)
     }
-    if protocol == "polar_pmd" and "factor" not in given:
-        out["factor"] = dec.factor("acc")  # (the sensor sends it in its start response, not in the data)
+    out.update({k: v for k, v in dec.assumed_context().items() if k not in given})
     return out
 
 

@@ -33,7 +33,9 @@ device clock. pelvimon maps device time to session time with a causal fit of the
 
 Protocols without a device clock (MetaWear without accounter, WitMotion) are de-jittered by
 :class:`SampleClock`: sample ``k`` gets the synthetic device time ``k / rate_hz`` and goes through the same
-fit, whose drift then absorbs the sensor's rate error. When that fit re-anchors (the stream fell behind the
+fit, whose drift then absorbs the sensor's rate error. That rate error is measured between losses
+(:class:`_StepFreeRate`) from the first seconds on, so that a sensor sampling a little slower than its
+nominal rate is not taken for one losing samples. When that fit re-anchors (the stream fell behind the
 host clock: notifications were lost without a counter to tell), session time jumps; the batch after the
 jump is marked ``gap_before``, so that no step or asymmetry is computed across it.
 
@@ -108,6 +110,9 @@ class ClockMap:
         self.drift_ = 0.0
         self.anchor_device_s_: float | None = None
         self.n_reanchors_ = 0
+        # drift to use while the bins span too little for a fit of their own (host-timed streams: the rate
+        # measured between lost notifications, see :class:`_StepFreeRate`); None: keep the last fit's
+        self.drift_hint: float | None = None
         self._bins: deque[tuple[int, float, float]] = deque(maxlen=window_bins)  # (bin, x, r_min)
         self._last_out: float | None = None
         self._last_dev: float | None = None
@@ -199,9 +204,10 @@ class ClockMap:
         drift = self.drift_
         if len(b) >= 3 and x[-1] - x[0] >= self.min_fit_span_s:
             drift = _hull_slope(x, r)
-            drift = float(np.clip(drift, -self.max_drift, self.max_drift))
-        self.drift_ = drift
-        self.offset_s_ = float(np.min(r - drift * x))
+        elif self.drift_hint is not None:
+            drift = self.drift_hint
+        self.drift_ = float(np.clip(drift, -self.max_drift, self.max_drift))
+        self.offset_s_ = float(np.min(r - self.drift_ * x))
 
     # -- mapping ------------------------------------------------------------------------------------
     def map(self, t_device_s: np.ndarray) -> np.ndarray:
@@ -246,6 +252,89 @@ def _hull_slope(x: np.ndarray, r: np.ndarray) -> float:
     return 0.0
 
 
+class _StepFreeRate:
+    """Rate error of a host-timed stream, measured between its lost notifications.
+
+    Without a counter, a lost notification and a sensor that samples slower than its nominal rate look
+    alike in the long run: both make ``host - device`` grow (device time = sample count / nominal rate).
+    They differ in shape: a loss raises it by a whole notification's span at once, a slow sample clock by a
+    little at every sample. So the residual's minimum is taken per ``bin_s`` of device time, and the rate
+    error is the sum of the rises from bin to bin over the device time they cover, leaving out each rise or
+    fall of more than ``step_frac`` of a notification's span beyond the current estimate (a loss, a stall,
+    a host hiccup) with the pairs either side of it: the bin a loss fell into has fewer arrivals before the
+    loss to take its minimum from, so its minimum sits high, and a late bin comes back down in the next
+    pair. Pairs over the last ``keep_s`` seconds are kept; the estimate is given once the pairs kept cover
+    ``min_s`` and are at least half of all pairs (under heavy loss, steps that the arrival jitter hides
+    would be taken for a slow clock).
+    """
+
+    def __init__(self, bin_s: float = 0.1, keep_s: float = 60.0, min_s: float = 4.0, step_frac: float = 0.7):
+        self.bin_s = bin_s
+        self.keep_s = keep_s
+        self.min_s = min_s
+        self.step_frac = step_frac
+        self._cur: tuple[int, float, float] | None = None  # the bin being filled: (index, device time, min)
+        self._prev: tuple[int, float, float] | None = None  # the last bin filled
+        self._pairs: deque[list] = deque()  # [device time covered, rise, kept] of consecutive bins
+        self._span = 0.0  # device time covered by all pairs
+        self._dx = 0.0  # ... by those kept
+        self._dr = 0.0  # their rises
+        self._n_kept = 0
+        self._skip_next = False
+
+    def drift(self) -> float | None:
+        """Session seconds per device second, minus 1, or None while too little is measured."""
+        if self._dx < self.min_s or 2 * self._n_kept < len(self._pairs):
+            return None
+        return self._dr / self._dx
+
+    def add(self, t_device_s: float, t_host_s: float, span_s: float) -> None:
+        """One notification: the device time of its last sample, its host receive time and the device time
+        one notification covers (s)."""
+        k = int(np.floor(t_device_s / self.bin_s))
+        r = t_host_s - t_device_s
+        cur = self._cur
+        if cur is None or k > cur[0]:
+            if cur is not None:
+                self._close(cur, span_s)
+            self._cur = (k, t_device_s, r)
+        elif k == cur[0] and r < cur[2]:
+            self._cur = (k, t_device_s, r)
+
+    def _close(self, b: tuple[int, float, float], span_s: float) -> None:
+        prev, self._prev = self._prev, b
+        if prev is None:
+            return
+        dx, dr = b[1] - prev[1], b[2] - prev[2]
+        est = self._dr / self._dx if self._dx > 0 else 0.0
+        lim = self.step_frac * span_s
+        step = b[0] - prev[0] > 2 or abs(dr - est * dx) > lim
+        if not step and self._pairs:  # (a step split over two pairs by the bin it fell into)
+            dx2, dr2 = dx + self._pairs[-1][0], dr + self._pairs[-1][1]
+            step = abs(dr2 - est * dx2) > lim
+        if step and self._pairs and self._pairs[-1][2]:
+            self._drop(self._pairs[-1])  # the pair before it
+        keep = not (step or self._skip_next)
+        self._skip_next = step
+        self._pairs.append([dx, dr, keep])
+        self._span += dx
+        if keep:
+            self._dx += dx
+            self._dr += dr
+            self._n_kept += 1
+        while self._span - self._pairs[0][0] >= self.keep_s:
+            old = self._pairs.popleft()
+            self._span -= old[0]
+            if old[2]:
+                self._drop(old)
+
+    def _drop(self, pair: list) -> None:
+        pair[2] = False
+        self._dx -= pair[0]
+        self._dr -= pair[1]
+        self._n_kept -= 1
+
+
 class SampleClock:
     """De-jittered session times for protocols without a device clock (host receive times only).
 
@@ -268,6 +357,7 @@ class SampleClock:
         self.rate_hz = rate_hz
         self.map_ = ClockMap(reanchor_s=reanchor_s, max_drift=0.05, late_s=max(3.0 / rate_hz, 0.03))
         self.n_samples_ = 0
+        self._rate = _StepFreeRate()
         self.reanchored_ = False  # the last stamp() re-anchored the fit: its times jumped
 
     def stamp(self, n: int, t_host_s: float, n_lost: int = 0) -> np.ndarray:
@@ -276,6 +366,9 @@ class SampleClock:
         k = self.n_samples_ + np.arange(n, dtype=np.float64)
         self.n_samples_ += n
         d = k / self.rate_hz
+        if n:
+            self._rate.add(float(d[-1]), t_host_s, n / self.rate_hz)
+            self.map_.drift_hint = self._rate.drift()
         self.reanchored_ = bool(n) and self.map_.observe(float(d[-1]), t_host_s)
         return self.map_.map(d)
 

@@ -243,3 +243,62 @@ def test_a_host_timed_queue_emptied_at_once_is_no_loss(hold_s: float) -> None:
     assert flagged == [k_held[-1] + 2]  # the first late arrival waits for the next to tell
     after = k >= flagged[0]
     assert np.max(np.abs(err[after] - np.median(err))) < 0.006
+
+
+def _host_timed(
+    rate_error: float, per: int, ci: float, loss: float = 0.0, seconds: float = 60.0, seed: int = 0
+) -> tuple[SampleClock, list[float], np.ndarray]:
+    """A sensor without device clock or counter at 100 Hz nominal, sampling ``rate_error`` slower (> 0) or
+    faster, ``per`` samples per notification, each delivered at the next ``ci`` connection event up to 4 ms
+    late, a seeded fraction ``loss`` of them lost unseen. Returns (clock, host times of the notifications
+    that re-anchored it, and per notification kept: its number and its last sample's session time minus
+    when it was measured)."""
+    rate = 100.0
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate / (1 + rate_error)) // per
+    t_meas = (np.arange(n) * per + per - 1) * (1 + rate_error) / rate + 0.2
+    t_host = np.maximum.accumulate(np.ceil(t_meas / ci) * ci + rng.uniform(0.0, 0.004, n))
+    kept = rng.random(n) >= loss
+    sc = SampleClock(rate)
+    reanchored, err = [], []
+    for j in np.flatnonzero(kept):
+        t = sc.stamp(per, float(t_host[j]))
+        if sc.reanchored_:
+            reanchored.append(float(t_host[j]))
+        err.append((j, float(t[-1]) - t_meas[j]))
+    return sc, reanchored, np.array(err)
+
+
+@pytest.mark.parametrize(
+    ("rate_error", "per", "ci"),
+    [(0.01, 3, 0.0075), (0.005, 1, 0.015), (0.002, 1, 0.0075), (-0.02, 1, 0.0075), (0.02, 1, 0.015)],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_host_timed_sensor_off_its_nominal_rate_is_no_loss(
+    rate_error: float, per: int, ci: float, seed: int
+) -> None:
+    """Sample clocks of cheap sensors are off by up to a few percent. Without a counter, a slow one makes the
+    arrivals fall behind the sample count just as lost notifications do; but gradually, where a loss
+    steps. Once its rate is measured (the first few seconds), it is no gap: no re-anchor after 5 s, session
+    time follows the samples to a few ms, and the rate error is found."""
+    sc, reanchored, err = _host_timed(rate_error, per, ci, seed=seed)
+    assert all(t < 5.0 for t in reanchored), reanchored
+    late = err[err[:, 0] * per >= 1000, 1]  # from 10 s on
+    assert np.max(np.abs(late - np.median(late))) < 0.008
+    assert sc.map_.drift_ == pytest.approx(rate_error, abs=2e-4)
+
+
+@pytest.mark.parametrize(("per", "ci"), [(3, 0.0075), (1, 0.015)])
+@pytest.mark.parametrize("loss", [0.02, 0.1])
+def test_silent_loss_is_not_taken_for_a_slow_sample_clock(per: int, ci: float, loss: float) -> None:
+    """The other side: a sensor on its nominal rate losing notifications unseen. The losses are steps, left
+    out of the rate measurement (and under heavy loss the measurement is not used at all), so the rate
+    stays nominal and the losses are found: the clock re-anchors (at 2 % loss session time stays on the
+    samples; at 10 % it falls behind them by up to a quarter of a second in a minute, as it did before the
+    rate was measured)."""
+    for seed in range(3):
+        sc, reanchored, err = _host_timed(0.0, per, ci, loss=loss, seed=seed)
+        assert abs(sc.map_.drift_) < 6e-4
+        assert len(reanchored) >= 15
+        if loss <= 0.02:
+            assert np.median(np.abs(err[:, 1] - np.median(err[:, 1]))) < 0.03

@@ -264,12 +264,16 @@ class _StepFreeRate:
     a host hiccup) with the pairs either side of it: the bin a loss fell into has fewer arrivals before the
     loss to take its minimum from, so its minimum sits high, and a late bin comes back down in the next
     pair. Pairs over the last ``keep_s`` seconds are kept; the estimate is given once the pairs kept cover
-    ``min_s`` and are at least half of all pairs (under heavy loss, steps that the arrival jitter hides
-    would be taken for a slow clock).
+    ``min_s``, are at least 80 % of all pairs and give it to within ``max_se`` (standard error from their
+    scatter): under loss, bursts or a noisy host, steps that the arrival jitter hides would be taken for a
+    slow clock.
     """
 
-    def __init__(self, bin_s: float = 0.1, keep_s: float = 60.0, min_s: float = 4.0, step_frac: float = 0.7):
+    def __init__(
+        self, bin_s: float = 0.1, keep_s: float = 60.0, min_s: float = 4.0, step_frac: float = 0.7, max_se: float = 1e-3
+    ) -> None:
         self.bin_s = bin_s
+        self.max_se = max_se
         self.keep_s = keep_s
         self.min_s = min_s
         self.step_frac = step_frac
@@ -281,12 +285,28 @@ class _StepFreeRate:
         self._dr = 0.0  # their rises
         self._n_kept = 0
         self._skip_next = False
+        self._drift: float | None = None
 
     def drift(self) -> float | None:
         """Session seconds per device second, minus 1, or None while too little is measured."""
-        if self._dx < self.min_s or 2 * self._n_kept < len(self._pairs):
+        return self._drift
+
+    def _measure(self) -> float | None:
+        if self._dx < self.min_s or 5 * self._n_kept < 4 * len(self._pairs):
             return None
-        return self._dr / self._dx
+        est = self._dr / self._dx
+        # its standard error: each run of kept pairs adds up to the rise between its two end bins, whose
+        # minima scatter by sigma (from the kept pairs' scatter about the estimate)
+        ss, runs, before = 0.0, 0, False
+        for dx, dr, kept in self._pairs:
+            if kept:
+                ss += (dr - est * dx) ** 2
+                runs += not before
+            before = kept
+        sigma2 = ss / (2 * self._n_kept)
+        if 2 * runs * sigma2 > (self.max_se * self._dx) ** 2:
+            return None
+        return est
 
     def add(self, t_device_s: float, t_host_s: float, span_s: float) -> None:
         """One notification: the device time of its last sample, its host receive time and the device time
@@ -327,6 +347,7 @@ class _StepFreeRate:
             self._span -= old[0]
             if old[2]:
                 self._drop(old)
+        self._drift = self._measure()
 
     def _drop(self, pair: list) -> None:
         pair[2] = False

@@ -273,10 +273,10 @@ class _StepFreeRate:
         self, bin_s: float = 0.1, keep_s: float = 60.0, min_s: float = 4.0, step_frac: float = 0.7, max_se: float = 1e-3
     ) -> None:
         self.bin_s = bin_s
-        self.max_se = max_se
         self.keep_s = keep_s
         self.min_s = min_s
         self.step_frac = step_frac
+        self.max_se = max_se
         self._cur: tuple[int, float, float] | None = None  # the bin being filled: (index, device time, min)
         self._prev: tuple[int, float, float] | None = None  # the last bin filled
         self._pairs: deque[list] = deque()  # [device time covered, rise, kept] of consecutive bins
@@ -291,10 +291,14 @@ class _StepFreeRate:
         """Session seconds per device second, minus 1, or None while too little is measured."""
         return self._drift
 
+    def _mean(self) -> float:
+        """The rise per device second over the pairs kept (0 with none)."""
+        return self._dr / self._dx if self._dx > 0 else 0.0
+
     def _measure(self) -> float | None:
         if self._dx < self.min_s or 5 * self._n_kept < 4 * len(self._pairs):
             return None
-        est = self._dr / self._dx
+        est = self._mean()
         # its standard error: each run of kept pairs adds up to the rise between its two end bins, whose
         # minima scatter by sigma (from the kept pairs' scatter about the estimate)
         ss, runs, before = 0.0, 0, False
@@ -326,7 +330,7 @@ class _StepFreeRate:
         if prev is None:
             return
         dx, dr = b[1] - prev[1], b[2] - prev[2]
-        est = self._dr / self._dx if self._dx > 0 else 0.0
+        est = self._mean()
         lim = self.step_frac * span_s
         step = b[0] - prev[0] > 2 or abs(dr - est * dx) > lim
         if not step and self._pairs:  # (a step split over two pairs by the bin it fell into)

@@ -490,7 +490,7 @@ class GaitEventDetector:
         if i0 < self._ring.first:
             return float("nan")
         x = self._af(i0, i_end)
-        x = x - float(np.add.reduce(x)) / n_w  # the window's mean (as ``x.mean()`` sums it)
+        x = x - float(x.sum()) / n_w  # the window's mean (as ``x.mean()`` sums it)
         spec = np.fft.rfft(x, self._n_ac_fft)
         ac = np.fft.irfft(spec.real**2 + spec.imag**2, self._n_ac_fft)
         ac0 = float(ac[0])
@@ -930,8 +930,8 @@ class GaitEventDetector:
         """:meth:`_time` of each of ``frac_index`` (the same arithmetic)."""
         i = np.floor(frac_index).astype(np.int64)
         i = np.minimum(np.maximum(i, self._ring.first), self._ring.n_total - 1)
-        i0 = int(i.min())
-        t = self._ring.get(i0, int(i.max()) + 1)[:, _T]
+        i0 = int(np.min(i))
+        t = self._ring.get(i0, int(np.max(i)) + 1)[:, _T]
         return t[i - i0] + (frac_index - i) / self._fs
 
     def _running_fc_batch(self, af: np.ndarray, off: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -373,7 +373,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             for side in ("L", "R"):
                 counts, _ = np.histogram(vals[side], bins=edges)
                 self.hist_curves[(metric, side)].setData(edges, counts)
-                top = max(top, int(counts.max()) if counts.size else 0)
+                top = max(top, int(np.max(counts)) if counts.size else 0)
             w.getPlotItem().setYRange(0, top * 1.1, padding=0)
 
     def _alert_clicked(self, item: QtWidgets.QListWidgetItem) -> None:

@@ -832,7 +832,6 @@ class StreamDecoder:
         self._dropped_since = 0
         self._last_host: float | None = None
         self._spans_s: deque[float] = deque(maxlen=self.SPAN_WINDOW)
-        self.notification_span_s = 0.0
 
     @property
     def n_unmerged(self) -> int:
@@ -892,15 +891,18 @@ class StreamDecoder:
                     self._emit_session(part, out, raw.t_host_s)
         return out
 
+    @property
+    def notification_span_s(self) -> float:
+        return max(self._spans_s, default=0.0)
+
     def _observe_span(self, batches: list[ImuBatch]) -> None:
-        """Update :attr:`notification_span_s` with the samples one notification carried, per stream (acc
+        """Keep the span of samples one notification carried for :attr:`notification_span_s`, per stream (acc
         and gyro sent apart are two streams; a batch with both counts once for each)."""
         n_acc = sum(len(b) for b in batches if b.acc_mps2 is not None)
         n_gyr = sum(len(b) for b in batches if b.gyr_rads is not None)
         n = max(n_acc, n_gyr)
         if n and self.rate_hz > 0:
             self._spans_s.append(n / self.rate_hz)
-            self.notification_span_s = max(self._spans_s)
 
     def _usable(self, part: ImuBatch) -> bool:
         if not len(part):

@@ -247,7 +247,7 @@ def decode(
             where = f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""
             hint = "; give decoder context with --set KEY=VALUE" if "context" in str(exc) else ""
             raise PelvimonError(f"cannot decode{where}: {exc}{hint}") from None
-    held = getattr(dec, "pending_bytes", 0)
+    held = dec.pending_bytes
     if not batches and held:
         raise PelvimonError(
             f"the bytes end inside a payload ({held} byte{'s' if held != 1 else ''} held for the part that completes "

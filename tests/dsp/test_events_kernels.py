@@ -242,3 +242,31 @@ def test_cached_gates_follow_the_periods():
     for gait in ("run", "walk"):
         assert _run(_GatesChecked, gait, [777, 3001]) == _run(GaitEventDetector, gait, [])
     assert _GatesChecked.checked > 150
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=400),
+    st.integers(1, 320),
+)
+def test_trailing_max_equals_scipy_maximum_filter(x, w):
+    from scipy import ndimage
+
+    a = np.array(x)
+    want = ndimage.maximum_filter1d(a, w, origin=(w - 1) // 2, mode="nearest")
+    np.testing.assert_array_equal(events.trailing_max(a, w), want)
+
+
+def test_trailing_max_of_a_long_signal_with_the_envelope_window():
+    from scipy import ndimage
+
+    a = np.random.default_rng(5).normal(size=20_011)
+    for w in (2, 299, 300, 301):
+        want = ndimage.maximum_filter1d(a, w, origin=(w - 1) // 2, mode="nearest")
+        np.testing.assert_array_equal(events.trailing_max(a, w), want)
+
+
+def test_fast_len_equals_scipy_next_fast_len():
+    from scipy import fft
+
+    assert [events._fast_len(n) for n in range(1, 3000)] == [fft.next_fast_len(n, real=True) for n in range(1, 3000)]

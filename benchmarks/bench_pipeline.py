@@ -172,8 +172,8 @@ def _live(batch: object, seconds: float) -> float:
 def _latency(gait: str, seconds: float = 40.0) -> tuple[float, float, float, int]:
     """Session time from the sample that closes a step (its next IC for running, its final contact for
     walking, whichever is later) to the step's emission, sample by sample: (median s, share within 150 ms,
-    max s, steps). A walking step whose next rise stayed under the trigger level waits for the missed-step
-    recovery (docs/dsp_gait.md, "Latency")."""
+    max s, steps). The walk (110 steps/min) has soft steps, whose rise stayed under the trigger level: the
+    missed-step recovery finds them (docs/dsp_gait.md, "Latency")."""
     from pelvimon.dsp.pipeline import GaitPipeline
     from pelvimon.sensors.simulator import SimParams, simulate
 

@@ -57,7 +57,7 @@ GaitState = Literal["standing", "walking", "running"]
 
 def _fast_len(n: int) -> int:
     """The smallest length >= ``n`` with no prime factor above 5 (``scipy.fft.next_fast_len(n, real=True)``,
-    which the tests compare it with; importing ``scipy.fft`` alone costs 50-90 ms, a tenth of an analysis)."""
+    which the tests compare it with; importing ``scipy.fft`` costs 50-90 ms at every start)."""
     m = max(1, n)
     while True:
         k = m
@@ -266,6 +266,8 @@ class EventParams:
             raise ValueError("need 0 < min_step_s < max_step_s <= 3 s")
         if self.confirm_s <= 0 or self.onset_window_s <= 0 or self.trigger_g <= 0:
             raise ValueError("confirm_s, onset_window_s and trigger_g must be > 0")
+        if not 0 <= self.recover_early_s < 1:
+            raise ValueError("recover_early_s must be in [0, 1) s (0: no early missed-step search)")
 
 
 @dataclass(frozen=True)
@@ -600,6 +602,8 @@ class GaitEventDetector:
         self._recovery_n = int(round(1.4 * rec * fs)) if math.isfinite(rec) else None
         # the early search: one period, give or take recover_early_s, after the last IC
         self._early_n = 0 if self._recovery_n is None else min(self._recovery_n, int(round((rec + p.recover_early_s) * fs)))
+        if p.recover_early_s <= 0:
+            self._early_n = self._recovery_n or 0  # (no early search)
         self._early_from_n = int(round((rec - p.recover_early_s) * fs)) if math.isfinite(rec) else 0
 
     def _process(self) -> None:

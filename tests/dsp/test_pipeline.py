@@ -314,7 +314,7 @@ def test_latency_of_walking_steps():
 def test_early_recovery_only_in_steady_gait():
     """The missed-step recovery's early deadline (one period and ``recover_early_s``) applies when the
     bout's last step times are within ``recover_early_s`` of each other; otherwise it waits 1.4 periods."""
-    from pelvimon.dsp.events import GaitEventDetector
+    from pelvimon.dsp.events import EventParams, GaitEventDetector
 
     det = GaitEventDetector(FS)
     det._last_ic = (1000, 1000.0, 1000)
@@ -330,6 +330,16 @@ def test_early_recovery_only_in_steady_gait():
     assert det._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
     det._intervals = [0.5, 0.5, 0.5]  # too few steps yet
     assert det._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
+    det._intervals = [0.5, 0.52, 0.49, 0.51, 0.5]
+    det._soft_ic = 1000  # the last IC came from the recovery itself
+    assert det._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
+
+    off = GaitEventDetector(FS, EventParams(recover_early_s=0.0))
+    off._last_ic, off._ac_period, off._intervals = (1000, 1000.0, 1000), 0.5, [0.5] * 5
+    off._set_gates()
+    assert off._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
+    with pytest.raises(ValueError, match="recover_early_s"):
+        GaitEventDetector(FS, EventParams(recover_early_s=-0.1))
 
 
 def _motion(batch, cuts):

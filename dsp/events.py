@@ -386,8 +386,8 @@ class GaitEventDetector:
         self._ac_period = float("nan")
         self._ac_at = -(1 << 60)
         self._recovered_ic = -1
-        self._early_ic = -1  # the last IC after which the early recovery window was searched in vain
-        self._soft_ic = -1  # the last IC the recovery found
+        self._early_ic = -1  # the last IC after which no early recovery search is made (one was made in vain, or
+        # the recovery found that IC)
         self._last_peak = math.inf
         self._final = False
         self._c_lo = 0
@@ -657,8 +657,9 @@ class GaitEventDetector:
                     self._scan = start
                     return
                 assert self._last_ic is not None  # (a deadline is set after an IC only)
-                w0 = max(start, self._last_ic[0] + (max(self._min_gap_n(), self._early_from_n) if early else
-                                                     self._min_gap_n()))
+                last = self._last_ic[0]
+                gap_n = max(self._min_gap_n(), self._early_from_n) if early else self._min_gap_n()
+                w0 = max(start, last + gap_n)
                 # the level follows the last step's own peak too: when gait slows down to a stop, each
                 # heel strike is softer than the envelope of the faster steps before it
                 a0, a1 = max(w0 - 1, lo), min(dl + 1, n_avail)
@@ -670,7 +671,6 @@ class GaitEventDetector:
                     up = np.flatnonzero((e[:-1] < lv[1:]) & (e[1:] >= lv[1:]))
                     if up.size and a0 + 1 + int(up[0]) < dl:
                         i_low = a0 + 1 + int(up[0])
-                last = self._last_ic[0]
                 if early:
                     # not if a rise crossed the trigger level in the look-ahead already seen (a step a little
                     # late); and taken only if the IC it gives is where the step was due (the low level can be
@@ -689,7 +689,7 @@ class GaitEventDetector:
                 self.n_recovered_ += 1
                 self._scan = i_low + 1
                 if self._last_ic is not None and self._last_ic[0] != last:
-                    self._soft_ic = self._last_ic[0]  # (no early search after it)
+                    self._early_ic = self._last_ic[0]  # (no early search after a step the recovery found)
                 continue
             if i_trig < 0:
                 self._scan = n_avail
@@ -830,7 +830,7 @@ class GaitEventDetector:
         if self._last_ic is None or self._recovery_n is None or self._recovered_ic == self._last_ic[0]:
             return None, False
         last = self._last_ic[0]
-        if self._early_ic != last and self._soft_ic != last and self._early_n < self._recovery_n:
+        if self._early_ic != last and self._early_n < self._recovery_n:
             # only in steady gait (the bout's last steps differ by less than that margin), and not right after
             # a step the recovery found: when steps vary, as in a turn or when slowing down, a late step's
             # rise can follow a smaller bump, which the early search would take, and steps found on the
@@ -840,7 +840,7 @@ class GaitEventDetector:
             iv = self._intervals
             if len(iv) >= 4 and max(iv) - min(iv) <= self._p.recover_early_s:
                 return last + self._early_n, True
-        return self._last_ic[0] + self._recovery_n, False
+        return last + self._recovery_n, False
 
     def _min_gap_n(self) -> int:
         """Where the recovery search starts after the last IC: 0.6 autocorrelation periods (not the

@@ -331,7 +331,7 @@ def test_early_recovery_only_in_steady_gait():
     det._intervals = [0.5, 0.5, 0.5]  # too few steps yet
     assert det._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
     det._intervals = [0.5, 0.52, 0.49, 0.51, 0.5]
-    det._soft_ic = 1000  # the last IC came from the recovery itself
+    det._early_ic = 1000  # the last IC came from the recovery itself (it sets this, as after a vain search)
     assert det._recovery_deadline() == (1000 + int(round(1.4 * 0.5 * FS)), False)
 
     off = GaitEventDetector(FS, EventParams(recover_early_s=0.0))

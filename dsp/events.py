@@ -91,6 +91,26 @@ def trailing_max(x: np.ndarray, w: int) -> np.ndarray:
     return np.maximum(suffix[:n], prefix[w - 1 : m])
 
 
+def settled_argmax(x: np.ndarray, h: int, complete: bool) -> int | None:
+    """Index of the first positive record of ``x`` (a value above 0 and above every one before it) that no
+    value within the next ``h`` samples exceeds; else, once ``complete``, ``np.argmax(x)``; None while that
+    is undecided. ``x`` is a window, or as much of its start as has been seen (``complete`` when all of
+    it). With ``h <= 0``, or ``h >= len(x) - 1`` for a whole window, this is ``np.argmax(x)`` once complete
+    (the last record is the first maximum)."""
+    n = x.shape[0]
+    if n == 0 or (h <= 0 and not complete):
+        return None
+    if h <= 0:
+        return int(np.argmax(x))
+    rec = np.flatnonzero(np.concatenate(([True], x[1:] > np.maximum.accumulate(x)[:-1])))
+    # the next record of each; after the last one: none in a whole window, none yet seen otherwise
+    nxt = np.append(rec[1:], n + h if complete else n)
+    ok = (nxt - rec > h) & (x[rec] > 0)
+    ok[-1] |= complete
+    k = np.flatnonzero(ok)
+    return int(rec[k[0]]) if k.size else None
+
+
 def _step_mean(x: np.ndarray) -> float:
     """Mean of a 1-D window: its samples summed by ``np.add.reduceat`` (as :func:`_step_means` does for many
     windows at once: the same bits, wherever the window lies), divided by their number."""
@@ -195,6 +215,11 @@ class EventParams:
         Missed-step recovery: when no rise crossed the trigger level within 1.4 step periods of the last
         IC, the first rise above ``recover_frac`` of the smaller of the envelope and the last step's own
         peak excess (at least ``recover_g`` g) after 0.6 step periods is taken.
+    fc_settle_s : float
+        Walking final contact: the steepest rise in its window, except that an earlier rise which no later
+        sample of the window exceeds within this long is taken (the first such), so that a slow step is out
+        within 150 ms of its final contact instead of at the end of a window of up to 0.3 s; 0 keeps the
+        whole window. A window this long or shorter (steps of 0.37 s and shorter at 0.1 s) is unaffected. s.
     recover_early_s : float
         In steady gait (the last four or five step times within this of each other), the recovery first
         looks at the rises one step period after the last IC, give or take this (if that ends sooner than
@@ -251,6 +276,7 @@ class EventParams:
     recover_frac: float = 0.3
     recover_g: float = 0.02
     recover_early_s: float = 0.1
+    fc_settle_s: float = 0.1
     first_peak_frac: float = 0.0
     ac_window_s: float = 3.0
     ac_step_ratio: float = 0.6
@@ -268,6 +294,8 @@ class EventParams:
             raise ValueError("confirm_s, onset_window_s and trigger_g must be > 0")
         if not 0 <= self.recover_early_s < 1:
             raise ValueError("recover_early_s must be in [0, 1) s (0: no early missed-step search)")
+        if not 0 <= self.fc_settle_s < 1:
+            raise ValueError("fc_settle_s must be in [0, 1) s (0: the walking final contact's whole window)")
 
 
 @dataclass(frozen=True)
@@ -349,6 +377,7 @@ class GaitEventDetector:
         self._half_min_step_s = 0.5 * p.min_step_s
         self._n_standing_min = int(round(p.standing_after_s * fs))
         self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
+        self._fc_settle_n = int(round(p.fc_settle_s * fs))
         self._n_run_max = p.run_max_step_s * fs  # (samples, not rounded) a longer step is not running
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         # walking look-ahead: the rise window, or the forward-force window of the IC refinement
@@ -961,8 +990,9 @@ class GaitEventDetector:
             if k_pk.size:
                 k0 = int(k_pk[0]) + 1
                 wn = max(3, int(round(FC_RISE_SHARE * (i_next - i_ic))))
-                if d.shape[0] >= k0 + wn:
-                    k_fc = k0 + int(np.argmax(d[k0 : k0 + wn]))
+                k = settled_argmax(d[k0 : k0 + wn], self._fc_settle_n, d.shape[0] >= k0 + wn)
+                if k is not None:
+                    k_fc = k0 + k
             if k_fc is not None:
                 f_fc = m_next + k_fc - self._delay
                 e[7] = self._make_step(i_ic, f_ic, i_next, f_next, f_fc, False, bout, m_next + k_fc + 1)

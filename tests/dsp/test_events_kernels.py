@@ -270,3 +270,46 @@ def test_fast_len_equals_scipy_next_fast_len():
     from scipy import fft
 
     assert [events._fast_len(n) for n in range(1, 3000)] == [fft.next_fast_len(n, real=True) for n in range(1, 3000)]
+
+
+def _settled_by_hand(x: list[int], h: int, complete: bool) -> int | None:
+    """The walking final contact's rule read literally: walk the window's records (values above all before
+    them); the first one above 0 with no greater value in the next ``h`` samples is the answer once those
+    samples are seen, whatever comes later; without one, the window's first maximum once it is whole."""
+    for r, v in enumerate(x):
+        if any(u >= v for u in x[:r]) or v <= 0 or any(u > v for u in x[r + 1 : r + h + 1]):
+            continue
+        return r if (r + h < len(x) or complete) else None
+    return int(np.argmax(x)) if complete else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=40), st.integers(1, 12), st.booleans())
+def test_settled_argmax_equals_the_rule_by_hand(x, h, complete):
+    assert events.settled_argmax(np.array(x, dtype=float), h, complete) == _settled_by_hand(x, h, complete)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=1, max_size=40), st.integers(1, 12))
+def test_settled_argmax_of_a_growing_window_never_changes_its_mind(x, h):
+    """Fed the window a sample at a time (as the stream sees it), the first decision is the final one, and
+    is made by the time the whole window is seen."""
+    a = np.array(x, dtype=float)
+    seen = [events.settled_argmax(a[:n], h, False) for n in range(1, a.size)]
+    final = events.settled_argmax(a, h, True)
+    assert final is not None
+    assert all(k is None or k == final for k in seen)
+
+
+def test_settled_argmax_without_settling_or_in_a_short_window_is_argmax():
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        a = rng.normal(size=int(rng.integers(1, 30)))
+        assert events.settled_argmax(a, 0, True) == int(np.argmax(a))
+        assert events.settled_argmax(a, a.size - 1, True) == int(np.argmax(a))
+        assert events.settled_argmax(a, 0, False) is None
+    # an early rise that nothing exceeds for h samples wins over a steeper one after them
+    a = np.array([-1.0, 0.5, 0.2, 0.1, 0.0, 0.0, 2.0])
+    assert events.settled_argmax(a, 4, True) == 1
+    assert events.settled_argmax(a, 5, True) == 6
+    assert events.settled_argmax(a[:5], 4, False) is None and events.settled_argmax(a[:6], 4, False) == 1

@@ -311,6 +311,33 @@ def test_latency_of_walking_steps():
     assert 0.0 <= min(lat) and max(lat) <= 0.150
 
 
+@pytest.mark.parametrize("cadence", [60, 70])
+def test_latency_of_slow_walking_steps(cadence):
+    """Slow walking: the final contact's window (0.27 of a step after the next loading peak) is 0.23-0.27 s
+    long, but the first rise that nothing steeper follows within ``fc_settle_s`` (0.1 s) is taken once that
+    is seen, so each step is still out within 150 ms of its final contact, with the same final contacts as
+    waiting for the whole window (which is later than 150 ms for some steps). From 12 s: after the
+    simulated gait initiation, whose first soft steps are found late."""
+    from pelvimon.dsp.events import EventParams
+
+    b = simulate(SimParams(seconds=30, gait="walk", cadence_spm=cadence, seed=1)).batch
+    runs = {}
+    for settle in (0.1, 0.0):
+        pipe = GaitPipeline(FS, PipelineParams(events=EventParams(fc_settle_s=settle)))
+        pipe.update(b.slice(0, int(12 * FS)))
+        out = []
+        for a in range(int(12 * FS), len(b)):
+            chunk = b.slice(a, a + 1)
+            for s in pipe.update(chunk).steps:
+                assert s.flight_time_s == 0.0 and np.isfinite(s.t_fc_s)
+                out.append((s.t_ic_s, s.t_fc_s, chunk.t_s[-1] - s.t_fc_s))
+        runs[settle] = out
+    assert len(runs[0.1]) > 15
+    assert [r[:2] for r in runs[0.1]] == [r[:2] for r in runs[0.0]]
+    assert max(r[2] for r in runs[0.1]) <= 0.150
+    assert max(r[2] for r in runs[0.0]) > 0.150
+
+
 def test_early_recovery_only_in_steady_gait():
     """The missed-step recovery's early deadline (one period and ``recover_early_s``) applies when the
     bout's last step times are within ``recover_early_s`` of each other; otherwise it waits 1.4 periods."""

@@ -973,8 +973,8 @@ class GaitEventDetector:
         return i_ic + x_fc - self._delay
 
     def _resolve_pending(self, n_avail: int) -> None:
-        """Walking steps: FC = first trough after the loading peak of the next step (called while some
-        are pending)."""
+        """Walking steps: FC = the steepest rise after the loading peak of the next step, settled as soon as
+        :func:`settled_argmax` allows (called while some are pending)."""
         limit_n = int(round(0.45 * self._fs))
         for e in self._queue:
             if e[6] or e[7] is not None:

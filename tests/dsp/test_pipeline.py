@@ -336,6 +336,8 @@ def test_latency_of_slow_walking_steps(cadence):
     assert [r[:2] for r in runs[0.1]] == [r[:2] for r in runs[0.0]]
     assert max(r[2] for r in runs[0.1]) <= 0.150
     assert max(r[2] for r in runs[0.0]) > 0.150
+    with pytest.raises(ValueError, match="fc_settle_s"):
+        GaitPipeline(FS, PipelineParams(events=EventParams(fc_settle_s=-0.1)))
 
 
 def test_early_recovery_only_in_steady_gait():

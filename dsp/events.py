@@ -629,10 +629,11 @@ class GaitEventDetector:
         self._refractory_n = int(round(min(max(p.refractory_frac * per, 0.8 * p.min_step_s), 0.7) * fs))
         rec = self._recovery_period()
         self._recovery_n = int(round(1.4 * rec * fs)) if math.isfinite(rec) else None
-        # the early search: one period, give or take recover_early_s, after the last IC
-        self._early_n = 0 if self._recovery_n is None else min(self._recovery_n, int(round((rec + p.recover_early_s) * fs)))
-        if p.recover_early_s <= 0:
-            self._early_n = self._recovery_n or 0  # (no early search)
+        # the early search: one period, give or take recover_early_s, after the last IC; 0: none (turned off,
+        # no period yet, or it would end no sooner than the 1.4 periods)
+        n_early = int(round((rec + p.recover_early_s) * fs)) if math.isfinite(rec) else 0
+        on = p.recover_early_s > 0 and self._recovery_n is not None and n_early < self._recovery_n
+        self._early_n = n_early if on else 0
         self._early_from_n = int(round((rec - p.recover_early_s) * fs)) if math.isfinite(rec) else 0
 
     def _process(self) -> None:
@@ -859,7 +860,7 @@ class GaitEventDetector:
         if self._last_ic is None or self._recovery_n is None or self._recovered_ic == self._last_ic[0]:
             return None, False
         last = self._last_ic[0]
-        if self._early_ic != last and self._early_n < self._recovery_n:
+        if self._early_n and self._early_ic != last:
             # only in steady gait (the bout's last steps differ by less than that margin), and not right after
             # a step the recovery found: when steps vary, as in a turn or when slowing down, a late step's
             # rise can follow a smaller bump, which the early search would take, and steps found on the

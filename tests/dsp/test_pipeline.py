@@ -84,6 +84,16 @@ def _feed(batch, cuts):
     return steps
 
 
+def _emitted_sample_by_sample(pipe, batch):
+    """Feed ``batch`` a sample at a time: each step emitted, with the session time of the sample that
+    brought it out."""
+    out = []
+    for a in range(len(batch)):
+        chunk = batch.slice(a, a + 1)
+        out += [(float(chunk.t_s[-1]), s) for s in pipe.update(chunk).steps]
+    return out
+
+
 def _same(a, b):
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=False):
@@ -124,15 +134,10 @@ def run_sim_cached(run_sim):
 
 def test_latency_of_running_steps(run_sim):
     """A running step is emitted at most 150 ms after the sample that closes it (the next IC)."""
-    b = run_sim.batch.slice(int(8 * FS), int(14 * FS))
     pipe = GaitPipeline(FS)
     pipe.update(run_sim.batch.slice(0, int(8 * FS)))
-    lat = []
-    for a in range(len(b)):
-        chunk = b.slice(a, a + 1)
-        for s in pipe.update(chunk).steps:
-            if s.flight_time_s > 0:
-                lat.append(chunk.t_s[-1] - (s.t_ic_s + s.step_time_s))
+    emitted = _emitted_sample_by_sample(pipe, run_sim.batch.slice(int(8 * FS), int(14 * FS)))
+    lat = [t - (s.t_ic_s + s.step_time_s) for t, s in emitted if s.flight_time_s > 0]
     assert len(lat) > 10
     assert max(lat) <= 0.150
 
@@ -299,13 +304,11 @@ def test_latency_of_walking_steps():
     pipe.update(b.slice(0, int(8 * FS)))
     recovered_before = pipe._detector.n_recovered_
     lat = []
-    for a in range(int(8 * FS), len(b)):
-        chunk = b.slice(a, a + 1)
-        for s in pipe.update(chunk).steps:
-            assert s.flight_time_s == 0.0  # walking
-            closing = s.t_fc_s if np.isfinite(s.t_fc_s) else s.t_ic_s + s.step_time_s
-            assert closing >= s.t_ic_s + s.step_time_s - 1e-9  # the final contact follows the next IC
-            lat.append(chunk.t_s[-1] - closing)
+    for t, s in _emitted_sample_by_sample(pipe, b.slice(int(8 * FS), len(b))):
+        assert s.flight_time_s == 0.0  # walking
+        closing = s.t_fc_s if np.isfinite(s.t_fc_s) else s.t_ic_s + s.step_time_s
+        assert closing >= s.t_ic_s + s.step_time_s - 1e-9  # the final contact follows the next IC
+        lat.append(t - closing)
     assert pipe._detector.n_recovered_ - recovered_before >= 3
     assert len(lat) > 50
     assert 0.0 <= min(lat) and max(lat) <= 0.150
@@ -325,13 +328,9 @@ def test_latency_of_slow_walking_steps(cadence):
     for settle in (0.1, 0.0):
         pipe = GaitPipeline(FS, PipelineParams(events=EventParams(fc_settle_s=settle)))
         pipe.update(b.slice(0, int(12 * FS)))
-        out = []
-        for a in range(int(12 * FS), len(b)):
-            chunk = b.slice(a, a + 1)
-            for s in pipe.update(chunk).steps:
-                assert s.flight_time_s == 0.0 and np.isfinite(s.t_fc_s)
-                out.append((s.t_ic_s, s.t_fc_s, chunk.t_s[-1] - s.t_fc_s))
-        runs[settle] = out
+        emitted = _emitted_sample_by_sample(pipe, b.slice(int(12 * FS), len(b)))
+        assert all(s.flight_time_s == 0.0 and np.isfinite(s.t_fc_s) for _, s in emitted)
+        runs[settle] = [(s.t_ic_s, s.t_fc_s, t - s.t_fc_s) for t, s in emitted]
     assert len(runs[0.1]) > 15
     assert [r[:2] for r in runs[0.1]] == [r[:2] for r in runs[0.0]]
     assert max(r[2] for r in runs[0.1]) <= 0.150

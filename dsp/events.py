@@ -225,6 +225,13 @@ class EventParams:
         looks at the rises one step period after the last IC, give or take this (if that ends sooner than
         1.4 periods): a soft step that came on time is then found that soon, and the step before it (which
         it closes) is emitted within 150 ms; only when none is there does it wait for 1.4 periods. s.
+    recover_settle_s : float
+        Walking, after the early search (or without it): a rise that crossed the recovery level from one
+        step period minus ``recover_early_s`` after the last IC on is taken as soon as no rise crossed the
+        trigger level up to this long after it, not at the 1.4-period deadline, so that the step it closes is
+        out within 150 ms; a rise that did cross the trigger level within this long is the IC as before.
+        Rises before that point (the slow rise out of the single-support trough comes there, ahead of a late
+        heel strike) still wait for the deadline. 0: always wait for the deadline. s.
     walk_rise_s : float
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
         the single-support trough can cross the trigger level before the heel-strike rise), s.
@@ -276,6 +283,7 @@ class EventParams:
     recover_frac: float = 0.3
     recover_g: float = 0.02
     recover_early_s: float = 0.1
+    recover_settle_s: float = 0.15
     fc_settle_s: float = 0.1
     first_peak_frac: float = 0.0
     ac_window_s: float = 3.0
@@ -294,6 +302,8 @@ class EventParams:
             raise ValueError("confirm_s, onset_window_s and trigger_g must be > 0")
         if not 0 <= self.recover_early_s < 1:
             raise ValueError("recover_early_s must be in [0, 1) s (0: no early missed-step search)")
+        if not 0 <= self.recover_settle_s < 1:
+            raise ValueError("recover_settle_s must be in [0, 1) s (0: the missed-step recovery waits for its deadline)")
         if not 0 <= self.fc_settle_s < 1:
             raise ValueError("fc_settle_s must be in [0, 1) s (0: the walking final contact's whole window)")
 
@@ -378,6 +388,7 @@ class GaitEventDetector:
         self._n_standing_min = int(round(p.standing_after_s * fs))
         self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
         self._fc_settle_n = int(round(p.fc_settle_s * fs))
+        self._recover_settle_n = int(round(p.recover_settle_s * fs))
         self._n_run_max = p.run_max_step_s * fs  # (samples, not rounded) a longer step is not running
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         # walking look-ahead: the rise window, or the forward-force window of the IC refinement
@@ -415,6 +426,7 @@ class GaitEventDetector:
         self._ac_period = float("nan")
         self._ac_at = -(1 << 60)
         self._recovered_ic = -1
+        self._settled_ic = -1  # the last IC after which a settled recovery search was made in vain
         self._early_ic = -1  # the last IC after which no early recovery search is made (one was made in vain, or
         # the recovery found that IC)
         self._last_peak = math.inf
@@ -682,6 +694,29 @@ class GaitEventDetector:
             # one period after the last IC, give or take recover_early_s; then (or else) from 0.6 periods
             # (at least) up to 1.4
             dl, early = self._recovery_deadline()
+            last_ic = self._last_ic
+            if (dl is not None and not early and last_ic is not None and self._recover_settle_n
+                    and self.state_ == "walking" and self._settled_ic != last_ic[0]):
+                # walking, the late search: its first rise over the recovery level from one period less
+                # recover_early_s on is taken as soon as it is settled (no rise crossed the trigger level up to
+                # recover_settle_s after it) rather than at the deadline, if the IC it gives is not before that
+                # point either (the IC is the foot of the rise); otherwise, and for earlier rises (the slow
+                # rise out of the single-support trough comes there, ahead of a late heel strike), the
+                # search waits for the deadline
+                last, f_last = last_ic[0], last_ic[1]
+                i_low = self._low_crossing(max(start, last + max(self._min_gap_n(), self._early_from_n)), dl, lo,
+                                           n_avail, env_prev, ext)
+                if i_low >= 0 and not 0 <= i_trig <= i_low + self._recover_settle_n:
+                    if n_avail <= i_low + max(self._recover_settle_n, self._confirm_n()) and not self._final:
+                        self._scan = start
+                        return
+                    self._check_standing(i_low)
+                    if self._on_trigger(i_low, (f_last + self._early_from_n, math.inf)):
+                        self._recovered_ic = last
+                        self._recover_done(i_low, last)
+                    else:
+                        self._settled_ic = last  # (searched in vain: the deadline decides)
+                    continue
             if dl is not None and (i_trig < 0 or i_trig > dl):
                 if n_avail <= dl + self._confirm_n() and not self._final:
                     self._scan = start
@@ -689,18 +724,7 @@ class GaitEventDetector:
                 assert self._last_ic is not None  # (a deadline is set after an IC only)
                 last = self._last_ic[0]
                 gap_n = max(self._min_gap_n(), self._early_from_n) if early else self._min_gap_n()
-                w0 = max(start, last + gap_n)
-                # the level follows the last step's own peak too: when gait slows down to a stop, each
-                # heel strike is softer than the envelope of the faster steps before it
-                a0, a1 = max(w0 - 1, lo), min(dl + 1, n_avail)
-                i_low = -1
-                if a1 - a0 >= 2:
-                    lv = np.maximum(p.recover_g * G_MPS2, p.recover_frac * np.minimum(env_prev[a0 - lo : a1 - lo],
-                                                                                      self._last_peak))
-                    e = ext[a0 - lo : a1 - lo]
-                    up = np.flatnonzero((e[:-1] < lv[1:]) & (e[1:] >= lv[1:]))
-                    if up.size and a0 + 1 + int(up[0]) < dl:
-                        i_low = a0 + 1 + int(up[0])
+                i_low = self._low_crossing(max(start, last + gap_n), dl, lo, n_avail, env_prev, ext)
                 if early:
                     # not if a rise crossed the trigger level in the look-ahead already seen (a step a little
                     # late); and taken only if the IC it gives is where the step was due (the low level can be
@@ -710,16 +734,11 @@ class GaitEventDetector:
                             or not self._on_trigger(i_low, (f_last + self._early_from_n, f_last + self._early_n))):
                         self._early_ic = last  # nothing there: wait for the late deadline
                         continue
-                else:
-                    self._recovered_ic = last
-                    if i_low < 0:
-                        continue
-                    self._check_standing(i_low)
-                    self._on_trigger(i_low)
-                self.n_recovered_ += 1
-                self._scan = i_low + 1
-                if self._last_ic is not None and self._last_ic[0] != last:
-                    self._early_ic = self._last_ic[0]  # (no early search after a step the recovery found)
+                    self._recover_done(i_low, last)
+                    continue
+                self._recovered_ic = last
+                if i_low >= 0:
+                    self._recover(i_low, last)
                 continue
             if i_trig < 0:
                 self._scan = n_avail
@@ -732,6 +751,33 @@ class GaitEventDetector:
                 return
             self._scan = i_trig + 1
             self._on_trigger(i_trig)
+
+    def _low_crossing(self, w0: int, dl: int, lo: int, n_avail: int, env_prev: np.ndarray, ext: np.ndarray) -> int:
+        """The missed-step recovery's rise: the first sample from ``w0`` on, before the deadline ``dl`` (of
+        those held, ``n_avail``), where the excess ``ext`` (cached from ``lo``) crosses the recovery level;
+        -1 if none. The level follows the last step's own peak too: when gait slows down to a stop, each
+        heel strike is softer than the envelope of the faster steps before it."""
+        p = self._p
+        a0, a1 = max(w0 - 1, lo), min(dl + 1, n_avail)
+        if a1 - a0 < 2:
+            return -1
+        lv = np.maximum(p.recover_g * G_MPS2, p.recover_frac * np.minimum(env_prev[a0 - lo : a1 - lo], self._last_peak))
+        e = ext[a0 - lo : a1 - lo]
+        up = np.flatnonzero((e[:-1] < lv[1:]) & (e[1:] >= lv[1:]))
+        return a0 + 1 + int(up[0]) if up.size and a0 + 1 + int(up[0]) < dl else -1
+
+    def _recover(self, i_low: int, last: int) -> None:
+        """Take the rise at ``i_low`` for the step missed after the IC at ``last``."""
+        self._check_standing(i_low)
+        self._on_trigger(i_low)
+        self._recover_done(i_low, last)
+
+    def _recover_done(self, i_low: int, last: int) -> None:
+        """Count the recovery of the rise at ``i_low`` (after the IC at ``last``) and scan on after it."""
+        self.n_recovered_ += 1
+        self._scan = i_low + 1
+        if self._last_ic is not None and self._last_ic[0] != last:
+            self._early_ic = self._last_ic[0]  # (no early search after a step the recovery found)
 
     def _on_trigger(self, i_trig: int, near: tuple[float, float] | None = None) -> bool:
         """Locate the IC of the rise that crossed the trigger level at ``i_trig`` and hand it to

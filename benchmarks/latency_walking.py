@@ -22,23 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import validate  # noqa: E402
 
 from pelvimon.dsp.events import EventParams  # noqa: E402
-from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams  # noqa: E402
+from pelvimon.dsp.pipeline import PipelineParams  # noqa: E402
 
-FS = 100.0
 LIMIT_S = 0.150
 
 
 def walk_latencies(name: str, settle_s: float) -> list[tuple[float, float]]:
-    """(IC time s, latency s) of each step of one walk fed sample by sample."""
-    acc, gyr, _meta, counter = validate.load_walking(name)
-    pipe = GaitPipeline(FS, PipelineParams(events=EventParams(recover_settle_s=settle_s)))
-    rows = []
-    for b in validate.walking_batches(acc, gyr, counter, FS, 1):
-        for s in pipe.update(b).steps:
-            if not s.gap:
-                closing = max(s.t_ic_s + s.step_time_s, s.t_fc_s if np.isfinite(s.t_fc_s) else -np.inf)
-                rows.append((s.t_ic_s, float(b.t_s[-1]) - closing))
-    return rows
+    """(IC time s, latency s) of each step of one walk fed sample by sample (:func:`validate.walking_latencies`)."""
+    return validate.walking_latencies(name, PipelineParams(events=EventParams(recover_settle_s=settle_s)))[0]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -396,6 +396,23 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10,
                      np.array(fc_err), np.array(ct_err))
 
 
+def walking_latencies(name: str, params: PipelineParams | None = None,
+                      data_dir: Path | None = None) -> tuple[list[tuple[float, float]], int]:
+    """One walk fed to the streaming pipeline a sample at a time: per step (IC time s, latency s), the session
+    time from the sample that closes it (its final contact, or its next IC if later) to the sample whose
+    update emitted it; and the rises the missed-step recovery took (benchmarks/latency_walking.py)."""
+    fs = 100.0
+    acc, gyr, _meta, counter = load_walking(name, WALK_DIR if data_dir is None else data_dir)
+    pipe = GaitPipeline(fs, params)
+    rows = []
+    for b in walking_batches(acc, gyr, counter, fs, 1):
+        for s in pipe.update(b).steps:
+            if not s.gap:
+                closing = max(s.t_ic_s + s.step_time_s, s.t_fc_s if np.isfinite(s.t_fc_s) else -np.inf)
+                rows.append((s.t_ic_s, float(b.t_s[-1]) - closing))
+    return rows, pipe._detector.n_recovered_
+
+
 def detected_ics(steps: list) -> np.ndarray:
     """Every detected IC: the ICs of the steps and the IC that closes each step, as (t_s, side) rows.
 

@@ -704,8 +704,12 @@ class GaitEventDetector:
                 # rise out of the single-support trough comes there, ahead of a late heel strike), the
                 # search waits for the deadline
                 last, f_last = last_ic[0], last_ic[1]
-                i_low = self._low_crossing(max(start, last + max(self._min_gap_n(), self._early_from_n)), dl, lo,
-                                           n_avail, env_prev, ext)
+                w0 = max(start, last + max(self._min_gap_n(), self._early_from_n))
+                # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
+                # rise found from w0 on: no search)
+                i_low = -1
+                if not 0 <= i_trig <= w0 + self._recover_settle_n:
+                    i_low = self._low_crossing(w0, dl, lo, n_avail, env_prev, ext)
                 if i_low >= 0 and not 0 <= i_trig <= i_low + self._recover_settle_n:
                     if n_avail <= i_low + max(self._recover_settle_n, self._confirm_n()) and not self._final:
                         self._scan = start
@@ -738,7 +742,9 @@ class GaitEventDetector:
                     continue
                 self._recovered_ic = last
                 if i_low >= 0:
-                    self._recover(i_low, last)
+                    self._check_standing(i_low)
+                    self._on_trigger(i_low)
+                    self._recover_done(i_low, last)
                 continue
             if i_trig < 0:
                 self._scan = n_avail
@@ -765,12 +771,6 @@ class GaitEventDetector:
         e = ext[a0 - lo : a1 - lo]
         up = np.flatnonzero((e[:-1] < lv[1:]) & (e[1:] >= lv[1:]))
         return a0 + 1 + int(up[0]) if up.size and a0 + 1 + int(up[0]) < dl else -1
-
-    def _recover(self, i_low: int, last: int) -> None:
-        """Take the rise at ``i_low`` for the step missed after the IC at ``last``."""
-        self._check_standing(i_low)
-        self._on_trigger(i_low)
-        self._recover_done(i_low, last)
 
     def _recover_done(self, i_low: int, last: int) -> None:
         """Count the recovery of the rise at ``i_low`` (after the IC at ``last``) and scan on after it."""

@@ -80,22 +80,14 @@ def test_walks_with_a_bouncing_sensor_are_walks(validate):
 
 
 def _latencies(validate, name: str, settle_s: float) -> tuple[list[float], int]:
-    """Each step of a real walk fed sample by sample: the session time from the sample that closes it (its
-    final contact, or its next IC if later) to the sample whose update emitted it; and the rises the
-    missed-step recovery took."""
+    """Each step's latency of a real walk fed sample by sample (``validate.walking_latencies``), and the rises
+    the missed-step recovery took."""
     from pelvimon.dsp.events import EventParams
-    from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams
+    from pelvimon.dsp.pipeline import PipelineParams
 
-    fs = 100.0
-    acc, gyr, _meta, counter = validate.load_walking(name, validate.WALK_DIR)
-    pipe = GaitPipeline(fs, PipelineParams(events=EventParams(recover_settle_s=settle_s)))
-    lat = []
-    for b in validate.walking_batches(acc, gyr, counter, fs, 1):
-        for s in pipe.update(b).steps:
-            if not s.gap:
-                closing = max(s.t_ic_s + s.step_time_s, s.t_fc_s if np.isfinite(s.t_fc_s) else -np.inf)
-                lat.append(float(b.t_s[-1]) - closing)
-    return lat, pipe._detector.n_recovered_
+    rows, recovered = validate.walking_latencies(
+        name, PipelineParams(events=EventParams(recover_settle_s=settle_s)), validate.WALK_DIR)
+    return [lat for _, lat in rows], recovered
 
 
 def test_latency_of_real_walking_steps_closed_by_a_soft_heel_strike(validate):

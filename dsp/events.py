@@ -16,7 +16,9 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
   ``(1 + trigger_g) g`` upwards, outside a refractory time after the last IC that scales with the step
   period; the steepest slope near the trigger is found, and its tangent is extrapolated down to the
   lowest ``a_v`` just before it (the flight floor in running, the pre-contact trough in walking). The
-  crossing of tangent and floor is the IC (the classic "tangent onset" construction).
+  crossing of tangent and floor is the IC (the classic "tangent onset" construction). Walking, a rise after
+  ``a_v`` fell back under 1 g since the trigger is a rebound of the heel strike's loading: the steepest
+  rise up to the first peak after the trigger is taken instead.
 * **Running or walking** per step: running if ``a_v`` falls below ``flight_g`` g between the step's IC and
   the next one (flight = free fall = 0 g), unless the step is too slow for running (``run_max_step_s``).
 * **Final contact, running**: the last fall of ``a_v`` through the body-weight level (the mean of ``a_v``
@@ -234,7 +236,8 @@ class EventParams:
         heel strike) still wait for the deadline. 0: always wait for the deadline. s.
     walk_rise_s : float
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
-        the single-support trough can cross the trigger level before the heel-strike rise), s.
+        the single-support trough can cross the trigger level before the heel-strike rise), s; but only up
+        to the first peak after the trigger when ``a_v`` fell under 1 g before the steepest rise (a rebound).
     fall_g, fall_window_s : float
         An IC needs ``a_v`` below ``(1 - fall_g)`` g somewhere in the ``fall_window_s`` before its rise,
         except while walking (the first step and running steps need it; see docs/dsp_gait.md).

@@ -80,10 +80,11 @@ def test_walks_with_a_bouncing_sensor_are_walks(validate):
 
 
 def test_walking_heel_strikes_whose_loading_rebounds_are_timed_on_their_own_rise(validate):
-    """In these walks a heel strike's loading often rebounds (every left step of subject 12): ``a_v`` falls
-    back under 1 g right after the peak and rises again, more steeply. Timed on that second rise, 45-63 %
-    of their ICs were 75 ms or more late (median errors 30-107 ms, contact-time RMSE 78-102 ms); timed on
-    the rise that crossed the trigger level, 0-3 % (docs/dsp_gait.md: in all 110 walks 17.5 % -> 4.3 %)."""
+    """In these walks a heel strike's loading often rebounds (in four of subject 12's six walks, most
+    steps): ``a_v`` falls back under 1 g right after the peak and rises again, more steeply. Timed on that
+    second rise, 45-63 % of their ICs were 75 ms or more late (median errors 30-107 ms, contact-time RMSE
+    78-102 ms); timed on the rise that crossed the trigger level, 0-3 % (docs/dsp_gait.md: in all 110
+    walks 17.5 % -> 4.3 %)."""
     for name in ("12-1", "12-3", "5-2"):
         s = validate.score_walking_trial(name)
         assert s.tp >= 30

@@ -175,20 +175,16 @@ def _latency(gait: str, seconds: float = 40.0, cadence: float | None = None) -> 
     max s, steps). The default walk (110 steps/min) has soft steps, whose rise stayed under the trigger
     level: the missed-step recovery finds them; in a slow walk (60 steps/min) the final contact's window is
     0.27 s long (docs/dsp_gait.md, "Latency")."""
+    # (benchmarks/validate.py: the latency measured as for the real walks)
+    from validate import step_latencies
+
     from pelvimon.dsp.pipeline import GaitPipeline
     from pelvimon.sensors.simulator import SimParams, simulate
 
     kw = {} if cadence is None else {"cadence_spm": cadence}
     b = simulate(SimParams(seconds=seconds, gait=gait, seed=5, **kw)).batch
-    pipe = GaitPipeline(FS)
-    lat = []
-    for a in range(len(b)):
-        chunk = b.slice(a, a + 1)
-        for s in pipe.update(chunk).steps:
-            if not s.gap and s.t_ic_s > 8.0:
-                closes = max(s.t_ic_s + s.step_time_s, s.t_fc_s if np.isfinite(s.t_fc_s) else -np.inf)
-                lat.append(float(chunk.t_s[-1]) - closes)
-    x = np.array(lat)
+    rows = step_latencies(GaitPipeline(FS), (b.slice(a, a + 1) for a in range(len(b))))
+    x = np.array([lat for s, lat in rows if s.t_ic_s > 8.0])
     return float(np.median(x)), float(np.mean(x <= 0.150)), float(np.max(x)), x.size
 
 

@@ -33,6 +33,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from pelvimon.dsp._gait_eval import match_times, rmse
 from pelvimon.dsp.asymmetry import AsymmetryParams, session_gait
 from pelvimon.dsp.calibration import calibrate_offline
 from pelvimon.dsp.pipeline import GaitPipeline, PipelineParams, analyze_offline
+from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 from pelvimon.sensors.simulator import SimParams, simulate
 
@@ -396,21 +398,28 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10,
                      np.array(fc_err), np.array(ct_err))
 
 
-def walking_latencies(name: str, params: PipelineParams | None = None,
-                      data_dir: Path | None = None) -> tuple[list[tuple[float, float]], int]:
-    """One walk fed to the streaming pipeline a sample at a time: per step (IC time s, latency s), the session
-    time from the sample that closes it (its final contact, or its next IC if later) to the sample whose
-    update emitted it; and the rises the missed-step recovery took (benchmarks/latency_walking.py)."""
-    fs = 100.0
-    acc, gyr, _meta, counter = load_walking(name, WALK_DIR if data_dir is None else data_dir)
-    pipe = GaitPipeline(fs, params)
+def step_latencies(pipe: GaitPipeline, batches: Iterable[ImuBatch]) -> list[tuple[Step, float]]:
+    """Each step (not ``gap``) that ``pipe`` emits as ``batches`` are fed in turn, with its latency: the session
+    time from the sample that closes it (its final contact, or its next IC if later) to the last sample of
+    the batch whose update emitted it (batches of one sample: as a sensor delivers them)."""
     rows = []
-    for b in walking_batches(acc, gyr, counter, fs, 1):
+    for b in batches:
         for s in pipe.update(b).steps:
             if not s.gap:
                 closing = max(s.t_ic_s + s.step_time_s, s.t_fc_s if np.isfinite(s.t_fc_s) else -np.inf)
-                rows.append((s.t_ic_s, float(b.t_s[-1]) - closing))
-    return rows, pipe._detector.n_recovered_
+                rows.append((s, float(b.t_s[-1]) - closing))
+    return rows
+
+
+def walking_latencies(name: str, params: PipelineParams | None = None,
+                      data_dir: Path | None = None) -> tuple[list[tuple[float, float]], int]:
+    """One walk fed to the streaming pipeline a sample at a time (:func:`step_latencies`): per step (IC time
+    s, latency s); and the rises the missed-step recovery took (benchmarks/latency_walking.py)."""
+    fs = 100.0
+    acc, gyr, _meta, counter = load_walking(name, WALK_DIR if data_dir is None else data_dir)
+    pipe = GaitPipeline(fs, params)
+    rows = step_latencies(pipe, walking_batches(acc, gyr, counter, fs, 1))
+    return [(s.t_ic_s, lat) for s, lat in rows], pipe._detector.n_recovered_
 
 
 def detected_ics(steps: list) -> np.ndarray:

@@ -707,7 +707,7 @@ class GaitEventDetector:
                 # rise out of the single-support trough comes there, ahead of a late heel strike), the
                 # search waits for the deadline
                 last, f_last = last_ic[0], last_ic[1]
-                w0 = max(start, last + max(self._min_gap_n(), self._early_from_n))
+                w0 = max(start, last + self._near_period_n())
                 # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
                 # rise found from w0 on: no search)
                 i_low = -1
@@ -730,7 +730,7 @@ class GaitEventDetector:
                     return
                 assert self._last_ic is not None  # (a deadline is set after an IC only)
                 last = self._last_ic[0]
-                gap_n = max(self._min_gap_n(), self._early_from_n) if early else self._min_gap_n()
+                gap_n = self._near_period_n() if early else self._min_gap_n()
                 i_low = self._low_crossing(max(start, last + gap_n), dl, lo, n_avail, env_prev, ext)
                 if early:
                     # not if a rise crossed the trigger level in the look-ahead already seen (a step a little
@@ -938,6 +938,11 @@ class GaitEventDetector:
         right), at least 0.8 of the shortest step."""
         per = self._ac_period if math.isfinite(self._ac_period) else 0.0
         return int(round(max(0.6 * per, 0.8 * self._p.min_step_s) * self._fs))
+
+    def _near_period_n(self) -> int:
+        """Where the early and the settled recovery searches start after the last IC: one period less
+        ``recover_early_s``, but not before the deadline's search (:meth:`_min_gap_n`)."""
+        return max(self._min_gap_n(), self._early_from_n)
 
     def _confirm_n(self) -> int:
         """Look-ahead after a trigger: longer while walking, where the forward force refines the IC."""

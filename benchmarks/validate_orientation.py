@@ -313,13 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset_dir", nargs="?", type=Path, default=DEFAULT_DIR)
     ap.add_argument("--chunk", type=int, default=10, help="samples per streaming chunk (default 10)")
-    ap.add_argument("--sims", type=int, default=24, help="simulated sessions with random mountings (default 24)")
+    ap.add_argument("--sims", type=int, default=24, help="simulated sessions with random mountings (default 24; 0: none)")
     ap.add_argument("--skip-broad", action="store_true", help="only the simulator and timing parts")
     ap.add_argument("--sign-sims", type=int, default=0, help="also sweep forward/left signs over N random sessions")
     args = ap.parse_args(argv)
+    if args.sims < 0 or args.chunk < 1:
+        ap.error("--sims must be >= 0 and --chunk >= 1")
     if not args.skip_broad:
         broad(args)
-    simulator_validation(args.sims)
+    if args.sims:
+        simulator_validation(args.sims)
     if args.sign_sims:
         sign_sweep(args.sign_sims)
     timing()

@@ -116,3 +116,17 @@ def test_broad_inclination_rmse_below_1_deg_without_alignment(broad_results: dic
     r = broad_results[trial]
     assert r["stream_raw_deg"] <= 1.0, r
     assert r["offline_raw_deg"] <= 1.0, r
+
+
+def test_the_benchmark_runs_without_its_simulator_part_and_refuses_negative_counts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = _bench()
+    monkeypatch.setattr(bench, "timing", lambda: print("timing ran"))
+    assert bench.main(["--sims", "0", "--skip-broad"]) == 0  # (it failed on an empty error array before)
+    out = capsys.readouterr().out
+    assert "timing ran" in out and "simulator:" not in out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--sims", "-1", "--skip-broad"])
+    assert exc.value.code == 2
+    assert "--sims must be >= 0" in capsys.readouterr().err

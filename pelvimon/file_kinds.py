@@ -4,6 +4,7 @@ command line can check output paths without importing the session-file reader.""
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 SESSION_SUFFIX = ".mcap"
@@ -47,8 +48,8 @@ def is_imu_csv(path: str | os.PathLike[str]) -> bool:
 
     That is: a header of pelvimon's IMU columns (``t_s`` and ``acc_*``, after any ``#`` comment lines), or
     rows of at least four numbers (a time and three axes) separated by commas, semicolons or tabs, under a
-    header of any names or none (the files ``--columns`` reads). pelvimon's own per-step tables are not
-    recordings."""
+    header of any names or none (the files ``--columns`` reads), also gzip-compressed. pelvimon's own
+    per-step tables are not recordings."""
     p = Path(path)
     if not p.is_file():
         return False
@@ -57,6 +58,11 @@ def is_imu_csv(path: str | os.PathLike[str]) -> bool:
             head = f.read(8192)
     except OSError:
         return False
+    if head.startswith(b"\x1f\x8b"):  # gzip: its first 8 kB of text
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 8192)
+        except zlib.error:
+            return False
     lines = [
         ln for ln in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
         if ln.strip() and not ln.lstrip().startswith("#")

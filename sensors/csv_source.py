@@ -48,6 +48,49 @@ class CsvFormatError(ValueError):
     """A CSV file cannot be used as IMU data. The one-line message names the file, the line and the fix."""
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first bytes of a gzip-compressed file (``run.csv.gz``): read as the CSV it holds."""
+
+_WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+
+
+def _uncompressed(name: str, raw: bytes, depth: int = 0) -> bytes:
+    """The CSV text a file's bytes hold: those of a gzip-compressed file decompressed, any other as they are.
+
+    Raises
+    ------
+    CsvFormatError
+        A gzip file that is damaged or cut off (or compressed over and over); a zip archive or a spreadsheet
+        workbook (Excel's ``.xlsx`` is a zip archive, its old ``.xls`` an OLE2 file), with what to do instead.
+    """
+    if raw.startswith(GZIP_MAGIC):
+        import gzip
+        import zlib
+
+        if depth >= 4:  # (a gzip file can decompress to itself)
+            raise CsvFormatError(f"{name}: gzip-compressed {depth} times over; decompress it and give the CSV inside")
+        try:
+            text = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:  # (gzip.BadGzipFile is an OSError)
+            raise CsvFormatError(
+                f"{name}: the gzip-compressed file is damaged or cut off ({exc}); copy it again from where it "
+                "was recorded"
+            ) from None
+        return _uncompressed(name, text, depth + 1)
+    ole2 = raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+    if raw.startswith(b"PK\x03\x04") or ole2:
+        head = raw[:4096]
+        if ole2 or b"[Content_Types].xml" in head or b"opendocument.spreadsheet" in head or (
+            name.lower().endswith(_WORKBOOK_SUFFIXES)
+        ):
+            raise CsvFormatError(
+                f"{name}: a spreadsheet workbook, not CSV; save the sheet as CSV (comma-separated, UTF-8) and "
+                "give that file"
+            )
+        raise CsvFormatError(f"{name}: a zip archive, not CSV; unzip it and give the CSV file inside")
+    return raw
+
+
 def parse_columns_option(text: str) -> dict[str, str]:
     """Parse ``--columns t_s=time,acc_x_mps2=ax,...`` into ``{"t_s": "time", "acc_x_mps2": "ax", ...}``.
 
@@ -88,6 +131,10 @@ class _MissingColumn(CsvFormatError):
     :func:`_header_layout`)."""
 
 
+class _WrongSeparator(CsvFormatError):
+    """Internal: a header candidate whose fields are separated by something other than commas."""
+
+
 def _cell(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
@@ -106,7 +153,7 @@ class _Layout:
         if "," not in header:
             for sep, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
                 if sep in header:
-                    raise CsvFormatError(
+                    raise _WrongSeparator(
                         f"{name}: line {header_line}: the fields are separated by {word}; pelvimon reads "
                         "comma-separated files (with a dot as the decimal mark): export or save the file as CSV "
                         "with commas"
@@ -201,7 +248,8 @@ def _header_layout(name: str, raw: bytes, columns: Mapping[str, str] | None) -> 
     The header is the first line that is neither blank nor a comment, unless that line lacks a required
     column and a later one (within :data:`HEADER_SEARCH_LINES` lines and :data:`HEADER_SEARCH_BYTES` bytes)
     has them all: the lines above it are then metadata an export wrote (device, date, units), skipped with
-    a warning. Otherwise the first line's error stands.
+    a warning. Otherwise the first line's error stands, unless that line has no comma and a later one is
+    separated by semicolons, tabs or bars (a line of metadata above such a file's header): that is said.
     """
     header, header_line, start = _split_header(name, raw)
     first_line, width = header_line, header.count(",") + 1
@@ -209,6 +257,7 @@ def _header_layout(name: str, raw: bytes, columns: Mapping[str, str] | None) -> 
         return _Layout(name, header, header_line, columns), start
     except _MissingColumn as first_error:
         pos, line_no = start, header_line
+        separator: _WrongSeparator | None = None  # the first later line's, if its fields are not comma-separated
         while line_no < HEADER_SEARCH_LINES and pos < min(len(raw), HEADER_SEARCH_BYTES):
             try:
                 header, line_no, pos = _split_header(name, raw, pos, line_no)
@@ -216,10 +265,15 @@ def _header_layout(name: str, raw: bytes, columns: Mapping[str, str] | None) -> 
                 break  # no more lines, or bytes that are not text
             try:
                 layout = _Layout(name, header, line_no, columns)
+            except _WrongSeparator as exc:
+                separator = separator or exc
+                continue
             except CsvFormatError:
                 continue
             layout.lines_above = True
             return layout, pos
+        if separator is not None and width == 1:
+            raise separator from None
         widths = [ln.count(b",") + 1 for ln in raw[start:HEADER_SEARCH_BYTES].split(b"\n")[:20] if ln.strip()]
         common = max(set(widths), key=widths.count) if widths else width
         if common != width:
@@ -366,7 +420,8 @@ def _pandas_values(source: Any, skip: int, layout: _Layout, extra: bool, comment
 
 def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.ndarray, _Layout] | None:
     """The fast path on a plain file, read by pandas from its path (which pandas reads about twice as fast
-    as the same bytes in memory): no byte-order mark, carriage return, NUL or columns beyond the design's.
+    as the same bytes in memory): not compressed, no byte-order mark, carriage return, NUL or columns beyond
+    the design's.
     None for any other file, or if anything looks wrong: the bytes path then decides, with the same result
     or the line-numbered error. A comment (``#``) after the header is such a thing (the bytes path reads
     it in one go, where pandas told of no comments would fail on it only after parsing up to it); comment
@@ -375,7 +430,7 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
 
     try:
         with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            if mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r")):
+            if mm[:2] == GZIP_MAGIC or mm[:3] == b"\xef\xbb\xbf" or any(mm.find(b) >= 0 for b in (b"\x00", b"\r")):
                 return None
             head = mm[:HEADER_SEARCH_BYTES]
             try:
@@ -496,9 +551,10 @@ def parse_imu_csv_text(
     name: str = "<csv>",
     time_unit: TimeUnit = "s",
 ) -> ImuBatch:
-    """``read_imu_csv`` on text already in memory (``name`` appears in error messages)."""
+    """``read_imu_csv`` on text already in memory (``name`` appears in error messages; bytes of a
+    gzip-compressed file are decompressed first)."""
     _check_units(acc_unit, gyr_unit, time_unit)
-    raw = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else bytes(text)
+    raw = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else _uncompressed(name, bytes(text))
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if b"\r" in raw:
@@ -525,8 +581,8 @@ def read_imu_csv(
     Parameters
     ----------
     path : str or Path
-        The file. A header line names the columns; lines starting with ``#`` and blank lines are skipped,
-        ``#`` also starts a comment at the end of a line.
+        The file, plain or gzip-compressed (``run.csv.gz``). A header line names the columns; lines starting
+        with ``#`` and blank lines are skipped, ``#`` also starts a comment at the end of a line.
     columns : mapping, optional
         Design name -> the file's column name, for the names that differ (see ``parse_columns_option``).
     acc_unit : {"mps2", "g"}
@@ -547,7 +603,8 @@ def read_imu_csv(
     ------
     CsvFormatError
         Unreadable file, missing columns, ragged rows, empty or non-numeric cells, NaN/inf, timestamps that do
-        not strictly increase; one line naming the file, the line number and the fix.
+        not strictly increase, a damaged gzip file, a zip archive or a spreadsheet workbook; one line naming
+        the file, the line number and the fix.
     """
     p = Path(path)
     _check_units(acc_unit, gyr_unit, time_unit)

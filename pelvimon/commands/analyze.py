@@ -20,7 +20,7 @@ DESCRIPTION = (
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """The input, configuration and CSV import options shared by ``analyze`` and ``report``."""
-    parser.add_argument("input", metavar="INPUT", help="recording: a CSV file or a session file (.mcap)")
+    parser.add_argument("input", metavar="INPUT", help="recording: a CSV file (also gzip-compressed) or a session file (.mcap)")
     parser.add_argument("--config", metavar="FILE", help="TOML file with thresholds and windows (see docs)")
     parser.add_argument("--baseline", metavar="FILE", help="compare with this runner baseline (JSON)")
     add_csv_arguments(parser)

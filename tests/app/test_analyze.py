@@ -171,6 +171,23 @@ def test_csv_import_options(recordings: dict, tmp_path: Path, capsys: pytest.Cap
     assert got["n_left"] == ref["n_left"]
 
 
+def test_a_gzip_compressed_csv_gives_the_analysis_of_the_csv(
+    recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    plain = recordings["dir"] / "asym.csv"
+    packed = tmp_path / "asym.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    code, out, err = run_cli(capsys, str(packed), "--json")
+    assert code == 0, err
+    _, ref, _ = run_cli(capsys, str(plain), "--json")
+    got, want = no_nan(out), no_nan(ref)
+    assert got["steps"] == want["steps"] and len(got["steps"]) > 100
+    assert got["summary"].pop("input") == "asym.csv.gz" and want["summary"].pop("input") == "asym.csv"
+    assert got["summary"] == want["summary"] and got["alerts"] == want["alerts"]
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

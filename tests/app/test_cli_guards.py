@@ -589,3 +589,14 @@ def test_emulated_sensor_option_values_are_checked_before_the_session(capsys, tm
     assert code == 2 and "--sensor: speed must be > 0" in one_line(err)
     assert "session ended" not in err and "nothing was recorded" not in out
     assert list(tmp_path.rglob("*.mcap")) == []
+
+
+def test_a_gzip_compressed_csv_of_imu_samples_is_never_overwritten(capsys, folder: Path, monkeypatch) -> None:
+    import gzip
+
+    monkeypatch.chdir(folder)
+    (folder / "imu.csv.gz").write_bytes(gzip.compress((folder / "run.csv").read_bytes()))
+    before = _snapshot(folder)
+    code, _, err = run(capsys, "analyze", "run.csv", "--csv", "imu.csv.gz")
+    assert code == 1 and "imu.csv.gz holds IMU samples (a recording)" in one_line(err)
+    assert _snapshot(folder) == before

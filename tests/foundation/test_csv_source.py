@@ -610,3 +610,77 @@ def test_time_columns_in_ms_us_and_ns(tmp_path: Path, fast: bool) -> None:
         np.testing.assert_array_equal(got.acc_mps2, b.acc_mps2)
     with pytest.raises(ValueError, match="time_unit must be one of s, ms, us, ns, got 'min'"):
         read_imu_csv(p, time_unit="min")  # type: ignore[arg-type]
+
+
+def test_a_gzip_compressed_csv_is_read_as_the_csv_it_holds(tmp_path: Path) -> None:
+    import gzip
+
+    sim = simulate(SimParams(seconds=10.0, seed=4))
+    plain = tmp_path / "run.csv"
+    write_imu_csv(plain, sim.batch)
+    packed = tmp_path / "run.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a, b = read_imu_csv(plain), read_imu_csv(packed)
+    assert np.array_equal(a.t_s, b.t_s) and np.array_equal(a.acc_mps2, b.acc_mps2)
+    assert np.array_equal(a.gyr_rads, b.gyr_rads) and len(b) == len(sim.batch)
+    # its errors name the lines of the text inside
+    bad = plain.read_text().splitlines()
+    bad[5] = bad[5].replace(",", ",x", 1)
+    packed.write_bytes(gzip.compress(("\n".join(bad) + "\n").encode()))
+    with pytest.raises(CsvFormatError, match=r"run\.csv\.gz: line 6: 'x"):
+        read_imu_csv(packed)
+
+
+def test_a_cut_off_gzip_file_a_zip_archive_and_a_workbook_are_named(tmp_path: Path) -> None:
+    import gzip
+    import zipfile
+
+    text = (HEADER + "\n" + "\n".join(f"{i / 100},0,0,9.8,0,0,0" for i in range(2000)) + "\n").encode()
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gzip.compress(text)[:-40])
+    with pytest.raises(CsvFormatError, match=r"cut\.csv\.gz: the gzip-compressed file is damaged or cut off \("):
+        read_imu_csv(cut)
+    archive = tmp_path / "run.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("run.csv", text)
+    with pytest.raises(CsvFormatError, match=r"run\.zip: a zip archive, not CSV; unzip it and give the CSV file"):
+        read_imu_csv(archive)
+    book = tmp_path / "run.data"  # an Excel workbook under any name (its parts listed in [Content_Types].xml)
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(CsvFormatError, match=r"run\.data: a spreadsheet workbook, not CSV; save the sheet as CSV"):
+        read_imu_csv(book)
+    nested = text
+    for _ in range(5):
+        nested = gzip.compress(nested)
+    with pytest.raises(CsvFormatError, match=r"x: gzip-compressed 4 times over; decompress it"):
+        parse_imu_csv_text(nested, name="x")
+    assert len(parse_imu_csv_text(gzip.compress(gzip.compress(text)), name="x")) == 2000
+    old = tmp_path / "old.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    with pytest.raises(CsvFormatError, match=r"old\.xls: a spreadsheet workbook"):
+        read_imu_csv(old)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_gzip_of_arbitrary_bytes_reads_as_those_bytes(data: bytes) -> None:
+    """Compressed, any bytes give the outcome they give plain; cut short, the compressed file is named
+    damaged."""
+    import gzip
+
+    packed = gzip.compress(data)
+    assert _outcome(lambda: parse_imu_csv_text(packed, name="x")) == _outcome(lambda: parse_imu_csv_text(data, name="x"))
+    for k in (2, len(packed) // 2, len(packed) - 1):
+        got = _outcome(lambda k=k: parse_imu_csv_text(packed[:k], name="x"))
+        assert got[0] == "error" and "damaged or cut off" in got[1]
+
+
+def test_metadata_above_a_tab_separated_header_names_the_separator(tmp_path: Path) -> None:
+    """As an Xsens export: a line of metadata, then a tab-separated header and rows."""
+    text = "Acquisition frequency: 100 Hz\nPacketCounter\tAcc_X\tAcc_Y\tAcc_Z\n0\t9.8\t0.1\t0.2\n1\t9.8\t0.1\t0.2\n"
+    path = tmp_path / "x.txt"
+    path.write_text(text)
+    with pytest.raises(CsvFormatError, match=r"x\.txt: line 2: the fields are separated by tabs; pelvimon reads comma"):
+        read_imu_csv(path)

@@ -31,6 +31,7 @@ import functools
 import gzip
 import importlib.util
 import json
+import math
 import sys
 import time
 from collections.abc import Iterable
@@ -333,6 +334,9 @@ class WalkScore:
     """Walking steps matched to a reference IC: detected final contact minus the reference toe-off of the
     same foot (its first after that IC)."""
     contact_err_s: np.ndarray
+    rotation_deg: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
+    """Rotation ranges of the steps with pelvis angles: in straight walking, in the U-turn, and in the 2 s
+    after it (the running direction is then still catching up with the turn)."""
 
 
 @functools.cache
@@ -340,6 +344,10 @@ def offline_mount(name: str) -> np.ndarray | None:
     """The mount :func:`calibrate_offline` finds over a whole walk (scalar-first quaternion), or None."""
     acc, gyr, _meta, counter = load_walking(name)
     return calibrate_offline(counter / 100.0, acc, gyr).mount_quat_wxyz
+
+
+TURN_SETTLE_S = 2.0
+"""How long after a walk's U-turn its steps are counted apart in the rotation-range row."""
 
 
 def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10,
@@ -394,8 +402,13 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10,
         if st is not None and later.size and later[0] - ic_ref < 1.5 and np.isfinite(st.t_fc_s):
             fc_err.append(st.t_fc_s - later[0])
             ct_err.append(st.contact_time_s - (later[0] - ic_ref))
+    u0, u1 = (v / fs for v in meta["UTurnBoundaries"])
+    rot = [(st.t_ic_s, st.rotation_range_deg) for st in steps if math.isfinite(st.rotation_range_deg)]
+    rotation = (np.array([r for t, r in rot if not u0 <= t <= u1 + TURN_SETTLE_S]),
+                np.array([r for t, r in rot if u0 <= t <= u1]),
+                np.array([r for t, r in rot if u1 < t <= u1 + TURN_SETTLE_S]))  # fmt: skip
     return WalkScore(m.tp, m.n_det, m.n_ref, m.err_s, side_ok, calibrated, conf, session_gait(steps),
-                     np.array(fc_err), np.array(ct_err))
+                     np.array(fc_err), np.array(ct_err), rotation)
 
 
 def step_latencies(pipe: GaitPipeline, batches: Iterable[ImuBatch]) -> list[tuple[Step, float]]:
@@ -510,6 +523,10 @@ def eval_walking(table: Table, names: list[str] | None = None) -> dict[str, Walk
                       f"bias {np.median(fe) * 1000:+.0f} ms; {np.mean(np.abs(fe) > 0.1):.0%} of {fe.size} over 100 ms")
             table.add(name, "contact time RMSE ms", rmse(ce) * 1000, "-", True,
                       f"median |error| {np.median(np.abs(ce)) * 1000:.0f} ms")
+            straight, turn, after = (np.concatenate([s.rotation_deg[k] for s in sc]) for k in range(3))
+            table.add(name, "median rotation range deg, straight", np.median(straight), "-", True,
+                      f"U-turn {np.median(turn):.1f} ({turn.size} steps), {TURN_SETTLE_S:g} s after it "
+                      f"{np.median(after):.1f} ({after.size} steps, {np.mean(after > 30):.0%} over 30 deg)")
         conf = np.concatenate([s.confidence for s in sc])
         sure = conf >= 0.8
         table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,

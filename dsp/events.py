@@ -728,15 +728,14 @@ class GaitEventDetector:
                 if n_avail <= dl + self._confirm_n() and not self._final:
                     self._scan = start
                     return
-                assert self._last_ic is not None  # (a deadline is set after an IC only)
-                last = self._last_ic[0]
+                assert last_ic is not None  # (a deadline is set after an IC only)
+                last, f_last = last_ic[0], last_ic[1]
                 gap_n = self._near_period_n() if early else self._min_gap_n()
                 i_low = self._low_crossing(max(start, last + gap_n), dl, lo, n_avail, env_prev, ext)
                 if early:
                     # not if a rise crossed the trigger level in the look-ahead already seen (a step a little
                     # late); and taken only if the IC it gives is where the step was due (the low level can be
                     # crossed by the slow rise out of the single-support trough, before a late heel strike)
-                    f_last = self._last_ic[1]
                     if (i_low < 0 or 0 <= i_trig <= dl + self._confirm_n()
                             or not self._on_trigger(i_low, (f_last + self._early_from_n, f_last + self._early_n))):
                         self._early_ic = last  # nothing there: wait for the late deadline

@@ -13,9 +13,6 @@ SESSION_SUFFIX = ".mcap"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 """The first bytes of a session file (MCAP), whatever its name."""
 
-GZIP_MAGIC = b"\x1f\x8b"
-"""The first bytes of a gzip-compressed file (``run.csv.gz``): CSV import reads the CSV it holds."""
-
 
 def is_session_file(path: str | os.PathLike[str]) -> bool:
     """A session file: named ``.mcap``, or an existing regular file starting with the MCAP magic (a session
@@ -61,7 +58,7 @@ def is_imu_csv(path: str | os.PathLike[str]) -> bool:
             head = f.read(8192)
     except OSError:
         return False
-    if head.startswith(GZIP_MAGIC):  # its first 8 kB of text
+    if head.startswith(b"\x1f\x8b"):  # gzip (csv_source.GZIP_MAGIC, not imported: this module stays dependency-free): 8 kB of its text
         try:
             head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 8192)
         except zlib.error:

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pelvimon.file_kinds import GZIP_MAGIC
 from pelvimon.firmware_protocols.base import PLAUSIBLE_LIMITS
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 
@@ -48,6 +47,9 @@ _TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 class CsvFormatError(ValueError):
     """A CSV file cannot be used as IMU data. The one-line message names the file, the line and the fix."""
 
+
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first bytes of a gzip-compressed file (``run.csv.gz``): read as the CSV it holds."""
 
 _WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
 

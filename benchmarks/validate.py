@@ -336,7 +336,7 @@ class WalkScore:
     contact_err_s: np.ndarray
     rotation_deg: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0), np.zeros(0))
     """Rotation ranges of the steps with pelvis angles: in straight walking, in the U-turn, and in the 2 s
-    after it (the running direction is then still catching up with the turn)."""
+    after it; NaN for steps whose pelvis turned too far off the running direction to give one."""
 
 
 @functools.cache
@@ -403,7 +403,8 @@ def score_walking_trial(name: str, calibration: str = "stream", chunk: int = 10,
             fc_err.append(st.t_fc_s - later[0])
             ct_err.append(st.contact_time_s - (later[0] - ic_ref))
     u0, u1 = (v / fs for v in meta["UTurnBoundaries"])
-    rot = [(st.t_ic_s, st.rotation_range_deg) for st in steps if math.isfinite(st.rotation_range_deg)]
+    # (steps with pelvis angles; their rotation is NaN where a turn took the pelvis far off the running direction)
+    rot = [(st.t_ic_s, st.rotation_range_deg) for st in steps if math.isfinite(st.tilt_range_deg)]
     rotation = (np.array([r for t, r in rot if not u0 <= t <= u1 + TURN_SETTLE_S]),
                 np.array([r for t, r in rot if u0 <= t <= u1]),
                 np.array([r for t, r in rot if u1 < t <= u1 + TURN_SETTLE_S]))  # fmt: skip
@@ -524,9 +525,14 @@ def eval_walking(table: Table, names: list[str] | None = None) -> dict[str, Walk
             table.add(name, "contact time RMSE ms", rmse(ce) * 1000, "-", True,
                       f"median |error| {np.median(np.abs(ce)) * 1000:.0f} ms")
             straight, turn, after = (np.concatenate([s.rotation_deg[k] for s in sc]) for k in range(3))
-            table.add(name, "median rotation range deg, straight", np.median(straight), "-", True,
-                      f"U-turn {np.median(turn):.1f} ({turn.size} steps), {TURN_SETTLE_S:g} s after it "
-                      f"{np.median(after):.1f} ({after.size} steps, {np.mean(after > 30):.0%} over 30 deg)")
+
+            def kept(r: np.ndarray) -> str:
+                return f"{np.isfinite(r).sum()} of {r.size} steps"
+
+            table.add(name, "median rotation range deg, straight", np.nanmedian(straight), "-", True,
+                      f"{kept(straight)}; U-turn {np.nanmedian(turn):.1f} ({kept(turn)}), {TURN_SETTLE_S:g} s "
+                      f"after it {np.nanmedian(after):.1f} ({kept(after)}, {np.mean(after[np.isfinite(after)] > 30):.0%} "
+                      "over 30 deg)")
         conf = np.concatenate([s.confidence for s in sc])
         sure = conf >= 0.8
         table.add(name, "laterality, confidence >= 0.8", lat[sure].mean() if sure.any() else np.nan, "-", True,

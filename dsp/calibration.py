@@ -713,7 +713,7 @@ class MountCalibration:
                 "n": self._cal_index + 1,
                 "n_settled": settled,
                 "vqf": seed.state,
-                "heading_zi": heading_state(q_hist, self.mount_quat_wxyz_, float(self.rate_hz_)),  # type: ignore[arg-type]
+                **heading_state(q_hist, self.mount_quat_wxyz_, float(self.rate_hz_)),  # type: ignore[arg-type]
             }
         if self._qring is not None:
             if self.state_ == "calibrated":

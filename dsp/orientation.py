@@ -22,6 +22,7 @@ Entry points (as in vqf): :class:`PelvisOrientation` (streaming, causal, per chu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,12 @@ class OrientationParams:
         the running direction.
     heading_order : int
         Butterworth order of that low-pass (even numbers only).
+    turn_deg, turn_s, turn_settle_s : float
+        A turn: the pelvis heading stays more than ``turn_deg`` from the tracked running direction for
+        ``turn_s`` (longer than its rotation in the stride ever holds it there). The tracker then restarts on
+        the heading, instead of taking seconds to follow a U-turn, and again ``turn_settle_s`` later on the
+        mean heading since (the rotation in the stride averaged out). ``turn_s`` 0: never restarts. The
+        rotation is NaN wherever the heading is more than ``turn_deg`` from the running direction.
     warmup_s : float
         Samples in the first ``warmup_s`` after start or :meth:`PelvisOrientation.reset` are flagged
         invalid while the filter settles, s.
@@ -77,6 +84,9 @@ class OrientationParams:
 
     heading_cutoff_hz: float = 0.15
     heading_order: int = 4
+    turn_deg: float = 30.0
+    turn_s: float = 0.4
+    turn_settle_s: float = 1.0
     warmup_s: float = 0.5
     settle_s: float = 10.0
     tau_acc_s: float = 3.0
@@ -91,6 +101,9 @@ class OrientationParams:
             raise ValueError(f"heading_cutoff_hz must be in (0, {0.5 * rate_hz}) Hz, got {self.heading_cutoff_hz}")
         if self.heading_order < 2 or self.heading_order % 2:
             raise ValueError(f"heading_order must be an even number >= 2, got {self.heading_order}")
+        if not 0 < self.turn_deg < 180 or not self.turn_s >= 0 or not self.turn_settle_s >= 0:
+            raise ValueError(f"turn_deg must be in (0, 180) deg, turn_s and turn_settle_s >= 0 s, got {self.turn_deg}, "
+                             f"{self.turn_s}, {self.turn_settle_s}")
         if self.warmup_s < 0 or self.settle_s < 0 or self.tau_acc_s <= 0:
             raise ValueError("warmup_s and settle_s must be >= 0 and tau_acc_s > 0")
 
@@ -106,7 +119,8 @@ class PelvisMotion:
     tilt_deg, obliquity_deg, rotation_deg : ndarray, shape (N,)
         Pelvis angles in the Baker order, deg. Tilt > 0 anterior; obliquity > 0 lifts the left side;
         rotation > 0 turns the pelvis to the left of the running direction. NaN where not available
-        (no gyroscope).
+        (no gyroscope); the rotation also NaN in a turn (more than ``OrientationParams.turn_deg`` from the
+        running direction).
     acc_pelvis_mps2 : ndarray, shape (N, 3)
         Specific force in the pelvis frame (x anterior, y left, z superior), m/s².
     acc_level_mps2 : ndarray, shape (N, 3)
@@ -208,6 +222,12 @@ def _heading_sos(params: OrientationParams, rate_hz: float) -> np.ndarray:
     return butter_lowpass_sos(params.heading_order, params.heading_cutoff_hz, rate_hz)
 
 
+def _turn_rule(params: OrientationParams, rate_hz: float) -> tuple[float, int, int]:
+    """The ``turn`` argument of :func:`_track_turns` for these parameters."""
+    n = (int(round(params.turn_s * rate_hz)), int(round(params.turn_settle_s * rate_hz)))
+    return math.cos(math.radians(params.turn_deg)), *n
+
+
 _BLOCK_N = 4096
 """Long chunks are processed in blocks of this many samples (small, cache-resident temporaries); every
 operation is per sample or carries its state, so the blocking does not change a bit of the results."""
@@ -244,14 +264,16 @@ def _heading_unit(r01: np.ndarray, r11: np.ndarray) -> np.ndarray:
 
 
 def _level_block(
-    angles: tuple[np.ndarray, ...], run: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int
+    angles: tuple[np.ndarray, ...], run: np.ndarray, out: dict[str, np.ndarray], b0: int, b1: int,
+    turn_deg: float = 180.0,
 ) -> None:
     """Write the angles (deg, rotation relative to the running direction) and the level-frame specific
     force of samples ``b0:b1`` into the output arrays ``out``; ``run`` (2, B) is the running direction as
     a vector of any length (:func:`_track_heading`).
 
     The rotation is the angle from the running direction to the heading, ``arctan2(run × head,
-    run · head)``, in (-180, 180] deg."""
+    run · head)``, in (-180, 180] deg; NaN beyond ``turn_deg`` either way (a turn, not a rotation of the
+    pelvis in the stride)."""
     tilt, obl, head, acc_wx, acc_wy, acc_wz = angles
     rx, ry = run[0], run[1]
     rel = np.arctan2(rx * head[1] - ry * head[0], rx * head[0] + ry * head[1])
@@ -264,7 +286,8 @@ def _level_block(
     lvl[b0:b1, 2] = acc_wz
     np.degrees(tilt, out=out["tilt"][b0:b1])
     np.degrees(obl, out=out["obl"][b0:b1])
-    np.degrees(rel, out=out["rot"][b0:b1])
+    rot = np.degrees(rel, out=out["rot"][b0:b1])
+    rot[np.abs(rot) > turn_deg] = np.nan
 
 
 def _track_heading(lowpass: Lowpass, zi: np.ndarray | None, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -279,25 +302,130 @@ def _track_heading(lowpass: Lowpass, zi: np.ndarray | None, head: np.ndarray) ->
     return 2.0 * lp1 - lp2, np.stack([zi1, zi2])
 
 
-def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz: float) -> list[Any] | None:
+_TurnState = tuple[int, int, np.ndarray]
+"""What :func:`_track_turns` carries from one call to the next: the samples in a row whose heading is away
+from the running direction, the samples left until the settling restart (0: none due), and the last
+headings (2, up to the settling window)."""
+
+
+_TURNING_RAD = math.radians(15.0)
+"""The settling restart waits while the mean headings of the two halves of its window differ by more than
+this: the pelvis' rotation in the stride moves them apart by at most about 8° (a 1 s stride, ±6°)."""
+
+
+_JUMP_RAD = math.radians(0.5)
+"""A restart of the running-direction tracker that moves it by more than this leaves out the rotation of
+the step it falls in (its range would hold the jump)."""
+
+
+def _new_turn_state() -> _TurnState:
+    return 0, 0, np.zeros((2, 0))
+
+
+def _track_turns(
+    lowpass: Lowpass, zi: np.ndarray | None, head: np.ndarray, turn: tuple[float, int, int], st: _TurnState
+) -> tuple[np.ndarray, np.ndarray, _TurnState, list[int]]:
+    """:func:`_track_heading`, restarted where the pelvis has faced away from the running direction for too
+    long to be its rotation in the stride: a turn.
+
+    ``turn`` is ``(cos_max, n_off, n_settle)``. The restart comes at the ``n_off``-th sample in a row whose
+    heading is more than ``arccos(cos_max)`` from the tracked direction (``n_off`` 0: never), at rest on that
+    sample's heading. That heading holds the pelvis' rotation in the stride at that moment, so once the turn
+    is over (the mean heading of the two halves of the ``n_settle`` samples since agree within
+    ``_TURNING_RAD``; looked at every ``n_settle`` samples) the tracker restarts again, on the mean heading of
+    those samples: the rotation in the stride averages out over them. (The low-pass alone needs seconds to
+    follow a U-turn.) ``st`` is the state (:data:`_TurnState`) before ``head[:, 0]``. Returns the direction,
+    the filter state, the turn state after the last sample and the samples where a restart moved the
+    direction by more than ``_JUMP_RAD``."""
+    run, zi1 = _track_heading(lowpass, zi, head)
+    cos_max, n_off, n_settle = turn
+    off_n, settle_n, hist = st
+    n = head.shape[1]
+    jumps: list[int] = []
+    if n_off <= 0 or n == 0:
+        return run, zi1, st, jumps
+    b0 = 0
+    while b0 < n:
+        rx, ry = run[0, b0:], run[1, b0:]
+        hx, hy = head[0, b0:], head[1, b0:]
+        # away: the angle between heading and direction exceeds the limit (an undefined heading, 0, is not away)
+        away = (rx * hx + ry * hy) < cos_max * np.sqrt(rx * rx + ry * ry)
+        in_row = None
+        hit = -1
+        if away.any():
+            away &= (hx != 0.0) | (hy != 0.0)
+            idx = np.arange(n - b0)
+            last_ok = np.maximum.accumulate(np.where(away, -1 - off_n, idx))
+            in_row = idx - last_ok  # samples away in a row, up to and including each one
+            hits = np.flatnonzero(in_row >= n_off)
+            hit = b0 + int(hits[0]) if hits.size else -1
+        due = b0 + settle_n - 1 if 0 < settle_n <= n - b0 else -1
+        if hit < 0 and due < 0:
+            off_n = 0 if in_row is None else int(in_row[-1])
+            settle_n = max(settle_n - (n - b0), 0)
+            break
+        if due >= 0 and (hit < 0 or due < hit):
+            k = due
+            # the n_settle samples up to k (whatever the chunking: the same array, summed the same way)
+            window = np.ascontiguousarray(np.concatenate([hist, head[:, : k + 1]], axis=1)[:, -n_settle:])
+            half = window.shape[1] // 2
+            a, b = window[:, :half].sum(axis=1), window[:, half:].sum(axis=1)
+            if abs(math.atan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])) > _TURNING_RAD:
+                # still turning: no restart; look again n_settle samples on
+                off_n = 0 if in_row is None else int(in_row[k - b0])
+                b0, settle_n = k + 1, n_settle
+                continue
+            target = a + b
+            norm = float(np.hypot(target[0], target[1]))
+            target = target / norm if norm > 0 else head[:, k]
+            settle_n = 0
+        else:
+            k, target, settle_n = hit, head[:, hit], n_settle
+        old = run[:, k]
+        if abs(math.atan2(old[0] * target[1] - old[1] * target[0], old[0] * target[0] + old[1] * target[1])) > _JUMP_RAD:
+            jumps.append(k)
+        zk = lowpass.rest_state(target)
+        run[:, k:], zi1 = _track_heading(lowpass, np.stack([zk, zk]), head[:, k:])
+        b0, off_n = k + 1, 0
+    if n_settle > 0:
+        hist = np.concatenate([hist, head[:, -n_settle:]], axis=1)[:, -n_settle:]
+    return run, zi1, (off_n, settle_n, hist), jumps
+
+
+def heading_state(q_world_sensor_wxyz: np.ndarray, mount_quat_wxyz: Any, rate_hz: float) -> dict[str, Any]:
     """State of the running-direction tracker of :class:`PelvisOrientation` (default parameters) after
     the sensor orientations ``q_world_sensor_wxyz`` (VQF ``quat6D``, (N, 4), in sample order) with the
-    mount ``mount_quat_wxyz``, started at the first of them: the ``heading_zi`` of a state handed over
-    to :meth:`PelvisOrientation.restore_state`. ``None`` if N is 0.
+    mount ``mount_quat_wxyz``, started at the first of them: the ``heading_zi`` (``None`` if N is 0) and
+    ``heading_turn`` of a state handed over to :meth:`PelvisOrientation.restore_state`.
 
     Computed block by block exactly as the estimator does, so the state is the one a
     :class:`PelvisOrientation` fed the same samples from the first one would hold, bit for bit."""
     q_all = np.asarray(q_world_sensor_wxyz, dtype=np.float64).reshape(-1, 4)
-    if q_all.shape[0] == 0:
-        return None
     q_inv = check_unit_quat("mount_quat_wxyz", mount_quat_wxyz) * np.array([1.0, -1.0, -1.0, -1.0])
-    lowpass = Lowpass(_heading_sos(OrientationParams(), float(rate_hz)))
+    p = OrientationParams()
+    lowpass = Lowpass(_heading_sos(p, float(rate_hz)))
+    turn = _turn_rule(p, float(rate_hz))
     zi: np.ndarray | None = None
+    st = _new_turn_state()
     for b0 in range(0, q_all.shape[0], _BLOCK_N):
         q = quat_multiply(np.ascontiguousarray(q_all[b0 : b0 + _BLOCK_N]), q_inv)
         r = matrix_entries(q[:, 0], q[:, 1], q[:, 2], q[:, 3])
-        zi = _track_heading(lowpass, zi, _heading_unit(r[1], r[4]))[1]  # (_world_block's heading: the same bits)
-    return None if zi is None else zi.tolist()
+        # (_world_block's heading: the same bits)
+        _, zi, st, _ = _track_turns(lowpass, zi, _heading_unit(r[1], r[4]), turn, st)
+    return {"heading_zi": None if zi is None else zi.tolist(), "heading_turn": _turn_state_data(st)}
+
+
+def _turn_state_data(st: _TurnState) -> list[Any]:
+    return [st[0], st[1], st[2].tolist()]
+
+
+def _turn_state_of(data: Any) -> _TurnState:
+    """:data:`_TurnState` from :func:`_turn_state_data` output (``None``: a state saved before turns were
+    tracked, none under way)."""
+    if data is None:
+        return _new_turn_state()
+    off_n, settle_n, hist = data
+    return int(off_n), int(settle_n), np.asarray(hist, dtype=np.float64).reshape(2, -1)
 
 
 def _new_out(n: int) -> dict[str, np.ndarray]:
@@ -385,6 +513,7 @@ class PelvisOrientation:
         self._r_mount = quat_to_matrix(self._q_mount)
         self._q_mount_inv = self._q_mount * np.array([1.0, -1.0, -1.0, -1.0])
         self._lp = Lowpass(_heading_sos(p, float(rate_hz)))
+        self._turn = _turn_rule(p, float(rate_hz))
         self._warmup_n = int(round(p.warmup_s * float(rate_hz)))
         self._settle_n = int(round(p.settle_s * float(rate_hz)))
         self.reset(keep_bias=False)
@@ -405,6 +534,7 @@ class PelvisOrientation:
             bias, sigma = old.getBiasEstimate()
             self._vqf.setBiasEstimate(np.asarray(bias, dtype=np.float64), float(sigma))
         self._zi: np.ndarray | None = None
+        self._turn_st = _new_turn_state()  # the tracker's turns (_track_turns)
         self._n = 0
         self._n_settled: int | None = None  # sample index at which VQF first detected rest
         self.n_samples_ = 0
@@ -462,8 +592,10 @@ class PelvisOrientation:
         out["q6"][b0:b1] = res["quat6D"]
         q = quat_multiply(res["quat6D"], self._q_mount_inv)
         angles = _world_block(q, acc_p)
-        run, self._zi = _track_heading(self._lp, self._zi, angles[2])
-        _level_block(angles, run, out, b0, b1)
+        run, self._zi, self._turn_st, jumps = _track_turns(self._lp, self._zi, angles[2], self._turn, self._turn_st)
+        _level_block(angles, run, out, b0, b1, self._p.turn_deg)
+        # the rotation jumps where a restart moved the running direction: no step's range is taken across it
+        out["rot"][[b0 + k for k in jumps]] = np.nan
         if self._n_settled is not None:
             return -1
         rest = np.flatnonzero(res["restDetected"])
@@ -477,6 +609,7 @@ class PelvisOrientation:
             "n_settled": self._n_settled,
             "vqf": self._vqf.state,
             "heading_zi": None if self._zi is None else self._zi.tolist(),
+            "heading_turn": _turn_state_data(self._turn_st),
         }
 
     def restore_state(self, d: dict[str, Any]) -> PelvisOrientation:
@@ -488,6 +621,7 @@ class PelvisOrientation:
         self.reset(keep_bias=False)
         self._vqf.state = d["vqf"]
         self._zi = None if d["heading_zi"] is None else np.asarray(d["heading_zi"], dtype=np.float64)
+        self._turn_st = _turn_state_of(d.get("heading_turn"))
         self._n = int(d["n"])
         self._n_settled = None if d["n_settled"] is None else int(d["n_settled"])
         self.n_samples_ = self._n
@@ -543,5 +677,5 @@ def offline_pelvis_orientation(
     else:
         run = np.repeat(head.mean(axis=1, keepdims=True), n, axis=1)
     res = _new_out(n)
-    _level_block(angles, run, res, 0, n)
+    _level_block(angles, run, res, 0, n, p.turn_deg)
     return _motion(t, res, acc_p, gyr_p, np.ones(n, dtype=bool))

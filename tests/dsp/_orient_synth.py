@@ -37,6 +37,7 @@ def synth_run(
     cadence_spm: float = 170.0,
     mount_quat_wxyz: np.ndarray | None = None,
     heading_drift_dps: float = 0.0,
+    turns: tuple[tuple[float, float, float], ...] = (),
     tilt_amp_deg: float = 3.0,
     obliquity_amp_deg: float = 4.0,
     rotation_amp_deg: float = 6.0,
@@ -52,7 +53,8 @@ def synth_run(
     The world linear acceleration during running follows a simple spring-mass pattern: during each stance
     a half-sine vertical specific force (mean 1 g over the step), an anterior-posterior force that brakes
     in the first half of stance and propels in the second, and a medio-lateral force towards the stance
-    side; zero specific force in flight.
+    side; zero specific force in flight. ``turns``: ``(start s, duration s, angle deg)`` each, turns of
+    the running direction (left for a positive angle) along a half cosine.
     """
     rng = np.random.default_rng(seed)
     n = int(round((stand_s + run_s) * rate_hz))
@@ -67,6 +69,8 @@ def synth_run(
     obl = ramp * obliquity_amp_deg * np.sin(ph_stride + 0.3)
     rot = ramp * rotation_amp_deg * np.sin(ph_stride - 0.5)
     heading = heading_drift_dps * t
+    for t0, dur, angle in turns:  # (start s, duration s, deg): the running direction turns smoothly
+        heading = heading + angle * 0.5 * (1.0 - np.cos(np.pi * np.clip((t - t0) / dur, 0.0, 1.0)))
     r_wp = Rotation.from_euler("ZXY", np.radians(np.stack([rot + heading, obl, tilt], axis=1)))
 
     # World linear specific force (excluding gravity), per step.

@@ -57,11 +57,15 @@ def vertical_in_sensor_from_quat(q_wxyz: np.ndarray) -> np.ndarray:
 
 
 def quat_from_angles(motion: PelvisMotion) -> np.ndarray:
-    """World <- body quaternions ``Rz(rotation) Rx(obliquity) Ry(tilt)`` of a motion ((N, 4), scalar first).
+    """World <- body quaternions ``Rx(obliquity) Ry(tilt)`` of a motion ((N, 4), scalar first): the rotation
+    is taken as 0.
 
-    The heading (rotation relative to the running direction) does not enter the inclination error."""
+    A rotation about the vertical does not change the inclination error (:func:`inclination_error_deg`),
+    and the rotation is NaN where the pelvis faces far from the tracked running direction (a turn; these
+    trials turn the sensor about every axis): it would leave those samples out of the error."""
     n = len(motion)
-    half = [np.radians(np.asarray(a, dtype=np.float64)) / 2 for a in (motion.rotation_deg, motion.obliquity_deg, motion.tilt_deg)]
+    zero = np.zeros(n)
+    half = [np.radians(np.asarray(a, dtype=np.float64)) / 2 for a in (zero, motion.obliquity_deg, motion.tilt_deg)]
     qz, qx, qy = (np.zeros((n, 4)) for _ in range(3))
     qz[:, 0], qz[:, 3] = np.cos(half[0]), np.sin(half[0])
     qx[:, 0], qx[:, 1] = np.cos(half[1]), np.sin(half[1])

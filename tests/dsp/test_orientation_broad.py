@@ -53,6 +53,31 @@ def test_paper_inclination_error_is_the_angle_between_the_verticals_and_ignores_
     assert np.all(bench.inclination_error_deg(q_ref, q_ref) < 1e-5)
 
 
+def test_every_movement_sample_is_scored_whatever_the_rotation() -> None:
+    """The stage's rotation (NaN in turns) does not enter the inclination RMSE, nor leave samples out of it."""
+    from pelvimon.dsp.orientation import PelvisMotion
+
+    bench = _bench()
+    rng = np.random.default_rng(5)
+    n = 400
+    tilt, obl = rng.uniform(-30, 30, n), rng.uniform(-30, 30, n)
+    rot = rng.uniform(-180, 180, n)
+    q_ref = _random_quats(rng, n)
+
+    def motion(rotation: np.ndarray) -> PelvisMotion:
+        return PelvisMotion(t_s=np.arange(n) / 100.0, tilt_deg=tilt, obliquity_deg=obl, rotation_deg=rotation,
+                            acc_pelvis_mps2=np.zeros((n, 3)), acc_level_mps2=np.zeros((n, 3)), gyr_pelvis_rads=None,
+                            valid=np.ones(n, dtype=bool))
+
+    movement = np.ones(n, dtype=bool)
+    want = bench.inclination_rmse_deg(motion(rot), q_ref, movement)
+    turning = rot.copy()
+    turning[::3] = np.nan
+    assert bench.inclination_rmse_deg(motion(turning), q_ref, movement) == want
+    err = bench.inclination_error_deg(bench.quat_from_angles(motion(turning)), q_ref)
+    assert np.isfinite(err).all() and want == pytest.approx(float(np.sqrt(np.mean(err**2))))
+
+
 @pytest.mark.parametrize("delay", [-1.3, 0.0, 0.7, 2.25])
 def test_clock_lag_is_recovered_and_undone_on_a_known_delay(delay: float) -> None:
     bench = _bench()

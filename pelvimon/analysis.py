@@ -116,6 +116,15 @@ NO_GYROSCOPE_NOTE = (
 """Said under the left/right tables of an input without gyroscope columns (its angle rows are n/a)."""
 
 
+def turning_why() -> str:
+    """Why some steps with pelvis angles have no rotation range (``Quality.n_steps_turning``)."""
+    # (imported here: said only when there are such steps, and the module imports vqf)
+    from pelvimon.dsp.orientation import OrientationParams
+
+    return (f"turning: the pelvis faced more than {OrientationParams().turn_deg:g}° from the running direction, "
+            "or the running direction was set anew in the step")
+
+
 def no_angles_why(q: Quality) -> str:
     """Why steps have no pelvis angles, for the data-quality sections: :data:`NO_ANGLES_WHY`, or that the
     input has no gyroscope."""
@@ -232,6 +241,9 @@ class Quality:
     min_laterality_confidence: float
     has_gyroscope: bool | None = None
     """Whether the samples had gyroscope channels (None: only the steps are known)."""
+    n_steps_turning: int = 0
+    """Steps with pelvis angles but no rotation range: the pelvis faced far from the running direction (a
+    turn), or the running direction was restarted on the new heading in the step (docs/dsp_orientation.md)."""
     file_damage: FileDamage = FileDamage()
     """What the session file reader could not read (nothing for a CSV or an intact file)."""
 
@@ -1027,6 +1039,8 @@ def _step_counts(steps: Sequence[Step], cfg: Config) -> dict[str, Any]:
         "n_steps_gap": int(np.count_nonzero(~ok)),
         "n_steps_low_laterality": int(np.count_nonzero(ok & (lat < cfg.asymmetry.min_laterality_confidence))),
         "n_steps_no_angles": int(np.count_nonzero(ok & ~np.isfinite(table.field("cpd_deg")))),
+        "n_steps_turning": int(np.count_nonzero(
+            ok & np.isfinite(table.field("tilt_range_deg")) & ~np.isfinite(table.field("rotation_range_deg")))),
         "mean_laterality_confidence": float(lat_ok.mean()) if lat_ok.size else math.nan,
         "min_laterality_confidence": float(lat_ok.min()) if lat_ok.size else math.nan,
     }

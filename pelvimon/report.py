@@ -30,6 +30,7 @@ from pelvimon.analysis import (
     calibration_text,
     file_damage_text,
     no_angles_why,
+    turning_why,
 )
 from pelvimon.dashboard import SIDE_COLORS
 from pelvimon.dsp.alerts import AlertRule, display_number, figures_note, metric_label
@@ -395,7 +396,8 @@ def _quality_html(a: SessionAnalysis) -> str:
         f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
         f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
         "gap and were left out.",
-        f"Mount calibration: {cal}. Steps without pelvis angles ({no_angles_why(q)}): {q.n_steps_no_angles}.",
+        f"Mount calibration: {cal}. Steps without pelvis angles ({no_angles_why(q)}): {q.n_steps_no_angles}."
+        + (f" Steps without a rotation range ({turning_why()}): {q.n_steps_turning}." if q.n_steps_turning else ""),
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
         "out.",

@@ -223,6 +223,7 @@ def print_report(analysis: Any) -> None:
         calibration_text,
         file_damage_text,
         no_angles_why,
+        turning_why,
     )
     from pelvimon.dsp.alerts import figures_note, metric_label
 
@@ -325,6 +326,8 @@ def print_report(analysis: Any) -> None:
         + (f" ({100 * q.share_steps_flagged:.1f} % flagged)" if math.isfinite(q.share_steps_flagged) else ""),
         f"steps without pelvis angles: {q.n_steps_no_angles} ({no_angles_why(q)})",
     ]
+    if q.n_steps_turning:
+        lines.append(f"steps without a rotation range: {q.n_steps_turning} ({turning_why()})")
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)
     if q.file_damage.message is not None:  # (words, not figures: no n/a to put in)

@@ -777,3 +777,36 @@ def test_a_baseline_of_a_session_without_usable_steps_is_refused(capsys: pytest.
     code, out, err = run_cli(capsys, str(path), "--save-baseline", str(base))
     assert code == 1 and not base.exists()
     assert err.count("\n") == 1 and "no walking or running steps with a known side, so no baseline to save" in err
+
+
+def test_steps_without_a_rotation_range_in_a_turn_are_counted_and_said(capsys: pytest.CaptureFixture[str],
+                                                                       tmp_path: Path) -> None:
+    """Overground, a U-turn: the steps in it keep their other angles but not their rotation range; the quality
+    section counts them and says why, and says nothing of it without a turn."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "dsp"))
+    from _orient_synth import synth_run
+
+    for turns, name in (((), "straight.csv"), (((16.0, 1.0, 180.0),), "u_turn.csv")):
+        # (contacts of 60 % of the step: over half the samples read more than half a g, as the unit check wants)
+        r = synth_run(stand_s=3.0, run_s=24.0, turns=turns, contact_frac=0.6, noise_acc=0.05, noise_gyr=0.005, seed=4)
+        write_imu_csv(tmp_path / name, ImuBatch(t_s=r.t_s, acc_mps2=r.acc_mps2, gyr_rads=r.gyr_rads))
+        code, out, err = run_cli(capsys, str(tmp_path / name), "--json")
+        assert code == 0, err
+        doc = json.loads(out)
+        steps = [s for s in doc["steps"] if not s["gap"] and s["tilt_range_deg"] is not None]
+        no_rot = sum(s["rotation_range_deg"] is None for s in steps)
+        assert doc["quality"]["n_steps_turning"] == no_rot
+        code, out, _ = run_cli(capsys, str(tmp_path / name))
+        flat = " ".join(out.split())
+        if turns:
+            # the turn (1 s at 170 steps/min) and the restart on the new heading after it
+            assert 3 <= no_rot <= 8 and len(steps) - no_rot >= 40
+            assert f"steps without a rotation range: {no_rot} (turning: the pelvis faced more than 30°" in flat
+            from pelvimon.report import render_report
+
+            a = analyze_batches(load_batches(tmp_path / name), name=name)
+            assert "Steps without a rotation range (turning: the pelvis faced more than 30°" in render_report(a, title="t")
+        else:
+            assert no_rot == 0 and "rotation range:" not in flat

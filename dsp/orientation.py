@@ -318,6 +318,11 @@ _JUMP_RAD = math.radians(0.5)
 the step it falls in (its range would hold the jump)."""
 
 
+def _angle_2d(u: np.ndarray, v: np.ndarray) -> float:
+    """The angle between two plane vectors (of any non-zero length), rad, in [0, pi]."""
+    return abs(math.atan2(u[0] * v[1] - u[1] * v[0], u[0] * v[0] + u[1] * v[1]))
+
+
 def _new_turn_state() -> _TurnState:
     return 0, 0, np.zeros((2, 0))
 
@@ -370,7 +375,7 @@ def _track_turns(
             window = np.ascontiguousarray(np.concatenate([hist, head[:, : k + 1]], axis=1)[:, -n_settle:])
             half = window.shape[1] // 2
             a, b = window[:, :half].sum(axis=1), window[:, half:].sum(axis=1)
-            if abs(math.atan2(a[0] * b[1] - a[1] * b[0], a[0] * b[0] + a[1] * b[1])) > _TURNING_RAD:
+            if _angle_2d(a, b) > _TURNING_RAD:
                 # still turning: no restart; look again n_settle samples on
                 off_n = 0 if in_row is None else int(in_row[k - b0])
                 b0, settle_n = k + 1, n_settle
@@ -381,8 +386,7 @@ def _track_turns(
             settle_n = 0
         else:
             k, target, settle_n = hit, head[:, hit], n_settle
-        old = run[:, k]
-        if abs(math.atan2(old[0] * target[1] - old[1] * target[0], old[0] * target[0] + old[1] * target[1])) > _JUMP_RAD:
+        if _angle_2d(run[:, k], target) > _JUMP_RAD:
             jumps.append(k)
         zk = lowpass.rest_state(target)
         run[:, k:], zi1 = _track_heading(lowpass, np.stack([zk, zk]), head[:, k:])
@@ -595,7 +599,8 @@ class PelvisOrientation:
         run, self._zi, self._turn_st, jumps = _track_turns(self._lp, self._zi, angles[2], self._turn, self._turn_st)
         _level_block(angles, run, out, b0, b1, self._p.turn_deg)
         # the rotation jumps where a restart moved the running direction: no step's range is taken across it
-        out["rot"][[b0 + k for k in jumps]] = np.nan
+        if jumps:
+            out["rot"][[b0 + k for k in jumps]] = np.nan
         if self._n_settled is not None:
             return -1
         rest = np.flatnonzero(res["restDetected"])

@@ -341,6 +341,11 @@ class MountCalibration:
         one, deg (NaN until calibrated and enough blocks).
     forward_moved_ : bool
         ``forward_recent_deg_`` exceeded ``recheck_deg`` at some point after calibration.
+    t_forward_moved_s_ : float or None
+        When it first did: the time of the step that closed the gait block it did at, s (the same whatever
+        the chunking of the stream).
+    forward_moved_deg_ : float
+        ``forward_recent_deg_`` then, deg (NaN before).
     rate_hz_ : float or None
         Sample rate estimated from the first samples, Hz.
     orientation_seed_ : dict or None
@@ -434,6 +439,8 @@ class MountCalibration:
         self.still_intervals_: list[tuple[float, float]] = []
         self.forward_recent_deg_ = float("nan")
         self.forward_moved_ = False
+        self.t_forward_moved_s_: float | None = None
+        self.forward_moved_deg_ = float("nan")
         self.rate_hz_: float | None = None
         self.running_fraction_ = 0.0
 
@@ -845,7 +852,7 @@ class MountCalibration:
                 self._cal_index = self._n_seen + b.i_step
             k += 1
         if k < len(done):
-            self._recheck(m[k:])
+            self._recheck(m[k:], [b.t_end for b in done[k:]])
 
     def _count_blocks(self, m: np.ndarray, done: list[_UsedBlock]) -> None:
         """Count used blocks with moments ``m`` (K, 3, 3) towards the gait shares and the offline estimate."""
@@ -885,9 +892,10 @@ class MountCalibration:
             self.state_ = "calibrated"
             self._recent.extend(self._blocks)
 
-    def _recheck(self, m: np.ndarray) -> None:
-        """After calibration: blocks with moments ``m`` (K, 3, 3) join the recent ones, and after each the
-        forward direction of the last ``recheck_blocks`` blocks is compared with the calibrated one.
+    def _recheck(self, m: np.ndarray, t_end: list[float]) -> None:
+        """After calibration: blocks with moments ``m`` (K, 3, 3), closed at the steps at times ``t_end``,
+        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
+        compared with the calibrated one.
 
         Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
         moments from the oldest on); here for all K blocks together, with the same arithmetic: each window
@@ -910,8 +918,10 @@ class MountCalibration:
         for i in range(k):
             if min(n0 + i + 1, w) >= min(w, 3):
                 self.forward_recent_deg_ = _angle_from_dots(dot_rf[i], dot_rr[i], dot_ff)
-                if self.forward_recent_deg_ > p.recheck_deg:
+                if self.forward_recent_deg_ > p.recheck_deg and not self.forward_moved_:
                     self.forward_moved_ = True
+                    self.t_forward_moved_s_ = float(t_end[i])
+                    self.forward_moved_deg_ = self.forward_recent_deg_
 
     # ------------------------------------------------------------------ state
     _ARRAYS = ("_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
@@ -945,6 +955,8 @@ class MountCalibration:
         d["_blocks"] = [m.tolist() for m in self._blocks]
         d["_block_rises"] = list(self._block_rises)
         d["_recent"] = [m.tolist() for m in self._recent]
+        d["t_forward_moved_s_"] = self.t_forward_moved_s_
+        d["forward_moved_deg_"] = None if math.isnan(self.forward_moved_deg_) else self.forward_moved_deg_
         d["still_intervals_"] = [list(x) for x in self.still_intervals_]
         d["_vqf"] = None if self._vqf is None else self._vqf.state
         ring = self._qring
@@ -977,6 +989,10 @@ class MountCalibration:
             self._block_rises = [int(x) for x in d["_block_rises"]]
             self._recent = deque((np.asarray(m, dtype=np.float64) for m in d["_recent"]), maxlen=self._p.recheck_blocks)
             self.still_intervals_ = [(float(a), float(b)) for a, b in d["still_intervals_"]]
+            # (not in states saved before the move was timed)
+            moved_t, moved_deg = d.get("t_forward_moved_s_"), d.get("forward_moved_deg_")
+            self.t_forward_moved_s_ = None if moved_t is None else float(moved_t)
+            self.forward_moved_deg_ = float("nan") if moved_deg is None else float(moved_deg)
             self._qring = None
             if d["_qring"] is not None and self.rate_hz_ is not None:
                 self._qring = self._new_qring()

@@ -106,8 +106,9 @@ class GapEvent:
 @dataclass(frozen=True)
 class MountMoved:
     """The forward direction of the recent strides left the calibrated one by ``angle_deg`` (more than
-    ``CalibrationParams.recheck_deg``) at ``t_s``: the sensor probably turned on the body; the frame is kept,
-    so sides and angles may be wrong until the session is restarted (``MountCalibration.forward_moved_``)."""
+    ``CalibrationParams.recheck_deg``) at ``t_s`` (the step that closed the gait block it did at): the sensor
+    probably turned on the body; the frame is kept, so sides and angles may be wrong until the session is
+    restarted (``MountCalibration.forward_moved_``, ``t_forward_moved_s_``)."""
 
     t_s: float
     angle_deg: float
@@ -525,7 +526,9 @@ class GaitPipeline:
             b1 = b0 + _RECHECK_BLOCK_N
             cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1], None if q is None else q[b0:b1])
         if cal.forward_moved_:
-            events.append(MountMoved(float(t[-1]), float(cal.forward_recent_deg_)))
+            # (when and by how much it first moved: the same event whatever the chunking)
+            at = cal.t_forward_moved_s_ if cal.t_forward_moved_s_ is not None else float(t[-1])
+            events.append(MountMoved(float(at), float(cal.forward_moved_deg_)))
 
     def _stride_starts(self, events: list[StepEvents], held: int) -> list[int]:
         """Per step, the IC of the step before it (the start of its stride, for the vertical oscillation), or

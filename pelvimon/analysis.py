@@ -83,6 +83,9 @@ class PipelineRun:
         Gaps or reconnects the pipeline restarted at.
     n_gaps_bridged : int
         Short losses the pipeline ran on across (``PipelineParams.bridge_gap_s``).
+    mount_moves : tuple of (float, float)
+        When the calibration's re-check found that the sensor had turned on the body, s, and by how much the
+        running direction of the recent strides then stood from the calibrated one, deg (``MountMoved``).
     """
 
     steps: list[Step]
@@ -90,6 +93,7 @@ class PipelineRun:
     calibrated_at_s: float | None
     n_gap_events: int
     n_gaps_bridged: int = 0
+    mount_moves: tuple[tuple[float, float], ...] = ()
 
 
 SIDES_LEGEND = (
@@ -123,6 +127,13 @@ def turning_why() -> str:
 
     return (f"turning: the pelvis faced more than {OrientationParams().turn_deg:g}° from the running direction, "
             "or the running direction was set anew in the step")
+
+
+def mount_moved_text(t_s: float, angle_deg: float) -> str:
+    """A moved sensor (``Quality.mount_moves``) in words, for the data-quality sections."""
+    return (f"the sensor seems to have turned on the body at {t_s:.1f} s (the recent strides ran {angle_deg:.0f}° "
+            "from the calibrated forward direction): sides and angles after it may be wrong; fix the clip and "
+            "record again")
 
 
 def no_angles_why(q: Quality) -> str:
@@ -246,6 +257,9 @@ class Quality:
     turn), or the running direction was restarted on the new heading in the step (docs/dsp_orientation.md)."""
     file_damage: FileDamage = FileDamage()
     """What the session file reader could not read (nothing for a CSV or an intact file)."""
+    mount_moves: tuple[tuple[float, float], ...] = ()
+    """When the sensor seemed to turn on the body, s, and the angle from the calibrated running direction
+    then, deg (:attr:`PipelineRun.mount_moves`); sides and angles after it may be wrong."""
 
     @property
     def share_steps_flagged(self) -> float:
@@ -257,6 +271,7 @@ class Quality:
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["file_damage"] = asdict(self.file_damage)
+        d["mount_moves"] = [{"t_s": t, "angle_deg": a} for t, a in self.mount_moves]
         d["share_steps_flagged"] = self.share_steps_flagged
         return d
 
@@ -809,7 +824,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
     part is long enough for it to pay (``motion_helper.MIN_SAMPLES``).
     """
     from pelvimon import motion_helper
-    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
+    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent, MountMoved
 
     fs = rate_hz if rate_hz is not None else _rate_hz(batches)
     pipe = GaitPipeline(fs)
@@ -843,6 +858,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
         calibrated_at_s=float(calibrated[0]) if calibrated else None,
         n_gap_events=sum(1 for e in events if isinstance(e, GapEvent) and not e.bridged),
         n_gaps_bridged=sum(1 for e in events if isinstance(e, GapEvent) and e.bridged),
+        mount_moves=tuple((float(e.t_s), float(e.angle_deg)) for e in events if isinstance(e, MountMoved)),
     )
 
 
@@ -1140,6 +1156,7 @@ def analyze_samples(
         **_step_counts(table, cfg),
         has_gyroscope=any(b.gyr_rads is not None for b in batches if len(b)),
         file_damage=samples.file_damage,
+        mount_moves=run.mount_moves,
     )
     return analyze_steps(table, cfg, name=name, t_end_s=t1, quality=q, baseline=baseline)
 

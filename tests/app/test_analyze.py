@@ -810,3 +810,37 @@ def test_steps_without_a_rotation_range_in_a_turn_are_counted_and_said(capsys: p
             assert "Steps without a rotation range (turning: the pelvis faced more than 30°" in render_report(a, title="t")
         else:
             assert no_rot == 0 and "rotation range:" not in flat
+
+
+def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.CaptureFixture[str],
+                                                                 tmp_path: Path) -> None:
+    """The sensor turns 90° on the body halfway through a run: the quality section says when the re-check saw
+    it (JSON, text, HTML report); a steady recording says nothing of it."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.report import render_report
+
+    b = simulate(SimParams(seconds=90.0, gait="run", seed=22)).batch
+    k = int(45.0 * 200)
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
+    gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
+    write_imu_csv(tmp_path / "turned.csv", ImuBatch(t_s=b.t_s, acc_mps2=acc, gyr_rads=gyr))
+    write_imu_csv(tmp_path / "steady.csv", b)
+    for name in ("turned.csv", "steady.csv"):
+        code, out, err = run_cli(capsys, str(tmp_path / name), "--json")
+        assert code == 0, err
+        moves = no_nan(out)["quality"]["mount_moves"]
+        code, out, _ = run_cli(capsys, str(tmp_path / name))
+        flat = " ".join(out.split())
+        html = render_report(analyze_batches(load_batches(tmp_path / name), name=name), title="t")
+        if name == "steady.csv":
+            assert moves == [] and "sensor moved" not in flat and "Sensor moved" not in html
+            continue
+        assert len(moves) == 1
+        t, deg = moves[0]["t_s"], moves[0]["angle_deg"]
+        # seen within the re-check's window of strides after the turn at 45 s (not at the end of a chunk)
+        assert b.t_s[k] < t < b.t_s[k] + 15.0 and 20.0 < deg <= 90.0
+        said = f"the sensor seems to have turned on the body at {t:.1f} s (the recent strides ran {deg:.0f}°"
+        assert f"sensor moved: {said}" in flat
+        assert f"Sensor moved: {said}" in html

@@ -190,6 +190,36 @@ def test_recheck_flags_a_sensor_that_turned() -> None:
     assert cal.forward_moved_ and cal.forward_recent_deg_ > 60.0
 
 
+def test_a_moved_sensor_is_timed_at_the_block_that_showed_it_whatever_the_chunking() -> None:
+    """When the re-check first flags the turn: the time of the step that closed that block and the angle
+    then (over the limit, under the full turn), the same in one call, in 1 s chunks and after a state
+    saved and restored in between; an old state without them restores as not moved."""
+    s = synth_run(stand_s=3.0, run_s=30.0, noise_acc=0.05, seed=6)
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    after = s.t_s >= 14.0
+    acc = np.where(after[:, None], turn.apply(s.acc_mps2), s.acc_mps2)
+    gyr = np.where(after[:, None], turn.apply(s.gyr_rads), s.gyr_rads)
+    params = CalibrationParams(recheck_blocks=5)
+    whole = MountCalibration(params).update(s.t_s, acc, gyr)
+    assert whole.forward_moved_ and whole.t_forward_moved_s_ is not None
+    assert 14.0 < whole.t_forward_moved_s_ < 30.0
+    assert params.recheck_deg < whole.forward_moved_deg_ < 90.0
+    # the time is that of a step: the last sample the re-check had read then is earlier than the stream's end
+    assert whole.t_forward_moved_s_ < s.t_s[-1] - 1.0
+    chunked = MountCalibration(params)
+    for a in range(0, s.t_s.size, 200):
+        chunked.update(s.t_s[a : a + 200], acc[a : a + 200], gyr[a : a + 200])
+        if a == 3000:
+            state = chunked.save_state()
+            chunked = MountCalibration(params).restore_state(state)
+    assert (chunked.t_forward_moved_s_, chunked.forward_moved_deg_) == (whole.t_forward_moved_s_, whole.forward_moved_deg_)
+    state = whole.save_state()
+    assert MountCalibration(params).restore_state(state).t_forward_moved_s_ == whole.t_forward_moved_s_
+    del state["t_forward_moved_s_"], state["forward_moved_deg_"]
+    old = MountCalibration(params).restore_state(state)
+    assert old.t_forward_moved_s_ is None and np.isnan(old.forward_moved_deg_)
+
+
 def test_gyroscope_must_stay_present_or_absent() -> None:
     cal = MountCalibration().update(np.arange(20) / 200.0, np.tile([0, 0, 9.81], (20, 1)), np.zeros((20, 3)))
     with pytest.raises(ValueError, match="every chunk"):
@@ -379,16 +409,18 @@ def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.nd
     """The per-block re-check: after each block, the sum of the recent moments from the oldest on."""
     from pelvimon.dsp.calibration import _angle_deg, _forward_from_moment
 
-    angle, moved = math.nan, False
-    for m in ms:
+    angle, moved, first = math.nan, False, None
+    for i, m in enumerate(ms):
         recent.append(m.copy())
         if len(recent) >= min(p.recheck_blocks, 3):
             total = np.zeros((3, 3))
             for x in recent:
                 total = total + x
             angle = _angle_deg(_forward_from_moment(total, up), fwd)
+            if angle > p.recheck_deg and not moved:
+                first = (i, angle)
             moved = moved or angle > p.recheck_deg
-    return angle, moved
+    return angle, moved, first
 
 
 @pytest.mark.parametrize("recheck_blocks", [1, 3, 10])
@@ -404,11 +436,17 @@ def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int) -> 
             cal = MountCalibration(p)
             cal.gravity_sensor_, cal.forward_sensor_ = up, fwd
             cal._recent = deque(before, maxlen=recheck_blocks)
-            cal._recheck(ms)
+            t_end = [100.0 + 2.5 * i for i in range(k)]
+            cal._recheck(ms, t_end)
             ref = deque(before, maxlen=recheck_blocks)
-            angle, moved = _recheck_reference(ref, ms, up, fwd, p)
+            angle, moved, first = _recheck_reference(ref, ms, up, fwd, p)
             assert (math.isnan(angle) and math.isnan(cal.forward_recent_deg_)) or cal.forward_recent_deg_ == angle
             assert cal.forward_moved_ == moved
+            # when it first moved: that block's step time and angle
+            if first is None:
+                assert cal.t_forward_moved_s_ is None and math.isnan(cal.forward_moved_deg_)
+            else:
+                assert (cal.t_forward_moved_s_, cal.forward_moved_deg_) == (t_end[first[0]], first[1])
             assert len(cal._recent) == len(ref) and all(np.array_equal(a, b) for a, b in zip(cal._recent, ref, strict=True))
 
 

@@ -425,14 +425,20 @@ def test_mount_moved_is_reported_once():
     gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
     turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(acc), gyr_rads=np.ascontiguousarray(gyr),
                       time_base="session")
-    pipe = GaitPipeline(FS, PipelineParams(calibration=CalibrationParams(recheck_blocks=4)))
-    events = []
-    for a in range(0, len(turned), 200):
-        events += pipe.update(turned.slice(a, min(len(turned), a + 200))).events
-    moved = [e for e in events if isinstance(e, MountMoved)]
-    assert len(moved) == 1
-    assert moved[0].t_s > b.t_s[k] and moved[0].angle_deg > 20.0
-    assert sum(s.t_ic_s > moved[0].t_s for s in pipe.steps_) > 10
+    found = []
+    for size in (200, 4096, len(turned)):
+        pipe = GaitPipeline(FS, PipelineParams(calibration=CalibrationParams(recheck_blocks=4)))
+        events = []
+        for a in range(0, len(turned), size):
+            events += pipe.update(turned.slice(a, min(len(turned), a + size))).events
+        moved = [e for e in events if isinstance(e, MountMoved)]
+        assert len(moved) == 1
+        assert moved[0].t_s > b.t_s[k] and moved[0].angle_deg > 20.0
+        assert sum(s.t_ic_s > moved[0].t_s for s in pipe.steps_) > 10
+        found.append(moved[0])
+    # when it showed (a step's time) and by how much, whatever the chunks (not the end of the chunk it came in)
+    assert found[0] == found[1] == found[2]
+    assert found[0].t_s == pipe.calibration_.t_forward_moved_s_ < turned.t_s[-1] - 5.0
 
 
 def test_a_loss_count_the_time_stamps_contradict_restarts(run_sim):

@@ -133,7 +133,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     PelvimonError
         Missing or unreadable file, or one without samples and steps (one line).
     """
-    from pelvimon.dsp.pipeline import GaitPipeline
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved
 
     p = Path(path)
     # one read of the file: the samples, and a session file's steps recorded live on the way
@@ -153,6 +153,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []
     calibration = "unknown"
+    moves: list[tuple[float, float]] = []
     if batches and any(b.acc_mps2 is not None for b in batches):
         # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze, in its range
         check_rate(p.name, rate_hz)
@@ -161,6 +162,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
             if b.acc_mps2 is None or not len(b):
                 continue
             out = pipe.update(b)
+            moves += [(float(e.t_s), float(e.angle_deg)) for e in out.events if isinstance(e, MountMoved)]
             m = out.motion
             if m is not None and len(m):
                 parts_t.append(m.t_s)
@@ -183,7 +185,8 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     t_start, t_end = sample_span_s(batches)
     analysis = analyze_steps(steps, config, name=p.name, t_end_s=None if math.isnan(t_end) else t_end)
     # what the file reader skipped (read to its end above, with or without samples) goes with the quality
-    analysis.quality = replace(analysis.quality, file_damage=FileDamage.of_source(src))
+    # and so does a sensor that turned on the body (the samples' re-check, as in pelvimon analyze)
+    analysis.quality = replace(analysis.quality, file_damage=FileDamage.of_source(src), mount_moves=tuple(moves))
     if math.isnan(t_end):
         t_start, t_end = 0.0, analysis.quality.duration_s
     return ReviewData(

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from pelvimon.analysis import file_damage_text, steps_csv_text
+from pelvimon.analysis import file_damage_text, mount_moved_text, steps_csv_text
 from pelvimon.errors import PelvimonError
 from pelvimon.outputs import write_output
 
@@ -61,15 +61,18 @@ class ReviewWindow(QtWidgets.QMainWindow):
         self.setCentralWidget(central)
         outer = QtWidgets.QVBoxLayout(central)
 
-        # a damaged or unfinished session file: said above everything, the figures cover only what was read
-        damage = file_damage_text(data.analysis.quality)
-        self.file_notice = QtWidgets.QLabel(damage or "")
+        # a damaged or unfinished session file (the figures cover only what was read) and a sensor that turned
+        # on the body (sides and angles after it may be wrong): said above everything
+        q = data.analysis.quality
+        notices = [file_damage_text(q)] + [f"Sensor moved: {mount_moved_text(t, deg)}." for t, deg in q.mount_moves]
+        notice = "\n".join(x for x in notices if x is not None)
+        self.file_notice = QtWidgets.QLabel(notice)
         self.file_notice.setWordWrap(True)
         self.file_notice.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         self.file_notice.setStyleSheet(
             "QLabel { background: #FDECEA; color: #7B1F16; border-left: 4px solid #C0392B; padding: 4px 8px; }"
         )
-        self.file_notice.setVisible(damage is not None)
+        self.file_notice.setVisible(bool(notice))
         outer.addWidget(self.file_notice)
 
         self.summary = QtWidgets.QLabel(self._summary_text())

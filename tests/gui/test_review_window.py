@@ -305,3 +305,25 @@ def test_a_cut_short_session_file_is_said_above_the_review(qtbot, tmp_path) -> N
     text = w.file_notice.text()
     assert text.startswith("The session file is damaged: the file was cut short")
     assert f"the recording after {fd.lost_after_s:.1f} s is lost" in text
+
+
+def test_a_sensor_that_turned_on_the_body_is_said_above_the_review(qtbot, tmp_path) -> None:
+    """The sensor turns 90° on the body halfway: the notice above the figures says when the re-check saw it."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    b = simulate(SimParams(seconds=90, gait="run", seed=22)).batch
+    k = int(45 * 200)
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
+    gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
+    path = tmp_path / "turned.csv"
+    write_imu_csv(path, b.__class__(t_s=b.t_s, acc_mps2=acc, gyr_rads=gyr))
+    review = load_review(path)
+    w = ReviewWindow(review)
+    qtbot.addWidget(w)
+    (t, _), = review.analysis.quality.mount_moves
+    assert b.t_s[k] < t < b.t_s[k] + 15.0
+    assert w.file_notice.isVisibleTo(w)
+    assert w.file_notice.text().startswith(f"Sensor moved: the sensor seems to have turned on the body at {t:.1f} s")

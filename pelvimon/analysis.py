@@ -253,7 +253,7 @@ class Quality:
     has_gyroscope: bool | None = None
     """Whether the samples had gyroscope channels (None: only the steps are known)."""
     n_steps_turning: int = 0
-    """Steps with pelvis angles but no rotation range: the pelvis faced far from the running direction (a
+    """Steps with pelvis angles (a pelvic drop and a tilt range) but no rotation range: the pelvis faced far from the running direction (a
     turn), or the running direction was restarted on the new heading in the step (docs/dsp_orientation.md)."""
     file_damage: FileDamage = FileDamage()
     """What the session file reader could not read (nothing for a CSV or an intact file)."""
@@ -1055,8 +1055,10 @@ def _step_counts(steps: Sequence[Step], cfg: Config) -> dict[str, Any]:
         "n_steps_gap": int(np.count_nonzero(~ok)),
         "n_steps_low_laterality": int(np.count_nonzero(ok & (lat < cfg.asymmetry.min_laterality_confidence))),
         "n_steps_no_angles": int(np.count_nonzero(ok & ~np.isfinite(table.field("cpd_deg")))),
-        "n_steps_turning": int(np.count_nonzero(
-            ok & np.isfinite(table.field("tilt_range_deg")) & ~np.isfinite(table.field("rotation_range_deg")))),
+        # (a step without a pelvic drop is counted above alone, whatever else it lacks: the counts do not overlap)
+        "n_steps_turning": int(np.count_nonzero(ok & np.isfinite(table.field("cpd_deg"))
+                                                & np.isfinite(table.field("tilt_range_deg"))
+                                                & ~np.isfinite(table.field("rotation_range_deg")))),
         "mean_laterality_confidence": float(lat_ok.mean()) if lat_ok.size else math.nan,
         "min_laterality_confidence": float(lat_ok.min()) if lat_ok.size else math.nan,
     }

@@ -844,3 +844,18 @@ def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.C
         said = f"the sensor seems to have turned on the body at {t:.1f} s (the recent strides ran {deg:.0f}°"
         assert f"sensor moved: {said}" in flat
         assert f"Sensor moved: {said}" in html
+
+
+def test_steps_without_angles_and_turning_steps_are_not_counted_twice() -> None:
+    """A step without a pelvic drop (its contact not found) that also lacks a rotation range is one of the
+    steps without pelvis angles, not also a turning step: the two counts add up to the steps they name."""
+    from dataclasses import replace
+
+    base = Step("L", 0.0, 0.25, 0.35, 0.25, 0.1, 171.4, 6.0, 8.0, 5.0, 12.0, 7.0, 2.0)
+    nan = math.nan
+    steps = []
+    for i, (cpd, rot) in enumerate([(6.0, 5.0), (6.0, nan), (nan, 5.0), (nan, nan), (6.0, nan), (nan, nan)]):
+        steps.append(replace(base, side="L" if i % 2 == 0 else "R", t_ic_s=0.35 * i, t_fc_s=0.35 * i + 0.25,
+                             cpd_deg=cpd, rotation_range_deg=rot))
+    q = analyze_steps(steps, load_config(), name="steps only").quality
+    assert (q.n_steps_no_angles, q.n_steps_turning) == (3, 2)

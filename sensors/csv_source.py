@@ -414,7 +414,11 @@ def _pandas_values(source: Any, skip: int, layout: _Layout, extra: bool, comment
     data = values if order == list(range(values.shape[1])) else values[:, order]
     t = data[:, 0]
     if t.shape[0] > 1 and not (np.diff(t) > 0).all():
-        return None
+        unwrapped = _unwrapped_time(layout.name, t)  # (a device counter that wrapped around, or None)
+        if unwrapped is None:
+            return None
+        data = data.copy() if not data.flags.writeable else data
+        data[:, 0] = unwrapped
     return data
 
 
@@ -479,14 +483,57 @@ def _line_fields(line: str) -> list[str] | None:
     return _csv_fields(line) if quoted else line.split(",")
 
 
+WRAP_SHARE = 1.0 / 16.0
+"""A device counter used as the time column (Movella's ``SampleTimeFine``, µs in 32 bits; a packet counter in
+16) wraps around to 0: a time that drops from the top ``WRAP_SHARE`` of a power-of-two range (at least 2^8)
+to its bottom ``WRAP_SHARE``, both whole numbers, is read as such a wrap (the range is the smallest power of
+two above the values before the first drop). Any other drop is an error."""
+
+
+def _counter_modulus(top: float) -> float:
+    """The range of a counter whose values reached ``top``: the smallest power of two above it, at least 2^8."""
+    return float(2 ** max(8, math.ceil(math.log2(top + 1.0))))
+
+
+def _is_wrap(before: float, after: float, modulus: float) -> bool:
+    """Whether a drop of the time column from ``before`` to ``after`` is a wrap of a counter of ``modulus``."""
+    return (before.is_integer() and after.is_integer() and 0.0 <= after < modulus * WRAP_SHARE
+            and modulus * (1.0 - WRAP_SHARE) <= before < modulus)  # fmt: skip
+
+
+def _unwrapped_time(name: str, t: np.ndarray) -> np.ndarray | None:
+    """The time column ``t`` with a counter's wraps undone (:data:`WRAP_SHARE`, said in a warning); None if
+    it does not strictly increase otherwise (the reference parser then names the line)."""
+    drops = np.flatnonzero(~(np.diff(t) > 0))
+    if drops.size == 0:
+        return t
+    modulus = _counter_modulus(float(t[: drops[0] + 1].max()))
+    if not all(_is_wrap(a, b, modulus) for a, b in zip(t[drops].tolist(), t[drops + 1].tolist(), strict=True)):
+        return None
+    wraps = np.zeros(t.shape[0])
+    wraps[drops + 1] = modulus
+    out = t + np.cumsum(wraps)
+    if not (np.diff(out) > 0).all():
+        return None
+    _say_wraps(name, drops.size, modulus)
+    return out
+
+
+def _say_wraps(name: str, n: int, modulus: float) -> None:
+    log.warning("%s: the time column starts again from 0 %s (a device counter of 2^%d): read on as one "
+                "increasing time", name, "once" if n == 1 else f"{n} times", round(math.log2(modulus)))
+
+
 def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
     """Line-by-line parser: the same result as the fast path, or the first problem by line number."""
     name = layout.name
     ncols = len(layout.names)
     rows: list[list[float]] = []
     line_no = layout.header_line
-    prev_t = -math.inf
     prev_line = 0
+    # a device counter's wraps (_unwrapped_time): the highest time yet, the last one, the counter's range
+    # (fixed at the first wrap), the time added and the wraps so far
+    top, prev_raw, modulus, offset, n_wraps = -math.inf, -math.inf, 0.0, 0.0, 0
     for line in body.split("\n"):
         line_no += 1
         fields = _line_fields(line)
@@ -519,18 +566,25 @@ def _reference_parse(body: str, layout: _Layout) -> np.ndarray:
                     "delete the row or fill in a measured value"
                 )
             row.append(value)
-        if not row[0] > prev_t:
-            raise CsvFormatError(
-                f"{name}: line {line_no}: time {row[0]!r} is not after the previous row's {prev_t!r} "
-                f"(line {prev_line}); timestamps must strictly increase: sort the rows and remove duplicates"
-            )
-        prev_t, prev_line = row[0], line_no
+        raw = row[0]
+        if not raw > prev_raw:
+            m = modulus or _counter_modulus(top)
+            if not _is_wrap(prev_raw, raw, m):
+                raise CsvFormatError(
+                    f"{name}: line {line_no}: time {raw!r} is not after the previous row's {prev_raw!r} "
+                    f"(line {prev_line}); timestamps must strictly increase: sort the rows and remove duplicates"
+                )
+            modulus, offset, n_wraps = m, offset + m, n_wraps + 1
+        top, prev_raw, prev_line = max(top, raw), raw, line_no
+        row[0] = raw + offset
         rows.append(row)
     if not rows:
         raise CsvFormatError(
             f"{name}: line {layout.header_line}: no data rows after this header line; "
             "the file needs one row of numbers per sample"
         )
+    if n_wraps:
+        _say_wraps(name, n_wraps, modulus)
     return np.asarray(rows, dtype=np.float64)
 
 

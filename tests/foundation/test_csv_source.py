@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -684,3 +685,65 @@ def test_metadata_above_a_tab_separated_header_names_the_separator(tmp_path: Pat
     path.write_text(text)
     with pytest.raises(CsvFormatError, match=r"x\.txt: line 2: the fields are separated by tabs; pelvimon reads comma"):
         read_imu_csv(path)
+
+
+def _counter_text(times: np.ndarray, seed: int = 0) -> str:
+    """A CSV whose time column holds ``times`` (whole numbers as such: a device counter), with random samples."""
+    rng = np.random.default_rng(seed)
+    rows = [f"{int(t) if float(t).is_integer() else float(t)!r}," + ",".join(repr(float(v)) for v in rng.normal(0.0, 3.0, 6)) for t in times]
+    return HEADER + "\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_device_counter_that_wraps_around_is_read_on(tmp_path: Path, caplog, fast: bool) -> None:
+    """Movella's SampleTimeFine (µs in 32 bits) and a 16-bit ms counter start again from 0: read on as one
+    increasing time, with a warning; the fast path and the line-by-line parser (a BOM) agree."""
+    cases = (
+        ("us", 10_000, 2**32 - 1_234_567, 400, 1, 32),  # 100 Hz, wraps once 1.23 s in
+        ("ms", 5, 60_000, 30_000, 3, 16),  # 200 Hz over 150 s: wraps at 5.5 s, 71 s and 136.6 s
+    )
+    for unit, step, start, n, wraps, bits in cases:
+        raw = start + step * np.arange(n)
+        text = _counter_text(raw % 2**bits)
+        p = tmp_path / f"{unit}.csv"
+        p.write_text(text if fast else "\ufeff" + text)
+        caplog.clear()
+        got = read_imu_csv(p, time_unit=unit)
+        scale = {"us": 1e-6, "ms": 1e-3}[unit]
+        np.testing.assert_allclose(got.t_s, raw * scale, rtol=0, atol=1e-9)
+        assert len(split_at_gaps(got)) == 1  # (no gap where it wrapped)
+        said = f"the time column starts again from 0 {'once' if wraps == 1 else f'{wraps} times'} (a device counter of 2^{bits})"
+        assert [r.getMessage() for r in caplog.records] == [f"{p}: {said}: read on as one increasing time"]
+        ref = _reference(text)
+        assert np.array_equal(ref[:, 0] * scale, got.t_s)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_time_that_drops_other_than_a_counter_wrapping_is_still_refused(tmp_path: Path, fast: bool) -> None:
+    """A drop from the middle of the range (not its top), a fraction, or a second wrap at another range: the
+    line and the times as the file has them."""
+    for times, line, now, before in (
+        ([100, 200, 300, 40_000, 50, 150], 6, 50.0, 40000.0),  # 40000 is not near 2^16
+        ([65_000.5, 65_300.5, 10.5, 300.5], 4, 10.5, 65300.5),  # not whole numbers
+        ([65_000, 65_300, 10, 300, 70_000, 5], 7, 5.0, 70000.0),  # the counter went past its range
+    ):
+        text = _counter_text(np.array(times))
+        p = tmp_path / "drop.csv"
+        p.write_text(text if fast else "\ufeff" + text)
+        with pytest.raises(CsvFormatError, match=re.escape(f"line {line}: time {now!r} is not after the previous "
+                                                           f"row's {before!r} (line {line - 1})")):
+            read_imu_csv(p, time_unit="ms")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(8, 20), st.integers(0, 2**20), st.lists(st.integers(-300, 300), min_size=2, max_size=40))
+def test_fuzz_counter_times_fast_path_equals_reference(tmp_path: Path, bits: int, start: int,
+                                                       steps: list[int]) -> None:
+    """Counter-like time columns (steps that may drop, wrap or repeat): the fast path and the line-by-line
+    parser give the same times or the same error."""
+    times = (start + np.cumsum(steps)) % 2**bits
+    text = _counter_text(times)
+    path = tmp_path / "c.csv"
+    path.write_text(text)
+    assert _outcome(lambda: read_imu_csv(path, time_unit="ms")) == _outcome(
+        lambda: parse_imu_csv_text("\ufeff" + text, name=str(path), time_unit="ms"))

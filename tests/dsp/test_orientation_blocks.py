@@ -59,7 +59,7 @@ def _reference(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray) -> dict[str, np.
 
 
 def test_long_chunks_equal_the_whole_array_reference_and_any_chunking() -> None:
-    r = synth_run(stand_s=2.0, run_s=40.0, mount_quat_wxyz=MOUNT, noise_acc=0.05, noise_gyr=0.005, seed=4)
+    r = synth_run(stand_s=2.0, run_s=85.0, mount_quat_wxyz=MOUNT, noise_acc=0.05, noise_gyr=0.005, seed=4)
     n = r.t_s.size
     assert n > 2 * orientation_module._BLOCK_N + 100  # several blocks and a partial one
     whole = PelvisOrientation(200.0, MOUNT).update(r.t_s, r.acc_mps2, r.gyr_rads)

@@ -253,8 +253,9 @@ class Quality:
     has_gyroscope: bool | None = None
     """Whether the samples had gyroscope channels (None: only the steps are known)."""
     n_steps_turning: int = 0
-    """Steps with pelvis angles (a pelvic drop and a tilt range) but no rotation range: the pelvis faced far from the running direction (a
-    turn), or the running direction was restarted on the new heading in the step (docs/dsp_orientation.md)."""
+    """Steps with pelvis angles (a pelvic drop and a tilt range) but no rotation range: the pelvis faced far
+    from the running direction (a turn), or the running direction was restarted on the new heading in the step
+    (docs/dsp_orientation.md)."""
     file_damage: FileDamage = FileDamage()
     """What the session file reader could not read (nothing for a CSV or an intact file)."""
     mount_moves: tuple[tuple[float, float], ...] = ()

@@ -491,7 +491,10 @@ two above the values before the first drop). Any other drop is an error."""
 
 
 def _counter_modulus(top: float) -> float:
-    """The range of a counter whose values reached ``top``: the smallest power of two above it, at least 2^8."""
+    """The range of a counter whose values reached ``top``: the smallest power of two above it, at least 2^8
+    (infinite, so that no drop is a wrap, for a negative ``top`` or one past the floats' whole numbers)."""
+    if not 0.0 <= top < 2.0**53:
+        return math.inf
     return float(2 ** max(8, math.ceil(math.log2(top + 1.0))))
 
 

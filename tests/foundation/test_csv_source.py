@@ -726,6 +726,8 @@ def test_a_time_that_drops_other_than_a_counter_wrapping_is_still_refused(tmp_pa
         ([100, 200, 300, 40_000, 50, 150], 6, 50.0, 40000.0),  # 40000 is not near 2^16
         ([65_000.5, 65_300.5, 10.5, 300.5], 4, 10.5, 65300.5),  # not whole numbers
         ([65_000, 65_300, 10, 300, 70_000, 5], 7, 5.0, 70000.0),  # the counter went past its range
+        ([-5, -3, -10, -2], 4, -10.0, -3.0),  # negative times
+        ([1e300, 1e308, 5.0], 4, 5.0, 1e308),  # beyond any counter
     ):
         text = _counter_text(np.array(times))
         p = tmp_path / "drop.csv"
@@ -736,12 +738,12 @@ def test_a_time_that_drops_other_than_a_counter_wrapping_is_still_refused(tmp_pa
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.integers(8, 20), st.integers(0, 2**20), st.lists(st.integers(-300, 300), min_size=2, max_size=40))
+@given(st.integers(8, 20), st.integers(-2**10, 2**20), st.lists(st.integers(-300, 300), min_size=2, max_size=40))
 def test_fuzz_counter_times_fast_path_equals_reference(tmp_path: Path, bits: int, start: int,
                                                        steps: list[int]) -> None:
     """Counter-like time columns (steps that may drop, wrap or repeat): the fast path and the line-by-line
     parser give the same times or the same error."""
-    times = (start + np.cumsum(steps)) % 2**bits
+    times = (start + np.cumsum(steps)) % 2**bits if start >= 0 else start + np.cumsum(steps)
     text = _counter_text(times)
     path = tmp_path / "c.csv"
     path.write_text(text)

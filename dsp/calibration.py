@@ -106,6 +106,11 @@ class CalibrationParams:
         Without any still period, gravity is taken from the mean specific force over this many strides.
     recheck_deg : float
         Angle between recent and calibrated forward directions above which ``forward_moved_`` is set, deg.
+    recheck_turn_deg : float
+        With a gyroscope, blocks in which the heading turned by more than about this (overground turns) are
+        left out of the re-check: a block's mean orientation then maps its moment to a wrong forward
+        direction, deg (the determinant of the block's mean rotation matrix, ``sinc²`` of half the turn
+        for a steady one, tells; straight gait keeps it near 1).
     max_step_s : float
         A rise later than this after the previous one starts a new stride count (gait stopped), s.
     flight_g : float
@@ -133,6 +138,7 @@ class CalibrationParams:
     recheck_blocks: int = 10
     gait_gravity_strides: int = 10
     recheck_deg: float = 20.0
+    recheck_turn_deg: float = 45.0
     max_step_s: float = 2.0
     flight_g: float = 0.4
     bridge_gap_s: float = 0.08
@@ -149,6 +155,8 @@ class CalibrationParams:
             raise ValueError("lowpass_hz must be positive")
         if not self.bridge_gap_s >= 0:
             raise ValueError("bridge_gap_s must be >= 0")
+        if not 0.0 < self.recheck_turn_deg <= 360.0:
+            raise ValueError(f"recheck_turn_deg must be in (0, 360], got {self.recheck_turn_deg!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -283,8 +291,9 @@ class _UsedBlock(NamedTuple):
     t_end: float
 
 
-def _block_moments(done: list[_UsedBlock], gyro: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Signed moments (K, 3, 3) in the sensor frame and specific force sums (K, 3) of used blocks.
+def _block_moments(done: list[_UsedBlock], gyro: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Signed moments (K, 3, 3) in the sensor frame, specific force sums (K, 3) and the determinants of the
+    mean rotations (K,; 1 without a gyroscope) of used blocks.
 
     Running (a flight phase: the vertical specific force nearly vanishes): braking while the vertical
     force rises. Walking (pendular): the opposite phase, so the moment flips sign. With a gyroscope the
@@ -297,10 +306,10 @@ def _block_moments(done: list[_UsedBlock], gyro: bool) -> tuple[np.ndarray, np.n
     walking = np.array([not b.running for b in done])
     m[walking] = -m[walking]
     if not gyro:
-        return m, sums[:, 9:]
+        return m, sums[:, 9:], np.ones(k)
     cnt = np.array([max(b.cnt, 1) for b in done], dtype=np.float64)
     r_mean = sums[:, 9:].reshape(k, 3, 3) / cnt[:, None, None]
-    return r_mean.transpose(0, 2, 1) @ m @ r_mean, r_mean[:, 2, :] * (G_MPS2 * cnt)[:, None]
+    return r_mean.transpose(0, 2, 1) @ m @ r_mean, r_mean[:, 2, :] * (G_MPS2 * cnt)[:, None], np.linalg.det(r_mean)
 
 
 class MountCalibration:
@@ -842,7 +851,7 @@ class MountCalibration:
         block counts towards the calibration until it completes, and the rest go to the re-check."""
         if not done:
             return
-        m, acc_sum = _block_moments(done, bool(self._gyro_mode))
+        m, acc_sum, det = _block_moments(done, bool(self._gyro_mode))
         self._count_blocks(m, done)  # (read by neither _use_block nor _recheck)
         k = 0
         while k < len(done) and self.state_ != "calibrated":
@@ -851,8 +860,12 @@ class MountCalibration:
             if self.state_ == "calibrated":
                 self._cal_index = self._n_seen + b.i_step
             k += 1
-        if k < len(done):
-            self._recheck(m[k:], [b.t_end for b in done[k:]])
+        # the re-check leaves out blocks with a turn (recheck_turn_deg): the determinant of the mean rotation
+        # of a steady turn by a is sinc(a / 2)^2
+        half = math.radians(self._p.recheck_turn_deg) / 2.0
+        keep = [i for i in range(k, len(done)) if det[i] >= (math.sin(half) / half) ** 2]
+        if keep:
+            self._recheck(m[keep], [done[i].t_end for i in keep])
 
     def _count_blocks(self, m: np.ndarray, done: list[_UsedBlock]) -> None:
         """Count used blocks with moments ``m`` (K, 3, 3) towards the gait shares and the offline estimate."""

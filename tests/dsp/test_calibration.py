@@ -461,7 +461,7 @@ def test_block_moments_equal_the_per_block_formula(gyro: bool) -> None:
         for _ in range(11)
     ]
     done[0].sums[[0, 4]] = 0.0  # (a zero keeps its sign)
-    m, acc = _block_moments(done, gyro)
+    m, acc, det = _block_moments(done, gyro)
     for i, b in enumerate(done):
         mi = b.sums[:9].reshape(3, 3) if b.running else -b.sums[:9].reshape(3, 3)
         ai = b.sums[9:]
@@ -469,4 +469,27 @@ def test_block_moments_equal_the_per_block_formula(gyro: bool) -> None:
             r_mean = b.sums[9:].reshape(3, 3) / max(b.cnt, 1)
             mi = r_mean.T @ mi @ r_mean
             ai = r_mean[2, :] * (G_MPS2 * b.cnt)
+            assert det[i] == pytest.approx(np.linalg.det(r_mean), rel=1e-12)
+        else:
+            assert det[i] == 1.0
         assert m[i].tobytes() == mi.tobytes() and acc[i].tobytes() == ai.tobytes()
+
+
+def test_recheck_leaves_out_blocks_with_a_turn() -> None:
+    """Overground U-turns: the re-check's angle stays within 0.5° with the turning blocks left out, and moves
+    further with them in (synthetic turns move it little; real ones moved it past the limit, see the
+    real-walk test); a bad limit is a clear error."""
+    s = synth_run(stand_s=3.0, run_s=50.0, turns=((20.0, 1.0, 180.0), (35.0, 1.5, -180.0)), cadence_spm=110,
+                  contact_frac=0.6, noise_acc=0.05, noise_gyr=0.005, seed=4)
+    top = {}
+    for turn_deg in (45.0, 360.0):
+        cal = MountCalibration(CalibrationParams(recheck_turn_deg=turn_deg))
+        top[turn_deg] = 0.0
+        for a in range(0, s.t_s.size, 200):
+            cal.update(s.t_s[a : a + 200], s.acc_mps2[a : a + 200], s.gyr_rads[a : a + 200])
+            if np.isfinite(cal.forward_recent_deg_):
+                top[turn_deg] = max(top[turn_deg], cal.forward_recent_deg_)
+        assert cal.state_ == "calibrated" and not cal.forward_moved_
+    assert top[45.0] < 0.5 and top[360.0] > 2 * top[45.0]
+    with pytest.raises(ValueError, match="recheck_turn_deg"):
+        MountCalibration(CalibrationParams(recheck_turn_deg=0.0))

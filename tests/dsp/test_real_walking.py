@@ -130,3 +130,22 @@ def test_latency_of_real_walking_steps_closed_by_a_soft_heel_strike(validate):
 
     with pytest.raises(ValueError, match="recover_settle_s"):
         EventParams(recover_settle_s=1.0).validate(100.0)
+
+
+def test_the_mount_recheck_stays_quiet_through_real_u_turns(validate):
+    """Walk 2-2: with the blocks of the U-turn in it, the re-check's angle reached 20.4° after the turn and
+    flagged a sensor that had not moved (the mean orientation of a turning block maps its moment to a wrong
+    forward direction); without them it stays under 12°, as in every one of the 110 walks (docs/dsp_gait.md)."""
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
+
+    acc, gyr, _, counter = validate.load_walking("2-2")
+    for turn_deg, moved in ((45.0, False), (360.0, True)):  # (360: no block is left out)
+        pipe = GaitPipeline(100.0, PipelineParams(calibration=CalibrationParams(recheck_turn_deg=turn_deg)))
+        events, top = [], 0.0
+        for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):
+            events += pipe.update(b).events
+            angle = pipe.calibration_.forward_recent_deg_
+            top = max(top, angle) if np.isfinite(angle) else top
+        assert any(isinstance(e, MountMoved) for e in events) is moved
+        assert (top > 20.0) if moved else (top < 12.0)

@@ -228,7 +228,7 @@ def _turn_rule(params: OrientationParams, rate_hz: float) -> tuple[float, int, i
     return math.cos(math.radians(params.turn_deg)), *n
 
 
-_BLOCK_N = 8192
+_BLOCK_N = 16384
 """Long chunks are processed in blocks of this many samples (small, cache-resident temporaries); every
 operation is per sample or carries its state, so the blocking does not change a bit of the results."""
 

@@ -114,7 +114,7 @@ class MountMoved:
     angle_deg: float
 
 
-_RECHECK_BLOCK_N = 8192
+_RECHECK_BLOCK_N = 16384
 """Samples per call of the calibration's re-check after it completed."""
 
 _MAKE_BLOCKS = 16

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import vqf
 from scipy import signal
 from scipy.spatial.transform import Rotation
@@ -58,10 +59,13 @@ def _reference(t: np.ndarray, acc: np.ndarray, gyr: np.ndarray) -> dict[str, np.
     }
 
 
-def test_long_chunks_equal_the_whole_array_reference_and_any_chunking() -> None:
-    r = synth_run(stand_s=2.0, run_s=85.0, mount_quat_wxyz=MOUNT, noise_acc=0.05, noise_gyr=0.005, seed=4)
+@pytest.mark.parametrize("block_n", [4096, orientation_module._BLOCK_N])
+def test_long_chunks_equal_the_whole_array_reference_and_any_chunking(block_n: int, monkeypatch) -> None:
+    monkeypatch.setattr(orientation_module, "_BLOCK_N", block_n)
+    r = synth_run(stand_s=2.0, run_s=40.0 if block_n < 8192 else 2.0 + 3 * block_n / 200.0, mount_quat_wxyz=MOUNT,
+                  noise_acc=0.05, noise_gyr=0.005, seed=4)
     n = r.t_s.size
-    assert n > 2 * orientation_module._BLOCK_N + 100  # several blocks and a partial one
+    assert n > 2 * block_n + 100  # several blocks and a partial one
     whole = PelvisOrientation(200.0, MOUNT).update(r.t_s, r.acc_mps2, r.gyr_rads)
     ref = _reference(r.t_s, r.acc_mps2, r.gyr_rads)
     for f in ("tilt_deg", "obliquity_deg", "acc_pelvis_mps2"):  # the same expressions: the same bits

@@ -64,13 +64,11 @@ def quat_from_angles(motion: PelvisMotion) -> np.ndarray:
     and the rotation is NaN where the pelvis faces far from the tracked running direction (a turn; these
     trials turn the sensor about every axis): it would leave those samples out of the error."""
     n = len(motion)
-    zero = np.zeros(n)
-    half = [np.radians(np.asarray(a, dtype=np.float64)) / 2 for a in (zero, motion.obliquity_deg, motion.tilt_deg)]
-    qz, qx, qy = (np.zeros((n, 4)) for _ in range(3))
-    qz[:, 0], qz[:, 3] = np.cos(half[0]), np.sin(half[0])
-    qx[:, 0], qx[:, 1] = np.cos(half[1]), np.sin(half[1])
-    qy[:, 0], qy[:, 2] = np.cos(half[2]), np.sin(half[2])
-    return _qmul(_qmul(qz, qx), qy)
+    half = [np.radians(np.asarray(a, dtype=np.float64)) / 2 for a in (motion.obliquity_deg, motion.tilt_deg)]
+    qx, qy = np.zeros((n, 4)), np.zeros((n, 4))
+    qx[:, 0], qx[:, 1] = np.cos(half[0]), np.sin(half[0])
+    qy[:, 0], qy[:, 2] = np.cos(half[1]), np.sin(half[1])
+    return _qmul(qx, qy)
 
 
 def inclination_error_deg(q_est: np.ndarray, q_ref: np.ndarray) -> np.ndarray:

@@ -394,6 +394,9 @@ class MountCalibration:
         if rate_hz is not None and not (np.isfinite(rate_hz) and rate_hz > 0):
             raise ValueError(f"rate_hz must be a positive number, got {rate_hz}")
         self._p = p
+        # the least determinant of a block's mean rotation for the re-check: a steady turn by a gives sinc(a / 2)^2
+        half = math.radians(p.recheck_turn_deg) / 2.0
+        self._turn_det_min = (math.sin(half) / half) ** 2
         self._lp: Lowpass | None = None  # the force's low-pass, once the sample rate is known
         self._probe_t: list[float] = []
         self._probe_a: list[np.ndarray] = []
@@ -860,10 +863,8 @@ class MountCalibration:
             if self.state_ == "calibrated":
                 self._cal_index = self._n_seen + b.i_step
             k += 1
-        # the re-check leaves out blocks with a turn (recheck_turn_deg): the determinant of the mean rotation
-        # of a steady turn by a is sinc(a / 2)^2
-        half = math.radians(self._p.recheck_turn_deg) / 2.0
-        keep = [i for i in range(k, len(done)) if det[i] >= (math.sin(half) / half) ** 2]
+        # the re-check leaves out blocks with a turn (recheck_turn_deg)
+        keep = [i for i in range(k, len(done)) if det[i] >= self._turn_det_min]
         if keep:
             self._recheck(m[keep], [done[i].t_end for i in keep])
 

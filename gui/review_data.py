@@ -23,6 +23,7 @@ from pelvimon.analysis import (
     SessionAnalysis,
     analyze_steps,
     check_rate,
+    mount_moves_of,
     open_input,
     read_source,
     sample_span_s,
@@ -133,7 +134,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     PelvimonError
         Missing or unreadable file, or one without samples and steps (one line).
     """
-    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved
+    from pelvimon.dsp.pipeline import GaitPipeline
 
     p = Path(path)
     # one read of the file: the samples, and a session file's steps recorded live on the way
@@ -162,7 +163,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
             if b.acc_mps2 is None or not len(b):
                 continue
             out = pipe.update(b)
-            moves += [(float(e.t_s), float(e.angle_deg)) for e in out.events if isinstance(e, MountMoved)]
+            moves += mount_moves_of(out.events)
             m = out.motion
             if m is not None and len(m):
                 parts_t.append(m.t_s)

@@ -816,6 +816,13 @@ _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
+def mount_moves_of(events: Iterable[Any]) -> tuple[tuple[float, float], ...]:
+    """The ``(t_s, angle_deg)`` of the ``MountMoved`` among pipeline events (:attr:`PipelineRun.mount_moves`)."""
+    from pelvimon.dsp.pipeline import MountMoved
+
+    return tuple((float(e.t_s), float(e.angle_deg)) for e in events if isinstance(e, MountMoved))
+
+
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:
     """Run the streaming step pipeline over the batches (in order) and collect what it found.
 
@@ -825,7 +832,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
     part is long enough for it to pay (``motion_helper.MIN_SAMPLES``).
     """
     from pelvimon import motion_helper
-    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent, MountMoved
+    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
 
     fs = rate_hz if rate_hz is not None else _rate_hz(batches)
     pipe = GaitPipeline(fs)
@@ -859,7 +866,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
         calibrated_at_s=float(calibrated[0]) if calibrated else None,
         n_gap_events=sum(1 for e in events if isinstance(e, GapEvent) and not e.bridged),
         n_gaps_bridged=sum(1 for e in events if isinstance(e, GapEvent) and e.bridged),
-        mount_moves=tuple((float(e.t_s), float(e.angle_deg)) for e in events if isinstance(e, MountMoved)),
+        mount_moves=mount_moves_of(events),
     )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "CalibrationChange",
     "GapEvent",
     "GaitPipeline",
+    "MOVED_CONFIDENCE",
     "MotionRows",
     "MountMoved",
     "PipelineOutput",
@@ -108,11 +109,16 @@ class MountMoved:
     """The forward direction of the recent strides left the calibrated one by ``angle_deg`` (more than
     ``CalibrationParams.recheck_deg``) at ``t_s`` (the step that closed the gait block it did at): the sensor
     probably turned on the body; the frame is kept, so sides and angles may be wrong until the session is
-    restarted (``MountCalibration.forward_moved_``, ``t_forward_moved_s_``)."""
+    restarted (``MountCalibration.forward_moved_``, ``t_forward_moved_s_``). The steps whose IC is at ``t_s`` or
+    later have a ``laterality_confidence`` of at most :data:`MOVED_CONFIDENCE`: they stay out of the left/right
+    comparisons."""
 
     t_s: float
     angle_deg: float
 
+
+MOVED_CONFIDENCE = 0.5
+"""The ``laterality_confidence`` at most of the steps from a :class:`MountMoved` on (their side is a guess)."""
 
 _RECHECK_BLOCK_N = 16384
 """Samples per call of the calibration's re-check after it completed."""
@@ -228,6 +234,7 @@ class GaitPipeline:
         d = self._detector
         self._fill_reach = d._n_onset + max(d._n_conf, d._n_conf_walk)
         self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None  # last sample: t, acc, gyr
+        self._moved_t_s: float | None = None  # when the re-check found the sensor turned (MountMoved)
         self._filled: list[tuple[int, int]] = []  # filled sample ranges [a, b), detector indices
         self.steps_: list[Step] = []
         self.n_samples_ = 0
@@ -369,6 +376,8 @@ class GaitPipeline:
         else:
             ch[:_N_MOTION] = motion.rows
             events.extend(motion.events)
+        if self._moved_t_s is None:
+            self._moved_t_s = next((e.t_s for e in events if isinstance(e, MountMoved)), None)
         # the vertical force and the up direction need no calibration; with the braking/propulsion moment
         # they give the forward direction after the first strides (laterality before the mount is known)
         av, up = self._detector.vertical_up(acc)
@@ -654,6 +663,12 @@ class GaitPipeline:
                     feats[j, 1] = -float(a_st[i] @ left) if not np.isfinite(fg) else float("nan")
                 i += 1
         sides, conf = self._lat.update_many(feats, regular, missed, cols.bout_start)
+        if self._moved_t_s is not None:
+            # from when the re-check found the sensor turned on the body, the pelvis frame is not known: the
+            # side is the alternation's guess (a sensor turned around swaps every side) and the angles may
+            # be off by degrees, so the steps stay out of the left/right comparisons
+            moved = self._moved_t_s
+            conf = [min(c, MOVED_CONFIDENCE) if t >= moved else c for c, t in zip(conf, cols.times_s[0].tolist(), strict=True)]
         out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic))
         for j in (j for j, b in enumerate(bridged) if b):
             # its step time stays (one of its initial contacts may lie in the fill, so it is not a measured

@@ -132,8 +132,8 @@ def turning_why() -> str:
 def mount_moved_text(t_s: float, angle_deg: float) -> str:
     """A moved sensor (``Quality.mount_moves``) in words, for the data-quality sections."""
     return (f"the sensor seems to have turned on the body at {t_s:.1f} s (the recent strides ran {angle_deg:.0f}° "
-            "from the calibrated forward direction): sides and angles after it may be wrong; fix the clip and "
-            "record again")
+            "from the calibrated forward direction): sides and angles may be wrong from the strides before it on; "
+            "the steps after it are left out of the left/right comparison; fix the clip and record again")
 
 
 def no_angles_why(q: Quality) -> str:

@@ -237,7 +237,8 @@ def mount_moved_message(angle_deg: float) -> str:
     """What a runner is told when the sensor seems to have turned on the body (``MountMoved``)."""
     return (
         f"the sensor seems to have turned on the body (the running direction moved {angle_deg:.0f}° from the "
-        "calibrated one): sides and angles may be wrong from here; fix the clip and start a new session"
+        "calibrated one): sides and angles may be wrong from here, and the steps are left out of the left/right "
+        "comparison; fix the clip and start a new session"
     )
 
 

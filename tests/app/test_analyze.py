@@ -844,6 +844,12 @@ def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.C
         said = f"the sensor seems to have turned on the body at {t:.1f} s (the recent strides ran {deg:.0f}°"
         assert f"sensor moved: {said}" in flat
         assert f"Sensor moved: {said}" in html
+        # its steps from then on are out of the left/right comparison (counted with the uncertain sides)
+        data = no_nan(run_cli(capsys, str(tmp_path / name), "--json")[1])
+        later = [s for s in data["steps"] if s["t_ic_s"] >= t and not s["gap"]]
+        assert len(later) > 100 and all(s["laterality_confidence"] <= 0.5 for s in later)
+        assert data["quality"]["n_steps_low_laterality"] >= len(later)
+        assert "the steps after it are left out of the left/right comparison" in flat
 
 
 def test_steps_without_angles_and_turning_steps_are_not_counted_twice() -> None:

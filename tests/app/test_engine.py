@@ -231,6 +231,7 @@ def test_a_sensor_that_turned_on_the_body_is_a_warning_not_a_crash() -> None:
     out = an._after(SimpleNamespace(events=[MountMoved(31.5, 38.2)], motion=None, steps=[]))
     assert out == [SourceStatus("warning", 31.5, mount_moved_message(38.2))]
     assert "turned on the body" in out[0].message and "38°" in out[0].message
+    assert "left out of the left/right comparison" in out[0].message
 
 
 def test_a_sensor_that_never_comes_back_ends_the_session_with_its_reason(tmp_path: Path) -> None:

@@ -441,6 +441,53 @@ def test_mount_moved_is_reported_once():
     assert found[0].t_s == pipe.calibration_.t_forward_moved_s_ < turned.t_s[-1] - 5.0
 
 
+def test_steps_after_a_moved_sensor_stay_out_of_the_left_right_comparison():
+    """The sensor turned around (180 deg about the vertical) on the body: every side after it is swapped,
+    at full confidence. From the MountMoved on, the steps' laterality confidence is at most 0.5 (out of the
+    comparisons); the steps before it keep theirs; the same steps whatever the chunking."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.dsp.asymmetry import AsymmetryParams
+    from pelvimon.dsp.pipeline import MOVED_CONFIDENCE, MountMoved
+
+    sim = simulate(SimParams(seconds=60, gait="run", cadence_spm=170, seed=22))
+    b = sim.batch
+    k = int(30 * FS)
+    turn = Rotation.from_euler("z", 180, degrees=True)
+    turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])),
+                      gyr_rads=np.ascontiguousarray(np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])),
+                      time_base="session")
+    runs = []
+    for size in (250, len(turned)):
+        pipe = GaitPipeline(FS)
+        events, steps = [], []
+        for a in range(0, len(turned), size):
+            out = pipe.update(turned.slice(a, min(len(turned), a + size)))
+            events += out.events
+            steps += out.steps
+        steps += pipe.finish().steps
+        (moved,) = [e for e in events if isinstance(e, MountMoved)]
+        runs.append((moved, steps))
+    _same(runs[0][1], runs[1][1])
+    assert runs[0][0] == runs[1][0]
+    moved, steps = runs[1]
+    t_true = np.array([s.t_ic_s for s in sim.truth.steps])
+    side_true = [s.side for s in sim.truth.steps]
+
+    def right_side(s):
+        j = int(np.argmin(np.abs(t_true - s.t_ic_s)))
+        return s.side == side_true[j]
+
+    after = [s for s in steps if not s.gap and s.t_ic_s >= moved.t_s]
+    before = [s for s in steps if not s.gap and s.t_ic_s < b.t_s[k]]
+    assert len(after) > 40 and len(before) > 40
+    # the frame is turned around: the alternation's sides are all wrong after it
+    assert not any(right_side(s) for s in after)
+    assert all(s.laterality_confidence <= MOVED_CONFIDENCE for s in after)
+    sure = [s for s in before if s.laterality_confidence >= AsymmetryParams().min_laterality_confidence]
+    assert len(sure) > 0.95 * len(before) and all(right_side(s) for s in sure)
+
+
 def test_a_loss_count_the_time_stamps_contradict_restarts(run_sim):
     """8 samples reported lost but 1 s missing (a clock jump, a wrong count): not bridged."""
     b = run_sim.batch

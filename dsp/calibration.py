@@ -32,8 +32,8 @@ Method
 3. **Left (pelvis y)** = z × x (right-handed).
 
 After calibration, blocks keep being checked while ``update`` is called: if the recent forward direction
-drifts from the calibrated one by more than ``recheck_deg`` the estimator flags it (``forward_moved_``)
-without changing the frame mid-session.
+drifts from the calibrated one by more than ``recheck_deg`` (or that of the last few blocks by more than
+``recheck_fast_deg``) the estimator flags it (``forward_moved_``) without changing the frame mid-session.
 
 Streaming equals batch bit for bit: sums run strictly in sample order, rotations are written out per
 element, and VQF and the filters carry their state across chunks.
@@ -106,6 +106,12 @@ class CalibrationParams:
         Without any still period, gravity is taken from the mean specific force over this many strides.
     recheck_deg : float
         Angle between recent and calibrated forward directions above which ``forward_moved_`` is set, deg.
+    recheck_fast_blocks, recheck_fast_deg : int, float
+        Also set ``forward_moved_`` when the forward direction of only the last ``recheck_fast_blocks``
+        blocks is more than ``recheck_fast_deg`` from the calibrated one: a sensor turned far (sideways,
+        around, upside down) is seen in about half the time, where the longer window still holds the
+        strides from before it. Three blocks estimate the direction less well than ten (their error is about
+        sqrt(10/3) = 1.8 times as large), hence the limit of three times ``recheck_deg``.
     recheck_turn_deg : float
         With a gyroscope, blocks in which the heading turned by more than about this (overground turns) are
         left out of the re-check: a block's mean orientation then maps its moment to a wrong forward
@@ -138,6 +144,8 @@ class CalibrationParams:
     recheck_blocks: int = 10
     gait_gravity_strides: int = 10
     recheck_deg: float = 20.0
+    recheck_fast_blocks: int = 3
+    recheck_fast_deg: float = 60.0
     recheck_turn_deg: float = 45.0
     max_step_s: float = 2.0
     flight_g: float = 0.4
@@ -157,6 +165,8 @@ class CalibrationParams:
             raise ValueError("bridge_gap_s must be >= 0")
         if not 0.0 < self.recheck_turn_deg <= 360.0:
             raise ValueError(f"recheck_turn_deg must be in (0, 360], got {self.recheck_turn_deg!r}")
+        if self.recheck_fast_blocks < 1 or not 0.0 < self.recheck_fast_deg <= 180.0:
+            raise ValueError("recheck_fast_blocks must be >= 1 and recheck_fast_deg in (0, 180]")
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,6 +280,12 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return _angle_from_dots(float(a @ b), float(a @ a), float(b @ b))
 
 
+def _dots(v: np.ndarray, fwd: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per row of ``v`` (K, 3): ``v·fwd`` and ``v·v`` (stacked products: the same BLAS routine on each row
+    whatever K)."""
+    return (np.matmul(v[:, None, :], fwd)[:, 0].tolist(), np.matmul(v[:, None, :], v[:, :, None])[:, 0, 0].tolist())
+
+
 def _angle_from_dots(ab: float, aa: float, bb: float) -> float:
     """:func:`_angle_deg` from the dot products ``a·b``, ``a·a``, ``b·b`` (scalar math: np.linalg.norm of a
     vector is sqrt(x @ x))."""
@@ -349,12 +365,14 @@ class MountCalibration:
         Angle between the forward direction of the last ``recheck_blocks`` gait blocks and the calibrated
         one, deg (NaN until calibrated and enough blocks).
     forward_moved_ : bool
-        ``forward_recent_deg_`` exceeded ``recheck_deg`` at some point after calibration.
+        ``forward_recent_deg_`` exceeded ``recheck_deg`` at some point after calibration, or the forward
+        direction of the last ``recheck_fast_blocks`` blocks left it by more than ``recheck_fast_deg``.
     t_forward_moved_s_ : float or None
         When it first did: the time of the step that closed the gait block it did at, s (the same whatever
         the chunking of the stream).
     forward_moved_deg_ : float
-        ``forward_recent_deg_`` then, deg (NaN before).
+        The angle that showed it then (``forward_recent_deg_``, or that of the last ``recheck_fast_blocks``
+        blocks if larger), deg (NaN before).
     rate_hz_ : float or None
         Sample rate estimated from the first samples, Hz.
     orientation_seed_ : dict or None
@@ -908,8 +926,8 @@ class MountCalibration:
 
     def _recheck(self, m: np.ndarray, t_end: list[float]) -> None:
         """After calibration: blocks with moments ``m`` (K, 3, 3), closed at the steps at times ``t_end``,
-        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
-        compared with the calibrated one.
+        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks, and
+        that of the last ``recheck_fast_blocks``, are compared with the calibrated one.
 
         Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
         moments from the oldest on); here for all K blocks together, with the same arithmetic: each window
@@ -924,18 +942,22 @@ class MountCalibration:
         seq = np.concatenate([np.zeros((w - 1, 3, 3)), *([np.array(self._recent)] if n0 else []), m])
         self._recent.extend(m)
         # window after new block i: seq[n0 + i + j], j = 0 .. w-1 (the zeros above included), summed over j
+        # (the short window: its last ws of those, j = w-ws .. w-1)
+        ws = min(p.recheck_fast_blocks, w)
         total = seq[n0 + np.arange(w)[:, None] + np.arange(k)].sum(axis=0)
-        recent = _forward_from_moment(total, up)
-        dot_rf = np.matmul(recent[:, None, :], fwd)[:, 0].tolist()
-        dot_rr = np.matmul(recent[:, None, :], recent[:, :, None])[:, 0, 0].tolist()
+        short = seq[n0 + (w - ws) + np.arange(ws)[:, None] + np.arange(k)].sum(axis=0)
         dot_ff = float(fwd @ fwd)
+        (dot_rf, dot_rr), (dot_sf, dot_ss) = (_dots(_forward_from_moment(s, up), fwd) for s in (total, short))
         for i in range(k):
             if min(n0 + i + 1, w) >= min(w, 3):
                 self.forward_recent_deg_ = _angle_from_dots(dot_rf[i], dot_rr[i], dot_ff)
-                if self.forward_recent_deg_ > p.recheck_deg and not self.forward_moved_:
-                    self.forward_moved_ = True
-                    self.t_forward_moved_s_ = float(t_end[i])
-                    self.forward_moved_deg_ = self.forward_recent_deg_
+            if self.forward_moved_:
+                continue
+            fast = _angle_from_dots(dot_sf[i], dot_ss[i], dot_ff) if n0 + i + 1 >= ws else math.nan
+            if self.forward_recent_deg_ > p.recheck_deg or fast > p.recheck_fast_deg:
+                self.forward_moved_ = True
+                self.t_forward_moved_s_ = float(t_end[i])
+                self.forward_moved_deg_ = max(a for a in (self.forward_recent_deg_, fast) if math.isfinite(a))
 
     # ------------------------------------------------------------------ state
     _ARRAYS = ("_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")

@@ -220,6 +220,32 @@ def test_a_moved_sensor_is_timed_at_the_block_that_showed_it_whatever_the_chunki
     assert old.t_forward_moved_s_ is None and np.isnan(old.forward_moved_deg_)
 
 
+@pytest.mark.parametrize("axis", ["z", "x"])
+def test_a_sensor_turned_around_is_seen_by_the_short_window_first(axis: str) -> None:
+    """Turned around (about the vertical, or upside down about the forward axis) at 20 s: the last three
+    blocks show it within 7 s, where the ten-block window, which still holds the strides from before, takes
+    over 10 s; a 30 deg turn is left to the ten-block window."""
+    s = synth_run(stand_s=3.0, run_s=40.0, noise_acc=0.05, seed=6)
+    after = s.t_s >= 20.0
+
+    def seen(turn_deg: float, params: CalibrationParams) -> MountCalibration:
+        turn = Rotation.from_euler(axis, turn_deg, degrees=True)
+        acc = np.where(after[:, None], turn.apply(s.acc_mps2), s.acc_mps2)
+        gyr = np.where(after[:, None], turn.apply(s.gyr_rads), s.gyr_rads)
+        return MountCalibration(params).update(s.t_s, acc, gyr)
+
+    fast = seen(180.0, CalibrationParams())
+    slow = seen(180.0, CalibrationParams(recheck_fast_deg=180.0))  # (no short window)
+    assert fast.t_forward_moved_s_ is not None and slow.t_forward_moved_s_ is not None
+    assert 20.0 < fast.t_forward_moved_s_ < 27.0 and slow.t_forward_moved_s_ > 30.0
+    assert fast.forward_moved_deg_ > 150.0
+    if axis == "z":
+        small = seen(30.0, CalibrationParams())
+        assert small.t_forward_moved_s_ == seen(30.0, CalibrationParams(recheck_fast_deg=180.0)).t_forward_moved_s_
+    with pytest.raises(ValueError, match="recheck_fast"):
+        CalibrationParams(recheck_fast_blocks=0).validate()
+
+
 def test_gyroscope_must_stay_present_or_absent() -> None:
     cal = MountCalibration().update(np.arange(20) / 200.0, np.tile([0, 0, 9.81], (20, 1)), np.zeros((20, 3)))
     with pytest.raises(ValueError, match="every chunk"):
@@ -406,27 +432,34 @@ def test_sums_and_norms_written_out_keep_the_bits() -> None:
 
 
 def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.ndarray, p: CalibrationParams):
-    """The per-block re-check: after each block, the sum of the recent moments from the oldest on."""
+    """The per-block re-check: after each block, the sum of the recent moments from the oldest on, and that
+    of the last ``recheck_fast_blocks`` of them."""
     from pelvimon.dsp.calibration import _angle_deg, _forward_from_moment
 
+    def angle_of(blocks: list) -> float:
+        total = np.zeros((3, 3))
+        for x in blocks:
+            total = total + x
+        return _angle_deg(_forward_from_moment(total, up), fwd)
+
     angle, moved, first = math.nan, False, None
+    ws = min(p.recheck_fast_blocks, p.recheck_blocks)
     for i, m in enumerate(ms):
         recent.append(m.copy())
         if len(recent) >= min(p.recheck_blocks, 3):
-            total = np.zeros((3, 3))
-            for x in recent:
-                total = total + x
-            angle = _angle_deg(_forward_from_moment(total, up), fwd)
-            if angle > p.recheck_deg and not moved:
-                first = (i, angle)
-            moved = moved or angle > p.recheck_deg
+            angle = angle_of(list(recent))
+        fast = angle_of(list(recent)[-ws:]) if len(recent) >= ws else math.nan
+        if not moved and (angle > p.recheck_deg or fast > p.recheck_fast_deg):
+            moved, first = True, (i, max(a for a in (angle, fast) if math.isfinite(a)))
     return angle, moved, first
 
 
-@pytest.mark.parametrize("recheck_blocks", [1, 3, 10])
-def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int) -> None:
-    rng = np.random.default_rng(recheck_blocks)
-    p = CalibrationParams(recheck_blocks=recheck_blocks, recheck_deg=30.0)
+@pytest.mark.parametrize(("recheck_blocks", "fast_blocks", "fast_deg"), [(1, 3, 60.0), (3, 3, 60.0), (10, 3, 60.0),
+                                                                       (10, 2, 45.0), (10, 10, 170.0)])
+def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int, fast_blocks: int, fast_deg: float) -> None:
+    rng = np.random.default_rng(recheck_blocks + fast_blocks)
+    p = CalibrationParams(recheck_blocks=recheck_blocks, recheck_deg=30.0, recheck_fast_blocks=fast_blocks,
+                          recheck_fast_deg=fast_deg)
     up = np.array([0.1, -0.2, 0.97]) / np.linalg.norm([0.1, -0.2, 0.97])
     fwd = np.array([0.9, 0.3, 0.0]) / np.linalg.norm([0.9, 0.3, 0.0])
     for n0 in (0, 1, 2, recheck_blocks, 2 * recheck_blocks):

@@ -149,3 +149,19 @@ def test_the_mount_recheck_stays_quiet_through_real_u_turns(validate):
             top = max(top, angle) if np.isfinite(angle) else top
         assert any(isinstance(e, MountMoved) for e in events) is moved
         assert (top > 20.0) if moved else (top < 12.0)
+
+
+def test_the_short_recheck_window_stays_quiet_in_the_walk_where_it_rises_most(validate):
+    """Walk 1-1: the forward direction of its last three gait blocks strays furthest of the 110 walks (24.4°);
+    the short window's 60° limit leaves it unflagged, as it would with half that limit, and flags it at a
+    quarter of it (the check does read these blocks)."""
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
+
+    acc, gyr, _, counter = validate.load_walking("1-1")
+    for fast_deg, moved in ((60.0, False), (30.0, False), (15.0, True)):
+        pipe = GaitPipeline(100.0, PipelineParams(calibration=CalibrationParams(recheck_fast_deg=fast_deg)))
+        events = []
+        for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):
+            events += pipe.update(b).events
+        assert any(isinstance(e, MountMoved) for e in events) is moved, fast_deg

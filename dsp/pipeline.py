@@ -107,11 +107,11 @@ class GapEvent:
 @dataclass(frozen=True)
 class MountMoved:
     """The forward direction of the recent strides left the calibrated one by ``angle_deg`` (more than
-    ``CalibrationParams.recheck_deg``, or ``recheck_fast_deg`` over the last few blocks) at ``t_s`` (the step that closed the gait block it did at): the sensor
-    probably turned on the body; the frame is kept, so sides and angles may be wrong until the session is
-    restarted (``MountCalibration.forward_moved_``, ``t_forward_moved_s_``). The steps whose IC is at ``t_s`` or
-    later have a ``laterality_confidence`` of at most :data:`MOVED_CONFIDENCE`: they stay out of the left/right
-    comparisons."""
+    ``CalibrationParams.recheck_deg``, or ``recheck_fast_deg`` over the last few blocks) at ``t_s`` (the step
+    that closed the gait block it did at): the sensor probably turned on the body; the frame is kept, so sides
+    and angles may be wrong until the session is restarted (``MountCalibration.forward_moved_``,
+    ``t_forward_moved_s_``). The steps whose IC is at ``t_s`` or later have a ``laterality_confidence`` of at
+    most :data:`MOVED_CONFIDENCE`: they stay out of the left/right comparisons."""
 
     t_s: float
     angle_deg: float

@@ -117,6 +117,10 @@ class CalibrationParams:
         left out of the re-check: a block's mean orientation then maps its moment to a wrong forward
         direction, deg (the determinant of the block's mean rotation matrix, ``sinc²`` of half the turn
         for a steady one, tells; straight gait keeps it near 1).
+    recheck_gait_margin_g : float
+        Blocks whose force floor is within this of ``flight_g`` are left out of the re-check, g: whether
+        they are walking or running is not clear, and taken for the other gait a block's moment points
+        backwards (real walks with a bouncing sensor reach 0.40 g).
     max_step_s : float
         A rise later than this after the previous one starts a new stride count (gait stopped), s.
     flight_g : float
@@ -147,6 +151,7 @@ class CalibrationParams:
     recheck_fast_blocks: int = 3
     recheck_fast_deg: float = 60.0
     recheck_turn_deg: float = 45.0
+    recheck_gait_margin_g: float = 0.05
     max_step_s: float = 2.0
     flight_g: float = 0.4
     bridge_gap_s: float = 0.08
@@ -165,6 +170,8 @@ class CalibrationParams:
             raise ValueError("bridge_gap_s must be >= 0")
         if not 0.0 < self.recheck_turn_deg <= 360.0:
             raise ValueError(f"recheck_turn_deg must be in (0, 360], got {self.recheck_turn_deg!r}")
+        if not self.recheck_gait_margin_g >= 0.0:
+            raise ValueError(f"recheck_gait_margin_g must be >= 0, got {self.recheck_gait_margin_g!r}")
         if self.recheck_fast_blocks < 1 or not 0.0 < self.recheck_fast_deg <= 180.0:
             raise ValueError("recheck_fast_blocks must be >= 1 and recheck_fast_deg in (0, 180]")
 
@@ -297,7 +304,8 @@ def _angle_from_dots(ab: float, aa: float, bb: float) -> float:
 
 class _UsedBlock(NamedTuple):
     """A gait block to use, as closed at a step: its sums (the layout of ``MountCalibration._blk_sum``),
-    sample count, gait (a flight phase: running), steps, and the step's sample (this chunk) and time."""
+    sample count, gait (a flight phase: running), steps, the step's sample (this chunk) and time, and whether
+    its gait is clear (its force floor is not within ``recheck_gait_margin_g`` of ``flight_g``)."""
 
     sums: np.ndarray
     cnt: int
@@ -305,6 +313,7 @@ class _UsedBlock(NamedTuple):
     rises: int
     i_step: int
     t_end: float
+    clear: bool = True
 
 
 def _block_moments(done: list[_UsedBlock], gyro: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -472,6 +481,7 @@ class MountCalibration:
         self.t_forward_moved_s_: float | None = None
         self.forward_moved_deg_ = float("nan")
         self.rate_hz_: float | None = None
+        self._gait_rate: float | None = None  # the rate of the samples the gait part reads (see recheck_at_rate)
         self.running_fraction_ = 0.0
 
     # ------------------------------------------------------------------ streaming entry point
@@ -525,6 +535,7 @@ class MountCalibration:
                 rate = 1.0 / float(np.median(dt))
             tt = np.asarray(self._probe_t)
             self.rate_hz_ = rate
+            self._gait_rate = rate
             cut = min(self._p.lowpass_hz, 0.45 * rate)
             self._lp = Lowpass(butter_lowpass_sos(2, cut, rate))
             self._block_n = max(2, int(round(self._p.block_s * rate)))
@@ -679,14 +690,14 @@ class MountCalibration:
         # Lost samples (a time step over 1.5 sample intervals): the mount did not change, so the strides
         # gathered so far, the gait bout and gravity are kept; only the block holding the gap is dropped
         # (its moment sums straddle the missing samples) and the next block starts at the next step.
-        dt_max = 1.5 / float(self.rate_hz_)  # type: ignore[arg-type]
+        dt_max = 1.5 / float(self._gait_rate)  # type: ignore[arg-type]
         dt = np.diff(t, prepend=self._t_prev)
         if self._n_seen == 0:
             dt[0] = 0.0
         gaps = np.flatnonzero(dt > dt_max)
         self.n_gaps_ += gaps.size
         # short gaps (a lost notification or two) are bridged: the low-pass smooths over them
-        gaps = gaps[dt[gaps] > p.bridge_gap_s + 1.0 / float(self.rate_hz_)]  # type: ignore[arg-type]
+        gaps = gaps[dt[gaps] > p.bridge_gap_s + 1.0 / float(self._gait_rate)]  # type: ignore[arg-type]
         self._t_prev = float(t[-1])
         self._mark_i = -1
         cursor = 0
@@ -758,6 +769,22 @@ class MountCalibration:
             else:
                 self._qring.append(q_chunk)
         self._n_seen += n
+
+    def recheck_at_rate(self, rate_hz: float) -> MountCalibration:
+        """After calibration: from the next call on, the re-check is given samples at ``rate_hz`` (means of
+        consecutive samples of the stream, fewer to process: ``GaitPipeline`` does so): the low-pass and the
+        block length are set for that rate, and the block in progress is dropped (the next starts at a step).
+        The gravity, the forward direction and the recent blocks stay. With a gyroscope, give
+        ``q_world_sensor_wxyz`` with every chunk from then on (this estimator's VQF runs at the stream's rate)."""
+        if self.state_ != "calibrated" or self._lp is None:
+            raise RuntimeError("the re-check's rate is set after the calibration completed")
+        rate = float(rate_hz)
+        self._gait_rate = rate
+        self._lp = Lowpass(butter_lowpass_sos(2, min(self._p.lowpass_hz, 0.45 * rate), rate))
+        self._zi = None  # (starts at rest on the next sample)
+        self._block_n = max(2, int(round(self._p.block_s * rate)))
+        self._reset_block(ok=False)
+        return self
 
     def _new_qring(self) -> SampleRing:
         """The ring of the sensor orientations before calibration (the last ``_HEADING_SEED_S``)."""
@@ -865,7 +892,8 @@ class MountCalibration:
         if not used:
             return None
         running = self._blk_vmin < p.flight_g * G_MPS2
-        return _UsedBlock(self._blk_sum, self._blk_cnt, running, self._blk_rises, r, t_end)
+        clear = abs(self._blk_vmin - p.flight_g * G_MPS2) >= p.recheck_gait_margin_g * G_MPS2
+        return _UsedBlock(self._blk_sum, self._blk_cnt, running, self._blk_rises, r, t_end, clear)
 
     def _use_blocks(self, done: list[_UsedBlock]) -> None:
         """Use the blocks finished in this chunk, in order: their moments are worked out together, then each
@@ -881,8 +909,8 @@ class MountCalibration:
             if self.state_ == "calibrated":
                 self._cal_index = self._n_seen + b.i_step
             k += 1
-        # the re-check leaves out blocks with a turn (recheck_turn_deg)
-        keep = [i for i in range(k, len(done)) if det[i] >= self._turn_det_min]
+        # the re-check leaves out blocks with a turn (recheck_turn_deg) and those whose gait is not clear
+        keep = [i for i in range(k, len(done)) if det[i] >= self._turn_det_min and done[i].clear]
         if keep:
             self._recheck(m[keep], [done[i].t_end for i in keep])
 
@@ -926,8 +954,8 @@ class MountCalibration:
 
     def _recheck(self, m: np.ndarray, t_end: list[float]) -> None:
         """After calibration: blocks with moments ``m`` (K, 3, 3), closed at the steps at times ``t_end``,
-        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks, and
-        that of the last ``recheck_fast_blocks``, are compared with the calibrated one.
+        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
+        compared with the calibrated one, and so is that of each of the last ``recheck_fast_blocks``.
 
         Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
         moments from the oldest on); here for all K blocks together, with the same arithmetic: each window
@@ -948,12 +976,20 @@ class MountCalibration:
         short = seq[n0 + (w - ws) + np.arange(ws)[:, None] + np.arange(k)].sum(axis=0)
         dot_ff = float(fwd @ fwd)
         (dot_rf, dot_rr), (dot_sf, dot_ss) = (_dots(_forward_from_moment(s, up), fwd) for s in (total, short))
+        # each block's own angle (the blocks held: seq[w - 1 :]); new block i is held block n0 + i
+        dot_bf, dot_bb = _dots(_forward_from_moment(seq[w - 1 :], up), fwd)
+        own = [_angle_from_dots(a, b, dot_ff) for a, b in zip(dot_bf, dot_bb, strict=True)]
         for i in range(k):
             if min(n0 + i + 1, w) >= min(w, 3):
                 self.forward_recent_deg_ = _angle_from_dots(dot_rf[i], dot_rr[i], dot_ff)
             if self.forward_moved_:
                 continue
-            fast = _angle_from_dots(dot_sf[i], dot_ss[i], dot_ff) if n0 + i + 1 >= ws else math.nan
+            # the short window only when every one of its blocks stands that far off: a sensor that turned shows
+            # in each block after it, a block whose gait was taken for the other (its moment then points
+            # backwards) or that held a turn shows alone
+            fast = math.nan
+            if n0 + i + 1 >= ws and min(own[n0 + i + 1 - ws : n0 + i + 1]) > p.recheck_fast_deg:
+                fast = _angle_from_dots(dot_sf[i], dot_ss[i], dot_ff)
             if self.forward_recent_deg_ > p.recheck_deg or fast > p.recheck_fast_deg:
                 self.forward_moved_ = True
                 self.t_forward_moved_s_ = float(t_end[i])
@@ -992,6 +1028,7 @@ class MountCalibration:
         d["_block_rises"] = list(self._block_rises)
         d["_recent"] = [m.tolist() for m in self._recent]
         d["t_forward_moved_s_"] = self.t_forward_moved_s_
+        d["_gait_rate"] = self._gait_rate
         d["forward_moved_deg_"] = None if math.isnan(self.forward_moved_deg_) else self.forward_moved_deg_
         d["still_intervals_"] = [list(x) for x in self.still_intervals_]
         d["_vqf"] = None if self._vqf is None else self._vqf.state
@@ -1029,6 +1066,8 @@ class MountCalibration:
             moved_t, moved_deg = d.get("t_forward_moved_s_"), d.get("forward_moved_deg_")
             self.t_forward_moved_s_ = None if moved_t is None else float(moved_t)
             self.forward_moved_deg_ = float("nan") if moved_deg is None else float(moved_deg)
+            gait_rate = d.get("_gait_rate", self.rate_hz_)  # (states saved before the re-check had a rate)
+            self._gait_rate = None if gait_rate is None else float(gait_rate)
             self._qring = None
             if d["_qring"] is not None and self.rate_hz_ is not None:
                 self._qring = self._new_qring()

@@ -77,6 +77,10 @@ class PipelineParams:
     recheck_mount: bool = True
     """Keep the calibration's forward re-check running after it completed and report a
     :class:`MountMoved` event when the sensor turned on the body (costs about as much as the calibration)."""
+    recheck_rate_hz: float = 50.0
+    """The mount re-check reads the means of ``k = rate // recheck_rate_hz`` consecutive samples (at 200 Hz,
+    four), from ``RECHECK_MEANS_AFTER_S`` after the calibration on: its 6 Hz low-passed strides need no more,
+    and it costs a quarter as much (0: every sample)."""
     bridge_gap_s: float = 0.25
     """Longest loss bridged instead of restarting every stage, s (0: restart on every gap). The lost samples
     are filled by linear interpolation between their neighbours so that the filters, the event detector and
@@ -119,6 +123,10 @@ class MountMoved:
 
 MOVED_CONFIDENCE = 0.5
 """The ``laterality_confidence`` at most of the steps from a :class:`MountMoved` on (their side is a guess)."""
+
+RECHECK_MEANS_AFTER_S = 2.0
+"""From this long after the calibration sample the re-check reads means of samples (``recheck_rate_hz``): after
+the pipeline's one-second calibration calls, at a sample that does not depend on the chunking."""
 
 _RECHECK_BLOCK_N = 16384
 """Samples per call of the calibration's re-check after it completed."""
@@ -222,6 +230,13 @@ class GaitPipeline:
         self.calibration_ = MountCalibration(p.calibration, rate_hz=self._fs)
         self._cal_state = self.calibration_.state_
         self._recheck = p.recheck_mount and p.mount_quat_wxyz is None
+        # the re-check on means of k samples (recheck_rate_hz): from when, whether begun, the open mean's sums
+        if not p.recheck_rate_hz >= 0:
+            raise ValueError(f"recheck_rate_hz must be >= 0 (0: every sample), got {p.recheck_rate_hz!r}")
+        self._rc_k = max(1, int(self._fs // p.recheck_rate_hz)) if p.recheck_rate_hz > 0 else 1
+        self._rc_t0: float | None = None
+        self._rc_on = False
+        self._rc_carry: tuple[np.ndarray | None, np.ndarray | None, int] = (None, None, 0)
         if p.mount_quat_wxyz is not None:
             self._orient = PelvisOrientation(self._fs, np.asarray(p.mount_quat_wxyz, dtype=np.float64), p.orientation)
         self._last_step_period = float("nan")
@@ -461,6 +476,11 @@ class GaitPipeline:
             "calibration_state": str(self._cal_state),
             "orientation": None if orient is None else orient.save_state(),
             "mount_quat_wxyz": None if orient is None else np.asarray(orient.mount_quat_wxyz, dtype=np.float64).tolist(),
+            "recheck_means": {
+                "t0": self._rc_t0,
+                "on": self._rc_on,
+                "carry": [None if x is None else x.tolist() for x in self._rc_carry[:2]] + [self._rc_carry[2]],
+            },
         }
 
     def adopt_motion_state(self, state: dict[str, Any]) -> None:
@@ -469,6 +489,11 @@ class GaitPipeline:
         runs them itself, as if it had all along."""
         self.calibration_ = MountCalibration(self._p.calibration, rate_hz=self._fs).restore_state(state["calibration"])
         self._cal_state = state["calibration_state"]
+        rc = state["recheck_means"]
+        self._rc_t0, self._rc_on = rc["t0"], bool(rc["on"])
+        ca, cg, cnt = rc["carry"]
+        self._rc_carry = (None if ca is None else np.asarray(ca, dtype=np.float64),
+                          None if cg is None else np.asarray(cg, dtype=np.float64), int(cnt))
         self._orient = None
         if state["orientation"] is not None:
             mount = np.asarray(state["mount_quat_wxyz"], dtype=np.float64)
@@ -529,15 +554,37 @@ class GaitPipeline:
         cal = self.calibration_
         if cal.state_ != "calibrated" or cal.forward_moved_:
             return
-        # in blocks: the calibration's per-sample temporaries stay small (half the time over an hour of
-        # data); it carries its state across calls, so the result is the same as one call
-        for b0 in range(0, t.shape[0], _RECHECK_BLOCK_N):
-            b1 = b0 + _RECHECK_BLOCK_N
-            cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1], None if q is None else q[b0:b1])
+        if self._rc_k > 1 and not self._rc_on:
+            if self._rc_t0 is None:
+                t_cal = cal.t_calibrated_s_
+                self._rc_t0 = (float(t[0]) if t_cal is None else float(t_cal)) + RECHECK_MEANS_AFTER_S
+            s = int(np.searchsorted(t, self._rc_t0))
+            _feed_recheck(cal, t[:s], acc[:s], None if gyr is None else gyr[:s], None if q is None else q[:s])
+            if s < t.shape[0] and not cal.forward_moved_:
+                cal.recheck_at_rate(self._fs / self._rc_k)
+                self._rc_on = True
+            t, acc, gyr, q = t[s:], acc[s:], None if gyr is None else gyr[s:], None if q is None else q[s:]
+        if self._rc_on and t.shape[0]:
+            t, acc, gyr, q = self._recheck_means(t, acc, gyr, q)
+        if not cal.forward_moved_:
+            _feed_recheck(cal, t, acc, gyr, q)
         if cal.forward_moved_:
             # (when and by how much it first moved: the same event whatever the chunking)
             at = cal.t_forward_moved_s_ if cal.t_forward_moved_s_ is not None else float(t[-1])
             events.append(MountMoved(float(at), float(cal.forward_moved_deg_)))
+
+    def _recheck_means(
+        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, q: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """The means of each ``_rc_k`` consecutive samples from the re-check's start (a mean left open at the
+        chunk's end is carried), timed, and oriented, as their last sample."""
+        k = self._rc_k
+        ca, cg, cnt = self._rc_carry
+        ma, ca, n_open = _means_of(acc, ca, cnt, k)
+        mg, cg, _ = (None, None, 0) if gyr is None else _means_of(gyr, cg, cnt, k)
+        self._rc_carry = (ca, cg, n_open)
+        ends = np.arange(k - cnt - 1, t.shape[0], k)
+        return t[ends], ma, mg, None if q is None else np.ascontiguousarray(q[ends])
 
     def _stride_starts(self, events: list[StepEvents], held: int) -> list[int]:
         """Per step, the IC of the step before it (the start of its stride, for the vertical oscillation), or
@@ -676,6 +723,43 @@ class GaitPipeline:
             out[j] = _gap_step(out[j].t_ic_s, out[j].side, out[j].laterality_confidence,
                                events[j].t_next_ic_s - events[j].t_ic_s)
         return out
+
+
+def _feed_recheck(
+    cal: MountCalibration, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, q: np.ndarray | None
+) -> None:
+    """Samples into the calibration's re-check, in blocks: its per-sample temporaries stay small (half the
+    time over an hour of data); it carries its state across calls, so the result is that of one call."""
+    for b0 in range(0, t.shape[0], _RECHECK_BLOCK_N):
+        b1 = b0 + _RECHECK_BLOCK_N
+        cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1], None if q is None else q[b0:b1])
+        if cal.forward_moved_:
+            return
+
+
+def _means_of(x: np.ndarray, carry: np.ndarray | None, cnt: int, k: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Means of rows of ``x`` (n, 3) in groups of ``k``, the first group completing an open one (its sum so far
+    ``carry`` over ``cnt`` rows); and the sum and count of the group left open at the end. Each group's rows
+    are added in order from its first, whatever the chunks, so that the means are the same bits."""
+    n = x.shape[0]
+    need = k - cnt
+    first = carry
+    for j in range(min(need, n)):
+        first = x[j].copy() if first is None else first + x[j]
+    if n < need:
+        return np.zeros((0, 3)), first, cnt + n
+    g = (n - need) // k
+    body = x[need : need + g * k].reshape(g, k, 3)
+    sums = np.empty((g + 1, 3))
+    sums[0] = first
+    sums[1:] = body[:, 0]
+    for j in range(1, k):
+        sums[1:] += body[:, j]
+    rest = x[need + g * k :]
+    open_sum = None
+    for j in range(rest.shape[0]):
+        open_sum = rest[j].copy() if open_sum is None else open_sum + rest[j]
+    return sums / k, open_sum, rest.shape[0]
 
 
 def _acc_of(batch: ImuBatch) -> np.ndarray:

@@ -840,7 +840,7 @@ def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.C
         assert len(moves) == 1
         t, deg = moves[0]["t_s"], moves[0]["angle_deg"]
         # seen within the re-check's window of strides after the turn at 45 s (not at the end of a chunk)
-        assert b.t_s[k] < t < b.t_s[k] + 15.0 and 20.0 < deg <= 90.0
+        assert b.t_s[k] < t < b.t_s[k] + 15.0 and 20.0 < deg <= 120.0  # (the recent blocks' direction, noisy)
         said = f"the sensor seems to have turned on the body at {t:.1f} s (the recent strides ran {deg:.0f}°"
         assert f"sensor moved: {said}" in flat
         assert f"Sensor moved: {said}" in html

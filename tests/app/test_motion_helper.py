@@ -252,3 +252,27 @@ def test_motion_rows_for_another_chunk_or_after_a_gap_are_refused(run_batch) -> 
         pipe.update(rest, GaitPipeline(FS).motion_rows(rest))  # (rows of the right length)
     with pytest.raises(ValueError, match="without a gap"):
         ahead.motion_rows(rest)
+
+
+@needs_helper
+def test_the_recheck_means_run_on_after_the_pipeline_adopts_the_helpers_stages(run_batch) -> None:
+    """The helper's part ends at a restart, in the middle of the re-check's means of samples: the pipeline
+    takes over the open mean with the stages and runs on as one that did it all (the same calibration
+    state after a further minute, bit for bit)."""
+    first, rest = _with_gap(run_batch, 70.0 + 3.0 / FS, 400)  # (70 s and 3 samples: a mean of 4 is open)
+    ahead_chunks = _chunks(first, 1000)
+    later = _chunks(rest, 1000)
+    alone = GaitPipeline(FS)
+    for c in ahead_chunks + later:
+        alone.update(c)
+    helped = GaitPipeline(FS)
+    with motion_helper.MotionAhead(ahead_chunks, FS) as ahead:
+        for c in ahead_chunks:
+            helped.update(c, ahead.next())
+        helped.adopt_motion_state(ahead.state())
+        assert not ahead.helper_failed
+    assert helped._rc_on and helped._rc_carry[2] > 0  # (the re-check reads means; one is open here)
+    for c in later:
+        helped.update(c)
+    assert repr(helped.calibration_.save_state()) == repr(alone.calibration_.save_state())
+    assert repr(helped.steps_) == repr(alone.steps_)

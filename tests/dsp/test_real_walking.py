@@ -133,15 +133,17 @@ def test_latency_of_real_walking_steps_closed_by_a_soft_heel_strike(validate):
 
 
 def test_the_mount_recheck_stays_quiet_through_real_u_turns(validate):
-    """Walk 2-2: with the blocks of the U-turn in it, the re-check's angle reached 20.4° after the turn and
-    flagged a sensor that had not moved (the mean orientation of a turning block maps its moment to a wrong
-    forward direction); without them it stays under 12°, as in every one of the 110 walks (docs/dsp_gait.md)."""
+    """Walk 2-2, the re-check on every sample: with the blocks of the U-turn in it, its angle reached 20.4°
+    after the turn and flagged a sensor that had not moved (the mean orientation of a turning block maps its
+    moment to a wrong forward direction); without them it stays under 12°, as in every one of the 110 walks
+    (docs/dsp_gait.md). On the means of two samples (the default at 100 Hz) it is quiet as well."""
     from pelvimon.dsp.calibration import CalibrationParams
     from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
 
     acc, gyr, _, counter = validate.load_walking("2-2")
-    for turn_deg, moved in ((45.0, False), (360.0, True)):  # (360: no block is left out)
-        pipe = GaitPipeline(100.0, PipelineParams(calibration=CalibrationParams(recheck_turn_deg=turn_deg)))
+    for turn_deg, rate, moved in ((45.0, 0.0, False), (360.0, 0.0, True), (45.0, 50.0, False)):  # (360: no block is left out)
+        params = PipelineParams(calibration=CalibrationParams(recheck_turn_deg=turn_deg), recheck_rate_hz=rate)
+        pipe = GaitPipeline(100.0, params)
         events, top = [], 0.0
         for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):
             events += pipe.update(b).events
@@ -152,16 +154,33 @@ def test_the_mount_recheck_stays_quiet_through_real_u_turns(validate):
 
 
 def test_the_short_recheck_window_stays_quiet_in_the_walk_where_it_rises_most(validate):
-    """Walk 1-1: the forward direction of its last three gait blocks strays furthest of the 110 walks (24.4°);
-    the short window's 60° limit leaves it unflagged, as it would with half that limit, and flags it at a
-    quarter of it (the check does read these blocks)."""
+    """Walk 5-1: of the 110 walks, its three consecutive gait blocks stand furthest from the calibrated forward
+    direction, each and together (12.4°); the short window's 60° limit leaves it unflagged, as would a third
+    of it, and a limit of 10° flags it (the check does read these blocks)."""
     from pelvimon.dsp.calibration import CalibrationParams
     from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
 
-    acc, gyr, _, counter = validate.load_walking("1-1")
-    for fast_deg, moved in ((60.0, False), (30.0, False), (15.0, True)):
+    acc, gyr, _, counter = validate.load_walking("5-1")
+    for fast_deg, moved in ((60.0, False), (20.0, False), (10.0, True)):
         pipe = GaitPipeline(100.0, PipelineParams(calibration=CalibrationParams(recheck_fast_deg=fast_deg)))
         events = []
         for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):
             events += pipe.update(b).events
         assert any(isinstance(e, MountMoved) for e in events) is moved, fast_deg
+
+
+def test_a_block_at_the_flight_level_is_left_out_of_the_recheck(validate):
+    """Walk 17-4 (a bouncing sensor): the force floor of a block after the calibration is 0.40 g, at the
+    flight level that tells running from walking. Taken for running, its moment pointed backwards and, with
+    the few blocks before it, the re-check's direction swung by 106° (a moved sensor that was not); blocks
+    that close to the level are left out of the re-check (``recheck_gait_margin_g``)."""
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
+
+    acc, gyr, _, counter = validate.load_walking("17-4")
+    for margin, moved in ((0.05, False), (0.0, True)):
+        pipe = GaitPipeline(100.0, PipelineParams(calibration=CalibrationParams(recheck_gait_margin_g=margin)))
+        events = []
+        for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):
+            events += pipe.update(b).events
+        assert any(isinstance(e, MountMoved) for e in events) is moved, margin

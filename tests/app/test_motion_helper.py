@@ -39,6 +39,21 @@ def _reaped(pid: int) -> bool:
     return False
 
 
+def _alone_and_helped(chunks: list[ImuBatch]) -> tuple[GaitPipeline, GaitPipeline, bool]:
+    """The chunks through a pipeline alone and through one given the helper's rows (which then adopts its
+    stages); and whether the helper failed."""
+    alone = GaitPipeline(FS)
+    for c in chunks:
+        alone.update(c)
+    helped = GaitPipeline(FS)
+    with motion_helper.MotionAhead(chunks, FS) as ahead:
+        for c in chunks:
+            helped.update(c, ahead.next())
+        helped.adopt_motion_state(ahead.state())
+        failed = ahead.helper_failed
+    return alone, helped, failed
+
+
 @pytest.fixture(scope="module")
 def run_batch() -> ImuBatch:
     return simulate(SimParams(seconds=150.0, gait="run", seed=31)).batch
@@ -122,16 +137,8 @@ def test_a_helper_that_stops_early_is_caught_up_here(run_batch, monkeypatch) -> 
         os._exit(3)
 
     monkeypatch.setattr(motion_helper.MotionAhead, "_serve", two_chunks_then_exit)
-    chunks = _chunks(run_batch, 4096)
-    alone = GaitPipeline(FS)
-    for c in chunks:
-        alone.update(c)
-    helped = GaitPipeline(FS)
-    with motion_helper.MotionAhead(chunks, FS) as ahead:
-        for c in chunks:
-            helped.update(c, ahead.next())
-        helped.adopt_motion_state(ahead.state())
-        assert ahead.helper_failed
+    alone, helped, failed = _alone_and_helped(_chunks(run_batch, 4096))
+    assert failed
     assert len(alone.steps_) > 150 and repr(helped.steps_) == repr(alone.steps_)
 
 
@@ -260,19 +267,12 @@ def test_the_recheck_means_run_on_after_the_pipeline_adopts_the_helpers_stages(r
     takes over the open mean with the stages and runs on as one that did it all (the same calibration
     state after a further minute, bit for bit)."""
     first, rest = _with_gap(run_batch, 70.0 + 3.0 / FS, 400)  # (70 s and 3 samples: a mean of 4 is open)
-    ahead_chunks = _chunks(first, 1000)
     later = _chunks(rest, 1000)
-    alone = GaitPipeline(FS)
-    for c in ahead_chunks + later:
-        alone.update(c)
-    helped = GaitPipeline(FS)
-    with motion_helper.MotionAhead(ahead_chunks, FS) as ahead:
-        for c in ahead_chunks:
-            helped.update(c, ahead.next())
-        helped.adopt_motion_state(ahead.state())
-        assert not ahead.helper_failed
+    alone, helped, failed = _alone_and_helped(_chunks(first, 1000))
+    assert not failed
     assert helped._rc_on and helped._rc_carry[2] > 0  # (the re-check reads means; one is open here)
     for c in later:
+        alone.update(c)
         helped.update(c)
     assert repr(helped.calibration_.save_state()) == repr(alone.calibration_.save_state())
     assert repr(helped.steps_) == repr(alone.steps_)

@@ -410,21 +410,29 @@ def test_angles_valid_from_the_sample_after_calibration_for_any_chunking(cal_sim
     assert np.sqrt(np.mean((ow - truth) ** 2)) < 1.0
 
 
-def test_mount_moved_is_reported_once():
-    """The sensor turns 90 deg on the body after calibration: one MountMoved event, steps keep coming."""
+def _turned_run(seconds: float, at_s: float, deg: float):
+    """A simulated run (seed 22, 170 steps/min) whose sensor turns by ``deg`` about the vertical at ``at_s``:
+    the simulation, the turned samples and the index of the turn."""
     from scipy.spatial.transform import Rotation
 
-    from pelvimon.dsp.calibration import CalibrationParams
-    from pelvimon.dsp.pipeline import MountMoved, PipelineParams
-
-    sim = simulate(SimParams(seconds=40, gait="run", cadence_spm=170, seed=22))
+    sim = simulate(SimParams(seconds=seconds, gait="run", cadence_spm=170, seed=22))
     b = sim.batch
-    k = int(20 * FS)
-    turn = Rotation.from_euler("z", 90, degrees=True)
+    k = int(at_s * FS)
+    turn = Rotation.from_euler("z", deg, degrees=True)
     acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
     gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
     turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(acc), gyr_rads=np.ascontiguousarray(gyr),
-                      time_base="session")
+                      time_base="session")  # fmt: skip
+    return sim, turned, k
+
+
+def test_mount_moved_is_reported_once():
+    """The sensor turns 90 deg on the body after calibration: one MountMoved event, steps keep coming."""
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import MountMoved, PipelineParams
+
+    sim, turned, k = _turned_run(40, 20, 90)
+    b = sim.batch
     found = []
     for size in (200, 4096, len(turned)):
         pipe = GaitPipeline(FS, PipelineParams(calibration=CalibrationParams(recheck_blocks=4)))
@@ -445,18 +453,11 @@ def test_steps_after_a_moved_sensor_stay_out_of_the_left_right_comparison():
     """The sensor turned around (180 deg about the vertical) on the body: every side after it is swapped,
     at full confidence. From the MountMoved on, the steps' laterality confidence is at most 0.5 (out of the
     comparisons); the steps before it keep theirs; the same steps whatever the chunking."""
-    from scipy.spatial.transform import Rotation
-
     from pelvimon.dsp.asymmetry import AsymmetryParams
     from pelvimon.dsp.pipeline import MOVED_CONFIDENCE, MountMoved
 
-    sim = simulate(SimParams(seconds=60, gait="run", cadence_spm=170, seed=22))
+    sim, turned, k = _turned_run(60, 30, 180)
     b = sim.batch
-    k = int(30 * FS)
-    turn = Rotation.from_euler("z", 180, degrees=True)
-    turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])),
-                      gyr_rads=np.ascontiguousarray(np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])),
-                      time_base="session")
     runs = []
     for size in (250, len(turned)):
         pipe = GaitPipeline(FS)
@@ -769,17 +770,9 @@ def test_the_recheck_on_means_sees_a_moved_sensor_as_the_one_on_every_sample():
     """The sensor turned 90 deg at 20 s: the re-check on the means of 4 samples (the default at 200 Hz) and
     on every sample both report it, within a few seconds of each other; sample-by-sample feeding gives the
     same event as the whole recording."""
-    from scipy.spatial.transform import Rotation
-
     from pelvimon.dsp.pipeline import MountMoved
 
-    sim = simulate(SimParams(seconds=45, gait="run", cadence_spm=170, seed=22))
-    b = sim.batch
-    k = int(20 * FS)
-    turn = Rotation.from_euler("z", 90, degrees=True)
-    turned = ImuBatch(t_s=b.t_s, acc_mps2=np.ascontiguousarray(np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])),
-                      gyr_rads=np.ascontiguousarray(np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])),
-                      time_base="session")
+    _, turned, _ = _turned_run(45, 20, 90)
     seen = {}
     for rate in (50.0, 0.0):
         pipe = GaitPipeline(FS, PipelineParams(recheck_rate_hz=rate))

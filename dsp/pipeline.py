@@ -552,8 +552,9 @@ class GaitPipeline:
         With a gyroscope it reads the orientation stage's sensor orientations ``q`` (the continuation of
         the calibration's own filter after the handover) instead of running a second VQF."""
         cal = self.calibration_
-        if cal.state_ != "calibrated" or cal.forward_moved_:
+        if cal.state_ != "calibrated" or cal.forward_moved_ or t.shape[0] == 0:
             return
+        t_last = float(t[-1])
         if self._rc_k > 1 and not self._rc_on:
             if self._rc_t0 is None:
                 t_cal = cal.t_calibrated_s_
@@ -570,7 +571,7 @@ class GaitPipeline:
             _feed_recheck(cal, t, acc, gyr, q)
         if cal.forward_moved_:
             # (when and by how much it first moved: the same event whatever the chunking)
-            at = cal.t_forward_moved_s_ if cal.t_forward_moved_s_ is not None else float(t[-1])
+            at = cal.t_forward_moved_s_ if cal.t_forward_moved_s_ is not None else t_last
             events.append(MountMoved(float(at), float(cal.forward_moved_deg_)))
 
     def _recheck_means(

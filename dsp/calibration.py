@@ -535,10 +535,7 @@ class MountCalibration:
                 rate = 1.0 / float(np.median(dt))
             tt = np.asarray(self._probe_t)
             self.rate_hz_ = rate
-            self._gait_rate = rate
-            cut = min(self._p.lowpass_hz, 0.45 * rate)
-            self._lp = Lowpass(butter_lowpass_sos(2, cut, rate))
-            self._block_n = max(2, int(round(self._p.block_s * rate)))
+            self._set_gait_rate(rate)
             aa = np.concatenate(self._probe_a)
             gg: np.ndarray | None = None
             if all(x is not None for x in self._probe_g):
@@ -778,13 +775,16 @@ class MountCalibration:
         ``q_world_sensor_wxyz`` with every chunk from then on (this estimator's VQF runs at the stream's rate)."""
         if self.state_ != "calibrated" or self._lp is None:
             raise RuntimeError("the re-check's rate is set after the calibration completed")
-        rate = float(rate_hz)
-        self._gait_rate = rate
-        self._lp = Lowpass(butter_lowpass_sos(2, min(self._p.lowpass_hz, 0.45 * rate), rate))
+        self._set_gait_rate(float(rate_hz))
         self._zi = None  # (starts at rest on the next sample)
-        self._block_n = max(2, int(round(self._p.block_s * rate)))
         self._reset_block(ok=False)
         return self
+
+    def _set_gait_rate(self, rate: float) -> None:
+        """The rate of the samples the gait part reads, and the force's low-pass and block length for it."""
+        self._gait_rate = rate
+        self._lp = Lowpass(butter_lowpass_sos(2, min(self._p.lowpass_hz, 0.45 * rate), rate))
+        self._block_n = max(2, int(round(self._p.block_s * rate)))
 
     def _new_qring(self) -> SampleRing:
         """The ring of the sensor orientations before calibration (the last ``_HEADING_SEED_S``)."""

@@ -230,11 +230,10 @@ class GaitPipeline:
         self.calibration_ = MountCalibration(p.calibration, rate_hz=self._fs)
         self._cal_state = self.calibration_.state_
         self._recheck = p.recheck_mount and p.mount_quat_wxyz is None
-        # the re-check on means of k samples (recheck_rate_hz): from when, whether begun, the open mean's sums
+        # the re-check on means of k samples (recheck_rate_hz): whether begun, the open mean's sums
         if not p.recheck_rate_hz >= 0:
             raise ValueError(f"recheck_rate_hz must be >= 0 (0: every sample), got {p.recheck_rate_hz!r}")
         self._rc_k = max(1, int(self._fs // p.recheck_rate_hz)) if p.recheck_rate_hz > 0 else 1
-        self._rc_t0: float | None = None
         self._rc_on = False
         self._rc_carry: tuple[np.ndarray | None, np.ndarray | None, int] = (None, None, 0)
         if p.mount_quat_wxyz is not None:
@@ -477,7 +476,6 @@ class GaitPipeline:
             "orientation": None if orient is None else orient.save_state(),
             "mount_quat_wxyz": None if orient is None else np.asarray(orient.mount_quat_wxyz, dtype=np.float64).tolist(),
             "recheck_means": {
-                "t0": self._rc_t0,
                 "on": self._rc_on,
                 "carry": [None if x is None else x.tolist() for x in self._rc_carry[:2]] + [self._rc_carry[2]],
             },
@@ -490,7 +488,7 @@ class GaitPipeline:
         self.calibration_ = MountCalibration(self._p.calibration, rate_hz=self._fs).restore_state(state["calibration"])
         self._cal_state = state["calibration_state"]
         rc = state["recheck_means"]
-        self._rc_t0, self._rc_on = rc["t0"], bool(rc["on"])
+        self._rc_on = bool(rc["on"])
         ca, cg, cnt = rc["carry"]
         self._rc_carry = (None if ca is None else np.asarray(ca, dtype=np.float64),
                           None if cg is None else np.asarray(cg, dtype=np.float64), int(cnt))
@@ -556,10 +554,8 @@ class GaitPipeline:
             return
         t_last = float(t[-1])
         if self._rc_k > 1 and not self._rc_on:
-            if self._rc_t0 is None:
-                t_cal = cal.t_calibrated_s_
-                self._rc_t0 = (float(t[0]) if t_cal is None else float(t_cal)) + RECHECK_MEANS_AFTER_S
-            s = int(np.searchsorted(t, self._rc_t0))
+            t_cal = cal.t_calibrated_s_
+            s = 0 if t_cal is None else int(np.searchsorted(t, t_cal + RECHECK_MEANS_AFTER_S))
             _feed_recheck(cal, t[:s], acc[:s], None if gyr is None else gyr[:s], None if q is None else q[:s])
             if s < t.shape[0] and not cal.forward_moved_:
                 cal.recheck_at_rate(self._fs / self._rc_k)
@@ -744,9 +740,7 @@ def _means_of(x: np.ndarray, carry: np.ndarray | None, cnt: int, k: int) -> tupl
     are added in order from its first, whatever the chunks, so that the means are the same bits."""
     n = x.shape[0]
     need = k - cnt
-    first = carry
-    for j in range(min(need, n)):
-        first = x[j].copy() if first is None else first + x[j]
+    first = _rows_onto(carry, x[:need])
     if n < need:
         return np.zeros((0, 3)), first, cnt + n
     g = (n - need) // k
@@ -757,10 +751,14 @@ def _means_of(x: np.ndarray, carry: np.ndarray | None, cnt: int, k: int) -> tupl
     for j in range(1, k):
         sums[1:] += body[:, j]
     rest = x[need + g * k :]
-    open_sum = None
-    for j in range(rest.shape[0]):
-        open_sum = rest[j].copy() if open_sum is None else open_sum + rest[j]
-    return sums / k, open_sum, rest.shape[0]
+    return sums / k, _rows_onto(None, rest), rest.shape[0]
+
+
+def _rows_onto(total: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """``total`` (None: nothing yet) with ``rows`` added one after the other (a handful: an open mean's)."""
+    for row in rows:
+        total = row.copy() if total is None else total + row
+    return total
 
 
 def _acc_of(batch: ImuBatch) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from pelvimon.analysis import file_damage_text, mount_moved_text, steps_csv_text
+from pelvimon.analysis import file_damage_text, mount_moved_notes, steps_csv_text
 from pelvimon.errors import PelvimonError
 from pelvimon.outputs import write_output
 
@@ -64,7 +64,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
         # a damaged or unfinished session file (the figures cover only what was read) and a sensor that turned
         # on the body (sides and angles after it may be wrong): said above everything
         q = data.analysis.quality
-        notices = [file_damage_text(q)] + [f"Sensor moved: {mount_moved_text(t, deg)}." for t, deg in q.mount_moves]
+        notices = [file_damage_text(q), *mount_moved_notes(q)]
         notice = "\n".join(x for x in notices if x is not None)
         self.file_notice = QtWidgets.QLabel(notice)
         self.file_notice.setWordWrap(True)

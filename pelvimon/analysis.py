@@ -136,6 +136,11 @@ def mount_moved_text(t_s: float, angle_deg: float) -> str:
             "the steps after it are left out of the left/right comparison; fix the clip and record again")
 
 
+def mount_moved_notes(q: Quality) -> list[str]:
+    """Each moved sensor of ``q`` as a sentence of its own, for the report and the review window."""
+    return [f"Sensor moved: {mount_moved_text(t, deg)}." for t, deg in q.mount_moves]
+
+
 def no_angles_why(q: Quality) -> str:
     """Why steps have no pelvis angles, for the data-quality sections: :data:`NO_ANGLES_WHY`, or that the
     input has no gyroscope."""

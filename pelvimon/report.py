@@ -29,7 +29,7 @@ from pelvimon.analysis import (
     applies,
     calibration_text,
     file_damage_text,
-    mount_moved_text,
+    mount_moved_notes,
     no_angles_why,
     turning_why,
 )
@@ -399,7 +399,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         "gap and were left out.",
         f"Mount calibration: {cal}. Steps without pelvis angles ({no_angles_why(q)}): {q.n_steps_no_angles}."
         + (f" Steps without a rotation range ({turning_why()}): {q.n_steps_turning}." if q.n_steps_turning else ""),
-        *(f"Sensor moved: {mount_moved_text(t, deg)}." for t, deg in q.mount_moves),
+        *mount_moved_notes(q),
         f"Left/right labelling: mean confidence {q.mean_laterality_confidence:.2f}, lowest "
         f"{q.min_laterality_confidence:.2f}; {q.n_steps_low_laterality} steps with an uncertain side were left "
         "out.",

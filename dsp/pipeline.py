@@ -241,7 +241,7 @@ class GaitPipeline:
         self._last_step_period = float("nan")
         self._prev_step_ratio = float("nan")
         self._open_ic_t: float | None = None
-        self._last_ic_i: int | None = None  # IC sample of the last step made (the next one's stride start)
+        self._last_ic: tuple[int, float] | None = None  # IC (sample, time) of the last step made: the next one's stride start
         self._bridge_n = int(p.bridge_gap_s * self._fs)  # most samples filled in
         # samples after an IC that located it: its floor and steepest rise come up to an onset window and a
         # look-ahead after it, so a rise through filled samples can put an IC just before them
@@ -328,7 +328,7 @@ class GaitPipeline:
             steps.append(_open_gap_step(t_ic, self._lat))
         self._detector.reset()
         self._ring.reset()
-        self._last_ic_i = None
+        self._last_ic = None
         self._filled = []
         self._lat.reset()
         self._fmom.reset()
@@ -408,26 +408,26 @@ class GaitPipeline:
         bn = self._detector.block_n
         start = self._ring.n_total  # absolute index of the chunk's first sample
         closed: list[StepEvents] = []
-        prev_ic: list[int] = []
+        starts: list[tuple[int, float]] = []
         for b0 in range(0, n, bn):
             b1 = min(n, b0 + bn)
             det = self._detector.update(t[b0:b1], acc_v_mps2=av[b0:b1], acc_fwd_mps2=ch[_AX, b0:b1])
             events.extend(det.states_)
             if b0 and b0 % (_MAKE_BLOCKS * bn) == 0:
                 # the arrays of one call stay small however long the chunk
-                steps.extend(self._make_steps(closed, prev_ic, ch, start))
-                closed, prev_ic = [], []
+                steps.extend(self._make_steps(closed, starts, ch, start))
+                closed, starts = [], []
             if not det.steps_:
                 continue
             prev = self._held_stride_starts(det.steps_)
             if prev is not None:
                 closed += det.steps_
-                prev_ic += prev
+                starts += prev
             else:
-                steps.extend(self._make_steps(closed, prev_ic, ch, start))
-                closed, prev_ic = [], []
+                steps.extend(self._make_steps(closed, starts, ch, start))
+                closed, starts = [], []
                 steps.extend(_open_gap_step(ev.t_ic_s, self._lat) for ev in det.steps_)
-        steps.extend(self._make_steps(closed, prev_ic, ch, start))
+        steps.extend(self._make_steps(closed, starts, ch, start))
         self._ring.append(ch.T)
         self.n_samples_ += n
         self.steps_.extend(steps)
@@ -583,24 +583,25 @@ class GaitPipeline:
         ends = np.arange(k - cnt - 1, t.shape[0], k)
         return t[ends], ma, mg, None if q is None else np.ascontiguousarray(q[ends])
 
-    def _stride_starts(self, events: list[StepEvents], held: int) -> list[int]:
-        """Per step, the IC of the step before it (the start of its stride, for the vertical oscillation), or
-        -1: the first step of a bout, a step before it not of about the same length (a missed or an extra
-        IC), over filled samples, or no longer held (before sample ``held``)."""
+    def _stride_starts(self, events: list[StepEvents], held: int) -> list[tuple[int, float]]:
+        """Per step, the IC (sample, time) of the step before it (the start of its stride, for the vertical
+        oscillation and the stride time), or (-1, NaN): the first step of a bout, a step before it not of
+        about the same length (a missed or an extra IC), over filled samples, or no longer held (before sample
+        ``held``)."""
         out = []
-        last = self._last_ic_i
+        last = self._last_ic
         for ev in events:
-            p = -1
-            if last is not None and not ev.bout_start and last >= held:
-                n_this, n_prev = ev.i_next_ic - ev.i_ic, ev.i_ic - last
-                if 0.5 * n_this <= n_prev <= 1.5 * n_this and not (self._filled and self._touches_fill(last, ev.i_ic)):
+            p = (-1, math.nan)
+            if last is not None and not ev.bout_start and last[0] >= held:
+                n_this, n_prev = ev.i_next_ic - ev.i_ic, ev.i_ic - last[0]
+                if 0.5 * n_this <= n_prev <= 1.5 * n_this and not (self._filled and self._touches_fill(last[0], ev.i_ic)):
                     p = last
             out.append(p)
-            last = ev.i_ic
-        self._last_ic_i = last
+            last = (ev.i_ic, ev.t_ic_s)
+        self._last_ic = last
         return out
 
-    def _held_stride_starts(self, events: list[StepEvents]) -> list[int] | None:
+    def _held_stride_starts(self, events: list[StepEvents]) -> list[tuple[int, float]] | None:
         """:meth:`_stride_starts` of ``events``, or None when their samples are no longer held (cannot happen
         with the ring sizes used). Both rings have the detector's capacity and the motion ring takes a chunk
         at its end, so the samples the detector's ring holds are in the motion ring or in that chunk."""
@@ -613,10 +614,10 @@ class GaitPipeline:
         the rings)."""
         if not events:
             return []
-        prev_ic = self._held_stride_starts(events)
-        if prev_ic is None:
+        prev = self._held_stride_starts(events)
+        if prev is None:
             return [_open_gap_step(ev.t_ic_s, self._lat) for ev in events]
-        return self._make_steps(events, prev_ic, np.zeros((_N_CH, 0)), self._ring.n_total)
+        return self._make_steps(events, prev, np.zeros((_N_CH, 0)), self._ring.n_total)
 
     def _samples(self, i0: int, i1: int, chunk: np.ndarray, start: int) -> np.ndarray:
         """Channels of samples ``i0 .. i1 - 1``, shape (channels, i1 - i0), each contiguous: those before
@@ -629,15 +630,16 @@ class GaitPipeline:
         return np.concatenate([held, chunk[:, : i1 - start]], axis=1)
 
     def _make_steps(
-        self, events: list[StepEvents], prev_ic: list[int], chunk: np.ndarray, start: int
+        self, events: list[StepEvents], prev: list[tuple[int, float]], chunk: np.ndarray, start: int
     ) -> list[Step]:
         """Laterality (sequential over the steps) and metrics (vectorised) of consecutive steps.
 
-        ``prev_ic`` from :meth:`_stride_starts`; ``chunk`` holds the channels of the samples from ``start``
+        ``prev`` from :meth:`_stride_starts`; ``chunk`` holds the channels of the samples from ``start``
         on (channel-major), the ring those before.
         """
         if not events:
             return []
+        prev_ic = [p for p, _ in prev]
         cols = step_columns(events)
         i_ic, i_next, i_end = cols.samples
         i0 = min(int(i_ic.min()), min((p for p in prev_ic if p >= 0), default=events[0].i_ic))
@@ -713,7 +715,8 @@ class GaitPipeline:
             # be off by degrees, so the steps stay out of the left/right comparisons
             moved = self._moved_t_s
             conf = [min(c, MOVED_CONFIDENCE) if t >= moved else c for c, t in zip(conf, cols.times_s[0].tolist(), strict=True)]
-        out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic))
+        out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic),
+                                 np.array([t for _, t in prev]))
         for j in (j for j, b in enumerate(bridged) if b):
             # its step time stays (one of its initial contacts may lie in the fill, so it is not a measured
             # figure): it tells the asymmetry windows that the step sequence ran on (``breaks_sequence``)

@@ -5,6 +5,7 @@ Angles in degrees, times in seconds (session time), rates in steps per minute.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -44,6 +45,10 @@ class Step:
         The step touches a data gap or reconnect; its metrics are not trustworthy and asymmetry skips it.
     laterality_confidence : float
         Probability (0..1) that ``side`` is right.
+    stride_time_s : float
+        The stride that ends with this step: from the initial contact of the step before (the same foot as
+        the next one) to the next initial contact, s; NaN for the first step of a bout, after a missed or
+        an extra contact (the step before it not 0.5-1.5 times as long) and across a gap.
     """
 
     side: Side
@@ -61,6 +66,7 @@ class Step:
     impact_g: float
     gap: bool = False
     laterality_confidence: float = 1.0
+    stride_time_s: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

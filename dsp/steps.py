@@ -89,6 +89,7 @@ def step_metrics(
     rate_hz: float,
     gap: bool = False,
     acc_v_before_mps2: np.ndarray | None = None,
+    prev_t_ic_s: float = _NAN,
 ) -> Step:
     """Build the :class:`Step` of one step.
 
@@ -112,12 +113,15 @@ def step_metrics(
     acc_v_before_mps2 : ndarray, optional
         Vertical specific force of the step before (its IC up to this IC, exclusive), for the vertical
         oscillation over the stride; None: over this step alone (the first step of a bout).
+    prev_t_ic_s : float
+        The initial contact of the step before, s, for the stride time (NaN: none, the first step of a bout).
 
     Returns
     -------
     Step
     """
     step_time = ev.t_next_ic_s - ev.t_ic_s
+    stride_time = ev.t_next_ic_s - prev_t_ic_s  # (NaN without a step before)
     contact = ev.t_fc_s - ev.t_ic_s
     if ev.running:
         flight = ev.t_next_ic_s - ev.t_fc_s if np.isfinite(contact) else _NAN
@@ -142,6 +146,7 @@ def step_metrics(
             impact_g=_NAN,
             gap=gap,
             laterality_confidence=confidence,
+            stride_time_s=stride_time if not gap else _NAN,
         )
     ang = angles_deg[:n_step]
     tilt_r = _ptp(ang[:, 0])
@@ -178,6 +183,7 @@ def step_metrics(
         impact_g=impact,
         gap=False,
         laterality_confidence=confidence,
+        stride_time_s=stride_time,
     )
 
 
@@ -278,6 +284,7 @@ def step_metrics_batch(
     offset: int,
     rate_hz: float,
     prev_ic: np.ndarray | None = None,
+    prev_t_ic_s: np.ndarray | None = None,
 ) -> list[Step]:
     """:func:`step_metrics` for several steps at once (vectorised; the same figures, sample for sample).
 
@@ -298,6 +305,8 @@ def step_metrics_batch(
     prev_ic : ndarray of int, shape (K,), optional
         Absolute index of the IC of the step before each step (its stride's start for the vertical
         oscillation), -1 where there is none (the first step of a bout); None: none for every step.
+    prev_t_ic_s : ndarray, shape (K,), optional
+        The time of that IC, s, for the stride time (NaN where there is none); None: none for every step.
     """
     cols = events if isinstance(events, StepColumns) else step_columns(events) if len(events) else None
     if cols is None:
@@ -357,7 +366,8 @@ def step_metrics_batch(
     # the columns in the order of Step's fields
     cols_out = [list(sides)] + [x.tolist() for x in (t_ic, t_fc, step_time, contact, flight, cadence, cpd,
                                                      ranges[1], ranges[0], ranges[2], vo, impact)]  # fmt: skip
-    cols_out += [[False] * k, [float(c) for c in confidences]]
+    stride = np.full(k, np.nan) if prev_t_ic_s is None else t_nx - prev_t_ic_s
+    cols_out += [[False] * k, [float(c) for c in confidences], stride.tolist()]
     # Step records built without the frozen dataclass' __init__ (one object.__setattr__ per field): the
     # same field values in the same __dict__, so they equal constructed ones (tested)
     new, names = object.__new__, _STEP_FIELDS

@@ -807,12 +807,14 @@ class _FileScan:
             p = end
 
 
-_TOPIC_KEYS = {
-    _TOPIC_STATUS: {"kind", "t_s", "message", "details"},
-    _TOPIC_STEPS: set(Step.field_names()),
-    _TOPIC_ALERTS: {f.name for f in dataclasses.fields(Alert)},
-    _TOPIC_CALIBRATION: {"t_s", "state", "mount_quat_wxyz"},  # as the engine writes it
+_TOPIC_KEYS: dict[str, tuple[set[str], ...]] = {
+    _TOPIC_STATUS: ({"kind", "t_s", "message", "details"},),
+    # (and as written before steps had a stride time)
+    _TOPIC_STEPS: (set(Step.field_names()), set(Step.field_names()) - {"stride_time_s"}),
+    _TOPIC_ALERTS: ({f.name for f in dataclasses.fields(Alert)},),
+    _TOPIC_CALIBRATION: ({"t_s", "state", "mount_quat_wxyz"},),  # as the engine writes it
 }
+"""The keys of each JSON record the writer stores: a message whose channel was lost is told by them."""
 
 
 # --- the reader ------------------------------------------------------------------------------------------
@@ -1160,7 +1162,7 @@ class SessionReader:
             body = None
         if isinstance(body, dict):
             keys = set(body)
-            topic = next((t for t, k in _TOPIC_KEYS.items() if keys == k), None)
+            topic = next((t for t, known in _TOPIC_KEYS.items() if keys in known), None)
             if topic is None and "t_s" in keys and "time_base" in keys and keys <= set(_IMU_SCHEMA["properties"]):
                 topic = _TOPIC_IMU
             return None if topic is None else Channel(rec.channel_id, topic, "json", {}, 0)

@@ -795,3 +795,31 @@ def test_the_recheck_rate_is_checked():
         GaitPipeline(FS, PipelineParams(recheck_rate_hz=-1.0))
     with pytest.raises(RuntimeError, match="after the calibration"):
         MountCalibration(rate_hz=FS).recheck_at_rate(50.0)
+
+
+def test_the_stride_time_is_that_of_the_truth_and_nan_where_there_is_no_step_before():
+    """The stride that ends with each step, against the simulator's contacts (a limp of 8 %: left and right
+    steps differ, strides do not); NaN for the first step of each bout and at a restart."""
+    sim = simulate(SimParams(seconds=60, gait="run", seed=3, step_time_asymmetry_pct=8.0))
+    steps = [s for s in _feed(sim.batch, [0, len(sim.batch)]) if not s.gap]
+    t_true = np.array([s.t_ic_s for s in sim.truth.steps])
+    err = []
+    for s in steps:
+        j = int(np.argmin(np.abs(t_true - s.t_ic_s)))
+        if 1 <= j < len(t_true) - 1 and np.isfinite(s.stride_time_s):
+            err.append(s.stride_time_s - (t_true[j + 1] - t_true[j - 1]))
+            assert s.stride_time_s == pytest.approx(2 * s.step_time_s, rel=0.25)  # (two steps, one of each side)
+    assert len(err) > 0.95 * len(steps) and np.median(np.abs(err)) < 0.002
+    assert math.isnan(steps[0].stride_time_s)
+    # after a restart at a gap the first step has none
+    b = sim.batch
+    k = int(30 * FS)
+    rest = b.slice(k + 400, len(b))
+    parts = [b.slice(0, k), ImuBatch(t_s=rest.t_s, acc_mps2=rest.acc_mps2, gyr_rads=rest.gyr_rads, gap_before=True,
+                                     n_lost=400, time_base="session")]
+    pipe = GaitPipeline(FS)
+    for part in parts:
+        pipe.update(part)
+    pipe.finish()
+    after = [s for s in pipe.steps_ if s.t_ic_s > rest.t_s[0] and not s.gap]
+    assert math.isnan(after[0].stride_time_s) and np.isfinite(after[3].stride_time_s)

@@ -229,3 +229,24 @@ def test_the_reader_and_the_command_line_know_the_same_magic() -> None:
     from pelvimon.file_kinds import MCAP_MAGIC
 
     assert MCAP_MAGIC == MCAP0_MAGIC
+
+
+def test_steps_written_before_they_had_a_stride_time_still_read(tmp_path: Path) -> None:
+    """A step record without ``stride_time_s`` (files written before steps had it) reads with it NaN, and
+    is still told a step by its keys when its channel description was lost."""
+    import json
+    from types import SimpleNamespace
+
+    from pelvimon.sensors import session_file as sf
+
+    path = tmp_path / "old.mcap"
+    old = {k: v for k, v in _step(1.0).to_dict().items() if k != "stride_time_s"}
+    old["vertical_oscillation_cm"] = None  # (NaN as the writer stores it)
+    with SessionWriter(path, INFO, start_unix_ns=1_700_000_000_000_000_000) as w:
+        w._add(w._channel(sf._TOPIC_STEPS, "json"), w._t_ns(1.0), json.dumps(old).encode())
+    (got,) = [i for i in SessionReader(path).items() if isinstance(i, Step)]
+    assert math.isnan(got.stride_time_s) and got.t_ic_s == 1.0 and got.cpd_deg == 5.0
+    reader = SessionReader(path)
+    for body in (old, {**old, "stride_time_s": 0.7}):
+        ch = reader._guess_channel(SimpleNamespace(data=json.dumps(body).encode(), channel_id=7))
+        assert ch is not None and ch.topic == sf._TOPIC_STEPS

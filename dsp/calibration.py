@@ -293,6 +293,19 @@ def _dots(v: np.ndarray, fwd: np.ndarray) -> tuple[list[float], list[float]]:
     return (np.matmul(v[:, None, :], fwd)[:, 0].tolist(), np.matmul(v[:, None, :], v[:, :, None])[:, 0, 0].tolist())
 
 
+def _moved_from(v: np.ndarray, fwd: np.ndarray) -> int:
+    """Of blocks with forward vectors ``v`` (K, 3, oldest first), the first of those that ran another way
+    than ``fwd``: the split ``s`` (0 .. K - 1) whose blocks before it lie closest to ``fwd`` and from it on
+    closest to their own mean direction, i.e. that maximises ``Σ_{j<s} u_j·f + |Σ_{j>=s} u_j|`` for the unit
+    vectors ``u`` of ``v`` and ``f`` of ``fwd`` (a block without a direction counts for neither)."""
+    n = np.sqrt(np.einsum("ij,ij->i", v, v))
+    u = np.divide(v, n[:, None], out=np.zeros_like(v), where=n[:, None] > 0)
+    f = fwd / np.linalg.norm(fwd)
+    before = np.concatenate([[0.0], np.cumsum(u @ f)[:-1]])
+    after = np.cumsum(u[::-1], axis=0)[::-1]
+    return int(np.argmax(before + np.sqrt(np.einsum("ij,ij->i", after, after))))
+
+
 def _angle_from_dots(ab: float, aa: float, bb: float) -> float:
     """:func:`_angle_deg` from the dot products ``a·b``, ``a·a``, ``b·b`` (scalar math: np.linalg.norm of a
     vector is sqrt(x @ x))."""
@@ -382,6 +395,12 @@ class MountCalibration:
     forward_moved_deg_ : float
         The angle that showed it then (``forward_recent_deg_``, or that of the last ``recheck_fast_blocks``
         blocks if larger), deg (NaN before).
+    t_forward_moved_from_s_ : float or None
+        From when the sensor seems to have run another way, s: among the last ``recheck_blocks`` blocks
+        then, the split into "the calibrated direction, then one other" that fits their forward
+        directions best (:func:`_moved_from`) gives the first block that ran the other way; this is the start
+        of the block before it (a block in which the sensor turned may fit either side). Earlier than
+        ``t_forward_moved_s_`` by the blocks it took to show; the same whatever the chunking.
     rate_hz_ : float or None
         Sample rate estimated from the first samples, Hz.
     orientation_seed_ : dict or None
@@ -448,7 +467,9 @@ class MountCalibration:
         self._mark_n = 0  # steps of the stream up to that sample
         self._blocks: list[np.ndarray] = []  # signed per-block moments until calibrated
         self._block_rises: list[int] = []
+        self._block_t0: list[float] = []  # when each of those blocks began, s
         self._recent: deque[np.ndarray] = deque(maxlen=p.recheck_blocks)
+        self._recent_t0: deque[float] = deque(maxlen=p.recheck_blocks)
         self._all_m = np.zeros((3, 3))  # sum of every used block's signed moment (offline estimate)
         self._all_rises = 0
         self._gait_acc = np.zeros(3)
@@ -480,6 +501,7 @@ class MountCalibration:
         self.forward_moved_ = False
         self.t_forward_moved_s_: float | None = None
         self.forward_moved_deg_ = float("nan")
+        self.t_forward_moved_from_s_: float | None = None
         self.rate_hz_: float | None = None
         self._gait_rate: float | None = None  # the rate of the samples the gait part reads (see recheck_at_rate)
         self.running_fraction_ = 0.0
@@ -902,17 +924,18 @@ class MountCalibration:
             return
         m, acc_sum, det = _block_moments(done, bool(self._gyro_mode))
         self._count_blocks(m, done)  # (read by neither _use_block nor _recheck)
+        t0 = [b.t_end - b.cnt / float(self._gait_rate) for b in done]  # type: ignore[arg-type]
         k = 0
         while k < len(done) and self.state_ != "calibrated":
             b = done[k]
-            self._use_block(m[k], acc_sum[k], b.t_end, b.rises)
+            self._use_block(m[k], acc_sum[k], b.t_end, b.rises, t0[k])
             if self.state_ == "calibrated":
                 self._cal_index = self._n_seen + b.i_step
             k += 1
         # the re-check leaves out blocks with a turn (recheck_turn_deg) and those whose gait is not clear
         keep = [i for i in range(k, len(done)) if det[i] >= self._turn_det_min and done[i].clear]
         if keep:
-            self._recheck(m[keep], [done[i].t_end for i in keep])
+            self._recheck(m[keep], [done[i].t_end for i in keep], [t0[i] for i in keep])
 
     def _count_blocks(self, m: np.ndarray, done: list[_UsedBlock]) -> None:
         """Count used blocks with moments ``m`` (K, 3, 3) towards the gait shares and the offline estimate."""
@@ -922,10 +945,11 @@ class MountCalibration:
         self._all_m = _seq_sum(self._all_m, m)
         self._all_rises += sum(b.rises for b in done)
 
-    def _use_block(self, m: np.ndarray, acc_sum: np.ndarray, t_end: float, rises: int) -> None:
-        """One more block towards the calibration (before it completes)."""
+    def _use_block(self, m: np.ndarray, acc_sum: np.ndarray, t_end: float, rises: int, t0: float) -> None:
+        """One more block towards the calibration (before it completes); it began at ``t0``."""
         p = self._p
         self._blocks.append(m.copy())
+        self._block_t0.append(t0)
         self._block_rises.append(rises)
         self._gait_acc = self._gait_acc + acc_sum
         strides = sum(self._block_rises) / 2.0
@@ -951,10 +975,11 @@ class MountCalibration:
             self.t_calibrated_s_ = t_end
             self.state_ = "calibrated"
             self._recent.extend(self._blocks)
+            self._recent_t0.extend(self._block_t0)
 
-    def _recheck(self, m: np.ndarray, t_end: list[float]) -> None:
-        """After calibration: blocks with moments ``m`` (K, 3, 3), closed at the steps at times ``t_end``,
-        join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
+    def _recheck(self, m: np.ndarray, t_end: list[float], t0: list[float]) -> None:
+        """After calibration: blocks with moments ``m`` (K, 3, 3), begun at times ``t0`` and closed at the
+        steps at times ``t_end``, join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
         compared with the calibrated one, and so is that of each of the last ``recheck_fast_blocks``.
 
         Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
@@ -968,7 +993,9 @@ class MountCalibration:
         w, k, n0 = p.recheck_blocks, m.shape[0], len(self._recent)
         m = m.copy()  # (kept in the recent blocks)
         seq = np.concatenate([np.zeros((w - 1, 3, 3)), *([np.array(self._recent)] if n0 else []), m])
+        t0_held = [*self._recent_t0, *t0]  # (when the blocks held, seq[w - 1 :], began)
         self._recent.extend(m)
+        self._recent_t0.extend(t0)
         # window after new block i: seq[n0 + i + j], j = 0 .. w-1 (the zeros above included), summed over j
         # (the short window: its last ws of those, j = w-ws .. w-1)
         ws = min(p.recheck_fast_blocks, w)
@@ -977,7 +1004,8 @@ class MountCalibration:
         dot_ff = float(fwd @ fwd)
         (dot_rf, dot_rr), (dot_sf, dot_ss) = (_dots(_forward_from_moment(s, up), fwd) for s in (total, short))
         # each block's own angle (the blocks held: seq[w - 1 :]); new block i is held block n0 + i
-        dot_bf, dot_bb = _dots(_forward_from_moment(seq[w - 1 :], up), fwd)
+        own_fwd = _forward_from_moment(seq[w - 1 :], up)
+        dot_bf, dot_bb = _dots(own_fwd, fwd)
         own = [_angle_from_dots(a, b, dot_ff) for a, b in zip(dot_bf, dot_bb, strict=True)]
         for i in range(k):
             if min(n0 + i + 1, w) >= min(w, 3):
@@ -994,6 +1022,9 @@ class MountCalibration:
                 self.forward_moved_ = True
                 self.t_forward_moved_s_ = float(t_end[i])
                 self.forward_moved_deg_ = max(a for a in (self.forward_recent_deg_, fast) if math.isfinite(a))
+                first = max(0, n0 + i + 1 - w)  # the blocks of the window then: held blocks first .. n0 + i
+                s = first + _moved_from(own_fwd[first : n0 + i + 1], fwd)
+                self.t_forward_moved_from_s_ = float(t0_held[max(first, s - 1)])
 
     # ------------------------------------------------------------------ state
     _ARRAYS = ("_zi", "_last_lp", "_blk_sum", "_gait_acc", "_all_m", "gravity_sensor_", "forward_sensor_", "mount_quat_wxyz_")
@@ -1025,6 +1056,9 @@ class MountCalibration:
         has_g = bool(self._probe_g) and all(x is not None for x in self._probe_g)
         d["_probe_g"] = np.concatenate(self._probe_g).tolist() if has_g else None  # type: ignore[arg-type]
         d["_blocks"] = [m.tolist() for m in self._blocks]
+        d["_block_t0"] = list(self._block_t0)
+        d["_recent_t0"] = list(self._recent_t0)
+        d["t_forward_moved_from_s_"] = self.t_forward_moved_from_s_
         d["_block_rises"] = list(self._block_rises)
         d["_recent"] = [m.tolist() for m in self._recent]
         d["t_forward_moved_s_"] = self.t_forward_moved_s_
@@ -1066,6 +1100,12 @@ class MountCalibration:
             moved_t, moved_deg = d.get("t_forward_moved_s_"), d.get("forward_moved_deg_")
             self.t_forward_moved_s_ = None if moved_t is None else float(moved_t)
             self.forward_moved_deg_ = float("nan") if moved_deg is None else float(moved_deg)
+            # (states saved before the move's start was estimated: the blocks' starts unknown, NaN)
+            self._block_t0 = [float(x) for x in d.get("_block_t0", [math.nan] * len(self._blocks))]
+            recent_t0 = d.get("_recent_t0", [math.nan] * len(self._recent))
+            self._recent_t0 = deque((float(x) for x in recent_t0), maxlen=self._p.recheck_blocks)
+            moved_from = d.get("t_forward_moved_from_s_")
+            self.t_forward_moved_from_s_ = None if moved_from is None else float(moved_from)
             gait_rate = d.get("_gait_rate", self.rate_hz_)  # (states saved before the re-check had a rate)
             self._gait_rate = None if gait_rate is None else float(gait_rate)
             self._qring = None

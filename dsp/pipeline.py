@@ -115,10 +115,16 @@ class MountMoved:
     that closed the gait block it did at): the sensor probably turned on the body; the frame is kept, so sides
     and angles may be wrong until the session is restarted (``MountCalibration.forward_moved_``,
     ``t_forward_moved_s_``). The steps whose IC is at ``t_s`` or later have a ``laterality_confidence`` of at
-    most :data:`MOVED_CONFIDENCE`: they stay out of the left/right comparisons."""
+    most :data:`MOVED_CONFIDENCE`: they stay out of the left/right comparisons.
+
+    ``t_from_s``: from when the sensor seems to have run another way, s, seconds before ``t_s`` (the blocks of
+    strides it took to show; ``MountCalibration.t_forward_moved_from_s_``). The steps between were given out
+    before this was known, with their confidence: an analysis afterwards leaves them out of the left/right
+    comparisons too (:func:`pelvimon.analysis.moved_steps_out`). NaN if not known."""
 
     t_s: float
     angle_deg: float
+    t_from_s: float = float("nan")
 
 
 MOVED_CONFIDENCE = 0.5
@@ -568,7 +574,8 @@ class GaitPipeline:
         if cal.forward_moved_:
             # (when and by how much it first moved: the same event whatever the chunking)
             at = cal.t_forward_moved_s_ if cal.t_forward_moved_s_ is not None else t_last
-            events.append(MountMoved(float(at), float(cal.forward_moved_deg_)))
+            since = cal.t_forward_moved_from_s_
+            events.append(MountMoved(float(at), float(cal.forward_moved_deg_), math.nan if since is None else since))
 
     def _recheck_means(
         self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, q: np.ndarray | None

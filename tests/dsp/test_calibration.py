@@ -192,7 +192,8 @@ def test_recheck_flags_a_sensor_that_turned() -> None:
 
 def test_a_moved_sensor_is_timed_at_the_block_that_showed_it_whatever_the_chunking() -> None:
     """When the re-check first flags the turn: the time of the step that closed that block and the angle
-    then (over the limit, under the full turn), the same in one call, in 1 s chunks and after a state
+    then (over the limit, under the full turn), and the start of the block before the first that ran the
+    new way (at most two blocks before the turn), the same in one call, in 1 s chunks and after a state
     saved and restored in between; an old state without them restores as not moved."""
     s = synth_run(stand_s=3.0, run_s=30.0, noise_acc=0.05, seed=6)
     turn = Rotation.from_euler("z", 90, degrees=True)
@@ -213,11 +214,15 @@ def test_a_moved_sensor_is_timed_at_the_block_that_showed_it_whatever_the_chunki
             state = chunked.save_state()
             chunked = MountCalibration(params).restore_state(state)
     assert (chunked.t_forward_moved_s_, chunked.forward_moved_deg_) == (whole.t_forward_moved_s_, whole.forward_moved_deg_)
+    assert whole.t_forward_moved_from_s_ is not None and 14.0 - 2 * 2 * params.block_s < whole.t_forward_moved_from_s_ <= 14.0
+    assert chunked.t_forward_moved_from_s_ == whole.t_forward_moved_from_s_
     state = whole.save_state()
-    assert MountCalibration(params).restore_state(state).t_forward_moved_s_ == whole.t_forward_moved_s_
+    back = MountCalibration(params).restore_state(state)
+    assert (back.t_forward_moved_s_, back.t_forward_moved_from_s_) == (whole.t_forward_moved_s_, whole.t_forward_moved_from_s_)
     del state["t_forward_moved_s_"], state["forward_moved_deg_"]
+    del state["t_forward_moved_from_s_"], state["_recent_t0"], state["_block_t0"]
     old = MountCalibration(params).restore_state(state)
-    assert old.t_forward_moved_s_ is None and np.isnan(old.forward_moved_deg_)
+    assert old.t_forward_moved_s_ is None and np.isnan(old.forward_moved_deg_) and old.t_forward_moved_from_s_ is None
 
 
 @pytest.mark.parametrize("axis", ["z", "x"])
@@ -431,10 +436,12 @@ def test_sums_and_norms_written_out_keep_the_bits() -> None:
             assert got.tobytes() == expected.tobytes()  # (the sign of a zero included)
 
 
-def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.ndarray, p: CalibrationParams):
+def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.ndarray, p: CalibrationParams,
+                       t0: deque):
     """The per-block re-check: after each block, the sum of the recent moments from the oldest on, and, when
     each of the last ``recheck_fast_blocks`` blocks on its own is off by more than ``recheck_fast_deg``, the
-    sum of those."""
+    sum of those. When it first moved, the start ``t0`` of the block before the first of the window that
+    ran another way, by trying every split of the window."""
     from pelvimon.dsp.calibration import _angle_deg, _forward_from_moment
 
     def angle_of(blocks: list) -> float:
@@ -443,10 +450,17 @@ def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.nd
             total = total + x
         return _angle_deg(_forward_from_moment(total, up), fwd)
 
+    def split(blocks: list) -> int:
+        us = [v / np.linalg.norm(v) for v in (_forward_from_moment(x, up) for x in blocks)]
+        f = fwd / np.linalg.norm(fwd)
+        fits = [sum(float(u @ f) for u in us[:s]) + float(np.linalg.norm(sum(us[s:]))) for s in range(len(us))]
+        return int(np.argmax(fits))
+
     angle, moved, first = math.nan, False, None
     ws = min(p.recheck_fast_blocks, p.recheck_blocks)
     for i, m in enumerate(ms):
         recent.append(m.copy())
+        t0.append(200.0 + i)
         if len(recent) >= min(p.recheck_blocks, 3):
             angle = angle_of(list(recent))
         last = list(recent)[-ws:]
@@ -454,7 +468,8 @@ def _recheck_reference(recent: deque, ms: np.ndarray, up: np.ndarray, fwd: np.nd
         if len(recent) >= ws and all(angle_of([x]) > p.recheck_fast_deg for x in last):
             fast = angle_of(last)
         if not moved and (angle > p.recheck_deg or fast > p.recheck_fast_deg):
-            moved, first = True, (i, max(a for a in (angle, fast) if math.isfinite(a)))
+            s = split(list(recent))
+            moved, first = True, (i, max(a for a in (angle, fast) if math.isfinite(a)), list(t0)[max(0, s - 1)])
     return angle, moved, first
 
 
@@ -473,17 +488,21 @@ def test_batched_recheck_equals_the_block_by_block_form(recheck_blocks: int, fas
             cal = MountCalibration(p)
             cal.gravity_sensor_, cal.forward_sensor_ = up, fwd
             cal._recent = deque(before, maxlen=recheck_blocks)
+            t0_before = [50.0 + i for i in range(n0)]
+            cal._recent_t0 = deque(t0_before, maxlen=recheck_blocks)
             t_end = [100.0 + 2.5 * i for i in range(k)]
-            cal._recheck(ms, t_end)
+            cal._recheck(ms, t_end, [200.0 + i for i in range(k)])
             ref = deque(before, maxlen=recheck_blocks)
-            angle, moved, first = _recheck_reference(ref, ms, up, fwd, p)
+            angle, moved, first = _recheck_reference(ref, ms, up, fwd, p, deque(t0_before, maxlen=recheck_blocks))
             assert (math.isnan(angle) and math.isnan(cal.forward_recent_deg_)) or cal.forward_recent_deg_ == angle
             assert cal.forward_moved_ == moved
             # when it first moved: that block's step time and angle
             if first is None:
                 assert cal.t_forward_moved_s_ is None and math.isnan(cal.forward_moved_deg_)
+                assert cal.t_forward_moved_from_s_ is None
             else:
                 assert (cal.t_forward_moved_s_, cal.forward_moved_deg_) == (t_end[first[0]], first[1])
+                assert cal.t_forward_moved_from_s_ == first[2]
             assert len(cal._recent) == len(ref) and all(np.array_equal(a, b) for a, b in zip(cal._recent, ref, strict=True))
 
 

@@ -449,6 +449,29 @@ def test_mount_moved_is_reported_once():
     assert found[0].t_s == pipe.calibration_.t_forward_moved_s_ < turned.t_s[-1] - 5.0
 
 
+@pytest.mark.parametrize("deg", [30.0, 180.0])
+def test_a_moved_sensor_is_dated_back_to_the_strides_before_the_turn(deg: float) -> None:
+    """The re-check shows a turn seconds after it (the blocks of strides it takes); the MountMoved also
+    says from when the sensor seems to have run another way: before the turn, by less than two blocks of
+    strides (up to 4 s at the 2 s blocks), never after it; the same whatever the chunking."""
+    from pelvimon.dsp.calibration import CalibrationParams
+    from pelvimon.dsp.pipeline import MountMoved
+
+    sim, turned, k = _turned_run(75, 40, deg)
+    t_turn = float(sim.batch.t_s[k])
+    seen = []
+    for size in (250, len(turned)):
+        pipe = GaitPipeline(FS)
+        events = []
+        for a in range(0, len(turned), size):
+            events += pipe.update(turned.slice(a, min(len(turned), a + size))).events
+        (moved,) = [e for e in events if isinstance(e, MountMoved)]
+        seen.append(moved)
+    assert seen[0] == seen[1]
+    moved = seen[0]
+    assert t_turn - 2 * 2 * CalibrationParams().block_s < moved.t_from_s <= t_turn < moved.t_s
+
+
 def test_steps_after_a_moved_sensor_stay_out_of_the_left_right_comparison():
     """The sensor turned around (180 deg about the vertical) on the body: every side after it is swapped,
     at full confidence. From the MountMoved on, the steps' laterality confidence is at most 0.5 (out of the

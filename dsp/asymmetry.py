@@ -759,6 +759,19 @@ class AsymmetryMonitor:
         )
         return make_asymmetries(p.metrics, t0, t1, sides, p.level, p.min_steps_per_side)
 
+    def drop_since(self, t_s: float) -> list[Asymmetry]:
+        """Take the steps whose initial contact is at ``t_s`` or later out of the windows (and out of the steps
+        of the other gait held back), as if they had not come; return the current asymmetries. For steps
+        found wrong after they came (a sensor that turned on the body some seconds before that showed).
+        The windows are not refilled with older steps."""
+        for side in ("L", "R"):
+            kept = [e for e in self._win[side] if not e[0] >= t_s]
+            if len(kept) < len(self._win[side]):
+                self._win[side] = deque(kept, maxlen=self.params.window_steps)
+        self._held = [s for s in self._held if not s.t_ic_s >= t_s]
+        self.latest_ = self._compute()
+        return list(self.latest_.values())
+
     def update(self, steps: Iterable[Step], t_s: float | None = None) -> list[Asymmetry]:
         """Take new steps (time order) and return the current asymmetries, one per metric with enough data.
 

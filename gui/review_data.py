@@ -19,11 +19,13 @@ import numpy as np
 from pelvimon.analysis import (
     CsvOptions,
     FileDamage,
+    MountMove,
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
     check_rate,
     mount_moves_of,
+    moved_steps_out,
     open_input,
     read_source,
     sample_span_s,
@@ -154,7 +156,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     parts_a: list[np.ndarray] = []
     computed: list[Step] = []
     calibration = "unknown"
-    moves: list[tuple[float, float]] = []
+    moves: list[MountMove] = []
     if batches and any(b.acc_mps2 is not None for b in batches):
         # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze, in its range
         check_rate(p.name, rate_hz)
@@ -181,7 +183,8 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
         calibration = str(pipe.calibration_.state_)
     t = np.concatenate(parts_t) if parts_t else np.zeros(0)
     ang = np.concatenate(parts_a) if parts_a else np.zeros((0, 3))
-    steps = recorded_steps if recorded_steps else computed
+    # (the steps since a move began out of the left/right comparisons, as in pelvimon analyze)
+    steps = moved_steps_out(recorded_steps if recorded_steps else computed, moves)
     source = "recorded" if recorded_steps else "computed"
     t_start, t_end = sample_span_s(batches)
     analysis = analyze_steps(steps, config, name=p.name, t_end_s=None if math.isnan(t_end) else t_end)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -83,9 +83,8 @@ class PipelineRun:
         Gaps or reconnects the pipeline restarted at.
     n_gaps_bridged : int
         Short losses the pipeline ran on across (``PipelineParams.bridge_gap_s``).
-    mount_moves : tuple of (float, float)
-        When the calibration's re-check found that the sensor had turned on the body, s, and by how much the
-        running direction of the recent strides then stood from the calibrated one, deg (``MountMoved``).
+    mount_moves : tuple of MountMove
+        When the calibration's re-check found that the sensor had turned on the body (``MountMoved``).
     """
 
     steps: list[Step]
@@ -93,7 +92,7 @@ class PipelineRun:
     calibrated_at_s: float | None
     n_gap_events: int
     n_gaps_bridged: int = 0
-    mount_moves: tuple[tuple[float, float], ...] = ()
+    mount_moves: tuple[MountMove, ...] = ()
 
 
 SIDES_LEGEND = (
@@ -129,16 +128,51 @@ def turning_why() -> str:
             "or the running direction was set anew in the step")
 
 
-def mount_moved_text(t_s: float, angle_deg: float) -> str:
+class MountMove(NamedTuple):
+    """The calibration's re-check found that the sensor had turned on the body (``MountMoved``): at ``t_s``, s,
+    the running direction of the recent strides stood ``angle_deg`` from the calibrated one; the sensor seems
+    to have run another way from ``t_from_s``, s (NaN if not known)."""
+
+    t_s: float
+    angle_deg: float
+    t_from_s: float = math.nan
+
+    @property
+    def steps_out_from_s(self) -> float:
+        """From when the steps are left out of the left/right comparisons, s."""
+        return self.t_from_s if math.isfinite(self.t_from_s) else self.t_s
+
+
+def mount_moved_text(move: MountMove) -> str:
     """A moved sensor (``Quality.mount_moves``) in words, for the data-quality sections."""
-    return (f"the sensor seems to have turned on the body at {t_s:.1f} s (the recent strides ran {angle_deg:.0f}° "
-            "from the calibrated forward direction): sides and angles may be wrong from the strides before it on; "
-            "the steps after it are left out of the left/right comparison; fix the clip and record again")
+    when = f"at {move.t_s:.1f} s"
+    if math.isfinite(move.t_from_s):
+        when = f"from about {move.t_from_s:.1f} s (seen at {move.t_s:.1f} s)"
+    return (f"the sensor seems to have turned on the body {when}; the recent strides ran {move.angle_deg:.0f}° from "
+            "the calibrated forward direction: sides and angles may be wrong from then on, and those steps are "
+            "left out of the left/right comparison; fix the clip and record again")
 
 
 def mount_moved_notes(q: Quality) -> list[str]:
     """Each moved sensor of ``q`` as a sentence of its own, for the report and the review window."""
-    return [f"Sensor moved: {mount_moved_text(t, deg)}." for t, deg in q.mount_moves]
+    return [f"Sensor moved: {mount_moved_text(m)}." for m in q.mount_moves]
+
+
+def moved_steps_out(steps: Sequence[Step], moves: Sequence[MountMove]) -> list[Step]:
+    """``steps`` with those from the first move's start on (:attr:`MountMove.steps_out_from_s`) at a
+    ``laterality_confidence`` of at most ``MOVED_CONFIDENCE``, out of the left/right comparisons.
+
+    The pipeline does so from the move's detection on, the moment it knew; the steps since the move began
+    (some 1-20 s of them: the strides it took to show) went out before, with the confidence their sides had.
+    A sensor turned around swaps each of their sides, so an analysis afterwards leaves them out as well.
+    """
+    if not moves:
+        return list(steps)
+    from pelvimon.dsp.pipeline import MOVED_CONFIDENCE
+
+    t = min(m.steps_out_from_s for m in moves)
+    return [replace(s, laterality_confidence=MOVED_CONFIDENCE)
+            if s.t_ic_s >= t and s.laterality_confidence > MOVED_CONFIDENCE else s for s in steps]  # fmt: skip
 
 
 def no_angles_why(q: Quality) -> str:
@@ -263,9 +297,9 @@ class Quality:
     (docs/dsp_orientation.md)."""
     file_damage: FileDamage = FileDamage()
     """What the session file reader could not read (nothing for a CSV or an intact file)."""
-    mount_moves: tuple[tuple[float, float], ...] = ()
-    """When the sensor seemed to turn on the body, s, and the angle from the calibrated running direction
-    then, deg (:attr:`PipelineRun.mount_moves`); sides and angles after it may be wrong."""
+    mount_moves: tuple[MountMove, ...] = ()
+    """When the sensor seemed to turn on the body (:attr:`PipelineRun.mount_moves`); sides and angles after
+    it may be wrong, and its steps are out of the left/right comparisons (:func:`moved_steps_out`)."""
 
     @property
     def share_steps_flagged(self) -> float:
@@ -277,7 +311,7 @@ class Quality:
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["file_damage"] = asdict(self.file_damage)
-        d["mount_moves"] = [{"t_s": t, "angle_deg": a} for t, a in self.mount_moves]
+        d["mount_moves"] = [m._asdict() for m in self.mount_moves]
         d["share_steps_flagged"] = self.share_steps_flagged
         return d
 
@@ -821,11 +855,12 @@ _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
-def mount_moves_of(events: Iterable[Any]) -> tuple[tuple[float, float], ...]:
-    """The ``(t_s, angle_deg)`` of the ``MountMoved`` among pipeline events (:attr:`PipelineRun.mount_moves`)."""
+def mount_moves_of(events: Iterable[Any]) -> tuple[MountMove, ...]:
+    """The ``MountMoved`` among pipeline events (:attr:`PipelineRun.mount_moves`)."""
     from pelvimon.dsp.pipeline import MountMoved
 
-    return tuple((float(e.t_s), float(e.angle_deg)) for e in events if isinstance(e, MountMoved))
+    return tuple(MountMove(float(e.t_s), float(e.angle_deg), float(e.t_from_s))
+                 for e in events if isinstance(e, MountMoved))  # fmt: skip
 
 
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:
@@ -898,7 +933,9 @@ def _gc_paused() -> Iterator[None]:
 
 class StepTracker:
     """Asymmetry and alerts updated once per step, in step order: the one rule the live engine and the
-    offline analysis share, so both raise the same alerts at the same times.
+    offline analysis share, so both raise the same alerts at the same times (but between the start of a
+    moved sensor and the moment it showed, which the analysis afterwards knows and the live engine cannot:
+    :func:`moved_steps_out`, :meth:`drop_since`).
 
     Parameters
     ----------
@@ -918,6 +955,13 @@ class StepTracker:
         self._n_steps += 1
         self.current = self.asymmetry.update([step])
         return t, self.current, self.alerts.update(self.current, t)
+
+    def drop_since(self, t_from_s: float, t_s: float) -> tuple[list[Asymmetry], list[Any]]:
+        """At time ``t_s``, take the steps from ``t_from_s`` on out of the asymmetry windows
+        (:meth:`~pelvimon.dsp.asymmetry.AsymmetryMonitor.drop_since`); return the current asymmetries and the
+        alert events."""
+        self.current = self.asymmetry.drop_since(t_from_s)
+        return self.current, self.alerts.update(self.current, t_s)
 
     def push_all(self, steps: Sequence[Step]) -> list[tuple[float, list[Asymmetry]]]:
         """:meth:`push` for every step of a fresh tracker, with the rolling asymmetry of all steps computed
@@ -1157,7 +1201,8 @@ def analyze_samples(
         run = run_pipeline(batches, use_hz)
     t0, t1 = sample_span_s(batches)
     n = sum(len(b) for b in batches)
-    table = StepTable.of(run.steps)  # (read once, for the quality counts and the analysis)
+    # (read once, for the quality counts and the analysis)
+    table = StepTable.of(moved_steps_out(run.steps, run.mount_moves))
     q = Quality(
         duration_s=t1 - t0,
         n_samples=n,

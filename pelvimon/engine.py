@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pelvimon.analysis import StepTracker
+from pelvimon.analysis import MountMove, StepTracker, mount_moves_of, moved_steps_out
 from pelvimon.dsp.alerts import AlertEvent, AlertMonitor
 from pelvimon.dsp.events import StateChange
 from pelvimon.dsp.orientation import PelvisMotion
@@ -157,6 +157,7 @@ class SessionAnalyzer:
         self.tracker = StepTracker(config)
         self.steps: list[Step] = []
         self.t_s = 0.0
+        self._moves: list[MountMove] = []  # the sensor turned on the body: the steps since are out of the windows
 
     @property
     def alerts(self) -> AlertMonitor:
@@ -164,6 +165,7 @@ class SessionAnalyzer:
 
     def _after(self, out: Any) -> list[EngineEvent]:
         events: list[EngineEvent] = []
+        moves = mount_moves_of(out.events)
         for ev in out.events:
             if isinstance(ev, CalibrationChange):
                 q = None
@@ -178,11 +180,19 @@ class SessionAnalyzer:
             # (a GapEvent: the source's gap status has said it)
         if out.motion is not None and len(out.motion.t_s):
             events.append(MotionChunk(out.motion))
+        self._moves += moves
         for step in out.steps:
             self.steps.append(step)
             events.append(step)
-            t, current, alert_events = self.tracker.push(step)
+            # (from a move's start on, out of the windows, as in the analysis afterwards)
+            (tracked,) = moved_steps_out([step], self._moves) if self._moves else (step,)
+            t, current, alert_events = self.tracker.push(tracked)
             events.append(AsymmetryUpdate(t, list(current)))
+            events.extend(alert_events)
+        if moves:
+            # the steps since the move began came before it showed: they leave the windows now
+            current, alert_events = self.tracker.drop_since(min(m.steps_out_from_s for m in moves), self.t_s)
+            events.append(AsymmetryUpdate(self.t_s, list(current)))
             events.extend(alert_events)
         return events
 

@@ -322,7 +322,7 @@ def print_report(analysis: Any) -> None:
         f"samples: {q.n_samples} at {q.rate_hz:.1f} Hz; gaps: {q.n_batches_after_gap} "
         f"({q.n_samples_lost} samples lost), bridged: {q.n_gaps_bridged}, pipeline restarts: {q.n_gap_events}",
         f"calibration: {cal}",
-        *(f"sensor moved: {mount_moved_text(t, deg)}" for t, deg in q.mount_moves),
+        *(f"sensor moved: {mount_moved_text(m)}" for m in q.mount_moves),
         f"laterality confidence: mean {q.mean_laterality_confidence:.2f}, min {q.min_laterality_confidence:.2f}",
         f"steps left out: {q.n_steps_gap} at gaps, {q.n_steps_low_laterality} with an uncertain side"
         + (f" ({100 * q.share_steps_flagged:.1f} % flagged)" if math.isfinite(q.share_steps_flagged) else ""),

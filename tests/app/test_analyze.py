@@ -838,18 +838,46 @@ def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.C
             assert moves == [] and "sensor moved" not in flat and "Sensor moved" not in html
             continue
         assert len(moves) == 1
-        t, deg = moves[0]["t_s"], moves[0]["angle_deg"]
-        # seen within the re-check's window of strides after the turn at 45 s (not at the end of a chunk)
+        t, deg, t_from = moves[0]["t_s"], moves[0]["angle_deg"], moves[0]["t_from_s"]
+        # seen within the re-check's window of strides after the turn at 45 s (not at the end of a chunk),
+        # and dated back to a block of strides before the turn
         assert b.t_s[k] < t < b.t_s[k] + 15.0 and 20.0 < deg <= 120.0  # (the recent blocks' direction, noisy)
-        said = f"the sensor seems to have turned on the body at {t:.1f} s (the recent strides ran {deg:.0f}°"
+        assert b.t_s[k] - 5.0 < t_from <= b.t_s[k]
+        said = (f"the sensor seems to have turned on the body from about {t_from:.1f} s (seen at {t:.1f} s); "
+                f"the recent strides ran {deg:.0f}°")
         assert f"sensor moved: {said}" in flat
         assert f"Sensor moved: {said}" in html
-        # its steps from then on are out of the left/right comparison (counted with the uncertain sides)
+        # its steps from its start on are out of the left/right comparison (counted with the uncertain sides)
         data = no_nan(run_cli(capsys, str(tmp_path / name), "--json")[1])
-        later = [s for s in data["steps"] if s["t_ic_s"] >= t and not s["gap"]]
+        later = [s for s in data["steps"] if s["t_ic_s"] >= t_from and not s["gap"]]
         assert len(later) > 100 and all(s["laterality_confidence"] <= 0.5 for s in later)
         assert data["quality"]["n_steps_low_laterality"] >= len(later)
-        assert "the steps after it are left out of the left/right comparison" in flat
+        assert "those steps are left out of the left/right comparison" in flat
+
+
+@pytest.mark.parametrize("gait", ["run", "walk"])
+def test_the_steps_since_a_sensor_turned_around_stay_out_of_the_whole_session_comparison(gait: str) -> None:
+    """A runner with more pelvic drop on the right (5° left, 8° right) whose sensor turns around (180° about
+    the vertical) at 45 s of 150 s: every side is swapped from then on, and the re-check sees it seconds
+    later. The steps since the turn leave the left/right comparisons, so the whole session's difference
+    is the steady session's (within 0.2°, not pulled towards zero by swapped sides) and the alert on the
+    right side runs to the end (swapped steps in its windows ended it at about 50 s)."""
+    from scipy.spatial.transform import Rotation
+
+    b = simulate(SimParams(seconds=150.0, gait=gait, seed=22, cpd_left_deg=5.0, cpd_right_deg=8.0)).batch
+    k = int(45.0 * 200)
+    turn = Rotation.from_euler("z", 180, degrees=True)
+    acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
+    gyr = np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])])
+    steady = analyze_batches([b])
+    turned = analyze_batches([ImuBatch(t_s=b.t_s, acc_mps2=acc, gyr_rads=gyr)])
+    (move,) = turned.quality.mount_moves
+    assert move.t_from_s <= b.t_s[k] < move.t_s
+    want = steady.asymmetry["cpd_deg"].diff
+    assert want < -2.5 and abs(turned.asymmetry["cpd_deg"].diff - want) < 0.2
+    (alert,) = [a for a in turned.alerts if a.metric == "cpd_deg"]
+    assert alert.side == "R" and alert.t_start_s < b.t_s[k] and alert.t_end_s == pytest.approx(b.t_s[-1], abs=1.0)
+    assert all(s.laterality_confidence <= 0.5 for s in turned.steps if s.t_ic_s >= move.t_from_s)
 
 
 def test_steps_without_angles_and_turning_steps_are_not_counted_twice() -> None:

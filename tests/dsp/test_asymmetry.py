@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -375,3 +376,23 @@ def test_windows_hold_one_gait_and_stray_steps_join_them() -> None:
     assert n_in[walk_from : walk_from + 5] == [n_in[walk_from - 1]] * 5  # five walking steps held out
     assert gait[walk_from + 4] == "running" and mon.n_resets_ == 1
     assert gait[walk_from + 5] == "walking" and n_in[walk_from + 5] == 6  # restarted with the six
+
+
+def test_drop_since_leaves_the_windows_as_without_those_steps() -> None:
+    """Steps found wrong after they came (a sensor turned on the body) leave the windows: the asymmetries are
+    those of a monitor that never had them, while the windows had not yet let older steps go; steps of the
+    other gait held back from the windows go too."""
+    steps = make_steps(30, {"cpd_deg": 5.0}, {"cpd_deg": 8.0}, seed=4)
+    cut = steps[22].t_ic_s
+    mon = AsymmetryMonitor()
+    mon.update(steps)
+    got = mon.drop_since(cut)
+    ref = AsymmetryMonitor()
+    assert got == ref.update(steps[:22]) and got and mon.latest_ == ref.latest_
+    assert mon.drop_since(steps[0].t_ic_s) == [] and mon.latest_ == {}  # (all gone: too few to compare)
+    walk = [replace(s, flight_time_s=0.0) for s in make_steps(3, t0=steps[-1].t_ic_s + 0.4, seed=5)]
+    mon = AsymmetryMonitor()
+    mon.update(steps + walk[:2])
+    assert len(mon._held) == 2
+    mon.drop_since(walk[1].t_ic_s)
+    assert mon._held == walk[:1]

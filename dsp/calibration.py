@@ -979,8 +979,9 @@ class MountCalibration:
 
     def _recheck(self, m: np.ndarray, t_end: list[float], t0: list[float]) -> None:
         """After calibration: blocks with moments ``m`` (K, 3, 3), begun at times ``t0`` and closed at the
-        steps at times ``t_end``, join the recent ones, and after each the forward direction of the last ``recheck_blocks`` blocks is
-        compared with the calibrated one, and so is that of each of the last ``recheck_fast_blocks``.
+        steps at times ``t_end``, join the recent ones, and after each the forward direction of the last
+        ``recheck_blocks`` blocks is compared with the calibrated one, and so is that of each of the last
+        ``recheck_fast_blocks``; when it first moved, :func:`_moved_from` over the window dates it back.
 
         Per block this is ``_angle_deg(_forward_from_moment(_vsum(recent), up), fwd)`` (the sum of the recent
         moments from the oldest on); here for all K blocks together, with the same arithmetic: each window

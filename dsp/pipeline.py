@@ -77,6 +77,10 @@ class PipelineParams:
     recheck_mount: bool = True
     """Keep the calibration's forward re-check running after it completed and report a
     :class:`MountMoved` event when the sensor turned on the body (about 0.07 s of CPU per hour at 200 Hz)."""
+    recalibrate: bool = True
+    """After a :class:`MountMoved`, find the mounting anew from the strides that follow (a fresh
+    calibration from the step that showed the move on, with gravity from the gait when no one stands
+    still); until it completes the pelvis angles are unknown (NaN). False: keep the old frame."""
     recheck_rate_hz: float = 50.0
     """The mount re-check reads the means of ``k = rate // recheck_rate_hz`` consecutive samples (at 200 Hz,
     four), from ``RECHECK_MEANS_AFTER_S`` after the calibration on: its 6 Hz low-passed strides need no more,
@@ -92,7 +96,9 @@ class PipelineParams:
 
 @dataclass(frozen=True)
 class CalibrationChange:
-    """The mount calibration changed state at ``t_s`` (``state`` as in ``MountCalibration.state_``)."""
+    """The mount calibration changed state at ``t_s`` (``state`` as in ``MountCalibration.state_``, or
+    "recalibrating": after a :class:`MountMoved`, the mounting is being found anew from the strides that
+    follow; the next change is then "calibrated", when it is found)."""
 
     t_s: float
     state: str
@@ -112,10 +118,12 @@ class GapEvent:
 class MountMoved:
     """The forward direction of the recent strides left the calibrated one by ``angle_deg`` (more than
     ``CalibrationParams.recheck_deg``, or ``recheck_fast_deg`` over the last few blocks) at ``t_s`` (the step
-    that closed the gait block it did at): the sensor probably turned on the body; the frame is kept, so sides
-    and angles may be wrong until the session is restarted (``MountCalibration.forward_moved_``,
-    ``t_forward_moved_s_``). The steps whose IC is at ``t_s`` or later have a ``laterality_confidence`` of at
-    most :data:`MOVED_CONFIDENCE`: they stay out of the left/right comparisons.
+    that closed the gait block it did at): the sensor probably turned on the body (``MountCalibration.forward_moved_``,
+    ``t_forward_moved_s_``). With ``PipelineParams.recalibrate`` the mounting is then found anew from the next
+    strides (a :class:`CalibrationChange` to "recalibrating" at ``t_s``, then to "calibrated"), the pelvis
+    angles NaN until then; otherwise the frame is kept. The steps whose IC is at ``t_s`` or later, until the
+    mounting is found anew, have a ``laterality_confidence`` of at most :data:`MOVED_CONFIDENCE`: they stay
+    out of the left/right comparisons.
 
     ``t_from_s``: from when the sensor seems to have run another way, s, seconds before ``t_s`` (the blocks of
     strides it took to show; ``MountCalibration.t_forward_moved_from_s_``). The steps between were given out
@@ -234,7 +242,7 @@ class GaitPipeline:
         self._step_fwd = StepForward()
         self._orient: PelvisOrientation | None = None
         self.calibration_ = MountCalibration(p.calibration, rate_hz=self._fs)
-        self._cal_state = self.calibration_.state_
+        self._cal_state: str = self.calibration_.state_  # (or "recalibrating": after a move, until found anew)
         self._recheck = p.recheck_mount and p.mount_quat_wxyz is None
         # the re-check on means of k samples (recheck_rate_hz): whether begun, the open mean's sums
         if not p.recheck_rate_hz >= 0:
@@ -254,7 +262,11 @@ class GaitPipeline:
         d = self._detector
         self._fill_reach = d._n_onset + max(d._n_conf, d._n_conf_walk)
         self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None  # last sample: t, acc, gyr
-        self._moved_t_s: float | None = None  # when the re-check found the sensor turned (MountMoved)
+        # when the re-check found the sensor turned (MountMoved) and when the calibration was found anew
+        # (inf: not yet): the steps between are out of the left/right comparisons
+        self._moved: list[list[float]] = []
+        self._lat_restarts: list[float] = []  # calibrations found anew: the side sequence starts again there
+        self._fwd_restarts: list[float] = []  # moves: the steps' forward direction is summed anew from there
         self._filled: list[tuple[int, int]] = []  # filled sample ranges [a, b), detector indices
         self.steps_: list[Step] = []
         self.n_samples_ = 0
@@ -396,8 +408,14 @@ class GaitPipeline:
         else:
             ch[:_N_MOTION] = motion.rows
             events.extend(motion.events)
-        if self._moved_t_s is None:
-            self._moved_t_s = next((e.t_s for e in events if isinstance(e, MountMoved)), None)
+        for e in events:
+            if isinstance(e, MountMoved):
+                self._moved.append([e.t_s, math.inf])
+                self._fwd_restarts.append(e.t_s)
+            elif isinstance(e, CalibrationChange) and e.state == "calibrated" and self._moved:
+                if math.isinf(self._moved[-1][1]):
+                    self._moved[-1][1] = e.t_s
+                    self._lat_restarts.append(e.t_s)
         # the vertical force and the up direction need no calibration; with the braking/propulsion moment
         # they give the forward direction after the first strides (laterality before the mount is known)
         av, up = self._detector.vertical_up(acc)
@@ -514,6 +532,28 @@ class GaitPipeline:
     def _orientation(
         self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent]
     ) -> PelvisMotion | None:
+        """The calibration and orientation stages over one chunk; after a :class:`MountMoved`, the calibration
+        anew (``PipelineParams.recalibrate``) from the sample after the step that showed it."""
+        n_ev = len(events)
+        motion = self._calibrated_orientation(t, acc, gyr, events)
+        moved = next((e for e in events[n_ev:] if isinstance(e, MountMoved)), None)
+        if moved is None or not self._p.recalibrate:
+            return motion
+        # the frame is not known from the step that showed the move on: a fresh calibration starts at the next
+        # sample (the same sample whatever the chunking), and the angles are NaN until it completes
+        s = int(np.searchsorted(t, moved.t_s, side="right"))
+        self.calibration_ = MountCalibration(self._p.calibration, rate_hz=self._fs)
+        self._cal_state = "recalibrating"
+        events.append(CalibrationChange(float(moved.t_s), self._cal_state))
+        self._orient = None
+        self._rc_on = False
+        self._rc_carry = (None, None, 0)
+        tail = self._orientation(t[s:], acc[s:], None if gyr is None else gyr[s:], events) if s < t.shape[0] else None
+        return _joined_motion(motion, s, tail, t, gyr is not None)
+
+    def _calibrated_orientation(
+        self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray | None, events: list[PipelineEvent]
+    ) -> PelvisMotion | None:
         cal = self.calibration_
         k0 = 0
         rc0 = 0  # first sample of this chunk for the calibration's re-check
@@ -523,7 +563,8 @@ class GaitPipeline:
             for b0 in range(0, t.shape[0], step):
                 b1 = min(t.shape[0], b0 + step)
                 cal.update(t[b0:b1], acc[b0:b1], None if gyr is None else gyr[b0:b1])
-                if cal.state_ != self._cal_state:
+                # (while recalibrating, only its completion is told: the gait goes on, no one is asked to stand)
+                if cal.state_ != self._cal_state and (self._cal_state != "recalibrating" or cal.state_ == "calibrated"):
                     self._cal_state = cal.state_
                     t_ev = cal.t_calibrated_s_ if cal.t_calibrated_s_ is not None else float(t[b1 - 1])
                     events.append(CalibrationChange(float(t_ev), str(cal.state_)))
@@ -673,7 +714,20 @@ class GaitPipeline:
         per, ratio = self._last_step_period, self._prev_step_ratio
         regular: list[bool] = []
         missed: list[bool] = []
-        for step_time, bout in zip((cols.times_s[2] - cols.times_s[0]).tolist(), cols.bout_start, strict=True):
+        bouts = list(cols.bout_start)
+        # the first step in the frame found anew starts the side sequence again (the alternation carried over
+        # from the steps in the turned frame would hold their swapped sides); from the first step after a move
+        # on, the forward direction of the steps (the sides without a gyroscope) is summed anew
+        fwd_cuts = []
+        if self._lat_restarts or self._fwd_restarts:
+            for j, t_ic in enumerate(cols.times_s[0].tolist()):
+                if self._lat_restarts and t_ic >= self._lat_restarts[0]:
+                    bouts[j] = True
+                    del self._lat_restarts[0]
+                if self._fwd_restarts and t_ic >= self._fwd_restarts[0]:
+                    fwd_cuts.append(j)
+                    del self._fwd_restarts[0]
+        for step_time, bout in zip((cols.times_s[2] - cols.times_s[0]).tolist(), bouts, strict=True):
             regular.append(not bout and (not isfinite(ratio) or abs(ratio - 1.0) < 0.35))
             missed.append(not bout and isfinite(ratio) and ratio > 1.6)
             per = step_time if not isfinite(per) else 0.8 * per + 0.2 * step_time
@@ -692,7 +746,12 @@ class GaitPipeline:
         feats = np.column_stack([f_gyr, f_ml])
         need = ~(np.isfinite(f_gyr) | np.isfinite(f_ml))
         if not need.any():
-            self._step_fwd.add_many(mom, running)
+            a = 0
+            for j in [*fwd_cuts, len(events)]:
+                self._step_fwd.add_many(mom[a:j], running[a:j])
+                if j < len(events):
+                    self._step_fwd.reset()
+                a = j
         else:
             # before the mount is known: the same two features about the forward direction of the steps so
             # far, step by step (the sensor-frame means only for the steps that need them)
@@ -702,6 +761,8 @@ class GaitPipeline:
             up_ic = data[_UP : _UP + 3, s[sel]].T
             i = 0
             for j in range(len(events)):
+                if j in fwd_cuts:
+                    self._step_fwd.reset()
                 self._step_fwd.add(mom[j], running[j])
                 if not need[j]:
                     continue
@@ -715,13 +776,14 @@ class GaitPipeline:
                     feats[j, 0] = fg
                     feats[j, 1] = -float(a_st[i] @ left) if not np.isfinite(fg) else float("nan")
                 i += 1
-        sides, conf = self._lat.update_many(feats, regular, missed, cols.bout_start)
-        if self._moved_t_s is not None:
-            # from when the re-check found the sensor turned on the body, the pelvis frame is not known: the
-            # side is the alternation's guess (a sensor turned around swaps every side) and the angles may
-            # be off by degrees, so the steps stay out of the left/right comparisons
-            moved = self._moved_t_s
-            conf = [min(c, MOVED_CONFIDENCE) if t >= moved else c for c, t in zip(conf, cols.times_s[0].tolist(), strict=True)]
+        sides, conf = self._lat.update_many(feats, regular, missed, bouts)
+        if self._moved:
+            # from when the re-check found the sensor turned on the body until the calibration is found anew,
+            # the pelvis frame is not known: the side is the alternation's guess (a sensor turned around swaps
+            # every side), so the steps stay out of the left/right comparisons
+            moved = self._moved
+            conf = [min(c, MOVED_CONFIDENCE) if any(a <= t < b for a, b in moved) else c
+                    for c, t in zip(conf, cols.times_s[0].tolist(), strict=True)]  # fmt: skip
         out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic),
                                  np.array([t for _, t in prev]))
         for j in (j for j, b in enumerate(bridged) if b):
@@ -776,6 +838,43 @@ def _acc_of(batch: ImuBatch) -> np.ndarray:
     if batch.acc_mps2 is None:
         raise ValueError("the gait pipeline needs accelerometer samples (ImuBatch.acc_mps2 is None)")
     return batch.acc_mps2
+
+
+def _unknown_motion(t: np.ndarray, gyro: bool) -> PelvisMotion:
+    """Orientation results for samples at ``t`` whose pelvis frame is not known: NaN, not valid."""
+    n = t.shape[0]
+    nan1, nan3 = np.full(n, np.nan), np.full((n, 3), np.nan)
+    return PelvisMotion(t, nan1, nan1.copy(), nan1.copy(), nan3, nan3.copy(), nan3.copy() if gyro else None,
+                        np.zeros(n, dtype=bool), np.full((n, 4), np.nan) if gyro else None)
+
+
+def _joined_motion(
+    head: PelvisMotion | None, s: int, tail: PelvisMotion | None, t: np.ndarray, gyro: bool
+) -> PelvisMotion | None:
+    """One chunk's orientation results (samples ``t``, aligned at its end) from those of the frame before a
+    move (``head``, kept up to sample ``s``) and after it (``tail``, aligned at the end, or None), the
+    samples between unknown."""
+    parts = []
+    if head is not None:
+        k0 = t.shape[0] - len(head)
+        if s > k0:
+            parts.append(_slice_motion(head, 0, s - k0))
+    n_tail = 0 if tail is None else len(tail)
+    a = s if parts else max(s, t.shape[0] - n_tail)
+    if a < t.shape[0] - n_tail:
+        parts.append(_unknown_motion(t[a : t.shape[0] - n_tail], gyro))
+    if tail is not None and n_tail:
+        parts.append(tail)
+    return PelvisMotion.concat(parts) if parts else None
+
+
+def _slice_motion(m: PelvisMotion, a: int, b: int) -> PelvisMotion:
+    """Samples ``a:b`` of ``m``."""
+    return PelvisMotion(
+        m.t_s[a:b], m.tilt_deg[a:b], m.obliquity_deg[a:b], m.rotation_deg[a:b], m.acc_pelvis_mps2[a:b],
+        m.acc_level_mps2[a:b], None if m.gyr_pelvis_rads is None else m.gyr_pelvis_rads[a:b], m.valid[a:b],
+        None if m.quat_world_sensor_wxyz is None else m.quat_world_sensor_wxyz[a:b],
+    )
 
 
 def _fill_motion_rows(motion: PelvisMotion | None, ch: np.ndarray) -> None:

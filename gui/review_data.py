@@ -165,7 +165,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
             if b.acc_mps2 is None or not len(b):
                 continue
             out = pipe.update(b)
-            moves += mount_moves_of(out.events)
+            moves = list(mount_moves_of(out.events, moves))
             m = out.motion
             if m is not None and len(m):
                 parts_t.append(m.t_s)

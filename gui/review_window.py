@@ -313,6 +313,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
             return "No pelvis angles in this session (no gyroscope, or no calibration)"
         if t1 < d.t_s[valid[0]]:
             return f"No pelvis angles yet: they start at {d.t_s[valid[0]]:.1f} s, once the sensor is calibrated"
+        for m in d.analysis.quality.mount_moves:
+            if m.t_s <= t1 and not t0 >= m.t_until_s:
+                again = (f"its mounting was found again at {m.t_until_s:.1f} s" if math.isfinite(m.t_until_s)
+                         else "its mounting was not found again")  # fmt: skip
+                return f"No pelvis angles here: the sensor moved on the body (seen at {m.t_s:.1f} s); {again}"
         settle = OrientationParams().settle_s
         return f"No pelvis angles in this range: after a gap the orientation filter settles (up to {settle:g} s)"
 

@@ -131,11 +131,17 @@ def turning_why() -> str:
 class MountMove(NamedTuple):
     """The calibration's re-check found that the sensor had turned on the body (``MountMoved``): at ``t_s``, s,
     the running direction of the recent strides stood ``angle_deg`` from the calibrated one; the sensor seems
-    to have run another way from ``t_from_s``, s (NaN if not known)."""
+    to have run another way from ``t_from_s``, s (NaN if not known); the mounting was found anew at
+    ``t_until_s``, s (NaN: not before the end)."""
 
     t_s: float
     angle_deg: float
     t_from_s: float = math.nan
+    t_until_s: float = math.nan
+
+    def holds(self, t_s: float) -> bool:
+        """Whether a step at ``t_s`` is in the move's span (sides and angles not known)."""
+        return self.steps_out_from_s <= t_s and not t_s >= self.t_until_s
 
     @property
     def steps_out_from_s(self) -> float:
@@ -148,9 +154,11 @@ def mount_moved_text(move: MountMove) -> str:
     when = f"at {move.t_s:.1f} s"
     if math.isfinite(move.t_from_s):
         when = f"from about {move.t_from_s:.1f} s (seen at {move.t_s:.1f} s)"
+    until = ("the mounting was found again at " f"{move.t_until_s:.1f} s" if math.isfinite(move.t_until_s)
+             else "the mounting was not found again before the end")  # fmt: skip
     return (f"the sensor seems to have turned on the body {when}; the recent strides ran {move.angle_deg:.0f}° from "
-            "the calibrated forward direction: sides and angles may be wrong from then on, and those steps are "
-            "left out of the left/right comparison; fix the clip and record again")
+            f"the calibrated forward direction; {until}: the steps between are left out of the left/right "
+            "comparison (their sides and angles are not known)")
 
 
 def mount_moved_notes(q: Quality) -> list[str]:
@@ -159,8 +167,9 @@ def mount_moved_notes(q: Quality) -> list[str]:
 
 
 def moved_steps_out(steps: Sequence[Step], moves: Sequence[MountMove]) -> list[Step]:
-    """``steps`` with those from the first move's start on (:attr:`MountMove.steps_out_from_s`) at a
-    ``laterality_confidence`` of at most ``MOVED_CONFIDENCE``, out of the left/right comparisons.
+    """``steps`` with those of each move's span (:meth:`MountMove.holds`: from its start until the mounting
+    was found anew) at a ``laterality_confidence`` of at most ``MOVED_CONFIDENCE``, out of the left/right
+    comparisons.
 
     The pipeline does so from the move's detection on, the moment it knew; the steps since the move began
     (some 1-20 s of them: the strides it took to show) went out before, with the confidence their sides had.
@@ -170,9 +179,9 @@ def moved_steps_out(steps: Sequence[Step], moves: Sequence[MountMove]) -> list[S
         return list(steps)
     from pelvimon.dsp.pipeline import MOVED_CONFIDENCE
 
-    t = min(m.steps_out_from_s for m in moves)
     return [replace(s, laterality_confidence=MOVED_CONFIDENCE)
-            if s.t_ic_s >= t and s.laterality_confidence > MOVED_CONFIDENCE else s for s in steps]  # fmt: skip
+            if s.laterality_confidence > MOVED_CONFIDENCE and any(m.holds(s.t_ic_s) for m in moves) else s
+            for s in steps]  # fmt: skip
 
 
 def no_angles_why(q: Quality) -> str:
@@ -855,12 +864,19 @@ _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
-def mount_moves_of(events: Iterable[Any]) -> tuple[MountMove, ...]:
-    """The ``MountMoved`` among pipeline events (:attr:`PipelineRun.mount_moves`)."""
-    from pelvimon.dsp.pipeline import MountMoved
+def mount_moves_of(events: Iterable[Any], moves: Sequence[MountMove] = ()) -> tuple[MountMove, ...]:
+    """``moves`` and the ``MountMoved`` among pipeline events (in order), each with the time of the
+    calibration found anew after it (:attr:`PipelineRun.mount_moves`; a move of ``moves`` still waiting for it
+    gets it from these events)."""
+    from pelvimon.dsp.pipeline import CalibrationChange, MountMoved
 
-    return tuple(MountMove(float(e.t_s), float(e.angle_deg), float(e.t_from_s))
-                 for e in events if isinstance(e, MountMoved))  # fmt: skip
+    out = list(moves)
+    for e in events:
+        if isinstance(e, MountMoved):
+            out.append(MountMove(float(e.t_s), float(e.angle_deg), float(e.t_from_s)))
+        elif isinstance(e, CalibrationChange) and e.state == "calibrated" and out and math.isnan(out[-1].t_until_s):
+            out[-1] = out[-1]._replace(t_until_s=float(e.t_s))
+    return tuple(out)
 
 
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:

@@ -35,6 +35,7 @@ SIDE_NAMES = {"L": "left", "R": "right"}
 CALIBRATION_PROMPTS = {
     "waiting_for_stillness": "Stand still for 5 seconds (calibrating the sensor on your pelvis).",
     "gravity_known": "Thank you. Now start running: the first strides teach the forward direction.",
+    "recalibrating": "The sensor moved on your pelvis: keep going, the next strides find its mounting again.",
     "calibrated": "",
 }
 """What the runner is asked to do in each state of the mount calibration (``MountCalibration.state_``)."""

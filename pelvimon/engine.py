@@ -165,7 +165,9 @@ class SessionAnalyzer:
 
     def _after(self, out: Any) -> list[EngineEvent]:
         events: list[EngineEvent] = []
-        moves = mount_moves_of(out.events)
+        n_moves = len(self._moves)
+        self._moves = list(mount_moves_of(out.events, self._moves))  # (with when the mounting was found anew)
+        moves = self._moves[n_moves:]
         for ev in out.events:
             if isinstance(ev, CalibrationChange):
                 q = None
@@ -180,11 +182,10 @@ class SessionAnalyzer:
             # (a GapEvent: the source's gap status has said it)
         if out.motion is not None and len(out.motion.t_s):
             events.append(MotionChunk(out.motion))
-        self._moves += moves
         for step in out.steps:
             self.steps.append(step)
             events.append(step)
-            # (from a move's start on, out of the windows, as in the analysis afterwards)
+            # (in a move's span, out of the windows, as in the analysis afterwards)
             (tracked,) = moved_steps_out([step], self._moves) if self._moves else (step,)
             t, current, alert_events = self.tracker.push(tracked)
             events.append(AsymmetryUpdate(t, list(current)))
@@ -247,8 +248,8 @@ def mount_moved_message(angle_deg: float) -> str:
     """What a runner is told when the sensor seems to have turned on the body (``MountMoved``)."""
     return (
         f"the sensor seems to have turned on the body (the running direction moved {angle_deg:.0f}° from the "
-        "calibrated one): sides and angles may be wrong from here, and the steps are left out of the left/right "
-        "comparison; fix the clip and start a new session"
+        "calibrated one): its mounting is found again from the next strides of steady gait; until then sides "
+        "and angles are not known and the steps are left out of the left/right comparison"
     )
 
 

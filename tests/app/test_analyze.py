@@ -838,30 +838,35 @@ def test_a_sensor_that_turned_on_the_body_is_said_with_its_time(capsys: pytest.C
             assert moves == [] and "sensor moved" not in flat and "Sensor moved" not in html
             continue
         assert len(moves) == 1
-        t, deg, t_from = moves[0]["t_s"], moves[0]["angle_deg"], moves[0]["t_from_s"]
+        t, deg, t_from, t_until = (moves[0][k_] for k_ in ("t_s", "angle_deg", "t_from_s", "t_until_s"))
         # seen within the re-check's window of strides after the turn at 45 s (not at the end of a chunk),
-        # and dated back to a block of strides before the turn
+        # dated back to a block of strides before the turn, and the mounting found again some strides later
         assert b.t_s[k] < t < b.t_s[k] + 15.0 and 20.0 < deg <= 120.0  # (the recent blocks' direction, noisy)
-        assert b.t_s[k] - 5.0 < t_from <= b.t_s[k]
+        assert b.t_s[k] - 5.0 < t_from <= b.t_s[k] and t < t_until < t + 20.0
         said = (f"the sensor seems to have turned on the body from about {t_from:.1f} s (seen at {t:.1f} s); "
-                f"the recent strides ran {deg:.0f}°")
+                f"the recent strides ran {deg:.0f}° from the calibrated forward direction; the mounting was "
+                f"found again at {t_until:.1f} s")
         assert f"sensor moved: {said}" in flat
         assert f"Sensor moved: {said}" in html
-        # its steps from its start on are out of the left/right comparison (counted with the uncertain sides)
+        # its steps in between are out of the left/right comparison (counted with the uncertain sides), those
+        # after are in again
         data = no_nan(run_cli(capsys, str(tmp_path / name), "--json")[1])
-        later = [s for s in data["steps"] if s["t_ic_s"] >= t_from and not s["gap"]]
-        assert len(later) > 100 and all(s["laterality_confidence"] <= 0.5 for s in later)
-        assert data["quality"]["n_steps_low_laterality"] >= len(later)
-        assert "those steps are left out of the left/right comparison" in flat
+        between = [s for s in data["steps"] if t_from <= s["t_ic_s"] < t_until and not s["gap"]]
+        later = [s for s in data["steps"] if s["t_ic_s"] >= t_until and not s["gap"]]
+        assert len(between) > 20 and all(s["laterality_confidence"] <= 0.5 for s in between)
+        assert data["quality"]["n_steps_low_laterality"] >= len(between)
+        assert len(later) > 50 and all(s["laterality_confidence"] >= 0.8 for s in later)
+        assert "the steps between are left out of the left/right comparison" in flat
 
 
 @pytest.mark.parametrize("gait", ["run", "walk"])
 def test_the_steps_since_a_sensor_turned_around_stay_out_of_the_whole_session_comparison(gait: str) -> None:
     """A runner with more pelvic drop on the right (5° left, 8° right) whose sensor turns around (180° about
-    the vertical) at 45 s of 150 s: every side is swapped from then on, and the re-check sees it seconds
-    later. The steps since the turn leave the left/right comparisons, so the whole session's difference
-    is the steady session's (within 0.2°, not pulled towards zero by swapped sides) and the alert on the
-    right side runs to the end (swapped steps in its windows ended it at about 50 s)."""
+    the vertical) at 45 s of 150 s: every side is swapped from then on in the calibrated frame, and the
+    re-check sees it seconds later. The steps since the turn leave the left/right comparisons until the
+    mounting is found again, so the whole session's difference is the steady session's (within 0.2°, not
+    pulled towards zero by swapped sides) and the alert on the right side runs to the end (swapped steps
+    in its windows ended it at about 50 s)."""
     from scipy.spatial.transform import Rotation
 
     b = simulate(SimParams(seconds=150.0, gait=gait, seed=22, cpd_left_deg=5.0, cpd_right_deg=8.0)).batch
@@ -872,12 +877,12 @@ def test_the_steps_since_a_sensor_turned_around_stay_out_of_the_whole_session_co
     steady = analyze_batches([b])
     turned = analyze_batches([ImuBatch(t_s=b.t_s, acc_mps2=acc, gyr_rads=gyr)])
     (move,) = turned.quality.mount_moves
-    assert move.t_from_s <= b.t_s[k] < move.t_s
+    assert move.t_from_s <= b.t_s[k] < move.t_s < move.t_until_s < move.t_s + 20.0
     want = steady.asymmetry["cpd_deg"].diff
     assert want < -2.5 and abs(turned.asymmetry["cpd_deg"].diff - want) < 0.2
     (alert,) = [a for a in turned.alerts if a.metric == "cpd_deg"]
     assert alert.side == "R" and alert.t_start_s < b.t_s[k] and alert.t_end_s == pytest.approx(b.t_s[-1], abs=1.0)
-    assert all(s.laterality_confidence <= 0.5 for s in turned.steps if s.t_ic_s >= move.t_from_s)
+    assert all(s.laterality_confidence <= 0.5 for s in turned.steps if move.t_from_s <= s.t_ic_s < move.t_until_s)
 
 
 def test_steps_without_angles_and_turning_steps_are_not_counted_twice() -> None:

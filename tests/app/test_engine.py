@@ -238,7 +238,8 @@ def test_live_windows_drop_the_steps_since_a_sensor_turned_around() -> None:
     """A runner with more pelvic drop on the right (5° left, 8° right) whose sensor turns around at 45 s:
     the sides of the steps after the turn are swapped, and the re-check sees it seconds later. Then the
     live windows let go of the steps since the move began: the asymmetry shown from then on is that of the
-    steps before it (right worse by about 3°), not one pulled to zero by swapped sides (-0.3° with them)."""
+    steps before it (right worse by about 3°), not one pulled to zero by swapped sides (-0.3° with them),
+    until the mounting is found again; the steps from then on join the windows with their right sides."""
     from scipy.spatial.transform import Rotation
 
     from pelvimon.engine import AsymmetryUpdate, SessionAnalyzer
@@ -260,9 +261,11 @@ def test_live_windows_drop_the_steps_since_a_sensor_turned_around() -> None:
     later = [[e for e in events if isinstance(e, AsymmetryUpdate)] for events in fed[i:]]
     later = [later[0][-1], *(u for updates in later[1:] for u in updates)]
     assert len(later) > 50
+    assert move.t_s < move.t_until_s < move.t_s + 20.0
     for u in later:
         (cpd,) = [x for x in u.items if x.metric == "cpd_deg"]
-        assert cpd.diff < -2.5 and cpd.t_end_s < move.t_from_s + 1.0
+        assert cpd.diff < -2.5 and (cpd.t_end_s < move.t_from_s + 1.0 or u.t_s >= move.t_until_s)
+    assert later[-1].t_s > move.t_until_s + 10.0 and later[-1].items[0].t_start_s > move.t_until_s
 
 
 def test_a_sensor_that_never_comes_back_ends_the_session_with_its_reason(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from scipy.spatial.transform import Rotation
 from pelvimon import motion_helper
 from pelvimon.analysis import run_pipeline
 from pelvimon.dsp.calibration import CalibrationParams
-from pelvimon.dsp.pipeline import GaitPipeline, MountMoved, PipelineParams
+from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, MountMoved, PipelineParams
 from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.simulator import SimParams, simulate
 
@@ -91,9 +91,13 @@ def test_run_pipeline_with_the_helper_equals_one_process(run_batch, case, monkey
 
 
 @needs_helper
-def test_helper_events_and_a_moved_sensor_reach_the_pipeline() -> None:
-    """Calibration changes and the re-check's MountMoved come from the helper, at their place in the events."""
-    b = simulate(SimParams(seconds=40, gait="run", cadence_spm=170, seed=22)).batch
+@pytest.mark.parametrize("seconds", [30, 40])
+def test_helper_events_and_a_moved_sensor_reach_the_pipeline(seconds: int) -> None:
+    """Calibration changes and the re-check's MountMoved come from the helper, at their place in the events;
+    the mounting found again after the move in the helper (40 s), or by the pipeline that adopted the
+    helper's stages while they were still finding it (30 s; the move shows at 22.7 s, the mounting is found
+    again 11 s later)."""
+    b = simulate(SimParams(seconds=seconds, gait="run", cadence_spm=170, seed=22)).batch
     k = int(20 * FS)
     turn = Rotation.from_euler("z", 90, degrees=True)
     acc = np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])])
@@ -112,6 +116,8 @@ def test_helper_events_and_a_moved_sensor_reach_the_pipeline() -> None:
         assert not ahead.helper_failed
     assert pid is not None and _reaped(pid)
     assert sum(isinstance(e, MountMoved) for e in want) == 1
+    states = [e.state for e in want if isinstance(e, CalibrationChange)]
+    assert states[-2:] == (["recalibrating", "calibrated"] if seconds == 40 else ["calibrated", "recalibrating"])
     assert got == want
     assert repr(helped.steps_) == repr(alone.steps_)
     assert repr(helped.calibration_.save_state()) == repr(alone.calibration_.save_state())  # (NaN != NaN)
@@ -119,7 +125,10 @@ def test_helper_events_and_a_moved_sensor_reach_the_pipeline() -> None:
     tail = simulate(SimParams(seconds=10, gait="run", cadence_spm=170, seed=23)).batch
     tail = ImuBatch(t_s=tail.t_s + turned.t_s[-1] + 1 / FS, acc_mps2=turn.apply(tail.acc_mps2),
                     gyr_rads=turn.apply(tail.gyr_rads), time_base="session")  # fmt: skip
-    assert repr(helped.update(tail).steps) == repr(alone.update(tail).steps)
+    out_h, out_a = helped.update(tail), alone.update(tail)
+    assert repr(out_h.steps) == repr(out_a.steps) and out_h.events == out_a.events
+    if seconds == 30:  # (found again in the tail)
+        assert [e.state for e in out_a.events if isinstance(e, CalibrationChange)] == ["calibrated"]
 
 
 @needs_helper

@@ -142,7 +142,9 @@ def test_the_mount_recheck_stays_quiet_through_real_u_turns(validate):
 
     acc, gyr, _, counter = validate.load_walking("2-2")
     for turn_deg, rate, moved in ((45.0, 0.0, False), (360.0, 0.0, True), (45.0, 50.0, False)):  # (360: no block is left out)
-        params = PipelineParams(calibration=CalibrationParams(recheck_turn_deg=turn_deg), recheck_rate_hz=rate)
+        # (the frame kept after a move: its re-check's angle is read on)
+        params = PipelineParams(calibration=CalibrationParams(recheck_turn_deg=turn_deg), recheck_rate_hz=rate,
+                                recalibrate=False)
         pipe = GaitPipeline(100.0, params)
         events, top = [], 0.0
         for b in validate.walking_batches(acc, gyr, counter, 100.0, 100):

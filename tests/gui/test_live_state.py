@@ -149,6 +149,32 @@ def test_calibration_prompt_follows_the_pipeline() -> None:
     assert state.calibration_prompt == ""
 
 
+def test_a_sensor_that_moved_mid_run_asks_to_keep_going_not_to_stand() -> None:
+    """The sensor turned on the body mid-run: the engine's events from a run turned at 45 s bring the prompt
+    that the next strides find the mounting again (no one is asked to stand still), then none once found."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.engine import CalibrationEvent, SessionAnalyzer
+    from pelvimon.firmware_protocols.batch import ImuBatch
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    b = simulate(SimParams(seconds=80.0, gait="run", seed=22)).batch
+    k = int(45.0 * 200)
+    turn = Rotation.from_euler("z", 180, degrees=True)
+    turned = ImuBatch(t_s=b.t_s, acc_mps2=np.vstack([b.acc_mps2[:k], turn.apply(b.acc_mps2[k:])]),
+                      gyr_rads=np.vstack([b.gyr_rads[:k], turn.apply(b.gyr_rads[k:])]), time_base="session")
+    an = SessionAnalyzer(200.0)
+    events = [e for a in range(0, len(turned), 400) for e in an.feed(turned.slice(a, a + 400))]
+    states = [e.state for e in events if isinstance(e, CalibrationEvent)]
+    assert states[-3:] == ["calibrated", "recalibrating", "calibrated"]
+    state = LiveState()
+    i = next(i for i, e in enumerate(events) if isinstance(e, CalibrationEvent) and e.state == "recalibrating")
+    state.ingest(events[: i + 1])
+    assert state.calibration_prompt.startswith("The sensor moved on your pelvis: keep going")
+    state.ingest(events[i + 1 :])
+    assert state.calibration_prompt == ""
+
+
 def test_headless_without_tty_prints_lines_and_stops_the_engine() -> None:
     eng = FeedEngine()
     out = io.StringIO()

@@ -323,10 +323,13 @@ def test_a_sensor_that_turned_on_the_body_is_said_above_the_review(qtbot, tmp_pa
     review = load_review(path)
     w = ReviewWindow(review)
     qtbot.addWidget(w)
-    (t, _, t_from), = review.analysis.quality.mount_moves
+    (t, _, t_from, t_until), = review.analysis.quality.mount_moves
     assert b.t_s[k] < t < b.t_s[k] + 15.0 and b.t_s[k] - 5.0 < t_from <= b.t_s[k]
     assert w.file_notice.isVisibleTo(w)
     assert w.file_notice.text().startswith(
         f"Sensor moved: the sensor seems to have turned on the body from about {t_from:.1f} s (seen at {t:.1f} s)")
     # the steps since the move began are out of the left/right comparison, here as in pelvimon analyze
-    assert all(s.laterality_confidence <= 0.5 for s in review.steps if s.t_ic_s >= t_from)
+    assert all(s.laterality_confidence <= 0.5 for s in review.steps if t_from <= s.t_ic_s < t_until)
+    # the range with no angles while the mounting was found again says so
+    assert w._no_angles_why(t + 1.0, t + 2.0) == (f"No pelvis angles here: the sensor moved on the body (seen at "
+                                                  f"{t:.1f} s); its mounting was found again at {t_until:.1f} s")

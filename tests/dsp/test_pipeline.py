@@ -801,23 +801,29 @@ def test_the_recheck_means_are_the_same_bits_whatever_the_chunks():
 def test_the_recheck_on_means_sees_a_moved_sensor_as_the_one_on_every_sample():
     """The sensor turned 90 deg at 20 s: the re-check on the means of 4 samples (the default at 200 Hz) and
     on every sample both report it, within a few seconds of each other; sample-by-sample feeding gives the
-    same event as the whole recording."""
-    from pelvimon.dsp.pipeline import MountMoved
+    same event as the whole recording, and the same mounting found again after it, with the same steps."""
+    from pelvimon.dsp.pipeline import CalibrationChange, MountMoved
 
     _, turned, _ = _turned_run(45, 20, 90)
     seen = {}
     for rate in (50.0, 0.0):
         pipe = GaitPipeline(FS, PipelineParams(recheck_rate_hz=rate))
-        (moved,) = [e for e in pipe.update(turned).events if isinstance(e, MountMoved)]
-        assert pipe._rc_on is (rate > 0)
+        events = pipe.update(turned).events
+        (moved,) = [e for e in events if isinstance(e, MountMoved)]
+        if rate:
+            found = [e for e in events if isinstance(e, CalibrationChange) and e.t_s >= moved.t_s]
+            whole = pipe.steps_ + pipe.finish().steps
         seen[rate] = moved
     assert 20.0 < seen[50.0].t_s < 30.0 and 20.0 < seen[0.0].t_s < 30.0
     assert abs(seen[50.0].t_s - seen[0.0].t_s) < 4.0
+    assert [e.state for e in found] == ["recalibrating", "calibrated"]
     pipe = GaitPipeline(FS)
     events = []
     for a in range(len(turned)):
         events += pipe.update(turned.slice(a, a + 1)).events
     assert [e for e in events if isinstance(e, MountMoved)] == [seen[50.0]]
+    assert [e for e in events if isinstance(e, CalibrationChange) and e.t_s >= seen[50.0].t_s] == found
+    _same(pipe.steps_ + pipe.finish().steps, whole)
 
 
 def test_the_recheck_rate_is_checked():

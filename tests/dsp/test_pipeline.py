@@ -472,6 +472,47 @@ def test_a_moved_sensor_is_dated_back_to_the_strides_before_the_turn(deg: float)
     assert t_turn - 2 * 2 * CalibrationParams().block_s < moved.t_from_s <= t_turn < moved.t_s
 
 
+def test_a_sensor_that_moves_twice_is_found_again_twice() -> None:
+    """A clip that slips twice: turned around at 45 s, then upside down at 100 s of 160 s. Each move is seen,
+    dated back and followed by the mounting found again from the next strides; the same whatever the
+    chunking; every side given with confidence outside the spans of the moves is right."""
+    from scipy.spatial.transform import Rotation
+
+    from pelvimon.dsp.asymmetry import AsymmetryParams
+    from pelvimon.dsp.pipeline import CalibrationChange, MountMoved
+
+    sim = simulate(SimParams(seconds=160, gait="run", seed=7))
+    b = sim.batch
+    k1, k2 = int(45 * FS), int(100 * FS)
+    r1 = Rotation.from_euler("z", 180, degrees=True)
+    r2 = Rotation.from_euler("x", 180, degrees=True) * r1
+    turned = ImuBatch(t_s=b.t_s, time_base="session",
+                      acc_mps2=np.vstack([b.acc_mps2[:k1], r1.apply(b.acc_mps2[k1:k2]), r2.apply(b.acc_mps2[k2:])]),
+                      gyr_rads=np.vstack([b.gyr_rads[:k1], r1.apply(b.gyr_rads[k1:k2]), r2.apply(b.gyr_rads[k2:])]))
+    runs = []
+    for size in (333, len(turned)):
+        pipe = GaitPipeline(FS)
+        events = []
+        for a in range(0, len(turned), size):
+            events += pipe.update(turned.slice(a, a + size)).events
+        runs.append((events, pipe.steps_ + pipe.finish().steps))
+    _same(runs[0][1], runs[1][1])
+    events, steps = runs[1]
+    moves = [e for e in events if isinstance(e, MountMoved)]
+    assert moves == [e for e in runs[0][0] if isinstance(e, MountMoved)]
+    again = [e.t_s for e in events if isinstance(e, CalibrationChange) and e.state == "calibrated"][1:]
+    assert len(moves) == 2 and len(again) == 2
+    spans = []
+    for m, t_turn, t_again in zip(moves, (b.t_s[k1], b.t_s[k2]), again, strict=True):
+        assert m.t_from_s <= t_turn < m.t_s < t_again < m.t_s + 20.0
+        spans.append((m.t_from_s, t_again))
+    t_true = np.array([s.t_ic_s for s in sim.truth.steps])
+    sure = [s for s in steps if not s.gap and s.laterality_confidence >= AsymmetryParams().min_laterality_confidence
+            and not any(a <= s.t_ic_s < z for a, z in spans)]
+    assert len(sure) > 300
+    assert all(s.side == sim.truth.steps[int(np.argmin(np.abs(t_true - s.t_ic_s)))].side for s in sure)
+
+
 def test_steps_after_a_moved_sensor_stay_out_of_the_left_right_comparison():
     """The sensor turned around (180 deg about the vertical) on the body: every side after it is swapped in
     the calibrated frame (the sensor-frame sides of the steps since the move are a guess too). From the

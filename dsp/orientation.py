@@ -151,6 +151,22 @@ class PelvisMotion:
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
 
+    def slice(self, a: int, b: int) -> PelvisMotion:
+        """Samples ``a:b`` (views)."""
+        gyr, q = self.gyr_pelvis_rads, self.quat_world_sensor_wxyz
+        return PelvisMotion(self.t_s[a:b], self.tilt_deg[a:b], self.obliquity_deg[a:b], self.rotation_deg[a:b],
+                            self.acc_pelvis_mps2[a:b], self.acc_level_mps2[a:b], None if gyr is None else gyr[a:b],
+                            self.valid[a:b], None if q is None else q[a:b])  # fmt: skip
+
+    @staticmethod
+    def unknown(t_s: np.ndarray, gyro: bool) -> PelvisMotion:
+        """Samples at ``t_s`` whose pelvis frame is not known (after a moved sensor, until its mounting is
+        found again): NaN, not valid (``gyro``: with a gyroscope's rates and orientations, NaN too)."""
+        n = t_s.shape[0]
+        nan1, nan3 = np.full(n, np.nan), np.full((n, 3), np.nan)
+        return PelvisMotion(t_s, nan1, nan1.copy(), nan1.copy(), nan3, nan3.copy(), nan3.copy() if gyro else None,
+                            np.zeros(n, dtype=bool), np.full((n, 4), np.nan) if gyro else None)
+
     @staticmethod
     def concat(parts: list[PelvisMotion]) -> PelvisMotion:
         """Join consecutive chunks into one (gyroscope rates ``None`` if any chunk has none)."""

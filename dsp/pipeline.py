@@ -25,8 +25,9 @@ fixed size, so whole, notification-sized and random chunks give identical steps.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,11 +46,13 @@ __all__ = [
     "GaitPipeline",
     "MOVED_CONFIDENCE",
     "MotionRows",
+    "MountMove",
     "MountMoved",
     "PipelineOutput",
     "PipelineParams",
     "PipelineResult",
     "analyze_offline",
+    "mount_moves_of",
 ]
 
 # motion ring channels; _GYR, _ACC, _MOM and _UP hold three channels each (sensor frame, for laterality
@@ -137,6 +140,42 @@ class MountMoved:
 
 MOVED_CONFIDENCE = 0.5
 """The ``laterality_confidence`` at most of the steps from a :class:`MountMoved` on (their side is a guess)."""
+
+
+class MountMove(NamedTuple):
+    """A moved sensor's span, from the events (:func:`mount_moves_of`): the re-check saw it at ``t_s``, s
+    (:class:`MountMoved`), when the running direction of the recent strides stood ``angle_deg`` from the
+    calibrated one; the sensor seems to have run another way from ``t_from_s``, s (NaN if not known); the
+    mounting was found anew at ``t_until_s``, s (NaN: not yet, or not before the end)."""
+
+    t_s: float
+    angle_deg: float
+    t_from_s: float = math.nan
+    t_until_s: float = math.nan
+
+    def holds(self, t_s: float, *, since_seen: bool = False) -> bool:
+        """Whether a step at ``t_s`` is in the move's span (sides and angles not known): from
+        :attr:`steps_out_from_s`, or from when it was seen (``since_seen``: what a stream knew then), until
+        the mounting was found anew."""
+        return (self.t_s if since_seen else self.steps_out_from_s) <= t_s and not t_s >= self.t_until_s
+
+    @property
+    def steps_out_from_s(self) -> float:
+        """From when the steps are left out of the left/right comparisons afterwards, s."""
+        return self.t_from_s if math.isfinite(self.t_from_s) else self.t_s
+
+
+def mount_moves_of(events: Iterable[Any], moves: Sequence[MountMove] = ()) -> tuple[MountMove, ...]:
+    """``moves`` and the :class:`MountMoved` among pipeline events (in order), each closed by the
+    :class:`CalibrationChange` to "calibrated" that follows it (a move of ``moves`` still open is closed by
+    these events): the one rule for the pipeline, the analysis and the live engine."""
+    out = list(moves)
+    for e in events:
+        if isinstance(e, MountMoved):
+            out.append(MountMove(float(e.t_s), float(e.angle_deg), float(e.t_from_s)))
+        elif isinstance(e, CalibrationChange) and e.state == "calibrated" and out and math.isnan(out[-1].t_until_s):
+            out[-1] = out[-1]._replace(t_until_s=float(e.t_s))
+    return tuple(out)
 
 RECHECK_MEANS_AFTER_S = 2.0
 """From this long after the calibration sample the re-check reads means of samples (``recheck_rate_hz``): after
@@ -262,9 +301,8 @@ class GaitPipeline:
         d = self._detector
         self._fill_reach = d._n_onset + max(d._n_conf, d._n_conf_walk)
         self._last: tuple[float, np.ndarray, np.ndarray | None] | None = None  # last sample: t, acc, gyr
-        # when the re-check found the sensor turned (MountMoved) and when the calibration was found anew
-        # (inf: not yet): the steps between are out of the left/right comparisons
-        self._moved: list[list[float]] = []
+        # the moved sensor's spans (mount_moves_of): the steps in them are out of the left/right comparisons
+        self._moves: tuple[MountMove, ...] = ()
         self._lat_restarts: list[float] = []  # calibrations found anew: the side sequence starts again there
         self._fwd_restarts: list[float] = []  # moves: the steps' forward direction is summed anew from there
         self._filled: list[tuple[int, int]] = []  # filled sample ranges [a, b), detector indices
@@ -408,14 +446,14 @@ class GaitPipeline:
         else:
             ch[:_N_MOTION] = motion.rows
             events.extend(motion.events)
-        for e in events:
-            if isinstance(e, MountMoved):
-                self._moved.append([e.t_s, math.inf])
-                self._fwd_restarts.append(e.t_s)
-            elif isinstance(e, CalibrationChange) and e.state == "calibrated" and self._moved:
-                if math.isinf(self._moved[-1][1]):
-                    self._moved[-1][1] = e.t_s
-                    self._lat_restarts.append(e.t_s)
+        if events:
+            old, self._moves = self._moves, mount_moves_of(events, self._moves)
+            for i, m in enumerate(self._moves):
+                new = i >= len(old)
+                if new:
+                    self._fwd_restarts.append(m.t_s)
+                if math.isfinite(m.t_until_s) and (new or math.isnan(old[i].t_until_s)):
+                    self._lat_restarts.append(m.t_until_s)
         # the vertical force and the up direction need no calibration; with the braking/propulsion moment
         # they give the forward direction after the first strides (laterality before the mount is known)
         av, up = self._detector.vertical_up(acc)
@@ -777,12 +815,12 @@ class GaitPipeline:
                     feats[j, 1] = -float(a_st[i] @ left) if not np.isfinite(fg) else float("nan")
                 i += 1
         sides, conf = self._lat.update_many(feats, regular, missed, bouts)
-        if self._moved:
+        if self._moves:
             # from when the re-check found the sensor turned on the body until the calibration is found anew,
             # the pelvis frame is not known: the side is the alternation's guess (a sensor turned around swaps
             # every side), so the steps stay out of the left/right comparisons
-            moved = self._moved
-            conf = [min(c, MOVED_CONFIDENCE) if any(a <= t < b for a, b in moved) else c
+            moves = self._moves
+            conf = [min(c, MOVED_CONFIDENCE) if any(m.holds(t, since_seen=True) for m in moves) else c
                     for c, t in zip(conf, cols.times_s[0].tolist(), strict=True)]  # fmt: skip
         out = step_metrics_batch(cols, sides, conf, data[_TILT : _ROT + 1].T, data[_AV], i0, fs, np.array(prev_ic),
                                  np.array([t for _, t in prev]))
@@ -840,41 +878,22 @@ def _acc_of(batch: ImuBatch) -> np.ndarray:
     return batch.acc_mps2
 
 
-def _unknown_motion(t: np.ndarray, gyro: bool) -> PelvisMotion:
-    """Orientation results for samples at ``t`` whose pelvis frame is not known: NaN, not valid."""
-    n = t.shape[0]
-    nan1, nan3 = np.full(n, np.nan), np.full((n, 3), np.nan)
-    return PelvisMotion(t, nan1, nan1.copy(), nan1.copy(), nan3, nan3.copy(), nan3.copy() if gyro else None,
-                        np.zeros(n, dtype=bool), np.full((n, 4), np.nan) if gyro else None)
-
-
 def _joined_motion(
     head: PelvisMotion | None, s: int, tail: PelvisMotion | None, t: np.ndarray, gyro: bool
 ) -> PelvisMotion | None:
     """One chunk's orientation results (samples ``t``, aligned at its end) from those of the frame before a
     move (``head``, kept up to sample ``s``) and after it (``tail``, aligned at the end, or None), the
-    samples between unknown."""
+    samples between unknown; they start where ``head`` does, else where ``tail`` does."""
+    n = t.shape[0]
+    tail_from = n if tail is None else n - len(tail)
     parts = []
-    if head is not None:
-        k0 = t.shape[0] - len(head)
-        if s > k0:
-            parts.append(_slice_motion(head, 0, s - k0))
-    n_tail = 0 if tail is None else len(tail)
-    a = s if parts else max(s, t.shape[0] - n_tail)
-    if a < t.shape[0] - n_tail:
-        parts.append(_unknown_motion(t[a : t.shape[0] - n_tail], gyro))
-    if tail is not None and n_tail:
+    if head is not None and s > n - len(head):
+        parts.append(head.slice(0, s - (n - len(head))))
+        if s < tail_from:
+            parts.append(PelvisMotion.unknown(t[s:tail_from], gyro))
+    if tail is not None and len(tail):
         parts.append(tail)
     return PelvisMotion.concat(parts) if parts else None
-
-
-def _slice_motion(m: PelvisMotion, a: int, b: int) -> PelvisMotion:
-    """Samples ``a:b`` of ``m``."""
-    return PelvisMotion(
-        m.t_s[a:b], m.tilt_deg[a:b], m.obliquity_deg[a:b], m.rotation_deg[a:b], m.acc_pelvis_mps2[a:b],
-        m.acc_level_mps2[a:b], None if m.gyr_pelvis_rads is None else m.gyr_pelvis_rads[a:b], m.valid[a:b],
-        None if m.quat_world_sensor_wxyz is None else m.quat_world_sensor_wxyz[a:b],
-    )
 
 
 def _fill_motion_rows(motion: PelvisMotion | None, ch: np.ndarray) -> None:

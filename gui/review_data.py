@@ -19,12 +19,10 @@ import numpy as np
 from pelvimon.analysis import (
     CsvOptions,
     FileDamage,
-    MountMove,
     NoSamplesError,
     SessionAnalysis,
     analyze_steps,
     check_rate,
-    mount_moves_of,
     moved_steps_out,
     open_input,
     read_source,
@@ -136,7 +134,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     PelvimonError
         Missing or unreadable file, or one without samples and steps (one line).
     """
-    from pelvimon.dsp.pipeline import GaitPipeline
+    from pelvimon.dsp.pipeline import GaitPipeline, MountMove, mount_moves_of
 
     p = Path(path)
     # one read of the file: the samples, and a session file's steps recorded live on the way

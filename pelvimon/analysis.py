@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 from pelvimon.sensors.source import Source
 
 if TYPE_CHECKING:
+    from pelvimon.dsp.pipeline import MountMove
     from pelvimon.sensors.csv_source import AccUnit, GyrUnit, TimeUnit
 
 _T = TypeVar("_T")
@@ -126,27 +127,6 @@ def turning_why() -> str:
 
     return (f"turning: the pelvis faced more than {OrientationParams().turn_deg:g}° from the running direction, "
             "or the running direction was set anew in the step")
-
-
-class MountMove(NamedTuple):
-    """The calibration's re-check found that the sensor had turned on the body (``MountMoved``): at ``t_s``, s,
-    the running direction of the recent strides stood ``angle_deg`` from the calibrated one; the sensor seems
-    to have run another way from ``t_from_s``, s (NaN if not known); the mounting was found anew at
-    ``t_until_s``, s (NaN: not before the end)."""
-
-    t_s: float
-    angle_deg: float
-    t_from_s: float = math.nan
-    t_until_s: float = math.nan
-
-    def holds(self, t_s: float) -> bool:
-        """Whether a step at ``t_s`` is in the move's span (sides and angles not known)."""
-        return self.steps_out_from_s <= t_s and not t_s >= self.t_until_s
-
-    @property
-    def steps_out_from_s(self) -> float:
-        """From when the steps are left out of the left/right comparisons, s."""
-        return self.t_from_s if math.isfinite(self.t_from_s) else self.t_s
 
 
 def mount_moved_text(move: MountMove) -> str:
@@ -864,21 +844,6 @@ _PIPELINE_CHUNK_N = 16384
 """Samples per pipeline call in :func:`run_pipeline`, and per batch of a CSV source (:func:`open_input`)."""
 
 
-def mount_moves_of(events: Iterable[Any], moves: Sequence[MountMove] = ()) -> tuple[MountMove, ...]:
-    """``moves`` and the ``MountMoved`` among pipeline events (in order), each with the time of the
-    calibration found anew after it (:attr:`PipelineRun.mount_moves`; a move of ``moves`` still waiting for it
-    gets it from these events)."""
-    from pelvimon.dsp.pipeline import CalibrationChange, MountMoved
-
-    out = list(moves)
-    for e in events:
-        if isinstance(e, MountMoved):
-            out.append(MountMove(float(e.t_s), float(e.angle_deg), float(e.t_from_s)))
-        elif isinstance(e, CalibrationChange) and e.state == "calibrated" and out and math.isnan(out[-1].t_until_s):
-            out[-1] = out[-1]._replace(t_until_s=float(e.t_s))
-    return tuple(out)
-
-
 def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, helper: bool | None = None) -> PipelineRun:
     """Run the streaming step pipeline over the batches (in order) and collect what it found.
 
@@ -888,7 +853,7 @@ def run_pipeline(batches: Sequence[ImuBatch], rate_hz: float | None = None, *, h
     part is long enough for it to pay (``motion_helper.MIN_SAMPLES``).
     """
     from pelvimon import motion_helper
-    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent
+    from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, GapEvent, mount_moves_of
 
     fs = rate_hz if rate_hz is not None else _rate_hz(batches)
     pipe = GaitPipeline(fs)

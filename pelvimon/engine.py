@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pelvimon.analysis import MountMove, StepTracker, mount_moves_of, moved_steps_out
+from pelvimon.analysis import StepTracker, moved_steps_out
 from pelvimon.dsp.alerts import AlertEvent, AlertMonitor
 from pelvimon.dsp.events import StateChange
 from pelvimon.dsp.orientation import PelvisMotion
-from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, MountMoved
+from pelvimon.dsp.pipeline import CalibrationChange, GaitPipeline, MountMove, MountMoved, mount_moves_of
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError, is_disk_full
 from pelvimon.firmware_protocols.batch import ImuBatch
@@ -186,7 +186,7 @@ class SessionAnalyzer:
             self.steps.append(step)
             events.append(step)
             # (in a move's span, out of the windows, as in the analysis afterwards)
-            (tracked,) = moved_steps_out([step], self._moves) if self._moves else (step,)
+            (tracked,) = moved_steps_out([step], self._moves)
             t, current, alert_events = self.tracker.push(tracked)
             events.append(AsymmetryUpdate(t, list(current)))
             events.extend(alert_events)

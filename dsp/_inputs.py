@@ -8,8 +8,10 @@ import numpy as np
 
 MIN_RATE_HZ = 20.0
 """Lowest sample rate the gait event detector (and so the analysis) takes, Hz."""
-RATE_TOLERANCE = 1e-6
-"""Relative slack of the rate limits: time stamps rounded to their last digit give 20 Hz as 19.99999999."""
+RATE_TOLERANCE = 1e-3
+"""Relative slack of the rate limits, for a rate measured from time stamps: rounded to their last digit they
+give 20 Hz as 19.99999999, and with a jitter of 0.1 ms (a simulated sensor's) 20 s of 2000 Hz read as
+2000.025 Hz; a sensor's own clock may also run off by a few parts in 10,000."""
 
 
 def check_chunk(t_s: Any, acc: Any, gyr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

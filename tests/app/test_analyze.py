@@ -558,6 +558,17 @@ def test_a_rate_of_exactly_20_hz_is_taken(tmp_path: Path, capsys: pytest.Capture
     assert code == 0 and "at 20.0 Hz" in out, err
 
 
+@pytest.mark.parametrize(("rate", "seed"), [(20.0, 0), (2000.0, 3)])
+def test_the_edge_rates_are_taken_with_jittered_time_stamps(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            rate: float, seed: int) -> None:
+    """20 s of the simulator's 0.1 ms timing jitter read 2000 Hz as 2000.025 Hz and 20 Hz as 19.99997 Hz, and
+    both were refused as outside 20-2000 Hz."""
+    p = tmp_path / "edge.csv"
+    write_imu_csv(p, simulate(SimParams(seconds=20, rate_hz=rate, seed=seed)).batch)
+    code, out, err = run_cli(capsys, str(p))
+    assert code == 0 and f"at {rate:.1f} Hz" in out, err
+
+
 def _rescaled(src: Path, dst: Path, acc: float, gyr: float) -> Path:
     import pandas as pd
 

@@ -208,6 +208,18 @@ class _Layout:
                 f"{name}: line {header_line}: gyroscope column(s) {', '.join(map(repr, missing))} missing "
                 f"(found: {found}); give all three gyroscope columns or none"
             )
+        by_col: dict[int, str] = {}
+        for key, i in self.index.items():
+            if i in by_col:  # (--columns names one of them, or both)
+                other = by_col[i]
+                mapped, plain = (key, other) if key in mapping else (other, key)
+                raise CsvFormatError(
+                    f"{name}: --columns gives {other} and {key} the same column {self.names[i]!r}; give each its own"
+                    if other in mapping and key in mapping else
+                    f"{name}: --columns gives {mapped} the file's column {self.names[i]!r}, which {plain} reads "
+                    f"by its name; map {plain} to another column too, or {mapped} to its own"
+                )
+            by_col[i] = key
         self.has_gyro = GYR_COLUMNS[0] in self.index
         self.keys = [TIME_COLUMN, *ACC_COLUMNS, *(GYR_COLUMNS if self.has_gyro else ())]
         self.cols = [self.index[k] for k in self.keys]

@@ -185,6 +185,24 @@ def test_missing_mapped_column_lists_the_columns_found() -> None:
         parse_imu_csv_text("t,ax,ay,az\n0,1,2,3\n", columns={"t_s": "time"})
 
 
+def test_two_channels_cannot_read_one_column(tmp_path: Path) -> None:
+    """acc_x mapped onto the file's acc_y column, which acc_y still read by its name: both channels read the
+    same numbers, and the analysis ran on them without a word."""
+    text = HEADER + "\n0,1,2,3,4,5,6\n0.005,1,2,3,4,5,6\n"
+    with pytest.raises(CsvFormatError, match=r"gives acc_x_mps2 the file's column 'acc_y_mps2', which acc_y_mps2 reads "
+                                             r"by its name; map acc_y_mps2 to another column too"):
+        parse_imu_csv_text(text, columns={"acc_x_mps2": "acc_y_mps2"})
+    with pytest.raises(CsvFormatError, match="gives acc_x_mps2 and gyr_z_rads the same column 'acc_y_mps2'"):
+        parse_imu_csv_text(text, columns={"acc_x_mps2": "acc_y_mps2", "acc_y_mps2": "acc_x_mps2",
+                                          "gyr_z_rads": "acc_y_mps2"})
+    p = tmp_path / "x.csv"
+    p.write_text(text)
+    with pytest.raises(CsvFormatError, match="which acc_y_mps2 reads by its name"):
+        read_imu_csv(p, columns={"acc_x_mps2": "acc_y_mps2"})  # (the fast path: the same layout)
+    swapped = parse_imu_csv_text(text, columns={"acc_x_mps2": "acc_y_mps2", "acc_y_mps2": "acc_x_mps2"})
+    np.testing.assert_array_equal(swapped.acc_mps2[0], [2.0, 1.0, 3.0])
+
+
 def test_units_and_columns_options_are_checked() -> None:
     with pytest.raises(ValueError, match="acc_unit"):
         parse_imu_csv_text(HEADER + "\n0,1,2,3,4,5,6\n", acc_unit="furlongs")  # type: ignore[arg-type]

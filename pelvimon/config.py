@@ -22,9 +22,9 @@ from typing import Any
 from pelvimon.dsp.alerts import RULE_KEYS, AlertParams, AlertRule
 from pelvimon.dsp.asymmetry import METRICS, AsymmetryParams, SideStats
 from pelvimon.errors import PelvimonError
+from pelvimon.file_kinds import BASELINE_FORMAT
 
 DEFAULT_CONFIG_NAME = "default_config.toml"
-BASELINE_FORMAT = "pelvimon-baseline"
 BASELINE_VERSION = 2
 """2: vertical oscillation over exactly one stride (version 1 files read about 0.3 cm high in running: their
 vertical oscillation is left out of comparisons, with a note)."""

@@ -4,6 +4,7 @@ command line can check output paths without importing the session-file reader.""
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -80,3 +81,28 @@ def is_imu_csv(path: str | os.PathLike[str]) -> bool:
     if all(_number(c) for c in lines[0].split(sep)):
         rows.insert(0, lines[0].split(sep))  # no header
     return bool(rows) and all(len(r) >= 4 and sum(_number(c) for c in r) >= 4 for r in rows)
+
+
+BASELINE_FORMAT = "pelvimon-baseline"
+"""The ``"format"`` of a runner's baseline (``analyze --save-baseline``)."""
+TRUTH_FORMAT = "pelvimon-simulator-truth"
+"""The ``"format"`` of a simulated session's truth (``simulate --truth``; written by the simulator)."""
+KEPT_FORMATS = {BASELINE_FORMAT: "a runner's baseline", TRUTH_FORMAT: "the truth of a simulated session"}
+"""The JSON files pelvimon writes that no other output may replace, with what they hold."""
+
+_FORMAT_KEY = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"(pelvimon-[a-z-]+)"')
+
+
+def pelvimon_json_format(path: str | os.PathLike[str]) -> str | None:
+    """The ``"format"`` of an existing regular file that is one of pelvimon's JSON documents (it comes first
+    in them: :data:`BASELINE_FORMAT`, :data:`TRUTH_FORMAT`), None for any other file or none."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with p.open("rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    m = _FORMAT_KEY.match(head)
+    return m.group(1).decode() if m else None

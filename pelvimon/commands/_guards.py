@@ -13,7 +13,8 @@ documentation and in the option's help.
 Output paths
 ------------
 :func:`check_output` refuses an output file that would destroy data: the command's own input, an existing
-recorded session or CSV of IMU samples, a folder, an empty name. :func:`check_session_output` does the same for the session file a
+recorded session or CSV of IMU samples, a runner's baseline or a simulated session's truth (unless the output is
+one of those itself), a folder, an empty name. :func:`check_session_output` does the same for the session file a
 command records to.
 """
 
@@ -26,7 +27,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pelvimon.errors import PelvimonError, UsageError
-from pelvimon.file_kinds import SESSION_SUFFIX, is_imu_csv, is_session_file
+from pelvimon.file_kinds import (
+    KEPT_FORMATS,
+    SESSION_SUFFIX,
+    is_imu_csv,
+    is_session_file,
+    pelvimon_json_format,
+)
 
 MAX_SECONDS = 86_400.0
 """Longest ``--seconds`` of a recording: one day, s (leave ``--seconds`` out to run until Ctrl-C)."""
@@ -183,6 +190,8 @@ def check_output(
     path: str | os.PathLike[str] | None,
     inputs: Iterable[str | os.PathLike[str] | None],
     option: str,
+    *,
+    writes: str | None = None,
 ) -> Path:
     """Refuse an output file that would destroy data; return it as a ``Path``.
 
@@ -196,6 +205,9 @@ def check_output(
         Every file the command reads (recording, ``--config``, ``--baseline``...); None entries are skipped.
     option : str
         The option that gave ``path`` (``-o/--output``, ``--csv``...), for the message.
+    writes : str, optional
+        The ``"format"`` of the JSON document the option writes, if it is one of
+        :data:`~pelvimon.file_kinds.KEPT_FORMATS`: a file of that kind may be replaced by it.
 
     Raises
     ------
@@ -203,7 +215,8 @@ def check_output(
         The name is empty, or it is one of the ``inputs`` (exit 2).
     PelvimonError
         It is a folder, an existing session file (``.mcap`` or MCAP content) or CSV of IMU samples
-        (recordings are never overwritten), or its folder does not exist or is a file (exit 1).
+        (recordings are never overwritten), a runner's baseline or a simulated session's truth that the
+        option does not write, or its folder does not exist or is a file (exit 1).
     """
     out = _as_path(path, option)
     for inp in inputs:
@@ -224,6 +237,12 @@ def check_output(
             f"{option} {out} holds IMU samples (a recording); choose another name, or delete it first if it "
             "is no longer needed (recordings are never overwritten)"
         )
+    kept = pelvimon_json_format(out)
+    if kept in KEPT_FORMATS and kept != writes:
+        raise PelvimonError(
+            f"{option} {out} holds {KEPT_FORMATS[kept]}; choose another name, or delete it first if it is no "
+            "longer needed"
+        )
     _check_folder(out)
     return out
 
@@ -239,12 +258,17 @@ def _check_folder(out: Path) -> None:
 
 
 def check_outputs(
-    outputs: Mapping[str, str | os.PathLike[str] | None], inputs: Iterable[str | os.PathLike[str] | None]
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+    inputs: Iterable[str | os.PathLike[str] | None],
+    writes: Mapping[str, str] | None = None,
 ) -> dict[str, Path | None]:
-    """:func:`check_output` for every output (``{option: path}``, None = not asked for), then
-    :func:`check_distinct`; the outputs as ``Path`` (None kept). Call it before any work."""
+    """:func:`check_output` for every output (``{option: path}``, None = not asked for; ``writes``: the
+    format of the options that write a kept JSON document), then :func:`check_distinct`; the outputs as
+    ``Path`` (None kept). Call it before any work."""
     inputs = list(inputs)
-    checked = {opt: None if p is None else check_output(p, inputs, opt) for opt, p in outputs.items()}
+    kinds = writes or {}
+    checked = {opt: None if p is None else check_output(p, inputs, opt, writes=kinds.get(opt))
+               for opt, p in outputs.items()}
     check_distinct(outputs)
     return checked
 

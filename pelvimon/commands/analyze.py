@@ -102,10 +102,11 @@ def input_files(args: argparse.Namespace) -> list[str | None]:
 
 def check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> None:
     """Refuse outputs (``{option: path}``, None = not asked for) that would overwrite an input, a recorded
-    session or each other; before any work is done."""
+    session, a baseline (but by ``--save-baseline``) or each other; before any work is done."""
     from pelvimon.commands import _guards
+    from pelvimon.file_kinds import BASELINE_FORMAT
 
-    _guards.check_outputs(outputs, input_files(args))
+    _guards.check_outputs(outputs, input_files(args), {"--save-baseline": BASELINE_FORMAT})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from pelvimon.analysis import baseline_of, steps_csv_text
     from pelvimon.config import save_baseline
     from pelvimon.errors import PelvimonError, UsageError
+    from pelvimon.file_kinds import BASELINE_FORMAT, pelvimon_json_format
     from pelvimon.outputs import write_output
 
     if args.runner is not None and not args.save_baseline:
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.csv:
         write_output(args.csv, steps_csv_text(analysis.steps))
+    replaced = bool(args.save_baseline) and pelvimon_json_format(args.save_baseline) == BASELINE_FORMAT
     if args.save_baseline:
         save_baseline(args.save_baseline, baseline_of(analysis, runner=args.runner))
     if args.json:
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if args.csv:
             print(f"per-step table written to {args.csv}")
         if args.save_baseline:
-            print(f"baseline written to {args.save_baseline}")
+            print(f"baseline written to {args.save_baseline}" + (" (in place of the one saved there before)" if replaced else ""))
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pelvimon.commands import _guards
 from pelvimon.errors import UsageError
-from pelvimon.file_kinds import is_session_file
+from pelvimon.file_kinds import TRUTH_FORMAT, is_session_file
 
 if TYPE_CHECKING:
     from pelvimon.sensors.simulator import SimParams
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
     bouts = _bouts(args)
     params = bouts[0]
-    outs = _guards.check_outputs({"-o/--output": args.output, "--truth": args.truth}, ())
+    outs = _guards.check_outputs({"-o/--output": args.output, "--truth": args.truth}, (), {"--truth": TRUTH_FORMAT})
     if args.output is not None and is_session_file(args.output):  # (an existing one was refused above)
         raise UsageError(
             f"-o {args.output}: simulate writes CSV samples; give a name ending in .csv (a session file is "

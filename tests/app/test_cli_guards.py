@@ -565,6 +565,45 @@ def test_a_per_step_table_is_an_output_a_new_one_replaces(capsys, folder: Path, 
     assert (folder / "steps.csv").read_text() == first
 
 
+@pytest.mark.parametrize(
+    ("kept", "argv"),
+    [
+        ("anna.json", ["analyze", "run.csv", "--csv", "anna.json"]),
+        ("anna.json", ["report", "run.csv", "-o", "anna.json"]),
+        ("anna.json", ["simulate", "--seconds", "3", "--truth", "anna.json"]),
+        ("truth.json", ["analyze", "run.csv", "--save-baseline", "truth.json"]),
+        ("truth.json", ["review", "rec.mcap", "--export", "truth.json"]),
+    ],
+    ids=["table-over-baseline", "report-over-baseline", "truth-over-baseline", "baseline-over-truth",
+         "export-over-truth"],
+)
+def test_a_baseline_or_a_truth_is_replaced_only_by_its_own_kind(capsys, folder: Path, monkeypatch, kept: str,
+                                                                argv: list[str]) -> None:
+    """A runner's baseline (and a simulated session's truth) went silently under any output named after it:
+    a step table, a report, another kind of JSON."""
+    monkeypatch.chdir(folder)
+    assert run(capsys, "analyze", "run.csv", "--save-baseline", "anna.json", "--runner", "Anna")[0] == 0
+    assert run(capsys, "simulate", "--seconds", "3", "--truth", "truth.json")[0] == 0
+    what = "a runner's baseline" if kept == "anna.json" else "the truth of a simulated session"
+    before = _snapshot(folder)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and f"{kept} holds {what}; choose another name" in one_line(err)
+    assert _snapshot(folder) == before
+
+
+def test_a_new_baseline_in_place_of_an_old_one_is_said(capsys, folder: Path, monkeypatch) -> None:
+    monkeypatch.chdir(folder)
+    (folder / "b.json").unlink(missing_ok=True)
+    code, out, _ = run(capsys, "analyze", "run.csv", "--save-baseline", "b.json", "--runner", "Anna")
+    assert code == 0 and "baseline written to b.json\n" in out
+    code, out, _ = run(capsys, "analyze", "run.csv", "--save-baseline", "b.json", "--runner", "Ben")
+    assert code == 0 and "baseline written to b.json (in place of the one saved there before)" in out
+    assert load_baseline(folder / "b.json").meta["runner"] == "Ben"
+    assert run(capsys, "simulate", "--seconds", "3", "--truth", "t2.json")[0] == 0
+    assert run(capsys, "simulate", "--seconds", "4", "--truth", "t2.json")[0] == 0  # (a new truth: its own kind)
+    assert json.loads((folder / "t2.json").read_text())["params"]["seconds"] == 4
+
+
 def test_a_sessions_folder_that_cannot_be_made_is_one_line_with_the_ways_out(capsys, tmp_path: Path,
                                                                            monkeypatch) -> None:
     """The data folder lies under a file: the demo says which folder and how to go on, and not that the

@@ -219,13 +219,7 @@ def check_output(
         option does not write, or its folder does not exist or is a file (exit 1).
     """
     out = _as_path(path, option)
-    for inp in inputs:
-        if inp is None or not str(os.fspath(inp)).strip():
-            continue
-        if out.exists() and Path(inp).exists() and _same_file(out, Path(inp)):
-            raise UsageError(
-                f"{option} {out} is the input file {inp}; write to another file (inputs are never overwritten)"
-            )
+    _check_not_an_input(out, inputs, option)
     if out.is_dir():
         raise PelvimonError(f"{option} {out} is a directory; give a file name")
     if out.exists() and is_session_file(out):
@@ -245,6 +239,16 @@ def check_output(
         )
     _check_folder(out)
     return out
+
+
+def _check_not_an_input(out: Path, inputs: Iterable[str | os.PathLike[str] | None], option: str) -> None:
+    for inp in inputs:
+        if inp is None or not str(os.fspath(inp)).strip():
+            continue
+        if out.exists() and Path(inp).exists() and _same_file(out, Path(inp)):
+            raise UsageError(
+                f"{option} {out} is the input file {inp}; write to another file (inputs are never overwritten)"
+            )
 
 
 def _check_folder(out: Path) -> None:
@@ -287,15 +291,20 @@ def check_distinct(outputs: Mapping[str, str | os.PathLike[str] | None]) -> None
 
 
 def check_session_output(
-    path: str | os.PathLike[str] | None, option: str = "-o", *, overwrite: bool | None = None
+    path: str | os.PathLike[str] | None,
+    option: str = "-o",
+    *,
+    overwrite: bool | None = None,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
 ) -> Path:
     """Check the session file a command records to; return it as a ``Path``.
 
-    Refuses an empty name and a name not ending in ``.mcap`` (exit 2), a folder, a missing folder and an
-    existing file unless ``overwrite`` is true (exit 1; None: the command has no ``--overwrite``). Creates
-    and deletes nothing.
+    Refuses an empty name, one of the command's ``inputs`` and a name not ending in ``.mcap`` (exit 2), a
+    folder, a missing folder and an existing file unless ``overwrite`` is true (exit 1; None: the command
+    has no ``--overwrite``). Creates and deletes nothing.
     """
     out = _as_path(path, option)
+    _check_not_an_input(out, inputs, option)
     if out.is_dir():
         raise PelvimonError(f"{option} {out} is a directory; give a file name ending in {SESSION_SUFFIX}")
     if out.suffix.lower() != SESSION_SUFFIX:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = None
     if args.output is not None:
-        out = _guards.check_session_output(args.output, "-o")
+        out = _guards.check_session_output(args.output, "-o", inputs=[args.file, args.config])
     hint = "give a session file written by 'pelvimon record' or 'pelvimon live'"
     try:
         source = ReplaySource(args.file, speed=args.speed)

@@ -64,6 +64,8 @@ def _snapshot(d: Path) -> dict[str, bytes]:
         ["analyze", "rec.mcap", "--csv", "rec.mcap"],
         ["analyze", "run.csv", "--csv", "run.csv"],
         ["analyze", "run.csv", "--save-baseline", "run.csv"],
+        ["replay", "rec.mcap", "-o", "rec.mcap"],
+        ["replay", "rec.mcap", "-o", "./rec.mcap"],
     ],
 )
 def test_an_output_that_is_the_input_is_refused(capsys, folder: Path, monkeypatch, argv: list[str]) -> None:

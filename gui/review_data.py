@@ -141,10 +141,11 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     src = open_input(p, csv, keep_steps=True)
     batches: list[ImuBatch] = []
     rate_hz = math.nan
+    time_unit = "s"
     damage = ""
     try:
         samples = read_source(src)
-        batches, rate_hz = samples.batches, samples.rate_hz
+        batches, rate_hz, time_unit = samples.batches, samples.rate_hz, samples.time_unit
     except NoSamplesError as exc:
         damage = exc.detail
     recorded_steps = src.recorded_steps if isinstance(src, ReplaySource) else []
@@ -157,7 +158,7 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     moves: list[MountMove] = []
     if batches and any(b.acc_mps2 is not None for b in batches):
         # the rate the analysis runs at (a session file's nominal rate), as pelvimon analyze, in its range
-        check_rate(p.name, rate_hz)
+        check_rate(p.name, rate_hz, time_unit)
         pipe = GaitPipeline(rate_hz)
         for b in batches:
             if b.acc_mps2 is None or not len(b):

@@ -677,6 +677,8 @@ class InputSamples:
         The sample rate of the time stamps, Hz.
     file_damage : FileDamage
         What the session file reader could not read (nothing for other sources).
+    time_unit : str
+        The unit a CSV's time column was read in (``--time-unit``; "s" for other sources).
     """
 
     name: str
@@ -684,6 +686,7 @@ class InputSamples:
     rate_hz: float
     measured_hz: float
     file_damage: FileDamage = FileDamage()
+    time_unit: str = "s"
 
 
 def _run_to_end(main: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
@@ -771,7 +774,9 @@ def read_source(source: Source) -> InputSamples:
     measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured
     damage = FileDamage.of_source(source)
-    return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured, file_damage=damage)
+    unit = str(info.metadata.get("time_unit", "s")) if info.protocol == "csv" else "s"
+    return InputSamples(name=info.name, batches=batches, rate_hz=nominal, measured_hz=measured, file_damage=damage,
+                        time_unit=unit)
 
 
 def load_batches(path: str | Path, csv: CsvOptions | None = None) -> list[ImuBatch]:
@@ -1147,9 +1152,12 @@ def sample_span_s(batches: Sequence[ImuBatch]) -> tuple[float, float]:
     return float(times[0][0]), float(times[-1][-1])
 
 
-def check_rate(name: str, rate_hz: float) -> None:
-    """Refuse a sample rate outside :data:`MIN_RATE_HZ`-:data:`MAX_RATE_HZ` (the rate the time stamps give),
-    with what to check.
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def check_rate(name: str, rate_hz: float, time_unit: str = "s") -> None:
+    """Refuse a sample rate outside :data:`MIN_RATE_HZ`-:data:`MAX_RATE_HZ` (the rate the time stamps give,
+    read in ``time_unit``), with what to check: the time unit that would give a rate in range, if one does.
 
     Raises
     ------
@@ -1159,12 +1167,18 @@ def check_rate(name: str, rate_hz: float) -> None:
     lo, hi = MIN_RATE_HZ * (1.0 - RATE_TOLERANCE), MAX_RATE_HZ * (1.0 + RATE_TOLERANCE)
     if lo <= rate_hz <= hi:
         return
-    what = "check that the time column is in seconds"
-    if rate_hz < lo:
-        # a column in ms (µs, ns) reads 1000 (1e6, 1e9) times too slow: name the option that reads it
-        fits = [(f, u) for f, u in ((1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")) if lo <= rate_hz / f <= hi]
-        what = "if the sensor sampled faster, " + what + "".join(
-            f" (in {u}, it reads {rate_hz / f:.4g} Hz: add --time-unit {u})" for f, u in fits)
+    given = _TIME_UNITS.get(time_unit, 1.0)
+    # a column in ms (µs, ns) read in s reads 1000 (1e6, 1e9) times too slow: name the option that reads it
+    fits = [(u, rate_hz * given / f) for u, f in _TIME_UNITS.items() if u != time_unit]
+    hints = "".join(
+        f" (in {u}, it reads {r:.4g} Hz: " + (f"leave out --time-unit {time_unit})" if u == "s" else
+                                             f"add --time-unit {u})")
+        for u, r in fits if lo <= r <= hi
+    )
+    what = ("check that the time column is in seconds" if time_unit == "s" else
+            f"check that the time column is in {time_unit} (--time-unit {time_unit})") + hints
+    if rate_hz < lo and time_unit == "s":
+        what = "if the sensor sampled faster, " + what
     raise PelvimonError(
         f"{name}: the time stamps give a sample rate of {rate_hz:.4g} Hz; pelvimon analyses "
         f"{MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz (gait events need at least {MIN_RATE_HZ:g}): {what}"
@@ -1177,7 +1191,7 @@ def analyze_samples(
     """The whole analysis of the samples a source gave (:func:`read_source`)."""
     cfg = config if config is not None else Config()
     name, batches, use_hz = samples.name, samples.batches, samples.rate_hz
-    check_rate(name, use_hz)
+    check_rate(name, use_hz, samples.time_unit)
     with _gc_paused():
         run = run_pipeline(batches, use_hz)
     t0, t1 = sample_span_s(batches)

@@ -527,6 +527,22 @@ def test_a_time_column_in_ms_is_read_with_time_unit(recordings: dict, tmp_path: 
         ref["summary"]["asymmetry"]["cpd_deg"]["left_mean"], abs=1e-6)
 
 
+@pytest.mark.parametrize(("unit", "hint"), [("us", "(in s, it reads 200 Hz: leave out --time-unit us)"),
+                                           ("ns", "(in ms, it reads 200 Hz: add --time-unit ms)")])
+def test_a_wrong_time_unit_option_is_named(recordings: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            unit: str, hint: str) -> None:
+    """--time-unit us on times in s (or ns on ms) read 200 Hz as 2e8 Hz, with the advice to check that the
+    column is in seconds."""
+    batch = recordings["sym"].batch
+    p = tmp_path / "t.csv"
+    scale = 1.0 if unit == "us" else 1e3
+    data = np.column_stack([batch.t_s * scale, batch.acc_mps2, batch.gyr_rads])
+    np.savetxt(p, data, delimiter=",", header=",".join(csv_source.DEFAULT_COLUMNS), comments="", fmt="%.17g")
+    code, _, err = run_cli(capsys, str(p), "--time-unit", unit)
+    assert code == 1 and err.count("\n") == 1 and "rate of 2e+08 Hz" in err
+    assert f"check that the time column is in {unit} (--time-unit {unit}) {hint}" in err
+
+
 @pytest.mark.parametrize("rate", [400.0, 208.0, 104.0])
 def test_time_stamps_rounded_to_milliseconds_give_the_true_rate_and_angles(tmp_path: Path, rate: float) -> None:
     """Whole-millisecond stamps (a logger's millis(), a spreadsheet's export): at 400 Hz the intervals are 2

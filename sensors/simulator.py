@@ -267,9 +267,13 @@ def _validate(p: SimParams) -> None:
             "running needs contact <= 0.9 x step time; lower it or use --gait walk"
         )
     if p.gait == "walk" and not (1.05 * t_max <= c <= 1.6 * t_min):
+        steps = f"{t_min:.3f} s" if t_max == t_min else f"{t_min:.3f}-{t_max:.3f} s"
+        lo, hi = 1.05 * t_max, 1.6 * t_min
+        why = ("gives too little double support (a foot would leave before the other lands)" if c < lo
+               else "leaves too little single support (both feet on the ground most of the step)")
         raise SimParamsError(
-            f"contact_time_s {c:.3f} s gives no double support at this cadence (step time {t_min:.3f}-"
-            f"{t_max:.3f} s): walking needs 1.05..1.6 x the step time"
+            f"contact_time_s {c:.3f} s {why} at this cadence (step time {steps}): walking needs 1.05-1.6 x the "
+            + (f"step time, {lo:.3f}-{hi:.3f} s" if lo <= hi else "step time, which a limp this strong leaves no room for")
         )
     if p.end_stand_s > 0:
         room = p.seconds - p.stand_s - p.end_stand_s - 0.5 * (t_l + t_r)

@@ -315,7 +315,9 @@ def test_seeds_reproduce_and_differ() -> None:
         ({"cpd_left_deg": -2.0}, "cpd_left_deg"),
         ({"rate_hz": float("nan")}, "rate_hz"),
         ({"contact_time_s": 0.5}, "flight"),
-        ({"gait": "walk", "contact_time_s": 0.3}, "double support"),
+        ({"gait": "walk", "contact_time_s": 0.3}, r"too little double support .* \(step time 0\.545 s\): walking "
+                                                  r"needs 1\.05-1\.6 x the step time, 0\.573-0\.873 s"),
+        ({"gait": "walk", "contact_time_s": 1.5}, "too little single support"),
         ({"gait": "hop"}, "gait"),
         ({"mount_euler_deg": (0.0, 0.0)}, "three"),
         ({"seed": -1}, "seed"),

@@ -115,13 +115,15 @@ def _readable_until(path: Path) -> float | None:
     return last
 
 
+PRINT_EVERY_S = 0.5
+"""How often (wall time) a running session's log lines are printed; the lines are the same however often."""
+
+
 def _alert_line(ev: Any, now: float) -> str:
     """The log line of an alert that started or ended, stamped with the session time it happened at (a
     started alert's difference began earlier: its ``t_start_s``)."""
     al = ev.alert
     since = f"since {al.t_start_s:.1f} s"
-    if ev.at_session_end:
-        return f"[{now:7.1f} s] ALERT still active at the end ({since}): {al.message}"
     if ev.kind == "ended":
         return f"[{al.t_end_s:7.1f} s] ALERT ended ({since}): {al.message}"
     return f"[{max(now, al.t_start_s):7.1f} s] ALERT started (the difference {since}): {al.message}"
@@ -161,7 +163,8 @@ def run_engine(
 
     def show(ev: Any, final: bool = False) -> None:
         """Print one engine event as the log does (``final``: after the session, whose closing status the
-        summary covers)."""
+        summary covers, as it does the alerts still active at the end; whatever else the printer had not
+        shown yet is printed as it would have been had it kept up: a fast replay logs what a slow one does)."""
         nonlocal last_figures, now
         if isinstance(ev, Step):
             now = max(now, ev.t_ic_s + ev.step_time_s)  # (NaN leaves it)
@@ -171,9 +174,9 @@ def run_engine(
             return
         elif isinstance(ev, SourceStatus) and ev.kind != "info" and not (final and ev.kind == "stopped"):
             print(f"[{ev.t_s:7.1f} s] {ev.kind}: {ev.message}", file=err, flush=True)
-        elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not final:
+        elif isinstance(ev, AlertEvent) and ev.kind != "updated" and not ev.at_session_end:
             print(_alert_line(ev, now), file=err, flush=True)
-        elif isinstance(ev, EngineStats) and ev.t_s - last_figures >= 5.0 and not final:
+        elif isinstance(ev, EngineStats) and ev.t_s - last_figures >= 5.0:
             last_figures = now = ev.t_s
             print(
                 f"[{ev.t_s:7.1f} s] {ev.n_samples} samples, {ev.n_lost} lost ({ev.loss_pct:.1f} %), "
@@ -183,7 +186,7 @@ def run_engine(
             )
 
     def printer() -> None:
-        while not stop_printer.wait(0.5):
+        while not stop_printer.wait(PRINT_EVERY_S):
             for ev in sub.drain():
                 show(ev)
 

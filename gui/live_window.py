@@ -490,11 +490,11 @@ class LiveWindow(QtWidgets.QMainWindow):
         v["gait"].setText(st.gait_state or "–")
         rec = getattr(eng, "recording_path", None) if eng is not None else None
         if rec is not None:
-            v["recording"].setText(_mmss(st.stat("recording_s")) + "  ● REC")
+            v["recording"].setText(st.recording_text() + "  ● REC")
             v["recording"].setStyleSheet("color:#C0392B; font-weight:bold;")
             self.panel.file.setText(str(rec))
         else:
-            v["recording"].setText(_mmss(st.stat("recording_s")) if math.isfinite(st.stat("recording_s")) else "off")
+            v["recording"].setText(st.recording_text())
             v["recording"].setStyleSheet("")
             paths = getattr(eng, "recordings", None) if eng is not None else None
             self.panel.file.setText(f"last file: {paths[-1]}" if paths else "")

@@ -376,6 +376,13 @@ class LiveState:
         v = getattr(self.stats, name, None) if self.stats is not None else None
         return default if v is None else float(v)
 
+    def recording_text(self) -> str:
+        """How long the session has been recorded ("mm:ss"), or "off" while no file is written and none was."""
+        st = self.stats
+        if st is None or (st.recording_path is None and not st.recording_s):
+            return "off"
+        return _mmss(st.recording_s)
+
     def alert_text(self) -> str:
         """The plain-words message of every alert in force, one per line ("" when none)."""
         return "\n".join(a.message for a in sorted(self.active_alerts.values(), key=lambda a: a.t_start_s))
@@ -404,7 +411,7 @@ class LiveState:
             f"(mean {_fmt(cpd['R'].mean)}) deg",
             f"contact L {_fmt(ct['L'].mean * 1000, 0)} R {_fmt(ct['R'].mean * 1000, 0)} ms",
             f"loss {_fmt(self.stat('loss_pct'), 1)} %",
-            f"rec {_mmss(self.stat('recording_s'))}",
+            f"rec {self.recording_text()}",
         ]
         if self.stream_warning:
             parts.insert(1, self.stream_warning)
@@ -475,7 +482,7 @@ def render_rich(state: LiveState, title: str = "pelvimon live") -> Any:
 
     stream = Text(
         f"{state.status}   loss {_fmt(state.stat('loss_pct'), 1)} %   battery "
-        f"{_fmt(state.stat('battery_pct'), 0)} %   recording {_mmss(state.stat('recording_s'))}   "
+        f"{_fmt(state.stat('battery_pct'), 0)} %   recording {state.recording_text()}   "
         f"t {_fmt(state.t_now_s, 1)} s",
         style="dim",
     )

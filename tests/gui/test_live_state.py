@@ -272,3 +272,14 @@ def test_a_lost_sensor_and_a_warning_are_shown_with_the_figures() -> None:
     assert "SENSOR LOST" not in state.summary_line()
     state.ingest([SourceStatus("warning", 40.0, "the sensor seems to have turned on the body")])
     assert "WARNING: the sensor seems to have turned on the body" in state.summary_line()
+
+
+def test_a_session_not_recorded_says_recording_off() -> None:
+    """With --no-record the status read "rec 00:00", as if a file were being written."""
+    from pelvimon.engine import EngineStats
+
+    state = LiveState()
+    state.ingest([EngineStats(12.0, 2400, 0, 0.0, 30, None, 0.0, None)])
+    assert "| rec off" in state.summary_line() and "recording off" in str(render_rich(state).renderable.renderables[-1])
+    state.ingest([EngineStats(65.0, 13000, 0, 0.0, 160, None, 65.0, "s.mcap")])
+    assert "| rec 01:05" in state.summary_line() and state.recording_text() == "01:05"

@@ -608,7 +608,12 @@ class BleSource(Source):
             address=address,
             metadata=self._metadata,
         )
-        self.inbox.put_control(self._status("connected", f"connected to {self.info.name} ({address})"))
+        rate = self._config.rate_hz
+        asked = "" if self.rate_hz is None or self.rate_hz == rate else (
+            f" (the nearest it offers to the {self.rate_hz:g} Hz asked for)")
+        self.inbox.put_control(
+            self._status("connected", f"connected to {self.info.name} ({address}), streaming at {rate:g} Hz{asked}")
+        )
         self._start_consumer()
         self._supervisor = asyncio.create_task(self._supervise())
 

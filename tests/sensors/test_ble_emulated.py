@@ -93,6 +93,10 @@ def test_stream_with_loss_and_disconnect_invents_no_sample(proto: str) -> None:
     assert kinds[:2] == ["connecting", "connected"]
     assert "disconnected" in kinds and "reconnecting" in kinds
     assert kinds.count("connected") == 2
+    first = next(e.message for e in events if isinstance(e, SourceStatus) and e.kind == "connected")
+    asked = _want_rate(proto)
+    assert f"streaming at {rate:g} Hz" in first  # (the rate used, and why it is not the one asked for)
+    assert ("the nearest it offers to the" in first) == (rate != asked), first
     assert kinds[-1] == "stopped"
     gaps = [e for e in events if isinstance(e, SourceStatus) and e.kind == "gap"]
     assert gaps, "5 % loss and a disconnect must be reported as gaps"

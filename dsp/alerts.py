@@ -226,18 +226,41 @@ def display_unit(metric: str) -> str:
     return _LABELS.get(metric, ("", "", 2))[1].strip()
 
 
-def display_number(metric: str, value: float, signed: bool = False) -> str:
-    """A finite value of a metric in display units (seconds as ms) and digits, without its unit. A signed
-    one (a difference, an interval's end) that would round to zero gets up to three more digits, so that an
-    interval that excludes zero is not shown as reaching it; zero itself carries no sign."""
+def _display_digits(metric: str, value: float, signed: bool) -> tuple[float, int, int]:
+    """(the value in display units, the metric's own digits, the digits it is shown with)."""
     digits = _LABELS[metric][2] if metric in _LABELS else (0 if metric.endswith("_s") else 2 if metric.endswith("_g") else 1)
     if metric.endswith("_s"):
         value = value * 1000.0
     base = digits
     while signed and value != 0.0 and abs(value) < 0.5 * 10.0**-digits and digits < base + 3:
         digits += 1
-    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return value, base, digits
+
+
+def display_number(metric: str, value: float, signed: bool = False, digits: int | None = None) -> str:
+    """A finite value of a metric in display units (seconds as ms) and digits, without its unit. A signed
+    one (a difference, an interval's end) that would round to zero gets up to three more digits, so that an
+    interval that excludes zero is not shown as reaching it; zero itself carries no sign. ``digits``: shown
+    with these instead (:func:`display_interval`)."""
+    value, base, own = _display_digits(metric, value, signed)
+    if digits is not None:
+        base = own = digits
+    text = f"{value:+.{own}f}" if signed else f"{value:.{own}f}"
     return f"{0.0:.{base}f}" if float(text) == 0.0 else text  # (zero even so: at the metric's own digits)
+
+
+def interval_digits(metric: str, *values: float | None) -> int:
+    """The digits of signed values shown together, a difference and its interval's ends: those the finite one
+    that needs the most takes alone (:func:`display_number`), so that "+0.2 [-0.9, +1.3]" is not
+    "+0.2 [-1, +1]"."""
+    return max((_display_digits(metric, v, True)[2] for v in values if v is not None and math.isfinite(v)),
+               default=0)
+
+
+def display_interval(metric: str, *values: float) -> list[str]:
+    """Signed values shown together with :func:`interval_digits`; "n/a" for a value that is not finite."""
+    digits = interval_digits(metric, *values)
+    return [display_number(metric, v, True, digits) if math.isfinite(v) else "n/a" for v in values]
 
 
 def format_value(metric: str, value: float) -> str:

@@ -34,7 +34,7 @@ from pelvimon.analysis import (
     turning_why,
 )
 from pelvimon.dashboard import SIDE_COLORS
-from pelvimon.dsp.alerts import AlertRule, display_number, figures_note, metric_label
+from pelvimon.dsp.alerts import AlertRule, display_number, figures_note, interval_digits, metric_label
 from pelvimon.dsp.asymmetry import contact_time_balance_pct
 
 BRAMAH_2018 = (
@@ -81,16 +81,24 @@ def _scale(metric: str) -> tuple[float, str]:
     return 1.0, ""
 
 
-def _num(metric: str, value: float | None, *, signed: bool = False, field: str = "") -> str:
-    """A ``<td>`` with the display value and the full-precision value in ``data-value``."""
+def _num(metric: str, value: float | None, *, signed: bool = False, field: str = "", digits: int | None = None) -> str:
+    """A ``<td>`` with the display value (with ``digits``, if given) and the full-precision value in
+    ``data-value``."""
     if value is None or not math.isfinite(value):
         return f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="null">n/a</td>'
     _, unit = _scale(metric)
-    shown = display_number(metric, value, signed)
+    shown = display_number(metric, value, signed, digits)
     return (
         f'<td data-metric="{_e(metric)}" data-field="{_e(field)}" data-value="{float(value)!r}">'
         f"{_e(shown)}&nbsp;{_e(unit)}</td>"
     )
+
+
+def _interval_cells(metric: str, values: tuple[float | None, ...], fields: tuple[str, ...]) -> str:
+    """The ``<td>`` of a difference and its interval's ends, shown with the same digits
+    (:func:`~pelvimon.dsp.alerts.interval_digits`)."""
+    digits = interval_digits(metric, *values)
+    return "".join(_num(metric, v, signed=True, field=f, digits=digits) for v, f in zip(values, fields, strict=True))
 
 
 # --- figures ------------------------------------------------------------------------------------------------
@@ -301,9 +309,8 @@ def _summary_table(a: SessionAnalysis, part: GaitPart) -> str:
             + _num(m, right.mean, field="right_mean")
             + _num(m, right.sd, field="right_sd")
             + f'<td data-metric="{_e(m)}" data-field="right_n" data-value="{right.n}">{right.n}</td>'
-            + _num(m, x.diff if x else None, signed=True, field="diff")
-            + _num(m, x.diff_ci_low if x else None, signed=True, field="diff_ci_low")
-            + _num(m, x.diff_ci_high if x else None, signed=True, field="diff_ci_high")
+            + _interval_cells(m, (x.diff, x.diff_ci_low, x.diff_ci_high) if x else (None, None, None),
+                              ("diff", "diff_ci_low", "diff_ci_high"))
             + si_cell
             + "</tr>"
         )
@@ -375,15 +382,11 @@ def _baseline_html(a: SessionAnalysis) -> str:
             c = _num(m, e[key]["change"], signed=True, field=f"baseline_{key}_change")
             cells.append(c.replace("<td ", '<td style="font-weight:bold" ') if e[key]["credible"] else c)
         d = e["diff"]
-        dc = _num(m, d["change"], signed=True, field="baseline_diff_change")
+        dc = _interval_cells(m, (d["change"], d["ci_low"], d["ci_high"]),
+                             ("baseline_diff_change", "baseline_diff_ci_low", "baseline_diff_ci_high"))
         if d["credible"]:
-            dc = dc.replace("<td ", '<td style="font-weight:bold" ')
-        rows.append(
-            f"<tr><td>{_e(metric_label(m))}</td>{''.join(cells)}{dc}"
-            + _num(m, d["ci_low"], signed=True, field="baseline_diff_ci_low")
-            + _num(m, d["ci_high"], signed=True, field="baseline_diff_ci_high")
-            + "</tr>"
-        )
+            dc = dc.replace("<td ", '<td style="font-weight:bold" ', 1)
+        rows.append(f"<tr><td>{_e(metric_label(m))}</td>{''.join(cells)}{dc}</tr>")
     rows.append("</tbody></table>")
     return head + "".join(rows)
 

@@ -150,12 +150,26 @@ _NBSP = "\u00a0"  # keeps a number and its unit on one line when a table cell wr
 
 
 def _fmt(metric: str, v: float, signed: bool = False) -> str:
-    from pelvimon.dsp.alerts import display_number, display_unit
+    from pelvimon.dsp.alerts import display_number
 
     if not math.isfinite(v):
         return "n/a"
+    return _with_unit(metric, display_number(metric, v, signed))
+
+
+def _with_unit(metric: str, shown: str) -> str:
+    from pelvimon.dsp.alerts import display_unit
+
     unit = display_unit(metric)
-    return display_number(metric, v, signed) + ("" if unit in ("°", "") else _NBSP) + unit
+    return shown if shown == "n/a" else shown + ("" if unit in ("°", "") else _NBSP) + unit
+
+
+def _fmt_interval(metric: str, diff: float, low: float, high: float) -> str:
+    """``+0.2 ms [-0.9 ms, +1.3 ms]``: a difference and its interval with the same digits."""
+    from pelvimon.dsp.alerts import display_interval
+
+    d, lo, hi = (_with_unit(metric, x) for x in display_interval(metric, diff, low, high))
+    return f"{d} [{lo}, {hi}]"
 
 
 def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
@@ -174,11 +188,7 @@ def _print_sides(con: Any, analysis: Any, part: Any, title: str) -> None:
         if not applies(part.gait, m):
             continue
         a = part.asymmetry.get(m)
-        ci = (
-            f"{_fmt(m, a.diff, True)} [{_fmt(m, a.diff_ci_low, True)}, {_fmt(m, a.diff_ci_high, True)}]"
-            if a
-            else "n/a"
-        )
+        ci = _fmt_interval(m, a.diff, a.diff_ci_low, a.diff_ci_high) if a else "n/a"
         si = _fmt("symmetry_index_pct", a.symmetry_index_pct, True) + " %" if a else "n/a"
         t.add_row(
             metric_label(m),
@@ -305,7 +315,7 @@ def print_report(analysis: Any) -> None:
                 metric_label(m),
                 _fmt(m, e["left"]["change"], True) + (" *" if e["left"]["credible"] else ""),
                 _fmt(m, e["right"]["change"], True) + (" *" if e["right"]["credible"] else ""),
-                f"{_fmt(m, d['change'], True)} [{_fmt(m, d['ci_low'], True)}, {_fmt(m, d['ci_high'], True)}]{mark}",
+                _fmt_interval(m, d["change"], d["ci_low"], d["ci_high"]) + mark,
             )
         if compared:
             con.print(bt)

@@ -294,6 +294,19 @@ def test_display_numbers_never_show_a_signed_zero_or_an_interval_reaching_zero()
     assert display_number("tilt_range_deg", 0.00004, signed=True) == "0.0"  # not "0.0000"
 
 
+def test_a_difference_and_its_interval_are_shown_with_the_same_digits() -> None:
+    """"+0.2 ms [-1 ms, +1 ms]" showed the ends of [-0.85, +1.31] coarser than the difference they hold."""
+    from pelvimon.dsp.alerts import display_interval, interval_digits
+
+    assert display_interval("step_time_s", 0.00023, -0.00085, 0.00131) == ["+0.2", "-0.8", "+1.3"]
+    assert display_interval("contact_time_s", 0.00101, -0.00049, 0.00251) == ["+1.0", "-0.5", "+2.5"]
+    assert display_interval("contact_time_s", -0.012, -0.020, -0.004) == ["-12", "-20", "-4"]  # (all whole)
+    assert display_interval("cpd_deg", 3.9, 3.8, 4.0) == ["+3.9", "+3.8", "+4.0"]
+    assert display_interval("tilt_range_deg", -0.02, -0.1, 0.04) == ["-0.02", "-0.10", "+0.04"]
+    assert display_interval("cpd_deg", 0.0, float("nan"), 0.3) == ["0.0", "n/a", "+0.3"]
+    assert interval_digits("cpd_deg", None, 0.004) == 3 and interval_digits("cpd_deg") == 0
+
+
 def test_alert_sentence_adds_up() -> None:
     """The difference quoted is that of the rounded means quoted beside it (9.1 - 4.8 = 4.3, although the
     unrounded difference 4.38 rounds to 4.4)."""

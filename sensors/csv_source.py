@@ -385,6 +385,30 @@ def _rows_have_header_width(raw: bytes, start: int, ncols: int) -> bool:
     )
 
 
+def _first_row_wider_than(buf: Any, start: int, ncols: int) -> bool:
+    """Whether the first non-blank line after byte ``start`` of ``buf`` (bytes or an mmap) has more than
+    ``ncols`` fields. pandas takes its columns from that line: a row of a million fields there made a frame
+    of a million columns (gigabytes) before the reference parser could name the line; a later long row is
+    an error for pandas at once."""
+    end = start
+    for _ in range(1000):  # (blank lines before it; after a thousand of them pandas decides)
+        start = end
+        nl = buf.find(b"\n", start)
+        end = len(buf) if nl < 0 else nl + 1
+        if start >= len(buf):
+            return False
+        pos = start
+        for _ in range(ncols):  # (the ncols-th comma of the line makes one field too many)
+            pos = buf.find(b",", pos, end) + 1
+            if pos == 0:
+                break
+        else:
+            return True
+        if buf[start:end].strip():  # (a line that is not blank: it sets the width)
+            return False
+    return False
+
+
 def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarray | None:
     """pandas' C parser over the lines after the first ``skip`` (byte ``start``); None if anything looks wrong
     (the reference parser then names the line)."""
@@ -392,6 +416,8 @@ def _fast_parse(raw: bytes, skip: int, start: int, layout: _Layout) -> np.ndarra
 
     extra = len(layout.names) > len(layout.cols)
     if extra and not _rows_have_header_width(raw, start, len(layout.names)):
+        return None
+    if _first_row_wider_than(raw, start, len(layout.names)):
         return None
     return _pandas_values(io.BytesIO(raw), skip, layout, extra, comment=raw.find(b"#", start) >= 0)
 
@@ -454,7 +480,7 @@ def _fast_parse_file(p: Path, columns: Mapping[str, str] | None) -> tuple[np.nda
             except CsvFormatError:
                 return None
             # (the header line may go on past the head)
-            if start > len(head) or mm.find(b"#", start) >= 0:
+            if start > len(head) or mm.find(b"#", start) >= 0 or _first_row_wider_than(mm, start, len(layout.names)):
                 return None
     except (OSError, ValueError):  # unreadable, or empty (mmap of 0 bytes)
         return None

@@ -203,6 +203,24 @@ def test_two_channels_cannot_read_one_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(swapped.acc_mps2[0], [2.0, 1.0, 3.0])
 
 
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])  # (the file read by pandas from its path; from its bytes)
+def test_a_first_row_of_a_million_fields_is_named_without_gigabytes(tmp_path: Path, eol: str) -> None:
+    """pandas takes its columns from the first row: a row of a million fields there (2 MB) made a frame of a
+    million columns, a gigabyte and half a minute, twice, before the reference parser named the line."""
+    import tracemalloc
+
+    p = tmp_path / "wide.csv"
+    p.write_text(eol.join([HEADER, "", "1," * 1_000_000, "0,1,2,3,4,5,6", "0.005,1,2,3,4,5,6", ""]), newline="")
+    tracemalloc.start()
+    try:
+        with pytest.raises(CsvFormatError, match=r"line 3: 1000001 fields, but the header \(line 1\) has 7"):
+            read_imu_csv(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, peak
+
+
 def test_units_and_columns_options_are_checked() -> None:
     with pytest.raises(ValueError, match="acc_unit"):
         parse_imu_csv_text(HEADER + "\n0,1,2,3,4,5,6\n", acc_unit="furlongs")  # type: ignore[arg-type]

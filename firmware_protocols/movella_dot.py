@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    ArrivalCheck,
     Decoder,
     GattWrite,
     MalformedFrameError,
@@ -372,6 +373,11 @@ class _U32Clock:
         self.last_raw = int(raw[-1])
         return out, step
 
+    def peek(self, raw0: int) -> int:
+        """The unwrapped µs of a first stamp ``raw0``, as :meth:`unwrap` would give it, without keeping it."""
+        wrapped = self.last_raw is not None and raw0 < self.last_raw
+        return int(raw0) + self.base + (_WRAP if wrapped else 0)
+
     def reset(self) -> None:
         self.last_raw = None
         self.base = 0
@@ -398,10 +404,12 @@ class DotDecoder(Decoder):
         self.output_rate_hz = rate
         self.period_us = 1e6 / rate
         self._clock = _U32Clock()
+        self._arrival = ArrivalCheck()
         self._mode_error: UnsupportedFrameError | None = None
 
     def reset(self) -> None:
         self._clock.reset()
+        self._arrival.reset()
 
     def observe_write(self, char_uuid: str, data: bytes) -> None:
         """Learn the configuration from the client's own writes (optional; the live client and replay call it).
@@ -425,13 +433,14 @@ class DotDecoder(Decoder):
                 self.period_us = 1e6 / rate
 
     def feed(self, char_uuid: str, payload: bytes, t_host_s: float | None = None) -> list[ImuBatch]:
-        return self.feed_many(char_uuid, [payload])
+        return self.feed_many(char_uuid, [payload], t_host_s)
 
-    def feed_many(self, char_uuid: str, payloads: list[bytes]) -> list[ImuBatch]:
-        """Decode consecutive notifications of one characteristic at once (replay, benchmarks).
+    def feed_many(self, char_uuid: str, payloads: list[bytes], t_host_s: float | None = None) -> list[ImuBatch]:
+        """Decode consecutive notifications of one characteristic at once (benchmarks).
 
         Equivalent to feeding them one by one and concatenating, except that a gap is only reported before
-        the first notification; gaps inside the block raise nothing and are visible in ``t_s``.
+        the first notification; gaps inside the block raise nothing and are visible in ``t_s``. ``t_host_s``:
+        the receive time of the first, whose stamp is checked against it (:class:`ArrivalCheck`).
         """
         char = char_uuid.lower()
         if self._mode_error is not None:
@@ -459,6 +468,9 @@ class DotDecoder(Decoder):
                 "holds free acceleration only (earth frame, gravity removed): no sensor-frame acceleration, "
                 "angular rate or orientation; start payload mode 21 (rate quantities) for gait analysis",
             )
+        why = self._arrival.refusal(self._clock.peek(int(native["timestamp_us"][0])) * 1e-6, t_host_s)
+        if why is not None:
+            raise MalformedFrameError(NAME, f"mode {m.number} notification", why)
         try:
             t_us, step = self._clock.unwrap(native["timestamp_us"])
         except ValueError as exc:

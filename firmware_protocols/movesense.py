@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    ArrivalCheck,
     Decoder,
     GattWrite,
     MalformedFrameError,
@@ -288,6 +289,7 @@ class MovesenseDecoder(Decoder):
         self._prev_raw: dict[int, int] = {}
         self._offset: dict[int, int] = {}
         self._next_ms: dict[int, float] = {}
+        self._arrival: dict[int, ArrivalCheck] = {}
         self._loss_flag: dict[int, bool] = {}
         # reassembled payload waiting for the next DATA: (batches, expected first-sample ms before it)
         self._held: dict[int, tuple[list[ImuBatch], float | None]] = {}
@@ -330,8 +332,8 @@ class MovesenseDecoder(Decoder):
         if kind == RESP_DATA:
             released = self._confirm(ref, body) if ref in self._held else []
             if released:
-                return released + self._data(ref, body)
-            return self._data(ref, body)
+                return released + self._data(ref, body, t_host_s)
+            return self._data(ref, body, t_host_s)
         if kind == RESP_DATA_PART2:
             self._n_part2[ref] = self._n_part2.get(ref, 0) + 1
             first = self._part1.pop(ref, None)
@@ -351,9 +353,9 @@ class MovesenseDecoder(Decoder):
                     f"reassembled payload of {len(whole)} bytes; GSP v1 carries at most {MAX_PAYLOAD_BYTES}",
                 )
             if not self.confirm_split:
-                return self._decode(ref, whole)
+                return self._decode(ref, whole, t_host_s)
             expected = self._next_ms.get(ref)
-            held = self._decode(ref, whole)
+            held = self._decode(ref, whole, t_host_s)
             if t_host_s is not None:  # when it was complete, for the clock fit of the one who releases it
                 for b in held:
                     if b.native is not None:
@@ -399,7 +401,7 @@ class MovesenseDecoder(Decoder):
     def pending_bytes(self) -> int:
         return sum(len(b) for b in self._part1.values())
 
-    def _data(self, ref: int, body: bytes) -> list[ImuBatch]:
+    def _data(self, ref: int, body: bytes, t_host_s: float | None) -> list[ImuBatch]:
         self._n_part2[ref] = 0
         if ref in self._part1:
             # the previous DATA never got its DATA_PART2: those samples are lost
@@ -409,9 +411,9 @@ class MovesenseDecoder(Decoder):
             # 150 bytes can never be a whole IMU payload (4 + 12·k·N != 150): part 2 follows
             self._part1[ref] = body
             return []
-        return self._decode(ref, body)
+        return self._decode(ref, body, t_host_s)
 
-    def _decode(self, ref: int, payload: bytes) -> list[ImuBatch]:
+    def _decode(self, ref: int, payload: bytes, t_host_s: float | None = None) -> list[ImuBatch]:
         res = self.resource(ref)
         try:
             ts_raw, arrays = decode_payload(payload, res)
@@ -425,9 +427,13 @@ class MovesenseDecoder(Decoder):
         prev = self._prev_raw.get(ref)
         if prev is not None and ts_raw < prev and prev - ts_raw > _WRAP // 2:
             offset += _WRAP
+        t0_ms = float(ts_raw + offset)
+        why = self._arrival.setdefault(ref, ArrivalCheck()).refusal(t0_ms / 1000.0, t_host_s)
+        if why is not None:  # (nothing of the stamp kept: the next packet's gap counts these samples lost)
+            self._loss_flag[ref] = True
+            raise MalformedFrameError(NAME, f"DATA (reference {ref})", why)
         self._offset[ref] = offset
         self._prev_raw[ref] = ts_raw
-        t0_ms = float(ts_raw + offset)
         gap = self._loss_flag.pop(ref, False)
         n_lost = 0
         expected = self._next_ms.get(ref)

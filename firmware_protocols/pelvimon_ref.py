@@ -31,6 +31,7 @@ import numpy as np
 
 from .base import (
     PLAUSIBLE_LIMITS,
+    ArrivalCheck,
     Decoder,
     GattWrite,
     MalformedFrameError,
@@ -360,6 +361,7 @@ class PelvimonDecoder(Decoder):
         self._last_t0: int | None = None
         self._base = 0
         self._end_us: int | None = None
+        self._arrival = ArrivalCheck()
 
     def reset(self) -> None:
         self.info = None
@@ -407,7 +409,7 @@ class PelvimonDecoder(Decoder):
             return []
         if ftype not in CHANNELS:
             raise UnsupportedFrameError(NAME, f"frame type 0x{ftype:02x}", "not a frame type of protocol v1")
-        return [self._data(payload, ftype, seq)]
+        return [self._data(payload, ftype, seq, t_host_s)]
 
     def _scales(self, ftype: int, cfg: int) -> tuple[float, float, float]:
         frame = f"{FRAME_NAMES[ftype]} frame (cfg {cfg})"
@@ -431,7 +433,7 @@ class PelvimonDecoder(Decoder):
             "decoder acc_lsb_per_g and gyro_lsb_per_dps",
         )  # fmt: skip
 
-    def _data(self, payload: bytes, ftype: int, seq: int) -> ImuBatch:
+    def _data(self, payload: bytes, ftype: int, seq: int, t_host_s: float | None = None) -> ImuBatch:
         name = FRAME_NAMES[ftype]
         if len(payload) < DATA_HEADER:
             raise MalformedFrameError(
@@ -463,6 +465,9 @@ class PelvimonDecoder(Decoder):
             if t0 < self._last_t0:
                 base += _WRAP
         t0_unwrapped = base + t0
+        why = self._arrival.refusal(t0_unwrapped * 1e-6, t_host_s)
+        if why is not None:
+            raise MalformedFrameError(NAME, f"{name} frame", why)
         if self._end_us is not None:
             delta = t0_unwrapped - self._end_us
             if delta < -dt_us // 2:

@@ -182,7 +182,7 @@ class ArrivalCheck:
                 return (f"its device time stamp is {self._lead - lead:.4g} s behind its arrival (a damaged stamp); "
                         "its samples are dropped")
         anew = self._lead is None or self._refused >= ARRIVAL_REFUSALS  # (a clock that jumped: its new offset)
-        self._lead = lead if anew else max(self._lead, lead)
+        self._lead = lead if self._lead is None or anew else max(self._lead, lead)
         self._refused = 0
         return None
 

@@ -769,7 +769,8 @@ def read_source(source: Source) -> InputSamples:
     if info.protocol == "csv":
         meta = info.metadata
         check_units(batches, str(meta.get("acc_unit", "mps2")), str(meta.get("gyr_unit", "rads")), info.name)
-    stated = float(info.rate_hz) if info.rate_hz and math.isfinite(info.rate_hz) and info.rate_hz > 0 else None
+    rate = info.rate_hz
+    stated = float(rate) if isinstance(rate, int | float) and math.isfinite(rate) and rate > 0 else None
     # a CSV source states the rate of its time stamps (their intervals over the time the parts between gaps span)
     measured = stated if stated is not None and info.protocol == "csv" else _rate_hz(batches, info.name)
     nominal = stated if stated is not None else measured

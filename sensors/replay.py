@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,10 +25,12 @@ from pathlib import Path
 from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.base import Protocol
-from pelvimon.firmware_protocols.batch import ImuBatch
+from pelvimon.firmware_protocols.batch import ImuBatch, span_rate_hz
 
 from .session_file import FILE_DAMAGE, SessionItem, SessionReader
 from .source import RawNotification, Source, SourceEvent, SourceInfo, SourceStatus, samples_missing
+
+log = logging.getLogger(__name__)
 
 
 def _item_time(item: SessionItem) -> float | None:
@@ -62,6 +65,13 @@ def _recorded_events(items: Iterator[SessionItem], rate_hz: float | None) -> Ite
             yield item
 
 
+STATED_RATE_SLACK = 1.2
+"""A session file's stated rate and the rate of its recorded time stamps may differ by this factor (clock
+drift, loss and the timing of host-timed sensors keep them within a few %); beyond it, or when the header
+states no usable rate, the time stamps' is used (a damaged header: 20 Hz stated over 200 Hz samples gave 2
+steps where there were 41; 1e9 Hz asked for 405 GiB)."""
+
+
 class ReplaySource(Source):
     """A recorded session, replayed.
 
@@ -88,10 +98,17 @@ class ReplaySource(Source):
         self.speed = float(speed)
         self.reader = SessionReader(self.path)
         src = self.reader.header.source
+        rate = float(src.rate_hz)
+        stamped = self._stamped_rate()
+        if stamped is not None and not (rate > 0 and 1 / STATED_RATE_SLACK <= stamped / rate <= STATED_RATE_SLACK):
+            if rate > 0:
+                log.warning("%s: its header says the samples come at %.4g Hz, but their time stamps give %.4g Hz; "
+                            "read at %.4g Hz (the header is damaged)", self.path, rate, stamped, stamped)
+            rate = stamped
         self.info = SourceInfo(
             name=src.name,
             protocol=src.protocol,
-            rate_hz=src.rate_hz,
+            rate_hz=rate,
             has_gyro=src.has_gyro,
             address=str(self.path),
             metadata={**src.metadata, "replay_of": str(self.path), "recorded_address": src.address},
@@ -99,11 +116,47 @@ class ReplaySource(Source):
         self.protocol: Protocol | None = None
         if redecode is not False and src.protocol in registry.available():
             self.protocol = registry.get(src.protocol)
+            why = self._decoder_settings_damage()
+            if why is None and stamped is not None and not self._raw_first:
+                why = "its samples were recorded without the raw notifications they came from"
+            if why is not None:
+                if redecode:
+                    raise ValueError(f"{self.path}: cannot decode again: {why}")
+                log.warning("%s: %s; its recorded samples are replayed instead", self.path, why)
+                self.protocol = None
         elif redecode:
             raise ValueError(f"{self.path}: cannot decode again: protocol {src.protocol!r} is not supported")
         self.n_items = 0
         self.keep_steps = keep_steps
         self.recorded_steps: list[Step] = []
+
+    def _decoder_settings_damage(self) -> str | None:
+        """What is wrong with the decoder settings the header records (None if nothing): the decoder context
+        and the start writes the raw notifications are decoded with."""
+        assert self.protocol is not None
+        ctx = self.info.metadata.get("decoder_context") or {}
+        try:
+            if not isinstance(ctx, dict):
+                raise TypeError("not a mapping")
+            self.protocol.decoder(**ctx)
+            self._start_writes()
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            return f"the decoder settings its header records are damaged ({exc})"
+        return None
+
+    def _stamped_rate(self, n: int = 1000) -> float | None:
+        """The rate of the recorded samples' time stamps over the first ``n`` or so (their intervals over the
+        time the batches span; None without two samples in a batch). Reads the start of the file only."""
+        batches: list[ImuBatch] = []
+        self._raw_first = False
+        for item in self.reader.items(warn=False):  # (the replay itself says what is damaged)
+            if isinstance(item, RawNotification) and not batches:
+                self._raw_first = True  # (a recording's raw notifications come before the samples decoded from them)
+            if isinstance(item, ImuBatch) and len(item) > 1:
+                batches.append(item)
+                if sum(len(b) for b in batches) >= n:
+                    break
+        return span_rate_hz(batches)
 
     @property
     def redecoding(self) -> bool:

@@ -48,6 +48,7 @@ from mcap.writer import MCAP0_MAGIC, CompressionType, Writer
 
 from pelvimon import __version__
 from pelvimon.dsp.records import Alert, Step
+from pelvimon.firmware_protocols.base import check_values
 from pelvimon.firmware_protocols.batch import ImuBatch
 
 from .source import RawNotification, SourceInfo, SourceStatus, gap_status, is_hole, samples_missing
@@ -126,6 +127,11 @@ class SessionHeader:
         if md.get("format") != FORMAT:
             raise SessionFileError("not a pelvimon session (its first metadata record is not pelvimon.session)")
         src = json.loads(md["source"])
+        rate = src.get("rate_hz")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+            src["rate_hz"] = 0.0  # (not a rate: unknown, as a source that cannot say; the time stamps tell)
+        if not isinstance(src.get("metadata", {}), dict):
+            src["metadata"] = {}
         return cls(
             start_unix_ns=int(md["start_unix_ns"]),
             source=SourceInfo(**src),
@@ -308,21 +314,40 @@ class DeviceRecord:
 SessionItem = RawNotification | ImuBatch | SourceStatus | Step | Alert | CalibrationRecord | DeviceRecord
 
 
+MAX_RECORDED_LOSS = 1 << 31
+"""Most samples a recorded batch may say were lost before it (2**31: over 120 days at 200 Hz)."""
+
+
 def _decode_batch(d: dict[str, Any]) -> ImuBatch:
+    """A recorded batch; ValueError for one no recording makes (its message is then left out, counted):
+    time stamps that are not finite or do not increase, values beyond any sensor's range, a loss count
+    that is not a whole number of samples."""
     def arr(key: str) -> np.ndarray | None:
         v = d.get(key)
-        return None if v is None else np.asarray(v, dtype=np.float64)
+        if v is None:
+            return None
+        a = np.asarray(v, dtype=np.float64)
+        if key in ("acc_mps2", "gyr_rads"):
+            check_values("session file", "/imu message", key, a)
+        return a
 
+    t = np.asarray(d["t_s"], dtype=np.float64)
+    if t.ndim != 1 or not np.isfinite(t).all() or (t.size > 1 and not (np.diff(t) > 0).all()):
+        raise ValueError("time stamps that are not finite or do not increase")
+    n_lost = d.get("n_lost", 0)
+    if isinstance(n_lost, bool) or not isinstance(n_lost, int | float) or not 0 <= n_lost <= MAX_RECORDED_LOSS \
+            or n_lost != int(n_lost):
+        raise ValueError(f"n_lost {n_lost!r} is not a count of samples")
     seq = d.get("seq")
     return ImuBatch(
-        t_s=np.asarray(d["t_s"], dtype=np.float64),
+        t_s=t,
         acc_mps2=arr("acc_mps2"),
         gyr_rads=arr("gyr_rads"),
         mag_uT=arr("mag_uT"),
         quat_wxyz=arr("quat_wxyz"),
         seq=None if seq is None else np.asarray(seq, dtype=np.int64),
         gap_before=bool(d.get("gap_before", False)),
-        n_lost=int(d.get("n_lost", 0)),
+        n_lost=int(n_lost),
         time_base=d.get("time_base", "session"),
     )
 
@@ -947,9 +972,9 @@ class SessionReader:
             return 1.0 / dt if dt > 0 else None
         return None
 
-    def items(self) -> Iterator[SessionItem]:
+    def items(self, *, warn: bool = True) -> Iterator[SessionItem]:
         """Every recorded item in file order, damaged parts skipped (see the class). Logs one warning if the
-        file is damaged or unfinished."""
+        file is damaged or unfinished (unless ``warn`` is false: a look at its start)."""
         self.complete = False
         self.cut_short = False
         self.damage = None
@@ -962,6 +987,7 @@ class SessionReader:
         n = n_undecodable = n_orphaned = n_guessed = 0
         unknown: set[int] = set()  # channel ids described nowhere and not recognised from their messages
         last_imu: ImuBatch | None = None
+        t_imu_end = -math.inf  # the last sample time of the batches read
         last_data_t: float | None = None
         pending: list[SkippedRange] = []
         with self._mapped() as buf:
@@ -997,9 +1023,14 @@ class SessionReader:
                         continue
                     try:
                         item = self._decode(ch, rec, start)
-                    except (ValueError, TypeError, KeyError, AttributeError):
+                    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
                         n_undecodable += 1
                         continue
+                    if isinstance(item, ImuBatch) and len(item):
+                        if not item.t_s[0] > t_imu_end:
+                            n_undecodable += 1  # (session time never goes back: a batch out of order is damage)
+                            continue
+                        t_imu_end = float(item.t_s[-1])
                     if item is not None:
                         decoded.append(item)
                 if pending and any(_is_data(i) for i in decoded):
@@ -1023,7 +1054,7 @@ class SessionReader:
             self.complete = scan.complete
             self.damage = self._describe(scan, n_undecodable, n_orphaned, n_guessed)
         if self.problem is not None:
-            log.warning("%s: read %d items; %s", self.path, n, self.problem)
+            (log.warning if warn else log.debug)("%s: read %d items; %s", self.path, n, self.problem)
 
     @property
     def problem(self) -> str | None:
@@ -1182,7 +1213,11 @@ class SessionReader:
         if topic == _TOPIC_IMU:
             return _decode_batch(body)
         if topic == _TOPIC_STATUS:
-            return SourceStatus(body["kind"], float(body["t_s"]), body.get("message", ""), body.get("details", {}))
+            details = body.get("details", {})
+            n_lost = details.get("n_lost", 0) if isinstance(details, dict) else None
+            if isinstance(n_lost, bool) or not isinstance(n_lost, int) or not 0 <= n_lost <= MAX_RECORDED_LOSS:
+                raise ValueError("status details that no recording writes")
+            return SourceStatus(body["kind"], float(body["t_s"]), str(body.get("message", "")), details)
         if topic == _TOPIC_STEPS:
             return _decode_step(body)
         if topic == _TOPIC_ALERTS:

@@ -125,7 +125,7 @@ def _nearest(options: dict[float, Any] | tuple[float, ...], value: float) -> flo
 
 
 def _check_imu(imu: str) -> str:
-    imu = imu.lower()
+    imu = imu.lower() if isinstance(imu, str) else imu
     if imu not in IMU_IMPLEMENTATION:
         raise ValueError(
             f"{NAME}: imu must be 'bmi160' (MetaMotion R/RL/C) or 'bmi270' (MetaMotion S), got {imu!r}"

@@ -334,7 +334,9 @@ def parse_payloads(
             continue
         v = rec[f]
         if v.dtype.kind == "f":
-            v = check_values(NAME, frame, names[f], v.astype(np.float64))
+            with np.errstate(invalid="ignore"):  # (a signalling NaN warns as it is cast; check_values refuses it)
+                v = v.astype(np.float64)
+            v = check_values(NAME, frame, names[f], v)
         else:
             v = v.astype(np.int64)
         out[names[f]] = v

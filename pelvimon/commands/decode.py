@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -95,7 +96,10 @@ def parse_context(items: list[str], known: tuple[str, ...], protocol: str) -> di
             raise UsageError(f"unknown --set key {key!r} for protocol {protocol}; it takes: {names}")
         if key in context:
             raise UsageError(f"--set {key} is given twice; give it once")
-        context[key] = parse_value(value)  # (its range is the decoder's to check: a ValueError, exit 2)
+        parsed = parse_value(value)
+        if isinstance(parsed, float) and not math.isfinite(parsed):
+            raise UsageError(f"--set {key}={value.strip()}: give a finite number")
+        context[key] = parsed  # (its range is the decoder's to check: a ValueError, exit 2)
     return context
 
 
@@ -226,27 +230,38 @@ def decode(
         The bytes are not a frame the protocol accepts (the message is the decoder's), or they end inside a
         payload (the decoder holds bytes for a part that was not given).
     """
+    import numpy as np
+
     from pelvimon.firmware_protocols.base import ProtocolError
 
     proto = _protocol(protocol)
     spec = proto.spec
     use_char = (char or spec.notify_uuids[0]).strip().lower()
+    given = ", ".join(f"{k}={v}" for k, v in (context or {}).items())
+
+    def bad_set(exc: Exception) -> UsageError:
+        why = "a number is expected" if str(exc).startswith("could not convert") else str(exc) or type(exc).__name__
+        return UsageError(f"bad --set for {protocol} ({given}): {why}")
+
     try:
         dec = proto.decoder(**(context or {}))
     except ProtocolError as exc:
         raise UsageError(f"bad --set value: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        given = ", ".join(f"{k}={v}" for k, v in (context or {}).items())
-        why = "a number is expected" if str(exc).startswith("could not convert") else str(exc)
-        raise UsageError(f"bad --set for {protocol} ({given}): {why}") from None
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # (a value of the wrong kind)
+        raise bad_set(exc) from None
     batches: list = []
     for k, data in enumerate(parts):
         try:
-            batches.extend(dec.feed(use_char, data, t_host_s=0.0))
+            with np.errstate(all="ignore"):  # (what --set values make of the times is checked below)
+                batches.extend(dec.feed(use_char, data, t_host_s=0.0))
         except ProtocolError as exc:
             where = f" (part {k + 1} of {len(parts)})" if len(parts) > 1 else ""
             hint = "; give decoder context with --set KEY=VALUE" if "context" in str(exc) else ""
             raise PelvimonError(f"cannot decode{where}: {exc}{hint}") from None
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise bad_set(exc) from None
+    if given and any(not np.isfinite(b.t_s).all() for b in batches):
+        raise bad_set(ValueError("the sample times it gives are not finite"))
     held = dec.pending_bytes
     if not batches and held:
         raise PelvimonError(

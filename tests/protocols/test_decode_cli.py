@@ -390,3 +390,28 @@ def test_a_register_reply_has_no_samples_and_says_so(capsys) -> None:
     needs("witmotion")
     code, out, err = run_cli(capsys, "--protocol", "witmotion", "--hex", "5571" + "00" * 18)
     assert code == 0 and "no samples (a control message or a reply, not a data notification)" in out
+
+
+_MW_HEX, _MW_CHAR = "031c00000300fd0751001600ce08b4004400a909", "326a9006-85cb-9195-d9dd-464cfbbae75a"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--protocol", "metawear", "--hex", _MW_HEX, "--char", _MW_CHAR, "--set", "imu=0"],
+         ("imu=0", "imu must be 'bmi160'")),  # (was an internal AttributeError)
+        (["--protocol", "metawear", "--hex", _MW_HEX, "--char", _MW_CHAR, "--set", "rate_hz=1e-320"],
+         ("rate_hz=1e-320", "sample times it gives are not finite")),  # (was -Infinity, not JSON)
+        (["--protocol", "metawear", "--hex", _MW_HEX, "--char", _MW_CHAR, "--set", "rate_hz=inf"],
+         ("--set rate_hz=inf: give a finite number",)),
+        (["--protocol", "movella_dot", "--hex", "80b2e60eadfd80387bbb743ce5af1c41c6b5933e32c2ed410a519142" + "00" * 12,
+          "--set", "payload_mode=inf"], ("payload_mode=inf: give a finite number",)),  # (an internal OverflowError)
+    ],
+)
+def test_set_values_of_the_wrong_kind_are_one_line(capsys, argv: list[str], words: tuple[str, ...]) -> None:
+    for name in ("metawear", "movella_dot"):
+        needs(name)
+    for extra in ([], ["--json"]):
+        code, out, err = run_cli(capsys, *argv, *extra)
+        assert_one_line_error(code, err, 2, *words)
+        assert out == ""

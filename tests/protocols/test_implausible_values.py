@@ -81,3 +81,19 @@ def test_movella_dot_flipped_exponent() -> None:
     b = bytes.fromhex("ebb6e70e4ea92d7f3caf593f368d8241807b844138e4be41c44ea542000000000000000000000000")
     with pytest.raises(MalformedFrameError, match="acc_mps2 value 2.31e\\+38"):
         p.decoder(payload_mode=21, output_rate_hz=60).feed("15172003-4947-11e9-8646-d663bd873d93", b)
+
+
+def test_a_signalling_nan_is_refused_without_a_warning() -> None:
+    """A float32 signalling NaN (0x7f800001) printed numpy's "invalid value encountered in cast" on the way to
+    its refusal."""
+    import warnings
+
+    snan = struct.pack("<I", 0x7F800001)
+    ms, dot = registry.get("movesense"), registry.get("movella_dot")
+    dot_payload = bytes.fromhex("ebb6e70e") + snan + bytes.fromhex("3caf593f368d8241807b844138e4be41c44ea542") + bytes(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MalformedFrameError, match="NaN"):
+            ms.decoder().feed(ms.spec.notify_uuids[0], bytes([2, 99]) + struct.pack("<I", 1000) + snan * 6)
+        with pytest.raises(MalformedFrameError, match="NaN"):
+            dot.decoder(payload_mode=21, output_rate_hz=60).feed("15172003-4947-11e9-8646-d663bd873d93", dot_payload)

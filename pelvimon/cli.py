@@ -87,8 +87,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
             epilog=SIGNALS_HELP if mod.NAME in SESSION_COMMANDS else None,
         )
         mod.add_arguments(p)
+        _add_global_options(p)
         table[mod.NAME] = mod
     return parser, table
+
+
+def _add_global_options(p: argparse.ArgumentParser) -> None:
+    """``-v``, ``-q`` and ``--debug`` after the command too (``pelvimon analyze -q run.csv``): given there they
+    count as given before it (their default is left to the main parser)."""
+    g = p.add_argument_group("global options (also before the command)")
+    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv for debug)")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of failures")
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:

@@ -528,6 +528,26 @@ def test_an_unknown_option_is_named_with_its_command(capsys) -> None:
     assert capsys.readouterr().err.startswith("pelvimon: error: unrecognized arguments: --bogus")
 
 
+def test_global_options_after_the_command_count_as_before_it(capsys, folder: Path, monkeypatch) -> None:
+    """"pelvimon analyze -q run.csv" was "unrecognized arguments: -q"."""
+    from pelvimon.cli import build_parser
+
+    monkeypatch.chdir(folder)
+    parser, _ = build_parser()
+    for argv, want in (
+        (["analyze", "-q", "run.csv"], (0, True, False)),
+        (["analyze", "run.csv", "-vv", "--debug"], (2, False, True)),
+        (["-v", "analyze", "run.csv"], (1, False, False)),
+        (["analyze", "run.csv"], (0, False, False)),
+    ):
+        ns = parser.parse_args(argv)
+        assert (ns.verbose, ns.quiet, ns.debug) == want, argv
+    assert parser.parse_args(["report", "run.csv", "-o", "r.html", "-q"]).quiet
+    code, _, err = run(capsys, "analyze", "missing.csv", "-q")
+    assert code == 1 and "missing.csv: no such file" in one_line(err)
+    assert "global options (also before the command)" in run(capsys, "replay", "--help")[1]
+
+
 def test_a_session_that_recorded_nothing_says_so(capsys) -> None:
     from pelvimon.commands.live import _report_recordings
 

@@ -342,6 +342,8 @@ class ReviewWindow(QtWidgets.QMainWindow):
         for row, (metric, _, scale, digits) in enumerate(TABLE_METRICS):
             lm, lsd, ln = stats[metric]["L"]
             rm, rsd, rn = stats[metric]["R"]
+            if metric == "flight_time_s":  # (walking has none: 0 by definition, left out as analyze does)
+                self.table.setRowHidden(row, ln + rn > 0 and all(n == 0 or m == 0.0 for m, n in ((lm, ln), (rm, rn))))
             cells = [
                 f"{_fmt(lm * scale, digits)} ± {_fmt(lsd * scale, digits)} ({ln})",
                 f"{_fmt(rm * scale, digits)} ± {_fmt(rsd * scale, digits)} ({rn})",

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from pelvimon.gui.review_data import load_review  # noqa: E402
+from pelvimon.gui.review_data import TABLE_METRICS, load_review  # noqa: E402
 from pelvimon.gui.review_window import ReviewWindow  # noqa: E402
 from pelvimon.sensors.simulator import SimParams, simulate  # noqa: E402
 
@@ -197,6 +197,14 @@ def test_review_of_a_walk_and_a_run_names_the_gaits(qtbot, tmp_path) -> None:
     text = w._summary_text()
     assert "running cadence" in text and "Pelvic drop (running)" in text
     assert "Gait: walking" in text and "the per-side figures are those of the running steps" in text
+    # the walk alone has no flight time to show ("0 ± 0" it read), the run and the whole session have
+    flight = next(i for i, (m, *_) in enumerate(TABLE_METRICS) if m == "flight_time_s")
+    w.set_range(0.0, 25.0)
+    assert w.table.isRowHidden(flight) and not w.table.isRowHidden(0)
+    w.set_range(40.0, 70.0)
+    assert not w.table.isRowHidden(flight)
+    w.set_range(0.0, 70.0)
+    assert not w.table.isRowHidden(flight)
 
 
 def test_an_empty_angle_panel_says_why(qtbot, sim_csv, tmp_path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import pelvimon
 from pelvimon import commands
-from pelvimon.errors import PelvimonError, UsageError
+from pelvimon.errors import PelvimonError, UsageError, is_disk_full
 
 log = logging.getLogger("pelvimon")
 
@@ -298,7 +298,11 @@ def _run(args: argparse.Namespace, table: dict[str, ModuleType], stop: _StopSign
         if args.debug:
             raise
         code = getattr(exc, "exit_code", 1)
-        _say(f"pelvimon {args.command}: error: {_one_line(exc)}")
+        text = _one_line(exc)
+        if is_disk_full(exc):  # (a full disk under the output, standard output included)
+            where = getattr(exc, "filename", None) or "the output"
+            text = f"no space left to write {where} (the disk or a quota is full); free some space or write elsewhere"
+        _say(f"pelvimon {args.command}: error: {text}")
         return code
     except Exception as exc:  # noqa: BLE001 - the last guard: one line, never a traceback
         if args.debug:

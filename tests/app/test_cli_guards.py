@@ -223,6 +223,20 @@ def test_a_failed_write_keeps_the_file_that_was_there(capsys, folder: Path, tmp_
     assert out.read_text() == "old table\n" and sorted(p.name for p in tmp_path.iterdir()) == ["steps.csv"]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_standard_output_is_said_in_plain_words(folder: Path) -> None:
+    """"error: [Errno 28] No space left on device", with nothing to say what could not be written."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "pelvimon", "analyze", str(folder / "run.csv"), "--json"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 1
+    assert one_line(r.stderr) == ("pelvimon analyze: error: no space left to write the output (the disk or a quota "
+                                  "is full); free some space or write elsewhere")
+
+
 def test_an_output_through_a_link_replaces_the_linked_file(tmp_path: Path) -> None:
     """A symbolic link as the output stays a link; the file it points to gets the new content."""
     from pelvimon.outputs import write_output

@@ -48,7 +48,7 @@ from pelvimon.dsp.asymmetry import (
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
-from pelvimon.file_kinds import is_session_file
+from pelvimon.file_kinds import is_imu_csv, is_session_file
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 from pelvimon.sensors.source import Source
 
@@ -640,7 +640,10 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
         raise PelvimonError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
-    if is_session_file(p):
+    not_a_recording = _not_a_recording(p)
+    if not_a_recording:
+        raise PelvimonError(f"{p}: {not_a_recording}")
+    if is_session_file(p) and not (_starts_unlike_mcap(p) and is_imu_csv(p)):  # (a CSV named .mcap is a CSV)
         from pelvimon.sensors.replay import ReplaySource
 
         with input_errors():
@@ -649,6 +652,40 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
 
     o = csv if csv is not None else CsvOptions()
     return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N, time_unit=o.time_unit)
+
+
+def _head(p: Path, n: int = 512) -> bytes:
+    try:
+        with p.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _starts_unlike_mcap(p: Path) -> bool:
+    from pelvimon.file_kinds import MCAP_MAGIC
+
+    return not _head(p, len(MCAP_MAGIC)).startswith(MCAP_MAGIC)
+
+
+def _not_a_recording(p: Path) -> str | None:
+    """What a file pelvimon writes but does not read as a recording is (an HTML report, a JSON document),
+    said with what to give instead; None for anything else (a CSV or session file, or what their readers
+    then refuse in their own words: an HTML page read as CSV was "fields separated by semicolons")."""
+    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, pelvimon_json_format
+
+    head = _head(p).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "is an HTML page (a report?), not a recording; give the CSV or session file it was made from"
+    if head.startswith((b"{", b"[")):
+        kind = pelvimon_json_format(p)
+        if kind == BASELINE_FORMAT:
+            return "is a runner's baseline, not a recording; compare a recording against it with --baseline"
+        if kind == TRUTH_FORMAT:
+            return ("is the truth of a simulated session, not a recording; give the CSV of samples simulated "
+                    "with it")
+        return "is JSON, not a recording; give a CSV of samples or a session file"
+    return None
 
 
 class NoSamplesError(PelvimonError):

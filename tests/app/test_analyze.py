@@ -585,6 +585,28 @@ def test_the_edge_rates_are_taken_with_jittered_time_stamps(tmp_path: Path, caps
     assert code == 0 and f"at {rate:.1f} Hz" in out, err
 
 
+def test_a_report_a_json_or_a_csv_named_mcap_is_named_for_what_it_is(recordings: dict, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """An HTML report given as input read "the fields are separated by semicolons", a JSON document "no
+    column 't_s' (found: '{')"; a CSV of samples named .mcap "not an MCAP file"."""
+    src = str(recordings["dir"] / "sym.csv")
+    assert main(["report", src, "-o", str(tmp_path / "r.html")]) == 0
+    assert main(["analyze", src, "--save-baseline", str(tmp_path / "b.json")]) == 0
+    assert main(["simulate", "--seconds", "3", "-o", str(tmp_path / "s.csv"), "--truth", str(tmp_path / "t.json")]) == 0
+    capsys.readouterr()
+    (tmp_path / "a.json").write_text(json.dumps({"steps": []}))
+    for name, words in (("r.html", "is an HTML page (a report?), not a recording"),
+                        ("b.json", "is a runner's baseline, not a recording; compare a recording against it with --baseline"),
+                        ("t.json", "is the truth of a simulated session, not a recording"),
+                        ("a.json", "is JSON, not a recording")):
+        code, _, err = run_cli(capsys, str(tmp_path / name))
+        assert code == 1 and err.count("\n") == 1 and words in err, err
+    (tmp_path / "samples.mcap").write_bytes(Path(src).read_bytes())
+    code, out, err = run_cli(capsys, str(tmp_path / "samples.mcap"), "--json")
+    _, ref, _ = run_cli(capsys, src, "--json")
+    assert code == 0 and json.loads(out)["steps"] == json.loads(ref)["steps"], err
+
+
 def _rescaled(src: Path, dst: Path, acc: float, gyr: float) -> Path:
     import pandas as pd
 

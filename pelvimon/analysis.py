@@ -107,8 +107,8 @@ SIDES_LEGEND = (
 """What left and right mean in the left/right tables (terminal and report)."""
 
 NO_ANGLES_WHY = (
-    "the steps before the calibration and up to 10 s after a restart at a gap (the orientation filter "
-    "settles), or all of them when the sensor has no gyroscope"
+    "the steps before the calibration, and those up to 10 s after a restart at a gap, while the orientation "
+    "filter settles; all of them when the sensor has no gyroscope"
 )
 """Why a step has no pelvis angles (for the data-quality sections)."""
 

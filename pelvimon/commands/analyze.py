@@ -246,6 +246,13 @@ def print_report(analysis: Any) -> None:
             self.quiet = True
             raise BrokenPipeError
 
+        def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+            # into a file or a pipe, a line of text stays one line (a reader wraps it; it was cut at 120
+            # columns mid-sentence); tables keep their width
+            if not self.is_terminal and all(isinstance(o, str) for o in objects):
+                kwargs.setdefault("soft_wrap", True)
+            super().print(*objects, **kwargs)
+
     con = _Console(highlight=False)
     if not con.is_terminal:
         con = _Console(highlight=False, width=120)  # a file or a pipe: no need to wrap at 80 columns

@@ -119,6 +119,19 @@ def test_terminal_report_has_every_section(recordings: dict, capsys: pytest.Capt
     assert re.search(r"[+-]0(\.0+)?(?![.0-9])", out) is None  # no signed zero ("-0.0", "+0 ms")
 
 
+def test_redirected_text_keeps_each_sentence_on_its_line(recordings: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """Into a file the report's prose was cut at 120 columns mid-sentence ("(the \\norientation filter
+    settles)"); its tables keep their width."""
+    from pelvimon.analysis import NO_ANGLES_WHY, SIDES_LEGEND
+
+    code, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"))
+    lines = out.splitlines()
+    assert code == 0 and SIDES_LEGEND in lines
+    assert any(ln.endswith(f"({NO_ANGLES_WHY})") for ln in lines)
+    table = [ln for ln in lines if ln.startswith("│")]
+    assert table and max(len(ln) for ln in table) <= 120
+
+
 def test_symmetric_runner_has_no_cpd_alert(recordings: dict, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, str(recordings["dir"] / "sym.csv"), "--json")
     doc = no_nan(out)

@@ -369,7 +369,8 @@ def _baseline_html(a: SessionAnalysis) -> str:
     if not b["metrics"]:
         return head + ".</p>" + note
     head += (
-        ". Changes are this session minus the baseline; intervals are Welch t intervals. "
+        ". Changes are this session minus the baseline; intervals are Welch t intervals, widened for the "
+        "correlation of successive steps. "
         "Bold: the interval excludes zero.</p>"
     ) + note
     rows = [

@@ -654,27 +654,19 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
     return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N, time_unit=o.time_unit)
 
 
-def _head(p: Path, n: int = 512) -> bytes:
-    try:
-        with p.open("rb") as f:
-            return f.read(n)
-    except OSError:
-        return b""
-
-
 def _starts_unlike_mcap(p: Path) -> bool:
-    from pelvimon.file_kinds import MCAP_MAGIC
+    from pelvimon.file_kinds import MCAP_MAGIC, file_head
 
-    return not _head(p, len(MCAP_MAGIC)).startswith(MCAP_MAGIC)
+    return file_head(p, len(MCAP_MAGIC)) != MCAP_MAGIC
 
 
 def _not_a_recording(p: Path) -> str | None:
     """What a file pelvimon writes but does not read as a recording is (an HTML report, a JSON document),
     said with what to give instead; None for anything else (a CSV or session file, or what their readers
     then refuse in their own words: an HTML page read as CSV was "fields separated by semicolons")."""
-    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, pelvimon_json_format
+    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, file_head, pelvimon_json_format
 
-    head = _head(p).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    head = (file_head(p, 512) or b"").lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "is an HTML page (a report?), not a recording; give the CSV or session file it was made from"
     if head.startswith((b"{", b"[")):

@@ -15,19 +15,25 @@ MCAP_MAGIC = b"\x89MCAP0\r\n"
 """The first bytes of a session file (MCAP), whatever its name."""
 
 
+def file_head(path: str | os.PathLike[str], n: int) -> bytes | None:
+    """The first ``n`` bytes of an existing regular file; None for anything else (missing, a folder, a pipe
+    or a device, which are not read: that could wait forever) or a file that cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with p.open("rb") as f:
+            return f.read(n)
+    except OSError:
+        return None
+
+
 def is_session_file(path: str | os.PathLike[str]) -> bool:
     """A session file: named ``.mcap``, or an existing regular file starting with the MCAP magic (a session
     saved under another name; a pipe or a device is not read: that could wait forever)."""
-    p = Path(path)
-    if p.suffix.lower() == SESSION_SUFFIX:
+    if Path(path).suffix.lower() == SESSION_SUFFIX:
         return True
-    if not p.is_file():
-        return False
-    try:
-        with p.open("rb") as f:
-            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
-    except OSError:
-        return False
+    return file_head(path, len(MCAP_MAGIC)) == MCAP_MAGIC
 
 
 STEP_TABLE_HEADER = "side,t_ic_s,"
@@ -51,13 +57,8 @@ def is_imu_csv(path: str | os.PathLike[str]) -> bool:
     rows of at least four numbers (a time and three axes) separated by commas, semicolons or tabs, under a
     header of any names or none (the files ``--columns`` reads), also gzip-compressed. pelvimon's own
     per-step tables are not recordings."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    try:
-        with p.open("rb") as f:
-            head = f.read(8192)
-    except OSError:
+    head = file_head(path, 8192)
+    if head is None:
         return False
     if head.startswith(b"\x1f\x8b"):  # gzip (csv_source.GZIP_MAGIC, not imported: this module stays dependency-free): 8 kB of its text
         try:
@@ -96,13 +97,5 @@ _FORMAT_KEY = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"(pelvimon-[a-z-]+)"')
 def pelvimon_json_format(path: str | os.PathLike[str]) -> str | None:
     """The ``"format"`` of an existing regular file that is one of pelvimon's JSON documents (it comes first
     in them: :data:`BASELINE_FORMAT`, :data:`TRUTH_FORMAT`), None for any other file or none."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    try:
-        with p.open("rb") as f:
-            head = f.read(256)
-    except OSError:
-        return None
-    m = _FORMAT_KEY.match(head)
+    m = _FORMAT_KEY.match(file_head(path, 256) or b"")
     return m.group(1).decode() if m else None

@@ -42,10 +42,22 @@ def configure_pyqtgraph() -> None:
     _CONFIGURED = True
 
 
+QUIET_QT_MESSAGES = frozenset({"This plugin does not support propagateSizeHints()"})
+"""Qt's messages that say nothing to a user (the offscreen platform's, at every window shown)."""
+
+
+def _qt_message(mode: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str) -> None:
+    if message not in QUIET_QT_MESSAGES:
+        import sys
+
+        print(message, file=sys.stderr)
+
+
 def ensure_app() -> QtWidgets.QApplication:
     """The process's QApplication (created offscreen when there is no display and none is chosen)."""
     app = QtWidgets.QApplication.instance()
     if app is None:
+        QtCore.qInstallMessageHandler(_qt_message)
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name == "posix":
             import sys
 

@@ -159,3 +159,19 @@ def test_live_window_ends_cleanly_on_ctrl_c_and_sigterm(tmp_path, sig, code) -> 
     assert proc.returncode == code, err
     assert f"session recorded to {out_file}" in out and "Traceback" not in err
     assert_complete(out_file)
+
+
+def test_a_review_screenshot_off_screen_prints_no_qt_noise(tmp_path) -> None:
+    """Qt's offscreen platform said "This plugin does not support propagateSizeHints()" twice on stderr."""
+    import subprocess
+
+    from pelvimon.sensors.csv_source import write_imu_csv
+    from pelvimon.sensors.simulator import SimParams, simulate
+
+    src = tmp_path / "run.csv"
+    write_imu_csv(src, simulate(SimParams(seconds=20, rate_hz=104.0, seed=2)).batch)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-m", "pelvimon", "review", str(src), "--screenshot", str(tmp_path / "r.png")],
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "screenshot saved" in r.stdout
+    assert r.stderr == "", r.stderr

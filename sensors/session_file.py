@@ -949,7 +949,13 @@ class SessionReader:
                 hit = buf.find(_SESSION_NAME_SIG, hit + 1, stop)
             # without it, records after it that are pelvimon's say that the header was lost
             ours = md is None and buf.find(b"pelvimon", 8, stop) != -1
+            n_bytes = len(buf)
         if md is None:
+            if n_bytes <= len(MCAP0_MAGIC) + 9:  # (the magic, and not one record's opcode and length after it)
+                raise SessionFileError(
+                    f"{self.path}: an MCAP file of {n_bytes} bytes, cut short before its first record; it holds no "
+                    "session: if it was copied while being recorded, copy it again"
+                )
             if ours:
                 raise SessionFileError(
                     f"{self.path}: a pelvimon session file whose start (its session header) is cut short or "

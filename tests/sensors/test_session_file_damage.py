@@ -417,3 +417,13 @@ def test_random_damage_never_raises_and_keeps_every_intact_chunk(session: Path, 
         for b in got:  # nothing invented
             k = int(b.seq[0]) // N_PER_BATCH if b.seq is not None else -1
             assert np.array_equal(b.t_s, intact[k].t_s) and np.array_equal(b.acc_mps2, intact[k].acc_mps2)
+
+
+@pytest.mark.parametrize("n", [8, 12, 17])
+def test_an_mcap_cut_short_before_its_first_record_says_so(tmp_path: Path, n: int) -> None:
+    """A file holding the MCAP magic and no record was "not a pelvimon session file"."""
+    src = next((Path(__file__).parents[2] / "recordings" / "emulated").glob("*.mcap"))
+    p = tmp_path / "cut.mcap"
+    p.write_bytes(src.read_bytes()[:n])
+    with pytest.raises(SessionFileError, match=f"an MCAP file of {n} bytes, cut short before its first record"):
+        SessionReader(p)

@@ -125,8 +125,8 @@ def turning_why() -> str:
     # (imported here: said only when there are such steps, and the module imports vqf)
     from pelvimon.dsp.orientation import OrientationParams
 
-    return (f"turning: the pelvis faced more than {OrientationParams().turn_deg:g}° from the running direction, "
-            "or the running direction was set anew in the step")
+    return (f"turning: the pelvis faced more than {OrientationParams().turn_deg:g}° from the direction of travel "
+            "(walking or running), or that direction was set anew in the step")
 
 
 def mount_moved_text(move: MountMove) -> str:

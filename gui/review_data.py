@@ -189,7 +189,9 @@ def load_review(path: str | Path, *, csv: CsvOptions | None = None, config: Any 
     analysis = analyze_steps(steps, config, name=p.name, t_end_s=None if math.isnan(t_end) else t_end)
     # what the file reader skipped (read to its end above, with or without samples) goes with the quality
     # and so does a sensor that turned on the body (the samples' re-check, as in pelvimon analyze)
-    analysis.quality = replace(analysis.quality, file_damage=FileDamage.of_source(src), mount_moves=tuple(moves))
+    analysis.quality = replace(analysis.quality, file_damage=FileDamage.of_source(src), mount_moves=tuple(moves),
+                               n_batches_after_gap=sum(1 for b in batches if b.gap_before),
+                               n_samples_lost=sum(int(b.n_lost) for b in batches))
     if math.isnan(t_end):
         t_start, t_end = 0.0, analysis.quality.duration_s
     return ReviewData(

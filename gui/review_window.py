@@ -3,6 +3,7 @@ angle traces, per-side statistics and distributions, the alerts, and export of t
 
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -238,8 +239,11 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 ph.label("–", with_n=False) for ph in a.phases
             ) + " (the per-side figures are those of the " + str(a.gait) + " steps)."
         warn = ""
+        loss = a.quality.frequent_loss_text()
+        if loss is not None:
+            warn += "<br><b style='color:#C0392B'>Note:</b> " + html.escape(loss[0].upper() + loss[1:]) + "."
         if d.steps and n_usable == 0:
-            warn = (
+            warn += (
                 "<br><b style='color:#C0392B'>No step could be given a side with confidence</b> (without a "
                 "gyroscope, or with too short a run, left and right cannot be told apart): per-side values are "
                 "not available."

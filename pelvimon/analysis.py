@@ -259,6 +259,12 @@ def file_damage_text(q: Quality) -> str | None:
     return f"The session file is damaged: {fd.message}. The results cover only what could be read."
 
 
+FREQUENT_LOSS_GAPS = 10
+"""Gaps from which :meth:`Quality.frequent_loss_text` may speak."""
+FREQUENT_LOSS_STEP_SHARE = 0.2
+"""Share of the steps touching a gap from which :meth:`Quality.frequent_loss_text` speaks."""
+
+
 @dataclass(frozen=True)
 class Quality:
     """Data quality of one session (see ``to_dict`` for the JSON field names)."""
@@ -289,6 +295,19 @@ class Quality:
     mount_moves: tuple[MountMove, ...] = ()
     """When the sensor seemed to turn on the body (:attr:`PipelineRun.mount_moves`); sides and angles after
     it may be wrong, and its steps are out of the left/right comparisons (:func:`moved_steps_out`)."""
+
+    def frequent_loss_text(self) -> str | None:
+        """What to do about a recording that lost samples so often that many of its steps touch a gap (a fifth
+        of them or more, at 10 gaps or more), in words; None otherwise. A step that touches lost samples has
+        no metrics, so such a recording loses its figures quietly otherwise."""
+        if self.n_batches_after_gap < FREQUENT_LOSS_GAPS or not self.n_steps or \
+                self.n_steps_gap < FREQUENT_LOSS_STEP_SHARE * self.n_steps:
+            return None
+        every = self.duration_s / self.n_batches_after_gap
+        return (f"the recording lost samples {self.n_batches_after_gap} times (every {every:.1f} s on average), "
+                f"and {self.n_steps_gap} of its {self.n_steps} steps touch a loss: such a step has no metrics "
+                "(none is computed across missing samples); keep the sensor close to the phone or computer and "
+                "away from other Bluetooth traffic, or check how the file was logged")
 
     @property
     def share_steps_flagged(self) -> float:

@@ -400,7 +400,7 @@ def _quality_html(a: SessionAnalysis) -> str:
         f"Samples: {q.n_samples} at {q.rate_hz:.1f} Hz over {q.duration_s:.1f} s.",
         f"Gaps in the data: {q.n_batches_after_gap} ({q.n_samples_lost} samples lost); {q.n_gaps_bridged} short "
         f"ones were bridged and the analysis restarted {q.n_gap_events} times; {q.n_steps_gap} steps touched a "
-        "gap and were left out.",
+        "gap and were left out." + (f" Note: {loss}." if (loss := q.frequent_loss_text()) else ""),
         f"Mount calibration: {cal}. Steps without pelvis angles ({no_angles_why(q)}): {q.n_steps_no_angles}."
         + (f" Steps without a rotation range ({turning_why()}): {q.n_steps_turning}." if q.n_steps_turning else ""),
         *mount_moved_notes(q),

@@ -350,6 +350,9 @@ def print_report(analysis: Any) -> None:
     ]
     if q.n_steps_turning:
         lines.append(f"steps without a rotation range: {q.n_steps_turning} ({turning_why()})")
+    loss = q.frequent_loss_text()
+    if loss is not None:
+        lines.insert(1, f"note: {loss}")
     for line in lines:
         con.print("  " + line.replace("nan", "n/a"), markup=False)
     if q.file_damage.message is not None:  # (words, not figures: no n/a to put in)

@@ -342,3 +342,19 @@ def test_a_sensor_that_turned_on_the_body_is_said_above_the_review(qtbot, tmp_pa
     # the range with no angles while the mounting was found again says so
     assert w._no_angles_why(t + 1.0, t + 2.0) == (f"No pelvis angles here: the sensor moved on the body (seen at "
                                                   f"{t:.1f} s); its mounting was found again at {t_until:.1f} s")
+
+
+def test_a_review_of_a_recording_that_loses_samples_often_says_what_it_costs(qtbot, tmp_path) -> None:
+    """Every step after the losses began was grey, with nothing to say why its figures were missing."""
+    from pelvimon.firmware_protocols.batch import ImuBatch
+    from pelvimon.sensors.csv_source import write_imu_csv
+
+    b = simulate(SimParams(seconds=40, rate_hz=104.0, seed=3)).batch
+    keep = np.ones(len(b), dtype=bool)
+    keep[1000::30] = False  # one sample lost every 0.3 s
+    path = tmp_path / "lossy.csv"
+    write_imu_csv(path, ImuBatch(t_s=b.t_s[keep], acc_mps2=b.acc_mps2[keep], gyr_rads=b.gyr_rads[keep],
+                                 time_base="session"))
+    w = ReviewWindow(load_review(path))
+    qtbot.addWidget(w)
+    assert "Note:</b> The recording lost samples" in w._summary_text()

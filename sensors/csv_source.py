@@ -386,10 +386,11 @@ def _rows_have_header_width(raw: bytes, start: int, ncols: int) -> bool:
 
 
 def _first_row_wider_than(buf: Any, start: int, ncols: int) -> bool:
-    """Whether the first non-blank line after byte ``start`` of ``buf`` (bytes or an mmap) has more than
-    ``ncols`` fields. pandas takes its columns from that line: a row of a million fields there made a frame
-    of a million columns (gigabytes) before the reference parser could name the line; a later long row is
-    an error for pandas at once."""
+    """Whether the first line after byte ``start`` of ``buf`` (bytes or an mmap) that is neither blank nor a
+    comment has more than ``ncols`` fields (a comment line with that many is taken for one too: the reference
+    parser then decides). pandas takes its columns from that line: a row of a million fields there made a
+    frame of a million columns (gigabytes) before the reference parser could name the line; a later long row
+    is an error for pandas at once."""
     end = start
     for _ in range(1000):  # (blank lines before it; after a thousand of them pandas decides)
         start = end
@@ -404,7 +405,8 @@ def _first_row_wider_than(buf: Any, start: int, ncols: int) -> bool:
                 break
         else:
             return True
-        if buf[start:end].strip():  # (a line that is not blank: it sets the width)
+        line = buf[start:end].strip()
+        if line and not line.startswith(b"#"):  # (a line that is neither blank nor a comment sets the width)
             return False
     return False
 

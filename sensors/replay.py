@@ -25,7 +25,7 @@ from pathlib import Path
 from pelvimon.dsp.records import Step
 from pelvimon.firmware_protocols import registry
 from pelvimon.firmware_protocols.base import Protocol
-from pelvimon.firmware_protocols.batch import ImuBatch, span_rate_hz
+from pelvimon.firmware_protocols.batch import ImuBatch, median_rate_hz, span_rate_hz
 
 from .session_file import FILE_DAMAGE, SessionItem, SessionReader
 from .source import RawNotification, Source, SourceEvent, SourceInfo, SourceStatus, samples_missing
@@ -65,11 +65,12 @@ def _recorded_events(items: Iterator[SessionItem], rate_hz: float | None) -> Ite
             yield item
 
 
-STATED_RATE_SLACK = 1.2
-"""A session file's stated rate and the rate of its recorded time stamps may differ by this factor (clock
-drift, loss and the timing of host-timed sensors keep them within a few %); beyond it, or when the header
-states no usable rate, the time stamps' is used (a damaged header: 20 Hz stated over 200 Hz samples gave 2
-steps where there were 41; 1e9 Hz asked for 405 GiB)."""
+STATED_RATE_FACTOR = 2.0
+"""A session file's stated rate is believed unless the median interval of its first recorded samples says
+a rate this many times higher or lower (or it states none): a damaged header (20 Hz stated over 200 Hz
+samples gave 2 steps where there were 41; 1e9 Hz asked replay for 405 GiB). The recorded times of a
+healthy file can read a fifth off the stated rate over its first second (the session clock slews after a
+delivery stall), so a smaller factor would take a sound header for a damaged one."""
 
 
 class ReplaySource(Source):
@@ -99,8 +100,10 @@ class ReplaySource(Source):
         self.reader = SessionReader(self.path)
         src = self.reader.header.source
         rate = float(src.rate_hz)
-        stamped = self._stamped_rate()
-        if stamped is not None and not (rate > 0 and 1 / STATED_RATE_SLACK <= stamped / rate <= STATED_RATE_SLACK):
+        first = self._first_batches()
+        stamped = median_rate_hz(first)
+        if stamped is not None and not (rate > 0 and 1 / STATED_RATE_FACTOR <= stamped / rate <= STATED_RATE_FACTOR):
+            stamped = span_rate_hz(first) or stamped  # (the rate, once the median has said the header is wrong)
             if rate > 0:
                 log.warning("%s: its header says the samples come at %.4g Hz, but their time stamps give %.4g Hz; "
                             "read at %.4g Hz (the header is damaged)", self.path, rate, stamped, stamped)
@@ -144,19 +147,19 @@ class ReplaySource(Source):
             return f"the decoder settings its header records are damaged ({exc})"
         return None
 
-    def _stamped_rate(self, n: int = 1000) -> float | None:
-        """The rate of the recorded samples' time stamps over the first ``n`` or so (their intervals over the
-        time the batches span; None without two samples in a batch). Reads the start of the file only."""
+    def _first_batches(self, n: int = 1000, max_items: int = 5000) -> list[ImuBatch]:
+        """The recorded batches of the first ``n`` or so samples, read from at most ``max_items`` items at the
+        start of the file (for the rate of their time stamps)."""
         batches: list[ImuBatch] = []
         self._raw_first = False
-        for item in self.reader.items(warn=False):  # (the replay itself says what is damaged)
+        for k, item in enumerate(self.reader.items(warn=False)):  # (the replay itself says what is damaged)
             if isinstance(item, RawNotification) and not batches:
                 self._raw_first = True  # (a recording's raw notifications come before the samples decoded from them)
-            if isinstance(item, ImuBatch) and len(item) > 1:
+            if isinstance(item, ImuBatch) and len(item):
                 batches.append(item)
-                if sum(len(b) for b in batches) >= n:
-                    break
-        return span_rate_hz(batches)
+            if sum(len(b) for b in batches) >= n or k >= max_items:
+                break
+        return batches
 
     @property
     def redecoding(self) -> bool:

@@ -83,7 +83,7 @@ def test_batches_in_reverse_order_are_not_a_negative_session(tmp_path: Path) -> 
     assert len(batches) == 1 and batches[0].t_s[0] == PARTS[-1].t_s[0]
 
 
-@pytest.mark.parametrize("rate", ["200", [200], True, float("nan"), 20.0, 2000.0, 1e9])
+@pytest.mark.parametrize("rate", ["200", [200], True, float("nan"), 20.0, 90.0, 2000.0, 1e9])
 def test_a_header_rate_that_is_not_the_samples_is_taken_from_their_time_stamps(tmp_path: Path, intact, rate,
                                                                                  caplog) -> None:
     """A rate given as text was an internal error; 20 Hz stated over 200 Hz samples gave 2 steps of 739
@@ -96,6 +96,20 @@ def test_a_header_rate_that_is_not_the_samples_is_taken_from_their_time_stamps(t
     assert len(a.steps) == len(intact.steps)
     if isinstance(rate, float) and np.isfinite(rate):
         assert f"its header says the samples come at {rate:.4g} Hz, but their time stamps give 200 Hz" in caplog.text
+
+
+@pytest.mark.parametrize("squeeze", [0.8, 0.55])
+def test_a_sound_header_stands_when_the_first_second_reads_fast(tmp_path: Path, squeeze: float, caplog) -> None:
+    """After a delivery stall at the start the session clock slews: the first second of a healthy 104 Hz
+    recording read 127 Hz, and the file was called damaged and analysed at that rate (its pelvic drop 17 %
+    low)."""
+    def body(i: int, p: ImuBatch) -> bytes:
+        return _body(p, t_s=(p.t_s * squeeze).tolist()) if i < 6 else _body(p)
+
+    path = _file(tmp_path / "x.mcap", body)
+    with caplog.at_level(logging.WARNING):
+        src = ReplaySource(path)
+    assert src.info.rate_hz == 200.0 and "header" not in caplog.text
 
 
 def test_a_status_no_recording_makes_is_left_out(tmp_path: Path, intact) -> None:
@@ -118,3 +132,30 @@ def test_damaged_decoder_settings_or_no_raw_notifications_replay_the_recorded_sa
     assert ("decoder settings its header records are damaged" in caplog.text) == bool(metadata)
     with pytest.raises(ValueError, match="cannot decode again"):
         ReplaySource(path, redecode=True)
+
+
+@pytest.mark.parametrize("name", ["witmotion_symmetric", "movella_dot_fast_cadence"])
+def test_a_header_rate_that_is_not_a_number_on_one_sample_notifications(tmp_path: Path, name: str) -> None:
+    """Sensors that send one sample a notification record batches of one sample: the time stamps' rate is
+    taken across them (a WitMotion replay failed with "rate_hz must be > 0", a DOT replay found half its
+    steps at an assumed 100 Hz)."""
+    from pelvimon.sensors.source import RawNotification
+
+    src = Path(__file__).parents[2] / "recordings" / "emulated" / f"{name}.mcap"
+    reader = SessionReader(src)
+    h = reader.header
+    nominal = h.source.rate_hz
+    info = SourceInfo(**{**h.source.__dict__, "rate_hz": "abc"})  # type: ignore[arg-type]
+    path = tmp_path / "x.mcap"
+    w = SessionWriter(path, info, start_unix_ns=h.start_unix_ns, extra=h.extra)
+    for it in reader.items():
+        if isinstance(it, RawNotification):
+            w.write_raw(it)
+        elif isinstance(it, ImuBatch):
+            w.write_batch(it)
+        elif isinstance(it, SourceStatus):
+            w.write_status(it)
+    w.close()
+    replayed = ReplaySource(path)
+    assert replayed.redecoding and replayed.info.rate_hz == pytest.approx(nominal, rel=0.02)
+    assert len(analyze_file(path).steps) == len(analyze_file(src).steps)

@@ -154,8 +154,9 @@ class ArrivalCheck:
     more than :data:`ARRIVAL_AHEAD_S` ahead of that, or :data:`ARRIVAL_BEHIND_S` behind it, is damaged: one
     flipped bit of a Movesense millisecond stamp made a session 12 days long, with 223 million samples
     counted lost, and one of a DOT stamp refused the next 8 s of good notifications as "not after the previous
-    one". A decoder asks before it keeps anything of the stamp, and refuses the notification
-    (:class:`MalformedFrameError`; its samples are counted lost with the next one's gap); after
+    one". A decoder asks before it keeps anything of the stamp (:meth:`refusal`), tells once it has kept it
+    (:meth:`accept`), and refuses the notification otherwise (:class:`MalformedFrameError`; its samples are
+    counted lost with the next one's gap); after
     :data:`ARRIVAL_REFUSALS` refusals in a row the stamps are believed again. Without a receive time (one
     notification decoded alone) nothing is checked.
     """
@@ -168,7 +169,8 @@ class ArrivalCheck:
         self._refused = 0
 
     def refusal(self, t_device_s: float, t_host_s: float | None) -> str | None:
-        """None if the stamp fits (it is then taken into the offset), else why not."""
+        """None if the stamp fits (call :meth:`accept` once the decoder keeps it), else why not (a refusal in a
+        row more)."""
         if t_host_s is None or not np.isfinite(t_host_s) or not np.isfinite(t_device_s):
             return None
         lead = float(t_device_s) - float(t_host_s)
@@ -181,10 +183,16 @@ class ArrivalCheck:
                 self._refused += 1
                 return (f"its device time stamp is {self._lead - lead:.4g} s behind its arrival (a damaged stamp); "
                         "its samples are dropped")
+        return None
+
+    def accept(self, t_device_s: float, t_host_s: float | None) -> None:
+        """The decoder kept the stamp: it joins the offset (anew after :data:`ARRIVAL_REFUSALS` refusals)."""
+        if t_host_s is None or not np.isfinite(t_host_s) or not np.isfinite(t_device_s):
+            return
+        lead = float(t_device_s) - float(t_host_s)
         anew = self._lead is None or self._refused >= ARRIVAL_REFUSALS  # (a clock that jumped: its new offset)
         self._lead = lead if self._lead is None or anew else max(self._lead, lead)
         self._refused = 0
-        return None
 
 
 class Decoder(abc.ABC):

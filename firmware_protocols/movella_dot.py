@@ -376,8 +376,9 @@ class _U32Clock:
         return out, step
 
     def peek(self, raw0: int) -> int:
-        """The unwrapped µs of a first stamp ``raw0``, as :meth:`unwrap` would give it, without keeping it."""
-        wrapped = self.last_raw is not None and raw0 < self.last_raw
+        """The unwrapped µs of a first stamp ``raw0`` without keeping it: as :meth:`unwrap` gives it where the
+        stamp advances (across a wrap too), and behind the previous one where it goes back."""
+        wrapped = self.last_raw is not None and raw0 < self.last_raw and (raw0 - self.last_raw) % _WRAP < _HALF
         return int(raw0) + self.base + (_WRAP if wrapped else 0)
 
     def reset(self) -> None:
@@ -477,6 +478,7 @@ class DotDecoder(Decoder):
             t_us, step = self._clock.unwrap(native["timestamp_us"])
         except ValueError as exc:
             raise MalformedFrameError(NAME, f"mode {m.number} notification", str(exc)) from None
+        self._arrival.accept(float(t_us[0]) * 1e-6, t_host_s)
         n_lost = 0
         if step is not None:
             n_lost = max(0, int(round(step / self.period_us)) - 1)

@@ -331,6 +331,10 @@ class MovesenseDecoder(Decoder):
             del self.command_results[:-16]
             return []
         if kind == RESP_DATA:
+            why = self._stamp_refusal(ref, body, t_host_s)
+            if why is not None:  # (before the stamp judges a held packet: a damaged one would drop it)
+                self._loss_flag[ref] = True
+                raise MalformedFrameError(NAME, f"DATA (reference {ref})", why)
             released = self._confirm(ref, body) if ref in self._held else []
             if released:
                 return released + self._data(ref, body, t_host_s)
@@ -414,6 +418,21 @@ class MovesenseDecoder(Decoder):
             return []
         return self._decode(ref, body, t_host_s)
 
+    def _unwrapped(self, ref: int, ts_raw: int) -> tuple[int, float]:
+        """(the offset of the uint32 ms clock of ``ref`` with the stamp ``ts_raw``, its unwrapped ms)."""
+        offset = self._offset.get(ref, 0)
+        prev = self._prev_raw.get(ref)
+        if prev is not None and ts_raw < prev and prev - ts_raw > _WRAP // 2:
+            offset += _WRAP
+        return offset, float(ts_raw + offset)
+
+    def _stamp_refusal(self, ref: int, body: bytes, t_host_s: float | None) -> str | None:
+        """Why the stamp of a DATA body does not fit its arrival (:class:`ArrivalCheck`), or None."""
+        if len(body) < 4:
+            return None
+        t0_ms = self._unwrapped(ref, int.from_bytes(body[:4], "little"))[1]
+        return self._arrival.setdefault(ref, ArrivalCheck()).refusal(t0_ms / 1000.0, t_host_s)
+
     def _decode(self, ref: int, payload: bytes, t_host_s: float | None = None) -> list[ImuBatch]:
         res = self.resource(ref)
         try:
@@ -423,18 +442,14 @@ class MovesenseDecoder(Decoder):
             raise
         n = arrays[res.arrays[0]].shape[0]
         period_ms = 1000.0 / res.rate_hz
-        # unwrap the uint32 ms clock
-        offset = self._offset.get(ref, 0)
-        prev = self._prev_raw.get(ref)
-        if prev is not None and ts_raw < prev and prev - ts_raw > _WRAP // 2:
-            offset += _WRAP
-        t0_ms = float(ts_raw + offset)
+        offset, t0_ms = self._unwrapped(ref, ts_raw)
         why = self._arrival.setdefault(ref, ArrivalCheck()).refusal(t0_ms / 1000.0, t_host_s)
         if why is not None:  # (nothing of the stamp kept: the next packet's gap counts these samples lost)
             self._loss_flag[ref] = True
             raise MalformedFrameError(NAME, f"DATA (reference {ref})", why)
         self._offset[ref] = offset
         self._prev_raw[ref] = ts_raw
+        self._arrival[ref].accept(t0_ms / 1000.0, t_host_s)
         gap = self._loss_flag.pop(ref, False)
         n_lost = 0
         expected = self._next_ms.get(ref)

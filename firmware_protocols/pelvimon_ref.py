@@ -479,6 +479,7 @@ class PelvimonDecoder(Decoder):
         self._base = base
         self._last_t0 = t0
         self._end_us = t0_unwrapped + n * dt_us
+        self._arrival.accept(t0_unwrapped * 1e-6, t_host_s)
         counts = np.frombuffer(payload, dtype="<i2", offset=DATA_HEADER).reshape(n, width)
         t_us = t0_unwrapped + np.arange(n, dtype=np.int64) * dt_us
         acc_g = counts[:, 0:3] / acc_lsb

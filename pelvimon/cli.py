@@ -94,11 +94,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 def _add_global_options(p: argparse.ArgumentParser) -> None:
     """``-v``, ``-q`` and ``--debug`` after the command too (``pelvimon analyze -q run.csv``): given there they
-    count as given before it (their default is left to the main parser)."""
+    count as given before it (:func:`_join_global_options`)."""
     g = p.add_argument_group("global options (also before the command)")
-    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv for debug)")
-    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors on stderr")
-    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of failures")
+    g.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0,
+                   help="more log output (-vv for debug)")
+    g.add_argument("-q", "--quiet", dest="quiet_after", action="store_true", help="only errors on stderr")
+    g.add_argument("--debug", dest="debug_after", action="store_true", help="show tracebacks of failures")
+
+
+def _join_global_options(args: argparse.Namespace) -> None:
+    """The global options given after the command added to those before it (``-v x -v`` is ``-vv``)."""
+    args.verbose += getattr(args, "verbose_after", 0)
+    args.quiet = args.quiet or getattr(args, "quiet_after", False)
+    args.debug = args.debug or getattr(args, "debug_after", False)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -256,6 +264,7 @@ def _main(argv: Sequence[str] | None) -> tuple[int, str | None]:
     """:func:`main`, and the command that ran (None: none)."""
     parser, table = build_parser()
     args = parser.parse_args(argv)
+    _join_global_options(args)
     _setup_logging(args.verbose, args.quiet)
     if args.command is None:
         parser.print_help()

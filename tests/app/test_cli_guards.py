@@ -544,7 +544,7 @@ def test_an_unknown_option_is_named_with_its_command(capsys) -> None:
 
 def test_global_options_after_the_command_count_as_before_it(capsys, folder: Path, monkeypatch) -> None:
     """"pelvimon analyze -q run.csv" was "unrecognized arguments: -q"."""
-    from pelvimon.cli import build_parser
+    from pelvimon.cli import _join_global_options, build_parser
 
     monkeypatch.chdir(folder)
     parser, _ = build_parser()
@@ -552,11 +552,15 @@ def test_global_options_after_the_command_count_as_before_it(capsys, folder: Pat
         (["analyze", "-q", "run.csv"], (0, True, False)),
         (["analyze", "run.csv", "-vv", "--debug"], (2, False, True)),
         (["-v", "analyze", "run.csv"], (1, False, False)),
+        (["-vv", "analyze", "-v", "run.csv"], (3, False, False)),  # (before and after add up)
         (["analyze", "run.csv"], (0, False, False)),
     ):
         ns = parser.parse_args(argv)
+        _join_global_options(ns)
         assert (ns.verbose, ns.quiet, ns.debug) == want, argv
-    assert parser.parse_args(["report", "run.csv", "-o", "r.html", "-q"]).quiet
+    ns = parser.parse_args(["report", "run.csv", "-o", "r.html", "-q"])
+    _join_global_options(ns)
+    assert ns.quiet
     code, _, err = run(capsys, "analyze", "missing.csv", "-q")
     assert code == 1 and "missing.csv: no such file" in one_line(err)
     assert "global options (also before the command)" in run(capsys, "replay", "--help")[1]

@@ -49,12 +49,10 @@ import numpy as np
 
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch
 from pelvimon.sensors.session_file import (
-    CalibrationRecord,
-    DeviceRecord,
     SessionReader,
     SessionWriter,
 )
-from pelvimon.sensors.source import RawNotification, SourceInfo, SourceStatus
+from pelvimon.sensors.source import SourceInfo, SourceStatus
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -215,23 +213,7 @@ def copy_session(src: Path, dst: Path, extra: dict[str, Any]) -> None:
     with SessionWriter(dst, header.source, start_unix_ns=START_UNIX_NS, flush_interval_s=float("inf"),
                        extra={**header.extra, **extra}) as w:
         for item in reader.items():
-            if isinstance(item, RawNotification):
-                w.write_raw(item)
-            elif isinstance(item, ImuBatch):
-                w.write_batch(item)
-            elif isinstance(item, SourceStatus):
-                w.write_status(item)
-            elif isinstance(item, CalibrationRecord):
-                w.write_calibration(item.t_s, item.values)
-            elif isinstance(item, DeviceRecord):
-                w.write_device(item.t_s, item.values)
-            else:  # Step or Alert
-                from pelvimon.dsp.records import Alert
-
-                if isinstance(item, Alert):
-                    w.write_alert(item)
-                else:
-                    w.write_step(item)
+            w.write_item(item)
     if not reader.complete or reader.damage:
         raise RuntimeError(f"{src}: the recording did not close cleanly ({reader.damage})")
 

@@ -265,6 +265,25 @@ class SessionWriter:
         cid = self._channel(_TOPIC_CALIBRATION, "json")
         self._add(cid, self._t_ns(t_s), json.dumps({"t_s": t_s, **calibration}, default=str).encode())
 
+    def write_item(self, item: SessionItem) -> None:
+        """Write any item a :class:`SessionReader` gives, as the method of its kind does (a copy of a file)."""
+        if isinstance(item, RawNotification):
+            self.write_raw(item)
+        elif isinstance(item, ImuBatch):
+            self.write_batch(item)
+        elif isinstance(item, SourceStatus):
+            self.write_status(item)
+        elif isinstance(item, Step):
+            self.write_step(item)
+        elif isinstance(item, Alert):
+            self.write_alert(item)
+        elif isinstance(item, CalibrationRecord):
+            self.write_calibration(item.t_s, item.values)
+        elif isinstance(item, DeviceRecord):
+            self.write_device(item.t_s, item.values)
+        else:
+            raise TypeError(f"not a session item: {type(item).__name__}")
+
     def write_device(self, t_s: float, info: dict[str, Any]) -> None:
         """Device metadata learnt during the session (battery, firmware, ...)."""
         cid = self._channel(_TOPIC_DEVICE, "json")

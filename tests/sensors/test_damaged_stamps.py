@@ -12,10 +12,9 @@ import pytest
 
 from pelvimon.analysis import read_source
 from pelvimon.firmware_protocols.base import ArrivalCheck
-from pelvimon.firmware_protocols.batch import ImuBatch
 from pelvimon.sensors.replay import ReplaySource
 from pelvimon.sensors.session_file import SessionReader, SessionWriter
-from pelvimon.sensors.source import RawNotification, SourceStatus
+from pelvimon.sensors.source import RawNotification
 
 RECORDINGS = Path(__file__).parents[2] / "recordings" / "emulated"
 
@@ -45,15 +44,11 @@ def _flipped(src: Path, dst: Path, byte: int) -> int:
     h = reader.header
     w = SessionWriter(dst, h.source, start_unix_ns=h.start_unix_ns, extra=h.extra)
     for i, it in enumerate(items):
-        if isinstance(it, RawNotification):
+        if i == k:
             data = bytearray(it.data)
-            if i == k:
-                data[byte] ^= 0x80
-            w.write_raw(RawNotification(it.t_host_s, it.char_uuid, bytes(data)))
-        elif isinstance(it, ImuBatch):
-            w.write_batch(it)
-        elif isinstance(it, SourceStatus):
-            w.write_status(it)
+            data[byte] ^= 0x80
+            it = RawNotification(it.t_host_s, it.char_uuid, bytes(data))  # noqa: PLW2901
+        w.write_item(it)
     w.close()
     return size
 

@@ -146,6 +146,13 @@ ARRIVAL_REFUSALS = 3
 """Refusals in a row after which the device's stamps are believed again (its clock jumped)."""
 
 
+def _lead(t_device_s: float, t_host_s: float | None) -> float | None:
+    """Device time minus receive time, s; None without a receive time (or with a time that is not finite)."""
+    if t_host_s is None or not np.isfinite(t_host_s) or not np.isfinite(t_device_s):
+        return None
+    return float(t_device_s) - float(t_host_s)
+
+
 class ArrivalCheck:
     """Whether a notification's device time stamp fits its arrival (the host's receive time).
 
@@ -171,10 +178,8 @@ class ArrivalCheck:
     def refusal(self, t_device_s: float, t_host_s: float | None) -> str | None:
         """None if the stamp fits (call :meth:`accept` once the decoder keeps it), else why not (a refusal in a
         row more)."""
-        if t_host_s is None or not np.isfinite(t_host_s) or not np.isfinite(t_device_s):
-            return None
-        lead = float(t_device_s) - float(t_host_s)
-        if self._lead is not None and self._refused < ARRIVAL_REFUSALS:
+        lead = _lead(t_device_s, t_host_s)
+        if lead is not None and self._lead is not None and self._refused < ARRIVAL_REFUSALS:
             if lead > self._lead + ARRIVAL_AHEAD_S:
                 self._refused += 1
                 return (f"its device time stamp is {lead - self._lead:.4g} s ahead of its arrival (a damaged stamp); "
@@ -187,9 +192,9 @@ class ArrivalCheck:
 
     def accept(self, t_device_s: float, t_host_s: float | None) -> None:
         """The decoder kept the stamp: it joins the offset (anew after :data:`ARRIVAL_REFUSALS` refusals)."""
-        if t_host_s is None or not np.isfinite(t_host_s) or not np.isfinite(t_device_s):
+        lead = _lead(t_device_s, t_host_s)
+        if lead is None:
             return
-        lead = float(t_device_s) - float(t_host_s)
         anew = self._lead is None or self._refused >= ARRIVAL_REFUSALS  # (a clock that jumped: its new offset)
         self._lead = lead if self._lead is None or anew else max(self._lead, lead)
         self._refused = 0

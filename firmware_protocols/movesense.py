@@ -332,7 +332,8 @@ class MovesenseDecoder(Decoder):
             return []
         if kind == RESP_DATA:
             why = self._stamp_refusal(ref, body, t_host_s)
-            if why is not None:  # (before the stamp judges a held packet: a damaged one would drop it)
+            if why is not None:  # (before the stamp judges a held packet: a damaged one would drop it; nothing
+                # of the stamp is kept, and the next packet's gap counts these samples lost)
                 self._loss_flag[ref] = True
                 raise MalformedFrameError(NAME, f"DATA (reference {ref})", why)
             released = self._confirm(ref, body) if ref in self._held else []
@@ -442,14 +443,11 @@ class MovesenseDecoder(Decoder):
             raise
         n = arrays[res.arrays[0]].shape[0]
         period_ms = 1000.0 / res.rate_hz
+        # (the stamp is the DATA's first four bytes, which feed() checked against its arrival)
         offset, t0_ms = self._unwrapped(ref, ts_raw)
-        why = self._arrival.setdefault(ref, ArrivalCheck()).refusal(t0_ms / 1000.0, t_host_s)
-        if why is not None:  # (nothing of the stamp kept: the next packet's gap counts these samples lost)
-            self._loss_flag[ref] = True
-            raise MalformedFrameError(NAME, f"DATA (reference {ref})", why)
         self._offset[ref] = offset
         self._prev_raw[ref] = ts_raw
-        self._arrival[ref].accept(t0_ms / 1000.0, t_host_s)
+        self._arrival.setdefault(ref, ArrivalCheck()).accept(t0_ms / 1000.0, t_host_s)
         gap = self._loss_flag.pop(ref, False)
         n_lost = 0
         expected = self._next_ms.get(ref)

@@ -683,13 +683,14 @@ def _not_a_recording(p: Path) -> str | None:
     """What a file pelvimon writes but does not read as a recording is (an HTML report, a JSON document),
     said with what to give instead; None for anything else (a CSV or session file, or what their readers
     then refuse in their own words: an HTML page read as CSV was "fields separated by semicolons")."""
-    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, file_head, pelvimon_json_format
+    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, file_head, json_format
 
-    head = (file_head(p, 512) or b"").lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    raw = file_head(p, 512) or b""
+    head = raw.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "is an HTML page (a report?), not a recording; give the CSV or session file it was made from"
     if head.startswith((b"{", b"[")):
-        kind = pelvimon_json_format(p)
+        kind = json_format(raw)
         if kind == BASELINE_FORMAT:
             return "is a runner's baseline, not a recording; compare a recording against it with --baseline"
         if kind == TRUTH_FORMAT:

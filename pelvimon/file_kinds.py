@@ -97,5 +97,11 @@ _FORMAT_KEY = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"(pelvimon-[a-z-]+)"')
 def pelvimon_json_format(path: str | os.PathLike[str]) -> str | None:
     """The ``"format"`` of an existing regular file that is one of pelvimon's JSON documents (it comes first
     in them: :data:`BASELINE_FORMAT`, :data:`TRUTH_FORMAT`), None for any other file or none."""
-    m = _FORMAT_KEY.match(file_head(path, 256) or b"")
+    return json_format(file_head(path, 256) or b"")
+
+
+def json_format(head: bytes) -> str | None:
+    """The ``"format"`` of one of pelvimon's JSON documents from its first bytes (:func:`pelvimon_json_format`),
+    None for anything else."""
+    m = _FORMAT_KEY.match(head)
     return m.group(1).decode() if m else None

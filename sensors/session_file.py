@@ -337,6 +337,14 @@ MAX_RECORDED_LOSS = 1 << 31
 """Most samples a recorded batch may say were lost before it (2**31: over 120 days at 200 Hz)."""
 
 
+def _loss_count(v: Any) -> int:
+    """A recorded count of lost samples (a whole number from 0 to :data:`MAX_RECORDED_LOSS`); ValueError for
+    anything else."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= MAX_RECORDED_LOSS or v != int(v):
+        raise ValueError(f"n_lost {v!r} is not a count of samples")
+    return int(v)
+
+
 def _decode_batch(d: dict[str, Any]) -> ImuBatch:
     """A recorded batch; ValueError for one no recording makes (its message is then left out, counted):
     time stamps that are not finite or do not increase, values beyond any sensor's range, a loss count
@@ -353,10 +361,7 @@ def _decode_batch(d: dict[str, Any]) -> ImuBatch:
     t = np.asarray(d["t_s"], dtype=np.float64)
     if t.ndim != 1 or not np.isfinite(t).all() or (t.size > 1 and not (np.diff(t) > 0).all()):
         raise ValueError("time stamps that are not finite or do not increase")
-    n_lost = d.get("n_lost", 0)
-    if isinstance(n_lost, bool) or not isinstance(n_lost, int | float) or not 0 <= n_lost <= MAX_RECORDED_LOSS \
-            or n_lost != int(n_lost):
-        raise ValueError(f"n_lost {n_lost!r} is not a count of samples")
+    n_lost = _loss_count(d.get("n_lost", 0))
     seq = d.get("seq")
     return ImuBatch(
         t_s=t,
@@ -366,7 +371,7 @@ def _decode_batch(d: dict[str, Any]) -> ImuBatch:
         quat_wxyz=arr("quat_wxyz"),
         seq=None if seq is None else np.asarray(seq, dtype=np.int64),
         gap_before=bool(d.get("gap_before", False)),
-        n_lost=int(n_lost),
+        n_lost=n_lost,
         time_base=d.get("time_base", "session"),
     )
 
@@ -1239,9 +1244,7 @@ class SessionReader:
             return _decode_batch(body)
         if topic == _TOPIC_STATUS:
             details = body.get("details", {})
-            n_lost = details.get("n_lost", 0) if isinstance(details, dict) else None
-            if isinstance(n_lost, bool) or not isinstance(n_lost, int) or not 0 <= n_lost <= MAX_RECORDED_LOSS:
-                raise ValueError("status details that no recording writes")
+            _loss_count(details.get("n_lost", 0) if isinstance(details, dict) else None)
             return SourceStatus(body["kind"], float(body["t_s"]), str(body.get("message", "")), details)
         if topic == _TOPIC_STEPS:
             return _decode_step(body)

@@ -223,17 +223,15 @@ class EventParams:
         within 150 ms of its final contact instead of at the end of a window of up to 0.3 s; 0 keeps the
         whole window. A window this long or shorter (steps of 0.37 s and shorter at 0.1 s) is unaffected. s.
     recover_early_s : float
-        In steady gait (the last four or five step times within this of each other), the recovery first
-        looks at the rises one step period after the last IC, give or take this (if that ends sooner than
-        1.4 periods): a soft step that came on time is then found that soon, and the step before it (which
-        it closes) is emitted within 150 ms; only when none is there does it wait for 1.4 periods. s.
+        Steady gait is the last four or five step times within this of each other. There the recovery
+        looks for the next IC one step period after the last IC, give or take this (if that ends sooner than
+        1.4 periods), before it waits for 1.4 periods. s.
     recover_settle_s : float
-        Walking, after the early search (or without it): a rise that crossed the recovery level from one
-        step period minus ``recover_early_s`` after the last IC on is taken as soon as no rise crossed the
-        trigger level up to this long after it, not at the 1.4-period deadline, so that the step it closes is
-        out within 150 ms; a rise that did cross the trigger level within this long is the IC as before.
-        Rises before that point (the slow rise out of the single-support trough comes there, ahead of a late
-        heel strike) still wait for the deadline. 0: always wait for the deadline. s.
+        Walking, or a bout's first step: the first rise that crossed the recovery level after the last IC
+        (in steady gait from one step period less ``recover_early_s`` on, otherwise from 0.6 periods) is
+        taken as soon as no rise crossed the trigger level up to this long after it (and its IC is not before
+        that point either), not at a deadline, so that the step it closes is out within 150 ms; a rise that
+        did cross the trigger level within this long is the IC as before. 0: always wait for the deadlines. s.
     walk_rise_s : float
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
         the single-support trough can cross the trigger level before the heel-strike rise), s; but only up
@@ -695,19 +693,22 @@ class GaitEventDetector:
             # missed-step recovery: with a known step period, a step whose rise stayed under the trigger
             # level is searched with a lower level inside the window where it must be: in steady gait first
             # one period after the last IC, give or take recover_early_s; then (or else) from 0.6 periods
-            # (at least) up to 1.4
+            # (at least) up to 1.4. While walking, a settled rise in the window is taken at once
             dl, early = self._recovery_deadline()
             last_ic = self._last_ic
-            if (dl is not None and not early and last_ic is not None and self._recover_settle_n
-                    and self.state_ == "walking" and self._settled_ic != last_ic[0]):
-                # walking, the late search: its first rise over the recovery level from one period less
-                # recover_early_s on is taken as soon as it is settled (no rise crossed the trigger level up to
-                # recover_settle_s after it) rather than at the deadline, if the IC it gives is not before that
-                # point either (the IC is the foot of the rise); otherwise, and for earlier rises (the slow
-                # rise out of the single-support trough comes there, ahead of a late heel strike), the
-                # search waits for the deadline
+            if (dl is not None and last_ic is not None and self._recover_settle_n
+                    and self.state_ != "running" and self._settled_ic != last_ic[0]):
+                # walking (or a bout's first step, before its gait is known): the first rise over the recovery
+                # level in the deadline's window (in steady gait from one period less recover_early_s on,
+                # otherwise from 0.6 periods) is taken as soon as it is settled (no rise crossed the trigger
+                # level up to recover_settle_s after it), rather than at the deadline, if the IC it gives is not
+                # before that window either (the IC is the foot of the rise): the step it closes is then out
+                # within 150 ms. A heel strike that comes later than recover_settle_s after such a rise is then
+                # a step of its own, or, within min_step_s, no IC (docs/dsp_gait.md, latency); without a
+                # settled rise the deadlines decide
                 last, f_last = last_ic[0], last_ic[1]
-                w0 = max(start, last + self._near_period_n())
+                gap_n = self._near_period_n() if early else self._min_gap_n()
+                w0 = max(start, last + gap_n)
                 # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
                 # rise found from w0 on: no search)
                 i_low = -1
@@ -718,7 +719,7 @@ class GaitEventDetector:
                         self._scan = start
                         return
                     self._check_standing(i_low)
-                    if self._on_trigger(i_low, (f_last + self._early_from_n, math.inf)):
+                    if self._on_trigger(i_low, (f_last + gap_n, math.inf)):
                         self._recovered_ic = last
                         self._recover_done(i_low, last)
                     else:
@@ -939,7 +940,7 @@ class GaitEventDetector:
         return int(round(max(0.6 * per, 0.8 * self._p.min_step_s) * self._fs))
 
     def _near_period_n(self) -> int:
-        """Where the early and the settled recovery searches start after the last IC: one period less
+        """Where the recovery searches start after the last IC in steady gait: one period less
         ``recover_early_s``, but not before the deadline's search (:meth:`_min_gap_n`)."""
         return max(self._min_gap_n(), self._early_from_n)
 

@@ -27,12 +27,12 @@ def test_walking_ics_and_laterality(validate):
     f1 = 2 * tp / sum(s.n_det + s.n_ref for s in sc)
     ic = np.concatenate([s.ic_err_s for s in sc])
     lat = np.concatenate([s.side_ok for s in sc])
-    # the target is 0.90: this subset measures 0.938 and all 110 trials 0.945 (docs/dsp_gait.md; 0.902 and
+    # the target is 0.90: this subset measures 0.934 and all 110 trials 0.943 (docs/dsp_gait.md; 0.902 and
     # 0.901 when the samples were timed by their row and not by the packet counter, with 1-10 % of the
     # packets missing); the errors left are the last steps before stopping, the U-turns and gait initiation
     assert f1 >= 0.925
     assert np.median(np.abs(ic)) <= 0.020
-    # laterality: this subset measures 0.986, all 110 trials 0.967 (0.944 and 0.930 while the running direction
+    # laterality: this subset measures 0.984, all 110 trials 0.966 (0.944 and 0.930 while the running direction
     # took seconds to follow the U-turn, so that the level frame's left was the walker's right after it; 0.955
     # and 0.932 before the walking final contact moved to the end of the unloading dip)
     assert lat.mean() >= 0.97
@@ -46,7 +46,7 @@ def test_walking_streaming_laterality(validate):
     assert all(s.calibrated for s in sc)
     lat = np.concatenate([s.side_ok for s in sc])
     assert lat.size > 300
-    # the target is 0.90: this subset measures 0.962, all 110 trials 0.955 (docs/dsp_gait.md; 0.925 and 0.930
+    # the target is 0.90: this subset measures 0.958, all 110 trials 0.952 (docs/dsp_gait.md; 0.925 and 0.930
     # while the walks whose sensor bounced at heel strike counted as runs)
     assert lat.mean() >= 0.95
     # rotation ranges (steps with pelvis angles): the running direction follows the U-turn, so the steps in
@@ -113,16 +113,19 @@ def _latencies(validate, name: str, settle_s: float) -> tuple[list[float], int]:
 
 def test_latency_of_real_walking_steps_closed_by_a_soft_heel_strike(validate):
     """A real walk's heel strikes are often too soft to cross the trigger level (the missed-step recovery
-    took one IC in six in the 110 walks). Such a rise, from a step period less ``recover_early_s`` after the
-    last IC on, is taken once ``recover_settle_s`` (0.15 s) after it shows no rise crossing the trigger level
-    (and its IC is not before that point either): these three walks' steps (three subjects, 23 recovered
-    ICs) are then all out within 150 ms; waiting for the recovery's 1.4-period deadline, 13 of their 94
-    steps took 155-395 ms (all 110 walks: 92.7 % of the steps within 150 ms then, 98.5 % now;
-    benchmarks/latency_walking.py)."""
+    took one IC in six in the 110 walks). Such a rise is taken once ``recover_settle_s`` (0.15 s) after it
+    shows no rise crossing the trigger level (and its IC is not before its window either): in steady gait
+    from one step period less ``recover_early_s`` after the last IC on, otherwise (turns, irregular steps, a
+    bout's first step) from 0.6 periods on. These seven walks' steps are then all out within 150 ms.
+    Waiting for the recovery's deadline, 13 of the first three walks' 94 steps took 155-395 ms; when the
+    settled rise was taken outside steady gait only and from one period less 0.1 s on, the last four had
+    steps of 245-515 ms (13-1 at 31.0 s; 14-2's first step, 5.9 s, whose gait was not known yet). All 110
+    walks: 92.7 % of the steps within 150 ms at the deadline, 98.5 % then, 99.8 % now
+    (benchmarks/latency_walking.py)."""
     walks = ("15-6", "6-4", "2-4")
-    for name in walks:
+    for name in walks + ("13-1", "10-5", "18-2", "14-2"):
         lat, recovered = _latencies(validate, name, 0.15)
-        assert len(lat) > 25 and recovered >= 4
+        assert len(lat) > 25 and recovered >= 2, name
         assert 0.0 <= min(lat) and max(lat) <= 0.150, name
     late = [x for name in walks for x in _latencies(validate, name, 0.0)[0] if x > 0.150]
     assert len(late) >= 10

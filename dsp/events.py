@@ -693,21 +693,22 @@ class GaitEventDetector:
             # missed-step recovery: with a known step period, a step whose rise stayed under the trigger
             # level is searched with a lower level inside the window where it must be: in steady gait first
             # one period after the last IC, give or take recover_early_s; then (or else) from 0.6 periods
-            # (at least) up to 1.4. While walking, a settled rise in the window is taken at once
+            # (at least) up to 1.4. Except while running, a settled rise in the window is taken at once
             dl, early = self._recovery_deadline()
             last_ic = self._last_ic
             if (dl is not None and last_ic is not None and self._recover_settle_n
                     and self.state_ != "running" and self._settled_ic != last_ic[0]):
                 # walking (or a bout's first step, before its gait is known): the first rise over the recovery
-                # level in the deadline's window (in steady gait from one period less recover_early_s on,
-                # otherwise from 0.6 periods) is taken as soon as it is settled (no rise crossed the trigger
+                # level in the deadline's window (in steady gait, by the step times, from one period less
+                # recover_early_s on, also once the early window has passed or after a step the recovery
+                # found; otherwise from 0.6 periods; and not within the refractory time) is taken as soon as it is settled (no rise crossed the trigger
                 # level up to recover_settle_s after it), rather than at the deadline, if the IC it gives is not
                 # before that window either (the IC is the foot of the rise): the step it closes is then out
                 # within 150 ms. A heel strike that comes later than recover_settle_s after such a rise is then
                 # a step of its own, or, within min_step_s, no IC (docs/dsp_gait.md, latency); without a
                 # settled rise the deadlines decide
                 last, f_last = last_ic[0], last_ic[1]
-                gap_n = self._near_period_n() if early else self._min_gap_n()
+                gap_n = self._near_period_n() if self._steady() else self._min_gap_n()
                 w0 = max(start, last + gap_n)
                 # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
                 # rise found from w0 on: no search)
@@ -784,7 +785,7 @@ class GaitEventDetector:
 
     def _on_trigger(self, i_trig: int, near: tuple[float, float] | None = None) -> bool:
         """Locate the IC of the rise that crossed the trigger level at ``i_trig`` and hand it to
-        :meth:`_accept_ic`; whether it did. ``near``: the fractional sample indices between which the IC
+        :meth:`_accept_ic`; whether it was taken. ``near``: the fractional sample indices between which the IC
         must be (one outside is not handed over)."""
         walking = self.state_ == "walking"
         pre_on = None if walking else self._pre_on.get(i_trig)
@@ -792,8 +793,7 @@ class GaitEventDetector:
             m, pk_max, f_pre = pre_on
             if f_pre is None or (near is not None and not near[0] <= f_pre <= near[1]):
                 return False
-            self._accept_ic(i_trig, f_pre, m, pk_max)
-            return True
+            return self._accept_ic(i_trig, f_pre, m, pk_max)
         w0 = i_trig - self._n_back
         w_end = min(i_trig + (self._n_rise_walk if walking else self._n_conf) + 1, self._ring.n_total)
         w = self._af(w0 - 1, w_end)
@@ -851,14 +851,17 @@ class GaitEventDetector:
                 f_ic = f_ap
         if near is not None and not near[0] <= f_ic <= near[1]:
             return False
-        self._accept_ic(i_trig, f_ic, m)
-        return True
+        return self._accept_ic(i_trig, f_ic, m)
 
-    def _accept_ic(self, i_trig: int, f_ic: float, m: int, pk_max: float | None = None) -> None:
-        """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step.
+    def _accept_ic(self, i_trig: int, f_ic: float, m: int, pk_max: float | None = None) -> bool:
+        """Record the IC at fractional index ``f_ic`` (steepest rise ``m``): close the previous step. Whether
+        it was taken (not a rise within the shortest step after the last IC).
 
         ``pk_max``: the largest ``af`` from ``m`` to the end of the running look-ahead, when known."""
         p = self._p
+        # the look-ahead the scan waited for: closing the step below can switch the gait state, and with it
+        # the look-ahead's length (standing to walking: 0.05 to 0.1 s), while only this much is sure to be held
+        n_conf = self._confirm_n()
         ic = (int(round(f_ic)), f_ic, m)
         prev = self._last_ic
         if prev is not None:
@@ -867,9 +870,9 @@ class GaitEventDetector:
             # plausible step (``min_step_s``): a walking step holds a double support and a single
             # support, and a rise that soon after a heel strike is its loading response
             if interval < (p.min_step_s if self.state_ == "walking" else self._half_min_step_s):
-                return
+                return False
             if p.first_peak_frac > 0 and interval <= p.max_step_s and self._bout_start:
-                pk = self._look_ahead(m, i_trig)
+                pk = self._look_ahead(m, i_trig, n_conf)
                 if pk.size and self._last_peak < p.first_peak_frac * (float(pk.max()) - G_MPS2):
                     # the bout's first rise was much smaller than this heel strike: the weight shift of
                     # gait initiation (still in double support), not a contact; the bout starts here
@@ -887,11 +890,11 @@ class GaitEventDetector:
             else:
                 self._end_bout()
         self._last_ic = ic
-        if pk_max is not None and self._confirm_n() == self._n_conf:
+        if pk_max is not None and n_conf == self._n_conf:
             # precomputed over af[m .. i_trig + n_conf], all held (see _precompute_onsets)
             self._last_peak = pk_max - G_MPS2
         else:
-            pk = self._look_ahead(m, i_trig)
+            pk = self._look_ahead(m, i_trig, n_conf)
             self._last_peak = float(pk.max()) - G_MPS2 if pk.size else math.inf
         # the step period changes slowly: refresh its autocorrelation estimate every ``ac_every_s``
         i_now = i_trig + self._n_conf
@@ -899,11 +902,12 @@ class GaitEventDetector:
             self._ac_period = self._autocorr_period(i_now)
             self._ac_at = i_now
             self._set_gates()
+        return True
 
-    def _look_ahead(self, m: int, i_trig: int) -> np.ndarray:
-        """Low-passed ``a_v`` from the steepest rise ``m`` to the end of the look-ahead after ``i_trig``
-        (as far as it is held): the rise's peak is its maximum."""
-        return self._af(m, max(m + 1, min(i_trig + self._confirm_n() + 1, self._ring.n_total)))
+    def _look_ahead(self, m: int, i_trig: int, n_conf: int) -> np.ndarray:
+        """Low-passed ``a_v`` from the steepest rise ``m`` to the end of the look-ahead of ``n_conf`` samples
+        after ``i_trig`` (as far as it is held): the rise's peak is its maximum."""
+        return self._af(m, max(m + 1, min(i_trig + n_conf + 1, self._ring.n_total)))
 
     def _recovery_period(self) -> float:
         """The step period the missed-step recovery works with, s: the autocorrelation's, or, when that
@@ -927,10 +931,14 @@ class GaitEventDetector:
             # expected beat would keep the beat steady through a turn (the real walks: with the early
             # search always on, 33 of the 110 changed, one lost its sides for half its steps, and laterality
             # fell from 0.947 to 0.939; with these conditions and those of the search, none changes)
-            iv = self._intervals
-            if len(iv) >= 4 and max(iv) - min(iv) <= self._p.recover_early_s:
+            if self._steady():
                 return last + self._early_n, True
         return last + self._recovery_n, False
+
+    def _steady(self) -> bool:
+        """Steady gait: the bout's last four or five step times within ``recover_early_s`` of each other."""
+        iv = self._intervals
+        return len(iv) >= 4 and max(iv) - min(iv) <= self._p.recover_early_s
 
     def _min_gap_n(self) -> int:
         """Where the recovery search starts after the last IC: 0.6 autocorrelation periods (not the

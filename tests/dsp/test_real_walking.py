@@ -114,18 +114,19 @@ def _latencies(validate, name: str, settle_s: float) -> tuple[list[float], int]:
 def test_latency_of_real_walking_steps_closed_by_a_soft_heel_strike(validate):
     """A real walk's heel strikes are often too soft to cross the trigger level (the missed-step recovery
     took one IC in six in the 110 walks). Such a rise is taken once ``recover_settle_s`` (0.15 s) after it
-    shows no rise crossing the trigger level (and its IC is not before its window either): in steady gait
-    from one step period less ``recover_early_s`` after the last IC on, otherwise (turns, irregular steps, a
-    bout's first step) from 0.6 periods on. These seven walks' steps are then all out within 150 ms.
-    Waiting for the recovery's deadline, 13 of the first three walks' 94 steps took 155-395 ms; when the
-    settled rise was taken outside steady gait only and from one period less 0.1 s on, the last four had
-    steps of 245-515 ms (13-1 at 31.0 s; 14-2's first step, 5.9 s, whose gait was not known yet). All 110
-    walks: 92.7 % of the steps within 150 ms at the deadline, 98.5 % then, 99.8 % now
+    shows no rise crossing the trigger level (and its IC is not before its window either), except while
+    running, so also at a bout's first step: in steady gait from one step period less ``recover_early_s``
+    after the last IC on, otherwise (turns, irregular steps, a bout's first steps) from 0.6 periods on.
+    These seven walks' steps are then all out within 150 ms. Waiting for the recovery's deadline, 13 of the
+    first three walks' 94 steps took 155-395 ms; when the settled rise was taken only from one period less
+    0.1 s on, only after the early window and only once the gait was "walking", the last four had steps of
+    245-515 ms (13-1 at 31.0 s; 14-2's first step, 5.9 s, whose gait was not known yet). All 110 walks:
+    92.7 % of the steps within 150 ms at the deadline, 98.5 % then, 99.6 % now
     (benchmarks/latency_walking.py)."""
     walks = ("15-6", "6-4", "2-4")
     for name in walks + ("13-1", "10-5", "18-2", "14-2"):
         lat, recovered = _latencies(validate, name, 0.15)
-        assert len(lat) > 25 and recovered >= 2, name
+        assert len(lat) > 25 and recovered >= 3, name
         assert 0.0 <= min(lat) and max(lat) <= 0.150, name
     late = [x for name in walks for x in _latencies(validate, name, 0.0)[0] if x > 0.150]
     assert len(late) >= 10

@@ -83,6 +83,17 @@ def rmse(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x * x))) if x.size else float("nan")
 
 
+def chunked_steps(detector: Any, t_s: np.ndarray, acc_mps2: np.ndarray, chunk: int) -> list[Any]:
+    """Feed a gait event detector the samples ``chunk`` at a time, then flush it: every step it emitted, in
+    order (streaming equals batch: any ``chunk`` gives the same)."""
+    out: list[Any] = []
+    for a in range(0, t_s.shape[0], chunk):
+        detector.update(t_s[a : a + chunk], acc_mps2[a : a + chunk])
+        out += detector.steps_
+    detector.flush()
+    return out + detector.steps_
+
+
 def lossy_batches(batch: ImuBatch, loss: float, seed: int, per: int = 8) -> list[ImuBatch]:
     """``batch`` cut into notifications of ``per`` samples, a random fraction ``loss`` of them lost (never
     the first); the batch after a loss has ``gap_before`` and ``n_lost``, as a sensor source delivers it."""

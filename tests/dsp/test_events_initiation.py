@@ -79,6 +79,7 @@ def test_a_bouts_second_ic_reads_the_look_ahead_its_scan_waited_for():
     read over the walking look-ahead, which the scan had not waited for: fed sample by sample, only 0.05 s
     of it was held, so a slow, irregular walk gave another recovery level, another IC and another step
     than fed whole (in 21 of 86 simulated walks). Now both read the look-ahead the scan waited for."""
+    from pelvimon.dsp._gait_eval import chunked_steps
     from pelvimon.sensors.simulator import SimParams, simulate
 
     sim = simulate(SimParams(seconds=40, gait="walk", cadence_spm=60, step_time_cv=0.04, seed=0,
@@ -86,14 +87,5 @@ def test_a_bouts_second_ic_reads_the_look_ahead_its_scan_waited_for():
     t, acc = sim.batch.t_s, sim.batch.acc_mps2
     fs = sim.params.rate_hz
 
-    def steps(chunk: int) -> list:
-        det = GaitEventDetector(fs)
-        out = []
-        for a in range(0, t.size, chunk):
-            det.update(t[a : a + chunk], acc[a : a + chunk])
-            out += det.steps_
-        det.flush()
-        return out + det.steps_
-
-    whole, one = steps(t.size), steps(1)
+    whole, one = (chunked_steps(GaitEventDetector(fs), t, acc, n) for n in (t.size, 1))
     assert len(whole) >= 25 and [repr(s) for s in one] == [repr(s) for s in whole]

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pelvimon.dsp import events
+from pelvimon.dsp._gait_eval import chunked_steps
 from pelvimon.dsp.events import GaitEventDetector
 from pelvimon.firmware_protocols.batch import G_MPS2
 from pelvimon.sensors.simulator import SimParams, simulate
@@ -100,13 +101,7 @@ def _running(impact: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _steps(cls, impact: bool, chunk: int) -> list:
     t, acc, _ = _running(impact)
-    det = cls(FS)
-    out = []
-    for a in range(0, t.size, chunk):
-        det.update(t[a : a + chunk], acc[a : a + chunk])
-        out += det.steps_
-    det.flush()
-    return out + det.steps_
+    return chunked_steps(cls(FS), t, acc, chunk)
 
 
 def _ic_errors(impact: bool) -> np.ndarray:

@@ -78,6 +78,13 @@ def check_values(protocol: str, frame: str, key: str, values: np.ndarray) -> np.
     )
 
 
+def as_float64(values: np.ndarray) -> np.ndarray:
+    """Float32 values read from a payload, as float64. A signalling NaN, which numpy warns about as it is cast
+    ("invalid value encountered in cast"), stays a NaN for :func:`check_values` to refuse in its words."""
+    with np.errstate(invalid="ignore"):
+        return values.astype(np.float64)
+
+
 @dataclass(frozen=True)
 class GattWrite:
     """One write to a characteristic."""

@@ -37,6 +37,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    as_float64,
     check_values,
 )
 from .batch import G_MPS2, ImuBatch
@@ -325,7 +326,7 @@ def decode_values(
                 NAME, f"sensor fusion {kind} ({frame})", f"{n_data} data bytes; expected {nbytes}"
             )
         nf = 4 if nbytes == 16 else 3
-        f = np.frombuffer(payload, dtype="<f4", count=nf, offset=2).astype(np.float64)[None, :]
+        f = as_float64(np.frombuffer(payload, dtype="<f4", count=nf, offset=2))[None, :]
         if kind == "corrected_acc":
             vals = {"acc_g": f / 1000.0}
         elif kind == "corrected_gyro":

@@ -53,6 +53,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    as_float64,
     check_values,
 )
 from .batch import G_MPS2, ImuBatch
@@ -334,9 +335,7 @@ def parse_payloads(
             continue
         v = rec[f]
         if v.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):  # (a signalling NaN warns as it is cast; check_values refuses it)
-                v = v.astype(np.float64)
-            v = check_values(NAME, frame, names[f], v)
+            v = check_values(NAME, frame, names[f], as_float64(v))
         else:
             v = v.astype(np.int64)
         out[names[f]] = v

@@ -42,6 +42,7 @@ from .base import (
     ProtocolSpec,
     StreamConfig,
     UnsupportedFrameError,
+    as_float64,
     check_values,
 )
 from .batch import ImuBatch
@@ -220,8 +221,7 @@ def decode_payload(payload: bytes, resource: Resource) -> tuple[int, dict[str, n
         )
     n = body // (12 * k)
     ts = int.from_bytes(payload[:4], "little")
-    with np.errstate(invalid="ignore"):  # (a signalling NaN warns as it is cast; check_values refuses it)
-        values = np.frombuffer(payload, dtype="<f4", offset=4).reshape(k, n, 3).astype(np.float64)
+    values = as_float64(np.frombuffer(payload, dtype="<f4", offset=4).reshape(k, n, 3))
     for i, name in enumerate(resource.arrays):
         check_values(NAME, f"DATA {resource.path}", _UNIT_KEY.get(name, name), values[i])
     return ts, {name: values[i] for i, name in enumerate(resource.arrays)}

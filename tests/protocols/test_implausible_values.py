@@ -89,7 +89,7 @@ def test_a_signalling_nan_is_refused_without_a_warning() -> None:
     import warnings
 
     snan = struct.pack("<I", 0x7F800001)
-    ms, dot = registry.get("movesense"), registry.get("movella_dot")
+    ms, dot, mw = registry.get("movesense"), registry.get("movella_dot"), registry.get("metawear")
     dot_payload = bytes.fromhex("ebb6e70e") + snan + bytes.fromhex("3caf593f368d8241807b844138e4be41c44ea542") + bytes(12)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -97,3 +97,5 @@ def test_a_signalling_nan_is_refused_without_a_warning() -> None:
             ms.decoder().feed(ms.spec.notify_uuids[0], bytes([2, 99]) + struct.pack("<I", 1000) + snan * 6)
         with pytest.raises(MalformedFrameError, match="NaN"):
             dot.decoder(payload_mode=21, output_rate_hz=60).feed("15172003-4947-11e9-8646-d663bd873d93", dot_payload)
+        with pytest.raises(MalformedFrameError, match="NaN"):  # (MetaWear's sensor-fusion floats alike)
+            mw.decoder().feed(mw.spec.notify_uuids[0], bytes([0x19, 0x07]) + snan * 4)

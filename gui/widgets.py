@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -48,8 +49,6 @@ QUIET_QT_MESSAGES = frozenset({"This plugin does not support propagateSizeHints(
 
 def _qt_message(mode: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str) -> None:
     if message not in QUIET_QT_MESSAGES:
-        import sys
-
         print(message, file=sys.stderr)
 
 
@@ -58,11 +57,9 @@ def ensure_app() -> QtWidgets.QApplication:
     app = QtWidgets.QApplication.instance()
     if app is None:
         QtCore.qInstallMessageHandler(_qt_message)
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name == "posix":
-            import sys
-
-            if sys.platform.startswith("linux"):
-                os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        if (not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.name == "posix"
+                and sys.platform.startswith("linux")):
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         app = QtWidgets.QApplication([])
         app.setApplicationName("pelvimon")
         font = app.font()

@@ -48,7 +48,15 @@ from pelvimon.dsp.asymmetry import (
 )
 from pelvimon.dsp.records import Alert, Asymmetry, Step
 from pelvimon.errors import PelvimonError
-from pelvimon.file_kinds import is_imu_csv, is_session_file
+from pelvimon.file_kinds import (
+    BASELINE_FORMAT,
+    MCAP_MAGIC,
+    TRUTH_FORMAT,
+    file_head,
+    is_imu_csv,
+    is_session_file,
+    json_format,
+)
 from pelvimon.firmware_protocols.batch import G_MPS2, ImuBatch, span_rate_hz
 from pelvimon.sensors.source import Source
 
@@ -659,10 +667,12 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
         raise PelvimonError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise PelvimonError(f"{p}: is a directory; give a CSV or session file")
-    not_a_recording = _not_a_recording(p)
+    head = file_head(p, 512) or b""
+    not_a_recording = _not_a_recording(head)
     if not_a_recording:
         raise PelvimonError(f"{p}: {not_a_recording}")
-    if is_session_file(p) and not (_starts_unlike_mcap(p) and is_imu_csv(p)):  # (a CSV named .mcap is a CSV)
+    # (a CSV named .mcap is a CSV)
+    if is_session_file(p, head) and (head.startswith(MCAP_MAGIC) or not is_imu_csv(p)):
         from pelvimon.sensors.replay import ReplaySource
 
         with input_errors():
@@ -673,19 +683,11 @@ def open_input(path: str | Path, csv: CsvOptions | None = None, *, keep_steps: b
     return CsvSource(p, o.columns, o.acc_unit, o.gyr_unit, chunk=_PIPELINE_CHUNK_N, time_unit=o.time_unit)
 
 
-def _starts_unlike_mcap(p: Path) -> bool:
-    from pelvimon.file_kinds import MCAP_MAGIC, file_head
-
-    return file_head(p, len(MCAP_MAGIC)) != MCAP_MAGIC
-
-
-def _not_a_recording(p: Path) -> str | None:
-    """What a file pelvimon writes but does not read as a recording is (an HTML report, a JSON document),
-    said with what to give instead; None for anything else (a CSV or session file, or what their readers
-    then refuse in their own words: an HTML page read as CSV was "fields separated by semicolons")."""
-    from pelvimon.file_kinds import BASELINE_FORMAT, TRUTH_FORMAT, file_head, json_format
-
-    raw = file_head(p, 512) or b""
+def _not_a_recording(raw: bytes) -> str | None:
+    """What a file pelvimon writes but does not read as a recording is (an HTML report, a JSON document), from
+    its first bytes ``raw``, said with what to give instead; None for anything else (a CSV or session file, or
+    what their readers then refuse in their own words: an HTML page read as CSV was "fields separated by
+    semicolons")."""
     head = raw.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html")):
         return "is an HTML page (a report?), not a recording; give the CSV or session file it was made from"

@@ -28,12 +28,13 @@ def file_head(path: str | os.PathLike[str], n: int) -> bytes | None:
         return None
 
 
-def is_session_file(path: str | os.PathLike[str]) -> bool:
+def is_session_file(path: str | os.PathLike[str], head: bytes | None = None) -> bool:
     """A session file: named ``.mcap``, or an existing regular file starting with the MCAP magic (a session
-    saved under another name; a pipe or a device is not read: that could wait forever)."""
+    saved under another name; a pipe or a device is not read: that could wait forever). ``head``: the
+    file's first bytes (:func:`file_head`), when the caller has read them already."""
     if Path(path).suffix.lower() == SESSION_SUFFIX:
         return True
-    return file_head(path, len(MCAP_MAGIC)) == MCAP_MAGIC
+    return ((file_head(path, len(MCAP_MAGIC)) or b"") if head is None else head).startswith(MCAP_MAGIC)
 
 
 STEP_TABLE_HEADER = "side,t_ic_s,"

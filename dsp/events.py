@@ -230,8 +230,13 @@ class EventParams:
         Walking, or a bout's first step: the first rise that crossed the recovery level after the last IC
         (in steady gait from one step period less ``recover_early_s`` on, otherwise from 0.6 periods) is
         taken as soon as no rise crossed the trigger level up to this long after it (and its IC is not before
-        that point either), not at a deadline, so that the step it closes is out within 150 ms; a rise that
+        that point either; but see ``sharp_rise_s``), not at a deadline, so that the step it closes is out within 150 ms; a rise that
         did cross the trigger level within this long is the IC as before. 0: always wait for the deadlines. s.
+    sharp_rise_s : float
+        A settled rise (``recover_settle_s``) in steady gait whose IC comes before one step period less
+        ``recover_early_s`` is still taken, from 0.6 periods on, if the rise is sharp: it crossed the recovery
+        level within this long of its foot, as a heel strike's loading does (the slow rise out of the
+        single-support trough takes longer; that one then waits for the deadlines). 0: never. s.
     walk_rise_s : float
         While walking, the steepest rise is searched this long after the trigger (the slow rise out of
         the single-support trough can cross the trigger level before the heel-strike rise), s; but only up
@@ -285,6 +290,7 @@ class EventParams:
     recover_g: float = 0.02
     recover_early_s: float = 0.1
     recover_settle_s: float = 0.15
+    sharp_rise_s: float = 0.1
     fc_settle_s: float = 0.1
     first_peak_frac: float = 0.0
     ac_window_s: float = 3.0
@@ -305,6 +311,8 @@ class EventParams:
             raise ValueError("recover_early_s must be in [0, 1) s (0: no early missed-step search)")
         if not 0 <= self.recover_settle_s < 1:
             raise ValueError("recover_settle_s must be in [0, 1) s (0: the missed-step recovery waits for its deadline)")
+        if not 0 <= self.sharp_rise_s < 1:
+            raise ValueError("sharp_rise_s must be in [0, 1) s (0: a settled rise's IC never before the steady-gait window)")
         if not 0 <= self.fc_settle_s < 1:
             raise ValueError("fc_settle_s must be in [0, 1) s (0: the walking final contact's whole window)")
 
@@ -390,6 +398,7 @@ class GaitEventDetector:
         self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
         self._fc_settle_n = int(round(p.fc_settle_s * fs))
         self._recover_settle_n = int(round(p.recover_settle_s * fs))
+        self._sharp_n = int(round(p.sharp_rise_s * fs))
         self._n_run_max = p.run_max_step_s * fs  # (samples, not rounded) a longer step is not running
         self._n_rise_walk = max(self._n_conf, int(round(p.walk_rise_s * fs)))
         # walking look-ahead: the rise window, or the forward-force window of the IC refinement
@@ -701,14 +710,16 @@ class GaitEventDetector:
                 # walking (or a bout's first step, before its gait is known): the first rise over the recovery
                 # level in the deadline's window (in steady gait, by the step times, from one period less
                 # recover_early_s on, also once the early window has passed or after a step the recovery
-                # found; otherwise from 0.6 periods; and not within the refractory time) is taken as soon as it is settled (no rise crossed the trigger
-                # level up to recover_settle_s after it), rather than at the deadline, if the IC it gives is not
-                # before that window either (the IC is the foot of the rise): the step it closes is then out
-                # within 150 ms. A heel strike that comes later than recover_settle_s after such a rise is then
-                # a step of its own, or, within min_step_s, no IC (docs/dsp_gait.md, latency); without a
-                # settled rise the deadlines decide
+                # found; otherwise from 0.6 periods; and not within the refractory time) is taken as soon as
+                # it is settled (no rise crossed the trigger level up to recover_settle_s after it), rather
+                # than at the deadline, if the IC it gives (the foot of the rise) is not before that window
+                # either, or, for a sharp rise (up from its foot within sharp_rise_s), not before 0.6
+                # periods: the step it closes is then out within 150 ms. A heel strike that comes later than
+                # recover_settle_s after such a rise is then a step of its own, or, within min_step_s, no IC
+                # (docs/dsp_gait.md, latency); without a settled rise the deadlines decide
                 last, f_last = last_ic[0], last_ic[1]
-                gap_n = self._near_period_n() if self._steady() else self._min_gap_n()
+                min_gap_n = self._min_gap_n()
+                gap_n = self._near_period_n() if self._steady() else min_gap_n
                 w0 = max(start, last + gap_n)
                 # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
                 # rise found from w0 on: no search)
@@ -720,7 +731,8 @@ class GaitEventDetector:
                         self._scan = start
                         return
                     self._check_standing(i_low)
-                    if self._on_trigger(i_low, (f_last + gap_n, math.inf)):
+                    ic_from = max(f_last + min_gap_n, min(f_last + gap_n, i_low - self._sharp_n))
+                    if self._on_trigger(i_low, (ic_from, math.inf)):
                         self._recovered_ic = last
                         self._recover_done(i_low, last)
                     else:

@@ -230,8 +230,9 @@ class EventParams:
         Walking, or a bout's first step: the first rise that crossed the recovery level after the last IC
         (in steady gait from one step period less ``recover_early_s`` on, otherwise from 0.6 periods) is
         taken as soon as no rise crossed the trigger level up to this long after it (and its IC is not before
-        that point either; but see ``sharp_rise_s``), not at a deadline, so that the step it closes is out within 150 ms; a rise that
-        did cross the trigger level within this long is the IC as before. 0: always wait for the deadlines. s.
+        that point either; but see ``sharp_rise_s``), not at a deadline, so that the step it closes is out
+        within 150 ms; a rise that did cross the trigger level within this long is the IC as before. 0: always
+        wait for the deadlines. s.
     sharp_rise_s : float
         A settled rise (``recover_settle_s``) in steady gait whose IC comes before one step period less
         ``recover_early_s`` is still taken, from 0.6 periods on, if the rise is sharp: it crossed the recovery

@@ -4,6 +4,7 @@ tests/app and tests/gui)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ CLI = [sys.executable, "-m", "pelvimon.cli"]
 
 
 def env(data_dir: Path) -> dict[str, str]:
-    """The environment of the subprocess: an offscreen Qt, its own data folder."""
-    return dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(data_dir))
+    """The environment of the subprocess: an offscreen Qt, its own data folder, and Python's fault handler
+    (on SIGABRT it writes every thread's stack to stderr: :func:`finish` sends one to a session that hangs)."""
+    return dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(data_dir), PYTHONFAULTHANDLER="1")
 
 
 def start(args: list[str], data_dir: Path, preexec: Callable[[], object] | None = None) -> subprocess.Popen:
@@ -44,13 +46,18 @@ def wait_recording(proc: subprocess.Popen, out: Path, min_bytes: int = 20_000) -
 
 
 def finish(proc: subprocess.Popen) -> tuple[str, str]:
-    """The process's stdout and stderr once it ended; fail if it still runs 60 s later."""
+    """The process's stdout and stderr once it ended; fail if it still runs 60 s later, with the stacks of
+    its threads where it hung (SIGABRT to its fault handler)."""
     try:
         return proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"still running 60 s after the signal; stderr: {err[-2000:]}")
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        pytest.fail(f"still running 60 s after the signal; stderr: {err[-6000:]}")
 
 
 def assert_complete(path: Path) -> None:

@@ -26,11 +26,29 @@ def env(data_dir: Path) -> dict[str, str]:
     return dict(os.environ, QT_QPA_PLATFORM="offscreen", PELVIMON_DATA_DIR=str(data_dir), PYTHONFAULTHANDLER="1")
 
 
+def default_stop_signals() -> None:
+    """In the child before it runs: SIGINT, SIGTERM and SIGHUP at their defaults. A process started with one
+    ignored keeps it ignored (as under ``nohup``, or a background job of a script, whose SIGINT the shell
+    ignores), and so would this child when the tests themselves run that way: the tests of those cases
+    ignore the signal in their own ``preexec``."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_DFL)
+
+
 def start(args: list[str], data_dir: Path, preexec: Callable[[], object] | None = None) -> subprocess.Popen:
-    """``pelvimon ARGS`` in a subprocess, its output captured as text."""
+    """``pelvimon ARGS`` in a subprocess, its output captured as text; ``preexec`` runs in the child after
+    its stop signals were set to their defaults."""
+
+    def child() -> None:
+        default_stop_signals()
+        if preexec is not None:
+            preexec()
+
     return subprocess.Popen(
         [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(data_dir),
-        preexec_fn=preexec,
+        preexec_fn=child,
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _session_proc import CLI, assert_complete, env, finish, start, wait_recording  # noqa: E402
+from _session_proc import CLI, assert_complete, default_stop_signals, env, finish, start, wait_recording  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 
@@ -84,6 +84,7 @@ def test_record_survives_the_terminal_going_away(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [*CLI, "record", "--sensor", SENSOR, "--seconds", "600", "-o", str(out)],
         stdin=slave, stdout=slave, stderr=slave, env=env(tmp_path / "data"), start_new_session=True,
+        preexec_fn=default_stop_signals,
     )
     os.close(slave)
     seen: list[bytes] = []

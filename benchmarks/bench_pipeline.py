@@ -66,6 +66,13 @@ def _median(rows: list[tuple[float, ...]]) -> tuple[float, ...]:
     return tuple(statistics.median(col) for col in zip(*rows, strict=True))
 
 
+def _spread(base: list[tuple[float, ...]], ana: list[tuple[float, ...]]) -> str:
+    """The wall-clock ratio of each run (its baseline was timed just before it), lowest to highest: on a
+    shared machine the host's speed drifts between runs, which the ratio of the medians hides."""
+    ratios = sorted(a[0] / b[0] for b, a in zip(base, ana, strict=True))
+    return "ratio of each run: " + ", ".join(f"{r:.2f}" for r in ratios)
+
+
 def _baseline(path: str) -> None:
     d = pd.read_csv(path)
     a = d.to_numpy()
@@ -252,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline read_csv + VQF          {bw:8.3f} {bc:8.3f}")
         print(f"pelvimon analyze (in process)    {aw:8.3f} {ac:8.3f}   ratio {aw / bw:4.2f} (CPU {ac / bc:4.2f}),"
               f" target <= 2")  # fmt: skip
+        print(f"  {_spread(base, ana)}")
         print(f"  parts (CPU s): load {pl:.3f}, pipeline {pp:.3f}, asymmetry + alerts {pa:.3f}; {int(n_steps)} steps")
         print(f"  pipeline wall s: {ph:.3f} with the calibration and orientation in a helper process "
               f"({'used' if motion_helper.usable() else 'not available here'}), {p1:.3f} in one process")
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {'rest of the pipeline':52s} {total - sum(stages.values()):6.3f}")
         print(f"baseline as a subprocess         {sb:8.3f}")
         print(f"pelvimon analyze (subprocess)    {sa:8.3f}            ratio {sa / sb:4.2f}")
+        print(f"  {_spread(sub_base, sub_ana)}")
 
     live = _live(batch, args.live_s)
     print(f"live, 10-sample chunks           {live:7.2f} % of one core at {FS:.0f} Hz (target < 3 %)")

@@ -709,18 +709,11 @@ class GaitEventDetector:
             if (dl is not None and last_ic is not None and self._recover_settle_n
                     and self.state_ != "running" and self._settled_ic != last_ic[0]):
                 # walking (or a bout's first step, before its gait is known): the first rise over the recovery
-                # level in the deadline's window (in steady gait, by the step times, from one period less
-                # recover_early_s on, also once the early window has passed or after a step the recovery
-                # found; otherwise from 0.6 periods; and not within the refractory time) is taken as soon as
-                # it is settled (no rise crossed the trigger level up to recover_settle_s after it), rather
-                # than at the deadline, if the IC it gives (the foot of the rise) is not before that window
-                # either, or, for a sharp rise (up from its foot within sharp_rise_s), not before 0.6
-                # periods: the step it closes is then out within 150 ms. A heel strike that comes later than
-                # recover_settle_s after such a rise is then a step of its own, or, within min_step_s, no IC
-                # (docs/dsp_gait.md, latency); without a settled rise the deadlines decide
+                # level in the deadline's window (not within the refractory time) is taken once settled, if its
+                # IC is not before that window, or, for a sharp rise, not before 0.6 periods (EventParams:
+                # recover_settle_s, sharp_rise_s; docs/dsp_gait.md, latency); else the deadlines decide
                 last, f_last = last_ic[0], last_ic[1]
-                min_gap_n = self._min_gap_n()
-                gap_n = self._near_period_n() if self._steady() else min_gap_n
+                min_gap_n, gap_n = self._search_gaps_n(self._steady())
                 w0 = max(start, last + gap_n)
                 # (a rise that crossed the trigger level up to recover_settle_s after w0 is within that of any
                 # rise found from w0 on: no search)
@@ -745,7 +738,7 @@ class GaitEventDetector:
                     return
                 assert last_ic is not None  # (a deadline is set after an IC only)
                 last, f_last = last_ic[0], last_ic[1]
-                gap_n = self._near_period_n() if early else self._min_gap_n()
+                gap_n = self._search_gaps_n(early)[1]
                 i_low = self._low_crossing(max(start, last + gap_n), dl, lo, n_avail, env_prev, ext)
                 if early:
                     # not if a rise crossed the trigger level in the look-ahead already seen (a step a little
@@ -960,10 +953,12 @@ class GaitEventDetector:
         per = self._ac_period if math.isfinite(self._ac_period) else 0.0
         return int(round(max(0.6 * per, 0.8 * self._p.min_step_s) * self._fs))
 
-    def _near_period_n(self) -> int:
-        """Where the recovery searches start after the last IC in steady gait: one period less
-        ``recover_early_s``, but not before the deadline's search (:meth:`_min_gap_n`)."""
-        return max(self._min_gap_n(), self._early_from_n)
+    def _search_gaps_n(self, steady: bool) -> tuple[int, int]:
+        """Where the recovery searches start after the last IC, samples: the deadline's (:meth:`_min_gap_n`),
+        and this search's: in steady gait one period less ``recover_early_s``, but not before the deadline's;
+        otherwise the deadline's."""
+        min_gap_n = self._min_gap_n()
+        return min_gap_n, max(min_gap_n, self._early_from_n) if steady else min_gap_n
 
     def _confirm_n(self) -> int:
         """Look-ahead after a trigger: longer while walking, where the forward force refines the IC."""

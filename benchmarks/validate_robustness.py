@@ -76,8 +76,8 @@ def options() -> None:
 
 def limp() -> None:
     print("step-time asymmetry (limp), 60 s")
-    for gait, pct in (("walk", 3.0), ("walk", 5.0), ("walk", -5.0), ("walk", 8.0), ("walk", 15.0), ("run", 8.0),
-                      ("run", 15.0)):
+    for gait, pct in (("walk", 3.0), ("walk", 5.0), ("walk", -5.0), ("walk", 8.0), ("walk", 15.0), ("walk", -15.0),
+                      ("walk", 25.0), ("run", 8.0), ("run", 15.0)):
         for seed in (11, 12):
             s = score_sim(60.0, gait=gait, step_time_asymmetry_pct=pct, seed=seed, mount_euler_deg=_mount(seed))
             print(_row(f"  {gait} {pct:+.0f} % seed {seed}", s))

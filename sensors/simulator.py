@@ -98,6 +98,8 @@ class SimParams:
         Peak-to-peak of the pelvic rotation (once per stride), deg.
     contact_time_s : float or None
         Ground contact time of one foot, s; None = gait default (run 0.70, walk 1.20 x the step time).
+        Walking with a step-time asymmetry: the mean of the two feet's (each foot's is its own step time
+        plus the same double support).
     step_time_asymmetry_pct : float
         ``100 (T_L - T_R) / (0.5 (T_L + T_R))`` of the step times (a step is named by its stance side).
     mount_euler_deg : (float, float, float)
@@ -266,14 +268,17 @@ def _validate(p: SimParams) -> None:
             f"contact_time_s {c:.3f} s leaves no flight phase at this cadence (step time {t_min:.3f} s): "
             "running needs contact <= 0.9 x step time; lower it or use --gait walk"
         )
-    if p.gait == "walk" and not (1.05 * t_max <= c <= 1.6 * t_min):
+    # walking: each foot's contact is its step time plus the same double support, c - mean step time
+    # (_side_contacts); it must be 0.05-0.6 x each step time (1.05-1.6 x the step time without a limp)
+    lo, hi = 0.5 * (t_l + t_r) + 0.05 * t_max, 0.5 * (t_l + t_r) + 0.6 * t_min
+    if p.gait == "walk" and not (lo <= c <= hi):
         steps = f"{t_min:.3f} s" if t_max == t_min else f"{t_min:.3f}-{t_max:.3f} s"
-        lo, hi = 1.05 * t_max, 1.6 * t_min
         why = ("gives too little double support (a foot would leave before the other lands)" if c < lo
                else "leaves too little single support (both feet on the ground most of the step)")
         raise SimParamsError(
-            f"contact_time_s {c:.3f} s {why} at this cadence (step time {steps}): walking needs 1.05-1.6 x the "
-            + (f"step time, {lo:.3f}-{hi:.3f} s" if lo <= hi else "step time, which a limp this strong leaves no room for")
+            f"contact_time_s {c:.3f} s {why} at this cadence (step time {steps}): walking needs {lo:.3f}-{hi:.3f} s "
+            "(1.05-1.6 x the step time; with a limp the mean step time plus 0.05 x the longer to 0.6 x the shorter "
+            "step)"
         )
     if p.end_stand_s > 0:
         room = p.seconds - p.stand_s - p.end_stand_s - 0.5 * (t_l + t_r)
@@ -477,10 +482,25 @@ class _Schedule:
     rot_r: np.ndarray  # (K,) deg
     t0: float  # end of standing
     tilt0: float
+    c_half: float = 0.0  # half the nominal left contact less the right (a limping walk; 0 otherwise)
 
     @property
     def K(self) -> int:
         return len(self.T)
+
+
+def _side_contacts(p: SimParams) -> np.ndarray:
+    """Nominal (left, right) contact times, s. Running: ``contact_time_s`` for both feet. Walking: each
+    foot's own step time plus the same double support (``contact_time_s`` less the mean step time), so that
+    with a limp too the trailing foot unloads while the other foot lands: its push-off peak (the second hump)
+    meets the other foot's heel strike at any step-time asymmetry (with one contact time for both feet the
+    longer step's foot had unloaded before the other landed: the specific force fell to 0.75 g at
+    that heel strike at 15 % asymmetry, and rose to only 1.1 g after it)."""
+    if p.gait == "run":
+        return np.array([p.contact, p.contact])
+    t_l, t_r = p.step_times_s
+    half = 0.5 * (t_l - t_r)  # (t_l + contact - the mean step; 0.0 without a limp: the contact's own bits)
+    return np.array([p.contact + half, p.contact - half])
 
 
 def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _Schedule:
@@ -493,7 +513,8 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
     first = 1.0 if p.first_side == "L" else -1.0
     side = first * np.where(np.arange(k) % 2 == 0, 1.0, -1.0)
     step_t = np.where(side > 0, t_l, t_r)
-    contact = np.full(k, p.contact)
+    contacts = _side_contacts(p)
+    contact = contacts[np.where(side > 0, 0, 1)]
     cpd = np.where(side > 0, p.cpd_left_deg, p.cpd_right_deg).astype(np.float64)
     tilt_r = np.full(k, p.tilt_range_deg)
     rot_r = np.full(k, p.rotation_range_deg)
@@ -534,6 +555,7 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
         rot_r=rot_r,
         t0=p.stand_s,
         tilt0=p.tilt_offset_deg,
+        c_half=0.5 * float(contacts[0] - contacts[1]),
     )
 
 
@@ -704,13 +726,14 @@ def _nominal_ic_states(sc: _Schedule) -> tuple[np.ndarray, np.ndarray]:
     t_l = float(np.median(sc.T[sc.side > 0]))
     t_r = float(np.median(sc.T[sc.side < 0]))
     c = float(np.median(sc.c))
+    c_l, c_r = c + sc.c_half, c - sc.c_half
     side = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
     T = np.where(side > 0, t_l, t_r)
     syn = _Schedule(
         gait=sc.gait,
         ic=np.r_[0.0, np.cumsum(T)],
         T=T,
-        c=np.full(5, c),
+        c=np.where(side > 0, c_l, c_r),
         side=side,
         s=np.ones(5),
         cpd=np.zeros(5),

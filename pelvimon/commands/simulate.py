@@ -108,7 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--contact-time",
         type=num,
         metavar="S",
-        help="ground contact per foot, s (default: 0.70 x the step time running, 1.20 x walking)",
+        help="ground contact per foot, s (default: 0.70 x the step time running, 1.20 x walking; a limping walk: "
+        "the feet's mean, each its own step time plus the same double support)",
     )
     m.add_argument(
         "--step-time-asymmetry",

@@ -499,7 +499,7 @@ def _side_contacts(p: SimParams) -> np.ndarray:
     if p.gait == "run":
         return np.array([p.contact, p.contact])
     t_l, t_r = p.step_times_s
-    half = 0.5 * (t_l - t_r)  # (t_l + contact - the mean step; 0.0 without a limp: the contact's own bits)
+    half = 0.5 * (t_l - t_r)  # (contact + half = t_l + the double support; without a limp half is 0.0 exactly)
     return np.array([p.contact + half, p.contact - half])
 
 

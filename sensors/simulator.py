@@ -269,7 +269,7 @@ def _validate(p: SimParams) -> None:
             "running needs contact <= 0.9 x step time; lower it or use --gait walk"
         )
     # walking: each foot's contact is its step time plus the same double support, c - mean step time
-    # (_side_contacts); it must be 0.05-0.6 x each step time (1.05-1.6 x the step time without a limp)
+    # (_contact_half); it must be 0.05-0.6 x each step time (1.05-1.6 x the step time without a limp)
     lo, hi = 0.5 * (t_l + t_r) + 0.05 * t_max, 0.5 * (t_l + t_r) + 0.6 * t_min
     if p.gait == "walk" and not (lo <= c <= hi):
         steps = f"{t_min:.3f} s" if t_max == t_min else f"{t_min:.3f}-{t_max:.3f} s"
@@ -489,18 +489,19 @@ class _Schedule:
         return len(self.T)
 
 
-def _side_contacts(p: SimParams) -> np.ndarray:
-    """Nominal (left, right) contact times, s. Running: ``contact_time_s`` for both feet. Walking: each
-    foot's own step time plus the same double support (``contact_time_s`` less the mean step time), so that
-    with a limp too the trailing foot unloads while the other foot lands: its push-off peak (the second hump)
-    meets the other foot's heel strike at any step-time asymmetry (with one contact time for both feet the
-    longer step's foot had unloaded before the other landed: the specific force fell to 0.75 g at
-    that heel strike at 15 % asymmetry, and rose to only 1.1 g after it)."""
+def _contact_half(p: SimParams) -> float:
+    """Half the nominal left contact time less the right, s: a foot's contact is ``contact_time_s`` plus this
+    times its side (+1 left, -1 right). Running: 0 (one contact time for both feet). Walking: half the left
+    step time less the right, so that each foot's contact is its own step time plus the same double support
+    (``contact_time_s`` less the mean step time) and with a limp too the trailing foot unloads while the
+    other foot lands: its push-off peak (the second hump) meets the other foot's heel strike (with one
+    contact time for both feet the longer step's foot had unloaded before the other landed: the specific
+    force fell to 0.75 g at that heel strike at 15 % asymmetry, and rose to only 1.1 g after it). Without a
+    limp 0.0 exactly, so the contact keeps its own bits."""
     if p.gait == "run":
-        return np.array([p.contact, p.contact])
+        return 0.0
     t_l, t_r = p.step_times_s
-    half = 0.5 * (t_l - t_r)  # (contact + half = t_l + the double support; without a limp half is 0.0 exactly)
-    return np.array([p.contact + half, p.contact - half])
+    return 0.5 * (t_l - t_r)
 
 
 def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _Schedule:
@@ -513,8 +514,8 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
     first = 1.0 if p.first_side == "L" else -1.0
     side = first * np.where(np.arange(k) % 2 == 0, 1.0, -1.0)
     step_t = np.where(side > 0, t_l, t_r)
-    contacts = _side_contacts(p)
-    contact = contacts[np.where(side > 0, 0, 1)]
+    c_half = _contact_half(p)
+    contact = p.contact + c_half * side
     cpd = np.where(side > 0, p.cpd_left_deg, p.cpd_right_deg).astype(np.float64)
     tilt_r = np.full(k, p.tilt_range_deg)
     rot_r = np.full(k, p.rotation_range_deg)
@@ -555,7 +556,7 @@ def _schedule(p: SimParams, rng: np.random.Generator | None, t_end: float) -> _S
         rot_r=rot_r,
         t0=p.stand_s,
         tilt0=p.tilt_offset_deg,
-        c_half=0.5 * float(contacts[0] - contacts[1]),
+        c_half=c_half,
     )
 
 
@@ -726,14 +727,13 @@ def _nominal_ic_states(sc: _Schedule) -> tuple[np.ndarray, np.ndarray]:
     t_l = float(np.median(sc.T[sc.side > 0]))
     t_r = float(np.median(sc.T[sc.side < 0]))
     c = float(np.median(sc.c))
-    c_l, c_r = c + sc.c_half, c - sc.c_half
     side = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
     T = np.where(side > 0, t_l, t_r)
     syn = _Schedule(
         gait=sc.gait,
         ic=np.r_[0.0, np.cumsum(T)],
         T=T,
-        c=np.where(side > 0, c_l, c_r),
+        c=c + sc.c_half * side,
         side=side,
         s=np.ones(5),
         cpd=np.zeros(5),

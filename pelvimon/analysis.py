@@ -637,8 +637,7 @@ def input_errors() -> Iterator[None]:
     """Turn the readers' errors (bad CSV, unreadable session file, a source that cannot open) into the
     one-line ``PelvimonError`` the commands print."""
     from pelvimon.sensors.csv_source import CsvFormatError
-    from pelvimon.sensors.session_file import SessionFileError
-    from pelvimon.sensors.source import SourceError
+    from pelvimon.sensors.source import SessionFileError, SourceError
 
     try:
         yield

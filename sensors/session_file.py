@@ -51,7 +51,15 @@ from pelvimon.dsp.records import Alert, Step
 from pelvimon.firmware_protocols.base import check_values
 from pelvimon.firmware_protocols.batch import ImuBatch
 
-from .source import RawNotification, SourceInfo, SourceStatus, gap_status, is_hole, samples_missing
+from .source import (
+    RawNotification,
+    SessionFileError,
+    SourceInfo,
+    SourceStatus,
+    gap_status,
+    is_hole,
+    samples_missing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +90,6 @@ _IMU_SCHEMA = {
         "time_base": {"type": "string"},
     },
 }
-
-
-class SessionFileError(ValueError):
-    """A session file cannot be opened at all (not MCAP, not a pelvimon session, unreadable)."""
 
 
 def _finite_or_none(x: Any) -> Any:

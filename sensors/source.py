@@ -156,5 +156,11 @@ class Source(abc.ABC):
         return self.events()
 
 
+class SessionFileError(ValueError):
+    """A session file cannot be opened at all (not MCAP, not a pelvimon session, unreadable). Raised by
+    :mod:`.session_file` (and importable from there); defined here so that code which only catches it need
+    not import the session reader and its MCAP libraries."""
+
+
 class SourceError(RuntimeError):
     """A source could not be opened or broke in a way the user must act on; the message says how."""

@@ -27,7 +27,8 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
 * **Final contact, walking** (no flight): toe-off of the trailing foot follows the other foot's loading
   peak: after that peak ``a_v`` dips while the trailing foot unloads and rises again as it leaves the
   ground (push-off ends); the final contact is the steepest rise within ``FC_RISE_SHARE`` of a step after the
-  loading peak (where there is no dip, the flattest point of the fall).
+  loading peak (the first high not outdone within ``LOAD_PEAK_HOLD_S``; where there is no dip, the
+  flattest point of the fall).
 
 Streaming: every decision reads a window of fixed size around an event and the state left by earlier
 events only, and waits until that window has arrived, so feeding samples whole or in chunks of any size
@@ -53,6 +54,11 @@ __all__ = ["EventParams", "GaitEventDetector", "GaitState", "StepEvents", "State
 FC_RISE_SHARE = 0.27
 """Walking final contact: the window after the next step's loading peak, as a share of the step, in which
 the steepest rise of ``a_v`` is the trailing foot's toe-off (about 0.15 s at 110 steps/min)."""
+
+LOAD_PEAK_HOLD_S = 0.05
+"""Walking final contact: the next step's loading peak is the first high of ``a_v`` after its steepest rise
+that no sample exceeds within this long, s (a bump on the climb to the peak, 30-40 ms before a higher
+sample in the real walks, is not the peak; the fall from the peak into the trough lasts about 0.1 s)."""
 
 GaitState = Literal["standing", "walking", "running"]
 
@@ -398,6 +404,7 @@ class GaitEventDetector:
         self._n_standing_min = int(round(p.standing_after_s * fs))
         self._n_fc_from = max(1, int(round(0.04 * fs)))  # the flight test starts this long after the IC
         self._fc_settle_n = int(round(p.fc_settle_s * fs))
+        self._load_hold_n = max(1, int(round(LOAD_PEAK_HOLD_S * fs)))
         self._recover_settle_n = int(round(p.recover_settle_s * fs))
         self._sharp_n = int(round(p.sharp_rise_s * fs))
         self._n_run_max = p.run_max_step_s * fs  # (samples, not rounded) a longer step is not running
@@ -1065,12 +1072,12 @@ class GaitEventDetector:
             hi = m_next + limit_n
             seg = self._af(m_next, min(hi, n_avail))
             d = np.diff(seg)
-            # the loading peak (first local maximum after the steepest rise), then the steepest rise of a_v
-            # within FC_RISE_SHARE of a step after it: the end of the trough as the trailing foot leaves
-            k_pk = np.flatnonzero((d[:-1] > 0) & (d[1:] <= 0))
+            # the loading peak (the first high of a_v after the steepest rise that no sample exceeds within
+            # LOAD_PEAK_HOLD_S: a bump on the climb is not the peak), then the steepest rise of a_v within
+            # FC_RISE_SHARE of a step after it: the end of the trough as the trailing foot leaves
+            k0 = settled_argmax(seg, self._load_hold_n, n_avail >= hi)
             k_fc = None
-            if k_pk.size:
-                k0 = int(k_pk[0]) + 1
+            if k0 is not None:
                 wn = max(3, int(round(FC_RISE_SHARE * (i_next - i_ic))))
                 k = settled_argmax(d[k0 : k0 + wn], self._fc_settle_n, d.shape[0] >= k0 + wn)
                 if k is not None:

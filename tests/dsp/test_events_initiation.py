@@ -1,10 +1,16 @@
 """Gait initiation: the optional first-rise rule drops a weight shift that looks like a small heel strike; and
 the step period of a limping walk is the step, not the stride."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from pelvimon.dsp.events import EventParams, GaitEventDetector
 from pelvimon.firmware_protocols.batch import G_MPS2
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _av_synth import gaussian_pulses  # noqa: E402
 
 FS = 100.0
 
@@ -14,14 +20,10 @@ def _walk_with_weight_shift() -> tuple[np.ndarray, np.ndarray, float, np.ndarray
     strikes every 0.55 s (single-support trough to 0.8 g, steep rise to 1.5 g). Returns t, a_v, the time of
     the weight shift and the times of the heel-strike rises."""
     t = np.arange(int(12 * FS)) / FS
-    av = np.ones_like(t)
     t_shift = 2.0
-    av += -0.07 * np.exp(-0.5 * ((t - (t_shift - 0.15)) / 0.05) ** 2)
-    av += 0.12 * np.exp(-0.5 * ((t - t_shift) / 0.04) ** 2)
     strikes = 2.45 + 0.55 * np.arange(17)
-    for ts in strikes:
-        av += -0.2 * np.exp(-0.5 * ((t - (ts - 0.2)) / 0.07) ** 2)
-        av += 0.5 * np.exp(-0.5 * ((t - (ts + 0.04)) / 0.025) ** 2)
+    av = (1.0 + gaussian_pulses(t, np.array([t_shift]), [(-0.15, -0.07, 0.05), (0.0, 0.12, 0.04)])
+          + gaussian_pulses(t, strikes, [(-0.2, -0.2, 0.07), (0.04, 0.5, 0.025)]))
     return t, av * G_MPS2, t_shift, strikes
 
 

@@ -1,10 +1,16 @@
 """Walking initial contact: a heel strike whose loading rebounds (a_v peaks, falls back under 1 g and rises
 again, more steeply, within the rise window) is timed on its own rise, not on the rebound's."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from pelvimon.dsp.events import GaitEventDetector
 from pelvimon.firmware_protocols.batch import G_MPS2
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _av_synth import gaussian_pulses  # noqa: E402
 
 FS = 100.0
 
@@ -15,16 +21,11 @@ def _walk(rebound: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     0.7 g 85 ms after the strike and rises again, more steeply, to 1.8 g at 125 ms. Returns t, a_v and the
     strike times (the odd ones rebound)."""
     t = np.arange(int(13 * FS)) / FS
-    av = np.ones_like(t)
     strikes = 1.0 + 0.55 * np.arange(21)
-    for i, ts in enumerate(strikes):
-        av += -0.2 * np.exp(-0.5 * ((t - (ts - 0.2)) / 0.07) ** 2)
-        if rebound and i % 2:
-            av += 0.6 * np.exp(-0.5 * ((t - (ts + 0.04)) / 0.02) ** 2)
-            av += -0.35 * np.exp(-0.5 * ((t - (ts + 0.085)) / 0.015) ** 2)
-            av += 0.8 * np.exp(-0.5 * ((t - (ts + 0.125)) / 0.015) ** 2)
-        else:
-            av += 0.8 * np.exp(-0.5 * ((t - (ts + 0.04)) / 0.025) ** 2)
+    plain = [(-0.2, -0.2, 0.07), (0.04, 0.8, 0.025)]
+    bouncing = [(-0.2, -0.2, 0.07), (0.04, 0.6, 0.02), (0.085, -0.35, 0.015), (0.125, 0.8, 0.015)]
+    odd = strikes[1::2]
+    av = 1.0 + gaussian_pulses(t, strikes[0::2], plain) + gaussian_pulses(t, odd, bouncing if rebound else plain)
     return t, av * G_MPS2, strikes
 
 

@@ -254,7 +254,6 @@ def test_cadence_and_asymmetry_in_the_truth_match_the_knobs(gait: str, cadence: 
     assert sim.truth.steps[-1].t_ic_s + sim.truth.steps[-1].step_time_s <= 40.0
 
 
-
 def test_a_limping_walk_unloads_the_trailing_foot_while_the_other_lands() -> None:
     """With a step-time asymmetry each foot's contact is its own step time plus the same double support, so
     the trailing foot's push-off meets the other foot's heel strike on both sides and every heel strike
@@ -271,6 +270,7 @@ def test_a_limping_walk_unloads_the_trailing_foot_while_the_other_lands() -> Non
     for side in "LR":
         peaks = [f_g[(t >= s.t_ic_s) & (t < s.t_ic_s + 0.1)].max() for s in steps if s.side == side]
         assert min(peaks) > 1.25, side
+
 
 def test_first_side_and_contact_time_knobs() -> None:
     sim = simulate(SimParams.ideal(seconds=10.0, first_side="R", contact_time_s=0.2, cadence_spm=180))

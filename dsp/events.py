@@ -60,6 +60,11 @@ LOAD_PEAK_HOLD_S = 0.05
 that no sample exceeds within this long, s (a bump on the climb to the peak, 30-40 ms before a higher
 sample in the real walks, is not the peak; the fall from the peak into the trough lasts about 0.1 s)."""
 
+LEVEL_MAX_OFF = 0.1
+"""Largest scale error of the accelerometer that the 1 g level of ``a_v`` allows for (``EventParams.level_hz``):
+MEMS accelerometers are specified to a few percent."""
+
+
 GaitState = Literal["standing", "walking", "running"]
 
 
@@ -192,6 +197,14 @@ class EventParams:
         Cut-off of the causal 2nd-order Butterworth low-pass on ``a_v``, Hz (clipped to 0.4 x rate).
     gravity_hz : float
         Cut-off of the low-pass that tracks the gravity direction in the sensor frame, Hz.
+    level_hz : float
+        Cut-off of the low-pass of that tracked gravity's magnitude, the level that ``a_v`` is scaled to
+        read as 1 g, Hz. An accelerometer's scale is a few percent off (the real walks' sensors read
+        0.996-1.046 g at rest), and the levels below are excesses over 1 g of no more than 0.02-0.05 g: at
+        rest on a sensor reading 1.02 g, the missed-step recovery took the quiet sway for steps. The
+        magnitude is tracked from the end of the gravity low-pass' start-up on (before it, the mean force of
+        a stream that starts mid-stride need not be 1 g); the level starts at 1 g and stays within
+        ``LEVEL_MAX_OFF`` of it (a scale error, not a stream in other units).
     trigger_g : float
         Smallest trigger height above 1 g, in g.
     trigger_frac : float
@@ -277,6 +290,7 @@ class EventParams:
 
     lowpass_hz: float = 30.0
     gravity_hz: float = 0.3
+    level_hz: float = 0.05
     trigger_g: float = 0.05
     trigger_frac: float = 0.6
     envelope_s: float = 1.5
@@ -310,6 +324,8 @@ class EventParams:
             raise ValueError(f"rate_hz must be a number >= {MIN_RATE_HZ:g} Hz for gait events, got {rate_hz}")
         if not (0 < self.gravity_hz < 2 and 2 <= self.lowpass_hz):
             raise ValueError("gravity_hz must be in (0, 2) Hz and lowpass_hz >= 2 Hz")
+        if not 0 < self.level_hz <= self.gravity_hz:
+            raise ValueError("level_hz must be in (0, gravity_hz] Hz")
         if not (0 < self.min_step_s < self.max_step_s <= 3):
             raise ValueError("need 0 < min_step_s < max_step_s <= 3 s")
         if self.confirm_s <= 0 or self.onset_window_s <= 0 or self.trigger_g <= 0:
@@ -389,6 +405,7 @@ class GaitEventDetector:
         fc = min(p.lowpass_hz, 0.4 * fs)
         self._lp = Lowpass(butter_lowpass_sos(2, fc, fs))
         self._lp_g = Lowpass(butter_lowpass_sos(2, p.gravity_hz, fs))
+        self._lp_lev = Lowpass(butter_lowpass_sos(2, p.level_hz, fs))
         # low-frequency group delay of the digital low-pass, in samples (the analog sqrt(2) / (2 pi fc)
         # overstates it as fc nears Nyquist: 0.56 instead of 0.23 samples at 52 Hz)
         self._delay = _dc_group_delay(self._lp.sos)
@@ -436,6 +453,7 @@ class GaitEventDetector:
         self._ring.reset()
         self._zi: np.ndarray | None = None
         self._zi_g: np.ndarray | None = None
+        self._zi_lev = self._lp_lev.rest_state(G_MPS2)
         self._g_n = 0
         self._g_sum = np.zeros(3)
         self._scan = 1
@@ -501,7 +519,13 @@ class GaitEventDetector:
         gx, gy, gz = g_lp[:, 0], g_lp[:, 1], g_lp[:, 2]
         norm = np.sqrt(gx * gx + gy * gy + gz * gz)
         norm[norm < 1e-9] = 1e-9
-        av = (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm
+        # the 1 g level: the magnitude low-passed, from 1 g at rest until the start-up's end (its first k
+        # samples read 1 g)
+        mag = norm.copy()
+        mag[:k] = G_MPS2
+        lev, self._zi_lev = self._lp_lev(mag, self._zi_lev)
+        np.clip(lev, (1.0 - LEVEL_MAX_OFF) * G_MPS2, (1.0 + LEVEL_MAX_OFF) * G_MPS2, out=lev)
+        av = (acc_mps2[:, 0] * gx + acc_mps2[:, 1] * gy + acc_mps2[:, 2] * gz) / norm * (G_MPS2 / lev)
         return av, g_lp / norm[:, None]
 
     def update(

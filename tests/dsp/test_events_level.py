@@ -4,8 +4,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from pelvimon.dsp.events import LEVEL_MAX_OFF, GaitEventDetector
+from pelvimon.dsp.events import LEVEL_MAX_OFF, EventParams, GaitEventDetector
 from pelvimon.firmware_protocols.batch import G_MPS2
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -15,9 +16,10 @@ FS = 100.0
 
 
 def _walk_then_stand(scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """20 heel strikes every 0.55 s, the last four softer and softer (coming to a stop), then 10 s of standing with the small sway of quiet stance (about
-    0.02 g peak to peak at 2-4 Hz, as at the end of the real walks), read by an upright sensor whose scale
-    is ``scale``. Returns t, the specific force (N, 3) in m/s² and the strike times."""
+    """20 heel strikes every 0.55 s, the last four softer and softer (coming to a stop), then 10 s of
+    standing with the small sway of quiet stance (about 0.02 g peak to peak at 2-4 Hz, as at the end of the
+    real walks), read by an upright sensor whose scale is ``scale``. Returns t, the specific force (N, 3) in
+    m/s² and the strike times."""
     t = np.arange(int(24 * FS)) / FS
     strikes = 2.0 + 0.55 * np.arange(20)
     # (the single-support trough, the loading peak, the trailing foot's unloading and push-off: a force whose
@@ -71,3 +73,6 @@ def test_vertical_force_reads_1_g_on_a_sensor_whose_scale_is_off() -> None:
         av, _ = GaitEventDetector(FS).vertical_up(np.outer(np.full(t.size, scale * G_MPS2), up))
         lev = scale / (av[-1] / G_MPS2)
         assert abs(lev - 1.0) <= LEVEL_MAX_OFF + 1e-12, (scale, lev)
+    for bad in (0.0, 0.5):
+        with pytest.raises(ValueError, match="level_hz"):
+            EventParams(level_hz=bad).validate(FS)

@@ -9,6 +9,8 @@ Method (see docs/dsp_gait.md for the reasoning and the literature):
 
 * The gravity direction is the mean specific force since the start until the low-pass has had one time
   constant, then the low-pass (a stream that starts mid-stride has a sound vertical within a stride).
+* ``a_v`` is scaled so that the tracked gravity's magnitude, low-passed (``level_hz``), reads 1 g: the levels
+  below are excesses over 1 g of a few hundredths of a g, and an accelerometer's scale is a few percent off.
 * ``a_v`` is low-passed causally (Butterworth, ``lowpass_hz``); its group delay at low frequency (of the
   digital filter as designed) is subtracted from every event time.
 * **Initial contact**: the foot strike is the steepest rise of ``a_v`` of the step (the end of the flight
